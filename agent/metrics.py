@@ -1,0 +1,199 @@
+"""The metric catalogue: every metric the agent exposes is declared here, once.
+
+:class:`AgentMetrics` builds the instrumented metrics (counters, gauges, histograms) against a
+registry that the caller passes in, so tests use a fresh ``CollectorRegistry``. Metrics whose
+values are read at scrape time (host telemetry, queue depth) are produced by custom collectors
+elsewhere, but their names, types and help texts are declared in :data:`SCRAPE_TIME` below;
+``tests/test_metrics_catalog.py`` fails when the agent exposes a name that is not in
+:func:`catalog`.
+
+No label ever carries an IP address, a path, a PID, a user name or any other value an attacker
+or a busy host can multiply: labels are rule ids, stage/queue/job/sink/collector names,
+severities, modes, device and interface names.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from agent import __version__
+
+NAMESPACE = "vedette"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    type: str  # counter | gauge | histogram | info
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+# Read at scrape time by custom collectors (collectors/host.py, pipeline.py).
+SCRAPE_TIME: tuple[MetricSpec, ...] = (
+    MetricSpec("vedette_host_cpu_seconds_total", "counter", "CPU time by mode.", ("mode",)),
+    MetricSpec("vedette_host_cpu_usage_ratio", "gauge", "Busy CPU fraction over the last collection interval (0-1)."),
+    MetricSpec("vedette_host_cpu_count", "gauge", "Logical CPUs."),
+    MetricSpec("vedette_host_load1", "gauge", "1-minute load average."),
+    MetricSpec("vedette_host_load5", "gauge", "5-minute load average."),
+    MetricSpec("vedette_host_load15", "gauge", "15-minute load average."),
+    MetricSpec("vedette_host_memory_total_bytes", "gauge", "Total physical memory."),
+    MetricSpec("vedette_host_memory_available_bytes", "gauge", "Memory available without swapping."),
+    MetricSpec("vedette_host_memory_used_bytes", "gauge", "Memory in use (total - available)."),
+    MetricSpec("vedette_host_swap_total_bytes", "gauge", "Total swap."),
+    MetricSpec("vedette_host_swap_used_bytes", "gauge", "Swap in use."),
+    MetricSpec("vedette_host_filesystem_size_bytes", "gauge", "Filesystem size.", ("device", "fstype")),
+    MetricSpec("vedette_host_filesystem_free_bytes", "gauge", "Filesystem space available to unprivileged users.", ("device", "fstype")),
+    MetricSpec("vedette_host_filesystem_used_ratio", "gauge", "Filesystem used fraction (0-1).", ("device", "fstype")),
+    MetricSpec("vedette_host_disk_read_bytes_total", "counter", "Bytes read from a block device.", ("device",)),
+    MetricSpec("vedette_host_disk_written_bytes_total", "counter", "Bytes written to a block device.", ("device",)),
+    MetricSpec("vedette_host_disk_reads_completed_total", "counter", "Reads completed.", ("device",)),
+    MetricSpec("vedette_host_disk_writes_completed_total", "counter", "Writes completed.", ("device",)),
+    MetricSpec("vedette_host_disk_io_time_seconds_total", "counter", "Time spent doing I/O.", ("device",)),
+    MetricSpec("vedette_host_network_receive_bytes_total", "counter", "Bytes received.", ("interface",)),
+    MetricSpec("vedette_host_network_transmit_bytes_total", "counter", "Bytes sent.", ("interface",)),
+    MetricSpec("vedette_host_network_receive_packets_total", "counter", "Packets received.", ("interface",)),
+    MetricSpec("vedette_host_network_transmit_packets_total", "counter", "Packets sent.", ("interface",)),
+    MetricSpec("vedette_host_network_receive_errors_total", "counter", "Receive errors.", ("interface",)),
+    MetricSpec("vedette_host_network_transmit_errors_total", "counter", "Transmit errors.", ("interface",)),
+    MetricSpec("vedette_host_network_receive_drop_total", "counter", "Inbound packets dropped.", ("interface",)),
+    MetricSpec("vedette_host_network_transmit_drop_total", "counter", "Outbound packets dropped.", ("interface",)),
+    MetricSpec("vedette_host_processes", "gauge", "Processes on the host."),
+    MetricSpec("vedette_host_threads", "gauge", "Threads on the host."),
+    MetricSpec("vedette_host_open_fds", "gauge", "File descriptors allocated system-wide."),
+    MetricSpec("vedette_host_boot_time_seconds", "gauge", "Boot time, seconds since the epoch."),
+    MetricSpec("vedette_host_uptime_seconds", "gauge", "Seconds since boot."),
+    MetricSpec("vedette_host_users_logged_in", "gauge", "Login sessions (utmp)."),
+    MetricSpec("vedette_host_collect_timestamp_seconds", "gauge", "When host telemetry was last collected."),
+    MetricSpec("vedette_queue_depth", "gauge", "Items waiting in a pipeline queue.", ("queue",)),
+    MetricSpec("vedette_queue_capacity", "gauge", "Capacity of a pipeline queue.", ("queue",)),
+)
+
+# Buckets for per-event and per-job timings (seconds).
+_FAST_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
+_JOB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class AgentMetrics:
+    """Instrumented metrics of the agent, built against ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.build_info = Info(
+            "vedette_build", "Vedette build information.", registry=registry
+        )
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self.start_time = Gauge(
+            "vedette_start_time_seconds", "When the agent process started.", registry=registry
+        )
+        # Pipeline
+        self.events_published = Counter(
+            "vedette_events_published_total",
+            "Events published by a collector into the pipeline.",
+            ["collector"], registry=registry,
+        )
+        self.events_processed = Counter(
+            "vedette_events_processed_total",
+            "Events that went through a pipeline stage.",
+            ["stage"], registry=registry,
+        )
+        self.events_dropped = Counter(
+            "vedette_events_dropped_total",
+            "Events dropped, by stage and reason (queue_full, shutdown, ...).",
+            ["stage", "reason"], registry=registry,
+        )
+        self.input_errors = Counter(
+            "vedette_input_errors_total",
+            "Malformed input refused (bad packet, hostile log line, bad event), by source and reason.",
+            ["source", "reason"], registry=registry,
+        )
+        # Collectors and jobs
+        self.collector_errors = Counter(
+            "vedette_collector_errors_total",
+            "Collector runs that raised an error.", ["collector"], registry=registry,
+        )
+        self.collector_degraded = Gauge(
+            "vedette_collector_degraded",
+            "1 when a collector runs with reduced coverage (missing privilege, fallback mode).",
+            ["collector"], registry=registry,
+        )
+        self.job_runs = Counter(
+            "vedette_job_runs_total", "Scheduled job executions.", ["job"], registry=registry
+        )
+        self.job_failures = Counter(
+            "vedette_job_failures_total", "Scheduled job executions that raised.",
+            ["job"], registry=registry,
+        )
+        self.job_misfires = Counter(
+            "vedette_job_misfires_total",
+            "Scheduled runs skipped because they were late beyond the grace time or still running.",
+            ["job"], registry=registry,
+        )
+        self.job_duration = Histogram(
+            "vedette_job_duration_seconds", "Duration of scheduled job executions.",
+            ["job"], buckets=_JOB_BUCKETS, registry=registry,
+        )
+        # Detection
+        self.alerts = Counter(
+            "vedette_alerts_total", "Alerts opened, by rule and severity.",
+            ["rule", "severity"], registry=registry,
+        )
+        self.alert_updates = Counter(
+            "vedette_alert_updates_total",
+            "Alert lifecycle transitions sent to sinks (open, updated, closed).",
+            ["status"], registry=registry,
+        )
+        self.detection_seconds = Histogram(
+            "vedette_detection_seconds", "Time the engine spent on one event.",
+            buckets=_FAST_BUCKETS, registry=registry,
+        )
+        # Sinks
+        self.sink_deliveries = Counter(
+            "vedette_sink_deliveries_total", "Alert documents a sink accepted.",
+            ["sink"], registry=registry,
+        )
+        self.sink_failures = Counter(
+            "vedette_sink_failures_total", "Sink delivery attempts that failed.",
+            ["sink"], registry=registry,
+        )
+        self.sink_dropped = Counter(
+            "vedette_sink_dropped_total",
+            "Alert documents a sink gave up on (retry buffer full).",
+            ["sink"], registry=registry,
+        )
+        # Configuration
+        self.config_reloads = Counter(
+            "vedette_config_reloads_total", "Configuration reloads, by result (ok, error).",
+            ["result"], registry=registry,
+        )
+        self.config_last_reload_success = Gauge(
+            "vedette_config_last_reload_success_timestamp_seconds",
+            "When configuration and rules were last loaded successfully.", registry=registry,
+        )
+
+
+def catalog(registry: CollectorRegistry | None = None) -> dict[str, MetricSpec]:
+    """Every metric name the agent may expose (sample names, including ``_bucket`` etc.)."""
+    reg = registry or CollectorRegistry()
+    if registry is None:
+        AgentMetrics(reg)
+    names: dict[str, MetricSpec] = {}
+    for metric in reg.collect():
+        spec = MetricSpec(metric.name, metric.type, metric.documentation)
+        names[metric.name] = spec
+        for suffix in _SUFFIXES.get(metric.type, ("",)):
+            names[metric.name + suffix] = spec
+    for spec in SCRAPE_TIME:
+        names[spec.name] = spec
+    return names
+
+
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "info": ("_info",),
+    "gauge": ("",),
+}

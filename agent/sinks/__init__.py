@@ -1,0 +1,1 @@
+"""Alert sinks: where alerts go once the engine raises them."""
