@@ -8,6 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from agent import __version__
 
 
@@ -56,8 +58,6 @@ def _agent_id(state_dir: Path, host_id: str) -> str:
 
 def _host_ips() -> tuple[str, ...]:
     try:
-        import psutil
-
         ips = [
             a.address.split("%")[0]
             for name, addrs in psutil.net_if_addrs().items()

@@ -38,9 +38,7 @@ class AlertRouter:
                 self._metrics.alert_updates.labels(str(alert.status)).inc()
                 for sink in self._sinks:
                     pending = self._pending[sink.name]
-                    if pending:
-                        self._enqueue(sink, alert)
-                    elif not self._try(sink, alert):
+                    if pending or not self._try(sink, alert):
                         self._enqueue(sink, alert)
 
     def flush(self) -> None:
