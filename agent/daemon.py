@@ -1,0 +1,413 @@
+"""`vedette run`: wires config, collectors, pipeline, detection, sinks and metrics together.
+
+Threads: the main thread waits for signals and performs reloads; the detection thread owns the
+engine (:mod:`agent.pipeline`); APScheduler's pool runs polling collectors and housekeeping;
+each streaming collector has a supervised thread; the metrics server has its own.
+
+Signals: SIGTERM/SIGINT stop collectors, drain the queue, flush and close sinks, exit 0 (well
+within 10 s). SIGHUP reloads config and rules: the new config and rule set are validated
+completely first; if either is invalid the agent keeps running on the old ones and counts a
+failed reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from agent import __version__
+from agent.collectors.base import PollingCollector, StreamingCollector
+from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
+from agent.config import Config, load_config, read_secret
+from agent.detection import Engine, EngineOptions, LoadReport, load_rules
+from agent.errors import AgentError, CollectorError, ConfigErrors
+from agent.identity import Identity, detect_identity
+from agent.metrics import AgentMetrics
+from agent.metrics_server import MetricsServer
+from agent.pipeline import Pipeline, QueueDepthCollector
+from agent.scheduler import Scheduler
+from agent.sdnotify import Notifier
+from agent.sinks.factory import build_sinks
+from agent.sinks.router import AlertRouter
+
+log = logging.getLogger("vedette")
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 3
+
+
+@dataclass
+class _Supervised:
+    collector: StreamingCollector
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class Daemon:
+    def __init__(self, config_path: Path | None, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.metrics = AgentMetrics(self.registry)
+        self.metrics.start_time.set(time.time())
+        self.state_dir = config.agent.resolved_state_dir()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.identity: Identity = detect_identity(
+            self.state_dir, config.agent.name, config.agent.labels
+        )
+        self.notifier = Notifier.from_env()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._supervised: list[_Supervised] = []
+        self._rule_mtimes: dict[Path, float] = {}
+        report = self._load_rules(config)
+        self.engine = Engine(report.ruleset, self.metrics, self._engine_options(config))
+        self.router = AlertRouter(
+            build_sinks(config, self.identity, self.metrics),
+            self.metrics,
+            config.pipeline.sink_retry_buffer,
+        )
+        self.pipeline = Pipeline(
+            self.engine,
+            self.router,
+            self.metrics,
+            config.pipeline.queue_size,
+            config.pipeline.batch_size,
+            config.pipeline.tick_seconds,
+        )
+        self.registry.register(QueueDepthCollector(self.pipeline))
+        self.scheduler = Scheduler(self.metrics, config.scheduler.misfire_grace_seconds)
+        self.server: MetricsServer | None = None
+        self._prom_collectors: list[object] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        self._install_signals()
+        if self.config.metrics.enabled:
+            self.server = self._metrics_server(self.config)
+            self.server.start()
+        self.pipeline.start()
+        self._start_collectors(self.config)
+        self._add_housekeeping(self.config)
+        self.scheduler.start()
+        if self.server is not None:
+            self.server.ready.set()
+        self.metrics.config_last_reload_success.set(time.time())
+        sinks = ",".join(s.name for s in self.router.sinks) or "none"
+        log.info(
+            "vedette running",
+            extra={
+                "version": __version__,
+                "metrics": self._metrics_url(),
+                "sinks": sinks,
+                "state_dir": str(self.state_dir),
+                "collectors": ",".join(self._collector_names()),
+            },
+        )
+        self.notifier.ready(f"running; sinks: {sinks}")
+        self._watchdog_loop()
+        return self._shutdown()
+
+    def _watchdog_loop(self) -> None:
+        interval = self.notifier.watchdog_interval()
+        wait = min(interval, 1.0) if interval else 1.0
+        next_ping = 0.0
+        while not self._stop.is_set():
+            self._stop.wait(wait)
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            if interval and time.monotonic() >= next_ping:
+                self.notifier.watchdog()
+                next_ping = time.monotonic() + interval
+
+    def _shutdown(self) -> int:
+        started = time.monotonic()
+        self.notifier.stopping("draining queues and flushing sinks")
+        log.info("stopping: draining queue and flushing sinks")
+        self._stop_collectors()
+        self.scheduler.shutdown(wait=False)
+        drained = self.pipeline.stop(self.config.pipeline.shutdown_timeout_seconds)
+        self.router.close()
+        if self.server is not None:
+            self.server.stop()
+        log.info(
+            "stopped",
+            extra={"seconds": round(time.monotonic() - started, 3), "drained": drained},
+        )
+        return EXIT_OK
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ signals and reload
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            self._stop.set()
+
+        def on_hup(signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def reload(self) -> bool:
+        """Re-read config and rules; keep the old ones unless both are valid."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+        except ConfigErrors as exc:
+            self.metrics.config_reloads.labels("error").inc()
+            for err in exc.errors:
+                log.error("reload refused: invalid configuration", extra={"error": str(err)})
+            self.notifier.ready("running on the previous configuration (reload failed)")
+            return False
+        report = self._load_rules(new)
+        if report.errors:
+            self.metrics.config_reloads.labels("error").inc()
+            log.error(
+                "reload refused: rule errors; keeping the previous rule set",
+                extra={"errors": len(report.errors)},
+            )
+            self.notifier.ready("running on the previous rules (reload failed)")
+            return False
+        ruleset = report.ruleset
+        self.pipeline.call_in_worker(lambda: self.engine.swap(ruleset))
+        if _collectors_changed(self.config, new):
+            self._stop_collectors()
+            self._start_collectors(new)
+        if new.sinks != self.config.sinks or new.elasticsearch != self.config.elasticsearch:
+            self._swap_sinks(new)
+        if new.metrics != self.config.metrics:
+            log.warning("metrics endpoint settings change only on restart")
+        self.config = new
+        self.metrics.config_reloads.labels("ok").inc()
+        self.metrics.config_last_reload_success.set(time.time())
+        log.info("reloaded configuration and rules", extra={"summary": report.summary_line()})
+        self.notifier.ready("running (reloaded)")
+        return True
+
+    def _swap_sinks(self, new: Config) -> None:
+        old = self.router
+        router = AlertRouter(
+            build_sinks(new, self.identity, self.metrics),
+            self.metrics,
+            new.pipeline.sink_retry_buffer,
+        )
+
+        def swap() -> None:
+            self.pipeline.router = router
+            self.router = router
+            old.close()
+
+        self.pipeline.call_in_worker(swap)
+
+    # ------------------------------------------------------------------ rules
+
+    def _load_rules(self, config: Config) -> LoadReport:
+        paths = config.detection.resolved_rule_paths()
+        report = load_rules(paths, list(config.detection.extra_rule_paths), metrics=self.metrics)
+        for err in report.errors:
+            log.error("rule error", extra={"error": str(err)})
+        for rejection in report.rejections:
+            log.info("rule rejected", extra={"rejection": str(rejection)})
+        log.info("rules loaded", extra={"summary": report.summary_line()})
+        self._rule_mtimes = _mtimes(paths + list(config.detection.extra_rule_paths))
+        return report
+
+    @staticmethod
+    def _engine_options(config: Config) -> EngineOptions:
+        return EngineOptions(late_allowance_seconds=config.detection.late_allowance_seconds)
+
+    def _check_rule_files(self) -> None:
+        paths = self.config.detection.resolved_rule_paths()
+        current = _mtimes(paths + list(self.config.detection.extra_rule_paths))
+        if current != self._rule_mtimes:
+            self._rule_mtimes = current
+            log.info("rule files changed; reloading")
+            self._reload.set()
+
+    # ------------------------------------------------------------------ collectors
+
+    def _start_collectors(self, config: Config) -> None:
+        ctx = CollectorContext(config, self.identity, self.metrics, self.state_dir)
+        for name, builder in BUILDERS.items():
+            try:
+                collectors = builder(ctx)
+            except CollectorError as exc:
+                self.metrics.collector_degraded.labels(name).set(1)
+                log.warning("collector unavailable", extra={"collector": name, "reason": str(exc)})
+                continue
+            except Exception:
+                self.metrics.collector_errors.labels(name).inc()
+                log.exception("collector failed to start", extra={"collector": name})
+                continue
+            for collector in collectors:
+                self._start_one(collector)
+
+    def _start_one(self, collector: AnyCollector) -> None:
+        prom = getattr(collector, "prometheus_collector", None)
+        if callable(prom):
+            metric_source = prom()
+            self.registry.register(metric_source)
+            self._prom_collectors.append(metric_source)
+        self.metrics.collector_degraded.labels(collector.name).set(0)
+        if isinstance(collector, PollingCollector):
+            publish = self.pipeline.publisher(collector.name)
+            name = collector.name
+
+            def job(c: PollingCollector = collector) -> None:
+                try:
+                    publish(c.collect())
+                except Exception:
+                    self.metrics.collector_errors.labels(name).inc()
+                    raise
+
+            self.scheduler.add(f"collect_{name}", job, collector.interval_seconds)
+        else:
+            sup = _Supervised(collector)
+            sup.thread = threading.Thread(
+                target=self._supervise,
+                args=(sup,),
+                name=f"collector-{collector.name}",
+                daemon=True,
+            )
+            self._supervised.append(sup)
+            sup.thread.start()
+
+    def _supervise(self, sup: _Supervised) -> None:
+        backoff = 1.0
+        publish = self.pipeline.publisher(sup.collector.name)
+        while not sup.stop.is_set():
+            started = time.monotonic()
+            try:
+                sup.collector.run(publish, sup.stop)
+            except Exception as exc:
+                self.metrics.collector_errors.labels(sup.collector.name).inc()
+                log.error(
+                    "collector failed; restarting",
+                    extra={
+                        "collector": sup.collector.name,
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "retry_in_seconds": backoff,
+                    },
+                )
+            if sup.stop.is_set():
+                return
+            if time.monotonic() - started > 60:
+                backoff = 1.0
+            sup.stop.wait(backoff)
+            backoff = min(backoff * 2, 60.0)
+
+    def _stop_collectors(self) -> None:
+        for job in self.scheduler.job_names():
+            if job.startswith("collect_"):
+                self.scheduler.remove(job)
+        for sup in self._supervised:
+            sup.stop.set()
+        for sup in self._supervised:
+            if sup.thread is not None:
+                sup.thread.join(timeout=2.0)
+        self._supervised.clear()
+        for prom in self._prom_collectors:
+            try:
+                self.registry.unregister(prom)  # type: ignore[arg-type]
+            except KeyError:
+                pass
+        self._prom_collectors.clear()
+
+    def _collector_names(self) -> list[str]:
+        polled = [
+            j.removeprefix("collect_")
+            for j in self.scheduler.job_names()
+            if j.startswith("collect_")
+        ]
+        return sorted(polled + [s.collector.name for s in self._supervised])
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _add_housekeeping(self, config: Config) -> None:
+        if config.detection.watch_rules:
+            self.scheduler.add(
+                "watch_rules",
+                self._check_rule_files,
+                config.detection.watch_interval_seconds,
+                run_now=False,
+            )
+
+    def _metrics_server(self, config: Config) -> MetricsServer:
+        m = config.metrics
+        password = read_secret(m.basic_auth_password, m.basic_auth_password_file)
+        return MetricsServer(
+            self.registry,
+            m.listen_address,
+            m.port,
+            m.tls_cert_file,
+            m.tls_key_file,
+            m.basic_auth_username,
+            password,
+        )
+
+    def _metrics_url(self) -> str:
+        if self.server is None:
+            return "disabled"
+        scheme = "https" if self.config.metrics.tls_cert_file else "http"
+        return f"{scheme}://{self.config.metrics.listen_address}:{self.server.port}/metrics"
+
+
+def _collectors_changed(old: Config, new: Config) -> bool:
+    keep = {"agent", "metrics", "pipeline", "scheduler", "detection", "sinks", "elasticsearch"}
+    return old.model_dump(exclude=keep) != new.model_dump(exclude=keep)
+
+
+def _mtimes(paths: list[Path]) -> dict[Path, float]:
+    out: dict[Path, float] = {}
+    for root in paths:
+        candidates = (
+            [root]
+            if root.is_file()
+            else sorted(root.rglob("*.yml")) + sorted(root.rglob("*.yaml"))
+            if root.is_dir()
+            else []
+        )
+        for path in candidates:
+            try:
+                out[path] = path.stat().st_mtime
+            except OSError:
+                continue
+    return out
+
+
+def run_daemon(config_path: Path | None) -> int:
+    """Entry point of ``vedette run``; returns the process exit code."""
+    try:
+        config = load_config(config_path)
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            log.error("invalid configuration", extra={"error": str(err)})
+        return EXIT_CONFIG
+    try:
+        daemon = Daemon(config_path, config)
+    except (AgentError, OSError) as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        return EXIT_RUNTIME
+    log.debug("pid", extra={"pid": os.getpid()})
+    return daemon.run()

@@ -1,0 +1,107 @@
+"""The ``/metrics`` endpoint: prometheus-client's WSGI app on a threaded server.
+
+Binds to 127.0.0.1 by default. Optional TLS (cert + key files) and HTTP basic auth (password
+from a file or the environment, compared in constant time). ``/healthz`` answers 200 once the
+agent is ready, for load balancers and the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class MetricsServer:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        address: str = "127.0.0.1",
+        port: int = 9787,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.ready = threading.Event()
+        metrics_app = make_wsgi_app(registry)
+        app: WsgiApp = self._route(metrics_app)
+        if username and password is not None:
+            app = _basic_auth(app, username, password)
+        self._server = make_server(
+            address, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+        if tls_cert and tls_key:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(str(tls_cert), str(tls_key))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _route(self, metrics_app: WsgiApp) -> WsgiApp:
+        def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "/")
+            if path == "/healthz":
+                ok = self.ready.is_set()
+                start_response(
+                    "200 OK" if ok else "503 Service Unavailable",
+                    [("Content-Type", "text/plain")],
+                )
+                return [b"ok\n" if ok else b"starting\n"]
+            if path in ("/metrics", "/"):
+                return metrics_app(environ, start_response)
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+
+        return app
+
+
+def _basic_auth(app: WsgiApp, username: str, password: str) -> WsgiApp:
+    expected = base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    def guarded(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "basic" and hmac.compare_digest(value.strip(), expected):
+            return app(environ, start_response)
+        start_response(
+            "401 Unauthorized",
+            [("Content-Type", "text/plain"), ("WWW-Authenticate", 'Basic realm="vedette"')],
+        )
+        return [b"unauthorized\n"]
+
+    return guarded
