@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +177,47 @@ def test_unset_environment_removes_variables(receiver: tuple[socket.socket, str]
     assert notifier.watchdog_interval() == 0.5
     assert notifier.ready()
     assert received(sock) == ["READY=1"]
+
+
+def wait_for_message(
+    sock: socket.socket, wanted: str, timeout: float, agent: Any = None
+) -> list[list[str]]:
+    """Datagrams received until one contains ``wanted`` (all of them, in order); fails early
+    with the agent's log if the agent exits."""
+    seen: list[list[str]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(min(max(deadline - time.monotonic(), 0.01), 0.5))
+        try:
+            seen.append(received(sock))
+        except TimeoutError:
+            if agent is not None and agent.proc.poll() is not None:
+                raise AssertionError(f"agent exited before {wanted}:\n{agent.logs()}") from None
+            continue
+        if wanted in seen[-1]:
+            return seen
+    raise AssertionError(f"no {wanted} within {timeout}s; got {seen}")
+
+
+@pytest.mark.e2e
+def test_daemon_notifies_systemd_through_its_lifecycle(
+    agent_factory: Callable[..., Any], receiver: tuple[socket.socket, str]
+) -> None:
+    sock, path = receiver
+    agent = agent_factory(extra_env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    agent.start(wait=False)
+    try:
+        wait_for_message(sock, "READY=1", timeout=30, agent=agent)
+        # Pings every 0.5 s (half of WATCHDOG_USEC): two arrive well within 3 s.
+        pings = wait_for_message(sock, "WATCHDOG=1", timeout=3)
+        pings += wait_for_message(sock, "WATCHDOG=1", timeout=3)
+        assert sum(message == ["WATCHDOG=1"] for message in pings) >= 2
+        agent.signal(signal.SIGHUP)
+        reload_messages = wait_for_message(sock, "RELOADING=1", timeout=10)
+        assert any(line.startswith("MONOTONIC_USEC=") for line in reload_messages[-1])
+        wait_for_message(sock, "READY=1", timeout=10)
+        agent.signal(signal.SIGTERM)
+        wait_for_message(sock, "STOPPING=1", timeout=10)
+        assert agent.stop() == 0
+    finally:
+        agent.kill()
