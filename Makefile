@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 # Debian packages the test suite drives (promtool, systemd-analyze, attack and lab tools).
 TEST_DEBS := prometheus systemd iproute2 tcpdump nmap hping3 masscan hydra dsniff iodine \
-             openssh-server openssh-client tcpreplay fail2ban curl
+             openssh-server openssh-client tcpreplay fail2ban curl sshpass
+# Extra packages only the benchmarks compare against.
+BENCH_DEBS := prometheus-node-exporter
 
 .PHONY: run test lint typecheck unit bench venv dev-venv debs clean
 
@@ -29,7 +31,7 @@ run: $(STAMP)
 	$(BIN)/vedette run
 
 debs:
-	@missing=""; for p in $(TEST_DEBS); do \
+	@missing=""; for p in $(TEST_DEBS) $(EXTRA_DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -51,7 +53,8 @@ unit: $(DEVSTAMP)
 test: $(DEVSTAMP) debs lint typecheck
 	$(BIN)/pytest -q
 
-bench: $(DEVSTAMP) debs
+bench: $(DEVSTAMP)
+	$(MAKE) debs EXTRA_DEBS="$(BENCH_DEBS)"
 	$(BIN)/python -m bench
 
 clean:

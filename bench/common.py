@@ -46,7 +46,10 @@ def write(result: BenchResult) -> Path:
     doc = {
         "name": result.name,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+        },
         "context": result.context,
         "measurements": [dict(asdict(m), meets=m.meets()) for m in result.measurements],
     }
@@ -59,7 +62,17 @@ def table(results: list[BenchResult]) -> str:
     for r in results:
         for m in r.measurements:
             ok = m.meets()
-            rows.append((r.name, m.metric, f"{m.value:,.4g}" if abs(m.value) < 1e4 else f"{m.value:,.0f}",
-                         m.unit, m.target, "" if ok is None else ("yes" if ok else "NO")))
+            rows.append(
+                (
+                    r.name,
+                    m.metric,
+                    f"{m.value:,.4g}" if abs(m.value) < 1e4 else f"{m.value:,.0f}",
+                    m.unit,
+                    m.target,
+                    "" if ok is None else ("yes" if ok else "NO"),
+                )
+            )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
+    )
