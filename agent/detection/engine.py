@@ -1,0 +1,248 @@
+"""The detection engine: events in, alert snapshots out. Single-threaded by design.
+
+``process(event)`` routes the event to the rules of its logsource, runs their compiled
+predicates, opens/updates alerts of single-event rules and feeds correlation windows.
+``advance(now)`` runs the timers: lt/lte correlation windows, idle group expiry, pending alert
+updates, quiet-period closes and the suppression meta-alert. ``swap(ruleset)`` replaces the
+rules atomically, keeping the state of rules whose content did not change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from agent.alerts import Alert, RuleRef
+from agent.detection.correlation import CorrelationState, Firing
+from agent.detection.lifecycle import MAX_EVIDENCE, AlertBook
+from agent.detection.matcher import Lowered
+from agent.detection.rule import CorrelationRule, DetectionRule, RuleOptions
+from agent.detection.ruleset import Ruleset
+from agent.events import Event
+
+SUPPRESSION_RULE = RuleRef(
+    id="vedette-alert-suppression",
+    title="Vedette is suppressing alerts of a rule",
+    level="medium",
+    description="A rule triggers faster than its alerts can be opened (cooldown or per-minute "
+    "cap); triggers are being dropped. Look at the rule's open alerts and tune it.",
+    author="Vedette",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    late_allowance_seconds: float = 5.0
+    """Correlations accept events up to this many seconds older than the newest one seen."""
+    meta_alert_threshold: int = 1000
+    """Dropped triggers of one rule within ``meta_window`` seconds that raise a meta-alert."""
+    meta_window: float = 60.0
+    max_evidence: int = MAX_EVIDENCE
+
+
+class Engine:
+    def __init__(
+        self, ruleset: Ruleset, metrics: Any = None, options: EngineOptions | None = None
+    ) -> None:
+        self.options = options or EngineOptions()
+        self.metrics = metrics
+        self.ruleset = Ruleset()
+        self.books: dict[str, AlertBook] = {}
+        self.states: dict[str, CorrelationState] = {}
+        self.watermark = -math.inf
+        self.late_events = 0
+        self.evaluations = 0
+        self._pending: list[Alert] = []
+        self._meta = AlertBook(SUPPRESSION_RULE, RuleOptions(), self.options.max_evidence)
+        self._drops: dict[str, deque[tuple[float, int]]] = {}
+        self._reported: dict[str, list[int]] = {}
+        self.swap(ruleset)
+
+    # ------------------------------------------------------------------ rules
+
+    def swap(self, ruleset: Ruleset) -> None:
+        """Use ``ruleset`` from now on; rules with the same id and content keep their state."""
+        old = self.ruleset
+        books: dict[str, AlertBook] = {}
+        states: dict[str, CorrelationState] = {}
+        for rule in (*ruleset.detections, *ruleset.correlations):
+            prev = old.by_id.get(rule.id)
+            same = prev is not None and prev.content_hash == rule.content_hash
+            if same and rule.id in self.books:
+                books[rule.id] = self.books[rule.id]
+                books[rule.id].ref = rule.ref
+            else:
+                books[rule.id] = AlertBook(rule.ref, rule.options, self.options.max_evidence)
+            if isinstance(rule, CorrelationRule):
+                if same and rule.id in self.states:
+                    states[rule.id] = self.states[rule.id]
+                    states[rule.id].rule = rule
+                else:
+                    states[rule.id] = CorrelationState(rule)
+        for rule_id, book in self.books.items():
+            if books.get(rule_id) is not book:
+                now = max((a.alert.last_seen for a in book.open.values()), default=0.0)
+                self._pending.extend(book.close_all(now))
+        self.ruleset, self.books, self.states = ruleset, books, states
+        if self.metrics is not None:
+            self.metrics.rules_loaded.labels(kind="detection").set(len(ruleset.detections))
+            self.metrics.rules_loaded.labels(kind="correlation").set(len(ruleset.correlations))
+
+    # ------------------------------------------------------------------ events
+
+    def process(self, event: Event) -> list[Alert]:
+        route = self.ruleset.route(event.logsource)
+        if route.empty:
+            return []
+        ts = event.timestamp
+        late = ts < self.watermark - self.options.late_allowance_seconds
+        self.watermark = max(self.watermark, ts)
+        fields = event.fields
+        low = Lowered(fields)
+        candidates = route.candidates(low)
+        self.evaluations += len(candidates)
+        out: list[Alert] = []
+        hits: dict[str, list[str]] | None = None
+        consumers = self.ruleset.consumers
+        for rule in candidates:
+            if not rule.predicate(fields, low):
+                continue
+            if rule.output:
+                out.extend(self._single(rule, event))
+            users = consumers.get(rule.id)
+            if users:
+                if hits is None:
+                    hits = {}
+                for corr in users:
+                    hits.setdefault(corr.id, []).append(rule.id)
+        if hits:
+            if late:
+                self.late_events += 1
+            else:
+                for corr_id, matched in hits.items():
+                    state = self.states[corr_id]
+                    firing = state.observe(matched, event)
+                    if firing is not None:
+                        out.extend(self._correlated(state.rule, firing, event, matched[0]))
+        return out
+
+    def _single(self, rule: DetectionRule, event: Event) -> list[Alert]:
+        fields = event.fields
+        book = self.books[rule.id]
+        names = rule.options.group_by
+        key = tuple(str(fields.get(f)) for f in names) if names else ()
+        group = {f: fields.get(f) for f in names}
+        entry = book.open.get(key)
+        evidence = None
+        if entry is None or len(entry.alert.evidence) < book.max_evidence:
+            evidence = event.to_dict()
+        matched = _pick(fields, rule.fields, rule.options.fields) if entry is None else {}
+        return book.trigger(key, group, event.timestamp, event.timestamp, 1, matched, evidence)
+
+    def _correlated(
+        self, rule: CorrelationRule, firing: Firing, event: Event | None, base_id: str | None
+    ) -> list[Alert]:
+        book = self.books[rule.id]
+        entry = book.open.get(firing.key)
+        evidence = None
+        matched: dict[str, Any] = {}
+        if event is not None and (entry is None or len(entry.alert.evidence) < book.max_evidence):
+            evidence = event.to_dict()
+        if event is not None and entry is None and base_id is not None:
+            base = self.ruleset.by_id[base_id]
+            assert isinstance(base, DetectionRule)
+            matched = _pick(event.fields, base.fields, rule.options.fields)
+        matched.update(firing.group)
+        ts = event.timestamp if event is not None else self.watermark
+        message = _describe(rule, firing)
+        if firing.opened:
+            return book.trigger(firing.key, firing.group, ts, firing.window_start, firing.count,
+                                matched, evidence, message)
+        return book.trigger(firing.key, firing.group, ts, firing.window_start, 1, matched,
+                            evidence, message, new_window=False)
+
+    # ------------------------------------------------------------------ timers
+
+    def advance(self, now: float) -> list[Alert]:
+        """Run every timer up to ``now`` (wall time in the daemon, event time in tests)."""
+        out, self._pending = self._pending, []
+        late = self.options.late_allowance_seconds
+        for rule_id, state in self.states.items():
+            for firing in state.tick(now, late):
+                firing_ts = max(now, firing.window_start)
+                book = self.books[rule_id]
+                out.extend(book.trigger(firing.key, firing.group, firing_ts, firing.window_start,
+                                        firing.count, dict(firing.group), None,
+                                        _describe(state.rule, firing)))
+        for book in self.books.values():
+            if book.open:
+                out.extend(book.tick(now))
+        out.extend(self._suppression(now))
+        out.extend(self._meta.tick(now))
+        self._report()
+        return out
+
+    def _suppression(self, now: float) -> list[Alert]:
+        out: list[Alert] = []
+        window = self.options.meta_window
+        for rule_id, book in self.books.items():
+            history = self._drops.setdefault(rule_id, deque())
+            previous = history[-1][1] if history else 0
+            if book.dropped == previous and not history:
+                continue
+            history.append((now, book.dropped))
+            while len(history) > 1 and history[0][0] < now - window:
+                history.popleft()
+            recent = book.dropped - history[0][1]
+            if recent >= self.options.meta_alert_threshold:
+                group = {"rule.id": rule_id}
+                matched = {"rule.id": rule_id, "rule.name": book.ref.title}
+                message = (f"{recent} alerts of rule {book.ref.title!r} suppressed in the last "
+                           f"{window:g} s (cooldown / max_alerts_per_minute)")
+                out.extend(self._meta.trigger(rule_id, group, now, now, recent, matched, None,
+                                              message))
+                history.clear()
+                history.append((now, book.dropped))
+        return out
+
+    def _report(self) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        m.rule_evaluations.inc(self.evaluations)
+        self.evaluations = 0
+        m.late_events.inc(self.late_events)
+        self.late_events = 0
+        for rule_id, book in self.books.items():
+            seen = self._reported.setdefault(rule_id, [0, 0, 0])
+            state = self.states.get(rule_id)
+            evictions = (state.evictions if state else 0) + book.evicted
+            if book.dropped > seen[0]:
+                m.alerts_suppressed.labels(rule=rule_id, reason="dropped").inc(book.dropped - seen[0])
+            if book.coalesced > seen[1]:
+                m.alerts_suppressed.labels(rule=rule_id, reason="coalesced").inc(
+                    book.coalesced - seen[1])
+            if evictions > seen[2]:
+                m.group_evictions.labels(rule=rule_id).inc(evictions - seen[2])
+            self._reported[rule_id] = [book.dropped, book.coalesced, evictions]
+            if state is not None:
+                m.correlation_groups.labels(rule=rule_id).set(len(state))
+
+
+def _pick(fields: dict[str, Any], *names: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for group in names:
+        for name in group:
+            value = fields.get(name)
+            if value is not None:
+                out[name] = value
+    return out
+
+
+def _describe(rule: CorrelationRule, firing: Firing) -> str:
+    where = ", ".join(f"{k}={v}" for k, v in firing.group.items())
+    cond = f" ({rule.op} {rule.threshold:g})" if rule.op and rule.threshold is not None else ""
+    return (f"{rule.ref.title}: {rule.type.value} {firing.value:g}{cond} within "
+            f"{rule.timespan:g} s" + (f" for {where}" if where else ""))

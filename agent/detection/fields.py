@@ -1,0 +1,206 @@
+"""The logsources Vedette produces and the fields a rule may use on each of them.
+
+This module is the single catalogue that the rule loader checks rules against. Each entry maps a
+Sigma logsource (product, category, service) to the ECS fields its events carry and to the Sigma
+field names (Sysmon-for-Linux style: ``Image``, ``CommandLine`` …) that the pySigma processing
+pipeline rewrites onto them. A rule whose logsource has no entry, or that needs a field its
+logsource does not carry, is *rejected* at load time with the reason.
+
+Extending it (network and host issues): add or update one :class:`LogsourceFields` in
+:data:`CATALOGUE` with the ECS names your collector emits. Product ``vedette`` rules use ECS
+names directly, so they rarely need a Sigma mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+Key = tuple[str | None, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class LogsourceFields:
+    """Fields of one logsource: ECS names allowed, Sigma name → ECS name, raw-key policy."""
+
+    product: str
+    category: str | None = None
+    service: str | None = None
+    fields: frozenset[str] = frozenset()
+    sigma_names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Raw keys (auditd: a0, SYSCALL …) are accepted when they match this predicate.
+    raw_keys: bool = False
+    description: str = ""
+
+    @property
+    def key(self) -> Key:
+        return (self.product, self.category, self.service)
+
+    @property
+    def key_text(self) -> str:
+        return "/".join(p for p in self.key if p)
+
+    def resolve(self, name: str) -> str | None:
+        """The event field a rule's field name refers to, or ``None`` when never produced."""
+        mapped = self.sigma_names.get(name, name)
+        if mapped in self.fields:
+            return mapped
+        if self.raw_keys and _is_raw_key(name):
+            return name
+        return None
+
+
+def _is_raw_key(name: str) -> bool:
+    return bool(name) and len(name) <= 64 and name.replace("_", "").replace("-", "").isalnum()
+
+
+def _entry(
+    product: str,
+    category: str | None = None,
+    service: str | None = None,
+    *,
+    fields: Iterable[str] = (),
+    sigma: Mapping[str, str] | None = None,
+    raw_keys: bool = False,
+    description: str = "",
+) -> LogsourceFields:
+    sigma = dict(sigma or {})
+    return LogsourceFields(
+        product, category, service, frozenset(fields) | frozenset(sigma.values()),
+        MappingProxyType(sigma), raw_keys, description,
+    )
+
+
+MESSAGE = "message"
+"""The raw log line; Sigma keyword rules (values without a field) match against it."""
+
+_PROCESS_SIGMA = {
+    "Image": "process.executable",
+    "CommandLine": "process.command_line",
+    "ParentImage": "process.parent.executable",
+    "ParentCommandLine": "process.parent.command_line",
+    "CurrentDirectory": "process.working_directory",
+    "User": "user.name",
+    "ProcessId": "process.pid",
+    "ParentProcessId": "process.parent.pid",
+    "OriginalFileName": "process.name",
+}
+_PROCESS_ECS = (
+    "process.executable", "process.command_line", "process.name", "process.pid", "process.args",
+    "process.parent.executable", "process.parent.command_line", "process.parent.pid",
+    "process.parent.name", "process.working_directory", "user.name", "user.id", "host.name",
+    "event.action",
+)
+_HOST_METRICS_ECS = (
+    "host.name", "host.cpu.usage", "host.cpu.count", "system.load.1", "system.load.5",
+    "system.load.15", "system.memory.used.pct", "system.swap.used.pct",
+    "system.filesystem.max_used.pct", "system.process.count", "system.thread.count",
+    "system.fd.open", "system.users.count", "host.uptime", "host.network.ingress.bytes",
+    "host.network.egress.bytes", "host.disk.read.bytes", "host.disk.write.bytes",
+    "event.dataset",
+)
+_NET_COMMON = (
+    "source.ip", "source.port", "source.mac", "destination.ip", "destination.port",
+    "destination.mac", "network.transport", "network.protocol", "network.direction",
+    "network.bytes", "network.packets", "network.iana_number", "observer.ingress.interface.name",
+    "host.name", "event.dataset",
+)
+_LOG_SERVICES = (
+    "sshd", "auth", "sudo", "syslog", "cron", "su", "vsftpd", "clamav", "guacamole", "auditd",
+)
+
+_ENTRIES: tuple[LogsourceFields, ...] = (
+    _entry(
+        "linux", "process_creation",
+        fields=_PROCESS_ECS, sigma=_PROCESS_SIGMA,
+        description="process executions (exec events)",
+    ),
+    _entry(
+        "linux", "network_connection",
+        fields=(
+            "source.ip", "source.port", "destination.ip", "destination.port",
+            "destination.domain", "network.direction", "network.initiated", "network.transport",
+            "process.executable", "process.pid", "process.name", "user.name", "host.name",
+        ),
+        sigma={
+            "DestinationIp": "destination.ip", "DestinationPort": "destination.port",
+            "DestinationHostname": "destination.domain", "SourceIp": "source.ip",
+            "SourcePort": "source.port", "Initiated": "network.initiated",
+            "Image": "process.executable", "User": "user.name", "Protocol": "network.transport",
+        },
+        description="outbound/inbound connections of local processes",
+    ),
+    _entry(
+        "linux", "file_event",
+        fields=("file.path", "file.name", "process.executable", "process.pid", "event.action",
+                "user.name", "host.name"),
+        sigma={"TargetFilename": "file.path", "Image": "process.executable", "User": "user.name"},
+        description="file creation/modification (file integrity monitoring)",
+    ),
+    _entry(
+        "linux", None, "auditd", fields=(MESSAGE, "host.name"), raw_keys=True,
+        description="raw auditd records: keys kept as-is (type, SYSCALL, a0..a7, exe, comm, key, name …)",
+    ),
+    _entry("linux", fields=(MESSAGE, "host.name", "log.file.path"),
+           description="any Linux log line (keyword rules)"),
+    *(
+        _entry("linux", None, service, fields=(MESSAGE, "host.name", "log.file.path",
+                                                "process.name", "process.pid"),
+               description=f"{service} log lines (keyword rules)")
+        for service in _LOG_SERVICES if service != "auditd"
+    ),
+    _entry("vedette", "host_metrics", fields=_HOST_METRICS_ECS,
+           description="host telemetry sampled every host_metrics.interval_seconds"),
+    _entry(
+        "vedette", "network_packet",
+        fields=(*_NET_COMMON, "tcp.flags.syn", "tcp.flags.ack", "tcp.flags.rst", "tcp.flags.fin",
+                "tcp.flags.psh", "tcp.flags.urg", "icmp.type", "icmp.code", "syn_count"),
+        description="sampled/pre-filtered packets from the capture collector",
+    ),
+    _entry(
+        "vedette", "network_flow",
+        fields=(*_NET_COMMON, "event.duration", "source.bytes", "destination.bytes",
+                "source.packets", "destination.packets"),
+        description="aggregated flows",
+    ),
+    _entry(
+        "vedette", "dns",
+        fields=(*_NET_COMMON, "dns.question.name", "dns.question.type",
+                "dns.question.registered_domain", "dns.question.subdomain",
+                "dns.question.subdomain_length", "dns.question.subdomain_entropy",
+                "dns.response_code", "dns.answers.count"),
+        description="DNS queries and answers",
+    ),
+    _entry(
+        "vedette", "arp",
+        fields=(*_NET_COMMON, "arp.opcode", "arp.sender_ip", "arp.sender_mac",
+                "arp.target_ip", "arp.target_mac"),
+        description="ARP requests and replies",
+    ),
+    _entry(
+        "vedette", "web_access",
+        fields=("source.ip", "http.request.method", "http.response.status_code", "url.path",
+                "url.original", "url.query", "user_agent.original", "http.response.body.bytes",
+                "http.request.referrer", "user.name", "host.name", MESSAGE, "event.dataset"),
+        description="web server access log lines",
+    ),
+    _entry(
+        "vedette", "auth",
+        fields=("source.ip", "source.port", "user.name", "event.outcome", "event.action",
+                "process.name", "host.name", MESSAGE, "event.dataset"),
+        description="parsed authentication events (sshd, su, sudo, login)",
+    ),
+)
+
+CATALOGUE: Mapping[Key, LogsourceFields] = MappingProxyType({e.key: e for e in _ENTRIES})
+
+
+def lookup(product: str | None, category: str | None, service: str | None) -> LogsourceFields | None:
+    """The catalogue entry of a rule's logsource; ``None`` when Vedette never produces it."""
+    return CATALOGUE.get((product, category, service))
+
+
+def sigma_field_mappings() -> list[tuple[LogsourceFields, dict[str, str]]]:
+    """Per-logsource Sigma → ECS renames, for the pySigma processing pipeline."""
+    return [(e, dict(e.sigma_names)) for e in _ENTRIES if e.sigma_names]

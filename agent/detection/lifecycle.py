@@ -1,0 +1,149 @@
+"""Alert lifecycle per (rule, group): open → updated → closed, with suppression.
+
+One :class:`AlertBook` per rule. A trigger (a single-event match or a correlation firing) opens
+an alert when none is open for its group, otherwise it is folded into the open alert (``count``,
+``last_seen``, a bounded evidence sample). Updates are re-sent at most every
+``update_interval`` seconds — one ongoing attack is one alert updated, not thousands — and the
+final state is sent when the alert closes after ``quiet_period`` seconds without triggers.
+
+Suppression: a group whose alert closed less than ``cooldown`` seconds ago does not open a new
+one, and a rule may open at most ``max_alerts_per_minute`` alerts; triggers dropped by either are
+counted in :attr:`AlertBook.dropped` (the engine raises a meta-alert when that grows fast). Open
+alerts beyond ``max_groups`` are closed oldest-first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+from agent.alerts import Alert, RuleRef, Status, alert_id
+from agent.detection.rule import RuleOptions
+
+MAX_EVIDENCE = 10
+
+
+@dataclass(slots=True)
+class _Open:
+    alert: Alert
+    last_emit: float
+    dirty: bool = False
+
+
+class AlertBook:
+    def __init__(self, ref: RuleRef, options: RuleOptions, max_evidence: int = MAX_EVIDENCE) -> None:
+        self.ref = ref
+        self.options = options
+        self.max_evidence = max_evidence
+        self.open: OrderedDict[Any, _Open] = OrderedDict()
+        self.cooldown_until: OrderedDict[Any, float] = OrderedDict()
+        self.opened_at: deque[float] = deque()
+        self.dropped = 0
+        """Triggers dropped by cooldown or the per-minute cap (never reset; engine diffs it)."""
+        self.coalesced = 0
+        """Updates folded into an open alert without being sent."""
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+    def trigger(
+        self,
+        key: Any,
+        group: dict[str, Any],
+        ts: float,
+        window_start: float,
+        count: int,
+        matched: dict[str, Any],
+        evidence: dict[str, Any] | None,
+        message: str = "",
+        new_window: bool = True,
+    ) -> list[Alert]:
+        """Fold one trigger in; returns the snapshots to send (usually none or one)."""
+        opts = self.options
+        entry = self.open.get(key)
+        if entry is not None:
+            self.open.move_to_end(key)
+            alert = entry.alert
+            alert.count += count
+            alert.last_seen = max(alert.last_seen, ts)
+            alert.first_seen = min(alert.first_seen, ts)
+            if evidence is not None and len(alert.evidence) < self.max_evidence:
+                alert.evidence.append(evidence)
+            if message:
+                alert.message = message
+            if ts - entry.last_emit >= opts.update_interval:
+                return [self._emit(entry, ts)]
+            entry.dirty = True
+            self.coalesced += 1
+            return []
+        if not new_window:
+            return []
+        until = self.cooldown_until.get(key)
+        if until is not None:
+            if ts < until:
+                self.dropped += 1
+                return []
+            del self.cooldown_until[key]
+        while self.opened_at and self.opened_at[0] <= ts - 60.0:
+            self.opened_at.popleft()
+        if len(self.opened_at) >= opts.max_alerts_per_minute:
+            self.dropped += 1
+            return []
+        self.opened_at.append(ts)
+        alert = Alert(
+            id=alert_id(self.ref.id, group, window_start),
+            rule=self.ref,
+            group=dict(group),
+            first_seen=min(ts, window_start),
+            last_seen=ts,
+            count=count,
+            status=Status.OPEN,
+            matched=dict(matched),
+            evidence=[evidence] if evidence is not None else [],
+            message=message or self.ref.title,
+        )
+        out: list[Alert] = []
+        self.open[key] = _Open(alert, ts)
+        if len(self.open) > opts.max_groups:
+            old_key, oldest = self.open.popitem(last=False)
+            self.evicted += 1
+            out.append(self._finish(old_key, oldest, oldest.alert.last_seen))
+        out.append(alert.snapshot())
+        return out
+
+    def _emit(self, entry: _Open, now: float) -> Alert:
+        entry.alert.status = Status.UPDATED
+        entry.alert.revision += 1
+        entry.last_emit = now
+        entry.dirty = False
+        return entry.alert.snapshot()
+
+    def _finish(self, key: Any, entry: _Open, now: float) -> Alert:
+        """Mark a (removed) open alert closed and start its group's cooldown."""
+        entry.alert.status = Status.CLOSED
+        entry.alert.revision += 1
+        if self.options.cooldown > 0:
+            self.cooldown_until[key] = now + self.options.cooldown
+            while len(self.cooldown_until) > self.options.max_groups:
+                self.cooldown_until.popitem(last=False)
+        return entry.alert.snapshot()
+
+    def tick(self, now: float) -> list[Alert]:
+        """Close quiet alerts and send pending updates whose interval has passed."""
+        out: list[Alert] = []
+        quiet = self.options.quiet_period
+        interval = self.options.update_interval
+        for key, entry in list(self.open.items()):
+            if now - entry.alert.last_seen >= quiet:
+                del self.open[key]
+                out.append(self._finish(key, entry, now))
+            elif entry.dirty and now - entry.last_emit >= interval:
+                out.append(self._emit(entry, now))
+        return out
+
+    def close_all(self, now: float) -> list[Alert]:
+        items = list(self.open.items())
+        self.open.clear()
+        return [self._finish(k, e, now) for k, e in items]
