@@ -150,6 +150,44 @@ class AgentMetrics:
             "vedette_detection_seconds", "Time the engine spent on one event.",
             buckets=_FAST_BUCKETS, registry=registry,
         )
+        # Detection engine (agent/detection): rule loading, evaluation, state bounds, suppression
+        self.rule_load_errors = Counter(
+            "vedette_rule_load_errors_total",
+            "Rule documents or files that failed to load (file:line: reason in the log).",
+            registry=registry,
+        )
+        self.rules_rejected = Counter(
+            "vedette_rules_rejected_total",
+            "Valid rules Vedette cannot evaluate, by reason (logsource, field, feature, reference).",
+            ["reason"], registry=registry,
+        )
+        self.rules_loaded = Gauge(
+            "vedette_rules_loaded", "Compiled rules in the active rule set, by kind.",
+            ["kind"], registry=registry,
+        )
+        self.rule_evaluations = Counter(
+            "vedette_rule_evaluations_total",
+            "Rule predicates evaluated (after logsource routing and indexing).", registry=registry,
+        )
+        self.late_events = Counter(
+            "vedette_detection_late_events_total",
+            "Events older than the late allowance, ignored by correlations.", registry=registry,
+        )
+        self.correlation_groups = Gauge(
+            "vedette_correlation_groups", "Live correlation groups, by rule.",
+            ["rule"], registry=registry,
+        )
+        self.group_evictions = Counter(
+            "vedette_correlation_group_evictions_total",
+            "Correlation groups or open alerts evicted by the max_groups bound, by rule.",
+            ["rule"], registry=registry,
+        )
+        self.alerts_suppressed = Counter(
+            "vedette_alerts_suppressed_total",
+            "Alert triggers not sent: dropped (cooldown, per-minute cap) or coalesced into an "
+            "open alert's next update.",
+            ["rule", "reason"], registry=registry,
+        )
         # Sinks
         self.sink_deliveries = Counter(
             "vedette_sink_deliveries_total", "Alert documents a sink accepted.",
