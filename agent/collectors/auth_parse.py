@@ -1,0 +1,314 @@
+"""Authentication log messages (sshd, sudo, su, PAM, shadow-utils) → ECS fields and events.
+
+:func:`auth_fields` classifies the message part of one line from its program name; the
+:func:`auth_event` wrapper adds the syslog header and builds the :class:`Event`. Everything here
+is pure: no I/O, no clock except the injected :class:`SyslogClock`.
+
+Attacker-controlled text (user names given to sshd, sudo command lines) sits in the *middle* of
+sshd's messages while the trusted part (`` from IP port N``) is appended by sshd at the end, so
+the patterns are anchored at the end and take the user name greedily: a user name that contains
+`` from 10.0.0.1 port 22`` or ``sshd[1]: Accepted …`` ends up inside ``user.name`` and cannot
+change the source address or the outcome. Source addresses are accepted only when they parse
+as IP addresses.
+
+Events have logsource ``linux`` with service ``sshd``, ``sudo``, ``su``, ``cron`` or ``auth``
+(every other program of the auth facility) and keep the whole sanitised line in ``message`` so
+SigmaHQ keyword rules work on them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+from agent.collectors.syslog_parse import SyslogClock, parse_syslog
+from agent.events import Event, LogSource
+
+Fields = dict[str, Any]
+
+SERVICES = {"sshd": "sshd", "sshd-session": "sshd", "sshd-auth": "sshd", "sudo": "sudo",
+            "su": "su", "cron": "cron", "CRON": "cron", "crond": "cron"}
+LOGSOURCES = {name: LogSource("linux", None, name) for name in ("sshd", "sudo", "su", "cron",
+                                                               "auth")}
+
+_TAIL = r" from (?P<ip>\S+) port (?P<port>\d{1,5})"
+_SSH_ACCEPTED = re.compile(r"Accepted (?P<method>\S+) for (?P<user>.*)" + _TAIL +
+                           r"(?: ssh2)?(?:: .*)?")
+_SSH_FAILED = re.compile(r"Failed (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>.*)" +
+                         _TAIL + r"(?: ssh2)?(?:: .*)?")
+_SSH_INVALID = re.compile(r"[Ii]nvalid user (?P<user>.*)" + _TAIL)
+_SSH_CLOSED = re.compile(
+    r"(?P<kind>Connection closed|Disconnected) (?:by|from) "
+    r"(?:(?P<who>invalid user|authenticating user|user) (?P<user>.*) )?"
+    r"(?P<ip>[0-9A-Fa-f.:]+) port (?P<port>\d{1,5})(?P<preauth> \[preauth\])?")
+_SSH_RECEIVED_DISC = re.compile(
+    r"Received disconnect from (?P<ip>[0-9A-Fa-f.:]+) port (?P<port>\d{1,5}):.*?"
+    r"(?P<preauth> \[preauth\])?")
+_SSH_MAX_AUTH = re.compile(
+    r"error: maximum authentication attempts exceeded for (?P<invalid>invalid user )?"
+    r"(?P<user>.*)" + _TAIL + r"(?: ssh2)?(?: \[preauth\])?")
+_SSH_NO_IDENT = re.compile(r"Did not receive identification string from (?P<ip>\S+)"
+                           r"(?: port (?P<port>\d{1,5}))?")
+_SSH_BANNER = re.compile(r"banner exchange: Connection from (?P<ip>\S+) port (?P<port>\d{1,5}):")
+_PAM_FAILURE = re.compile(
+    r"pam_unix\((?P<svc>[\w-]+):auth\): authentication failure;.*? rhost=(?P<rhost>\S*)"
+    r"(?:\s+user=(?P<user>.*))?")
+_PAM_SESSION = re.compile(
+    r"pam_unix\((?P<svc>[\w-]+):session\): session (?P<state>opened|closed) for user "
+    r"(?P<user>[^\s(]+)(?:\(uid=(?P<uid>\d+)\))?(?: by (?P<by>[^\s(]*)(?:\(uid=\d+\))?)?")
+_PAM_PASSWORD = re.compile(
+    r"pam_unix\((?P<svc>[\w-]+):chauthtok\): password changed for (?P<user>\S+)")
+_SUDO = re.compile(r"\s*(?P<user>\S+) : (?P<body>.*)")
+_SU_OK = re.compile(r"\(to (?P<target>[^)\s]+)\) (?P<user>\S+) on (?P<tty>\S+)")
+_SU_FAIL = re.compile(r"FAILED SU \(to (?P<target>[^)\s]+)\) (?P<user>\S+) on (?P<tty>\S+)")
+_NEW_USER = re.compile(r"new user: name=(?P<name>[^,]+), UID=(?P<uid>-?\d+), GID=(?P<gid>-?\d+)"
+                       r"(?:, home=(?P<home>[^,]*))?(?:, shell=(?P<shell>[^,]*))?")
+_NEW_GROUP = re.compile(r"(?:new group|group added to /etc/group): name=(?P<name>[^,]+), "
+                        r"GID=(?P<gid>-?\d+)")
+_ADD_TO_GROUP = re.compile(r"add '(?P<user>[^']+)' to (?:shadow )?group '(?P<group>[^']+)'")
+_GPASSWD_ADD = re.compile(r"user (?P<user>\S+) added by \S+ to group (?P<group>\S+)")
+_UID_CHANGE = re.compile(r"change user '(?P<user>[^']+)' UID from '(?P<old>-?\d+)' to "
+                         r"'(?P<uid>-?\d+)'")
+_DEL_USER = re.compile(r"delete user '(?P<user>[^']+)'")
+_LOGIN_FAIL = re.compile(r"FAILED LOGIN \(\d+\) on '(?P<tty>[^']*)'(?: FROM '(?P<host>[^']*)')? "
+                         r"FOR '(?P<user>[^']*)'")
+_PRIVILEGED_GROUPS = frozenset({"root", "sudo", "wheel", "adm", "admin", "shadow", "disk",
+                                "docker", "lxd", "libvirt"})
+
+
+def _source(fields: Fields, ip: str | None, port: str | None = None) -> None:
+    if not ip:
+        return
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        fields["source.domain"] = ip[:255]
+        return
+    fields["source.ip"] = str(addr)
+    if port:
+        fields["source.port"] = int(port)
+
+
+def _auth(action: str, outcome: str, user: str | None = None, **extra: Any) -> Fields:
+    fields: Fields = {"event.category": "authentication", "event.action": action,
+                      "event.outcome": outcome}
+    if user is not None:
+        fields["user.name"] = user
+    fields.update(extra)
+    return fields
+
+
+def sshd_fields(msg: str) -> Fields | None:
+    m = _SSH_FAILED.fullmatch(msg)
+    if m:
+        f = _auth("ssh_login", "failure", m["user"], **{"vedette.auth.method": m["method"]})
+        if m["invalid"]:
+            f["vedette.auth.invalid_user"] = True
+        _source(f, m["ip"], m["port"])
+        return f
+    m = _SSH_ACCEPTED.fullmatch(msg)
+    if m:
+        f = _auth("ssh_login", "success", m["user"], **{"vedette.auth.method": m["method"]})
+        _source(f, m["ip"], m["port"])
+        return f
+    m = _SSH_INVALID.fullmatch(msg)
+    if m:
+        f = _auth("ssh_invalid_user", "failure", m["user"], **{"vedette.auth.invalid_user": True})
+        _source(f, m["ip"], m["port"])
+        return f
+    m = _SSH_CLOSED.fullmatch(msg)
+    if m:
+        f = _auth("ssh_disconnect", "unknown", m["user"])
+        if m["who"] == "invalid user":
+            f["vedette.auth.invalid_user"] = True
+        f["vedette.auth.preauth"] = bool(m["preauth"])
+        _source(f, m["ip"], m["port"])
+        return f
+    m = _SSH_RECEIVED_DISC.fullmatch(msg)
+    if m:
+        f = _auth("ssh_disconnect", "unknown", None, **{"vedette.auth.preauth": bool(m["preauth"])})
+        _source(f, m["ip"], m["port"])
+        return f
+    m = _SSH_MAX_AUTH.fullmatch(msg)
+    if m:
+        f = _auth("ssh_max_auth_exceeded", "failure", m["user"])
+        _source(f, m["ip"], m["port"])
+        return f
+    m = _SSH_NO_IDENT.fullmatch(msg) or _SSH_BANNER.match(msg)
+    if m:
+        f = _auth("ssh_bad_protocol", "failure")
+        _source(f, m["ip"], m["port"])
+        return f
+    return _pam_fields(msg)
+
+
+def _pam_fields(msg: str) -> Fields | None:
+    if not msg.startswith("pam_unix("):
+        return None
+    m = _PAM_FAILURE.match(msg)
+    if m:
+        user = m["user"].strip() if m["user"] else None
+        f = _auth("pam_auth_failure", "failure", user or None,
+                  **{"vedette.pam.service": m["svc"]})
+        _source(f, m["rhost"] or None)
+        return f
+    m = _PAM_SESSION.match(msg)
+    if m:
+        f = _auth(f"session_{m['state']}", "success", m["user"],
+                  **{"vedette.pam.service": m["svc"], "event.category": "session"})
+        if m["uid"]:
+            f["user.id"] = m["uid"]
+        if m["by"]:
+            f["user.effective.name"] = m["by"]
+        return f
+    m = _PAM_PASSWORD.match(msg)
+    if m:
+        return _auth("password_changed", "success", m["user"],
+                     **{"vedette.pam.service": m["svc"], "event.category": "iam"})
+    return None
+
+
+_SUDO_FAILURES = {
+    "incorrect password attempt": "incorrect_password",
+    "user NOT in sudoers": "not_in_sudoers",
+    "command not allowed": "command_not_allowed",
+    "a password is required": "password_required",
+    "user NOT authorized on host": "not_authorized_on_host",
+}
+
+
+def sudo_fields(msg: str) -> Fields | None:
+    m = _SUDO.fullmatch(msg)
+    if m is None:
+        return _pam_fields(msg)
+    parts = [p.strip() for p in m["body"].split(" ; ")]
+    kv: dict[str, str] = {}
+    reason = None
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep and key.isupper() and key not in kv:
+            kv[key] = value
+        elif reason is None:
+            reason = part
+    if "COMMAND" not in kv and "USER" not in kv:
+        return None
+    f = _auth("sudo", "success", m["user"])
+    f["event.category"] = "process"
+    if reason:
+        f["event.outcome"] = "failure"
+        f["event.reason"] = next((v for k, v in _SUDO_FAILURES.items() if k in reason), "other")
+    if "USER" in kv:
+        f["user.target.name"] = kv["USER"]
+    if "COMMAND" in kv:
+        f["process.command_line"] = kv["COMMAND"]
+    if "TTY" in kv:
+        f["process.tty.name"] = kv["TTY"]
+    if "PWD" in kv:
+        f["process.working_directory"] = kv["PWD"]
+    return f
+
+
+def su_fields(msg: str) -> Fields | None:
+    m = _SU_FAIL.fullmatch(msg)
+    if m:
+        return _auth("su", "failure", m["user"], **{"user.target.name": m["target"],
+                                                     "process.tty.name": m["tty"]})
+    m = _SU_OK.fullmatch(msg)
+    if m:
+        return _auth("su", "success", m["user"], **{"user.target.name": m["target"],
+                                                     "process.tty.name": m["tty"]})
+    return _pam_fields(msg)
+
+
+def account_fields(msg: str) -> Fields | None:
+    """shadow-utils (useradd, groupadd, usermod, userdel, gpasswd), passwd, login."""
+    m = _NEW_USER.match(msg)
+    if m:
+        f = _auth("user_created", "success", None, **{
+            "event.category": "iam", "user.target.name": m["name"].strip(),
+            "user.target.id": m["uid"], "user.target.group.id": m["gid"]})
+        if m["shell"]:
+            f["vedette.user.shell"] = m["shell"]
+        return f
+    m = _NEW_GROUP.match(msg)
+    if m:
+        return _auth("group_created", "success", None, **{
+            "event.category": "iam", "group.name": m["name"].strip(), "group.id": m["gid"]})
+    m = _ADD_TO_GROUP.match(msg) or _GPASSWD_ADD.match(msg)
+    if m:
+        group = m["group"]
+        return _auth("user_added_to_group", "success", None, **{
+            "event.category": "iam", "user.target.name": m["user"], "group.name": group,
+            "vedette.group.privileged": group in _PRIVILEGED_GROUPS})
+    m = _UID_CHANGE.match(msg)
+    if m:
+        return _auth("user_uid_changed", "success", None, **{
+            "event.category": "iam", "user.target.name": m["user"], "user.target.id": m["uid"],
+            "vedette.user.previous_id": m["old"]})
+    m = _DEL_USER.match(msg)
+    if m:
+        return _auth("user_deleted", "success", None, **{
+            "event.category": "iam", "user.target.name": m["user"]})
+    m = _LOGIN_FAIL.match(msg)
+    if m:
+        f = _auth("login", "failure", m["user"], **{"process.tty.name": m["tty"]})
+        _source(f, m["host"] or None)
+        return f
+    return _pam_fields(msg)
+
+
+_BY_SERVICE: dict[str, Callable[[str], Fields | None]] = {
+    "sshd": sshd_fields, "sudo": sudo_fields, "su": su_fields, "auth": account_fields,
+    "cron": _pam_fields,
+}
+
+
+def auth_fields(program: str, message: str) -> Fields | None:
+    """ECS fields of one message from ``program``; ``None`` for messages we do not classify."""
+    service = SERVICES.get(program, "auth")
+    return _BY_SERVICE[service](message)
+
+
+def auth_event(
+    text: str, clock: SyslogClock, *, path: str | None = None
+) -> Event | None:
+    """One sanitised syslog line → an event (``None`` when it has no syslog header).
+
+    Lines whose message is not recognised still become events (logsource by program, with
+    ``message``) so keyword rules see them; they carry no ``event.action``.
+    """
+    header = parse_syslog(text, clock)
+    if header is None:
+        return None
+    return build_auth_event(header.timestamp, header.hostname, header.program, header.pid,
+                            header.message, text, path=path)
+
+
+def build_auth_event(
+    timestamp: float,
+    hostname: str,
+    program: str,
+    pid: int | None,
+    message: str,
+    line: str,
+    *,
+    path: str | None = None,
+) -> Event:
+    """The event of one auth message, from a syslog line or a journal entry."""
+    service = SERVICES.get(program, "auth")
+    fields: Fields = {
+        "message": line,
+        "event.dataset": "linux.auth",
+        "process.name": program,
+        "log.syslog.hostname": hostname,
+    }
+    if pid is not None:
+        fields["process.pid"] = pid
+    if path is not None:
+        fields["log.file.path"] = path
+    parsed = _BY_SERVICE[service](message)
+    if parsed:
+        fields.update(parsed)
+    return Event(timestamp, LOGSOURCES[service], fields)

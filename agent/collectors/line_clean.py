@@ -1,0 +1,73 @@
+"""Turn one raw log line (bytes an attacker may partly control) into safe text.
+
+Every log parser starts here. The result is valid UTF-8 text without terminal escape sequences,
+NUL bytes or other control characters (they become visible ``\\xNN`` escapes, so a forged line
+cannot hide in a terminal or split into two records), cut to a maximum length. What was found is
+reported as a set of bounded reason names so the caller can count it in
+``vedette_input_errors_total{source, reason}``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+MAX_LINE_CHARS = 16 * 1024
+
+# CSI (ESC [ ... final), OSC (ESC ] ... BEL/ST) and two-byte ESC sequences.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_NEEDS_WORK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+# Reason names (the label values of vedette_input_errors_total this module can produce).
+INVALID_UTF8 = "invalid_utf8"
+CONTROL_CHARS = "control_chars"
+ANSI_ESCAPES = "ansi_escapes"
+TOO_LONG = "too_long"
+
+
+class CleanLine(NamedTuple):
+    text: str
+    problems: frozenset[str]
+
+
+_NO_PROBLEMS: frozenset[str] = frozenset()
+
+
+def clean_line(raw: bytes | str, max_chars: int = MAX_LINE_CHARS) -> CleanLine:
+    """Sanitise one line; never raises. A trailing ``\\r`` (CRLF files) is dropped silently."""
+    problems: set[str] = set()
+    if isinstance(raw, bytes):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="replace")
+            problems.add(INVALID_UTF8)
+    else:
+        text = raw[:-1] if raw.endswith("\r") else raw
+        if not text.isascii():
+            # lone surrogates cannot be encoded later; replace them now
+            fixed = text.encode("utf-8", errors="replace").decode("utf-8")
+            if fixed != text:
+                problems.add(INVALID_UTF8)
+                text = fixed
+    if len(text) > max_chars:
+        text = text[:max_chars]
+        problems.add(TOO_LONG)
+    if _NEEDS_WORK.search(text) is None:
+        return CleanLine(text, frozenset(problems) if problems else _NO_PROBLEMS)
+    if "\x1b" in text:
+        stripped = _ANSI.sub("", text)
+        if stripped != text:
+            problems.add(ANSI_ESCAPES)
+            text = stripped
+    if _CONTROL.search(text) is not None:
+        problems.add(CONTROL_CHARS)
+        text = _CONTROL.sub(_escape, text)
+    return CleanLine(text, frozenset(problems))
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"

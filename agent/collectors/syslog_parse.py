@@ -1,0 +1,127 @@
+"""The syslog line header, in the two styles rsyslog writes to ``/var/log/auth.log``.
+
+* traditional (RFC 3164-like): ``Nov 21 10:00:46 host sshd[812]: message``
+* high precision (RFC 3339, the rsyslog default since Debian 12):
+  ``2026-11-21T10:00:46.584136+00:00 host sshd[812]: message``
+
+The ``[pid]`` part is optional in both. The program name ends at the first ``[`` or ``:`` so a
+message that contains ``sshd[1]:`` text cannot change the program a line is attributed to.
+
+**Year inference.** Traditional timestamps carry no year or zone. They are read in the host's
+local time zone, in the year of the reference clock; a date more than one day after the
+reference belongs to the previous year (a December line read in January). The reference is the
+wall clock for live tailing and the file's modification time in ``vedette replay``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import NamedTuple
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+_TRADITIONAL = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)"
+    r"(?:\.\d+)? (?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)",
+    re.DOTALL,
+)
+_RFC3339 = re.compile(
+    r"(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)"
+    r" (?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)",
+    re.DOTALL,
+)
+
+
+class SyslogLine(NamedTuple):
+    timestamp: float
+    hostname: str
+    program: str
+    pid: int | None
+    message: str
+
+
+class SyslogClock:
+    """Resolves year-less timestamps against a reference time (see the module docstring)."""
+
+    def __init__(self, reference: float | None = None) -> None:
+        self._fixed = reference
+        self._hour_cache: dict[tuple[int, int, int, int], float] = {}
+
+    def reference(self) -> float:
+        return self._fixed if self._fixed is not None else time.time()
+
+    def resolve(self, month: int, day: int, hour: int, minute: int, second: int) -> float | None:
+        ref = self.reference()
+        year = time.localtime(ref).tm_year
+        ts = self._epoch(year, month, day, hour)
+        if ts is None:
+            return None
+        ts += minute * 60 + second
+        if ts > ref + 86400:
+            prev = self._epoch(year - 1, month, day, hour)
+            if prev is None:
+                return None
+            ts = prev + minute * 60 + second
+        return ts
+
+    def _epoch(self, year: int, month: int, day: int, hour: int) -> float | None:
+        key = (year, month, day, hour)
+        cached = self._hour_cache.get(key)
+        if cached is None:
+            if not (1 <= day <= 31 and hour <= 23):
+                return None
+            try:
+                datetime(year, month, day)  # rejects Feb 30
+            except ValueError:
+                return None
+            cached = time.mktime((year, month, day, hour, 0, 0, 0, 0, -1))
+            if len(self._hour_cache) > 4096:
+                self._hour_cache.clear()
+            self._hour_cache[key] = cached
+        return cached
+
+
+def parse_syslog(text: str, clock: SyslogClock) -> SyslogLine | None:
+    """The header of one (already sanitised) line, or ``None`` when it is not a syslog line."""
+    if not text:
+        return None
+    first = text[0]
+    if first.isdigit():
+        m = _RFC3339.match(text)
+        if m is None:
+            return None
+        ts = _rfc3339(m.group("ts"))
+        if ts is None:
+            return None
+    else:
+        m = _TRADITIONAL.match(text)
+        if m is None:
+            return None
+        month = _MONTHS.get(m.group("mon"))
+        if month is None:
+            return None
+        minute, second = int(m.group("m")), int(m.group("s"))
+        if minute > 59 or second > 60:
+            return None
+        resolved = clock.resolve(month, int(m.group("day")), int(m.group("h")), minute, second)
+        if resolved is None:
+            return None
+        ts = resolved
+    pid = m.group("pid")
+    return SyslogLine(ts, m.group("host"), m.group("prog"), int(pid) if pid else None,
+                      m.group("msg"))
+
+
+def _rfc3339(text: str) -> float | None:
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return time.mktime(parsed.timetuple()) + parsed.microsecond / 1e6
+    return parsed.timestamp()

@@ -1,0 +1,79 @@
+"""auditd decoding: serial join, one event per record, hex fields, syscall names, fuzzing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.collectors.audit_parse import AuditJoiner, parse_record
+from agent.collectors.log_decoders import AuditDecoder, decode_audit_file
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "auditd"
+
+
+def test_fixture_join_and_raw_keys() -> None:
+    problems: list[tuple[str, str]] = []
+    events = list(decode_audit_file(FIXTURES / "audit.log",
+                                    on_problem=lambda s, r: problems.append((s, r))))
+    assert sorted(problems) == [("auditd", "malformed"), ("auditd", "malformed")]
+    types = [e.get("type") for e in events]
+    assert types == ["SYSCALL", "EXECVE", "CWD", "PATH", "PATH", "PROCTITLE", "USER_AUTH",
+                     "ADD_USER", "SYSCALL"]
+    syscall, execve = events[0].fields, events[1].fields
+    assert syscall["SYSCALL"] == "execve" and syscall["euid"] == "33"
+    assert syscall["a0"] == "55e7a3c1e2a0"  # register values are not hex-decoded
+    assert syscall["key"] == "exec" and syscall["exe"] == "/usr/bin/dash"
+    assert execve["a2"] == "cat /etc/passwd | nc"
+    assert execve["process.command_line"] == "sh -c cat /etc/passwd | nc"
+    assert execve["process.executable"] == "/usr/bin/dash"
+    assert execve["process.working_directory"] == "/var/www/html"
+    assert events[5].get("proctitle") == "sh -c cat /etc/passwd | nc"
+    assert all(e.get("auditd.serial") == 4501 for e in events[:6])
+    auth = events[6].fields
+    assert (auth["acct"], auth["res"], auth["UID"], auth["AUID"]) == (
+        "root", "failed", "root", "unset")
+    assert auth["event.outcome"] == "failure" and auth["user.name"] == "root"
+    assert events[8].get("SYSCALL") == "finit_module"
+    assert all(e.logsource == ("linux", None, "auditd") for e in events)
+    assert events[0].timestamp == 1795255246.123
+
+
+def test_interleaved_serials_and_pending_limit() -> None:
+    joiner = AuditJoiner(max_pending=3)
+    rec = parse_record
+    done = []
+    done += joiner.feed(rec('type=SYSCALL msg=audit(1.0:1): syscall=59 arch=c000003e'))
+    done += joiner.feed(rec('type=SYSCALL msg=audit(1.0:2): syscall=59 arch=c000003e'))
+    done += joiner.feed(rec('type=EXECVE msg=audit(1.0:1): argc=1 a0="a"'))
+    assert done == []
+    done += joiner.feed(rec('type=EOE msg=audit(1.0:1): '))
+    assert [[r.type for r in g] for g in done] == [["SYSCALL", "EXECVE"]]
+    # a user-space message is a complete event on its own
+    assert [g[0].serial for g in joiner.feed(rec('type=USER_LOGIN msg=audit(1.0:3): res=no'))
+            ] == [3]
+    # serial 2 never gets EOE: it is released once max_pending later records arrived
+    released = []
+    for n in range(4, 7):
+        released += joiner.feed(rec(f'type=PATH msg=audit(1.0:{n}): name="/x"'))
+    assert [g[0].serial for g in released] == [2]
+    assert [g[0].serial for g in joiner.flush()] == [4, 5, 6]
+
+
+def test_enriched_separator_in_raw_bytes() -> None:
+    dec = AuditDecoder()
+    dec.feed(b'type=SYSCALL msg=audit(5.5:9): arch=c000003e syscall=59 success=no '
+             b'exe="/x"\x1dARCH=x86_64 SYSCALL=execve AUID="alice"')
+    (event,) = dec.flush()
+    assert event.get("AUID") == "alice" and event.get("event.outcome") == "failure"
+    assert "\\x1d" not in event.get("message")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_never_crash(raw: bytes) -> None:
+    dec = AuditDecoder()
+    dec.feed(b"type=SYSCALL msg=audit(1.0:1): " + raw)
+    dec.feed(raw)
+    dec.flush()

@@ -1,0 +1,68 @@
+"""Web access log parsing: combined/common, decoding, malformed lines counted, fuzzing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.collectors.log_decoders import decode_web_file
+from agent.collectors.web_parse import parse_clf_time, web_event
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "web"
+
+
+def test_combined_fixture() -> None:
+    problems: list[tuple[str, str]] = []
+    events = list(decode_web_file(FIXTURES / "nginx_combined.log",
+                                  on_problem=lambda s, r: problems.append((s, r))))
+    assert sorted(problems) == [("web_log", "malformed"), ("web_log", "malformed")]
+    assert len(events) == 10
+    first = events[0].fields
+    assert first["http.request.method"] == "GET" and first["url.path"] == "/"
+    assert first["http.response.status_code"] == 200 and first["http.version"] == "1.1"
+    assert first["user_agent.original"].startswith("Mozilla/5.0")
+    assert events[0].timestamp == 1795255246.0
+    assert events[1].get("http.request.referrer") == "https://example.org/"
+    assert events[3].get("vedette.url.decoded") == "/cgi-bin/../../etc/passwd"
+    sqli = events[4].fields
+    assert sqli["url.query"].startswith("id=1%27")
+    assert "' UNION SELECT user,password FROM users--" in sqli["vedette.url.decoded"]
+    assert "<script>" in events[5].get("vedette.url.decoded")
+    tls = events[7].fields
+    assert "http.request.method" not in tls and tls["url.original"].startswith("\\x16")
+    assert "url.path" not in events[8].fields
+    assert events[9].get("url.path") == "/proxy" and events[9].get("source.ip") == "::1"
+    assert {e.logsource for e in events} == {("vedette", "web_access", None)}
+
+
+def test_common_fixture_with_user_and_dash_bytes() -> None:
+    events = list(decode_web_file(FIXTURES / "apache_common.log"))
+    assert [e.get("user.name") for e in events] == ["frank", None, None]
+    assert events[0].timestamp == 1795255200.0  # 11:00 +0100 == 10:00Z
+    assert events[1].get("http.response.body.bytes") == 0
+    assert events[1].get("event.outcome") == "failure"
+    assert events[2].get("url.path") == '/a\\"b'
+    assert "user_agent.original" not in events[0].fields
+
+
+def test_time_parsing_rejects_nonsense() -> None:
+    assert parse_clf_time("21/Nov/2026:10:00:46 +0000") == 1795255246.0
+    assert parse_clf_time("32/Nov/2026:10:00:46 +0000") is None
+    assert parse_clf_time("21/Foo/2026:10:00:46 +0000") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_fuzz_never_crash(text: str) -> None:
+    web_event(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_fuzz_inside_a_valid_frame(request: str, agent: str) -> None:
+    line = (f'192.0.2.1 - - [21/Nov/2026:10:00:46 +0000] "{request}" 200 5 "-" "{agent}"')
+    event = web_event(line)
+    if event is not None:
+        assert event.get("source.ip") == "192.0.2.1"
