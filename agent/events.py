@@ -60,6 +60,8 @@ class Event:
         unknown = set(ls) - {"product", "category", "service"}
         if unknown:
             raise ValueError(f"unknown logsource keys: {sorted(unknown)}")
+        if any(v is not None and not isinstance(v, str) for v in ls.values()):
+            raise ValueError("logsource values must be strings")
         logsource = LogSource(ls.get("product"), ls.get("category"), ls.get("service"))
         return cls(parse_timestamp(raw_ts), logsource, fields)
 
@@ -76,7 +78,10 @@ def parse_timestamp(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"bad timestamp: {value!r}")
     if isinstance(value, int | float):
-        ts = float(value)
+        try:
+            ts = float(value)
+        except OverflowError:  # an int beyond float range
+            raise ValueError(f"bad timestamp: {value!r:.64}") from None
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -87,12 +92,20 @@ def parse_timestamp(value: Any) -> float:
             raise ValueError(f"bad timestamp: {value[:64]!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        ts = parsed.timestamp()
+        try:
+            ts = parsed.timestamp()
+        except (OverflowError, ValueError):
+            raise ValueError(f"bad timestamp: {value[:64]!r}") from None
     else:
         raise ValueError(f"bad timestamp: {value!r}")
-    if not math.isfinite(ts):
-        raise ValueError(f"bad timestamp: {value!r}")
+    if not math.isfinite(ts) or not _MIN_TS <= ts <= _MAX_TS:
+        # outside years 1-9999 format_timestamp could not render it back
+        raise ValueError(f"bad timestamp: {value!r:.64}")
     return ts
+
+
+_MIN_TS = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_MAX_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 # Logsources Vedette produces. Rules for any other logsource are rejected at load time.

@@ -14,7 +14,8 @@ import time
 from typing import Any, TextIO
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+# C0, DEL and C1 (U+0080-U+009F: U+009B is a one-character CSI for some terminals)
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 _CONTROL[ord("\n")] = "\\n"
 _CONTROL[ord("\t")] = "\\t"
 

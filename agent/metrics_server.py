@@ -29,6 +29,8 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30  # seconds; an idle or half-open client does not keep its thread forever
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -56,7 +58,11 @@ class MetricsServer:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.load_cert_chain(str(tls_cert), str(tls_key))
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            # The handshake runs on the first read, in the request's own thread: a client that
+            # connects and stays silent must not stall the accept loop for everyone else.
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True
         )
@@ -69,7 +75,8 @@ class MetricsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits forever for a loop that never ran
+            self._server.shutdown()
         self._server.server_close()
 
     def _route(self, metrics_app: WsgiApp) -> WsgiApp:
@@ -96,7 +103,10 @@ def _basic_auth(app: WsgiApp, username: str, password: str) -> WsgiApp:
     def guarded(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         header = environ.get("HTTP_AUTHORIZATION", "")
         scheme, _, value = header.partition(" ")
-        if scheme.lower() == "basic" and hmac.compare_digest(value.strip(), expected):
+        # bytes: compare_digest refuses non-ASCII str, and the header is attacker-controlled
+        if scheme.lower() == "basic" and hmac.compare_digest(
+            value.strip().encode("utf-8", "surrogateescape"), expected.encode()
+        ):
             return app(environ, start_response)
         start_response(
             "401 Unauthorized",

@@ -31,7 +31,9 @@ class OffsetStore:
                 if isinstance(loaded, dict):
                     self._data = {
                         k: v for k, v in loaded.items()
-                        if isinstance(v, dict) and {"inode", "offset"} <= v.keys()
+                        if isinstance(v, dict)
+                        and isinstance(v.get("inode"), int)
+                        and isinstance(v.get("offset"), int)
                     }
             except (OSError, ValueError):
                 self._data = {}
@@ -101,6 +103,7 @@ class FileTailer:
             result.shrunk = True
             self._file.seek(0)
             self._partial = b""
+            self._discarding = False
         self._consume(result)
         if st is not None and st.st_ino != self._inode:
             # rotated by rename: the old file is drained above; switch to the new one
@@ -125,6 +128,7 @@ class FileTailer:
             return False
         st = os.fstat(handle.fileno())
         self._file, self._inode, self._partial = handle, st.st_ino, b""
+        self._discarding = False  # a new file (or reopen) never starts inside a cut line
         saved = None if fresh else self._offsets.get(self._key)
         if saved is not None and saved[0] == st.st_ino:
             offset = saved[1]
