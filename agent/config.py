@@ -23,6 +23,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/vedette/vedette.yaml")
 ENV_PREFIX = "VEDETTE_"
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_NODES = 50_000
+MAX_YAML_DEPTH = 32
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The C loader is ~5x faster; both are safe loaders.
@@ -31,6 +32,20 @@ _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_subsection_is_empty(cls, data: Any) -> Any:
+        """``metrics:`` with every option commented out (the shipped example) is YAML null."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, value in data.items():
+            info = cls.model_fields.get(key) if isinstance(key, str) else None
+            annotation = info.annotation if info is not None else None
+            if value is None and isinstance(annotation, type) and issubclass(annotation, Section):
+                out[key] = {}
+        return out
 
 
 class AgentSection(Section):
@@ -243,8 +258,13 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
         ) from None
     try:
         data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:  # pragma: no cover - compose already parsed it
-        raise ConfigErrors([ConfigError(f"invalid YAML: {exc}", src)]) from None
+    except yaml.MarkedYAMLError as exc:  # a tag no safe constructor knows (!!python/object)
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        reason = f"invalid YAML: {exc.problem or exc}"
+        raise ConfigErrors([ConfigError(reason, src, line)]) from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # constructors raise plain errors on values such as `2001-13-45` or `!!int abc`
+        raise ConfigErrors([ConfigError(f"invalid YAML value: {exc}", src)]) from None
     if not isinstance(data, dict):
         raise ConfigErrors(
             [ConfigError("top level must be a mapping of sections", src, node.start_mark.line + 1)]
@@ -286,8 +306,8 @@ def _apply_env(
             continue
         try:
             value = yaml.load(environ[name], Loader=_SafeLoader)  # noqa: S506 - a safe loader
-        except yaml.YAMLError:
-            value = environ[name]
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            value = environ[name]  # e.g. `2001-13-45`: not a valid YAML scalar, keep the text
         node = data
         for key in keys[:-1]:
             child = node.get(key)
@@ -315,6 +335,7 @@ def _located(
             reason = "unknown key"
         env = next(
             (env_sources[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in env_sources), None
+        _check_depth(text, src)
         )
         if env is not None:
             out.append(ConfigError(f"{dotted}: {reason}", env))
@@ -347,6 +368,20 @@ def effective(config: Config) -> dict[str, Any]:
 
 
 def _mask(value: Any, key: str = "") -> Any:
+def _check_depth(text: str, src: str) -> None:
+    """Refuse deep nesting before composing: the composer recurses (libyaml's in C)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                reason = f"nesting deeper than {MAX_YAML_DEPTH} levels"
+                raise ConfigErrors([ConfigError(reason, src, line)])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
     if isinstance(value, dict):
         return {k: _mask(v, k) for k, v in value.items()}
     if isinstance(value, list):
