@@ -239,6 +239,7 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     except UnicodeDecodeError as exc:
         raise ConfigErrors([ConfigError(f"not UTF-8 (byte {exc.start})", src)]) from None
     try:
+        _check_depth(text, src)
         node = yaml.compose(text, Loader=_SafeLoader)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
@@ -274,6 +275,20 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
 
 class _TooLarge(Exception):
     pass
+
+
+def _check_depth(text: str, src: str) -> None:
+    """Refuse deep nesting before composing: the composer recurses (libyaml's in C)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                reason = f"nesting deeper than {MAX_YAML_DEPTH} levels"
+                raise ConfigErrors([ConfigError(reason, src, line)])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _index_lines(
@@ -335,7 +350,6 @@ def _located(
             reason = "unknown key"
         env = next(
             (env_sources[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in env_sources), None
-        _check_depth(text, src)
         )
         if env is not None:
             out.append(ConfigError(f"{dotted}: {reason}", env))
@@ -368,20 +382,6 @@ def effective(config: Config) -> dict[str, Any]:
 
 
 def _mask(value: Any, key: str = "") -> Any:
-def _check_depth(text: str, src: str) -> None:
-    """Refuse deep nesting before composing: the composer recurses (libyaml's in C)."""
-    depth = 0
-    for event in yaml.parse(text, Loader=_SafeLoader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                line = event.start_mark.line + 1 if event.start_mark else None
-                reason = f"nesting deeper than {MAX_YAML_DEPTH} levels"
-                raise ConfigErrors([ConfigError(reason, src, line)])
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-
-
     if isinstance(value, dict):
         return {k: _mask(v, k) for k, v in value.items()}
     if isinstance(value, list):
