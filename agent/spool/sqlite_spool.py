@@ -1,0 +1,312 @@
+"""A bounded write-ahead spool in one SQLite database (WAL mode).
+
+Why SQLite rather than hand-rolled segment files (see docs/elasticsearch.md): the spool must
+delete records out of order — acknowledged items of a batch whose neighbours are still being
+retried, older snapshots of an alert superseded by a newer one, and on overflow the oldest
+*low-severity* records first. Segment files can only drop from the head. SQLite's WAL gives
+atomic appends that survive ``kill -9`` as soon as the commit's ``write()`` returned, and an
+fsync policy through ``PRAGMA synchronous``; every record also carries a CRC-32 of its body
+that is verified when it is read back.
+
+Records are opaque bodies (the sink stores ready-to-send ``_bulk`` lines) with a kind, a
+severity (eviction priority), an optional coalescing key and a creation time. Acknowledged
+records are deleted; whatever is still in the table after a crash is shipped again on start
+(deterministic ``_id`` + ``create`` make that idempotent).
+
+Disk bound: the payload kept is limited to ``PAYLOAD_RATIO`` of ``max_bytes`` and the WAL to
+``WAL_RATIO`` of it, leaving room for SQLite's page overhead, so that database + WAL + shared
+memory file stay under ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+FsyncPolicy = Literal["always", "batch", "never"]
+
+PAYLOAD_RATIO = 0.35
+WAL_RATIO = 0.1
+PAGE_SIZE = 4096
+_SYNCHRONOUS = {"always": "FULL", "batch": "NORMAL", "never": "OFF"}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    created REAL NOT NULL,
+    crc INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_key ON records(key) WHERE key != '';
+CREATE INDEX IF NOT EXISTS records_eviction ON records(severity, seq);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolRecord:
+    seq: int
+    kind: str
+    key: str
+    severity: int
+    created: float
+    body: bytes
+
+
+@dataclass(slots=True)
+class AppendResult:
+    """What one append did: the new record's ``seq`` (0 when it was itself refused)."""
+
+    seq: int
+    evicted: list[tuple[str, int]] = field(default_factory=list)  # (kind, severity) dropped
+    superseded: int = 0
+    refused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    records: int
+    payload_bytes: int
+    oldest_created: float | None
+    disk_bytes: int
+
+
+class Spool:
+    """Thread-safe; one connection guarded by a lock (appends are ~20 µs each)."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        max_age_seconds: float,
+        fsync: FsyncPolicy = "batch",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.payload_budget = int(max_bytes * PAYLOAD_RATIO)
+        self.max_age_seconds = max_age_seconds
+        self.fsync = fsync
+        self._clock = clock
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._open()
+        row = self._db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM records")
+        self._records, self._bytes = row.fetchone()
+        self._unsynced = False
+        self.corrupt = 0
+
+    # ------------------------------------------------------------------ opening
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            # An unreadable spool must not keep the agent down: keep it aside for forensics.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
+            log.error("spool %s unreadable (%s); moved aside to %s", self.path, exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    src.replace(Path(f"{aside}{suffix}"))
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.fsync]}")
+            wal_bytes = int(self.max_bytes * WAL_RATIO)
+            db.execute(f"PRAGMA journal_size_limit={wal_bytes}")
+            db.execute(f"PRAGMA wal_autocheckpoint={max(4, wal_bytes // PAGE_SIZE // 2)}")
+            db.executescript(_SCHEMA)
+            db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, kind: str, severity: int, body: bytes, key: str = "") -> AppendResult:
+        """Store one record; returns once it is committed (durable per the fsync policy).
+
+        ``key`` coalesces: older unacknowledged records with the same key are superseded.
+        Past the size limit, the lowest-severity, oldest records are evicted first; when
+        everything spooled outranks the new record, the new record itself is refused.
+        """
+        size = len(body)
+        with self._lock:
+            result = AppendResult(seq=0)
+            if size > self.payload_budget:
+                result.refused = True
+                return result
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if key:
+                    for (length,) in self._db.execute(
+                        "DELETE FROM records WHERE key = ? AND key != '' RETURNING length(body)",
+                        (key,),
+                    ).fetchall():
+                        self._forget(length)
+                        result.superseded += 1
+                if self._bytes + size > self.payload_budget and not self._evict(
+                    self._bytes + size - self.payload_budget, severity, result
+                ):
+                    result.refused = True
+                    self._db.execute("COMMIT")
+                    return result
+                cur = self._db.execute(
+                    "INSERT INTO records (kind, key, severity, created, crc, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (kind, key, severity, self._clock(), zlib.crc32(body), body),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._records += 1
+            self._bytes += size
+            self._unsynced = True
+            result.seq = int(cur.lastrowid or 0)
+            return result
+
+    def _evict(self, need: int, severity: int, result: AppendResult) -> bool:
+        """Free ``need`` payload bytes from records of severity ≤ ``severity``."""
+        rows = self._db.execute(
+            "SELECT seq, kind, severity, length(body) FROM records WHERE severity <= ?"
+            " ORDER BY severity, seq",
+            (severity,),
+        )
+        victims: list[tuple[int, str, int, int]] = []
+        freed = 0
+        for row in rows:
+            victims.append(row)
+            freed += row[3]
+            if freed >= need:
+                break
+        if freed < need:
+            return False
+        for seq, kind, sev, length in victims:
+            self._db.execute("DELETE FROM records WHERE seq = ?", (seq,))
+            self._forget(length)
+            result.evicted.append((kind, sev))
+        return True
+
+    def _forget(self, length: int) -> None:
+        self._records -= 1
+        self._bytes -= length
+
+    # ------------------------------------------------------------------ reading and acking
+
+    def read(self, after_seq: int, max_records: int, max_bytes: int) -> list[SpoolRecord]:
+        """Records with ``seq > after_seq`` in order, at least one if any, within the limits."""
+        out: list[SpoolRecord] = []
+        total = 0
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, kind, key, severity, created, crc, body FROM records"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, max_records),
+            ).fetchall()
+            bad: list[int] = []
+            for seq, kind, key, severity, created, crc, body in rows:
+                if zlib.crc32(body) != crc:
+                    bad.append(seq)
+                    continue
+                if out and total + len(body) > max_bytes:
+                    break
+                out.append(SpoolRecord(seq, kind, key, severity, created, bytes(body)))
+                total += len(body)
+            if bad:
+                log.error("spool %s: %d records failed their checksum; dropped", self.path, len(bad))
+                self.corrupt += len(bad)
+                self._delete(bad)
+        return out
+
+    def ack(self, seqs: Iterable[int]) -> int:
+        """Delete delivered records; returns how many were still present."""
+        with self._lock:
+            return self._delete(list(seqs))
+
+    def _delete(self, seqs: list[int]) -> int:
+        removed = 0
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for (length,) in self._db.execute(
+                f"DELETE FROM records WHERE seq IN ({marks}) RETURNING length(body)",  # noqa: S608
+                chunk,
+            ).fetchall():
+                self._forget(length)
+                removed += 1
+        return removed
+
+    def expire(self) -> list[tuple[str, int]]:
+        """Drop records older than the age limit; returns their (kind, severity)."""
+        cutoff = self._clock() - self.max_age_seconds
+        with self._lock:
+            oldest = self._db.execute(
+                "SELECT created FROM records ORDER BY seq LIMIT 1"
+            ).fetchone()
+            if oldest is None or oldest[0] >= cutoff:
+                return []
+            rows = self._db.execute(
+                "DELETE FROM records WHERE created < ? RETURNING kind, severity, length(body)",
+                (cutoff,),
+            ).fetchall()
+            for _, _, length in rows:
+                self._forget(length)
+            return [(kind, severity) for kind, severity, _ in rows]
+
+    # ------------------------------------------------------------------ durability and stats
+
+    def sync(self) -> None:
+        """For the ``batch`` policy: checkpoint the WAL, which fsyncs it, then release pages."""
+        with self._lock:
+            if not self._unsynced and self.fsync != "never":
+                return
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._db.execute("PRAGMA incremental_vacuum").fetchall()
+            self._unsynced = False
+
+    def stats(self) -> SpoolStats:
+        with self._lock:
+            row = self._db.execute("SELECT created FROM records ORDER BY seq LIMIT 1").fetchone()
+            return SpoolStats(
+                self._records, self._bytes, None if row is None else float(row[0]),
+                self.disk_bytes(),
+            )
+
+    def __len__(self) -> int:
+        return self._records
+
+    def disk_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += os.stat(f"{self.path}{suffix}").st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:  # pragma: no cover - best effort on shutdown
+                log.warning("spool %s: final checkpoint failed: %s", self.path, exc)
+            self._db.close()
