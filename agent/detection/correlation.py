@@ -60,6 +60,8 @@ class CorrelationState:
         self._steps = len(rule.rules) if rule.type is CorrelationType.TEMPORAL_ORDERED else 0
         self._counted = rule.type in (CorrelationType.VALUE_COUNT, CorrelationType.TEMPORAL)
         self._summed = rule.type in (CorrelationType.VALUE_SUM, CorrelationType.VALUE_AVG)
+        # Alerts name the group by the event fields of the first referenced rule.
+        self._names = rule.group_fields[rule.rules[0]]
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -182,7 +184,7 @@ class CorrelationState:
         opened = group.armed
         group.armed = False
         start = group.queue[0][0] if group.queue else end - self.rule.timespan
-        return Firing(key, dict(zip(self.rule.group_by, key, strict=True)), start,
+        return Firing(key, dict(zip(self._names, key, strict=True)), start,
                       len(group.queue), value, opened)
 
     # ------------------------------------------------------------------ timers

@@ -129,7 +129,7 @@ def _rules_line(cand: Any) -> int:
     for i in range(start - 1, min(end, len(cand.lines))):
         if cand.lines[i].strip().startswith("rules:"):
             return i + 1
-    return start
+    return int(start)
 
 
 def _cycles(graph: Mapping[str, list[str]]) -> list[list[str]]:

@@ -67,7 +67,7 @@ class Engine:
         old = self.ruleset
         books: dict[str, AlertBook] = {}
         states: dict[str, CorrelationState] = {}
-        for rule in (*ruleset.detections, *ruleset.correlations):
+        for rule in ruleset.rules():
             prev = old.by_id.get(rule.id)
             same = prev is not None and prev.content_hash == rule.content_hash
             if same and rule.id in self.books:
@@ -220,7 +220,8 @@ class Engine:
             state = self.states.get(rule_id)
             evictions = (state.evictions if state else 0) + book.evicted
             if book.dropped > seen[0]:
-                m.alerts_suppressed.labels(rule=rule_id, reason="dropped").inc(book.dropped - seen[0])
+                m.alerts_suppressed.labels(rule=rule_id, reason="dropped").inc(
+                    book.dropped - seen[0])
             if book.coalesced > seen[1]:
                 m.alerts_suppressed.labels(rule=rule_id, reason="coalesced").inc(
                     book.coalesced - seen[1])

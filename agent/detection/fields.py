@@ -140,7 +140,7 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
     ),
     _entry(
         "linux", None, "auditd", fields=(MESSAGE, "host.name"), raw_keys=True,
-        description="raw auditd records: keys kept as-is (type, SYSCALL, a0..a7, exe, comm, key, name …)",
+        description="raw auditd records, keys kept as-is (type, SYSCALL, a0..a7, exe, key …)",
     ),
     _entry("linux", fields=(MESSAGE, "host.name", "log.file.path"),
            description="any Linux log line (keyword rules)"),
@@ -196,7 +196,9 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
 CATALOGUE: Mapping[Key, LogsourceFields] = MappingProxyType({e.key: e for e in _ENTRIES})
 
 
-def lookup(product: str | None, category: str | None, service: str | None) -> LogsourceFields | None:
+def lookup(
+    product: str | None, category: str | None, service: str | None
+) -> LogsourceFields | None:
     """The catalogue entry of a rule's logsource; ``None`` when Vedette never produces it."""
     return CATALOGUE.get((product, category, service))
 

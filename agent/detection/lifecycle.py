@@ -32,7 +32,9 @@ class _Open:
 
 
 class AlertBook:
-    def __init__(self, ref: RuleRef, options: RuleOptions, max_evidence: int = MAX_EVIDENCE) -> None:
+    def __init__(
+        self, ref: RuleRef, options: RuleOptions, max_evidence: int = MAX_EVIDENCE
+    ) -> None:
         self.ref = ref
         self.options = options
         self.max_evidence = max_evidence

@@ -18,7 +18,7 @@ from typing import Any
 
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError, SigmaRuleLocation
+from sigma.exceptions import SigmaConditionError, SigmaError, SigmaRuleLocation
 from sigma.rule import SigmaRule
 
 from agent.alerts import RuleRef
@@ -116,7 +116,7 @@ def ruleset_name(path: Path) -> str:
 def load_rules(
     paths: Iterable[Path], extra_paths: Iterable[Path] = (), *, metrics: Any = None
 ) -> LoadReport:
-    """Load, map, validate and compile every rule under ``paths`` (+ third-party ``extra_paths``)."""
+    """Load, map, validate and compile every rule under ``paths`` and ``extra_paths``."""
     loader = _Loader()
     for path in paths:
         loader.load_path(Path(path), OWN_RULESET)
@@ -253,7 +253,9 @@ class _Loader:
             return reject(str(exc), "feature")
         except SigmaError as exc:
             reason = _sigma_reason(exc)
-            line = _guess_line(reason, cand.lines, cand, _key_line(cand, "condition"))
+            line = _key_line(cand, "condition")
+            if not isinstance(exc, SigmaConditionError):
+                line = _guess_line(reason, cand.lines, cand, line)
             raise RuleError(reason, src, line) from None
         tree: Tree = trees[0] if len(trees) == 1 else Node("or", list(trees))
         used = referenced_fields(tree)

@@ -19,10 +19,11 @@ Matching semantics (the Sigma specification leaves these to backends):
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sigma.conditions import (
@@ -108,11 +109,12 @@ class Lowered(dict[str, Any]):
 
 @dataclass(slots=True)
 class Leaf:
-    """One test on one field. ``kind``: eq prefix suffix contains glob null exists re cidr cmp ref."""
+    """One test on one field; ``kind`` is eq/prefix/suffix/contains/glob/set (strings),
+    null, exists, re, cidr, cmp or ref."""
 
     field: str
     kind: str
-    values: list[Any] = field(default_factory=list)
+    values: list[Any] = dataclasses.field(default_factory=list)
     cased: bool = False
 
 
@@ -169,7 +171,10 @@ def _leaf(name: str, value: Any, keyword: bool) -> Tree:
 
 def _string_leaf(name: str, value: SigmaString, keyword: bool) -> Leaf:
     cased = isinstance(value, SigmaCasedString)
-    parts = [p if isinstance(p, SpecialChars) else (p if cased else p.lower()) for p in value.s]
+    parts: list[Any] = [
+        p if isinstance(p, SpecialChars) else (str(p) if cased else str(p).lower())
+        for p in value.s
+    ]
     if keyword:
         if not parts or parts[0] is not SpecialChars.WILDCARD_MULTI:
             parts.insert(0, SpecialChars.WILDCARD_MULTI)
@@ -180,7 +185,7 @@ def _string_leaf(name: str, value: SigmaString, keyword: bool) -> Leaf:
     if n == 0:
         return Leaf(name, "eq", [""], cased)
     if all(isinstance(p, str) for p in parts):
-        return Leaf(name, "eq", ["".join(parts)], cased)  # type: ignore[arg-type]
+        return Leaf(name, "eq", ["".join(parts)], cased)
     if n == 1 and parts[0] is multi:
         return Leaf(name, "glob", [None], cased)  # '*' matches any present value
     if n == 2 and parts[0] is multi and isinstance(parts[1], str):
@@ -216,7 +221,8 @@ def _compile_regex(pattern: str) -> Any:
     try:
         return _re2.compile(pattern)
     except Exception as exc:
-        raise Unsupported(f"regex {pattern[:80]!r} cannot run in linear time (RE2: {exc})") from None
+        reason = f"regex {pattern[:80]!r} cannot run in linear time (RE2: {exc})"
+        raise Unsupported(reason) from None
 
 
 def leaves(tree: Tree) -> list[Leaf]:
@@ -354,7 +360,8 @@ def _string_set_check(pairs: list[tuple[str, Any]]) -> Callable[[str], bool]:
     by_kind: dict[str, list[Any]] = {}
     for kind, value in pairs:
         by_kind.setdefault(kind, []).append(value)
-    checks = [_string_check(k, v) for k, v in sorted(by_kind.items(), key=lambda kv: _KIND_COST[kv[0]])]
+    ordered = sorted(by_kind.items(), key=lambda kv: _KIND_COST[kv[0]])
+    checks = [_string_check(k, v) for k, v in ordered]
     if len(checks) == 1:
         return checks[0]
     if len(checks) == 2:

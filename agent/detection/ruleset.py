@@ -115,7 +115,7 @@ class Ruleset:
     _active: tuple[DetectionRule, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for rule in (*self.detections, *self.correlations):
+        for rule in self.rules():
             self.by_id[rule.id] = rule
         users: dict[str, list[CorrelationRule]] = {}
         for corr in self.correlations:
@@ -123,7 +123,12 @@ class Ruleset:
                 users.setdefault(rid, []).append(corr)
         self.consumers.update({k: tuple(v) for k, v in users.items()})
         # Rules that neither alert nor feed a correlation need not be evaluated.
-        object.__setattr__(self, "_active", tuple(d for d in self.detections if d.output or d.id in self.consumers))
+        active = tuple(d for d in self.detections if d.output or d.id in self.consumers)
+        object.__setattr__(self, "_active", active)
+
+    def rules(self) -> list[Rule]:
+        """Detection rules then correlation rules."""
+        return [*self.detections, *self.correlations]
 
     def __len__(self) -> int:
         return len(self.detections) + len(self.correlations)

@@ -21,13 +21,14 @@ from agent.detection.fields import sigma_field_mappings
 @cache
 def vedette_pipeline() -> ProcessingPipeline:
     items = []
-    for entry, mapping in sigma_field_mappings():
+    for entry, names in sigma_field_mappings():
+        mapping: dict[str | None, str | list[str]] = dict(names.items())
         condition = LogsourceCondition(
             product=entry.product, category=entry.category, service=entry.service
         )
         items.append(
             ProcessingItem(
-                FieldMappingTransformation(dict(mapping)),
+                FieldMappingTransformation(mapping),
                 rule_conditions=[condition],
                 identifier=f"vedette_{entry.product}_{entry.category or entry.service or 'any'}",
             )

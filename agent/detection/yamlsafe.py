@@ -16,10 +16,7 @@ import yaml
 
 from agent.errors import RuleError
 
-try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Loader = yaml.SafeLoader
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # both are safe loaders
 
 MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 48
@@ -116,8 +113,8 @@ def _check_events(text: str, src: str) -> list[tuple[int, int]]:
                 )
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise RuleError(f"invalid YAML: {exc.problem or exc.context or exc}", src, line) from None
+        at = mark.line + 1 if mark else None
+        raise RuleError(f"invalid YAML: {exc.problem or exc.context or exc}", src, at) from None
     except yaml.YAMLError as exc:
         raise RuleError(f"invalid YAML: {exc}", src) from None
     return spans

@@ -1,0 +1,142 @@
+"""`vedette rules validate|list|test`: tools for rule authors.
+
+Without a PATH the commands use the configured rule folders (``detection.rule_paths``, default
+the rules shipped with Vedette) plus ``detection.extra_rule_paths`` (third-party folders).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.config import load_config
+from agent.detection.fixtures import TestReport, junit_xml, run_tests
+from agent.detection.loader import LoadReport, load_rules
+from agent.detection.rule import CorrelationRule, Rule
+from agent.errors import ConfigErrors
+
+EXIT_FAILED = 1
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("rules", help="validate, list and test detection rules")
+    sub = parser.add_subparsers(dest="rules_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                       help="rule files or folders (default: the configured rule paths)")
+        p.add_argument("--config", type=Path, default=None,
+                       help="YAML config file (default: /etc/vedette/vedette.yaml)")
+
+    validate = sub.add_parser("validate", help="lint rules: errors, rejections, summary line")
+    common(validate)
+    validate.add_argument("--strict", action="store_true", help="rejections also fail (exit 1)")
+    validate.set_defaults(func=validate_command)
+
+    lister = sub.add_parser("list", help="id, title, level, logsource, correlation, test status")
+    common(lister)
+    lister.set_defaults(func=list_command)
+
+    test = sub.add_parser("test", help="run each rule's fixtures on a virtual clock")
+    common(test)
+    test.add_argument("--rule", default=None, help="only the fixtures of this rule (id or name)")
+    test.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
+    test.add_argument("--strict", action="store_true",
+                      help="rules without a positive and a negative fixture fail")
+    test.add_argument("-v", "--verbose", action="store_true", help="print every case")
+    test.set_defaults(func=test_command)
+
+
+def _load(args: argparse.Namespace) -> LoadReport | None:
+    if args.paths:
+        return load_rules(args.paths)
+    try:
+        config = load_config(args.config)
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            print(err.location_text(), file=sys.stderr)
+        return None
+    return load_rules(config.detection.resolved_rule_paths(),
+                      config.detection.extra_rule_paths)
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    report = _load(args)
+    if report is None:
+        return EXIT_FAILED
+    for err in report.errors:
+        print(err.location_text())
+    for rejection in report.rejections:
+        print(rejection)
+    print(report.summary_line())
+    if report.errors or (args.strict and report.rejections):
+        return EXIT_FAILED
+    return 0
+
+
+def _logsource(rule: Rule, report: LoadReport) -> str:
+    if isinstance(rule, CorrelationRule):
+        bases = {report.ruleset.by_id[r].logsource for r in rule.rules}  # type: ignore[union-attr]
+        return ",".join(sorted("/".join(p for p in ls if p) for ls in bases))
+    return "/".join(p for p in rule.logsource if p)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    report = _load(args)
+    if report is None:
+        return EXIT_FAILED
+    status = {c.rule_id: c.status for c in run_tests(report, own_only=False).coverage}
+    rows = [("ID", "TITLE", "LEVEL", "LOGSOURCE", "CORRELATION", "TESTS")]
+    for rule in report.ruleset.rules():
+        kind = rule.type.value if isinstance(rule, CorrelationRule) else "-"
+        test = status.get(rule.id, "silent (base rule)")
+        rows.append((rule.id, rule.ref.title[:60], rule.ref.level, _logsource(rule, report),
+                     kind, test))
+    _table(rows)
+    print(report.summary_line())
+    return EXIT_FAILED if report.errors else 0
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def test_command(args: argparse.Namespace) -> int:
+    report = _load(args)
+    if report is None:
+        return EXIT_FAILED
+    for err in report.errors:
+        print(err.location_text())
+    result = run_tests(report, rule_id=args.rule)
+    _print_results(result, args.verbose, args.strict)
+    if args.junit is not None:
+        args.junit.write_text(junit_xml(result) + "\n", encoding="utf-8")
+    if report.errors or result.failed(args.strict):
+        return EXIT_FAILED
+    return 0
+
+
+def _print_results(result: TestReport, verbose: bool, strict: bool) -> None:
+    for err in result.errors:
+        print(f"ERROR {err.location_text()}")
+    rows = [("RESULT", "FILE", "CASE", "ALERTS")]
+    for r in result.results:
+        if verbose or not r.passed:
+            rows.append(("pass" if r.passed else "FAIL", r.file, r.case, str(r.alerts)))
+    if len(rows) > 1:
+        _table(rows)
+    for r in result.results:
+        for problem in r.problems:
+            print(f"  {r.file} [{r.case}]: {problem}")
+    gaps = [c for c in result.coverage if c.status != "tested"]
+    for c in gaps:
+        label = "FAIL" if strict else "warning"
+        what = "no fixtures" if c.status == "untested" else f"{c.status} fixture"
+        print(f"{label}: {c.file}: rule {c.rule_id} ({c.title}): {what}")
+    passed = sum(1 for r in result.results if r.passed)
+    print(f"{len(result.results)} cases: {passed} passed, {len(result.results) - passed} failed; "
+          f"{len(result.coverage)} rules, {len(gaps)} without positive and negative fixtures")

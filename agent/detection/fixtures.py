@@ -1,0 +1,310 @@
+"""Rule tests: run each rule's fixtures through the production engine on a virtual clock.
+
+Layout: ``rules/<area>/<name>.yml`` and, next to it, ``rules/<area>/<name>.tests/`` holding
+``expect.yml`` plus input files. ``expect.yml``::
+
+    cases:
+      - name: five busy minutes fire once
+        input: busy.jsonl            # decoded by the registry below (kind from the extension,
+        kind: jsonl                  # or given explicitly)
+        expect:
+          - rule: host_cpu_saturation       # id or name; default: the file's last rule
+            group: {host.name: web-1}       # exact group-by values (optional)
+            count: 8                        # final alert count (optional; or min_count)
+            at: "2026-01-01T00:01:00Z"      # when the alert opened (optional) ...
+            tolerance: 10                   # ... within this many seconds (default 1)
+      - name: a single spike stays silent
+        input: spike.jsonl
+        expect: []                          # no alert of this file's rules
+        flush: false                        # optional: stop the clock at the last event
+
+Event timestamps drive time: before each event the engine's timers run up to that event's time,
+and after the last one far enough ahead to close every alert. Every alert a file's rules open
+must be expected; alerts of other rules are ignored. A rule has a positive fixture when some
+case expects it and a negative one when some case expects it to stay silent.
+
+Decoders are registered by kind: ``register_decoder("pcap", decode_pcap)`` — a function taking
+the input path and yielding :class:`~agent.events.Event` objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.alerts import Alert, Status
+from agent.collectors.log_decoders import DECODERS as LOG_DECODERS
+from agent.detection.engine import Engine, EngineOptions
+from agent.detection.loader import LoadReport
+from agent.detection.rule import CorrelationRule, Rule
+from agent.detection.yamlsafe import read_documents
+from agent.errors import RuleError
+from agent.events import Event, parse_timestamp
+
+Decoder = Callable[[Path], Iterator[Event]]
+DECODERS: dict[str, Decoder] = {}
+EXPECT_FILE = "expect.yml"
+MAX_FIXTURE_EVENTS = 1_000_000
+
+
+def register_decoder(kind: str, decoder: Decoder) -> None:
+    """Make ``kind`` usable as a fixture input kind (``jsonl`` is built in)."""
+    DECODERS[kind] = decoder
+
+
+def decode_jsonl(path: Path) -> Iterator[Event]:
+    """One event per line: ``{"@timestamp": …, "logsource": {…}, <ECS fields>}``."""
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                yield Event.from_dict(json.loads(line))
+            except ValueError as exc:
+                raise RuleError(f"bad event: {exc}", str(path), n) from None
+
+
+register_decoder("jsonl", decode_jsonl)
+# Log files decoded by the production host parsers (auth, sshd, journal-json, auditd, nginx…).
+for _kind, _decoder in LOG_DECODERS.items():
+    register_decoder(_kind, _decoder)
+
+
+def tests_dir(rule_file: Path) -> Path:
+    return rule_file.with_name(rule_file.stem + ".tests")
+
+
+@dataclass
+class Expectation:
+    rule: str
+    group: dict[str, Any] | None = None
+    count: int | None = None
+    min_count: int | None = None
+    at: float | None = None
+    tolerance: float = 1.0
+
+
+@dataclass
+class Case:
+    name: str
+    input: Path
+    kind: str
+    expect: list[Expectation]
+    flush: bool = True
+    """Run the timers past the last event (close alerts, fire lt/lte windows)."""
+
+
+@dataclass
+class CaseResult:
+    file: str
+    case: str
+    passed: bool
+    problems: list[str] = field(default_factory=list)
+    alerts: int = 0
+
+
+@dataclass
+class Coverage:
+    rule_id: str
+    title: str
+    file: str
+    positive: bool
+    negative: bool
+
+    @property
+    def status(self) -> str:
+        if self.positive and self.negative:
+            return "tested"
+        if not self.positive and not self.negative:
+            return "untested"
+        return "no negative" if self.positive else "no positive"
+
+
+@dataclass
+class TestReport:
+    results: list[CaseResult] = field(default_factory=list)
+    coverage: list[Coverage] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+
+    def failed(self, strict: bool) -> bool:
+        if self.errors or any(not r.passed for r in self.results):
+            return True
+        return strict and any(c.status != "tested" for c in self.coverage)
+
+
+def rules_by_file(report: LoadReport) -> dict[str, list[Rule]]:
+    out: dict[str, list[Rule]] = {}
+    for rule in report.ruleset.rules():
+        out.setdefault(rule.source.path, []).append(rule)
+    for rules in out.values():
+        rules.sort(key=lambda r: r.source.line)
+    return out
+
+
+def load_cases(rule_file: Path, rules: list[Rule]) -> list[Case]:
+    """Parse ``<name>.tests/expect.yml``; :class:`RuleError` on any problem."""
+    folder = tests_dir(rule_file)
+    expect = folder / EXPECT_FILE
+    if not expect.is_file():
+        return []
+    docs, _ = read_documents(expect)
+    data = docs[0].data if docs else None
+    src = str(expect)
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+        raise RuleError("expect.yml needs a 'cases' list", src, 1)
+    names = {r.name: r.id for r in rules if r.name} | {r.id: r.id for r in rules}
+    default = rules[-1].id if rules else ""
+    cases = []
+    for i, raw in enumerate(data["cases"], 1):
+        if not isinstance(raw, dict) or "input" not in raw:
+            raise RuleError(f"case {i}: needs at least 'input' (and 'expect')", src)
+        name = str(raw.get("name", f"case {i}"))
+        inp = folder / str(raw["input"])
+        kind = str(raw.get("kind") or inp.suffix.lstrip("."))
+        if kind not in DECODERS:
+            raise RuleError(f"case {name!r}: unknown input kind {kind!r} "
+                            f"(registered: {', '.join(sorted(DECODERS))})", src)
+        if not inp.is_file() or folder.resolve() not in inp.resolve().parents:
+            raise RuleError(f"case {name!r}: input {raw['input']!r} not found in {folder}", src)
+        exps = []
+        for e in raw.get("expect") or []:
+            if not isinstance(e, dict):
+                raise RuleError(f"case {name!r}: each expectation is a mapping", src)
+            ref = str(e.get("rule", default))
+            if ref not in names:
+                raise RuleError(f"case {name!r}: rule {ref!r} is not defined in {rule_file.name}",
+                                src)
+            unknown = set(e) - {"rule", "group", "count", "min_count", "at", "tolerance"}
+            if unknown:
+                raise RuleError(f"case {name!r}: unknown keys {sorted(unknown)}", src)
+            exps.append(Expectation(
+                names[ref], e.get("group"), e.get("count"), e.get("min_count"),
+                parse_timestamp(e["at"]) if "at" in e else None, float(e.get("tolerance", 1.0)),
+            ))
+        cases.append(Case(name, inp, kind, exps, bool(raw.get("flush", True))))
+    return cases
+
+
+def run_case(engine: Engine, case: Case, horizon: float) -> list[tuple[float, Alert]]:
+    """Feed a case's events; returns every alert snapshot with the virtual time it was sent."""
+    sent: list[tuple[float, Alert]] = []
+    clock = None
+    for n, event in enumerate(DECODERS[case.kind](case.input)):
+        if n >= MAX_FIXTURE_EVENTS:
+            raise RuleError(f"more than {MAX_FIXTURE_EVENTS} events", str(case.input))
+        if clock is None or event.timestamp > clock:
+            clock = event.timestamp
+            sent.extend((clock, a) for a in engine.advance(clock))
+        sent.extend((clock, a) for a in engine.process(event))
+    if clock is not None and case.flush:
+        end = clock + horizon
+        while clock < end:  # one-second ticks, like the daemon
+            clock = min(clock + 1.0, end)
+            sent.extend((clock, a) for a in engine.advance(clock))
+    return sent
+
+
+def check_case(case: Case, file_rules: set[str], sent: list[tuple[float, Alert]]) -> list[str]:
+    opened: dict[str, tuple[float, Alert]] = {}
+    final: dict[str, Alert] = {}
+    for when, alert in sent:
+        if alert.rule.id not in file_rules:
+            continue
+        if alert.status is Status.OPEN:
+            opened[alert.id] = (when, alert)
+        final[alert.id] = alert
+    problems = []
+    unmatched = dict(opened)
+    for exp in case.expect:
+        hit = None
+        for alert_id, (_, alert) in unmatched.items():
+            if alert.rule.id != exp.rule:
+                continue
+            if exp.group is not None and {k: str(v) for k, v in alert.group.items()} != {
+                    k: str(v) for k, v in exp.group.items()}:
+                continue
+            hit = alert_id
+            break
+        if hit is None:
+            problems.append(f"expected an alert of {exp.rule} group={exp.group} — none")
+            continue
+        when, alert = unmatched.pop(hit)
+        count = final[hit].count
+        if exp.count is not None and count != exp.count:
+            problems.append(f"{exp.rule}: count {count}, expected {exp.count}")
+        if exp.min_count is not None and count < exp.min_count:
+            problems.append(f"{exp.rule}: count {count}, expected at least {exp.min_count}")
+        if exp.at is not None and abs(when - exp.at) > exp.tolerance:
+            problems.append(f"{exp.rule}: fired at {when:.3f}, expected {exp.at:.3f} "
+                            f"± {exp.tolerance:g} s")
+    for when, alert in unmatched.values():
+        problems.append(f"unexpected alert of {alert.rule.id} ({alert.rule.title}) "
+                        f"group={alert.group} at {when:.3f}")
+    return problems
+
+
+def horizon(report: LoadReport, late: float) -> float:
+    spans = [r.options.quiet_period + (r.timespan if isinstance(r, CorrelationRule) else 0.0)
+             for r in report.ruleset.rules()]
+    return max(spans, default=0.0) + late + 1.0
+
+
+def run_tests(
+    report: LoadReport, rule_id: str | None = None, options: EngineOptions | None = None,
+    own_only: bool = True,
+) -> TestReport:
+    """Run every fixture of the loaded rules (optionally only files defining ``rule_id``)."""
+    options = options or EngineOptions()
+    out = TestReport()
+    span = horizon(report, options.late_allowance_seconds)
+    for file, rules in sorted(rules_by_file(report).items()):
+        if own_only and all(r.ref.ruleset != "vedette" for r in rules):
+            continue
+        if rule_id is not None and all(rule_id not in (r.id, r.name) for r in rules):
+            continue
+        alerting = [r for r in rules if getattr(r, "output", True)]
+        try:
+            cases = load_cases(Path(file), rules)
+        except RuleError as exc:
+            out.errors.append(exc)
+            cases = []
+        positive: set[str] = set()
+        negative: set[str] = set()
+        ids = {r.id for r in alerting}
+        for case in cases:
+            try:
+                sent = run_case(Engine(report.ruleset, None, options), case, span)
+            except (RuleError, OSError) as exc:
+                out.results.append(CaseResult(file, case.name, False, [str(exc)]))
+                continue
+            problems = check_case(case, ids, sent)
+            expected = {e.rule for e in case.expect}
+            positive |= expected
+            negative |= ids - expected
+            opened = sum(1 for _, a in sent if a.status is Status.OPEN and a.rule.id in ids)
+            out.results.append(CaseResult(file, case.name, not problems, problems, opened))
+        for rule in alerting:
+            out.coverage.append(Coverage(rule.id, rule.ref.title, file, rule.id in positive,
+                                         rule.id in negative))
+    return out
+
+
+def junit_xml(report: TestReport) -> str:
+    """The results as a JUnit XML document (one testcase per fixture case)."""
+    from xml.etree import ElementTree as ET  # noqa: PLC0415 - only for --junit
+
+    failures = sum(1 for r in report.results if not r.passed)
+    suite = ET.Element("testsuite", name="vedette-rules", tests=str(len(report.results)),
+                       failures=str(failures), errors=str(len(report.errors)))
+    for r in report.results:
+        case = ET.SubElement(suite, "testcase", classname=r.file, name=r.case)
+        if not r.passed:
+            ET.SubElement(case, "failure", message=r.problems[0][:200]).text = "\n".join(
+                r.problems)
+    for err in report.errors:
+        case = ET.SubElement(suite, "testcase", classname=err.path or "", name="load")
+        ET.SubElement(case, "error", message=err.reason[:200]).text = str(err)
+    return ET.tostring(suite, encoding="unicode")
