@@ -1,0 +1,209 @@
+"""What ``/proc`` says about a process, read defensively (it may exit while we read).
+
+:class:`ProcReader` reads ``/proc/<pid>`` under an injected proc root: executable (with the
+kernel's `` (deleted)`` marker turned into a flag), command line, working directory, real and
+effective uid/gid, parent pid, start time, container id (from the cgroup path) and whether
+stdin/stdout/stderr are sockets (the mark of a reverse shell). Each file that cannot be read
+(exited process, permission) is simply absent from the result; :func:`process_fields` turns an
+:class:`ProcInfo` into ECS fields, adding the parent and grandparent.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.events import format_timestamp
+
+_CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/:]([0-9a-f]{64})"
+                        r"|/kubepods[^\n]*/(?:pod[^/]+/)?([0-9a-f]{64})")
+MAX_CMDLINE = 8192
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "ash",
+                    "busybox"})
+
+
+@dataclass(slots=True)
+class ProcInfo:
+    pid: int
+    ppid: int | None = None
+    executable: str | None = None
+    deleted: bool = False
+    args: list[str] | None = None
+    cwd: str | None = None
+    comm: str | None = None
+    uid: int | None = None
+    euid: int | None = None
+    gid: int | None = None
+    start_ticks: int | None = None
+    container_id: str | None = None
+    socket_fds: tuple[int, ...] = ()
+    gone: bool = False  # the process exited before anything could be read
+
+
+class ProcReader:
+    def __init__(self, proc_root: Path = Path("/proc")) -> None:
+        self._root = str(proc_root)
+        self._users: OrderedDict[int, str | None] = OrderedDict()
+        try:
+            self._ticks = os.sysconf("SC_CLK_TCK")
+        except (ValueError, OSError):
+            self._ticks = 100
+        self._boot = _boot_time(proc_root)
+
+    def read(self, pid: int) -> ProcInfo:
+        base = f"{self._root}/{pid}"
+        info = ProcInfo(pid)
+        status = _read_text(f"{base}/status", 4096)
+        if status is None:
+            info.gone = True
+            return info
+        for line in status.splitlines():
+            key, _, value = line.partition(":")
+            if key == "Name":
+                info.comm = value.strip()
+            elif key == "PPid":
+                info.ppid = _int(value)
+            elif key == "Uid":
+                ids = value.split()
+                info.uid, info.euid = _int(ids[0]) if ids else None, _int(ids[1]) if len(
+                    ids) > 1 else None
+            elif key == "Gid":
+                ids = value.split()
+                info.gid = _int(ids[0]) if ids else None
+        exe = _readlink(f"{base}/exe")
+        if exe is not None:
+            if exe.endswith(" (deleted)"):
+                info.deleted, exe = True, exe[: -len(" (deleted)")]
+            info.executable = exe
+        raw = _read_bytes(f"{base}/cmdline", MAX_CMDLINE)
+        if raw:
+            info.args = [a.decode("utf-8", "replace") for a in raw.rstrip(b"\0").split(b"\0")]
+        info.cwd = _readlink(f"{base}/cwd")
+        stat = _read_text(f"{base}/stat", 2048)
+        if stat and ")" in stat:
+            rest = stat.rsplit(")", 1)[1].split()
+            if len(rest) > 19:
+                info.start_ticks = _int(rest[19])
+        cgroup = _read_text(f"{base}/cgroup", 8192)
+        if cgroup:
+            m = _CONTAINER.search(cgroup)
+            if m:
+                info.container_id = m.group(1) or m.group(2)
+        info.socket_fds = tuple(
+            fd for fd in (0, 1, 2) if (_readlink(f"{base}/fd/{fd}") or "").startswith("socket:"))
+        return info
+
+    def start_time(self, info: ProcInfo) -> float | None:
+        if info.start_ticks is None or self._boot is None:
+            return None
+        return self._boot + info.start_ticks / self._ticks
+
+    def user_name(self, uid: int | None) -> str | None:
+        if uid is None:
+            return None
+        if uid in self._users:
+            return self._users[uid]
+        try:
+            name: str | None = pwd.getpwuid(uid).pw_name
+        except (KeyError, OverflowError):
+            name = None
+        self._users[uid] = name
+        if len(self._users) > 1024:
+            self._users.popitem(last=False)
+        return name
+
+
+def process_fields(reader: ProcReader, info: ProcInfo, parent: ProcInfo | None,
+                   grandparent: ProcInfo | None) -> dict[str, Any]:
+    """ECS fields of a process_creation event (absent values are left out)."""
+    f: dict[str, Any] = {"process.pid": info.pid}
+    _describe(f, "process.", info)
+    if info.ppid is not None:
+        f["process.parent.pid"] = info.ppid
+    if info.uid is not None:
+        f["user.id"] = str(info.uid)
+        name = reader.user_name(info.uid)
+        if name:
+            f["user.name"] = name
+    if info.euid is not None and info.euid != info.uid:
+        f["user.effective.id"] = str(info.euid)
+        name = reader.user_name(info.euid)
+        if name:
+            f["user.effective.name"] = name
+    if info.gid is not None:
+        f["group.id"] = str(info.gid)
+    if info.cwd:
+        f["process.working_directory"] = info.cwd
+    start = reader.start_time(info)
+    if start is not None:
+        f["process.start"] = format_timestamp(start)
+    if info.container_id:
+        f["container.id"] = info.container_id
+    f["process.io.socket"] = bool(info.socket_fds)
+    if info.socket_fds:
+        f["process.io.socket_fds"] = list(info.socket_fds)
+    if info.deleted:
+        f["process.executable_deleted"] = True
+    if parent is not None and not parent.gone:
+        _describe(f, "process.parent.", parent)
+        if parent.uid is not None:
+            name = reader.user_name(parent.uid)
+            if name:
+                f["process.parent.user.name"] = name
+    if grandparent is not None and not grandparent.gone:
+        f["process.parent.parent.pid"] = grandparent.pid
+        _describe(f, "process.parent.parent.", grandparent)
+    return f
+
+
+def _describe(f: dict[str, Any], prefix: str, info: ProcInfo) -> None:
+    if info.executable:
+        f[prefix + "executable"] = info.executable
+    name = os.path.basename(info.executable) if info.executable else info.comm
+    if name:
+        f[prefix + "name"] = name
+    if info.args:
+        f[prefix + "args"] = info.args
+        f[prefix + "command_line"] = " ".join(info.args)
+    elif info.comm and prefix == "process.":
+        f[prefix + "command_line"] = info.comm
+
+
+def _boot_time(root: Path) -> float | None:
+    text = _read_text(f"{root}/stat", 1 << 16)
+    for line in (text or "").splitlines():
+        if line.startswith("btime "):
+            return _int(line[6:])
+    return None
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _read_bytes(path: str, limit: int) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit)
+    except OSError:
+        return None
+
+
+def _read_text(path: str, limit: int) -> str | None:
+    data = _read_bytes(path, limit)
+    return data.decode("utf-8", "replace") if data is not None else None
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
