@@ -188,6 +188,43 @@ class AgentMetrics:
             "open alert's next update.",
             ["rule", "reason"], registry=registry,
         )
+        # Host collectors (agent/collectors: process, sockets, auth/web/audit logs, FIM, modules)
+        self.process_events_lost = Counter(
+            "vedette_process_events_lost_total",
+            "Proc connector receive-buffer overruns: the kernel dropped process events.",
+            registry=registry,
+        )
+        self.process_enrichment_failures = Counter(
+            "vedette_process_enrichment_failures_total",
+            "Exec events whose process exited before /proc could be read (event sent unenriched).",
+            registry=registry,
+        )
+        self.log_lines = Counter(
+            "vedette_log_lines_total",
+            "Lines read by a host log collector (auth_log, journal, web_log, auditd).",
+            ["source"], registry=registry,
+        )
+        self.logins = Counter(
+            "vedette_logins_total",
+            "Login attempts seen in authentication logs (ssh, su, login), by outcome.",
+            ["outcome"], registry=registry,
+        )
+        self.fim_changes = Counter(
+            "vedette_fim_changes_total",
+            "Changes to watched files, by action (created, modified, deleted, attributes_changed).",
+            ["action"], registry=registry,
+        )
+        self.fim_files = Gauge(
+            "vedette_fim_files", "Files in the file-integrity baseline.", registry=registry,
+        )
+        self.fim_rescan_duration = Gauge(
+            "vedette_fim_rescan_duration_seconds",
+            "Duration of the last file-integrity rescan.", registry=registry,
+        )
+        self.listening_sockets = Gauge(
+            "vedette_listening_sockets", "Listening TCP/UDP sockets on the host.",
+            registry=registry,
+        )
         # Sinks
         self.sink_deliveries = Counter(
             "vedette_sink_deliveries_total", "Alert documents a sink accepted.",
