@@ -1,0 +1,138 @@
+"""`vedette replay FILE [--log KIND] [--rules DIR] [--config F] [--json]`: offline detection.
+
+Runs a capture file (pcap/pcapng, the default kind) or a log file (``--log auth`` …) through
+the production decoders and the detection engine with the file's own timestamps as the clock.
+On a terminal a progress bar runs on stderr; at the end a table of alerts is printed. With
+``--json`` stdout gets one ECS alert document per line instead (the final state of each alert).
+
+Exit codes: 0 done (alerts or not), 1 the input could not be read, 2 bad rules/config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from agent.alerts import Alert, to_ecs
+from agent.config import Config, load_config
+from agent.detection.engine import Engine, EngineOptions
+from agent.detection.fixtures import horizon
+from agent.detection.loader import load_rules
+from agent.errors import ConfigErrors
+from agent.events import format_timestamp
+from agent.identity import detect_identity
+from agent.logs import safe
+from agent.netdecode.pcapfile import CaptureFormatError
+from agent.replay import INPUTS, LAST_PCAP, run
+
+EXIT_INPUT = 1
+EXIT_USAGE = 2
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "replay", help="run a pcap/pcapng (or log) file through decoding and detection"
+    )
+    parser.add_argument("file", type=Path, metavar="FILE", help="capture or log file")
+    parser.add_argument(
+        "--log", dest="kind", default="pcap", choices=sorted(INPUTS), metavar="KIND",
+        help=f"input kind (default pcap): {', '.join(sorted(INPUTS))}",
+    )
+    parser.add_argument("--rules", type=Path, action="append", default=None, metavar="DIR",
+                        help="rule file or folder (repeatable; default: the configured rules)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML config (network settings, threat-intel files, rule paths)")
+    parser.add_argument("--json", action="store_true",
+                        help="one ECS alert document per line on stdout (final state)")
+    parser.set_defaults(func=replay_command)
+
+
+class _ProgressBar:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2 and done < total:
+            return
+        self.last = now
+        frac = done / total if total else 1.0
+        filled = int(frac * 30)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {frac:6.1%}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\r" + " " * 40 + "\r")
+        self.stream.flush()
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config) if args.config else Config()
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            print(err.location_text(), file=sys.stderr)
+        return EXIT_USAGE
+    paths = list(args.rules) if args.rules else config.detection.resolved_rule_paths()
+    extra = [] if args.rules else list(config.detection.extra_rule_paths)
+    report = load_rules(paths, extra)
+    for rule_error in report.errors:
+        print(f"rule error: {rule_error.location_text()}", file=sys.stderr)
+    if not report.ruleset.detections and not report.ruleset.correlations:
+        print("no rules loaded", file=sys.stderr)
+        return EXIT_USAGE
+    options = EngineOptions(late_allowance_seconds=config.detection.late_allowance_seconds)
+    engine = Engine(report.ruleset, None, options)
+    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    decoder = INPUTS[args.kind]
+    started = time.monotonic()
+    try:
+        span = horizon(report, options.late_allowance_seconds)
+        result = run(engine, decoder(args.file, config, bar), span)
+    except (OSError, CaptureFormatError) as exc:
+        if bar is not None:
+            bar.close()
+        print(f"vedette replay: {safe(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+    if bar is not None:
+        bar.close()
+    elapsed = time.monotonic() - started
+    alerts = list(result.alerts.values())
+    if args.json:
+        identity = detect_identity(config.agent.resolved_state_dir(), config.agent.name,
+                                   config.agent.labels)
+        out = sys.stdout
+        for alert in alerts:
+            out.write(json.dumps(to_ecs(alert, identity), default=str, sort_keys=True) + "\n")
+        return 0
+    _summary(args, alerts, result.events, elapsed)
+    return 0
+
+
+def _summary(args: argparse.Namespace, alerts: list[Alert], events: int, elapsed: float) -> None:
+    if args.kind == "pcap":
+        stats = LAST_PCAP.processor
+        errors = sum(stats.errors.values())
+        print(f"{stats.packets:,} packets, {events:,} events, {errors:,} undecodable, "
+              f"{stats.suppressed:,} over budget, {elapsed:.2f} s")
+        if LAST_PCAP.truncated_records:
+            print(f"warning: the file ends with {LAST_PCAP.truncated_records} truncated record(s)")
+    else:
+        print(f"{events:,} events, {elapsed:.2f} s")
+    if not alerts:
+        print("no alerts")
+        return
+    rows = [("first seen", "level", "rule", "count", "group")]
+    for a in sorted(alerts, key=lambda a: a.first_seen):
+        group = ", ".join(f"{k}={v}" for k, v in a.group.items())
+        rows.append((format_timestamp(a.first_seen)[:23], a.rule.level or "-",
+                     safe(a.rule.title, 60), str(a.count), safe(group, 80)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"{len(alerts)} alert(s)")

@@ -1,0 +1,6 @@
+"""Packet decoding without scapy: capture-file reader, header decoder, DNS parser."""
+
+from agent.netdecode.layers import Decoded, decode
+from agent.netdecode.pcapfile import CaptureFormatError, CaptureReader, RawPacket
+
+__all__ = ["CaptureFormatError", "CaptureReader", "Decoded", "RawPacket", "decode"]

@@ -1,0 +1,225 @@
+"""Fast reader for pcap and pcapng capture files (no scapy on this path).
+
+The file is memory-mapped and walked with ``struct.unpack_from``; each record becomes a
+``(timestamp, linktype, frame, wire_length)`` tuple, handed out in batches so the decoder can
+work on a list at a time. Supported: classic pcap in both byte orders with micro- or nanosecond
+timestamps, and pcapng (section header, interface description with ``if_tsresol``, enhanced and
+simple packet blocks, the obsolete packet block; other block types are skipped).
+
+A bogus header raises :class:`CaptureFormatError` naming the file, offset and reason. A record
+cut short at the end of the file (a capture still being written, or truncated by a copy) ends
+the iteration and is counted in :attr:`CaptureReader.truncated_records`, never a crash.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+MAX_RECORD_BYTES = 256 * 1024
+"""A record longer than this is treated as corruption (real snap lengths are ≤ 262144)."""
+
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+_PCAPNG_SHB = 0x0A0D0D0A
+_NG_IDB, _NG_EPB, _NG_SPB, _NG_OPB = 1, 6, 3, 2
+
+
+class RawPacket(NamedTuple):
+    timestamp: float
+    linktype: int
+    data: bytes
+    wire_length: int
+
+
+class CaptureFormatError(ValueError):
+    """The file is not a capture we can read; ``str()`` names file, offset and reason."""
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"{path}: offset {offset}: {reason}")
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+
+class CaptureReader:
+    """Iterate the packets of one pcap/pcapng file; use as a context manager."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self.truncated_records = 0
+        self.skipped_blocks = 0
+        self.packets_read = 0
+        self.bytes_total = 0
+        with open(self.path, "rb") as fh:
+            size = fh.seek(0, 2)
+            if size < 12:
+                raise CaptureFormatError(self.path, 0, f"file too short ({size} bytes)")
+            self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self.bytes_total = size
+        head = self._mm[:4]
+        if head in _PCAP_MAGICS:
+            self.format = "pcap"
+        elif struct.unpack("<I", head)[0] == _PCAPNG_SHB:
+            self.format = "pcapng"
+        else:
+            self.close()
+            raise CaptureFormatError(
+                self.path, 0, f"not a pcap or pcapng file (magic {head.hex()})"
+            )
+        self.position = 0
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._mm.closed:
+            self._mm.close()
+
+    def batches(self, size: int = 4096) -> Iterator[list[RawPacket]]:
+        """Packets in lists of up to ``size``."""
+        walker = self._pcap() if self.format == "pcap" else self._pcapng()
+        batch: list[RawPacket] = []
+        append = batch.append
+        for pkt in walker:
+            append(pkt)
+            if len(batch) >= size:
+                self.packets_read += len(batch)
+                yield batch
+                batch = []
+                append = batch.append
+        if batch:
+            self.packets_read += len(batch)
+            yield batch
+
+    def __iter__(self) -> Iterator[RawPacket]:
+        for batch in self.batches():
+            yield from batch
+
+    # ------------------------------------------------------------------ classic pcap
+
+    def _pcap(self) -> Iterator[RawPacket]:
+        mm = self._mm
+        order, scale = _PCAP_MAGICS[mm[:4]]
+        if len(mm) < 24:
+            raise CaptureFormatError(self.path, 0, "pcap global header cut short")
+        major, _minor, _zone, _sigfigs, _snaplen, network = struct.unpack_from(
+            order + "HHiIII", mm, 4
+        )
+        if major != 2:
+            raise CaptureFormatError(self.path, 4, f"unsupported pcap version {major}")
+        linktype = network & 0x0FFFFFFF
+        rec = struct.Struct(order + "IIII")
+        unpack = rec.unpack_from
+        off = 24
+        end = len(mm)
+        while off + 16 <= end:
+            sec, frac, incl, orig = unpack(mm, off)
+            if incl > MAX_RECORD_BYTES:
+                raise CaptureFormatError(
+                    self.path, off, f"record length {incl} exceeds {MAX_RECORD_BYTES} (corrupt)"
+                )
+            start = off + 16
+            off = start + incl
+            if off > end:
+                self.truncated_records += 1
+                break
+            self.position = off
+            yield RawPacket(sec + frac * scale, linktype, mm[start:off], orig)
+        else:
+            if off != end:
+                self.truncated_records += 1
+        self.position = end
+
+    # ------------------------------------------------------------------ pcapng
+
+    def _pcapng(self) -> Iterator[RawPacket]:
+        mm = self._mm
+        end = len(mm)
+        off = 0
+        order = "<"
+        interfaces: list[tuple[int, float]] = []
+        while off + 12 <= end:
+            btype = struct.unpack_from(order + "I", mm, off)[0]
+            if btype == _PCAPNG_SHB:
+                bom = mm[off + 8:off + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    order = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    order = ">"
+                else:
+                    raise CaptureFormatError(self.path, off, "pcapng byte-order magic invalid")
+                interfaces = []
+            blen = struct.unpack_from(order + "I", mm, off + 4)[0]
+            if blen < 12 or blen % 4 or blen > MAX_RECORD_BYTES + 64:
+                raise CaptureFormatError(self.path, off, f"pcapng block length {blen} invalid")
+            if off + blen > end:
+                self.truncated_records += 1
+                break
+            body = off + 8
+            if btype == _NG_EPB and blen >= 32:
+                ifid, hi, lo, cap, orig = struct.unpack_from(order + "IIIII", mm, body)
+                pkt = self._ng_packet(interfaces, ifid, hi, lo, cap, orig, body + 20, off + blen)
+                if pkt is not None:
+                    yield pkt
+            elif btype == _NG_SPB and blen >= 16:
+                orig = struct.unpack_from(order + "I", mm, body)[0]
+                cap = min(orig, blen - 16)
+                if interfaces:
+                    yield RawPacket(0.0, interfaces[0][0], mm[body + 4:body + 4 + cap], orig)
+            elif btype == _NG_OPB and blen >= 32:
+                ifid, _drops, hi, lo, cap, orig = struct.unpack_from(order + "HHIIII", mm, body)
+                pkt = self._ng_packet(interfaces, ifid, hi, lo, cap, orig, body + 20, off + blen)
+                if pkt is not None:
+                    yield pkt
+            elif btype == _NG_IDB and blen >= 20:
+                linktype = struct.unpack_from(order + "H", mm, body)[0]
+                interfaces.append((linktype, _tsresol(mm, order, body + 8, off + blen - 4)))
+            elif btype != _PCAPNG_SHB:
+                self.skipped_blocks += 1
+            off += blen
+            self.position = off
+        else:
+            if off != end:
+                self.truncated_records += 1
+        self.position = end
+
+    def _ng_packet(
+        self,
+        interfaces: list[tuple[int, float]],
+        ifid: int,
+        hi: int,
+        lo: int,
+        cap: int,
+        orig: int,
+        start: int,
+        block_end: int,
+    ) -> RawPacket | None:
+        if ifid >= len(interfaces) or start + cap > block_end:
+            self.skipped_blocks += 1
+            return None
+        linktype, scale = interfaces[ifid]
+        return RawPacket(((hi << 32) | lo) * scale, linktype, self._mm[start:start + cap], orig)
+
+
+def _tsresol(mm: mmap.mmap, order: str, off: int, end: int) -> float:
+    """The ``if_tsresol`` option of an interface description block (default: microseconds)."""
+    while off + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", mm, off)
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            raw = mm[off + 4]
+            return 2.0 ** -(raw & 0x7F) if raw & 0x80 else 10.0 ** -raw
+        off += 4 + ((length + 3) & ~3)
+    return 1e-6

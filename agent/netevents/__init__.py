@@ -1,0 +1,1 @@
+"""Network events: decoded packets → budgeted events, aggregates and flows."""

@@ -1,0 +1,393 @@
+"""Decoded packets → the events network rules read, at a cost bounded whatever the packet rate.
+
+One :class:`PacketProcessor` is shared by live capture and ``vedette replay``: both hand it
+batches of :class:`~agent.netdecode.pcapfile.RawPacket` and forward what it returns to the
+detection engine, so a pcap fixture exercises exactly the live path. Packet timestamps are the
+clock: when a packet belongs to a new second the previous second's aggregates are emitted;
+live capture also calls :meth:`advance` with wall time so quiet links still flush.
+
+Per packet the work is one decode (a tuple, no objects), one flow-table update and one
+per-destination aggregate update. Events are produced for:
+
+* **control packets** (``vedette/network_packet``): TCP SYN, SYN-ACK, RST and any segment
+  without ACK (FIN/NULL/Xmas probes), ICMP echo/timestamp requests and unreachables (with the
+  quoted original's destination port, which is how UDP scans show up). One probe becomes one
+  event immediately — within the batch it arrived in;
+* **DNS** questions and answers (``vedette/dns``) and **ARP** packets (``vedette/arp``);
+* **per-second aggregates** per destination (``vedette/network_traffic``): packets, bytes, SYN,
+  SYN-ACK, RST, ICMP echo counts and an estimate of distinct sources — what flood rules sum;
+* **flow summaries** per interval (``vedette/network_flow``) and threat-intel matches on new flows.
+
+Budgets keep the per-packet event rate bounded: per destination (address, port), per source,
+per DNS client, per ARP sender and overall, each per second. A flood therefore costs the engine
+~``max_events_per_destination`` events plus one aggregate per second, while a scan (many
+destinations) still delivers each probe. Every table is bounded by ``max_tracked_keys``/
+``max_flows``; what does not fit is counted, never silently lost.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config import NetworkSection
+from agent.events import Event
+from agent.netdecode import dns as dnsparse
+from agent.netdecode.layers import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, decode
+from agent.netdecode.layers import quoted_transport as _quoted
+from agent.netdecode.pcapfile import RawPacket
+from agent.netevents import records
+from agent.netevents.arp import ArpTracker, parse_arp
+from agent.netevents.direction import Direction
+from agent.threatintel.feeds import IntelSet
+
+_BITMAP_SLOTS = 4096
+_SATURATED = int(_BITMAP_SLOTS * math.log(_BITMAP_SLOTS))
+# ICMP types that are probes (echo, timestamp, address mask; ICMPv6 echo) or errors we read.
+_ICMP4_PROBES = frozenset((8, 13, 17))
+_ICMP6_PROBES = frozenset((128,))
+_METRIC_PROTOCOLS = frozenset(("tcp", "udp", "icmp", "ipv6-icmp", "fragment"))
+
+IntelSource = Callable[[], IntelSet | None]
+
+
+@dataclass
+class ProcessorStats:
+    """Counters the capture collector turns into metrics and replay prints."""
+
+    packets: int = 0
+    bytes: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    suppressed: int = 0
+    table_overflows: Counter[str] = field(default_factory=Counter)
+    traffic: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def add_traffic(self, protocol: str, direction: str, packets: int, nbytes: int) -> None:
+        if protocol not in _METRIC_PROTOCOLS and protocol != "arp":
+            protocol = "other"
+        slot = self.traffic.setdefault((protocol, direction), [0, 0])
+        slot[0] += packets
+        slot[1] += nbytes
+
+
+class PacketProcessor:
+    def __init__(
+        self,
+        settings: NetworkSection,
+        intel: IntelSource | None = None,
+        gateways: Iterable[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.direction = Direction(settings.local_networks)
+        self.arp = ArpTracker([*settings.gateways, *gateways])
+        self.stats = ProcessorStats()
+        self._intel = intel
+        self._dns_ports = frozenset(settings.dns_ports)
+        self._max_dst = settings.max_events_per_destination
+        self._max_src = settings.max_events_per_source
+        self._max_total = settings.max_events_per_second
+        self._max_keys = settings.max_tracked_keys
+        self._second = -1
+        self._next_second = -math.inf
+        self._flow_deadline = -math.inf
+        self._flow_interval = settings.flow_interval_seconds
+        self._agg: dict[tuple[bytes, int, int], list[Any]] = {}
+        self._flows: dict[tuple[bytes, bytes, int], list[Any]] = {}
+        self._dst_count: dict[tuple[bytes, int], int] = {}
+        self._src_count: dict[bytes, int] = {}
+        self._aux_count: dict[bytes, int] = {}
+        self._emitted = 0
+
+    # ------------------------------------------------------------------ hot path
+
+    def process(self, batch: Iterable[RawPacket], interface: str | None = None) -> list[Event]:
+        """Decode a batch; returns the events it produced (in packet-time order)."""
+        out: list[Event] = []
+        stats = self.stats
+        errors = stats.errors
+        agg = self._agg
+        flows = self._flows
+        n = 0
+        nbytes = 0
+        for ts, linktype, data, wire in batch:
+            n += 1
+            nbytes += wire
+            if ts >= self._next_second:
+                out.extend(self._roll(ts))
+                agg = self._agg
+                flows = self._flows
+            r = decode(data, linktype)
+            if isinstance(r, str):
+                errors[r] += 1
+                continue
+            family, src, dst, proto, sport, dport, flags, l4, end = r
+            if family == 0:
+                self._arp(out, ts, data, src, dst, l4, wire, interface)
+                continue
+            fkey = (src, dst, proto)
+            flow = flows.get(fkey)
+            if flow is None:
+                self._new_flow(out, ts, fkey, wire)
+            else:
+                flow[0] += 1
+                flow[1] += wire
+                flow[3] = ts
+            if proto == PROTO_TCP:
+                akey = (dst, dport, PROTO_TCP)
+                a = agg.get(akey) or self._new_aggregate(akey)
+                if a is not None:
+                    a[0] += 1
+                    a[1] += wire
+                if (flags & 0x16) == 0x10:  # ACK without SYN/RST: ordinary segment
+                    continue
+                if a is not None and flags & 0x12 == 0x02:
+                    a[2] += 1
+                    bitmap = a[6] or self._bitmap(a)
+                    bitmap[hash(src) & 4095] = 1
+                elif flags & 0x16 != 0:  # SYN-ACK or RST: counted on the sender's service
+                    skey = (src, sport, PROTO_TCP)
+                    s = agg.get(skey) or self._new_aggregate(skey)
+                    if s is not None:
+                        s[3 if flags & 0x02 else 4] += 1
+                if self._admit(src, dst, dport):
+                    stats.events["packet"] += 1
+                    out.append(records.tcp_packet(
+                        ts, family, src, dst, sport, dport, flags,
+                        self.direction.of(src, dst), wire, interface,
+                    ))
+            elif proto == PROTO_UDP:
+                akey = (dst, 0, PROTO_UDP)
+                a = agg.get(akey) or self._new_aggregate(akey)
+                if a is not None:
+                    a[0] += 1
+                    a[1] += wire
+                    bitmap = a[6] or self._bitmap(a)
+                    bitmap[hash(src) & 4095] = 1
+                if sport in self._dns_ports or dport in self._dns_ports:
+                    self._dns(out, ts, family, src, dst, sport, dport, data, l4, end, wire,
+                              interface)
+            elif proto in (PROTO_ICMP, PROTO_ICMPV6):
+                self._icmp(out, ts, family, src, dst, proto, sport, dport, data, l4, end, wire,
+                           interface)
+        stats.packets += n
+        stats.bytes += nbytes
+        return out
+
+    def _admit(self, src: bytes, dst: bytes, port: int) -> bool:
+        """Spend one unit of the per-destination, per-source and global budgets."""
+        if self._emitted >= self._max_total:
+            self.stats.suppressed += 1
+            return False
+        dkey = (dst, port)
+        d = self._dst_count.get(dkey, 0)
+        s = self._src_count.get(src, 0)
+        if d >= self._max_dst or s >= self._max_src:
+            self.stats.suppressed += 1
+            return False
+        if d or len(self._dst_count) < self._max_keys:
+            self._dst_count[dkey] = d + 1
+        if s or len(self._src_count) < self._max_keys:
+            self._src_count[src] = s + 1
+        self._emitted += 1
+        return True
+
+    def _admit_aux(self, key: bytes, limit: int) -> bool:
+        """Budget of DNS clients and ARP senders (their own table, same global cap)."""
+        if self._emitted >= self._max_total:
+            self.stats.suppressed += 1
+            return False
+        c = self._aux_count.get(key, 0)
+        if c >= limit:
+            self.stats.suppressed += 1
+            return False
+        if c or len(self._aux_count) < self._max_keys:
+            self._aux_count[key] = c + 1
+        self._emitted += 1
+        return True
+
+    def _new_aggregate(self, key: tuple[bytes, int, int]) -> list[Any] | None:
+        if len(self._agg) >= self._max_keys:
+            self.stats.table_overflows["aggregates"] += 1
+            return None
+        entry: list[Any] = [0, 0, 0, 0, 0, 0, None]
+        self._agg[key] = entry
+        return entry
+
+    @staticmethod
+    def _bitmap(entry: list[Any]) -> bytearray:
+        entry[6] = bytearray(_BITMAP_SLOTS)
+        bitmap: bytearray = entry[6]
+        return bitmap
+
+    def _new_flow(
+        self, out: list[Event], ts: float, key: tuple[bytes, bytes, int], wire: int
+    ) -> None:
+        src, dst, proto = key
+        if len(self._flows) >= self.settings.max_flows:
+            self.stats.table_overflows["flows"] += 1
+            self.stats.add_traffic(records.transport_name(proto), "unknown", 1, wire)
+            return
+        self._flows[key] = [1, wire, ts, ts]
+        intel = self._intel() if self._intel is not None else None
+        if intel is None or not len(intel):
+            return
+        matched, feed = src, intel.match(src)
+        if feed is None:
+            matched, feed = dst, intel.match(dst)
+        if feed is not None:
+            self.stats.events["threat_intel"] += 1
+            out.append(records.intel_event(
+                ts, src, dst, proto, matched, feed, self.direction.of(src, dst)
+            ))
+
+    # ------------------------------------------------------------------ rarer protocols
+
+    def _icmp(
+        self, out: list[Event], ts: float, family: int, src: bytes, dst: bytes, proto: int,
+        icmp_type: int, code: int, data: bytes, l4: int, end: int, wire: int,
+        interface: str | None,
+    ) -> None:
+        akey = (dst, 0, proto)
+        a = self._agg.get(akey) or self._new_aggregate(akey)
+        probe = icmp_type in (_ICMP4_PROBES if proto == PROTO_ICMP else _ICMP6_PROBES)
+        if a is not None:
+            a[0] += 1
+            a[1] += wire
+            if probe:
+                a[5] += 1
+                bitmap = a[6] or self._bitmap(a)
+                bitmap[hash(src) & 4095] = 1
+        unreachable = icmp_type == (3 if proto == PROTO_ICMP else 1)
+        if not (probe or unreachable) or not self._admit(src, dst, -icmp_type - 1):
+            return
+        quoted = _quoted(data, l4 + 4, end, family) if unreachable else None
+        self.stats.events["packet"] += 1
+        out.append(records.icmp_packet(
+            ts, family, src, dst, proto, icmp_type, code, quoted,
+            self.direction.of(src, dst), wire, interface,
+        ))
+
+    def _dns(
+        self, out: list[Event], ts: float, family: int, src: bytes, dst: bytes, sport: int,
+        dport: int, data: bytes, l4: int, end: int, wire: int, interface: str | None,
+    ) -> None:
+        client = dst if sport in self._dns_ports else src
+        if not self._admit_aux(b"dns" + client, self.settings.max_dns_events_per_client):
+            return
+        msg = dnsparse.parse(data, l4, end)
+        if isinstance(msg, str):
+            self.stats.errors[msg] += 1
+            return
+        self.stats.events["dns"] += 1
+        out.append(records.dns_event(
+            ts, family, src, dst, sport, dport, msg, self.direction.of(src, dst), wire, interface
+        ))
+
+    def _arp(
+        self, out: list[Event], ts: float, data: bytes, eth_src: bytes, eth_dst: bytes,
+        off: int, wire: int, interface: str | None,
+    ) -> None:
+        self.stats.add_traffic("arp", "none", 1, wire)
+        pkt = parse_arp(data, off)
+        if pkt is None:
+            self.stats.errors["arp_unsupported"] += 1
+            return
+        previous = self.arp.observe(pkt.sender_ip, pkt.sender_mac)
+        limit = self.settings.max_arp_events_per_mac
+        if not self._admit_aux(b"arp" + pkt.sender_mac, limit if previous is None else limit * 2):
+            return
+        self.stats.events["arp"] += 1
+        out.append(records.arp_event(
+            ts, eth_src, eth_dst, pkt.opcode, pkt.sender_mac, pkt.sender_ip, pkt.target_mac,
+            pkt.target_ip, previous, pkt.sender_ip in self.arp.gateways, interface,
+        ))
+
+    # ------------------------------------------------------------------ time
+
+    def advance(self, now: float) -> list[Event]:
+        """Emit what intervals ended before ``now`` (wall time in live capture)."""
+        if now >= self._next_second and self._second >= 0:
+            return self._roll(now)
+        return []
+
+    def flush(self) -> list[Event]:
+        """End of input: emit the open second's aggregates and the open flow interval."""
+        if self._second < 0:
+            return []
+        end = self._second + 0.999999
+        out = self._flush_aggregates(end)
+        out.extend(self._flush_flows(end))
+        self._second = -1
+        self._next_second = -math.inf
+        self._flow_deadline = -math.inf
+        return out
+
+    def _roll(self, ts: float) -> list[Event]:
+        out: list[Event] = []
+        if self._second >= 0:
+            out = self._flush_aggregates(self._second + 0.999999)
+        self._dst_count = {}
+        self._src_count = {}
+        self._aux_count = {}
+        self._emitted = 0
+        self._second = int(ts)
+        self._next_second = self._second + 1
+        if ts >= self._flow_deadline:
+            if self._flow_deadline > -math.inf:
+                out.extend(self._flush_flows(self._flow_deadline - 1e-6))
+            interval = self._flow_interval
+            self._flow_deadline = (ts // interval + 1) * interval
+        return out
+
+    def _flush_aggregates(self, ts: float) -> list[Event]:
+        agg, self._agg = self._agg, {}
+        floor = self.settings.aggregate_min_packets
+        busy = [(k, v) for k, v in agg.items() if v[0] >= floor or v[3] >= floor]
+        if len(busy) > self.settings.max_aggregate_events:
+            self.stats.table_overflows["aggregate_events"] += len(busy)
+            busy = heapq.nlargest(self.settings.max_aggregate_events, busy, key=_packets)
+        out: list[Event] = []
+        for (dst, port, proto), counts in busy:
+            bitmap = counts[6]
+            sources = 0
+            if bitmap is not None:
+                zeros = bitmap.count(0)
+                sources = _SATURATED if zeros == 0 else round(
+                    -_BITMAP_SLOTS * math.log(zeros / _BITMAP_SLOTS)
+                )
+            direction = "inbound" if self.direction.is_local(dst) else "outbound"
+            out.append(records.traffic_event(
+                ts, dst, port, proto, counts, sources, direction, 1.0
+            ))
+        self.stats.events["traffic"] += len(out)
+        return out
+
+    def _flush_flows(self, ts: float) -> list[Event]:
+        flows, self._flows = self._flows, {}
+        of = self.direction.of
+        add = self.stats.add_traffic
+        name = records.transport_name
+        for (src, dst, proto), (packets, nbytes, _first, _last) in flows.items():
+            add(name(proto), of(src, dst), packets, nbytes)
+        floor = self.settings.flow_min_bytes
+        chosen = heapq.nlargest(
+            self.settings.max_flow_events,
+            (item for item in flows.items() if item[1][1] >= floor),
+            key=lambda item: item[1][1],
+        )
+        out = [
+            records.flow_event(ts, src, dst, proto, p, b, first, last, of(src, dst))
+            for (src, dst, proto), (p, b, first, last) in chosen
+        ]
+        self.stats.events["flow"] += len(out)
+        return out
+
+
+def _packets(item: tuple[Any, list[Any]]) -> int:
+    count: int = item[1][0]
+    return count

@@ -1,0 +1,1 @@
+"""Threat intelligence: blocklist feeds and prefix matching."""
