@@ -186,6 +186,99 @@ class InputsSection(Section):
     event_files_interval_seconds: float = Field(1.0, gt=0)
 
 
+class CaptureSection(Section):
+    """Live packet capture (AF_PACKET, TPACKET_V3 ring, kernel BPF); see docs/network.md."""
+
+    enabled: bool = Field(True, description="capture packets when the agent has CAP_NET_RAW")
+    interfaces: list[str] = Field(
+        default_factory=list,
+        description="interfaces to capture on; empty = every non-loopback interface that is up",
+    )
+    exclude_interfaces: list[str] = Field(
+        default_factory=lambda: ["lo"], description="glob patterns never captured"
+    )
+    rescan_seconds: float = Field(10.0, gt=0, description="how often new interfaces are picked up")
+    bpf_filter: str = Field(
+        "", description="extra tcpdump filter expression, compiled with `tcpdump -dd` at start"
+    )
+    snaplen: int = Field(
+        512, ge=96, le=65535, description="bytes kept per packet (headers + a DNS question)"
+    )
+    ring_block_bytes: int = Field(
+        1 << 20, ge=1 << 16, description="TPACKET_V3 block size (a power of two, >= page size)"
+    )
+    ring_blocks: int = Field(64, ge=2, le=4096, description="blocks per ring (64 x 1 MiB = 64 MiB)")
+    block_timeout_ms: int = Field(
+        100, ge=1, le=1000, description="a partly filled block is handed over after this long"
+    )
+    health_interval_seconds: float = Field(
+        10.0, gt=0, description="how often capture_health events (drop counts) are emitted"
+    )
+
+
+class NetworkSection(Section):
+    """Turning decoded packets into events: budgets, aggregates, flows, direction."""
+
+    local_networks: list[str] = Field(
+        default_factory=lambda: [
+            "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8",
+            "fc00::/7", "fe80::/10", "::1/128",
+        ],
+        description="networks counted as local for network.direction",
+    )
+    gateways: list[str] = Field(
+        default_factory=list,
+        description="gateway IPs for the ARP gateway rule (live capture adds the default routes)",
+    )
+    max_events_per_destination: int = Field(
+        100, ge=1, description="per-packet events per second toward one (address, port)"
+    )
+    max_events_per_source: int = Field(
+        1000, ge=1, description="per-packet events per second from one address"
+    )
+    max_events_per_second: int = Field(
+        20000, ge=1, description="all per-packet events per second (the detection budget)"
+    )
+    max_arp_events_per_mac: int = Field(
+        50, ge=1, description="ARP events per second per sender MAC"
+    )
+    max_dns_events_per_client: int = Field(
+        200, ge=1, description="DNS events per second per client address"
+    )
+    aggregate_min_packets: int = Field(
+        20, ge=1, description="a destination's per-second aggregate needs this many packets"
+    )
+    max_aggregate_events: int = Field(
+        200, ge=1, description="per-second aggregates emitted per second (largest first)"
+    )
+    max_tracked_keys: int = Field(
+        65536, ge=1024, description="bound of every per-second table (destinations, sources)"
+    )
+    flow_interval_seconds: float = Field(
+        10.0, gt=0, description="flow summaries (bytes per source->destination) period"
+    )
+    max_flows: int = Field(50000, ge=100, description="flows tracked per interval")
+    max_flow_events: int = Field(
+        500, ge=1, description="flow summaries emitted per interval (largest first)"
+    )
+    flow_min_bytes: int = Field(0, ge=0, description="smaller flows are not emitted")
+    dns_ports: list[int] = Field(
+        default_factory=lambda: [53], description="UDP ports parsed as DNS"
+    )
+
+
+class ThreatIntelSection(Section):
+    """Blocklists of bad addresses matched against every new flow."""
+
+    files: list[Path] = Field(
+        default_factory=list,
+        description="plain IP/CIDR lists, FireHOL netsets, Spamhaus DROP (text or JSON)",
+    )
+    reload_interval_seconds: float = Field(
+        300.0, gt=0, description="how often the files are checked for changes and reloaded"
+    )
+
+
 class Config(Section):
     agent: AgentSection = AgentSection()
     metrics: MetricsSection = MetricsSection()
@@ -196,6 +289,9 @@ class Config(Section):
     sinks: SinksSection = SinksSection()
     elasticsearch: ElasticsearchSection = ElasticsearchSection()
     inputs: InputsSection = InputsSection()
+    capture: CaptureSection = CaptureSection()
+    network: NetworkSection = NetworkSection()
+    threat_intel: ThreatIntelSection = ThreatIntelSection()
 
 
 # ---------------------------------------------------------------------------- loading
@@ -266,6 +362,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
         # constructors raise plain errors on values such as `2001-13-45` or `!!int abc`
         raise ConfigErrors([ConfigError(f"invalid YAML value: {exc}", src)]) from None
+    if data is None:  # an empty document (`---` alone)
+        return {}, {}
     if not isinstance(data, dict):
         raise ConfigErrors(
             [ConfigError("top level must be a mapping of sections", src, node.start_mark.line + 1)]
@@ -295,7 +393,7 @@ def _index_lines(
     node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], budget: list[int]
 ) -> None:
     budget[0] -= 1
-    if budget[0] < 0:
+    if budget[0] < 0 or len(path) > 2 * MAX_YAML_DEPTH:  # deeper only through (recursive) aliases
         raise _TooLarge
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
@@ -351,6 +449,10 @@ def _located(
         env = next(
             (env_sources[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in env_sources), None
         )
+        if env is None and loc and loc not in lines:  # e.g. VEDETTE_NOSUCH__KEY: error at `nosuch`
+            env = next(
+                (src for keys, src in sorted(env_sources.items()) if keys[: len(loc)] == loc), None
+            )
         if env is not None:
             out.append(ConfigError(f"{dotted}: {reason}", env))
             continue

@@ -106,6 +106,36 @@ _NET_COMMON = (
     "network.bytes", "network.packets", "network.iana_number", "observer.ingress.interface.name",
     "host.name", "event.dataset",
 )
+_NET_PACKET = (
+    "network.type", "tcp.flags.syn", "tcp.flags.ack", "tcp.flags.rst", "tcp.flags.fin",
+    "tcp.flags.psh", "tcp.flags.urg", "tcp.flags.value", "icmp.type", "icmp.code",
+    "icmp.original.transport", "icmp.original.destination.ip", "icmp.original.destination.port",
+)
+_NET_TRAFFIC = (
+    "network.type", "traffic.interval_seconds", "traffic.packets", "traffic.bytes",
+    "traffic.source_count", "traffic.syn", "traffic.synack", "traffic.rst", "traffic.syn_ratio",
+    "traffic.icmp_echo",
+)
+_NET_FLOW = (
+    "network.type", "event.action", "event.duration", "threat.indicator.ip",
+    "threat.indicator.type", "threat.feed.name", "threat.indicator.matched_side",
+)
+_NET_DNS = (
+    "network.type", "dns.id", "dns.type", "dns.op_code", "dns.question.name",
+    "dns.question.type", "dns.question.registered_domain", "dns.question.top_level_domain",
+    "dns.question.subdomain", "dns.question.subdomain_length", "dns.question.subdomain_entropy",
+    "dns.question.max_label_length", "dns.question.name_length", "dns.response_code",
+    "dns.answers.count",
+)
+_NET_ARP = (
+    "network.type", "arp.opcode", "arp.operation", "arp.sender_ip", "arp.sender_mac",
+    "arp.target_ip", "arp.target_mac", "arp.gratuitous", "arp.sender_is_gateway",
+    "arp.sender_mac_previous",
+)
+_NET_HEALTH = (
+    "capture.packets", "capture.drops", "capture.drop_ratio", "capture.freeze_drops",
+    "capture.decode_errors", "capture.events_over_budget",
+)
 _LOG_SERVICES = (
     "sshd", "auth", "sudo", "syslog", "cron", "su", "vsftpd", "clamav", "guacamole", "auditd",
 )
@@ -152,31 +182,37 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
     ),
     _entry("vedette", "host_metrics", fields=_HOST_METRICS_ECS,
            description="host telemetry sampled every host_metrics.interval_seconds"),
+    # Network logsources (agent/netevents/records.py; docs/events.md "Network").
     _entry(
         "vedette", "network_packet",
-        fields=(*_NET_COMMON, "tcp.flags.syn", "tcp.flags.ack", "tcp.flags.rst", "tcp.flags.fin",
-                "tcp.flags.psh", "tcp.flags.urg", "icmp.type", "icmp.code", "syn_count"),
-        description="sampled/pre-filtered packets from the capture collector",
+        fields=(*_NET_COMMON, *_NET_PACKET),
+        description="TCP control packets and ICMP probes/errors from packet capture (budgeted)",
+    ),
+    _entry(
+        "vedette", "network_traffic",
+        fields=(*_NET_COMMON, *_NET_TRAFFIC),
+        description="per-second aggregates per destination (floods)",
     ),
     _entry(
         "vedette", "network_flow",
-        fields=(*_NET_COMMON, "event.duration", "source.bytes", "destination.bytes",
-                "source.packets", "destination.packets"),
-        description="aggregated flows",
+        fields=(*_NET_COMMON, *_NET_FLOW),
+        description="flow summaries per interval and threat-intel matches on new flows",
     ),
     _entry(
         "vedette", "dns",
-        fields=(*_NET_COMMON, "dns.question.name", "dns.question.type",
-                "dns.question.registered_domain", "dns.question.subdomain",
-                "dns.question.subdomain_length", "dns.question.subdomain_entropy",
-                "dns.response_code", "dns.answers.count"),
-        description="DNS queries and answers",
+        fields=(*_NET_COMMON, *_NET_DNS),
+        description="DNS queries and answers from packet capture",
     ),
     _entry(
         "vedette", "arp",
-        fields=(*_NET_COMMON, "arp.opcode", "arp.sender_ip", "arp.sender_mac",
-                "arp.target_ip", "arp.target_mac"),
-        description="ARP requests and replies",
+        fields=(*_NET_COMMON, *_NET_ARP),
+        description="ARP requests and replies (with the capture's IP->MAC binding table)",
+    ),
+    _entry(
+        "vedette", "capture_health",
+        fields=("observer.ingress.interface.name", "host.name", "event.dataset",
+                *_NET_HEALTH),
+        description="packet-capture health per interface: kernel drops, decode errors",
     ),
     _entry(
         "vedette", "web_access",
