@@ -1,0 +1,410 @@
+"""Small builders for Grafana dashboard JSON (schemaVersion 39, Grafana 11+).
+
+Every data panel queries the templated Prometheus datasource ``${datasource}``; the optional
+Elasticsearch panel queries ``${es_datasource}``. A :class:`Layout` places panels left to right
+in rows of 24 columns, so no two panels overlap and ids are unique by construction.
+
+A panel whose queries may legitimately return nothing on a healthy test agent (data that only
+exists with packet capture or an Elasticsearch cluster) carries ``"vedetteAllowEmpty": "<why>"``.
+Grafana ignores unknown panel keys; ``tests/dashboards/test_live_prometheus.py`` reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 39
+PROM = {"type": "prometheus", "uid": "${datasource}"}
+ES = {"type": "elasticsearch", "uid": "${es_datasource}"}
+ALLOW_EMPTY = "vedetteAllowEmpty"
+
+# The scheduler's per-job metrics carry a label called ``job``; Prometheus keeps its own target
+# label ``job`` and renames the exposed one to ``exported_job`` (honor_labels: false, the
+# default). Dashboards and rules refer to the scheduler job through this name only.
+TASK = "exported_job"
+
+# Matchers for the dashboard variables; `=~` works for single- and multi-value variables.
+SEL = 'job=~"$job", instance=~"$instance"'
+
+Json = dict[str, Any]
+
+SEVERITY_COLORS = {
+    "critical": "dark-red",
+    "high": "red",
+    "medium": "orange",
+    "low": "yellow",
+    "informational": "blue",
+}
+
+
+def target(
+    expr: str, legend: str = "", *, instant: bool = False, table: bool = False, ref: str = "A"
+) -> Json:
+    return {
+        "refId": ref,
+        "datasource": PROM,
+        "editorMode": "code",
+        "expr": expr,
+        "legendFormat": legend or "__auto",
+        "range": not instant,
+        "instant": instant,
+        "format": "table" if table else "time_series",
+    }
+
+
+def thresholds(*steps: tuple[float, str], base: str = "green") -> Json:
+    return {
+        "mode": "absolute",
+        "steps": [{"color": base, "value": None}]
+        + [{"color": color, "value": value} for value, color in steps],
+    }
+
+
+def _with_refs(targets: list[Json]) -> list[Json]:
+    out = []
+    for i, t in enumerate(targets):
+        t = dict(t)
+        t["refId"] = chr(ord("A") + i)
+        out.append(t)
+    return out
+
+
+def _panel(
+    kind: str, title: str, description: str, targets: list[Json], unit: str,
+    steps: tuple[tuple[float, str], ...], base: str, options: Json, custom: Json | None = None,
+    overrides: list[Json] | None = None, allow_empty: str | None = None, **extra: Any,
+) -> Json:
+    defaults: Json = {
+        "unit": unit,
+        "color": {"mode": "thresholds" if kind in ("stat", "gauge") else "palette-classic"},
+        "thresholds": thresholds(*steps, base=base),
+        "mappings": [],
+    }
+    if custom is not None:
+        defaults["custom"] = custom
+    defaults.update(extra.pop("defaults", {}))
+    panel: Json = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": PROM,
+        "targets": _with_refs(targets),
+        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
+        "options": options,
+        **extra,
+    }
+    if allow_empty:
+        panel[ALLOW_EMPTY] = allow_empty
+    return panel
+
+
+def timeseries(
+    title: str, description: str, targets: list[Json], unit: str = "short", *,
+    steps: tuple[tuple[float, str], ...] = (), stack: bool = False, bars: bool = False,
+    min0: bool = True, overrides: list[Json] | None = None, allow_empty: str | None = None,
+    max1: bool = False,
+) -> Json:
+    custom: Json = {
+        "drawStyle": "bars" if bars else "line",
+        "lineWidth": 1,
+        "fillOpacity": 80 if bars else (25 if stack else 10),
+        "gradientMode": "none",
+        "showPoints": "never",
+        "spanNulls": False,
+        "axisPlacement": "auto",
+        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+        "thresholdsStyle": {"mode": "line" if steps else "off"},
+    }
+    extra_defaults: Json = {}
+    if min0:
+        extra_defaults["min"] = 0
+    if max1:
+        extra_defaults["max"] = 1
+    options = {
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
+    return _panel(
+        "timeseries", title, description, targets, unit, steps, "green", options, custom,
+        overrides, allow_empty, defaults=extra_defaults,
+    )
+
+
+def stat(
+    title: str, description: str, targets: list[Json], unit: str = "short", *,
+    steps: tuple[tuple[float, str], ...] = (), base: str = "green", graph: bool = False,
+    allow_empty: str | None = None, mappings: list[Json] | None = None, decimals: int | None = None,
+) -> Json:
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": "background",
+        "graphMode": "area" if graph else "none",
+        "justifyMode": "auto",
+        "orientation": "auto",
+        "textMode": "auto",
+        "wideLayout": True,
+        "showPercentChange": False,
+    }
+    defaults: Json = {"mappings": mappings or []}
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    return _panel(
+        "stat", title, description, targets, unit, steps, base, options,
+        allow_empty=allow_empty, defaults=defaults,
+    )
+
+
+def bargauge(
+    title: str, description: str, targets: list[Json], unit: str = "short", *,
+    steps: tuple[tuple[float, str], ...] = (), max_value: float | None = None,
+    allow_empty: str | None = None,
+) -> Json:
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "displayMode": "gradient",
+        "orientation": "horizontal",
+        "showUnfilled": True,
+        "valueMode": "color",
+        "namePlacement": "auto",
+        "sizing": "auto",
+        "minVizHeight": 16,
+        "minVizWidth": 8,
+        "maxVizHeight": 300,
+    }
+    defaults: Json = {"min": 0}
+    if max_value is not None:
+        defaults["max"] = max_value
+    return _panel(
+        "bargauge", title, description, targets, unit, steps, "green", options,
+        allow_empty=allow_empty, defaults=defaults,
+    )
+
+
+def table(
+    title: str, description: str, targets: list[Json], *, transformations: list[Json],
+    overrides: list[Json] | None = None, unit: str = "short",
+    allow_empty: str | None = None, datasource: Json | None = None,
+) -> Json:
+    options = {
+        "showHeader": True,
+        "cellHeight": "sm",
+        "footer": {"show": False, "reducer": ["sum"], "countRows": False, "fields": ""},
+    }
+    panel = _panel(
+        "table", title, description, targets, unit, (), "green", options,
+        {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
+        overrides, allow_empty, transformations=transformations,
+    )
+    if datasource is not None:
+        panel["datasource"] = datasource
+        for t in panel["targets"]:
+            t["datasource"] = datasource
+    return panel
+
+
+def override(field_name: str, **properties: Any) -> Json:
+    return {
+        "matcher": {"id": "byName", "options": field_name},
+        "properties": [{"id": key, "value": value} for key, value in properties.items()],
+    }
+
+
+def color_override(series: str, color: str) -> Json:
+    return override(series, color={"mode": "fixed", "fixedColor": color})
+
+
+def severity_overrides() -> list[Json]:
+    return [color_override(sev, color) for sev, color in SEVERITY_COLORS.items()]
+
+
+def link(title: str, uid: str, slug: str, *, instance_field: str | None = None) -> Json:
+    """A data link to another Vedette dashboard, keeping time range and variables."""
+    url = f"/d/{uid}/{slug}?${{__url_time_range}}&${{datasource:queryparam}}"
+    if instance_field:
+        url += f"&var-instance=${{__data.fields.{instance_field}}}"
+    else:
+        url += "&${job:queryparam}&${instance:queryparam}"
+    return {"title": title, "url": url, "targetBlank": False}
+
+
+# ----------------------------------------------------------------------------- variables
+
+
+def datasource_var(name: str, plugin: str, label: str, *, hide: int = 0) -> Json:
+    return {
+        "name": name,
+        "label": label,
+        "type": "datasource",
+        "query": plugin,
+        "current": {},
+        "hide": hide,
+        "includeAll": False,
+        "multi": False,
+        "options": [],
+        "refresh": 1,
+        "regex": "",
+        "skipUrlSync": False,
+    }
+
+
+def query_var(
+    name: str, label: str, query: str, *, multi: bool = True, include_all: bool = True,
+    description: str = "",
+) -> Json:
+    var: Json = {
+        "name": name,
+        "label": label,
+        "description": description,
+        "type": "query",
+        "datasource": PROM,
+        "definition": query,
+        "query": query,
+        "current": {},
+        "hide": 0,
+        "includeAll": include_all,
+        "multi": multi,
+        "options": [],
+        "refresh": 2,
+        "regex": "",
+        "skipUrlSync": False,
+        "sort": 1,
+    }
+    if include_all:
+        var["allValue"] = ".+"
+    return var
+
+
+def standard_vars(*, instance_multi: bool = True) -> list[Json]:
+    return [
+        datasource_var("datasource", "prometheus", "Prometheus"),
+        query_var("job", "Job", "label_values(vedette_build_info, job)",
+                  description="Prometheus scrape job(s) of the Vedette agents"),
+        query_var(
+            "instance", "Instance", 'label_values(vedette_build_info{job=~"$job"}, instance)',
+            multi=instance_multi, include_all=instance_multi,
+            description="Agent scrape target (host:port)",
+        ),
+    ]
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass
+class Layout:
+    """Places panels in reading order; a row header starts a new line."""
+
+    panels: list[Json] = field(default_factory=list)
+    _x: int = 0
+    _y: int = 0
+    _line_h: int = 0
+    _next_id: int = 1
+    _open_row: Json | None = None
+
+    def _id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def row(self, title: str, *, collapsed: bool = False) -> None:
+        self._newline()
+        row: Json = {
+            "type": "row",
+            "title": title,
+            "id": self._id(),
+            "collapsed": collapsed,
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self._y},
+            "panels": [],
+        }
+        self.panels.append(row)
+        self._y += 1
+        self._open_row = row if collapsed else None
+
+    def add(self, panel: Json, w: int, h: int = 8) -> None:
+        if not 0 < w <= 24:
+            raise ValueError(f"panel width {w} out of 1..24")
+        if self._x + w > 24:
+            self._newline()
+        placed = {"id": self._id(), "gridPos": {"h": h, "w": w, "x": self._x, "y": self._y}}
+        placed.update(panel)
+        self._x += w
+        self._line_h = max(self._line_h, h)
+        if self._open_row is not None:
+            self._open_row["panels"].append(placed)
+        else:
+            self.panels.append(placed)
+
+    def _newline(self) -> None:
+        if self._x:
+            self._y += self._line_h
+        self._x = 0
+        self._line_h = 0
+
+
+def dashboard(
+    uid: str, title: str, description: str, layout: Layout, variables: list[Json], *,
+    annotations: list[Json] | None = None, refresh: str = "30s", time_from: str = "now-1h",
+) -> Json:
+    return {
+        "id": None,
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["vedette", "security"],
+        "timezone": "browser",
+        "editable": True,
+        "graphTooltip": 1,
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "refresh": refresh,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "weekStart": "",
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {},
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                },
+                *(annotations or []),
+            ]
+        },
+        "links": [
+            {
+                "title": "Vedette dashboards",
+                "type": "dashboards",
+                "tags": ["vedette"],
+                "asDropdown": False,
+                "includeVars": True,
+                "keepTime": True,
+                "icon": "external link",
+                "targetBlank": False,
+                "tooltip": "",
+                "url": "",
+            }
+        ],
+        "templating": {"list": variables},
+        "panels": layout.panels,
+    }
+
+
+def restart_annotation() -> Json:
+    return {
+        "name": "Agent restarts",
+        "datasource": PROM,
+        "enable": True,
+        "hide": False,
+        "iconColor": "orange",
+        "expr": f"changes(vedette_start_time_seconds{{{SEL}}}[2m]) > 0",
+        "step": "60s",
+        "titleFormat": "Vedette agent restarted",
+        "textFormat": "{{instance}}",
+        "useValueForTime": False,
+    }
