@@ -208,7 +208,7 @@ def to_ecs(alert: Alert, identity: Identity, namespace: str = "default") -> dict
     if threat:
         doc["threat"] = threat
     related = _related({**alert.matched, **alert.group})
-    if identity.host_name:
+    if identity.host_name and identity.host_name not in related.get("hosts", []):
         related.setdefault("hosts", []).append(identity.host_name)
     if related:
         doc["related"] = related
