@@ -57,6 +57,7 @@ class Engine:
         self._pending: list[Alert] = []
         self._meta = AlertBook(SUPPRESSION_RULE, RuleOptions(), self.options.max_evidence)
         self._drops: dict[str, deque[tuple[float, int]]] = {}
+        self._drop_seen: dict[str, int] = {}
         self._reported: dict[str, list[int]] = {}
         self.swap(ruleset)
 
@@ -185,17 +186,22 @@ class Engine:
         return out
 
     def _suppression(self, now: float) -> list[Alert]:
+        """Raise (or update) the meta-alert of rules dropping many triggers recently."""
         out: list[Alert] = []
         window = self.options.meta_window
         for rule_id, book in self.books.items():
-            history = self._drops.setdefault(rule_id, deque())
-            previous = history[-1][1] if history else 0
-            if book.dropped == previous and not history:
+            history = self._drops.get(rule_id)
+            seen = self._drop_seen.get(rule_id, 0)
+            if book.dropped == seen and not history:
                 continue
-            history.append((now, book.dropped))
-            while len(history) > 1 and history[0][0] < now - window:
+            if history is None:
+                history = self._drops[rule_id] = deque()
+            if book.dropped > seen:
+                history.append((now, book.dropped - seen))
+                self._drop_seen[rule_id] = book.dropped
+            while history and history[0][0] <= now - window:
                 history.popleft()
-            recent = book.dropped - history[0][1]
+            recent = sum(n for _, n in history)
             if recent >= self.options.meta_alert_threshold:
                 group = {"rule.id": rule_id}
                 matched = {"rule.id": rule_id, "rule.name": book.ref.title}
@@ -204,7 +210,6 @@ class Engine:
                 out.extend(self._meta.trigger(rule_id, group, now, now, recent, matched, None,
                                               message))
                 history.clear()
-                history.append((now, book.dropped))
         return out
 
     def _report(self) -> None:
