@@ -1,0 +1,110 @@
+"""Authentication messages from the systemd journal, through ``journalctl -o json --follow``.
+
+The command line is fixed (no shell, nothing from configuration except the journalctl path):
+``journalctl --output=json --follow --no-pager`` plus ``SYSLOG_FACILITY=4 SYSLOG_FACILITY=10``
+(auth and authpriv, where sshd, sudo, su, login and shadow-utils log). The last entry's
+``__CURSOR`` is kept in the state dir so a restart resumes after it (``--after-cursor``); on the
+first start the journal is followed from its end (``--lines=0``). Entries are decoded by
+:class:`~agent.collectors.log_decoders.JournalDecoder` into the same events as auth.log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import select
+import subprocess
+import threading
+from pathlib import Path
+
+from agent.collectors.base import Publish
+from agent.collectors.log_decoders import JournalDecoder
+from agent.collectors.log_tail import LOGIN_ACTIONS
+from agent.metrics import AgentMetrics
+
+log = logging.getLogger(__name__)
+_CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"\\]{1,512})"')
+MAX_LINE = 1 << 20
+
+
+def journal_argv(journalctl: str, cursor: str | None) -> list[str]:
+    argv = [journalctl, "--output=json", "--follow", "--no-pager"]
+    argv += [f"--after-cursor={cursor}"] if cursor else ["--lines=0"]
+    return [*argv, "SYSLOG_FACILITY=4", "SYSLOG_FACILITY=10"]
+
+
+class JournalCollector:
+    name = "journal"
+
+    def __init__(self, journalctl: str, cursor_file: Path,
+                 metrics: AgentMetrics | None = None) -> None:
+        self._journalctl = journalctl
+        self._cursor_file = cursor_file
+        self._metrics = metrics
+        problem = (lambda s, r: metrics.input_errors.labels(s, r).inc()) if metrics else None
+        self._decoder = JournalDecoder(on_problem=problem) if problem else JournalDecoder()
+
+    def _load_cursor(self) -> str | None:
+        try:
+            text = self._cursor_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return text if text and "\n" not in text and len(text) <= 512 else None
+
+    def _save_cursor(self, cursor: str) -> None:
+        try:
+            self._cursor_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._cursor_file.with_name(self._cursor_file.name + ".tmp")
+            tmp.write_text(cursor, encoding="utf-8")
+            os.replace(tmp, self._cursor_file)
+        except OSError as exc:
+            log.warning("cannot save journal cursor: %s", exc)
+
+    def run(self, publish: Publish, stop: threading.Event) -> None:
+        argv = journal_argv(self._journalctl, self._load_cursor())
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, close_fds=True)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        buffer = b""
+        cursor: str | None = None
+        try:
+            while not stop.is_set():
+                ready, _, _ = select.select([fd], [], [], 0.5)
+                if not ready:
+                    if cursor:
+                        self._save_cursor(cursor)
+                        cursor = None
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise RuntimeError(f"journalctl exited with status {proc.wait()}")
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                if len(buffer) > MAX_LINE:
+                    buffer = b""
+                    if self._metrics is not None:
+                        self._metrics.input_errors.labels("journal", "too_long").inc()
+                events = []
+                for line in lines:
+                    events.extend(self._decoder.feed(line))
+                    m = _CURSOR.search(line)
+                    if m:
+                        cursor = m.group(1).decode("ascii", "replace")
+                if self._metrics is not None and lines:
+                    self._metrics.log_lines.labels("journal").inc(len(lines))
+                    for event in events:
+                        if event.get("event.action") in LOGIN_ACTIONS:
+                            self._metrics.logins.labels(event.get("event.outcome")).inc()
+                if events:
+                    publish(events)
+        finally:
+            if cursor:
+                self._save_cursor(cursor)
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

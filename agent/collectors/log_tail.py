@@ -1,0 +1,160 @@
+"""Follow log files and turn their lines into events: auth logs, web access logs, audit.log.
+
+:class:`LogTailCollector` is a streaming collector over one or more files, each followed by a
+:class:`~agent.collectors.tail.FileTailer` (rotation, copytruncate, restart offsets) and decoded
+by a :class:`~agent.collectors.log_decoders.LineDecoder`. It polls every ``poll_seconds``
+(0.25 s by default: alerts are not a poll interval late, and a poll is two ``stat`` calls).
+
+With ``watch_integrity`` (auth logs), the collector also reports what happens to the file
+itself as ``vedette``/``log_integrity`` events: ``truncated`` when it shrank without a freshly
+written rotated sibling (``<name>.1``: that is logrotate's copytruncate, reported as
+``rotated``), and ``deleted`` when the path is gone for longer than ``deleted_grace_seconds``
+(rename rotation recreates it at once).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.collectors.base import Publish
+from agent.collectors.log_decoders import LineDecoder
+from agent.collectors.tail import FileTailer, OffsetStore
+from agent.events import Event, LogSource
+from agent.metrics import AgentMetrics
+
+LOG_INTEGRITY = LogSource("vedette", "log_integrity")
+LOGIN_ACTIONS = frozenset({"ssh_login", "su", "login"})
+
+
+class LogTailCollector:
+    def __init__(
+        self,
+        name: str,
+        paths: list[Path],
+        decoder_for: Callable[[Path], LineDecoder],
+        offsets: OffsetStore,
+        metrics: AgentMetrics | None = None,
+        *,
+        poll_seconds: float = 0.25,
+        start_at_end: bool = True,
+        watch_integrity: bool = False,
+        deleted_grace_seconds: float = 5.0,
+        host_name: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self._paths = list(paths)
+        self._decoder_for = decoder_for
+        self._offsets = offsets
+        self._metrics = metrics
+        self._poll = poll_seconds
+        self._start_at_end = start_at_end
+        self._integrity = watch_integrity
+        self._grace = deleted_grace_seconds
+        self._host = host_name
+        self._clock = clock
+        self._tailers: dict[Path, FileTailer] = {}
+        self._decoders: dict[Path, LineDecoder] = {}
+        self._missing_since: dict[Path, float] = {}
+        self._reported_deleted: set[Path] = set()
+        self._sizes: dict[Path, int] = {}
+
+    def run(self, publish: Publish, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                events = self.poll_once()
+                if events:
+                    publish(events)
+                else:
+                    self._offsets.save()
+                    stop.wait(self._poll)
+        finally:
+            for tailer in self._tailers.values():
+                tailer.close()
+            self._offsets.save()
+
+    def poll_once(self) -> list[Event]:
+        """Read every file once; the events of the new lines (public for tests and replay)."""
+        out: list[Event] = []
+        for path in self._paths:
+            out.extend(self._poll_path(path))
+        return out
+
+    def _poll_path(self, path: Path) -> list[Event]:
+        out: list[Event] = []
+        exists = os.path.exists(path)
+        if self._integrity:
+            out.extend(self._check_presence(path, exists))
+        tailer = self._tailers.get(path)
+        if tailer is None:
+            if not exists:
+                return out
+            tailer = FileTailer(path, self._offsets, start_at_end=self._start_at_end)
+            self._tailers[path] = tailer
+            self._decoders[path] = self._decoder_for(path)
+        decoder = self._decoders[path]
+        before = self._sizes.get(path)
+        result = tailer.read()
+        if self._integrity and result.shrunk and not result.rotated:
+            out.append(self._integrity_event(path, _shrink_kind(path, self._clock()), before))
+        if result.truncated_lines and self._metrics is not None:
+            self._metrics.input_errors.labels(decoder.source, "too_long").inc(
+                result.truncated_lines)
+        for raw in result.lines:
+            out.extend(decoder.feed(raw))
+        if not result.lines:
+            out.extend(decoder.flush())  # idle: release held-back groups (auditd)
+        try:
+            self._sizes[path] = os.stat(path).st_size
+        except OSError:
+            pass
+        if self._metrics is not None and result.lines:
+            self._metrics.log_lines.labels(decoder.source).inc(len(result.lines))
+            for event in out:
+                if event.get("event.action") in LOGIN_ACTIONS:
+                    self._metrics.logins.labels(event.get("event.outcome", "unknown")).inc()
+        return out
+
+    def _check_presence(self, path: Path, exists: bool) -> list[Event]:
+        if exists:
+            self._missing_since.pop(path, None)
+            self._reported_deleted.discard(path)
+            return []
+        if path not in self._tailers and path not in self._sizes:
+            return []  # never seen: not a deletion
+        now = self._clock()
+        since = self._missing_since.setdefault(path, now)
+        if now - since >= self._grace and path not in self._reported_deleted:
+            self._reported_deleted.add(path)
+            return [self._integrity_event(path, "deleted", self._sizes.get(path))]
+        return []
+
+    def _integrity_event(self, path: Path, action: str, previous_size: int | None) -> Event:
+        fields: dict[str, Any] = {
+            "event.kind": "event", "event.category": "file", "event.action": action,
+            "event.dataset": "vedette.log_integrity", "log.file.path": str(path),
+            "file.path": str(path),
+        }
+        if previous_size is not None:
+            fields["vedette.log.previous_size"] = previous_size
+        try:
+            fields["file.size"] = os.stat(path).st_size
+        except OSError:
+            pass
+        if self._host:
+            fields["host.name"] = self._host
+        return Event(self._clock(), LOG_INTEGRITY, fields)
+
+
+def _shrink_kind(path: Path, now: float, window: float = 120.0) -> str:
+    """``rotated`` when logrotate's copytruncate just wrote ``<name>.1``, else ``truncated``."""
+    try:
+        sibling = os.stat(f"{path}.1")
+    except OSError:
+        return "truncated"
+    return "rotated" if now - sibling.st_mtime <= window else "truncated"
