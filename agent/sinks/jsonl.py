@@ -44,14 +44,17 @@ class JsonlSink:
         line = json.dumps(to_ecs(alert, self._identity), ensure_ascii=True, default=str) + "\n"
         with self._lock:
             handle = self._open()
+            # Rotate before a write that would pass the limit, never right after it: with
+            # backups=0 rotating afterwards deleted the alert that had just been written.
+            if handle.tell() and handle.tell() + len(line) > self._max_bytes:
+                self._rotate()
+                handle = self._open()
             handle.write(line)
             handle.flush()
             self._dirty = True
             if self._fsync == "always":
                 os.fsync(handle.fileno())
                 self._dirty = False
-            if handle.tell() >= self._max_bytes:
-                self._rotate()
 
     def flush(self) -> None:
         with self._lock:
