@@ -277,8 +277,10 @@ def run_tests(
         for case in cases:
             try:
                 sent = run_case(Engine(report.ruleset, None, options), case, span)
-            except (RuleError, OSError) as exc:
-                out.results.append(CaseResult(file, case.name, False, [str(exc)]))
+            except Exception as exc:  # a decoder refusing its input fails the case, not the run
+                reason = exc.location_text() if isinstance(exc, RuleError) else (
+                    f"{case.input}: {type(exc).__name__}: {exc}")
+                out.results.append(CaseResult(file, case.name, False, [reason]))
                 continue
             problems = check_case(case, ids, sent)
             expected = {e.rule for e in case.expect}

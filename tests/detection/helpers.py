@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sigma.rule import SigmaRule
 
 from agent.detection import Engine, EngineOptions, LoadReport, load_rules
+from agent.detection.matcher import Lowered, compile_tree, lower_tree, simplify
+from agent.detection.sigma_pipeline import vedette_pipeline
 from agent.events import Event, LogSource
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -19,8 +22,9 @@ PACKET = LogSource("vedette", "network_packet")
 HOST = LogSource("vedette", "host_metrics")
 
 
-def rule_doc(detection: dict[str, Any], logsource: dict[str, Any] | None = None,
-             **extra: Any) -> dict[str, Any]:
+def rule_doc(
+    detection: dict[str, Any], logsource: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "title": extra.pop("title", "test rule"),
         "id": extra.pop("id", str(uuid.uuid4())),
@@ -36,8 +40,10 @@ def rule_doc(detection: dict[str, Any], logsource: dict[str, Any] | None = None,
 def write_rules(folder: Path, *docs: dict[str, Any] | str, name: str = "rules.yml") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    parts = [textwrap.dedent(d) if isinstance(d, str) else yaml.safe_dump(d, sort_keys=False)
-             for d in docs]
+    parts = [
+        textwrap.dedent(d) if isinstance(d, str) else yaml.safe_dump(d, sort_keys=False)
+        for d in docs
+    ]
     path.write_text("---\n".join(parts))
     return path
 
@@ -47,8 +53,12 @@ def load(folder: Path, *docs: dict[str, Any] | str) -> LoadReport:
     return load_rules([folder])
 
 
-def engine_for(folder: Path, *docs: dict[str, Any] | str,
-               options: EngineOptions | None = None, metrics: Any = None) -> Engine:
+def engine_for(
+    folder: Path,
+    *docs: dict[str, Any] | str,
+    options: EngineOptions | None = None,
+    metrics: Any = None,
+) -> Engine:
     report = load(folder, *docs)
     assert not report.errors, [str(e) for e in report.errors]
     assert not report.rejections, [str(r) for r in report.rejections]
@@ -75,11 +85,6 @@ def run(engine: Engine, events: list[Event], tick: bool = True) -> list[Any]:
 
 def predicate(detection: dict[str, Any], logsource: dict[str, Any] | None = None) -> Any:
     """The compiled predicate of one detection, through the production load path (no files)."""
-    from sigma.rule import SigmaRule
-
-    from agent.detection.matcher import Lowered, compile_tree, lower_tree, simplify
-    from agent.detection.sigma_pipeline import vedette_pipeline
-
     rule = SigmaRule.from_dict(rule_doc(detection, logsource))
     vedette_pipeline().apply(rule)
     trees = [lower_tree(c.parsed) for c in rule.detection.parsed_condition]

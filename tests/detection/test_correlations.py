@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -10,37 +11,61 @@ from prometheus_client import CollectorRegistry
 from agent.alerts import Status
 from agent.detection import EngineOptions
 from agent.metrics import AgentMetrics
-from tests.detection.helpers import PACKET, PROC, T0, engine_for, event, run, rule_doc
+from tests.detection.helpers import PACKET, PROC, T0, engine_for, event, rule_doc, run
 
 
 def syn_rule(**extra: Any) -> dict[str, Any]:
-    return rule_doc({"sel": {"tcp.flags.syn": True}, "condition": "sel"},
-                    {"product": "vedette", "category": "network_packet"}, name="syn", **extra)
+    return rule_doc(
+        {"sel": {"tcp.flags.syn": True}, "condition": "sel"},
+        {"product": "vedette", "category": "network_packet"},
+        name="syn",
+        **extra,
+    )
 
 
-def corr(ctype: str, condition: dict[str, Any] | None, rules: list[str], group_by: list[str],
-         timespan: str = "10s", **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": ctype, "rules": rules, "group-by": group_by,
-                            "timespan": timespan}
+def corr(
+    ctype: str,
+    condition: dict[str, Any] | None,
+    rules: list[str],
+    group_by: list[str],
+    timespan: str = "10s",
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": ctype,
+        "rules": rules,
+        "group-by": group_by,
+        "timespan": timespan,
+    }
     if condition is not None:
         body["condition"] = condition
     if "generate" in extra:
         body["generate"] = extra.pop("generate")
-    doc = {"title": f"{ctype} test", "id": extra.pop("id", None) or _uuid(), "level": "high",
-           "correlation": body}
+    doc = {
+        "title": f"{ctype} test",
+        "id": extra.pop("id", None) or _uuid(),
+        "level": "high",
+        "correlation": body,
+    }
     doc.update(extra)
     return doc
 
 
 def _uuid() -> str:
-    import uuid
-
     return str(uuid.uuid4())
 
 
 def syn(ts: float, src: str = "198.18.0.5", dst: str = "198.18.0.1", port: int = 80) -> Any:
-    return event(ts, PACKET, **{"source.ip": src, "destination.ip": dst,
-                                "destination.port": port, "tcp.flags.syn": True})
+    return event(
+        ts,
+        PACKET,
+        **{
+            "source.ip": src,
+            "destination.ip": dst,
+            "destination.port": port,
+            "tcp.flags.syn": True,
+        },
+    )
 
 
 def opened(alerts: list[Any]) -> list[Any]:
@@ -48,8 +73,11 @@ def opened(alerts: list[Any]) -> list[Any]:
 
 
 def test_event_count_fires_once_and_rearms(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, syn_rule(), corr("event_count", {"gte": 5}, ["syn"],
-                                                  ["destination.ip"], vedette={"quiet_period": 5}))
+    engine = engine_for(
+        tmp_path,
+        syn_rule(),
+        corr("event_count", {"gte": 5}, ["syn"], ["destination.ip"], vedette={"quiet_period": 5}),
+    )
     burst = [syn(T0 + i * 0.1) for i in range(20)]
     alerts = run(engine, burst)
     first = opened(alerts)
@@ -66,22 +94,36 @@ def test_event_count_fires_once_and_rearms(tmp_path: Path) -> None:
 
 
 def test_sliding_window_sees_a_burst_across_a_bucket_boundary(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, syn_rule(), corr("event_count", {"gte": 10}, ["syn"],
-                                                  ["destination.ip"], timespan="10s"))
+    engine = engine_for(
+        tmp_path,
+        syn_rule(),
+        corr("event_count", {"gte": 10}, ["syn"], ["destination.ip"], timespan="10s"),
+    )
     events = [syn(T0 + 5 + i) for i in range(10)]  # 5..14 s: no fixed 10 s bucket holds 10
     assert len(opened(run(engine, events))) == 1
 
 
 def test_event_count_window_excludes_old_events(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, syn_rule(), corr("event_count", {"gte": 3}, ["syn"],
-                                                  ["destination.ip"], timespan="10s"))
+    engine = engine_for(
+        tmp_path,
+        syn_rule(),
+        corr("event_count", {"gte": 3}, ["syn"], ["destination.ip"], timespan="10s"),
+    )
     assert not run(engine, [syn(T0), syn(T0 + 6), syn(T0 + 12), syn(T0 + 18)])
 
 
 def test_value_count_counts_distinct_values_per_group(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, syn_rule(), corr(
-        "value_count", {"gte": 5, "field": "destination.port"}, ["syn"],
-        ["source.ip", "destination.ip"], timespan="30s"))
+    engine = engine_for(
+        tmp_path,
+        syn_rule(),
+        corr(
+            "value_count",
+            {"gte": 5, "field": "destination.port"},
+            ["syn"],
+            ["source.ip", "destination.ip"],
+            timespan="30s",
+        ),
+    )
     same_port = [syn(T0 + i, port=22) for i in range(20)]
     assert not run(engine, same_port)
     scan = [syn(T0 + 20 + i * 0.1, src="198.18.0.9", port=1000 + i) for i in range(8)]
@@ -92,21 +134,46 @@ def test_value_count_counts_distinct_values_per_group(tmp_path: Path) -> None:
 
 
 def test_value_sum_and_value_avg(tmp_path: Path) -> None:
-    base = rule_doc({"sel": {"http.response.body.bytes|gte": 0}, "condition": "sel"},
-                    {"product": "vedette", "category": "web_access"}, name="resp")
-    total = corr("value_sum", {"gte": 1000, "field": "http.response.body.bytes"}, ["resp"],
-                 ["source.ip"], timespan="60s", generate=True)
-    mean = corr("value_avg", {"gt": 400, "field": "http.response.body.bytes"}, ["resp"],
-                ["source.ip"], timespan="60s", generate=True)
+    base = rule_doc(
+        {"sel": {"http.response.body.bytes|gte": 0}, "condition": "sel"},
+        {"product": "vedette", "category": "web_access"},
+        name="resp",
+    )
+    total = corr(
+        "value_sum",
+        {"gte": 1000, "field": "http.response.body.bytes"},
+        ["resp"],
+        ["source.ip"],
+        timespan="60s",
+        generate=True,
+    )
+    mean = corr(
+        "value_avg",
+        {"gt": 400, "field": "http.response.body.bytes"},
+        ["resp"],
+        ["source.ip"],
+        timespan="60s",
+        generate=True,
+    )
     engine = engine_for(tmp_path, base, total, mean)
     web = PACKET._replace(category="web_access")
     sizes = [300, 300, 300, 300]
-    alerts = run(engine, [event(T0 + i, web, **{"source.ip": "a", "http.response.body.bytes": s})
-                          for i, s in enumerate(sizes)])
+    alerts = run(
+        engine,
+        [
+            event(T0 + i, web, **{"source.ip": "a", "http.response.body.bytes": s})
+            for i, s in enumerate(sizes)
+        ],
+    )
     titles = {a.rule.title for a in opened(alerts)}
     assert titles == {"value_sum test", "test rule"}  # sum reached 1200; generate keeps base
-    alerts = run(engine, [event(T0 + 10, web, **{"source.ip": "b", "http.response.body.bytes": 900}),
-                          event(T0 + 11, web, **{"source.ip": "b", "http.response.body.bytes": 10})])
+    alerts = run(
+        engine,
+        [
+            event(T0 + 10, web, **{"source.ip": "b", "http.response.body.bytes": 900}),
+            event(T0 + 11, web, **{"source.ip": "b", "http.response.body.bytes": 10}),
+        ],
+    )
     # the base rule's alert is still open (one per rule), so only the average opens a new one
     assert {a.rule.title for a in opened(alerts)} == {"value_avg test"}
 
@@ -116,17 +183,25 @@ def _proc_rule(name: str, image: str) -> dict[str, Any]:
 
 
 def test_temporal_needs_every_rule_within_the_window_in_any_order(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, _proc_rule("a", "/whoami"), _proc_rule("b", "/uname"),
-                        corr("temporal", None, ["a", "b"], ["User"], timespan="60s"))
+    engine = engine_for(
+        tmp_path,
+        _proc_rule("a", "/whoami"),
+        _proc_rule("b", "/uname"),
+        corr("temporal", None, ["a", "b"], ["User"], timespan="60s"),
+    )
     p = PROC
-    alerts = run(engine, [
-        event(T0, p, **{"process.executable": "/usr/bin/uname", "user.name": "x"}),
-        event(T0 + 70, p, **{"process.executable": "/usr/bin/whoami", "user.name": "x"}),
-        event(T0 + 71, p, **{"process.executable": "/usr/bin/whoami", "user.name": "y"}),
-    ])
+    alerts = run(
+        engine,
+        [
+            event(T0, p, **{"process.executable": "/usr/bin/uname", "user.name": "x"}),
+            event(T0 + 70, p, **{"process.executable": "/usr/bin/whoami", "user.name": "x"}),
+            event(T0 + 71, p, **{"process.executable": "/usr/bin/whoami", "user.name": "y"}),
+        ],
+    )
     assert not alerts
-    alerts = run(engine, [event(T0 + 80, p, **{"process.executable": "/bin/uname",
-                                               "user.name": "x"})])
+    alerts = run(
+        engine, [event(T0 + 80, p, **{"process.executable": "/bin/uname", "user.name": "x"})]
+    )
     assert len(opened(alerts)) == 1 and opened(alerts)[0].group == {"user.name": "x"}
 
 
@@ -140,8 +215,12 @@ def test_temporal_extended_condition(tmp_path: Path) -> None:
 
 
 def test_temporal_ordered_requires_the_order(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, _proc_rule("a", "/curl"), _proc_rule("b", "/run"),
-                        corr("temporal_ordered", None, ["a", "b"], ["User"], timespan="60s"))
+    engine = engine_for(
+        tmp_path,
+        _proc_rule("a", "/curl"),
+        _proc_rule("b", "/run"),
+        corr("temporal_ordered", None, ["a", "b"], ["User"], timespan="60s"),
+    )
 
     def e(ts: float, exe: str, user: str) -> Any:
         return event(ts, PROC, **{"process.executable": exe, "user.name": user})
@@ -153,8 +232,11 @@ def test_temporal_ordered_requires_the_order(tmp_path: Path) -> None:
 
 
 def test_lt_condition_fires_on_the_timer_without_events(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, syn_rule(), corr("event_count", {"lt": 2}, ["syn"],
-                                                  ["destination.ip"], timespan="30s"))
+    engine = engine_for(
+        tmp_path,
+        syn_rule(),
+        corr("event_count", {"lt": 2}, ["syn"], ["destination.ip"], timespan="30s"),
+    )
     assert not run(engine, [syn(T0 + i * 5) for i in range(10)])  # steady: 6 per window
     assert not engine.advance(T0 + 60)
     fired = opened(engine.advance(T0 + 76))  # last events at 40 and 45: < 2 after 45+30
@@ -165,9 +247,13 @@ def test_lt_condition_fires_on_the_timer_without_events(tmp_path: Path) -> None:
 def test_late_events_inside_the_allowance_count_and_older_ones_do_not(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
-    engine = engine_for(tmp_path, syn_rule(), corr("event_count", {"gte": 3}, ["syn"],
-                                                  ["destination.ip"], timespan="10s"),
-                        options=EngineOptions(late_allowance_seconds=5), metrics=metrics)
+    engine = engine_for(
+        tmp_path,
+        syn_rule(),
+        corr("event_count", {"gte": 3}, ["syn"], ["destination.ip"], timespan="10s"),
+        options=EngineOptions(late_allowance_seconds=5),
+        metrics=metrics,
+    )
     assert not run(engine, [syn(T0 + 20), syn(T0 + 2)], tick=False)  # 18 s late: ignored
     alerts = run(engine, [syn(T0 + 17), syn(T0 + 21)], tick=False)  # 3 s late: accepted
     assert len(opened(alerts)) == 1 and opened(alerts)[0].first_seen == T0 + 17
@@ -178,36 +264,53 @@ def test_late_events_inside_the_allowance_count_and_older_ones_do_not(tmp_path: 
 def test_group_state_is_bounded_and_evictions_counted(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
-    doc = corr("value_count", {"gte": 50, "field": "destination.port"}, ["syn"], ["source.ip"],
-               timespan="30s", vedette={"max_groups": 100})
+    doc = corr(
+        "value_count",
+        {"gte": 50, "field": "destination.port"},
+        ["syn"],
+        ["source.ip"],
+        timespan="30s",
+        vedette={"max_groups": 100},
+    )
     engine = engine_for(tmp_path, syn_rule(), doc, metrics=metrics)
     for i in range(5000):  # 5000 spoofed sources, one SYN each
         engine.process(syn(T0 + i * 0.001, src=f"198.19.{i // 256}.{i % 256}", port=i))
     state = engine.states[doc["id"]]
     assert len(state) == 100
     engine.advance(T0 + 5)
-    assert registry.get_sample_value("vedette_correlation_group_evictions_total",
-                                     {"rule": doc["id"]}) == 4900
+    assert (
+        registry.get_sample_value("vedette_correlation_group_evictions_total", {"rule": doc["id"]})
+        == 4900
+    )
     assert registry.get_sample_value("vedette_correlation_groups", {"rule": doc["id"]}) == 100
     engine.advance(T0 + 100)  # idle groups expire
     assert len(state) == 0
 
 
 def test_events_without_group_by_fields_are_ignored(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, syn_rule(), corr("event_count", {"gte": 2}, ["syn"],
-                                                  ["destination.ip"]))
+    engine = engine_for(
+        tmp_path, syn_rule(), corr("event_count", {"gte": 2}, ["syn"], ["destination.ip"])
+    )
     bare = [event(T0 + i, PACKET, **{"tcp.flags.syn": True}) for i in range(5)]
     assert not run(engine, bare)
 
 
 def test_aliases_map_group_by_per_rule(tmp_path: Path) -> None:
     a = _proc_rule("a", "/curl")
-    b = rule_doc({"sel": {"DestinationPort": 4444}, "condition": "sel"},
-                 {"product": "linux", "category": "network_connection"}, name="b")
+    b = rule_doc(
+        {"sel": {"DestinationPort": 4444}, "condition": "sel"},
+        {"product": "linux", "category": "network_connection"},
+        name="b",
+    )
     doc = corr("temporal", None, ["a", "b"], ["actor"], timespan="60s")
     doc["correlation"]["aliases"] = {"actor": {"a": "User", "b": "User"}}
     engine = engine_for(tmp_path, a, b, doc)
     net = PROC._replace(category="network_connection")
-    alerts = run(engine, [event(T0, PROC, **{"process.executable": "/curl", "user.name": "x"}),
-                          event(T0 + 1, net, **{"destination.port": 4444, "user.name": "x"})])
+    alerts = run(
+        engine,
+        [
+            event(T0, PROC, **{"process.executable": "/curl", "user.name": "x"}),
+            event(T0 + 1, net, **{"destination.port": 4444, "user.name": "x"}),
+        ],
+    )
     assert len(opened(alerts)) == 1 and opened(alerts)[0].group == {"user.name": "x"}

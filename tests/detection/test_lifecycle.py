@@ -11,16 +11,25 @@ from tests.detection.helpers import T0, engine_for, proc, rule_doc
 
 
 def curl_rule(**vedette: Any) -> dict[str, Any]:
-    return rule_doc({"sel": {"Image|endswith": "/curl"}, "condition": "sel"},
-                    id="5d0c9d4e-6f1c-4b8e-9d55-0000000000c1", title="curl",
-                    author="Ann, Bob", tags=["attack.t1105", "attack.command-and-control"],
-                    references=["https://example.org/curl"], description="curl ran",
-                    **({"vedette": vedette} if vedette else {}))
+    return rule_doc(
+        {"sel": {"Image|endswith": "/curl"}, "condition": "sel"},
+        id="5d0c9d4e-6f1c-4b8e-9d55-0000000000c1",
+        title="curl",
+        author="Ann, Bob",
+        tags=["attack.t1105", "attack.command-and-control"],
+        references=["https://example.org/curl"],
+        description="curl ran",
+        **({"vedette": vedette} if vedette else {}),
+    )
 
 
 def curl(ts: float, user: str = "u", n: int = 0) -> Any:
-    return proc(ts, process__executable="/usr/bin/curl", user__name=user,
-                process__command_line=f"curl http://198.18.0.{n % 250}/")
+    return proc(
+        ts,
+        process__executable="/usr/bin/curl",
+        user__name=user,
+        process__command_line=f"curl http://198.18.0.{n % 250}/",
+    )
 
 
 def test_one_ongoing_attack_is_one_alert_updated(tmp_path: Path) -> None:
@@ -82,8 +91,11 @@ def test_pending_update_is_sent_when_its_interval_passes(tmp_path: Path) -> None
 
 
 def test_flood_of_groups_is_capped_and_raises_one_meta_alert(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, curl_rule(group_by=["User"], max_alerts_per_minute=20),
-                        options=EngineOptions(meta_alert_threshold=100))
+    engine = engine_for(
+        tmp_path,
+        curl_rule(group_by=["User"], max_alerts_per_minute=20),
+        options=EngineOptions(meta_alert_threshold=100),
+    )
     opened = []
     for i in range(2000):
         opened += engine.process(curl(T0 + i * 0.01, user=f"u{i}"))
@@ -99,8 +111,9 @@ def test_flood_of_groups_is_capped_and_raises_one_meta_alert(tmp_path: Path) -> 
 
 
 def test_open_alerts_are_bounded_by_max_groups(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, curl_rule(group_by=["User"], max_groups=5,
-                                            max_alerts_per_minute=1000))
+    engine = engine_for(
+        tmp_path, curl_rule(group_by=["User"], max_groups=5, max_alerts_per_minute=1000)
+    )
     sent = []
     for i in range(8):
         sent += engine.process(curl(T0 + i, user=f"u{i}"))

@@ -40,7 +40,11 @@ def test_good_rule_and_summary_line(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, GOOD + "  broken: [unclosed\n")
-    assert len(errs) == 1 and errs[0].startswith(f"{tmp_path / 'bad.yml'}:") and "invalid YAML" in errs[0]
+    assert (
+        len(errs) == 1
+        and errs[0].startswith(f"{tmp_path / 'bad.yml'}:")
+        and "invalid YAML" in errs[0]
+    )
 
 
 def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
@@ -131,9 +135,18 @@ def test_missing_id_is_an_error(tmp_path: Path) -> None:
 
 
 def corr(rid: str, name: str, refs: list[str]) -> dict[str, object]:
-    return {"title": name, "id": rid, "name": name,
-            "correlation": {"type": "event_count", "rules": refs, "group-by": ["User"],
-                            "timespan": "1m", "condition": {"gte": 2}}}
+    return {
+        "title": name,
+        "id": rid,
+        "name": name,
+        "correlation": {
+            "type": "event_count",
+            "rules": refs,
+            "group-by": ["User"],
+            "timespan": "1m",
+            "condition": {"gte": 2},
+        },
+    }
 
 
 def test_correlation_cycles_and_unknown_references(tmp_path: Path) -> None:
@@ -154,15 +167,19 @@ def test_correlation_of_correlation_is_rejected(tmp_path: Path) -> None:
     outer = corr("5d0c9d4e-6f1c-4b8e-9d55-0000000000a2", "outer", ["inner"])
     report = load(tmp_path, base, inner, outer)
     assert not report.errors
-    assert [r.reason for r in report.rejections] == ["correlations of correlations are not supported"]
+    assert [r.reason for r in report.rejections] == [
+        "correlations of correlations are not supported"
+    ]
 
 
 def test_rejections_carry_reasons_and_are_counted(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     docs = [
         rule_doc({"sel": {"LogonId": 0}, "condition": "sel"}),
-        rule_doc({"sel": {"Image": "x"}, "condition": "sel"},
-                 {"product": "windows", "category": "process_creation"}),
+        rule_doc(
+            {"sel": {"Image": "x"}, "condition": "sel"},
+            {"product": "windows", "category": "process_creation"},
+        ),
         rule_doc({"keywords": ["x"], "condition": "keywords"}),
         rule_doc({"sel": {"Image": "%placeholder%"}, "condition": "sel"}),
     ]

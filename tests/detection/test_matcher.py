@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import re
 import string
@@ -37,8 +38,16 @@ def sel(**items: object) -> dict[str, object]:
         (sel(CommandLine__startswith="sudo"), {"process.command_line": "x sudo"}, False),
         (sel(Image__endswith=["/nc", "/ncat"]), {"process.executable": "/bin/ncat"}, True),
         (sel(Image__endswith=["/nc", "/ncat"]), {"process.executable": "/bin/ncatx"}, False),
-        (sel(CommandLine__contains__all=["-e", "/bin/sh"]), {"process.command_line": "nc -e /bin/sh"}, True),
-        (sel(CommandLine__contains__all=["-e", "/bin/sh"]), {"process.command_line": "nc -e /bin/bash"}, False),
+        (
+            sel(CommandLine__contains__all=["-e", "/bin/sh"]),
+            {"process.command_line": "nc -e /bin/sh"},
+            True,
+        ),
+        (
+            sel(CommandLine__contains__all=["-e", "/bin/sh"]),
+            {"process.command_line": "nc -e /bin/bash"},
+            False,
+        ),
         # regex: unanchored search, case-sensitive unless |i
         (sel(CommandLine__re="\\s-O\\s"), {"process.command_line": "wget -O out"}, True),
         (sel(CommandLine__re="\\s-O\\s"), {"process.command_line": "wget -o out"}, False),
@@ -68,33 +77,55 @@ def sel(**items: object) -> dict[str, object]:
         (sel(**{"process.args": "-e"}), {"process.args": ["nc", "-E", "x"]}, True),
         (sel(**{"process.args": "-e"}), {"process.args": ["nc", "-x"]}, False),
         # fieldref
-        (sel(Image__fieldref="ParentImage"),
-         {"process.executable": "/bin/SH", "process.parent.executable": "/bin/sh"}, True),
-        (sel(Image__fieldref="ParentImage"),
-         {"process.executable": "/bin/sh", "process.parent.executable": "/bin/bash"}, False),
+        (
+            sel(Image__fieldref="ParentImage"),
+            {"process.executable": "/bin/SH", "process.parent.executable": "/bin/sh"},
+            True,
+        ),
+        (
+            sel(Image__fieldref="ParentImage"),
+            {"process.executable": "/bin/sh", "process.parent.executable": "/bin/bash"},
+            False,
+        ),
         # cased
         (sel(Image__cased="/bin/Sh"), {"process.executable": "/bin/Sh"}, True),
         (sel(Image__cased="/bin/Sh"), {"process.executable": "/bin/sh"}, False),
         # boolean conditions
-        ({"a": {"Image|endswith": "/sh"}, "b": {"User": "root"}, "condition": "a and not b"},
-         {"process.executable": "/bin/sh", "user.name": "www"}, True),
-        ({"a": {"Image|endswith": "/sh"}, "b": {"User": "root"}, "condition": "a and not b"},
-         {"process.executable": "/bin/sh", "user.name": "ROOT"}, False),
-        ({"s1": {"Image": "/a"}, "s2": {"Image": "/b"}, "condition": "1 of s*"},
-         {"process.executable": "/b"}, True),
-        ({"s1": {"Image": "/a"}, "s2": {"User": "x"}, "condition": "all of s*"},
-         {"process.executable": "/a"}, False),
+        (
+            {"a": {"Image|endswith": "/sh"}, "b": {"User": "root"}, "condition": "a and not b"},
+            {"process.executable": "/bin/sh", "user.name": "www"},
+            True,
+        ),
+        (
+            {"a": {"Image|endswith": "/sh"}, "b": {"User": "root"}, "condition": "a and not b"},
+            {"process.executable": "/bin/sh", "user.name": "ROOT"},
+            False,
+        ),
+        (
+            {"s1": {"Image": "/a"}, "s2": {"Image": "/b"}, "condition": "1 of s*"},
+            {"process.executable": "/b"},
+            True,
+        ),
+        (
+            {"s1": {"Image": "/a"}, "s2": {"User": "x"}, "condition": "all of s*"},
+            {"process.executable": "/a"},
+            False,
+        ),
         # a list of maps is OR-ed
         ({"sel": [{"Image": "/a"}, {"User": "x"}], "condition": "sel"}, {"user.name": "X"}, True),
     ],
 )
-def test_value_semantics(detection: dict[str, object], fields: dict[str, object], expected: bool) -> None:
+def test_value_semantics(
+    detection: dict[str, object], fields: dict[str, object], expected: bool
+) -> None:
     assert predicate(detection)(fields) is expected
 
 
 def test_cidr() -> None:
-    match = predicate(sel(DestinationIp__cidr=["10.0.0.0/8", "2001:db8::/32"]),
-                      {"product": "linux", "category": "network_connection"})
+    match = predicate(
+        sel(DestinationIp__cidr=["10.0.0.0/8", "2001:db8::/32"]),
+        {"product": "linux", "category": "network_connection"},
+    )
     assert match({"destination.ip": "10.1.2.3"})
     assert match({"destination.ip": "2001:db8::1"})
     assert not match({"destination.ip": "11.0.0.1"})
@@ -103,20 +134,25 @@ def test_cidr() -> None:
 
 
 def test_keywords_match_the_raw_message(tmp_path: Path) -> None:
-    doc = rule_doc({"keywords": ["Accepted publickey for root", "session opened*by root"],
-                    "condition": "keywords"}, {"product": "linux", "service": "sshd"},
-                   vedette={"update_interval": 0})  # every match is sent
+    doc = rule_doc(
+        {
+            "keywords": ["Accepted publickey for root", "session opened*by root"],
+            "condition": "keywords",
+        },
+        {"product": "linux", "service": "sshd"},
+        vedette={"update_interval": 0},
+    )  # every match is sent
     engine = engine_for(tmp_path, doc)
     sshd = PROC._replace(category=None, service="sshd")
-    assert engine.process(event(1.0, sshd, message="Nov 1 sshd[1]: ACCEPTED PUBLICKEY FOR ROOT from x"))
+    assert engine.process(
+        event(1.0, sshd, message="Nov 1 sshd[1]: ACCEPTED PUBLICKEY FOR ROOT from x")
+    )
     assert engine.process(event(2.0, sshd, message="pam: session opened for user x by root(uid=0)"))
     assert not engine.process(event(3.0, sshd, message="Accepted password for bob"))
 
 
 def test_modifiers_base64offset_and_windash_expand(tmp_path: Path) -> None:
     match = predicate(sel(CommandLine__base64offset__contains="/bin/sh"))
-    import base64
-
     encoded = base64.b64encode(b"xx/bin/sh -i").decode()
     assert match({"process.command_line": f"echo {encoded} | base64 -d"})
     assert not match({"process.command_line": "echo aGVsbG8= | base64 -d"})
@@ -125,10 +161,19 @@ def test_modifiers_base64offset_and_windash_expand(tmp_path: Path) -> None:
 def test_matched_fields_and_extra_fields_are_copied(tmp_path: Path) -> None:
     doc = rule_doc(sel(Image__endswith="/curl"), vedette={"fields": ["User", "process.pid"]})
     engine = engine_for(tmp_path, doc)
-    alerts = engine.process(proc(process__executable="/usr/bin/curl", user__name="eve",
-                                 process__pid=7, process__command_line="curl x"))
-    assert alerts[0].matched == {"process.executable": "/usr/bin/curl", "user.name": "eve",
-                                 "process.pid": 7}
+    alerts = engine.process(
+        proc(
+            process__executable="/usr/bin/curl",
+            user__name="eve",
+            process__pid=7,
+            process__command_line="curl x",
+        )
+    )
+    assert alerts[0].matched == {
+        "process.executable": "/usr/bin/curl",
+        "user.name": "eve",
+        "process.pid": 7,
+    }
 
 
 # ------------------------------------------------------------------------- properties
@@ -138,8 +183,10 @@ plain = st.text(text_chars, min_size=0, max_size=12)
 
 
 @settings(max_examples=60, deadline=None)
-@given(value=st.text(string.ascii_letters + string.digits + "/-_. ", min_size=1, max_size=16),
-       flips=st.lists(st.booleans(), min_size=16, max_size=16))
+@given(
+    value=st.text(string.ascii_letters + string.digits + "/-_. ", min_size=1, max_size=16),
+    flips=st.lists(st.booleans(), min_size=16, max_size=16),
+)
 def test_equality_is_case_insensitive(value: str, flips: list[bool]) -> None:
     match = predicate(sel(Image=value))
     variant = "".join(c.upper() if f else c.lower() for c, f in zip(value, flips, strict=False))
@@ -164,7 +211,9 @@ wild = st.text(st.sampled_from("ab*?.[]()+^$|\\"), min_size=1, max_size=8)
 def test_wildcards_agree_with_a_reference_glob(pattern: str, candidate: str) -> None:
     """``*``/``?`` are wildcards, ``\\*``/``\\?``/``\\\\`` literals, every other char literal."""
     if pattern.endswith("\\") and not pattern.endswith("\\\\"):
-        pattern += "\\"  # a lone trailing backslash is a literal in Sigma; keep the reference simple
+        pattern += (
+            "\\"  # a lone trailing backslash is a literal in Sigma; keep the reference simple
+        )
     ref = _reference_glob(pattern)
     match = predicate(sel(CommandLine=pattern))
     assert match({"process.command_line": candidate}) is bool(ref.fullmatch(candidate.lower()))
@@ -189,4 +238,5 @@ def test_endswith_basename_index_agrees_with_fnmatch(name: str) -> None:
     match = predicate(sel(Image__endswith="/" + name))
     for candidate in (f"/usr/bin/{name}", f"/usr/bin/x{name}", f"/{name}/bin", name):
         assert match({"process.executable": candidate}) is fnmatch.fnmatchcase(
-            candidate, f"*/{name}")
+            candidate, f"*/{name}"
+        )

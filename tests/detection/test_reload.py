@@ -9,21 +9,33 @@ from agent.alerts import Status
 from agent.detection import Engine, load_rules
 from tests.detection.helpers import PACKET, T0, event, rule_doc, write_rules
 
-BASE = rule_doc({"sel": {"tcp.flags.syn": True}, "condition": "sel"},
-                {"product": "vedette", "category": "network_packet"}, name="syn",
-                id="5d0c9d4e-6f1c-4b8e-9d55-0000000000d1")
+BASE = rule_doc(
+    {"sel": {"tcp.flags.syn": True}, "condition": "sel"},
+    {"product": "vedette", "category": "network_packet"},
+    name="syn",
+    id="5d0c9d4e-6f1c-4b8e-9d55-0000000000d1",
+)
 
 
 def flood(threshold: int) -> dict[str, Any]:
-    return {"title": "flood", "id": "5d0c9d4e-6f1c-4b8e-9d55-0000000000d2",
-            "correlation": {"type": "event_count", "rules": ["syn"],
-                            "group-by": ["destination.ip"], "timespan": "60s",
-                            "condition": {"gte": threshold}}}
+    return {
+        "title": "flood",
+        "id": "5d0c9d4e-6f1c-4b8e-9d55-0000000000d2",
+        "correlation": {
+            "type": "event_count",
+            "rules": ["syn"],
+            "group-by": ["destination.ip"],
+            "timespan": "60s",
+            "condition": {"gte": threshold},
+        },
+    }
 
 
 def other() -> dict[str, Any]:
-    return rule_doc({"sel": {"Image|endswith": "/curl"}, "condition": "sel"},
-                    id="5d0c9d4e-6f1c-4b8e-9d55-0000000000d3")
+    return rule_doc(
+        {"sel": {"Image|endswith": "/curl"}, "condition": "sel"},
+        id="5d0c9d4e-6f1c-4b8e-9d55-0000000000d3",
+    )
 
 
 def syn(ts: float) -> Any:

