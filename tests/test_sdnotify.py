@@ -212,11 +212,11 @@ def test_daemon_notifies_systemd_through_its_lifecycle(
         pings = wait_for_message(sock, "WATCHDOG=1", timeout=3)
         pings += wait_for_message(sock, "WATCHDOG=1", timeout=3)
         assert sum(message == ["WATCHDOG=1"] for message in pings) >= 2
-        agent.signal(signal.SIGHUP)
+        agent.proc.send_signal(signal.SIGHUP)
         reload_messages = wait_for_message(sock, "RELOADING=1", timeout=10)
         assert any(line.startswith("MONOTONIC_USEC=") for line in reload_messages[-1])
         wait_for_message(sock, "READY=1", timeout=10)
-        agent.signal(signal.SIGTERM)
+        agent.proc.send_signal(signal.SIGTERM)
         wait_for_message(sock, "STOPPING=1", timeout=10)
         assert agent.stop() == 0
     finally:
