@@ -58,8 +58,12 @@ class AgentSection(Section):
     log_format: Literal["text", "json"] = "text"
 
     def resolved_state_dir(self) -> Path:
+        """Configured dir; else systemd's ``$STATE_DIRECTORY``; else by privilege."""
         if self.state_dir is not None:
             return self.state_dir
+        from_systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        if from_systemd:
+            return Path(from_systemd)
         return Path("/var/lib/vedette") if os.geteuid() == 0 else Path("var").resolve()
 
 
@@ -152,6 +156,8 @@ class SinksSection(Section):
 
 
 class ElasticsearchSection(Section):
+    """Alert shipping to Elasticsearch (docs/elasticsearch.md); no ``hosts`` = sink off."""
+
     hosts: list[str] = Field(default_factory=list, description="empty = sink off")
     namespace: str = Field("default", pattern=r"^[a-z0-9_]{1,100}$")
     api_key: SecretStr | None = None
@@ -165,17 +171,49 @@ class ElasticsearchSection(Section):
     verify_certs: bool = True
     request_timeout_seconds: float = Field(10.0, gt=0)
     compression: bool = True
-    compatibility_8x: bool = False
-    setup_templates: bool = True
+    compatibility_8x: bool = Field(False, description="send compatible-with=8 (8.x servers)")
+    setup_templates: bool = Field(True, description="install ILM/templates at start, reconnect")
+    ilm_delete_after_days: int = Field(90, ge=1)
+    latest_index: bool = Field(
+        True, description="also keep one converging document per alert in vedette-alerts-latest-*"
+    )
     batch_max_docs: int = Field(1000, ge=1)
     batch_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
-    batch_max_age_seconds: float = Field(1.0, gt=0)
-    spool_max_bytes: int = Field(512 * 1024 * 1024, ge=1 << 16)
+    batch_max_age_seconds: float = Field(0.2, gt=0, description="linger before a small batch")
+    retry_backoff_initial_seconds: float = Field(0.5, gt=0)
+    retry_backoff_max_seconds: float = Field(30.0, gt=0)
+    spool_dir: Path | None = Field(None, description="default: <state_dir>/es-spool")
+    spool_max_bytes: int = Field(512 * 1024 * 1024, ge=1 << 20)
     spool_max_age_seconds: float = Field(7 * 86400, gt=0)
-    spool_fsync: Literal["always", "batch", "never"] = "batch"
+    spool_fsync: Literal["always", "batch", "never"] = Field(
+        "batch", description="batch: fsync at most every second; kill -9 never loses a record"
+    )
+    spool_overflow: Literal["drop_lowest_severity", "drop_oldest"] = "drop_lowest_severity"
+    dead_letter_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     ship_events: bool = False
     events_sample_rate: float = Field(1.0, ge=0, le=1)
     events_datasets: list[str] = Field(default_factory=list, description="empty = all")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ElasticsearchSection:
+        for host in self.hosts:
+            if not host.startswith(("http://", "https://")):
+                raise ValueError(f"hosts: {host!r} must start with http:// or https://")
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("api_key and api_key_file are exclusive")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password and password_file are exclusive")
+        has_key = self.api_key is not None or self.api_key_file is not None
+        has_password = self.password is not None or self.password_file is not None
+        if has_key and self.username:
+            raise ValueError("use either api_key(_file) or username/password, not both")
+        if bool(self.username) != has_password:
+            raise ValueError("username needs password(_file) and vice versa")
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file go together")
+        if self.retry_backoff_max_seconds < self.retry_backoff_initial_seconds:
+            raise ValueError("retry_backoff_max_seconds is below retry_backoff_initial_seconds")
+        return self
 
 
 class InputsSection(Section):
@@ -279,6 +317,114 @@ class ThreatIntelSection(Section):
     )
 
 
+# ---------------------------------------------------------------------------- host collectors
+
+
+class ProcessSection(Section):
+    """Process executions (proc connector, /proc polling fallback)."""
+
+    enabled: bool = Field(True, description="report every exec as a process_creation event")
+    fallback_polling: bool = Field(
+        True, description="poll /proc when the proc connector is unavailable (degraded coverage)"
+    )
+    poll_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="/proc polling interval in fallback mode"
+    )
+
+
+class SocketsSection(Section):
+    """Listening sockets and outbound connections, sampled from /proc/net."""
+
+    enabled: bool = Field(True, description="report listeners appearing/disappearing")
+    interval_seconds: float = Field(10.0, gt=0, description="how often socket tables are read")
+    outbound: bool = Field(True, description="also report new outbound TCP connections")
+    include_loopback: bool = Field(False, description="report connections to 127.0.0.0/8 and ::1")
+    max_events_per_run: int = Field(500, ge=1, description="cap on events of one run")
+
+
+class AuthLogsSection(Section):
+    """Authentication logs: syslog files and/or the systemd journal."""
+
+    enabled: bool = Field(True, description="follow authentication logs")
+    paths: list[Path] = Field(
+        default_factory=lambda: [Path("/var/log/auth.log"), Path("/var/log/secure")],
+        description="syslog files to follow (missing ones are skipped)",
+    )
+    journal: Literal["auto", "on", "off"] = Field(
+        "auto", description="journalctl follower: auto = only when none of the paths exists"
+    )
+    journalctl: Path = Field(Path("/usr/bin/journalctl"), description="journalctl binary")
+    start_at_end: bool = Field(
+        True, description="on first start read only new lines (later starts resume at offsets)"
+    )
+    poll_interval_seconds: float = Field(0.25, gt=0, le=10, description="file poll interval")
+    watch_integrity: bool = Field(
+        True, description="report truncation or deletion of the auth logs (log tampering)"
+    )
+
+
+class WebLogsSection(Section):
+    """Web server access logs (nginx/Apache, combined or common format)."""
+
+    enabled: bool = Field(True, description="follow web access logs")
+    paths: list[Path] = Field(
+        default_factory=lambda: [
+            Path("/var/log/nginx/access.log"), Path("/var/log/apache2/access.log"),
+            Path("/var/log/httpd/access_log"),
+        ],
+        description="access logs to follow (missing ones are skipped)",
+    )
+    start_at_end: bool = Field(True, description="on first start read only new lines")
+    poll_interval_seconds: float = Field(0.5, gt=0, le=10, description="file poll interval")
+
+
+class FimSection(Section):
+    """File integrity monitoring."""
+
+    enabled: bool = Field(True, description="watch files for changes")
+    default_watch_list: bool = Field(
+        True, description="passwd/shadow/sudoers/ssh/cron/systemd/PAM/profile/ld.so.preload …"
+    )
+    paths: list[str] = Field(
+        default_factory=list, description="extra absolute paths (files or directories)"
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: ["*.swp", "*~", "*.dpkg-new", "*.dpkg-tmp"],
+        description="glob patterns of paths never reported",
+    )
+    root: Path = Field(Path("/"), description="directory the watched paths are relative to")
+    rescan_interval_seconds: float = Field(
+        3600.0, ge=10, description="full rescan (catches what inotify misses)"
+    )
+    max_hash_bytes: int = Field(
+        1 << 30, ge=0, description="larger files are tracked by size/mtime only"
+    )
+    inotify: bool = Field(True, description="immediate events through inotify")
+
+    @model_validator(mode="after")
+    def _absolute(self) -> FimSection:
+        bad = [p for p in self.paths if not p.startswith("/")]
+        if bad:
+            raise ValueError(f"fim.paths must be absolute: {bad[:3]}")
+        return self
+
+
+class KernelModulesSection(Section):
+    """Kernel module load/unload diff."""
+
+    enabled: bool = Field(True, description="report loaded/unloaded kernel modules")
+    interval_seconds: float = Field(30.0, gt=0, description="how often /proc/modules is read")
+
+
+class AuditdSection(Section):
+    """auditd log tailing (when the file exists)."""
+
+    enabled: bool = Field(True, description="follow the audit log when it exists")
+    path: Path = Field(Path("/var/log/audit/audit.log"), description="auditd log file")
+    start_at_end: bool = Field(True, description="on first start read only new records")
+    poll_interval_seconds: float = Field(0.5, gt=0, le=10, description="file poll interval")
+
+
 class Config(Section):
     agent: AgentSection = AgentSection()
     metrics: MetricsSection = MetricsSection()
@@ -292,6 +438,13 @@ class Config(Section):
     capture: CaptureSection = CaptureSection()
     network: NetworkSection = NetworkSection()
     threat_intel: ThreatIntelSection = ThreatIntelSection()
+    process: ProcessSection = ProcessSection()
+    sockets: SocketsSection = SocketsSection()
+    auth_logs: AuthLogsSection = AuthLogsSection()
+    web_logs: WebLogsSection = WebLogsSection()
+    fim: FimSection = FimSection()
+    kernel_modules: KernelModulesSection = KernelModulesSection()
+    auditd: AuditdSection = AuditdSection()
 
 
 # ---------------------------------------------------------------------------- loading

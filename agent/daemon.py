@@ -134,7 +134,13 @@ class Daemon:
                 self._reload.clear()
                 self.reload()
             if interval and time.monotonic() >= next_ping:
-                self.notifier.watchdog()
+                # Only a live detection thread keeps systemd's watchdog fed.
+                if self.pipeline.healthy(
+                    max_silence=interval + 2 * self.config.pipeline.tick_seconds
+                ):
+                    self.notifier.watchdog()
+                else:
+                    log.error("detection thread stalled; withholding the watchdog ping")
                 next_ping = time.monotonic() + interval
 
     def _shutdown(self) -> int:

@@ -62,6 +62,7 @@ class Pipeline:
         self._dropped_full = metrics.events_dropped.labels("queue", "queue_full")
         self._dropped_stopped = metrics.events_dropped.labels("queue", "shutdown")
         self._seen = 0
+        self.heartbeat = time.monotonic()  # last loop of the detection thread (watchdog)
 
     # ------------------------------------------------------------------ producers (any thread)
 
@@ -113,6 +114,11 @@ class Pipeline:
                 return False
         return True
 
+    def healthy(self, max_silence: float) -> bool:
+        """The detection thread is alive and looped within ``max_silence`` seconds."""
+        alive = self._thread is not None and self._thread.is_alive()
+        return alive and time.monotonic() - self.heartbeat < max_silence
+
     def depth(self) -> int:
         return self._queue.qsize()
 
@@ -121,6 +127,7 @@ class Pipeline:
     def _work(self) -> None:
         next_tick = self._clock() + self._tick
         while True:
+            self.heartbeat = time.monotonic()
             batch = list(self._take(self._batch_size, max(0.0, next_tick - self._clock())))
             if batch:
                 self._evaluate(batch)
