@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agent.config import ConfigErrors, load_config  # noqa: PLC0415 - keep `version` light
+    from agent.config import load_config  # noqa: PLC0415 - keep `version` light
     from agent.daemon import run_daemon  # noqa: PLC0415
+    from agent.errors import ConfigErrors  # noqa: PLC0415
 
     try:
         agent_cfg = load_config(args.config).agent

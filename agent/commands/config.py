@@ -11,7 +11,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from agent.config import Config, ConfigErrors, effective, load_config
+from agent.config import Config, effective, load_config
+from agent.errors import ConfigErrors
 
 EXIT_INVALID = 1
 
