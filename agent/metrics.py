@@ -70,6 +70,12 @@ SCRAPE_TIME: tuple[MetricSpec, ...] = (
     MetricSpec("vedette_host_collect_timestamp_seconds", "gauge", "When host telemetry was last collected."),
     MetricSpec("vedette_queue_depth", "gauge", "Items waiting in a pipeline queue.", ("queue",)),
     MetricSpec("vedette_queue_capacity", "gauge", "Capacity of a pipeline queue.", ("queue",)),
+    # Elasticsearch shipping (agent/sinks/elasticsearch.py SpoolCollector)
+    MetricSpec("vedette_es_spool_records", "gauge", "Documents waiting in the Elasticsearch spool.", ("spool",)),
+    MetricSpec("vedette_es_spool_bytes", "gauge", "Payload bytes waiting in the Elasticsearch spool.", ("spool",)),
+    MetricSpec("vedette_es_spool_disk_bytes", "gauge", "Disk used by the Elasticsearch spool files (database, WAL).", ("spool",)),
+    MetricSpec("vedette_es_spool_limit_bytes", "gauge", "Configured size limit of the Elasticsearch spool.", ("spool",)),
+    MetricSpec("vedette_es_spool_oldest_age_seconds", "gauge", "Age of the oldest document in the Elasticsearch spool (0 when empty).", ("spool",)),
 )
 
 # Buckets for per-event and per-job timings (seconds).
@@ -238,6 +244,67 @@ class AgentMetrics:
             "vedette_sink_dropped_total",
             "Alert documents a sink gave up on (retry buffer full).",
             ["sink"], registry=registry,
+        )
+        # Elasticsearch shipping (agent/sinks/elasticsearch.py, es_shipper.py); stream is one of
+        # alerts, alerts_latest, events, other.
+        self.es_docs_shipped = Counter(
+            "vedette_es_docs_shipped_total",
+            "Documents Elasticsearch acknowledged as written (bulk item 200/201), by stream.",
+            ["stream"], registry=registry,
+        )
+        self.es_duplicates_avoided = Counter(
+            "vedette_es_duplicates_avoided_total",
+            "Documents Elasticsearch already had (bulk item 409): a resend that did not duplicate.",
+            ["stream"], registry=registry,
+        )
+        self.es_retries = Counter(
+            "vedette_es_retries_total",
+            "Bulk items kept for another attempt, by reason (rejected, unavailable, cluster_block).",
+            ["reason"], registry=registry,
+        )
+        self.es_request_failures = Counter(
+            "vedette_es_request_failures_total",
+            "Bulk or setup requests that failed as a whole and were retried, by reason "
+            "(connection, timeout, auth, rejected, unavailable, too_large, bad_request, status, bad_response).",
+            ["reason"], registry=registry,
+        )
+        self.es_dead_lettered = Counter(
+            "vedette_es_dead_lettered_total",
+            "Documents refused for good (mapping/parsing errors) and written to the dead-letter file.",
+            ["stream"], registry=registry,
+        )
+        self.es_spool_dropped = Counter(
+            "vedette_es_spool_dropped_total",
+            "Documents dropped from the spool before delivery, by reason (overflow, age, corrupt).",
+            ["reason"], registry=registry,
+        )
+        self.es_spool_superseded = Counter(
+            "vedette_es_spool_superseded_total",
+            "Unsent alert snapshots replaced in the spool by a newer snapshot of the same alert.",
+            registry=registry,
+        )
+        self.es_auth_failures = Counter(
+            "vedette_es_auth_failures_total",
+            "Requests Elasticsearch refused with 401/403 (wrong or insufficient credentials).",
+            registry=registry,
+        )
+        self.es_setup = Counter(
+            "vedette_es_setup_total",
+            "Index setup runs (ILM policy, templates), by result (ok, forbidden, error).",
+            ["result"], registry=registry,
+        )
+        self.es_bulk_seconds = Histogram(
+            "vedette_es_bulk_seconds", "Duration of one bulk request to Elasticsearch.",
+            buckets=_JOB_BUCKETS, registry=registry,
+        )
+        self.es_last_success = Gauge(
+            "vedette_es_last_success_timestamp_seconds",
+            "When a bulk request to Elasticsearch last succeeded.", registry=registry,
+        )
+        self.es_reachable = Gauge(
+            "vedette_es_reachable",
+            "1 when the last request to Elasticsearch got an HTTP answer, 0 when it did not.",
+            registry=registry,
         )
         # Configuration
         self.config_reloads = Counter(

@@ -8,6 +8,7 @@ from agent.config import Config
 from agent.identity import Identity
 from agent.metrics import AgentMetrics
 from agent.sinks.base import Sink
+from agent.sinks.elasticsearch import build_elasticsearch_sink
 from agent.sinks.jsonl import JsonlSink
 from agent.sinks.stdout import StdoutSink
 
@@ -26,9 +27,15 @@ def _stdout(config: Config, identity: Identity, metrics: AgentMetrics) -> Sink |
     return StdoutSink(identity) if config.sinks.stdout.enabled else None
 
 
+def _elasticsearch(config: Config, identity: Identity, metrics: AgentMetrics) -> Sink | None:
+    # Internal alerts (spool overflow, refused credentials): set ``sink.on_alert`` afterwards.
+    return build_elasticsearch_sink(config, identity, metrics)
+
+
 BUILDERS: dict[str, SinkBuilder] = {
     "jsonl": _jsonl,
     "stdout": _stdout,
+    "elasticsearch": _elasticsearch,
 }
 
 

@@ -91,6 +91,7 @@ class Spool:
         max_bytes: int,
         max_age_seconds: float,
         fsync: FsyncPolicy = "batch",
+        by_severity: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
@@ -98,12 +99,13 @@ class Spool:
         self.payload_budget = int(max_bytes * PAYLOAD_RATIO)
         self.max_age_seconds = max_age_seconds
         self.fsync = fsync
+        self.by_severity = by_severity
         self._clock = clock
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
-        row = self._db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM records")
-        self._records, self._bytes = row.fetchone()
+        self._records = self._bytes = self._data_version = 0
+        self._recount()
         self._unsynced = False
         self.corrupt = 0
 
@@ -139,6 +141,17 @@ class Spool:
             raise
         return db
 
+    def _recount(self) -> None:
+        row = self._db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM records")
+        self._records, self._bytes = row.fetchone()
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _sync_foreign(self) -> None:
+        """Another connection (a second process, or the sink being rebuilt on reload) changed
+        the file: ``PRAGMA data_version`` moves, and the counters are read again."""
+        if self._db.execute("PRAGMA data_version").fetchone()[0] != self._data_version:
+            self._recount()
+
     # ------------------------------------------------------------------ writing
 
     def append(self, kind: str, severity: int, body: bytes, key: str = "") -> AppendResult:
@@ -156,6 +169,7 @@ class Spool:
                 return result
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._sync_foreign()
                 if key:
                     for (length,) in self._db.execute(
                         "DELETE FROM records WHERE key = ? AND key != '' RETURNING length(body)",
@@ -185,12 +199,18 @@ class Spool:
             return result
 
     def _evict(self, need: int, severity: int, result: AppendResult) -> bool:
-        """Free ``need`` payload bytes from records of severity ≤ ``severity``."""
-        rows = self._db.execute(
-            "SELECT seq, kind, severity, length(body) FROM records WHERE severity <= ?"
-            " ORDER BY severity, seq",
-            (severity,),
-        )
+        """Free ``need`` payload bytes: lowest severity (≤ ``severity``) and oldest first, or,
+        without ``by_severity``, simply the oldest."""
+        if self.by_severity:
+            rows = self._db.execute(
+                "SELECT seq, kind, severity, length(body) FROM records WHERE severity <= ?"
+                " ORDER BY severity, seq",
+                (severity,),
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT seq, kind, severity, length(body) FROM records ORDER BY seq"
+            )
         victims: list[tuple[int, str, int, int]] = []
         freed = 0
         for row in rows:
@@ -232,7 +252,8 @@ class Spool:
                 out.append(SpoolRecord(seq, kind, key, severity, created, bytes(body)))
                 total += len(body)
             if bad:
-                log.error("spool %s: %d records failed their checksum; dropped", self.path, len(bad))
+                log.error("spool %s: %d records failed their checksum; dropped", self.path,
+                          len(bad))
                 self.corrupt += len(bad)
                 self._delete(bad)
         return out
@@ -285,6 +306,7 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         with self._lock:
+            self._sync_foreign()
             row = self._db.execute("SELECT created FROM records ORDER BY seq LIMIT 1").fetchone()
             return SpoolStats(
                 self._records, self._bytes, None if row is None else float(row[0]),

@@ -108,7 +108,7 @@ def _flatten_doc(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
 def _check_value(path: str, mapping: dict[str, Any], value: Any) -> str | None:
     """Why ``value`` does not fit ``mapping`` (None if it does)."""
     kind = mapping["type"]
-    if value is None:
+    if value is None or kind in ("flattened", "object", "nested"):
         return None
     if isinstance(value, list):
         for item in value:
@@ -187,12 +187,14 @@ class Cluster:
     def match_template(self, name: str) -> tuple[str, dict[str, Any]] | None:
         best: tuple[str, dict[str, Any]] | None = None
         for tname, tmpl in self.index_templates.items():
-            if any(fnmatch.fnmatchcase(name, p) for p in tmpl.get("index_patterns", [])):
-                if best is None or tmpl.get("priority", 0) > best[1].get("priority", 0):
-                    best = (tname, tmpl)
+            hit = any(fnmatch.fnmatchcase(name, p) for p in tmpl.get("index_patterns", []))
+            if hit and (best is None or tmpl.get("priority", 0) > best[1].get("priority", 0)):
+                best = (tname, tmpl)
         return best
 
-    def _template_mappings(self, tmpl: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str | None]:
+    def _template_mappings(
+        self, tmpl: dict[str, Any]
+    ) -> tuple[dict[str, dict[str, Any]], str | None]:
         mappings: dict[str, dict[str, Any]] = {}
         policy: str | None = None
         sources = [self.component_templates.get(c, {}) for c in tmpl.get("composed_of", [])]
@@ -263,18 +265,18 @@ class Cluster:
                 raise ItemError(409, "version_conflict_engine_exception",
                                 f"[{doc_id}]: version conflict, document already exists "
                                 f"(current version [{existing.version}])")
+            new_version = existing.version + 1 if existing else 1
             if version_type in ("external", "external_gte") and version is not None:
-                if existing is not None and (
+                stale = existing is not None and (
                     version < existing.version
                     or (version == existing.version and version_type == "external")
-                ):
+                )
+                if stale and existing is not None:
                     raise ItemError(409, "version_conflict_engine_exception",
                                     f"[{doc_id}]: version conflict, current version "
                                     f"[{existing.version}] is higher or equal to the one "
                                     f"provided [{version}]")
                 new_version = version
-            else:
-                new_version = existing.version + 1 if existing else 1
             doc = Doc(doc_id, index.name, source, new_version, next(index.seq))
             index.docs[doc_id] = doc
         return {

@@ -1,6 +1,6 @@
 """A wire-faithful fake Elasticsearch on 127.0.0.1 for the unmodified official client.
 
-What it speaks (elasticsearch.md §2–§4): ``X-Elastic-Product: Elasticsearch`` on every
+What it speaks (elasticsearch.md §2-§4): ``X-Elastic-Product: Elasticsearch`` on every
 response; vendor media types (``application/vnd.elasticsearch+json; compatible-with=N``) and
 plain JSON/NDJSON; a ``compatible-with`` other than the server's major or major-1 is 400
 ``media_type_header_exception`` (what an 8.x server answers a 9.x client); gzip request bodies;
@@ -14,7 +14,8 @@ connections dropped), slow responses, whole-request statuses (429/503/413/…), 
 by ``_id`` or at random, connection reset in the middle of a bulk response (after the writes were
 applied, as when a real node dies after indexing), and a ``max_content_length`` → 413.
 
-Unsure points: real ES answers 413 from its HTTP layer with an empty body — so does this fake;
+Unsure points: real ES answers 413 from its HTTP layer with an empty body — so does this fake — and
+(we believe) measures the inflated body of a gzip request, as this fake does;
 real ES may add fields (``ingest_took``, ``failure_store``) the agent must ignore — not sent.
 ``filter_path`` is not implemented (the agent does not rely on it).
 """
@@ -201,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_HEAD(self) -> None:
@@ -229,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(split.path)
         params = {k: v[-1] for k, v in parse_qs(split.query).items()}
         self._vnd = "vnd.elasticsearch" in (self.headers.get("accept") or "")
-        status, body, items = self._route(fake, path, params, raw, length)
+        status, _, items = self._route(fake, path, params, raw)
         headers = {k.lower(): v for k, v in self.headers.items()}
         fake.requests.append(Recorded(self.command, path, status, items, headers))
 
@@ -276,8 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ routing
 
-    def _route(self, fake: FakeElasticsearch, path: str, params: dict[str, str], raw: bytes,
-               length: int) -> tuple[int, Any, int]:
+    def _route(self, fake: FakeElasticsearch, path: str, params: dict[str, str],
+               raw: bytes) -> tuple[int, Any, int]:
         media = self._check_media()
         if media:
             return self._error(*media)
@@ -289,11 +290,11 @@ class _Handler(BaseHTTPRequestHandler):
                 {"WWW-Authenticate": 'Basic realm="security", charset="UTF-8", ApiKey'},
             )
         if (self.headers.get("content-encoding") or "").lower() == "gzip" and raw:
-            raw = gzip.decompress(raw)
+            raw = gzip.decompress(raw)  # http.max_content_length applies to the inflated body
         parts = [p for p in path.split("/") if p]
         is_bulk = bool(parts) and parts[-1] == "_bulk"
         if is_bulk:
-            injected = self._inject_whole(fake, length)
+            injected = self._inject_whole(fake, len(raw))
             if injected:
                 return injected
         privs = principal[1]
@@ -475,8 +476,9 @@ class _Handler(BaseHTTPRequestHandler):
             type_, reason = _ITEM_ERRORS.get(injected, ("exception", "injected"))
             return {**base, "status": injected, "error": {"type": type_, "reason": reason}}
         if name is None:
-            return {**base, "status": 400, "error": {"type": "action_request_validation_exception",
-                                                     "reason": "Validation Failed: 1: index is missing;"}}
+            return {**base, "status": 400,
+                    "error": {"type": "action_request_validation_exception",
+                              "reason": "Validation Failed: 1: index is missing;"}}
         try:
             return fake.cluster.write(op, name, doc_id, source, meta.get("version"),
                                       meta.get("version_type"))

@@ -1,0 +1,122 @@
+"""What the Elasticsearch sink writes: stream names and ready-to-send ``_bulk`` lines.
+
+Every alert snapshot (open, each update, close) becomes two bulk operations, both idempotent:
+
+1. ``create`` into the data stream ``logs-vedette.alerts-<ns>`` with
+   ``_id = <alert id>-<revision>``: the alert's history, one document per snapshot. Data
+   streams are create-only; a resend after a timeout or a crash gets 409 and is counted as a
+   duplicate avoided.
+2. ``index`` into the regular index ``vedette-alerts-latest-<ns>`` with ``_id = <alert id>``,
+   ``version = revision + 1`` and ``version_type = external``: one document per alert that
+   converges to the newest snapshot whatever the order or number of deliveries (Elasticsearch
+   refuses an equal or older version with 409). The name stays outside ``logs-*-*`` so that
+   the built-in data-stream template never captures it.
+
+Raw events (optional) are ``create``\\ d into ``logs-vedette.events-<ns>`` with an ``_id`` hashed
+from their content, so a resend is a 409 too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from agent.alerts import LEVELS, Alert, nest, to_ecs
+from agent.events import Event
+from agent.identity import Identity
+
+ALERTS_DATASET = "vedette.alerts"
+EVENTS_DATASET = "vedette.events"
+# Stream labels for metrics (bounded: these three and "other").
+STREAM_ALERTS = "alerts"
+STREAM_LATEST = "alerts_latest"
+STREAM_EVENTS = "events"
+
+
+def alerts_stream(namespace: str) -> str:
+    return f"logs-{ALERTS_DATASET}-{namespace}"
+
+
+def events_stream(namespace: str) -> str:
+    return f"logs-{EVENTS_DATASET}-{namespace}"
+
+
+def latest_index(namespace: str) -> str:
+    return f"vedette-alerts-latest-{namespace}"
+
+
+def stream_labels(namespace: str) -> dict[str, str]:
+    """Index name → metric label, for the shipper."""
+    return {
+        alerts_stream(namespace): STREAM_ALERTS,
+        latest_index(namespace): STREAM_LATEST,
+        events_stream(namespace): STREAM_EVENTS,
+    }
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def alert_severity(alert: Alert) -> int:
+    """Eviction priority in the spool: the ECS ``event.severity`` (1 informational … 5 critical)."""
+    return LEVELS.get(alert.rule.level, LEVELS["medium"])[0]
+
+
+def alert_bulk_lines(
+    alert: Alert, identity: Identity, namespace: str, latest: bool = True
+) -> bytes:
+    doc = _dumps(to_ecs(alert, identity, namespace))
+    history = _dumps(
+        {"create": {"_index": alerts_stream(namespace), "_id": f"{alert.id}-{alert.revision}"}}
+    )
+    out = history + b"\n" + doc + b"\n"
+    if latest:
+        action = {
+            "index": {
+                "_index": latest_index(namespace),
+                "_id": alert.id,
+                "version": alert.revision + 1,
+                "version_type": "external",
+            }
+        }
+        out += _dumps(action) + b"\n" + doc + b"\n"
+    return out
+
+
+def event_document(event: Event, identity: Identity, namespace: str) -> dict[str, Any]:
+    raw = event.to_dict()
+    logsource = raw.pop("logsource", {})
+    timestamp = raw.pop("@timestamp")
+    doc: dict[str, Any] = nest({k: v for k, v in raw.items() if isinstance(k, str)})
+    found = doc.get("event")
+    event_obj: dict[str, Any] = found if isinstance(found, dict) else {}
+    doc["event"] = {"kind": "event", "module": "vedette", **event_obj, "dataset": EVENTS_DATASET}
+    doc.update(
+        {
+            "@timestamp": timestamp,
+            "data_stream": {"type": "logs", "dataset": EVENTS_DATASET, "namespace": namespace},
+            "host": {"name": identity.host_name, "hostname": identity.host_name,
+                     "id": identity.host_id},
+            "agent": {"id": identity.agent_id, "name": identity.agent_name, "type": "vedette",
+                      "version": identity.version},
+            "vedette": {"logsource": logsource,
+                        "dataset": event_obj.get("dataset") if event_obj else None},
+        }
+    )
+    return doc
+
+
+def event_bulk_lines(event: Event, identity: Identity, namespace: str) -> bytes:
+    doc = _dumps(event_document(event, identity, namespace))
+    # The id covers the host and the event's own content: a resend is a 409, not a duplicate.
+    doc_id = hashlib.sha256(identity.agent_id.encode() + b"\0" + doc).hexdigest()[:32]
+    action = _dumps({"create": {"_index": events_stream(namespace), "_id": doc_id}})
+    return action + b"\n" + doc + b"\n"
+
+
+def split_items(body: bytes) -> list[tuple[bytes, bytes]]:
+    """A spooled body → its (action line, source line) pairs (each without the newline)."""
+    lines = body.split(b"\n")
+    return [(lines[i], lines[i + 1]) for i in range(0, len(lines) - 1, 2)]

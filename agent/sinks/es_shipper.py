@@ -1,0 +1,427 @@
+"""The shipper thread: spool → ``_bulk`` → acknowledged records deleted from the spool.
+
+One loop, one request in flight. Records are read from the spool in ``seq`` order and kept
+in memory (``_pending``) until every bulk item of the record reached a final outcome:
+
+===========================================  ======================================
+per-item status                              outcome
+===========================================  ======================================
+200/201                                      delivered
+409                                          already there: duplicate avoided
+429, 5xx, ``cluster_block_exception``        retried (whole shipper backs off)
+other 4xx (mapping, parsing, bad index)      dead-letter file, never blocks the queue
+===========================================  ======================================
+
+Whole-request failures (connection refused, timeout, TLS, 401/403, 429, 5xx, malformed
+response) keep the whole batch and back off exponentially with jitter; 401/403 are also
+logged loudly, counted and reported to ``on_auth_failure``. 413 splits the batch in halves;
+a single document too large for the cluster is dead-lettered. The index setup runs before
+the first bulk request and again after every reconnection.
+
+A record is deleted from the spool only once all its items are final, so a crash at any
+point resends it; the deterministic ``_id`` turns the resend into a 409.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch, TransportError
+
+from agent.metrics import AgentMetrics
+from agent.sinks.es_deadletter import DeadLetterFile
+from agent.sinks.es_docs import split_items
+from agent.sinks.es_templates import install
+from agent.spool import Spool, SpoolRecord
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    DUPLICATE = "duplicate"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+def classify_item(status: int, error_type: str) -> tuple[Outcome, str]:
+    """Final or not, and the retry reason (elasticsearch.md §3, Beats' rules)."""
+    if 200 <= status < 300:
+        return Outcome.DELIVERED, ""
+    if status == 409:
+        return Outcome.DUPLICATE, ""
+    if error_type == "cluster_block_exception":
+        return Outcome.RETRY, "cluster_block"
+    if status == 429:
+        return Outcome.RETRY, "rejected"
+    if status >= 500 or status == 0:
+        return Outcome.RETRY, "unavailable"
+    return Outcome.DEAD, ""
+
+
+def request_failure_reason(exc: Exception) -> str:
+    if isinstance(exc, ConnectionTimeout):
+        return "timeout"
+    if isinstance(exc, ApiError):
+        status = exc.status_code
+        if status in (401, 403) and exc.error != "cluster_block_exception":
+            return "auth"
+        if status == 413:
+            return "too_large"
+        if status == 429:
+            return "rejected"
+        if status == 400:
+            return "bad_request"
+        return "unavailable" if status >= 500 else "status"
+    return "connection"
+
+
+@dataclass
+class ShipperSettings:
+    batch_max_docs: int = 1000
+    batch_max_bytes: int = 5 * 1024 * 1024
+    batch_max_age_seconds: float = 0.2
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    setup_templates: bool = True
+    ilm_delete_after_days: int = 90
+    maintenance_interval_seconds: float = 1.0
+    sync_interval_seconds: float = 1.0
+
+
+@dataclass
+class _Item:
+    action: bytes
+    source: bytes
+    stream: str
+
+
+@dataclass
+class _Pending:
+    record: SpoolRecord
+    items: list[_Item]
+
+
+@dataclass
+class ShipperCounts:
+    """Totals since start (metrics carry the same numbers; ship_alerts reports these)."""
+
+    delivered: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retried_items: int = 0
+    request_failures: dict[str, int] = field(default_factory=dict)
+
+
+class Shipper:
+    def __init__(
+        self,
+        spool: Spool,
+        client: Elasticsearch,
+        bulk_headers: Mapping[str, str],
+        json_headers: Mapping[str, str],
+        metrics: AgentMetrics,
+        dead_letter: DeadLetterFile,
+        streams: Mapping[str, str],
+        settings: ShipperSettings,
+        on_auth_failure: Callable[[str], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spool = spool
+        self.client = client
+        self._bulk_headers = dict(bulk_headers)
+        self._json_headers = dict(json_headers)
+        self.metrics = metrics
+        self.dead_letter = dead_letter
+        self.streams = dict(streams)
+        self.settings = settings
+        self.on_auth_failure = on_auth_failure
+        self.on_tick = on_tick
+        self.clock = clock
+        self.counts = ShipperCounts()
+        self._pending: dict[int, _Pending] = {}
+        self._last_seq = 0
+        self._failures = 0
+        self._needs_setup = settings.setup_templates
+        self._setup_warned = False
+        self._auth_logged_at = 0.0
+        self._last_maintenance = 0.0
+        self._last_sync = clock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="es-shipper", daemon=True)
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the loop to end; True if it did within ``timeout`` (else it is abandoned:
+        it is a daemon thread and whatever it did not acknowledge stays spooled)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except (sqlite3.ProgrammingError, sqlite3.OperationalError) as exc:
+                if self._stop.is_set():
+                    return  # the spool was closed under us at shutdown
+                log.error("spool error in the Elasticsearch shipper: %s", exc)
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("Elasticsearch shipper error; continuing")
+                self._stop.wait(1.0)
+
+    # ------------------------------------------------------------------ loop
+
+    def _step(self) -> None:
+        now = self.clock()
+        if now - self._last_maintenance >= self.settings.maintenance_interval_seconds:
+            self._maintain(now)
+        self._fill()
+        if not self._pending:
+            self._wake.wait(self.settings.maintenance_interval_seconds)
+            self._wake.clear()
+            return
+        linger = self._linger(now)
+        if linger > 0:
+            self._wake.wait(min(linger, self.settings.maintenance_interval_seconds))
+            self._wake.clear()
+            self._fill()
+            if self._linger(self.clock()) > 0:
+                return
+        if self._needs_setup and not self._setup():
+            self._backoff()
+            return
+        items = [(p, i) for p in self._pending.values() for i in p.items]
+        self._send(items[: max(self.settings.batch_max_docs, 1)])
+
+    def _linger(self, now: float) -> float:
+        """Seconds to wait for more records before sending (0 = send now)."""
+        if self._failures:
+            return 0.0
+        docs = sum(len(p.items) for p in self._pending.values())
+        size = sum(len(p.record.body) for p in self._pending.values())
+        if docs >= self.settings.batch_max_docs or size >= self.settings.batch_max_bytes:
+            return 0.0
+        oldest = min(p.record.created for p in self._pending.values())
+        return max(0.0, oldest + self.settings.batch_max_age_seconds - now)
+
+    def _fill(self) -> None:
+        docs = sum(len(p.items) for p in self._pending.values())
+        size = sum(len(p.record.body) for p in self._pending.values())
+        room_docs = self.settings.batch_max_docs - docs
+        room_bytes = self.settings.batch_max_bytes - size
+        if room_docs <= 0 or room_bytes <= 0:
+            return
+        for record in self.spool.read(self._last_seq, room_docs, room_bytes):
+            self._last_seq = record.seq
+            items = [_Item(a, s, self._stream(a)) for a, s in split_items(record.body)]
+            if items:
+                self._pending[record.seq] = _Pending(record, items)
+            else:
+                self.spool.ack([record.seq])
+
+    def _stream(self, action: bytes) -> str:
+        try:
+            meta = next(iter(json.loads(action).values()))
+            return self.streams.get(str(meta.get("_index")), "other")
+        except (ValueError, AttributeError, StopIteration):
+            return "other"
+
+    def _maintain(self, now: float) -> None:
+        self._last_maintenance = now
+        expired = self.spool.expire()
+        if expired:
+            self.metrics.es_spool_dropped.labels("age").inc(len(expired))
+            log.warning("dropped %d spooled documents older than %.0f s", len(expired),
+                        self.spool.max_age_seconds)
+        if self.spool.corrupt:
+            self.metrics.es_spool_dropped.labels("corrupt").inc(self.spool.corrupt)
+            self.spool.corrupt = 0
+        if now - self._last_sync >= self.settings.sync_interval_seconds:
+            self._last_sync = now
+            self.spool.sync()
+        if self.on_tick is not None:
+            self.on_tick()
+
+    def _backoff(self) -> None:
+        self._failures += 1
+        base = self.settings.backoff_initial_seconds * 2 ** min(self._failures - 1, 30)
+        delay = min(self.settings.backoff_max_seconds, base) * self._rng.uniform(0.5, 1.0)
+        self._stop.wait(delay)
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self) -> bool:
+        try:
+            report = install(self.client, self._json_headers, self.settings.ilm_delete_after_days)
+        except (TransportError, ApiError) as exc:
+            self._request_failed(exc)
+            return False
+        self.metrics.es_reachable.set(1)
+        self._needs_setup = False
+        if report.forbidden:
+            self.metrics.es_setup.labels("forbidden").inc()
+            if not self._setup_warned:
+                log.warning("no privilege to install the Elasticsearch ILM policy and templates;"
+                            " shipping anyway (run `vedette es setup` with an admin key)")
+                self._setup_warned = True
+        elif report.ok:
+            self.metrics.es_setup.labels("ok").inc()
+            changed = [line for line in report.lines() if not line.startswith("unchanged")]
+            if changed:
+                log.info("Elasticsearch index setup: %s", "; ".join(changed))
+        else:
+            self.metrics.es_setup.labels("error").inc()
+            log.warning("Elasticsearch index setup incomplete: %s", "; ".join(report.lines()))
+        return True
+
+    # ------------------------------------------------------------------ sending
+
+    def _send(self, items: list[tuple[_Pending, _Item]]) -> None:
+        body = b"".join(it.action + b"\n" + it.source + b"\n" for _, it in items)
+        started = time.perf_counter()
+        try:
+            response = self.client.perform_request(
+                "PUT", "/_bulk", headers=self._bulk_headers, body=body
+            )
+        except ApiError as exc:
+            if exc.status_code == 413:
+                self._too_large(items)
+                return
+            self._request_failed(exc)
+            self._backoff()
+            return
+        except TransportError as exc:
+            self._request_failed(exc)
+            self._backoff()
+            return
+        self.metrics.es_bulk_seconds.observe(time.perf_counter() - started)
+        self.metrics.es_reachable.set(1)
+        results = response.body.get("items") if isinstance(response.body, dict) else None
+        if not isinstance(results, list) or len(results) != len(items):
+            self._count_failure("bad_response")
+            log.error("Elasticsearch bulk response does not match the request (%s items for %d)",
+                      len(results) if isinstance(results, list) else "no", len(items))
+            self._backoff()
+            return
+        self.metrics.es_last_success.set(self.clock())
+        retried = self._apply(items, results)
+        if retried:
+            self._backoff()
+        else:
+            self._failures = 0
+
+    def _apply(self, items: list[tuple[_Pending, _Item]], results: list[Any]) -> int:
+        retried = 0
+        done: set[int] = set()
+        for (pending, item), result in zip(items, results, strict=True):
+            res: Any = next(iter(result.values()), {}) if isinstance(result, dict) else {}
+            status = int(res.get("status", 0)) if isinstance(res, dict) else 0
+            error = res.get("error") if isinstance(res, dict) else None
+            etype = str(error.get("type", "")) if isinstance(error, dict) else ""
+            outcome, reason = classify_item(status, etype)
+            if outcome is Outcome.RETRY:
+                retried += 1
+                self.counts.retried_items += 1
+                self.metrics.es_retries.labels(reason).inc()
+                continue
+            if outcome is Outcome.DELIVERED:
+                self.counts.delivered += 1
+                self.metrics.es_docs_shipped.labels(item.stream).inc()
+            elif outcome is Outcome.DUPLICATE:
+                self.counts.duplicates += 1
+                self.metrics.es_duplicates_avoided.labels(item.stream).inc()
+            else:
+                self._dead(item, status, error)
+            pending.items.remove(item)
+            done.add(pending.record.seq)
+        self._ack(done)
+        return retried
+
+    def _dead(self, item: _Item, status: int, error: Any) -> None:
+        self.counts.dead_lettered += 1
+        self.metrics.es_dead_lettered.labels(item.stream).inc()
+        self.dead_letter.write(item.action, item.source, status, error)
+        log.warning("Elasticsearch refused a document for good (%s %s); written to %s", status,
+                    error.get("type") if isinstance(error, dict) else error, self.dead_letter.path)
+
+    def _ack(self, seqs: set[int]) -> None:
+        finished = [s for s in seqs if s in self._pending and not self._pending[s].items]
+        for seq in finished:
+            del self._pending[seq]
+        if finished:
+            self.spool.ack(finished)
+
+    def _too_large(self, items: list[tuple[_Pending, _Item]]) -> None:
+        self._count_failure("too_large")
+        if len(items) == 1:
+            pending, item = items[0]
+            self._dead(item, 413, {"type": "request_entity_too_large",
+                                   "reason": "a single document exceeds http.max_content_length"})
+            pending.items.remove(item)
+            self._ack({pending.record.seq})
+            return
+        half = len(items) // 2
+        self._send(items[:half])
+        if not self._stop.is_set():
+            remaining = [(p, i) for p, i in items[half:] if i in p.items]
+            if remaining:
+                self._send(remaining)
+
+    def _count_failure(self, reason: str) -> None:
+        self.counts.request_failures[reason] = self.counts.request_failures.get(reason, 0) + 1
+        self.metrics.es_request_failures.labels(reason).inc()
+
+    def _request_failed(self, exc: Exception) -> None:
+        reason = request_failure_reason(exc)
+        self._count_failure(reason)
+        http_answer = isinstance(exc, ApiError)
+        self.metrics.es_reachable.set(1 if http_answer else 0)
+        if not http_answer:
+            self._needs_setup = self.settings.setup_templates  # reinstall after reconnecting
+        if reason == "auth":
+            self.metrics.es_auth_failures.inc()
+            now = self.clock()
+            if now - self._auth_logged_at >= 300:
+                self._auth_logged_at = now
+                log.error("ELASTICSEARCH REFUSED OUR CREDENTIALS (%s): alerts stay spooled until"
+                          " the API key/password is fixed", _describe(exc))
+                if self.on_auth_failure is not None:
+                    self.on_auth_failure(_describe(exc))
+        elif self._failures == 0:
+            log.warning("Elasticsearch request failed (%s: %s); retrying with backoff", reason,
+                        _describe(exc))
+        else:
+            log.debug("Elasticsearch request failed again (%s)", reason)
+
+
+def _describe(exc: Exception) -> str:
+    """Status and error type only: never the request, its headers or its body."""
+    if isinstance(exc, ApiError):
+        return f"HTTP {exc.status_code} {exc.error}"
+    return type(exc).__name__

@@ -1,0 +1,226 @@
+"""Index setup: ILM policy, component templates and index templates, installed idempotently.
+
+Each object carries a version (``version`` for templates, ``_meta.version`` for the ILM
+policy). :func:`install` reads what the cluster has and only PUTs what is missing or older,
+so running it at every start, after every reconnect and from ``vedette es setup`` costs a few
+GETs. Without the privilege to read or write templates it reports ``forbidden``; the shipper
+logs one warning and ships anyway (the built-in ``logs-*-*`` template then applies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch
+
+TEMPLATE_VERSION = 1
+PRIORITY = 500  # above the built-in logs-*-* (100) and the 200 reserved for users' overrides
+ILM_POLICY = "vedette"
+MAPPINGS = "vedette@mappings"
+SETTINGS = "vedette@settings"
+
+# ECS field types (elasticsearch.md §5); everything not listed is a keyword via the dynamic
+# template. The free-form maps of the alert (group, matched, evidence) are ``flattened``.
+_FIELDS: dict[str, str | dict[str, Any]] = {
+    "@timestamp": "date",
+    "message": "match_only_text",
+    "tags": "keyword",
+    "labels": {"type": "object", "dynamic": True},
+    "ecs.version": "keyword",
+    "data_stream.type": "constant_keyword",
+    "data_stream.dataset": "constant_keyword",
+    "data_stream.namespace": "constant_keyword",
+    **{f"event.{k}": "keyword" for k in (
+        "kind", "category", "type", "id", "dataset", "module", "action", "outcome", "reference")},
+    "event.severity": "long",
+    "event.risk_score": "float",
+    "event.risk_score_norm": "float",
+    "event.created": "date",
+    "event.start": "date",
+    "event.end": "date",
+    "event.ingested": "date",
+    **{f"rule.{k}": "keyword" for k in (
+        "id", "uuid", "name", "description", "reference", "ruleset", "version", "category",
+        "author", "license")},
+    **{f"threat.{k}": "keyword" for k in (
+        "framework", "tactic.id", "tactic.name", "tactic.reference", "technique.id",
+        "technique.name", "technique.reference", "technique.subtechnique.id",
+        "technique.subtechnique.name")},
+    **{f"{side}.{k}": t for side in ("source", "destination", "client", "server")
+       for k, t in (("ip", "ip"), ("port", "long"), ("mac", "keyword"), ("domain", "keyword"),
+                    ("bytes", "long"), ("packets", "long"), ("geo.location", "geo_point"),
+                    ("user.name", "keyword"))},
+    **{f"network.{k}": "keyword" for k in (
+        "transport", "protocol", "direction", "community_id", "type")},
+    "network.bytes": "long",
+    "network.packets": "long",
+    "dns.question.name": "keyword",
+    "dns.question.type": "keyword",
+    "dns.response_code": "keyword",
+    **{f"host.{k}": "keyword" for k in (
+        "name", "hostname", "id", "mac", "os.type", "os.name", "os.kernel", "os.family")},
+    "host.ip": "ip",
+    **{f"agent.{k}": "keyword" for k in ("id", "name", "type", "version", "ephemeral_id")},
+    **{f"observer.{k}": "keyword" for k in (
+        "name", "type", "vendor", "product", "version", "hostname")},
+    "observer.ip": "ip",
+    "process.pid": "long",
+    "process.parent.pid": "long",
+    "process.command_line": "wildcard",
+    **{f"process.{k}": "keyword" for k in (
+        "name", "executable", "args", "hash.sha256", "parent.name", "parent.executable")},
+    "user.name": "keyword",
+    "user.id": "keyword",
+    "file.path": "keyword",
+    "file.name": "keyword",
+    "file.hash.sha256": "keyword",
+    "url.full": "wildcard",
+    "url.original": "wildcard",
+    "url.domain": "keyword",
+    "url.path": "wildcard",
+    "http.request.method": "keyword",
+    "http.response.status_code": "long",
+    "user_agent.original": "keyword",
+    "related.ip": "ip",
+    "related.user": "keyword",
+    "related.hosts": "keyword",
+    "related.hash": "keyword",
+    "vedette.alert.status": "keyword",
+    "vedette.alert.count": "long",
+    "vedette.alert.revision": "long",
+    "vedette.alert.first_seen": "date",
+    "vedette.alert.last_seen": "date",
+    "vedette.group": "flattened",
+    "vedette.matched": "flattened",
+    "vedette.evidence": "flattened",
+    "vedette.logsource": "flattened",
+}
+
+
+def ecs_properties(fields: Mapping[str, str | dict[str, Any]] = _FIELDS) -> dict[str, Any]:
+    """Dotted field → type map to nested ``properties``."""
+    root: dict[str, Any] = {}
+    for dotted, spec in fields.items():
+        node = root
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {"properties": {}})["properties"]
+        mapping: dict[str, Any] = {"type": spec} if isinstance(spec, str) else dict(spec)
+        if mapping.get("type") == "keyword":
+            mapping["ignore_above"] = 1024
+        node[parts[-1]] = mapping
+    return root
+
+
+def _ilm_policy(delete_after_days: int) -> dict[str, Any]:
+    return {
+        "policy": {
+            "_meta": {"managed_by": "vedette", "version": TEMPLATE_VERSION},
+            "phases": {
+                "hot": {"actions": {"rollover": {"max_primary_shard_size": "50gb",
+                                                 "max_age": "30d"}}},
+                "delete": {"min_age": f"{delete_after_days}d", "actions": {"delete": {}}},
+            },
+        }
+    }
+
+
+def _index_template(pattern: str, data_stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "index_patterns": [pattern],
+        "composed_of": [MAPPINGS, SETTINGS] if data_stream else [MAPPINGS],
+        "priority": PRIORITY,
+        "version": TEMPLATE_VERSION,
+        "_meta": {"managed_by": "vedette"},
+    }
+    if data_stream:
+        body["data_stream"] = {}
+    return body
+
+
+def desired_objects(delete_after_days: int = 90) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, name, body) in install order: ILM, component templates, index templates."""
+    mappings = {
+        "template": {"mappings": {
+            "dynamic_templates": [{"strings_as_keyword": {
+                "match_mapping_type": "string",
+                "mapping": {"type": "keyword", "ignore_above": 1024}}}],
+            "properties": ecs_properties(),
+        }},
+        "version": TEMPLATE_VERSION,
+        "_meta": {"managed_by": "vedette"},
+    }
+    settings = {
+        "template": {"settings": {"index.lifecycle.name": ILM_POLICY}},
+        "version": TEMPLATE_VERSION,
+        "_meta": {"managed_by": "vedette"},
+    }
+    return [
+        ("ilm", ILM_POLICY, _ilm_policy(delete_after_days)),
+        ("component", MAPPINGS, mappings),
+        ("component", SETTINGS, settings),
+        ("index", "logs-vedette.alerts", _index_template("logs-vedette.alerts-*", True)),
+        ("index", "logs-vedette.events", _index_template("logs-vedette.events-*", True)),
+        ("index", "vedette-alerts-latest", _index_template("vedette-alerts-latest-*", False)),
+    ]
+
+
+_PATHS = {"ilm": "/_ilm/policy/", "component": "/_component_template/",
+          "index": "/_index_template/"}
+
+
+@dataclass
+class SetupReport:
+    actions: list[tuple[str, str, str]] = field(default_factory=list)  # kind, name, outcome
+
+    @property
+    def forbidden(self) -> bool:
+        return any(outcome == "forbidden" for _, _, outcome in self.actions)
+
+    @property
+    def ok(self) -> bool:
+        return all(o in ("created", "updated", "unchanged") for _, _, o in self.actions)
+
+    def lines(self) -> list[str]:
+        return [f"{outcome:9} {kind} {name}" for kind, name, outcome in self.actions]
+
+
+def _installed_version(kind: str, name: str, body: Mapping[str, Any]) -> int | None:
+    if kind == "ilm":
+        version = body.get(name, {}).get("policy", {}).get("_meta", {}).get("version")
+    else:
+        key = f"{kind}_templates"
+        found = [t for t in body.get(key, []) if t.get("name") == name]
+        version = found[0].get(f"{kind}_template", {}).get("version") if found else None
+    return version if isinstance(version, int) else None
+
+
+def install(
+    client: Elasticsearch, headers: Mapping[str, str], delete_after_days: int = 90
+) -> SetupReport:
+    """Install what is missing or outdated. Connection errors propagate (caller retries);
+    403 stops with ``forbidden``; other API errors are reported per object."""
+    report = SetupReport()
+    for kind, name, body in desired_objects(delete_after_days):
+        path = _PATHS[kind] + name
+        try:
+            try:
+                current = client.perform_request("GET", path, headers=headers).body
+                installed = _installed_version(kind, name, current)
+            except ApiError as exc:
+                if exc.status_code != 404:
+                    raise
+                installed = None
+            if installed is not None and installed >= TEMPLATE_VERSION:
+                report.actions.append((kind, name, "unchanged"))
+                continue
+            client.perform_request("PUT", path, headers=headers, body=body)
+            report.actions.append((kind, name, "created" if installed is None else "updated"))
+        except ApiError as exc:
+            if exc.status_code in (401, 403):
+                report.actions.append((kind, name, "forbidden"))
+                return report
+            report.actions.append((kind, name, f"failed ({exc.status_code} {exc.message})"))
+    return report
