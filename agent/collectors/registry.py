@@ -15,6 +15,7 @@ from pathlib import Path
 from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.event_files import EventFileCollector
 from agent.collectors.host import HostMetricsCollector
+from agent.collectors.host_builders import HOST_BUILDERS
 from agent.collectors.tail import OffsetStore
 from agent.config import Config
 from agent.identity import Identity
@@ -64,3 +65,5 @@ BUILDERS: dict[str, Builder] = {
     "host_metrics": _host_metrics,
     "event_files": _event_files,
 }
+# Host collectors (process, sockets, auth_logs, web_logs, auditd, fim, kernel_modules)
+BUILDERS.update(HOST_BUILDERS)

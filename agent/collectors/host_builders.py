@@ -1,0 +1,156 @@
+"""Builders of the host collectors (process, sockets, auth/web/audit logs, FIM, kernel modules).
+
+Each takes the daemon's :class:`~agent.collectors.registry.CollectorContext` and returns the
+collectors its config section asks for; :data:`HOST_BUILDERS` is merged into the registry's
+``BUILDERS``. A builder raises :class:`~agent.errors.CollectorError` only when its collector
+cannot work on this host at all (no ``/proc/net``, no ``/proc/modules``, journal forced on
+without journalctl).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.collectors.fim import WatchList
+from agent.collectors.fim_watch import FimCollector
+from agent.collectors.journal import JournalCollector
+from agent.collectors.kmod import KernelModuleCollector
+from agent.collectors.log_decoders import AuditDecoder, AuthDecoder, LineDecoder, WebDecoder
+from agent.collectors.log_tail import LogTailCollector
+from agent.collectors.process_exec import ProcessExecCollector
+from agent.collectors.process_info import ProcReader
+from agent.collectors.sockets import SocketsCollector
+from agent.collectors.syslog_parse import SyslogClock
+from agent.collectors.tail import OffsetStore
+from agent.errors import CollectorError
+
+if TYPE_CHECKING:
+    from agent.collectors.registry import AnyCollector, Builder, CollectorContext
+
+PROC = Path("/proc")
+
+
+def _problem(ctx: CollectorContext) -> Callable[[str, str], None]:
+    def count(source: str, reason: str) -> None:
+        ctx.metrics.input_errors.labels(source, reason).inc()
+    return count
+
+
+def build_process(ctx: CollectorContext) -> list[AnyCollector]:
+    section = ctx.config.process
+    if not section.enabled:
+        return []
+    return [ProcessExecCollector(ProcReader(PROC), ctx.metrics,
+                                 fallback=section.fallback_polling,
+                                 poll_interval_seconds=section.poll_interval_seconds,
+                                 host_name=ctx.identity.host_name)]
+
+
+def build_sockets(ctx: CollectorContext) -> list[AnyCollector]:
+    section = ctx.config.sockets
+    if not section.enabled:
+        return []
+    if not (PROC / "net" / "tcp").exists():
+        raise CollectorError("/proc/net/tcp is not readable")
+    return [SocketsCollector(section.interval_seconds, outbound=section.outbound,
+                             include_loopback=section.include_loopback,
+                             max_events_per_run=section.max_events_per_run, proc_root=PROC,
+                             metrics=ctx.metrics, host_name=ctx.identity.host_name)]
+
+
+def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
+    section = ctx.config.auth_logs
+    if not section.enabled:
+        return []
+    out: list[AnyCollector] = []
+    problem = _problem(ctx)
+
+    def decoder(path: Path) -> LineDecoder:
+        return AuthDecoder(SyslogClock(), path=str(path), on_problem=problem)
+
+    any_file = any(p.exists() for p in section.paths)
+    if section.paths and (any_file or section.journal != "auto"):
+        out.append(LogTailCollector(
+            "auth_logs", list(section.paths), decoder,
+            OffsetStore(ctx.state_dir / "offsets-auth-logs.json"), ctx.metrics,
+            poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
+            watch_integrity=section.watch_integrity, host_name=ctx.identity.host_name))
+    journal_wanted = section.journal == "on" or (section.journal == "auto" and not any_file)
+    if journal_wanted:
+        if not os.access(section.journalctl, os.X_OK):
+            if section.journal == "on":
+                raise CollectorError(f"{section.journalctl} is not executable")
+        else:
+            out.append(JournalCollector(str(section.journalctl),
+                                        ctx.state_dir / "journal-auth.cursor", ctx.metrics))
+    return out
+
+
+def build_web_logs(ctx: CollectorContext) -> list[AnyCollector]:
+    section = ctx.config.web_logs
+    if not section.enabled or not section.paths:
+        return []
+    problem = _problem(ctx)
+
+    def decoder(path: Path) -> LineDecoder:
+        return WebDecoder(path=str(path), on_problem=problem)
+
+    return [LogTailCollector(
+        "web_logs", list(section.paths), decoder,
+        OffsetStore(ctx.state_dir / "offsets-web-logs.json"), ctx.metrics,
+        poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
+        host_name=ctx.identity.host_name)]
+
+
+def build_auditd(ctx: CollectorContext) -> list[AnyCollector]:
+    section = ctx.config.auditd
+    if not section.enabled or not section.path.exists():
+        return []
+    problem = _problem(ctx)
+
+    def decoder(path: Path) -> LineDecoder:
+        return AuditDecoder(on_problem=problem)
+
+    return [LogTailCollector(
+        "auditd", [section.path], decoder, OffsetStore(ctx.state_dir / "offsets-auditd.json"),
+        ctx.metrics, poll_seconds=section.poll_interval_seconds,
+        start_at_end=section.start_at_end, host_name=ctx.identity.host_name)]
+
+
+def build_fim(ctx: CollectorContext) -> list[AnyCollector]:
+    section = ctx.config.fim
+    if not section.enabled:
+        return []
+    if section.default_watch_list:
+        watch = WatchList.default(section.root, section.paths, section.exclude)
+    else:
+        files = [p for p in section.paths if not (section.root / p.lstrip("/")).is_dir()]
+        dirs = [p for p in section.paths if p not in files]
+        watch = WatchList(section.root, files, dirs, section.exclude, user_homes=False)
+    return [FimCollector(watch, ctx.state_dir / "fim-baseline.json", ctx.metrics,
+                         rescan_interval_seconds=section.rescan_interval_seconds,
+                         max_hash_bytes=section.max_hash_bytes, use_inotify=section.inotify,
+                         host_name=ctx.identity.host_name)]
+
+
+def build_kernel_modules(ctx: CollectorContext) -> list[AnyCollector]:
+    section = ctx.config.kernel_modules
+    if not section.enabled:
+        return []
+    if not (PROC / "modules").exists():
+        raise CollectorError("/proc/modules does not exist (no module support or a sandbox)")
+    return [KernelModuleCollector(section.interval_seconds, PROC, ctx.identity.host_name)]
+
+
+HOST_BUILDERS: dict[str, Builder] = {
+    "process": build_process,
+    "sockets": build_sockets,
+    "auth_logs": build_auth_logs,
+    "web_logs": build_web_logs,
+    "auditd": build_auditd,
+    "fim": build_fim,
+    "kernel_modules": build_kernel_modules,
+}

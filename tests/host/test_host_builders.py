@@ -1,0 +1,66 @@
+"""The host collectors are built from config through the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from agent.collectors.registry import BUILDERS, CollectorContext
+from agent.config import Config
+from agent.errors import CollectorError
+from agent.identity import Identity
+from agent.metrics import AgentMetrics
+
+HOST = ("process", "sockets", "auth_logs", "web_logs", "auditd", "fim", "kernel_modules")
+
+
+def _ctx(tmp_path: Path, **sections: dict) -> CollectorContext:
+    config = Config.model_validate(sections)
+    identity = Identity("h1", "hid", "aid", "agent", "eph")
+    return CollectorContext(config, identity, AgentMetrics(CollectorRegistry()), tmp_path)
+
+
+def test_every_host_builder_is_registered_and_builds(tmp_path: Path) -> None:
+    (tmp_path / "auth.log").write_text("")
+    (tmp_path / "audit.log").write_text("")
+    ctx = _ctx(tmp_path,
+               auth_logs={"paths": [str(tmp_path / "auth.log")], "journal": "off"},
+               web_logs={"paths": [str(tmp_path / "access.log")]},
+               auditd={"path": str(tmp_path / "audit.log")},
+               fim={"root": str(tmp_path), "paths": ["/srv/app.conf"]})
+    built = {}
+    for name in HOST:
+        assert name in BUILDERS
+        try:
+            built[name] = [c.name for c in BUILDERS[name](ctx)]
+        except CollectorError as exc:  # e.g. no /proc/modules in a sandbox
+            built[name] = [f"unavailable: {exc}"]
+    assert built["process"] == ["process"]
+    assert built["auth_logs"] == ["auth_logs"]
+    assert built["web_logs"] == ["web_logs"]
+    assert built["auditd"] == ["auditd"]
+    assert built["fim"] == ["fim"]
+    assert built["sockets"] == ["sockets"]
+
+
+def test_disabled_sections_build_nothing(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, **{name: {"enabled": False} for name in HOST})
+    assert all(BUILDERS[name](ctx) == [] for name in HOST)
+
+
+def test_journal_modes(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.log")
+    auto = _ctx(tmp_path, auth_logs={"paths": [missing], "journalctl": "/bin/true"})
+    assert [c.name for c in BUILDERS["auth_logs"](auto)] == ["journal"]
+    forced = _ctx(tmp_path, auth_logs={"paths": [missing], "journal": "on",
+                                       "journalctl": str(tmp_path / "no-journalctl")})
+    with pytest.raises(CollectorError):
+        BUILDERS["auth_logs"](forced)
+
+
+def test_config_rejects_relative_fim_paths() -> None:
+    with pytest.raises(ValidationError):
+        Config.model_validate({"fim": {"paths": ["etc/passwd"]}})
