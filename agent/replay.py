@@ -73,13 +73,20 @@ def pcap_events(path: Path, config: Config, progress: Progress | None = None) ->
 
 
 def decode_pcap_fixture(path: Path) -> Iterator[Event]:
-    """Fixture decoder: default settings, overridden by an optional ``.network.yml`` sidecar."""
+    """Fixture decoder: default settings, overridden by an optional ``.network.yml`` sidecar.
+
+    The sidecar holds ``network:`` and/or ``threat_intel:`` sections as in the agent config;
+    relative ``threat_intel.files`` are resolved against the fixture's folder.
+    """
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-    network = NetworkSection()
+    config = Config()
     if sidecar.exists():
         data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
-        network = NetworkSection.model_validate(data)
-    yield from pcap_events(path, Config(network=network))
+        intel = dict(data.get("threat_intel") or {})
+        intel["files"] = [str(path.parent / f) for f in intel.get("files", [])]
+        config = Config.model_validate({"network": data.get("network") or {},
+                                        "threat_intel": intel})
+    yield from pcap_events(path, config)
 
 
 def _log_input(decoder: Callable[[Path], Iterator[Event]]) -> InputDecoder:
