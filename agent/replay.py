@@ -25,7 +25,7 @@ import yaml
 
 from agent.alerts import Alert
 from agent.collectors.log_decoders import DECODERS as LOG_DECODERS
-from agent.config import Config, NetworkSection
+from agent.config import Config
 from agent.detection import fixtures
 from agent.detection.engine import Engine
 from agent.events import Event

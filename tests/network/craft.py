@@ -95,7 +95,8 @@ def random_label(rng: random.Random, length: int) -> str:
 
 
 def random_ip(rng: random.Random) -> str:
-    return f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+    parts = (rng.randint(1, 223), rng.randint(0, 255), rng.randint(0, 255), rng.randint(1, 254))
+    return ".".join(map(str, parts))
 
 
 def write(path: Path, packets: Iterable[Packet]) -> Path:

@@ -442,7 +442,8 @@ CASES: dict[str, list[Case]] = {
 }
 
 INTEL_FILES = {
-    "blocklist.netset": "#\n# FireHOL-style netset (test fixture)\n#\n192.0.2.64/28\n203.0.113.0/24\n",
+    "blocklist.netset":
+        "#\n# FireHOL-style netset (test fixture)\n#\n192.0.2.64/28\n203.0.113.0/24\n",
     "drop.txt": "; Spamhaus DROP List (test fixture)\n198.51.100.77/32 ; SBL000001\nnot-an-ip\n",
 }
 
