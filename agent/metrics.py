@@ -36,7 +36,7 @@ class MetricSpec:
 SCRAPE_TIME: tuple[MetricSpec, ...] = (
     MetricSpec("vedette_host_cpu_seconds_total", "counter", "CPU time by mode.", ("mode",)),
     MetricSpec("vedette_host_cpu_usage_ratio", "gauge", "Busy CPU fraction over the last collection interval (0-1)."),
-    MetricSpec("vedette_host_cpu_count", "gauge", "Logical CPUs."),
+    MetricSpec("vedette_host_cpus", "gauge", "Logical CPUs."),  # not _count: promtool reserves it
     MetricSpec("vedette_host_load1", "gauge", "1-minute load average."),
     MetricSpec("vedette_host_load5", "gauge", "5-minute load average."),
     MetricSpec("vedette_host_load15", "gauge", "15-minute load average."),

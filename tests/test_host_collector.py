@@ -66,7 +66,7 @@ def expected_first_cycle() -> Samples:
         one("vedette_host_cpu_seconds_total", 0.0, mode="softirq"),
         one("vedette_host_cpu_seconds_total", 0.0, mode="steal"),
         one("vedette_host_cpu_usage_ratio", 0.0),
-        one("vedette_host_cpu_count", 4),
+        one("vedette_host_cpus", 4),
         one("vedette_host_load1", 0.5),
         one("vedette_host_load5", 0.75),
         one("vedette_host_load15", 1.25),

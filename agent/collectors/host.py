@@ -235,7 +235,7 @@ class _HostPrometheus(Collector):
         yield cpu
         for name, doc, value in (
             ("vedette_host_cpu_usage_ratio", "Busy CPU fraction over the last collection interval (0-1).", s.cpu_usage),
-            ("vedette_host_cpu_count", "Logical CPUs.", s.cpu_count),
+            ("vedette_host_cpus", "Logical CPUs.", s.cpu_count),
             ("vedette_host_load1", "1-minute load average.", s.load[0]),
             ("vedette_host_load5", "5-minute load average.", s.load[1]),
             ("vedette_host_load15", "15-minute load average.", s.load[2]),

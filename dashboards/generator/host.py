@@ -32,7 +32,7 @@ def _overview(lay: Layout) -> None:
         "Load per CPU",
         "1-minute load average divided by the number of logical CPUs; above 1 means runnable "
         "work is waiting.",
-        [target(f"max(vedette_host_load1{{{SEL}}}) / max(vedette_host_cpu_count{{{SEL}}})")],
+        [target(f"max(vedette_host_load1{{{SEL}}}) / max(vedette_host_cpus{{{SEL}}})")],
         "short", steps=((1, "orange"), (2, "red")), graph=True,
     ), 4, 4)
     lay.add(stat(
@@ -69,7 +69,7 @@ def _cpu_memory(lay: Layout) -> None:
         "Share of all CPUs spent in each mode (user, system, iowait, steal ...), idle excluded.",
         [target(
             f'sum by (mode) (rate(vedette_host_cpu_seconds_total{{{SEL}, mode!="idle"}}[{RATE}]))'
-            f" / ignoring (mode) group_left () max(vedette_host_cpu_count{{{SEL}}})",
+            f" / ignoring (mode) group_left () max(vedette_host_cpus{{{SEL}}})",
             "{{mode}}",
         )],
         "percentunit", stack=True, max1=True,
@@ -81,7 +81,7 @@ def _cpu_memory(lay: Layout) -> None:
             target(f"max(vedette_host_load1{{{SEL}}})", "load 1m"),
             target(f"max(vedette_host_load5{{{SEL}}})", "load 5m"),
             target(f"max(vedette_host_load15{{{SEL}}})", "load 15m"),
-            target(f"max(vedette_host_cpu_count{{{SEL}}})", "CPUs"),
+            target(f"max(vedette_host_cpus{{{SEL}}})", "CPUs"),
         ],
         "short",
     ), 8, 8)

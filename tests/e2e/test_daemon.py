@@ -28,7 +28,7 @@ def _cpu_rule_ids() -> set[str]:
 
 def test_metrics_expose_host_series_and_build_info(agent_factory) -> None:
     agent: AgentProcess = agent_factory().start()
-    agent.wait_for(lambda: agent.sample("vedette_host_cpu_count") is not None, what="host metrics")
+    agent.wait_for(lambda: agent.sample("vedette_host_cpus") is not None, what="host metrics")
     text = agent.scrape()
     assert 'vedette_build_info{' in text and 'version="' in text
     assert agent.sample("vedette_host_memory_total_bytes") > 0
@@ -117,7 +117,7 @@ def test_invalid_config_at_start_exits_2_with_file_and_line(agent_factory) -> No
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) missing")
 def test_promtool_accepts_a_real_scrape(agent_factory) -> None:
     agent: AgentProcess = agent_factory().start()
-    agent.wait_for(lambda: agent.sample("vedette_host_cpu_count") is not None, what="host metrics")
+    agent.wait_for(lambda: agent.sample("vedette_host_cpus") is not None, what="host metrics")
     result = subprocess.run(
         ["promtool", "check", "metrics"], input=agent.scrape(), capture_output=True, text=True,
         timeout=30, check=False,
