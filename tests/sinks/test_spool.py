@@ -1,0 +1,156 @@
+"""The SQLite write-ahead spool: order, acks, coalescing, eviction policy, bounds, integrity."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agent.spool import Spool
+
+MB = 1 << 20
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _spool(tmp_path: Path, max_bytes: int = 8 * MB, **kw: object) -> Spool:
+    return Spool(tmp_path / "s.db", max_bytes, 3600, **kw)  # type: ignore[arg-type]
+
+
+def test_append_read_ack_in_order_and_survives_reopen(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    seqs = [spool.append("alert", 3, f"body-{i}\n".encode()).seq for i in range(5)]
+    assert seqs == sorted(seqs)
+    records = spool.read(0, 3, MB)
+    assert [r.body for r in records] == [b"body-0\n", b"body-1\n", b"body-2\n"]
+    assert [r.body for r in spool.read(records[-1].seq, 10, MB)] == [b"body-3\n", b"body-4\n"]
+    assert spool.ack([seqs[0], seqs[2]]) == 2
+    assert spool.ack([seqs[0]]) == 0  # already gone (idempotent)
+    spool.close()
+    reopened = _spool(tmp_path)
+    assert [r.body for r in reopened.read(0, 10, MB)] == [b"body-1\n", b"body-3\n", b"body-4\n"]
+    assert reopened.stats().records == 3 and reopened.stats().payload_bytes == 21
+
+
+def test_read_respects_byte_limit_but_returns_at_least_one(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    for _ in range(3):
+        spool.append("alert", 3, b"x" * 1000)
+    assert len(spool.read(0, 10, 1500)) == 1
+    assert len(spool.read(0, 10, 2000)) == 2
+    assert len(spool.read(0, 10, 10)) == 1
+
+
+def test_same_key_supersedes_older_unsent_record(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    spool.append("alert", 3, b"rev0", key="a")
+    spool.append("alert", 3, b"other", key="b")
+    result = spool.append("alert", 3, b"rev1", key="a")
+    assert result.superseded == 1
+    assert [r.body for r in spool.read(0, 10, MB)] == [b"other", b"rev1"]
+
+
+def test_overflow_drops_lowest_severity_oldest_first(tmp_path: Path) -> None:
+    spool = _spool(tmp_path, max_bytes=MB)
+    size = 10_000
+    per = spool.payload_budget // size  # records that fit
+    # Fill with a mix: severities 1, 4, 2 repeating.
+    sevs = [(1, 4, 2)[i % 3] for i in range(per)]
+    seqs = [spool.append("alert", s, bytes([65 + i % 26]) * size).seq for i, s in enumerate(sevs)]
+    assert len(spool) == per
+    result = spool.append("alert", 3, b"n" * size)
+    assert result.evicted == [("alert", 1)]
+    remaining = {r.seq for r in spool.read(0, 10_000, 100 * MB)}
+    first_sev1 = seqs[sevs.index(1)]
+    assert first_sev1 not in remaining  # the oldest severity-1 record went first
+    # Everything of severity 1 then 2 goes before any severity 4 record.
+    for _ in range(per):
+        spool.append("alert", 3, b"m" * size)
+    left = spool.read(0, 10_000, 100 * MB)
+    assert {r.severity for r in left} == {3, 4}
+    assert len([r for r in left if r.severity == 4]) == sevs.count(4)
+
+
+def test_overflow_refuses_a_record_outranked_by_everything(tmp_path: Path) -> None:
+    spool = _spool(tmp_path, max_bytes=MB)
+    while spool.stats().payload_bytes + 10_000 <= spool.payload_budget:
+        spool.append("alert", 5, b"c" * 10_000)
+    result = spool.append("event", 0, b"e" * 10_000)
+    assert result.refused and result.seq == 0 and not result.evicted
+
+
+def test_drop_oldest_policy_ignores_severity(tmp_path: Path) -> None:
+    spool = _spool(tmp_path, max_bytes=MB, by_severity=False)
+    first = spool.append("alert", 5, b"c" * 10_000).seq
+    while spool.stats().payload_bytes + 10_000 <= spool.payload_budget:
+        spool.append("alert", 5, b"c" * 10_000)
+    result = spool.append("event", 0, b"e" * 10_000)
+    assert result.evicted == [("alert", 5)]
+    assert spool.read(0, 1, MB)[0].seq == first + 1
+
+
+@pytest.mark.parametrize("size", [300, 1500, 6000])
+def test_disk_never_exceeds_the_limit(tmp_path: Path, size: int) -> None:
+    limit = MB
+    spool = _spool(tmp_path, max_bytes=limit)
+    worst = 0
+    for i in range(2 * limit // size):
+        spool.append("alert", 1 + i % 5, bytes([97 + i % 26]) * size, key=f"k{i % 700}")
+        if i % 50 == 49:
+            spool.ack([r.seq for r in spool.read(0, 20, MB)])
+        if i % 200 == 0:
+            spool.sync()
+        worst = max(worst, spool.disk_bytes())
+    assert worst <= limit
+    assert spool.stats().payload_bytes <= spool.payload_budget
+
+
+def test_expire_drops_records_past_max_age(tmp_path: Path) -> None:
+    clock = Clock()
+    spool = Spool(tmp_path / "s.db", 8 * MB, 60, clock=clock)
+    spool.append("alert", 3, b"old")
+    clock.now += 30
+    spool.append("alert", 3, b"new")
+    clock.now += 40
+    assert spool.expire() == [("alert", 3)]
+    assert [r.body for r in spool.read(0, 10, MB)] == [b"new"]
+    assert spool.expire() == []
+
+
+def test_checksum_mismatch_is_dropped_and_counted(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    spool.append("alert", 3, b"good-1")
+    bad = spool.append("alert", 3, b"will-rot").seq
+    spool.append("alert", 3, b"good-2")
+    spool.close()
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute("UPDATE records SET body = ? WHERE seq = ?", (b"will-ROT", bad))
+    db.commit()
+    db.close()
+    spool = _spool(tmp_path)
+    assert [r.body for r in spool.read(0, 10, MB)] == [b"good-1", b"good-2"]
+    assert spool.corrupt == 1 and len(spool) == 2
+
+
+def test_unreadable_spool_is_moved_aside(tmp_path: Path) -> None:
+    (tmp_path / "s.db").write_bytes(b"this is not a database" * 100)
+    spool = _spool(tmp_path)
+    spool.append("alert", 3, b"fresh")
+    assert [r.body for r in spool.read(0, 10, MB)] == [b"fresh"]
+    assert list(tmp_path.glob("s.db.corrupt-*"))
+
+
+def test_counters_follow_changes_by_another_connection(tmp_path: Path) -> None:
+    one = _spool(tmp_path)
+    two = _spool(tmp_path)
+    seq = one.append("alert", 3, b"abc").seq
+    assert two.stats().records == 1
+    two.ack([seq])
+    assert one.stats().records == 0 and one.stats().payload_bytes == 0
