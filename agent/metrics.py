@@ -231,6 +231,56 @@ class AgentMetrics:
             "vedette_listening_sockets", "Listening TCP/UDP sockets on the host.",
             registry=registry,
         )
+        # Network capture (agent/capture, agent/netevents); labels: protocol (tcp, udp, icmp,
+        # ipv6-icmp, arp, fragment, other), direction (inbound, outbound, internal, external,
+        # none, unknown), interface names. Never an address.
+        self.capture_packets = Counter(
+            "vedette_capture_packets_total",
+            "Packets decoded by the capture stage, by protocol and direction.",
+            ["protocol", "direction"], registry=registry,
+        )
+        self.capture_bytes = Counter(
+            "vedette_capture_bytes_total",
+            "Bytes on the wire of the packets decoded by the capture stage, by protocol and direction.",
+            ["protocol", "direction"], registry=registry,
+        )
+        self.capture_ring_packets = Counter(
+            "vedette_capture_ring_packets_total",
+            "Packets the kernel passed the capture filter on an interface (delivered + dropped).",
+            ["interface"], registry=registry,
+        )
+        self.capture_ring_drops = Counter(
+            "vedette_capture_ring_drops_total",
+            "Packets the kernel dropped because the capture ring of an interface was full.",
+            ["interface"], registry=registry,
+        )
+        self.capture_degraded = Gauge(
+            "vedette_capture_degraded",
+            "1 while an interface's ring drops more than 1 % of its packets (network detection is partly blind).",
+            ["interface"], registry=registry,
+        )
+        self.capture_interfaces = Gauge(
+            "vedette_capture_interfaces", "Interfaces being captured.", registry=registry,
+        )
+        self.capture_events_over_budget = Counter(
+            "vedette_capture_events_over_budget_total",
+            "Per-packet events not emitted because a per-second budget was spent (floods); "
+            "the packets still count in the per-second aggregates.",
+            registry=registry,
+        )
+        self.capture_table_overflows = Counter(
+            "vedette_capture_table_overflows_total",
+            "Entries not tracked because a bounded capture table was full, by table.",
+            ["table"], registry=registry,
+        )
+        self.threat_intel_networks = Gauge(
+            "vedette_threat_intel_networks", "Networks loaded from each threat-intel feed.",
+            ["feed"], registry=registry,
+        )
+        self.threat_intel_reloads = Counter(
+            "vedette_threat_intel_reloads_total",
+            "Threat-intel feed reloads, by result (ok, error).", ["result"], registry=registry,
+        )
         # Sinks
         self.sink_deliveries = Counter(
             "vedette_sink_deliveries_total", "Alert documents a sink accepted.",
