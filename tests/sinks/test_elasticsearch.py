@@ -12,6 +12,7 @@ from agent.events import Event, LogSource
 from agent.sinks.elasticsearch import ElasticsearchSink, ship_alerts, spool_dir
 from agent.sinks.es_docs import alerts_stream, events_stream, latest_index
 from agent.sinks.es_shipper import Outcome, classify_item
+from agent.sinks.factory import build_sinks
 from tests.es_server import FakeElasticsearch
 from tests.es_server.helpers import (
     IDENTITY,
@@ -250,7 +251,5 @@ def test_ship_alerts_backfill(tmp_path: Path, server: FakeElasticsearch) -> None
 
 
 def test_no_hosts_means_no_sink(tmp_path: Path) -> None:
-    from agent.sinks.factory import build_sinks
-
     config = make_config(tmp_path, [])
     assert all(s.name != "elasticsearch" for s in build_sinks(config, IDENTITY, fresh_metrics()))
