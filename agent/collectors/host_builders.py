@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.collectors.auth_context import AuthContext, privileged_users
 from agent.collectors.fim import WatchList
 from agent.collectors.fim_watch import FimCollector
 from agent.collectors.journal import JournalCollector
@@ -67,9 +68,11 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
         return []
     out: list[AnyCollector] = []
     problem = _problem(ctx)
+    context = AuthContext(privileged=privileged_users(),
+                          history_file=ctx.state_dir / "login-history.json")
 
     def decoder(path: Path) -> LineDecoder:
-        return AuthDecoder(SyslogClock(), path=str(path), on_problem=problem)
+        return AuthDecoder(SyslogClock(), path=str(path), on_problem=problem, context=context)
 
     any_file = any(p.exists() for p in section.paths)
     if section.paths and (any_file or section.journal != "auto"):
@@ -77,7 +80,8 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
             "auth_logs", list(section.paths), decoder,
             OffsetStore(ctx.state_dir / "offsets-auth-logs.json"), ctx.metrics,
             poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
-            watch_integrity=section.watch_integrity, host_name=ctx.identity.host_name))
+            watch_integrity=section.watch_integrity, host_name=ctx.identity.host_name,
+            on_idle=context.save))
     journal_wanted = section.journal == "on" or (section.journal == "auto" and not any_file)
     if journal_wanted:
         if not os.access(section.journalctl, os.X_OK):
@@ -85,7 +89,8 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
                 raise CollectorError(f"{section.journalctl} is not executable")
         else:
             out.append(JournalCollector(str(section.journalctl),
-                                        ctx.state_dir / "journal-auth.cursor", ctx.metrics))
+                                        ctx.state_dir / "journal-auth.cursor", ctx.metrics,
+                                        context))
     return out
 
 

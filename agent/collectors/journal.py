@@ -18,6 +18,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from agent.collectors.auth_context import AuthContext
 from agent.collectors.base import Publish
 from agent.collectors.log_decoders import JournalDecoder
 from agent.collectors.log_tail import LOGIN_ACTIONS
@@ -38,12 +39,15 @@ class JournalCollector:
     name = "journal"
 
     def __init__(self, journalctl: str, cursor_file: Path,
-                 metrics: AgentMetrics | None = None) -> None:
+                 metrics: AgentMetrics | None = None,
+                 context: AuthContext | None = None) -> None:
         self._journalctl = journalctl
         self._cursor_file = cursor_file
         self._metrics = metrics
+        self._context = context
         problem = (lambda s, r: metrics.input_errors.labels(s, r).inc()) if metrics else None
-        self._decoder = JournalDecoder(on_problem=problem) if problem else JournalDecoder()
+        self._decoder = (JournalDecoder(on_problem=problem, context=context) if problem
+                         else JournalDecoder(context=context))
 
     def _load_cursor(self) -> str | None:
         try:
@@ -76,6 +80,8 @@ class JournalCollector:
                     if cursor:
                         self._save_cursor(cursor)
                         cursor = None
+                    if self._context is not None:
+                        self._context.save()
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:

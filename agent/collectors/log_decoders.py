@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.collectors.audit_parse import AuditJoiner, AuditRecord, group_events, parse_record
+from agent.collectors.auth_context import AuthContext
 from agent.collectors.auth_parse import auth_event
 from agent.collectors.journal_parse import JournalError, journal_event
 from agent.collectors.line_clean import clean_line
@@ -48,11 +49,13 @@ class AuthDecoder:
     """Syslog auth lines (``/var/log/auth.log``, ``/var/log/secure``, ``sshd -E`` files)."""
 
     def __init__(self, clock: SyslogClock | None = None, *, path: str | None = None,
-                 on_problem: OnProblem = _ignore, source: str = "auth_log") -> None:
+                 on_problem: OnProblem = _ignore, source: str = "auth_log",
+                 context: AuthContext | None = None) -> None:
         self.source = source
         self._clock = clock or SyslogClock()
         self._path = path
         self._on_problem = on_problem
+        self._context = context
 
     def feed(self, raw: bytes) -> list[Event]:
         text, problems = clean_line(raw)
@@ -64,6 +67,8 @@ class AuthDecoder:
         if event is None:
             self._on_problem(self.source, MALFORMED)
             return []
+        if self._context is not None:
+            self._context.annotate(event)
         return [event]
 
     def flush(self) -> list[Event]:
@@ -126,9 +131,11 @@ class AuditDecoder:
 class JournalDecoder:
     """``journalctl -o json`` output, one JSON object per line."""
 
-    def __init__(self, *, on_problem: OnProblem = _ignore, source: str = "journal") -> None:
+    def __init__(self, *, on_problem: OnProblem = _ignore, source: str = "journal",
+                 context: AuthContext | None = None) -> None:
         self.source = source
         self._on_problem = on_problem
+        self._context = context
 
     def feed(self, raw: bytes) -> list[Event]:
         if not raw.strip():
@@ -140,6 +147,8 @@ class JournalDecoder:
             return []
         for reason in problems:
             self._on_problem(self.source, reason)
+        if self._context is not None:
+            self._context.annotate(event)
         return [event]
 
     def flush(self) -> list[Event]:
@@ -167,8 +176,8 @@ def _mtime(path: Path) -> float:
 
 def decode_auth_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
     clock = SyslogClock(reference=_mtime(path) or None)
-    yield from decode_lines(AuthDecoder(clock, path=str(path), on_problem=on_problem),
-                            _file_lines(path))
+    decoder = AuthDecoder(clock, path=str(path), on_problem=on_problem, context=AuthContext())
+    yield from decode_lines(decoder, _file_lines(path))
 
 
 def decode_web_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
@@ -180,7 +189,8 @@ def decode_audit_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[E
 
 
 def decode_journal_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
-    yield from decode_lines(JournalDecoder(on_problem=on_problem), _file_lines(path))
+    decoder = JournalDecoder(on_problem=on_problem, context=AuthContext())
+    yield from decode_lines(decoder, _file_lines(path))
 
 
 FileDecoder = Callable[..., Iterator[Event]]

@@ -46,8 +46,10 @@ class LogTailCollector:
         deleted_grace_seconds: float = 5.0,
         host_name: str = "",
         clock: Callable[[], float] = time.time,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_idle = on_idle
         self._paths = list(paths)
         self._decoder_for = decoder_for
         self._offsets = offsets
@@ -72,6 +74,8 @@ class LogTailCollector:
                     publish(events)
                 else:
                     self._offsets.save()
+                    if self._on_idle is not None:
+                        self._on_idle()
                     stop.wait(self._poll)
         finally:
             for tailer in self._tailers.values():

@@ -10,6 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.collectors.auth_context import AuthContext, privileged_users
 from agent.collectors.auth_parse import auth_event, auth_fields
 from agent.collectors.log_decoders import AuthDecoder, decode_auth_file
 from agent.collectors.syslog_parse import SyslogClock, parse_syslog
@@ -171,3 +172,37 @@ def test_fuzz_structured_lines_never_crash(prefix: str, parts: list[str]) -> Non
     event = auth_event(prefix + "".join(parts), SyslogClock(REF))
     if event is not None and "source.ip" in event.fields:
         ipaddress.ip_address(event.fields["source.ip"])
+
+
+def test_auth_context_failures_before_success_and_new_sources(tmp_path: Path) -> None:
+    group = tmp_path / "group"
+    group.write_text("sudo:x:27:alice,bob\nusers:x:100:carol\n")
+    assert privileged_users(group) == {"root", "alice", "bob"}
+    history = tmp_path / "hist.json"
+    ctx = AuthContext(privileged=privileged_users(group), history_file=history)
+    dec = AuthDecoder(SyslogClock(REF), context=ctx)
+    line = "2026-11-21T10:00:{:02d}Z h sshd[1]: {} password for {} from {} port 1 ssh2"
+    for sec in range(6):
+        dec.feed(line.format(sec, "Failed", "alice", "198.18.0.66").encode())
+    (hit,) = dec.feed(line.format(10, "Accepted", "alice", "198.18.0.66").encode())
+    assert hit.get("vedette.auth.failures_before") == 6
+    assert hit.get("vedette.user.privileged") is True
+    assert hit.get("vedette.auth.new_source") is None  # first login of alice: learns only
+    (again,) = dec.feed(line.format(11, "Accepted", "alice", "198.18.0.66").encode())
+    assert again.get("vedette.auth.failures_before") == 0
+    (new,) = dec.feed(line.format(12, "Accepted", "alice", "198.18.0.99").encode())
+    assert new.get("vedette.auth.new_source") is True
+    (carol,) = dec.feed(line.format(13, "Accepted", "carol", "198.18.0.99").encode())
+    assert carol.get("vedette.user.privileged") is None
+    ctx.save()
+    reloaded = AuthContext(history_file=history)
+    dec2 = AuthDecoder(SyslogClock(REF), context=reloaded)
+    (known,) = dec2.feed(line.format(14, "Accepted", "alice", "198.18.0.99").encode())
+    assert known.get("vedette.auth.new_source") is None
+    # failures older than the window do not count
+    for sec in range(3):
+        dec2.feed(line.format(sec, "Failed", "bob", "198.18.0.7").encode())
+    (late,) = dec2.feed(
+        b"2026-11-21T10:30:00Z h sshd[1]: Accepted password for bob from 198.18.0.7 port 1 ssh2"
+)
+    assert late.get("vedette.auth.failures_before") == 0
