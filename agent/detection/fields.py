@@ -139,11 +139,50 @@ _NET_HEALTH = (
 _LOG_SERVICES = (
     "sshd", "auth", "sudo", "syslog", "cron", "su", "vsftpd", "clamav", "guacamole", "auditd",
 )
+# Host collectors (agent/collectors; docs/events.md "Host collectors").
+_HOST_PROCESS = (
+    "process.io.socket", "process.io.socket_fds", "process.executable_deleted",
+    "process.parent.args", "process.parent.user.name", "process.parent.parent.pid",
+    "process.parent.parent.executable", "process.parent.parent.name",
+    "process.parent.parent.command_line", "process.parent.parent.args", "user.effective.id",
+    "user.effective.name", "group.id", "container.id", "process.start", "event.kind",
+    "event.category", "event.type", "event.dataset", "vedette.process.source",
+)
+_HOST_CONNECTION = (
+    "event.kind", "event.category", "event.action", "event.dataset", "network.type", "user.id",
+)
+_FILE_STATE = ("mode", "uid", "gid", "size", "inode", "mtime", "target_path")
+_HOST_FILE = (
+    "event.kind", "event.category", "event.type", "event.dataset", "file.directory",
+    "file.type", "file.owner", "file.hash.sha256", "vedette.fim.source", "vedette.fim.changes",
+    "vedette.fim.previous.sha256", *(f"file.{k}" for k in _FILE_STATE),
+    *(f"vedette.fim.previous.{k}" for k in _FILE_STATE),
+)
+_HOST_AUDITD = (
+    "event.dataset", "event.action", "event.outcome", "auditd.serial", "process.executable",
+    "process.name", "process.pid", "process.parent.pid", "process.args", "process.command_line",
+    "process.working_directory", "process.title", "user.id", "user.effective.id",
+    "user.audit.id", "user.name", "file.path", "source.address",
+)
+_HOST_AUTH = (
+    "event.dataset", "event.category", "event.action", "event.outcome", "event.reason",
+    "source.ip", "source.port", "source.domain", "user.name", "user.id", "user.effective.name",
+    "user.target.name", "user.target.id", "user.target.group.id", "group.name", "group.id",
+    "process.command_line", "process.tty.name", "process.working_directory",
+    "log.syslog.hostname", "log.syslog.facility.code", "vedette.auth.method",
+    "vedette.auth.invalid_user", "vedette.auth.preauth", "vedette.pam.service",
+    "vedette.group.privileged", "vedette.user.shell", "vedette.user.previous_id",
+    "vedette.auth.failures_before", "vedette.auth.new_source", "vedette.user.privileged",
+)
+_HOST_WEB = (
+    "vedette.url.decoded", "http.version", "source.domain", "event.outcome", "event.category",
+    "log.file.path",
+)
 
 _ENTRIES: tuple[LogsourceFields, ...] = (
     _entry(
         "linux", "process_creation",
-        fields=_PROCESS_ECS, sigma=_PROCESS_SIGMA,
+        fields=(*_PROCESS_ECS, *_HOST_PROCESS), sigma=_PROCESS_SIGMA,
         description="process executions (exec events)",
     ),
     _entry(
@@ -152,6 +191,7 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
             "source.ip", "source.port", "destination.ip", "destination.port",
             "destination.domain", "network.direction", "network.initiated", "network.transport",
             "process.executable", "process.pid", "process.name", "user.name", "host.name",
+            *_HOST_CONNECTION,
         ),
         sigma={
             "DestinationIp": "destination.ip", "DestinationPort": "destination.port",
@@ -164,19 +204,19 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
     _entry(
         "linux", "file_event",
         fields=("file.path", "file.name", "process.executable", "process.pid", "event.action",
-                "user.name", "host.name"),
+                "user.name", "host.name", *_HOST_FILE),
         sigma={"TargetFilename": "file.path", "Image": "process.executable", "User": "user.name"},
         description="file creation/modification (file integrity monitoring)",
     ),
     _entry(
-        "linux", None, "auditd", fields=(MESSAGE, "host.name"), raw_keys=True,
+        "linux", None, "auditd", fields=(MESSAGE, "host.name", *_HOST_AUDITD), raw_keys=True,
         description="raw auditd records, keys kept as-is (type, SYSCALL, a0..a7, exe, key …)",
     ),
     _entry("linux", fields=(MESSAGE, "host.name", "log.file.path"),
            description="any Linux log line (keyword rules)"),
     *(
         _entry("linux", None, service, fields=(MESSAGE, "host.name", "log.file.path",
-                                                "process.name", "process.pid"),
+                                                "process.name", "process.pid", *_HOST_AUTH),
                description=f"{service} log lines (keyword rules)")
         for service in _LOG_SERVICES if service != "auditd"
     ),
@@ -218,8 +258,32 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         "vedette", "web_access",
         fields=("source.ip", "http.request.method", "http.response.status_code", "url.path",
                 "url.original", "url.query", "user_agent.original", "http.response.body.bytes",
-                "http.request.referrer", "user.name", "host.name", MESSAGE, "event.dataset"),
+                "http.request.referrer", "user.name", "host.name", MESSAGE, "event.dataset",
+                *_HOST_WEB),
         description="web server access log lines",
+    ),
+    _entry(
+        "vedette", "listening_socket",
+        fields=("event.kind", "event.category", "event.action", "event.dataset", "server.ip",
+                "server.port", "network.transport", "network.type", "vedette.socket.wildcard",
+                "process.pid", "process.name", "process.executable", "user.id", "user.name",
+                "host.name"),
+        description="listening sockets appearing (listening_started) or going away",
+    ),
+    _entry(
+        "vedette", "kernel_module",
+        fields=("event.kind", "event.category", "event.action", "event.dataset",
+                "kernel_module.name", "kernel_module.size", "kernel_module.state",
+                "kernel_module.taints", "kernel_module.out_of_tree", "kernel_module.unsigned",
+                "host.name"),
+        description="kernel modules loaded or unloaded (/proc/modules diff)",
+    ),
+    _entry(
+        "vedette", "log_integrity",
+        fields=("event.kind", "event.category", "event.action", "event.dataset",
+                "log.file.path", "file.path", "file.size", "vedette.log.previous_size",
+                "host.name"),
+        description="followed log files truncated, deleted or rotated",
     ),
     _entry(
         "vedette", "auth",
