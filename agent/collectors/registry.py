@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.capture.builder import NETWORK_BUILDERS
 from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.event_files import EventFileCollector
 from agent.collectors.host import HostMetricsCollector
@@ -67,3 +68,4 @@ BUILDERS: dict[str, Builder] = {
 }
 # Host collectors (process, sockets, auth_logs, web_logs, auditd, fim, kernel_modules)
 BUILDERS.update(HOST_BUILDERS)
+BUILDERS.update(NETWORK_BUILDERS)

@@ -1,0 +1,206 @@
+"""The packet-capture collector: rings on every wanted interface → processor → pipeline.
+
+One thread (``run``) polls every ring, decodes each handed-over block with the shared
+:class:`~agent.netevents.processor.PacketProcessor` (the same one ``vedette replay`` uses) and
+publishes the events. It also
+
+* rescans interfaces every ``capture.rescan_seconds`` (new ones are opened, vanished ones closed);
+* advances the processor with wall time, so aggregates of a quiet second still flush;
+* every ``capture.health_interval_seconds`` reads the kernel's PACKET_STATISTICS per ring,
+  updates the metrics and emits one ``vedette/capture_health`` event per interface, which the
+  ``capture_degraded`` rule turns into a "network detection degraded" alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections.abc import Callable
+
+from agent.capture.bpf import compile_filter
+from agent.capture.interfaces import Interface, discover
+from agent.capture.ring import Ring
+from agent.collectors.base import Publish
+from agent.config import CaptureSection, NetworkSection
+from agent.events import Event
+from agent.metrics import AgentMetrics
+from agent.netdecode.layers import LINKTYPE_ETHERNET, NOT_IP
+from agent.netevents.arp import default_gateways
+from agent.netevents.processor import IntelSource, PacketProcessor, ProcessorStats
+from agent.netevents.records import CAPTURE_HEALTH
+
+log = logging.getLogger(__name__)
+
+DEGRADED_RATIO = 0.01
+_POLL_MS = 100
+
+
+class PacketCaptureCollector:
+    name = "packet_capture"
+
+    def __init__(
+        self,
+        capture: CaptureSection,
+        network: NetworkSection,
+        metrics: AgentMetrics,
+        intel: IntelSource | None = None,
+        host_name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.capture = capture
+        self.metrics = metrics
+        self.host_name = host_name
+        self._clock = clock
+        self.processor = PacketProcessor(network, intel=intel, gateways=default_gateways())
+        self.rings: dict[str, Ring] = {}
+        self._programs = {
+            LINKTYPE_ETHERNET: compile_filter(capture.bpf_filter, capture.snaplen, "EN10MB"),
+        }
+        self._warned: set[str] = set()
+        self._seen = ProcessorStats()
+        self._health_due = 0.0
+
+    # ------------------------------------------------------------------ interfaces
+
+    def _program(self, linktype: int) -> list[tuple[int, int, int, int]]:
+        if linktype not in self._programs:
+            self._programs[linktype] = compile_filter(
+                self.capture.bpf_filter, self.capture.snaplen, "RAW"
+            )
+        return self._programs[linktype]
+
+    def rescan(self) -> None:
+        wanted, unsupported = discover(self.capture.interfaces, self.capture.exclude_interfaces)
+        for name in unsupported:
+            if name not in self._warned:
+                self._warned.add(name)
+                log.info("interface not captured: unsupported link type",
+                         extra={"interface": name})
+        names = {i.name for i in wanted}
+        for name in list(self.rings):
+            if name not in names:
+                log.info("interface gone; capture closed", extra={"interface": name})
+                self.rings.pop(name).close()
+        for iface in wanted:
+            if iface.name not in self.rings:
+                self._open(iface)
+        self.metrics.capture_interfaces.set(len(self.rings))
+
+    def _open(self, iface: Interface) -> None:
+        try:
+            ring = Ring(iface.name, iface.linktype, self._program(iface.linktype),
+                        self.capture.ring_block_bytes, self.capture.ring_blocks,
+                        self.capture.block_timeout_ms)
+        except OSError as exc:
+            if iface.name not in self._warned:
+                self._warned.add(iface.name)
+                log.warning("cannot capture on interface",
+                            extra={"interface": iface.name, "error": str(exc)})
+            return
+        self._warned.discard(iface.name)
+        self.rings[iface.name] = ring
+        log.info("capturing", extra={"interface": iface.name,
+                                     "ring_mib": ring.block_bytes * ring.blocks >> 20})
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self, publish: Publish, stop: threading.Event) -> None:
+        next_scan = 0.0
+        self._health_due = self._clock() + self.capture.health_interval_seconds
+        poller = select.poll()
+        registered: dict[int, Ring] = {}
+        try:
+            while not stop.is_set():
+                now = self._clock()
+                if now >= next_scan:
+                    self.rescan()
+                    next_scan = now + self.capture.rescan_seconds
+                    for fd in list(registered):
+                        if registered[fd] not in self.rings.values():
+                            poller.unregister(fd)
+                            del registered[fd]
+                    for ring in self.rings.values():
+                        if ring.fileno() not in registered:
+                            poller.register(ring.fileno(), select.POLLIN | select.POLLERR)
+                            registered[ring.fileno()] = ring
+                if not registered:
+                    stop.wait(min(1.0, self.capture.rescan_seconds))
+                    continue
+                poller.poll(_POLL_MS)
+                events: list[Event] = []
+                for ring in list(self.rings.values()):
+                    for batch in ring.ready_batches(max_blocks=8):
+                        events.extend(self.processor.process(batch, ring.interface))
+                        if len(events) >= 4096:
+                            publish(events)
+                            events = []
+                events.extend(self.processor.advance(self._clock()))
+                if self._clock() >= self._health_due:
+                    events.extend(self.health())
+                if events:
+                    publish(events)
+        finally:
+            for ring in self.rings.values():
+                ring.close()
+            self.rings.clear()
+
+    # ------------------------------------------------------------------ health and metrics
+
+    def health(self) -> list[Event]:
+        """Kernel counters → metrics and one capture_health event per interface."""
+        now = self._clock()
+        self._health_due = now + self.capture.health_interval_seconds
+        self._export_processor_stats()
+        out: list[Event] = []
+        for name, ring in self.rings.items():
+            try:
+                packets, drops, freezes = ring.statistics()
+            except OSError:
+                continue
+            m = self.metrics
+            m.capture_ring_packets.labels(name).inc(packets)
+            m.capture_ring_drops.labels(name).inc(drops)
+            ratio = drops / packets if packets else 0.0
+            m.capture_degraded.labels(name).set(1 if ratio >= DEGRADED_RATIO else 0)
+            if drops:
+                log.warning("capture ring dropped packets",
+                            extra={"interface": name, "drops": drops, "packets": packets})
+            fields: dict[str, object] = {
+                "event.dataset": "network.capture_health",
+                "observer.ingress.interface.name": name,
+                "capture.packets": packets,
+                "capture.drops": drops,
+                "capture.drop_ratio": round(ratio, 4),
+                "capture.freeze_drops": freezes,
+            }
+            if self.host_name:
+                fields["host.name"] = self.host_name
+            out.append(Event(now, CAPTURE_HEALTH, fields))
+        return out
+
+    def _export_processor_stats(self) -> None:
+        stats, seen, m = self.processor.stats, self._seen, self.metrics
+        for key, (packets, nbytes) in stats.traffic.items():
+            old = seen.traffic.get(key, [0, 0])
+            if packets > old[0]:
+                m.capture_packets.labels(*key).inc(packets - old[0])
+                m.capture_bytes.labels(*key).inc(nbytes - old[1])
+            seen.traffic[key] = [packets, nbytes]
+        for reason, count in stats.errors.items():
+            delta = count - seen.errors.get(reason, 0)
+            if delta > 0:
+                if reason == NOT_IP:
+                    m.capture_packets.labels("other", "none").inc(delta)
+                else:
+                    m.input_errors.labels("capture", reason).inc(delta)
+                seen.errors[reason] = count
+        if stats.suppressed > seen.suppressed:
+            m.capture_events_over_budget.inc(stats.suppressed - seen.suppressed)
+            seen.suppressed = stats.suppressed
+        for table, count in stats.table_overflows.items():
+            delta = count - seen.table_overflows.get(table, 0)
+            if delta > 0:
+                m.capture_table_overflows.labels(table).inc(delta)
+                seen.table_overflows[table] = count
