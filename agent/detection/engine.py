@@ -98,8 +98,9 @@ class Engine:
         if route.empty:
             return []
         ts = event.timestamp
-        late = ts < self.watermark - self.options.late_allowance_seconds
-        self.watermark = max(self.watermark, ts)
+        watermark = self.watermark
+        if ts > watermark:
+            self.watermark = ts
         fields = event.fields
         low = Lowered(fields)
         candidates = route.candidates(low)
@@ -119,7 +120,7 @@ class Engine:
                 for corr in users:
                     hits.setdefault(corr.id, []).append(rule.id)
         if hits:
-            if late:
+            if ts < watermark - self.options.late_allowance_seconds:
                 self.late_events += 1
             else:
                 for corr_id, matched in hits.items():

@@ -95,7 +95,9 @@ class Lowered(dict[str, Any]):
     __slots__ = ("fields",)
 
     def __init__(self, fields: dict[str, Any]) -> None:
-        super().__init__()
+        # Strings (nearly every field) are lowered up front in one comprehension; anything
+        # else (numbers, lists, absent fields) on first use.
+        super().__init__({k: v.lower() for k, v in fields.items() if v.__class__ is str})
         self.fields = fields
 
     def __missing__(self, key: str) -> str | tuple[str, ...] | None:
@@ -187,7 +189,7 @@ def _string_leaf(name: str, value: SigmaString, keyword: bool) -> Leaf:
     if all(isinstance(p, str) for p in parts):
         return Leaf(name, "eq", ["".join(parts)], cased)
     if n == 1 and parts[0] is multi:
-        return Leaf(name, "glob", [None], cased)  # '*' matches any present value
+        return Leaf(name, "glob", [(None, "")], cased)  # '*' matches any present value
     if n == 2 and parts[0] is multi and isinstance(parts[1], str):
         return Leaf(name, "suffix", [parts[1]], cased)
     if n == 2 and parts[1] is multi and isinstance(parts[0], str):
@@ -198,7 +200,8 @@ def _string_leaf(name: str, value: SigmaString, keyword: bool) -> Leaf:
         ".*" if p is multi else "." if p is SpecialChars.WILDCARD_SINGLE else re.escape(str(p))
         for p in parts
     )
-    return Leaf(name, "glob", [_compile_regex("(?s)" + pattern)], cased)
+    longest = max((p for p in parts if isinstance(p, str)), key=len, default="")
+    return Leaf(name, "glob", [(_compile_regex("(?s)" + pattern), longest)], cased)
 
 
 def _regex(value: SigmaRegularExpression) -> Any:
@@ -223,6 +226,27 @@ def _compile_regex(pattern: str) -> Any:
     except Exception as exc:
         reason = f"regex {pattern[:80]!r} cannot run in linear time (RE2: {exc})"
         raise Unsupported(reason) from None
+
+
+def regex_test(compiled: Any, full: bool = False) -> Callable[[str], bool]:
+    """A fast yes/no test of an RE2 pattern (search, or fullmatch when ``full``).
+
+    Calls the RE2 binding directly on UTF-8 bytes instead of going through the wrapper, which
+    computes match offsets we do not need.
+    """
+    inner = getattr(compiled, "_regexp", None)
+    anchor_type = getattr(_re2, "_Anchor", None)
+    if inner is None or anchor_type is None:  # stdlib re, or an unknown binding version
+        method = compiled.fullmatch if full else compiled.search
+        return lambda s: method(s) is not None
+    anchor = anchor_type.ANCHOR_BOTH if full else anchor_type.UNANCHORED
+    match = inner.Match
+    null = (-1, -1)
+
+    def test(s: str) -> bool:
+        b = s.encode("utf-8", "surrogatepass")
+        return bool(match(anchor, b, 0, len(b))[0] != null)
+    return test
 
 
 def leaves(tree: Tree) -> list[Leaf]:
@@ -328,40 +352,62 @@ def _chain(preds: list[Predicate], all_of: bool) -> Predicate:
     return lambda f, low: any(p(f, low) for p in ps)
 
 
-def _string_check(kind: str, values: list[Any]) -> Callable[[str], bool]:
-    """One check on an already normalised string."""
+_RE_SPECIAL = re.compile(r"([\\.^$|?*+()\[\]{}])")
+
+
+def literal(value: str) -> str:
+    """A literal as a pattern valid for both ``re`` and RE2 (only metacharacters escaped)."""
+    return _RE_SPECIAL.sub(r"\\\1", value)
+
+
+def _any_literal(prefixes: list[str], contains: list[str], suffixes: list[str]) -> Any:
+    """One C-level search for "starts with any / contains any / ends with any" (no backtracking:
+    alternatives are plain literals)."""
+    parts = []
+    if prefixes:
+        parts.append(r"\A(?:" + "|".join(map(literal, prefixes)) + ")")
+    if contains:
+        parts.append("(?:" + "|".join(map(literal, contains)) + ")")
+    if suffixes:
+        parts.append("(?:" + "|".join(map(literal, suffixes)) + r")\Z")
+    return re.compile("|".join(parts), re.S).search
+
+
+def _string_check(kind: str, values: list[Any]) -> Callable[[str], Any]:
+    """One check on an already normalised string (C-level callables where possible)."""
     if kind == "eq":
         if len(values) == 1:
-            only = values[0]
-            return lambda s: s == only
-        eqs = frozenset(values)
-        return lambda s: s in eqs
+            return str(values[0]).__eq__
+        return frozenset(values).__contains__
     if kind == "prefix":
-        pre = tuple(values)
-        return lambda s: s.startswith(pre)
+        return _any_literal(values, [], [])
     if kind == "suffix":
         suf = tuple(values)
         return lambda s: s.endswith(suf)
     if kind == "contains":
-        if len(values) == 1:
-            sub = values[0]
-            return lambda s: sub in s
-        subs = tuple(values)
-        return lambda s: any(x in s for x in subs)
+        return _any_literal([], values, [])
     if kind == "glob":
-        if any(v is None for v in values):
+        if any(p is None for p, _ in values):
             return lambda s: True
-        pats = tuple(values)
-        return lambda s: any(p.fullmatch(s) is not None for p in pats)
+        tests = tuple(regex_test(p, full=True) for p, _ in values)
+        if len(tests) == 1:
+            return tests[0]
+        return lambda s: any(t(s) for t in tests)
     raise AssertionError(kind)
 
 
-def _string_set_check(pairs: list[tuple[str, Any]]) -> Callable[[str], bool]:
+def _string_set_check(pairs: list[tuple[str, Any]]) -> Callable[[str], Any]:
     by_kind: dict[str, list[Any]] = {}
     for kind, value in pairs:
         by_kind.setdefault(kind, []).append(value)
-    ordered = sorted(by_kind.items(), key=lambda kv: _KIND_COST[kv[0]])
-    checks = [_string_check(k, v) for k, v in ordered]
+    checks: list[Callable[[str], Any]] = []
+    if "eq" in by_kind:
+        checks.append(_string_check("eq", by_kind["eq"]))
+    if any(k in by_kind for k in ("prefix", "contains", "suffix")):
+        checks.append(_any_literal(by_kind.get("prefix", []), by_kind.get("contains", []),
+                                   by_kind.get("suffix", [])))
+    if "glob" in by_kind:
+        checks.append(_string_check("glob", by_kind["glob"]))
     if len(checks) == 1:
         return checks[0]
     if len(checks) == 2:
@@ -371,7 +417,7 @@ def _string_set_check(pairs: list[tuple[str, Any]]) -> Callable[[str], bool]:
     return lambda s: any(c(s) for c in cs)
 
 
-def _on_field(name: str, check: Callable[[str], bool], cased: bool) -> Predicate:
+def _on_field(name: str, check: Callable[[str], Any], cased: bool) -> Predicate:
     """Apply a string check to a (lowered or exact) field value, any element of a list."""
     if cased:
         def exact(f: dict[str, Any], low: Lowered) -> bool:
@@ -382,12 +428,12 @@ def _on_field(name: str, check: Callable[[str], bool], cased: bool) -> Predicate
             return t is not None and check(t)
         return exact
 
-    def folded(f: dict[str, Any], low: Lowered) -> bool:
+    def folded(f: dict[str, Any], low: Lowered) -> Any:
         s = low[name]
-        if s is None:
-            return False
         if s.__class__ is str:
             return check(s)
+        if s is None:
+            return False
         return any(check(x) for x in s)
     return folded
 
@@ -404,8 +450,7 @@ def _compile_leaf(leaf: Leaf) -> Predicate:
         want = leaf.values[0]
         return lambda f, low: (f.get(name) is not None) is want
     if kind == "re":
-        pattern = leaf.values[0]
-        return _on_field(name, lambda s: pattern.search(s) is not None, cased=True)
+        return _on_field(name, regex_test(leaf.values[0]), cased=True)
     if kind == "cidr":
         return _cidr(name, tuple(leaf.values))
     if kind == "cmp":

@@ -90,7 +90,7 @@ class Source:
         return f"{self.path}:{self.line}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class DetectionRule:
     ref: RuleRef
     name: str | None
@@ -128,7 +128,7 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CorrelationRule:
     ref: RuleRef
     name: str | None

@@ -9,63 +9,120 @@ possibly match (exact value of a field, or the basename of ``process.executable`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.detection.matcher import Leaf, Lowered, Node, Tree
+from agent.detection.matcher import Leaf, Lowered, Node, Tree, literal
 from agent.detection.rule import CorrelationRule, DetectionRule, Rule
 from agent.events import LogSource
+
+try:
+    import re2 as _re2
+except ImportError:  # pragma: no cover - google-re2 ships with pysigma 2
+    _re2 = None
 
 BASENAME_FIELDS = frozenset({"process.executable", "process.parent.executable", "file.path"})
 MAX_ROUTES = 1024
 
-Discriminator = tuple[str, str, frozenset[str]]  # (field, kind "eq"|"base", values)
+Key = tuple[str, str, str]  # (field, kind, value); kind: "eq" | "base" | "sub"
+_EXACT = ("eq", "base")
 
 
-def discriminator(tree: Tree) -> Discriminator | None:
-    """A (field, kind, values) that every matching event satisfies, or ``None``."""
+def discriminator(tree: Tree) -> frozenset[Key] | None:
+    """Keys of which every matching event satisfies at least one, or ``None``.
+
+    ``(f, "eq", v)``: the lowered field equals ``v``; ``(f, "base", v)``: the path's last
+    component is ``v``; ``(f, "sub", v)``: the lowered field contains ``v``.
+    """
     if isinstance(tree, Leaf):
-        return _leaf_discriminator(tree)
+        return _leaf_keys(tree)
     if tree.op == "not":
         return None
     subs = [discriminator(a) for a in tree.args]
     if tree.op == "and":
-        known = [s for s in subs if s is not None]
-        return min(known, key=lambda d: len(d[2])) if known else None
-    if any(s is None for s in subs):
+        known = [s for s in subs if s]
+        return min(known, key=_selectivity) if known else None
+    if any(not s for s in subs):
         return None
-    keys = {(s[0], s[1]) for s in subs if s is not None}
-    if len(keys) != 1:
+    return frozenset().union(*(s for s in subs if s))
+
+
+def _selectivity(keys: frozenset[Key]) -> tuple[int, int, int]:
+    """Lower is better: exact lookups before substring search, few keys, long literals."""
+    exact = all(k[1] in _EXACT for k in keys)
+    shortest = min(len(k[2]) for k in keys)
+    return (0 if exact else 1 if shortest >= 3 else 2, len(keys), -shortest)
+
+
+def _leaf_keys(leaf: Leaf) -> frozenset[Key] | None:
+    if leaf.kind == "set":
+        pairs = leaf.values
+    elif leaf.kind in ("eq", "prefix", "suffix", "contains", "glob"):
+        pairs = [(leaf.kind, v) for v in leaf.values]
+    else:
         return None
-    name, kind = next(iter(keys))
-    return (name, kind, frozenset().union(*(s[2] for s in subs if s is not None)))
+    keys: set[Key] = set()
+    for kind, value in pairs:
+        key = _string_key(leaf.field, kind, value, leaf.cased)
+        if key is None:
+            return None
+        keys.add(key)
+    return frozenset(keys) if keys else None
 
 
-def _leaf_discriminator(leaf: Leaf) -> Discriminator | None:
-    if leaf.cased:
+def _string_key(name: str, kind: str, value: Any, cased: bool) -> Key | None:
+    if kind == "glob":
+        value = value[1]  # (pattern, longest literal chunk)
+    if not isinstance(value, str) or not value:
         return None
-    pairs = leaf.values if leaf.kind == "set" else [(leaf.kind, v) for v in leaf.values]
-    if leaf.field in BASENAME_FIELDS:
-        bases = set()
-        for kind, value in pairs:
-            if kind not in ("eq", "suffix") or not isinstance(value, str) or "/" not in value:
-                return None
-            base = value.rsplit("/", 1)[1]
-            if not base:
-                return None
-            bases.add(base)
-        return (leaf.field, "base", frozenset(bases))
-    if all(kind == "eq" and isinstance(value, str) for kind, value in pairs) and pairs:
-        return (leaf.field, "eq", frozenset(v for _, v in pairs))
-    return None
+    if cased:
+        value = value.lower()
+    if name in BASENAME_FIELDS and kind in ("eq", "suffix") and "/" in value:
+        base = value.rsplit("/", 1)[1]
+        if base:
+            return (name, "base", base)
+    if kind == "eq" and name not in BASENAME_FIELDS:
+        return (name, "eq", value)
+    return (name, "sub", value)
 
 
-def event_keys(kind: str, value: Any) -> Iterator[str]:
-    """The index keys of one lowered field value (each element of a list)."""
-    items = (value,) if isinstance(value, str) else (value or ())
-    for item in items:
-        yield item.rsplit("/", 1)[-1] if kind == "base" else item
+class _Substrings:
+    """All literals of one field found in one pass, mapped to their rules.
+
+    Few literals: a stdlib alternation (plain literals, no backtracking) says in one C call
+    whether any is present, then a short loop finds which. Many literals: one RE2 set match.
+    """
+
+    SMALL = 16
+
+    def __init__(self, literals: dict[str, list[DetectionRule]]) -> None:
+        self.literals = list(literals)
+        self.rules = [tuple(v) for v in literals.values()]
+        self._pairs = list(zip(self.literals, self.rules, strict=True))
+        self._pre: Any = None
+        self._match: Any = None
+        if len(literals) <= self.SMALL or _re2 is None:
+            ordered = sorted(self.literals, key=len, reverse=True)
+            self._pre = re.compile("|".join(map(literal, ordered)), re.S).search
+            return
+        matcher = _re2.Set.SearchSet()
+        for lit in self.literals:
+            matcher.Add(literal(lit))
+        matcher.Compile()
+        inner = getattr(matcher, "_set", None)
+        if inner is not None:  # the binding itself: bytes in, indices out
+            self._match = lambda t: inner.Match(t.encode("utf-8", "surrogatepass"))
+        else:  # pragma: no cover - other binding versions
+            self._match = matcher.Match
+
+    def hits(self, text: str) -> list[tuple[DetectionRule, ...]]:
+        if self._pre is not None:
+            if self._pre(text) is None:
+                return []
+            return [rules for lit, rules in self._pairs if lit in text]
+        found = self._match(text)
+        return [self.rules[i] for i in found] if found else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,30 +130,43 @@ class Route:
     """The detection rules an event of one logsource can meet."""
 
     always: tuple[DetectionRule, ...]
-    indexes: tuple[tuple[str, str, dict[str, tuple[DetectionRule, ...]]], ...]
+    exact: tuple[tuple[str, bool, dict[str, tuple[DetectionRule, ...]]], ...]
+    """(field, basename lookup?, value → rules)"""
+    substrings: tuple[tuple[str, _Substrings], ...]
 
     @property
     def empty(self) -> bool:
-        return not self.always and not self.indexes
+        return not self.always and not self.exact and not self.substrings
 
     def candidates(self, low: Lowered) -> list[DetectionRule]:
         out = list(self.always)
-        for name, kind, table in self.indexes:
+        found = 0
+        for name, base, table in self.exact:
             value = low[name]
-            if value is None:
-                continue
             if value.__class__ is str:
-                hit = table.get(value.rsplit("/", 1)[-1] if kind == "base" else value)
+                hit = table.get(value[value.rfind("/") + 1:] if base else value)
                 if hit:
-                    out.extend(hit)
-            else:
-                seen: set[int] = set()
-                for key in event_keys(kind, value):
-                    for rule in table.get(key, ()):
-                        if id(rule) not in seen:
-                            seen.add(id(rule))
-                            out.append(rule)
-        return out
+                    out += hit
+                    found += 1
+            elif value is not None:
+                for item in value:
+                    hit = table.get(item[item.rfind("/") + 1:] if base else item)
+                    if hit:
+                        out += hit
+                        found += 2
+        for name, index in self.substrings:
+            value = low[name]
+            if value.__class__ is str:
+                for rules in index.hits(value):
+                    out += rules
+                    found += 1
+            elif value is not None:
+                for item in value:
+                    for rules in index.hits(item):
+                        out += rules
+                        found += 2
+        # A rule registered under several keys may be hit more than once.
+        return list(dict.fromkeys(out)) if found > 1 else out
 
 
 def _applies(rule_ls: tuple[str | None, str | None, str | None], ls: LogSource) -> bool:
@@ -143,22 +213,26 @@ class Ruleset:
 
     def _build_route(self, logsource: LogSource) -> Route:
         always: list[DetectionRule] = []
-        tables: dict[tuple[str, str], dict[str, list[DetectionRule]]] = {}
+        exact: dict[tuple[str, str], dict[str, list[DetectionRule]]] = {}
+        subs: dict[str, dict[str, list[DetectionRule]]] = {}
         for rule in self._active:
             if not _applies(rule.logsource, logsource):
                 continue
-            disc = discriminator(rule.tree)
-            if disc is None:
+            keys = discriminator(rule.tree)
+            if not keys:
                 always.append(rule)
                 continue
-            table = tables.setdefault((disc[0], disc[1]), {})
-            for value in sorted(disc[2]):
-                table.setdefault(value, []).append(rule)
-        indexes = tuple(
-            (name, kind, {k: tuple(v) for k, v in table.items()})
-            for (name, kind), table in tables.items()
+            for name, kind, value in sorted(keys):
+                if kind == "sub":
+                    subs.setdefault(name, {}).setdefault(value, []).append(rule)
+                else:
+                    exact.setdefault((name, kind), {}).setdefault(value, []).append(rule)
+        return Route(
+            tuple(always),
+            tuple((n, k == "base", {v: tuple(r) for v, r in t.items()})
+                  for (n, k), t in exact.items()),
+            tuple((n, _Substrings(t)) for n, t in subs.items()),
         )
-        return Route(tuple(always), indexes)
 
 
 def describe_tree(tree: Tree) -> str:
