@@ -8,6 +8,7 @@ group key and window start — so that every sink can deduplicate retries and up
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -111,7 +112,8 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
                 break
             node = child
         if ok and not isinstance(node.get(parts[-1]), dict):
-            node[parts[-1]] = value
+            # a copy: a later "a.b.c" key descends into this dict and must not mutate the alert
+            node[parts[-1]] = copy.deepcopy(value) if isinstance(value, dict) else value
     return out
 
 

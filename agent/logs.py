@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from typing import Any, TextIO
@@ -54,7 +55,10 @@ class JsonFormatter(logging.Formatter):
             "message": safe(record.getMessage()),
         }
         for key, value in _extras(record).items():
-            plain = isinstance(value, int | float | bool) or value is None
+            # NaN/inf are not JSON: json.dumps would write them as bare NaN/Infinity
+            plain = isinstance(value, int | bool) or value is None or (
+                isinstance(value, float) and math.isfinite(value)
+            )
             doc[key] = value if plain else safe(value, 512)
         if record.exc_info:
             doc["error.stack_trace"] = self.formatException(record.exc_info)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable
@@ -26,6 +27,10 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6  # listen_address "::1" or "::" (dual stack on Linux)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -51,8 +56,9 @@ class MetricsServer:
         app: WsgiApp = self._route(metrics_app)
         if username and password is not None:
             app = _basic_auth(app, username, password)
+        server_class = _ThreadingServer6 if ":" in address else _ThreadingServer
         self._server = make_server(
-            address, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+            address, port, app, server_class=server_class, handler_class=_QuietHandler
         )
         if tls_cert and tls_key:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -173,7 +173,7 @@ class FakePsutil:
     def swap_memory(self) -> Any:
         return SimpleNamespace(total=2_000_000, used=500_000)
 
-    def disk_partitions(self, all: bool = False) -> list[Any]:  # noqa: A002 - psutil's name
+    def disk_partitions(self, all: bool = False) -> list[Any]:
         return list(self.partitions)
 
     def disk_usage(self, mountpoint: str) -> Any:

@@ -268,6 +268,16 @@ def test_nest() -> None:
     assert nest({"a.b": 2, "a": 1}) == {"a": {"b": 2}}
 
 
+def test_nest_and_to_ecs_never_mutate_the_alert() -> None:
+    parent = {"pid": 1}
+    flat = {"process.parent": parent, "process.parent.name": "bash"}
+    assert nest(flat) == {"process": {"parent": {"pid": 1, "name": "bash"}}}
+    assert parent == {"pid": 1}
+    alert = brute_force_alert(matched=dict(flat))
+    to_ecs(alert, IDENTITY)
+    assert alert.matched["process.parent"] == {"pid": 1}
+
+
 _KEYS = st.lists(st.sampled_from(["a", "b", "", "c.d"]), min_size=1, max_size=4).map(".".join)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import unicodedata
 from collections.abc import Iterator
 
@@ -79,12 +80,16 @@ def test_json_format_is_one_object_with_escaped_fields() -> None:
     assert doc["obj"] == str({"nested": "x\ny"})  # str() of non-scalars
 
 
+def test_json_non_finite_floats_stay_valid_json() -> None:
+    out = JsonFormatter().format(record(ratio=float("nan"), big=float("inf")))
+    doc = json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    assert (doc["ratio"], doc["big"]) == ("nan", "inf")
+
+
 def test_exceptions_are_rendered() -> None:
     try:
         raise ValueError("bad\x1b[2J")
     except ValueError:
-        import sys
-
         rec = record()
         rec.exc_info = sys.exc_info()
     doc = json.loads(JsonFormatter().format(rec))

@@ -1,4 +1,4 @@
-"""The metric catalogue: bounded labels, Prometheus naming, scrape-time specs match the collectors."""
+"""Metric catalogue: bounded labels, Prometheus names, scrape-time specs match the collectors."""
 
 from __future__ import annotations
 

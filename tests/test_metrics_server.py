@@ -36,8 +36,9 @@ def _join_stoppers() -> Iterator[None]:
 def serve() -> Iterator[Factory]:
     started: list[MetricsServer] = []
 
-    def make(**kwargs: object) -> MetricsServer:
-        server = MetricsServer(fresh_metrics().registry, "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
+    def make(address: str = "127.0.0.1", **kwargs: object) -> MetricsServer:
+        registry = fresh_metrics().registry
+        server = MetricsServer(registry, address, 0, **kwargs)  # type: ignore[arg-type]
         server.start()
         started.append(server)
         return server
@@ -162,3 +163,16 @@ def test_port_in_use_raises(serve: Factory) -> None:
     server = serve()
     with pytest.raises(OSError):
         MetricsServer(fresh_metrics().registry, "127.0.0.1", server.port)
+
+
+def test_ipv6_loopback(serve: Factory) -> None:
+    try:
+        server = serve(address="::1")
+    except OSError as exc:  # pragma: no cover - host without IPv6
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    conn = http.client.HTTPConnection("::1", server.port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 503
+    finally:
+        conn.close()
