@@ -27,7 +27,8 @@ from agent.events import format_timestamp
 from agent.identity import detect_identity
 from agent.logs import safe
 from agent.netdecode.pcapfile import CaptureFormatError
-from agent.replay import INPUTS, LAST_PCAP, run
+from agent.netevents.pcap_input import LAST_PCAP
+from agent.replay import INPUTS, run
 
 EXIT_INPUT = 1
 EXIT_USAGE = 2

@@ -43,6 +43,7 @@ from agent.detection.rule import CorrelationRule, Rule
 from agent.detection.yamlsafe import read_documents
 from agent.errors import RuleError
 from agent.events import Event, parse_timestamp
+from agent.netevents.pcap_input import PCAP_DECODERS
 
 Decoder = Callable[[Path], Iterator[Event]]
 DECODERS: dict[str, Decoder] = {}
@@ -70,6 +71,9 @@ def decode_jsonl(path: Path) -> Iterator[Event]:
 register_decoder("jsonl", decode_jsonl)
 # Log files decoded by the production host parsers (auth, sshd, journal-json, auditd, nginx…).
 for _kind, _decoder in LOG_DECODERS.items():
+    register_decoder(_kind, _decoder)
+# Capture files (pcap, pcapng) through the production packet processor (network issue).
+for _kind, _decoder in PCAP_DECODERS.items():
     register_decoder(_kind, _decoder)
 
 
