@@ -47,7 +47,7 @@ class _Group:
 
 
 def _hashable(value: Any) -> Any:
-    if isinstance(value, list | dict | set):
+    if isinstance(value, list | dict | set | bytearray):
         return str(value)
     return value
 
@@ -60,6 +60,8 @@ class CorrelationState:
         self._steps = len(rule.rules) if rule.type is CorrelationType.TEMPORAL_ORDERED else 0
         self._counted = rule.type in (CorrelationType.VALUE_COUNT, CorrelationType.TEMPORAL)
         self._summed = rule.type in (CorrelationType.VALUE_SUM, CorrelationType.VALUE_AVG)
+        self._distinct = rule.type is CorrelationType.VALUE_COUNT
+        self._timer = rule.has_timer
         # Alerts name the group by the event fields of the first referenced rule.
         self._names = rule.group_fields[rule.rules[0]]
 
@@ -72,13 +74,17 @@ class CorrelationState:
         """Add an event that matched the base rules ``matched`` (ids, in rule order)."""
         rule = self.rule
         fields = event.fields
-        names = rule.group_fields[matched[0]]
-        key = tuple(_hashable(fields.get(f)) for f in names)
+        key = tuple(map(fields.get, rule.group_fields[matched[0]]))
         if None in key:
             return None  # like SIEM "by" clauses: events without the group-by fields are ignored
+        try:
+            group = self.groups.get(key)
+        except TypeError:  # a list/dict value: group by its text
+            key = tuple(map(_hashable, key))
+            group = self.groups.get(key)
         ts = event.timestamp
         payload: Any = None
-        if rule.type is CorrelationType.VALUE_COUNT:
+        if self._distinct:
             payload = _hashable(fields.get(rule.value_field[matched[0]]))
             if payload is None:
                 return None
@@ -86,7 +92,6 @@ class CorrelationState:
             payload = number(fields.get(rule.value_field[matched[0]]))
             if payload is None:
                 return None
-        group = self.groups.get(key)
         if group is None:
             group = _Group(ts, self._steps)
             self.groups[key] = group
@@ -102,8 +107,9 @@ class CorrelationState:
             self._add(group, ts, payload)
         if group.seq is not None:
             self._advance_sequence(group, matched, ts)
-        group.last = max(group.last, ts)
-        if rule.has_timer:
+        if ts > group.last:  # noqa: PLR1730 - hot path, no max() call
+            group.last = ts
+        if self._timer:
             return None
         return self._evaluate(key, group, group.last)
 

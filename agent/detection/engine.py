@@ -55,6 +55,7 @@ class Engine:
         self.late_events = 0
         self.evaluations = 0
         self._pending: list[Alert] = []
+        self._feeds: dict[str, tuple[tuple[CorrelationState, list[str] | None], ...]] = {}
         self._meta = AlertBook(SUPPRESSION_RULE, RuleOptions(), self.options.max_evidence)
         self._drops: dict[str, deque[tuple[float, int]]] = {}
         self._drop_seen: dict[str, int] = {}
@@ -87,6 +88,13 @@ class Engine:
                 now = max((a.alert.last_seen for a in book.open.values()), default=0.0)
                 self._pending.extend(book.close_all(now))
         self.ruleset, self.books, self.states = ruleset, books, states
+        # base rule id → the correlation states it feeds; ``[id]`` when it is the only base
+        feeds: dict[str, list[tuple[CorrelationState, list[str] | None]]] = {}
+        for state in states.values():
+            single = len(set(state.rule.rules)) == 1
+            for rid in dict.fromkeys(state.rule.rules):
+                feeds.setdefault(rid, []).append((state, [rid] if single else None))
+        self._feeds = {k: tuple(v) for k, v in feeds.items()}
         if self.metrics is not None:
             self.metrics.rules_loaded.labels(kind="detection").set(len(ruleset.detections))
             self.metrics.rules_loaded.labels(kind="correlation").set(len(ruleset.correlations))
@@ -106,28 +114,36 @@ class Engine:
         candidates = route.candidates(low)
         self.evaluations += len(candidates)
         out: list[Alert] = []
-        hits: dict[str, list[str]] | None = None
-        consumers = self.ruleset.consumers
+        pending: dict[CorrelationState, list[str]] | None = None
+        late: bool | None = None
         for rule in candidates:
             if not rule.predicate(fields, low):
                 continue
             if rule.output:
                 out.extend(self._single(rule, event))
-            users = consumers.get(rule.id)
-            if users:
-                if hits is None:
-                    hits = {}
-                for corr in users:
-                    hits.setdefault(corr.id, []).append(rule.id)
-        if hits:
-            if ts < watermark - self.options.late_allowance_seconds:
-                self.late_events += 1
-            else:
-                for corr_id, matched in hits.items():
-                    state = self.states[corr_id]
-                    firing = state.observe(matched, event)
-                    if firing is not None:
-                        out.extend(self._correlated(state.rule, firing, event, matched[0]))
+            feeds = self._feeds.get(rule.id)
+            if not feeds:
+                continue
+            if late is None:
+                late = ts < watermark - self.options.late_allowance_seconds
+                if late:
+                    self.late_events += 1
+            if late:
+                continue
+            for state, alone in feeds:
+                if alone is None:  # several base rules: collect them all first (temporal)
+                    if pending is None:
+                        pending = {}
+                    pending.setdefault(state, []).append(rule.id)
+                    continue
+                firing = state.observe(alone, event)
+                if firing is not None:
+                    out.extend(self._correlated(state.rule, firing, event, rule.id))
+        if pending:
+            for state, matched in pending.items():
+                firing = state.observe(matched, event)
+                if firing is not None:
+                    out.extend(self._correlated(state.rule, firing, event, matched[0]))
         return out
 
     def _single(self, rule: DetectionRule, event: Event) -> list[Alert]:
@@ -158,12 +174,12 @@ class Engine:
             matched = _pick(event.fields, base.fields, rule.options.fields)
         matched.update(firing.group)
         ts = event.timestamp if event is not None else self.watermark
-        message = _describe(rule, firing)
         if firing.opened:
             return book.trigger(firing.key, firing.group, ts, firing.window_start, firing.count,
-                                matched, evidence, message)
+                                matched, evidence, _describe(rule, firing))
+        # more of an ongoing incident: the message keeps the value that opened it
         return book.trigger(firing.key, firing.group, ts, firing.window_start, 1, matched,
-                            evidence, message, new_window=False)
+                            evidence, new_window=False)
 
     # ------------------------------------------------------------------ timers
 

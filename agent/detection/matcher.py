@@ -95,15 +95,21 @@ class Lowered(dict[str, Any]):
     __slots__ = ("fields",)
 
     def __init__(self, fields: dict[str, Any]) -> None:
-        # Strings (nearly every field) are lowered up front in one comprehension; anything
-        # else (numbers, lists, absent fields) on first use.
-        super().__init__({k: v.lower() for k, v in fields.items() if v.__class__ is str})
+        super().__init__()
         self.fields = fields
 
     def __missing__(self, key: str) -> str | tuple[str, ...] | None:
-        value = lowered(self.fields.get(key))
-        self[key] = value
-        return value
+        value = self.fields.get(key)
+        if value.__class__ is str:
+            out: str | tuple[str, ...] | None = value.lower()
+        elif value is True:
+            out = "true"
+        elif value is False:
+            out = "false"
+        else:
+            out = lowered(value)
+        self[key] = out
+        return out
 
 
 # ---------------------------------------------------------------------------- intermediate form
@@ -360,7 +366,9 @@ def literal(value: str) -> str:
     return _RE_SPECIAL.sub(r"\\\1", value)
 
 
-def _any_literal(prefixes: list[str], contains: list[str], suffixes: list[str]) -> Any:
+def _any_literal(
+    prefixes: list[str], contains: list[str], suffixes: list[str]
+) -> Callable[[str], Any]:
     """One C-level search for "starts with any / contains any / ends with any" (no backtracking:
     alternatives are plain literals)."""
     parts = []
@@ -370,7 +378,8 @@ def _any_literal(prefixes: list[str], contains: list[str], suffixes: list[str]) 
         parts.append("(?:" + "|".join(map(literal, contains)) + ")")
     if suffixes:
         parts.append("(?:" + "|".join(map(literal, suffixes)) + r")\Z")
-    return re.compile("|".join(parts), re.S).search
+    search: Callable[[str], Any] = re.compile("|".join(parts), re.S).search
+    return search
 
 
 def _string_check(kind: str, values: list[Any]) -> Callable[[str], Any]:
