@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from generator import coverage, elasticsearch
 from generator.grafana import (
     SEL,
     TASK,
     Json,
     Layout,
     dashboard,
+    or_zero,
     override,
     restart_annotation,
     standard_vars,
@@ -113,7 +115,7 @@ def _pipeline(lay: Layout) -> None:
         "Malformed input refused (bad event lines, hostile log lines, undecodable packets), by "
         "source and reason. Attackers sending garbage show up here.",
         [target(f"sum by (source, reason) (rate(vedette_input_errors_total{{{SEL}}}[{RATE}]))"
-                f" or on () sum(vedette_build_info{{{SEL}}}) * 0",
+                + or_zero(),
                 "{{source}}/{{reason}}")],
         "count:errors/s", steps=((1, "orange"),),
     ), 8, 8)
@@ -184,7 +186,7 @@ def _jobs(lay: Layout) -> None:
             target(f"max by (collector) (vedette_collector_degraded{{{SEL}}})",
                    "{{collector}} degraded"),
             target(f"sum by (collector) (rate(vedette_collector_errors_total{{{SEL}}}[{RATE}]))"
-                   f" or max by (collector) (vedette_collector_degraded{{{SEL}}}) * 0",
+                   + or_zero("collector", "vedette_collector_degraded"),
                    "{{collector}} errors/s"),
         ],
         "short", steps=((1, "red"),),
@@ -193,7 +195,7 @@ def _jobs(lay: Layout) -> None:
 
 def _sinks(lay: Layout) -> None:
     lay.row("Sinks")
-    zero = f"sum by (sink) (vedette_sink_deliveries_total{{{SEL}}}) * 0"
+    zero = or_zero("sink", "vedette_sink_deliveries_total")
     lay.add(timeseries(
         "Deliveries/s by sink",
         "Alert documents each sink accepted per second.",
@@ -206,9 +208,9 @@ def _sinks(lay: Layout) -> None:
         "Failed delivery attempts (kept in the retry buffer) and documents given up on.",
         [
             target(f"sum by (sink) (rate(vedette_sink_failures_total{{{SEL}}}[{RATE}]))"
-                   f" or {zero}", "{{sink}} failed"),
+                   + zero, "{{sink}} failed"),
             target(f"sum by (sink) (rate(vedette_sink_dropped_total{{{SEL}}}[{RATE}]))"
-                   f" or {zero}", "{{sink}} dropped"),
+                   + zero, "{{sink}} dropped"),
         ],
         "count:docs/s", steps=((0.001, "red"),),
     ), 8, 8)
@@ -225,8 +227,11 @@ def build() -> Json:
     _process(lay)
     _pipeline(lay)
     _detection(lay)
+    coverage.rule_panels(lay)
     _jobs(lay)
+    coverage.host_collector_panels(lay)
     _sinks(lay)
+    elasticsearch.agent_panels(lay)
     return dashboard(
         UID, "Vedette / Agent health",
         "The Vedette agent itself: resources, pipeline throughput and drops, rules, jobs, sinks.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from generator import elasticsearch
 from generator.grafana import (
     ES,
     SEL,
@@ -11,6 +12,7 @@ from generator.grafana import (
     dashboard,
     datasource_var,
     link,
+    or_zero,
     override,
     restart_annotation,
     severity_overrides,
@@ -175,16 +177,45 @@ def _degraded(lay: Layout) -> None:
             target(f"sum by (instance) (rate(vedette_job_failures_total{{{SEL}}}[{RATE}]))",
                    "{{instance}} job failures"),
             target(f"sum by (instance) (rate(vedette_collector_errors_total{{{SEL}}}[{RATE}]))"
-                   f" or sum by (instance) (vedette_build_info{{{SEL}}}) * 0",
+                   + or_zero("instance"),
                    "{{instance}} collector errors"),
         ],
         "count:errors/s", steps=((0.001, "red"),),
+    ), 8, 8)
+    lay.add(timeseries(
+        "Exec events lost/s",
+        "Process executions lost by the kernel (proc connector overruns) per agent: process "
+        "rules are blind to them (exec coverage).",
+        [target(f"sum by (instance) (rate(vedette_process_events_lost_total{{{SEL}}}[{RATE}]))",
+                "{{instance}}")],
+        "ops", steps=((0.001, "red"),),
+    ), 8, 8)
+    lay.add(timeseries(
+        "Rule load errors and rejections",
+        "Rule files that failed to load and valid rules the agent cannot evaluate, per agent, "
+        "since it started.",
+        [
+            target(f"sum by (instance) (vedette_rule_load_errors_total{{{SEL}}})",
+                   "{{instance}} load errors"),
+            target(f"sum by (instance) (vedette_rules_rejected_total{{{SEL}}})"
+                   + or_zero("instance"), "{{instance}} rejected"),
+        ],
+        "short", steps=((1, "orange"),),
+    ), 8, 8)
+    lay.add(timeseries(
+        "Correlation group evictions/s",
+        "Correlation state evicted by the per-rule max_groups bound, per agent: a flood of "
+        "spoofed sources is being absorbed (and slow attacks may be missed).",
+        [target(f"sum by (instance) "
+                f"(rate(vedette_correlation_group_evictions_total{{{SEL}}}[{RATE}]))"
+                + or_zero("instance"), "{{instance}}")],
+        "ops", steps=((1, "orange"),),
     ), 8, 8)
 
 
 # Failure counters have no series before the first failure: show 0 for every sink that has
 # delivered something instead of "No data".
-_sinks_zero = f"sum by (instance, sink) (vedette_sink_deliveries_total{{{SEL}}}) * 0"
+_sinks_zero = or_zero("instance, sink", "vedette_sink_deliveries_total")
 
 
 def _shipping(lay: Layout) -> None:
@@ -201,9 +232,9 @@ def _shipping(lay: Layout) -> None:
         "Failed delivery attempts (retried) and documents given up on (lost), by agent and sink.",
         [
             target(f"sum by (instance, sink) (rate(vedette_sink_failures_total{{{SEL}}}[{RATE}]))"
-                   f" or {_sinks_zero}", "{{instance}} {{sink}} failed"),
+                   + _sinks_zero, "{{instance}} {{sink}} failed"),
             target(f"sum by (instance, sink) (rate(vedette_sink_dropped_total{{{SEL}}}[{RATE}]))"
-                   f" or {_sinks_zero}", "{{instance}} {{sink}} dropped"),
+                   + _sinks_zero, "{{instance}} {{sink}} dropped"),
         ],
         "count:docs/s", steps=((0.001, "red"),),
     ), 8, 8)
@@ -253,6 +284,7 @@ def build() -> Json:
     _detection(lay)
     _degraded(lay)
     _shipping(lay)
+    elasticsearch.fleet_panels(lay)
     _es_alerts(lay)
     variables = [
         *standard_vars(),

@@ -53,6 +53,17 @@ def target(
     }
 
 
+def or_zero(on: str = "", base: str = "vedette_build_info") -> str:
+    """`` or <zero per agent>``: a flat 0 instead of "No data" for counters with lazy labels.
+
+    Right-hand elements only fill in where the left side has no element with the same ``on``
+    labels, so real series never get a duplicate zero line. A typo on the left is still caught:
+    the tests check each metric name against the catalogue and the live agent's metadata.
+    """
+    by = f" by ({on})" if on else ""
+    return f" or on ({on}) sum{by} ({base}{{{SEL}}}) * 0"
+
+
 def thresholds(*steps: tuple[float, str], base: str = "green") -> Json:
     return {
         "mode": "absolute",

@@ -7,7 +7,9 @@ from generator.grafana import (
     Json,
     Layout,
     bargauge,
+    color_override,
     dashboard,
+    or_zero,
     restart_annotation,
     severity_overrides,
     standard_vars,
@@ -182,6 +184,29 @@ def _processes(lay: Layout) -> None:
         "Logged-in sessions",
         "Login sessions in utmp over time; unexpected sessions at odd hours deserve a look.",
         [target(f"max(vedette_host_users_logged_in{{{SEL}}})", "sessions")],
+        "short",
+    ), 8, 8)
+    lay.add(timeseries(
+        "Logins by outcome",
+        "Login attempts per second seen in the authentication logs (ssh, su, login), by "
+        "outcome. A wall of failures is password guessing.",
+        [target(f"sum by (outcome) (rate(vedette_logins_total{{{SEL}}}[{RATE}]))" + or_zero(),
+                "{{outcome}}")],
+        "count:logins/s", bars=True, stack=True,
+        overrides=[color_override("failure", "red"), color_override("success", "green")],
+    ), 8, 8)
+    lay.add(timeseries(
+        "File integrity changes",
+        "Changes to watched files (passwd, shadow, sudoers, SSH keys, cron, systemd units ...) "
+        "per second, by action.",
+        [target(f"sum by (action) (rate(vedette_fim_changes_total{{{SEL}}}[{RATE}]))"
+                + or_zero(), "{{action}}")],
+        "ops", bars=True, stack=True, steps=((0.001, "orange"),),
+    ), 8, 8)
+    lay.add(timeseries(
+        "Listening sockets",
+        "Listening TCP/UDP sockets on the host; a new listener can be a backdoor.",
+        [target(f"max(vedette_listening_sockets{{{SEL}}})", "listeners")],
         "short",
     ), 8, 8)
 

@@ -41,6 +41,8 @@ BOUNDED_LABELS = frozenset({
     "queue", "collector", "stage", "reason", "source",  # pipeline
     "rule", "severity", "status",  # detection (rule ids come from the loaded rule set)
     "sink", "result",             # sinks, reloads
+    "kind", "outcome", "action",  # rule kinds, login outcomes, file-integrity actions
+    "spool", "stream",            # Elasticsearch spool name, data stream (alerts/events)
 })
 
 

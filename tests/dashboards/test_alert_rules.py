@@ -17,9 +17,12 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 
 # What the issue asks the rules to cover, as alert names.
 REQUIRED = {
-    "VedetteAgentDown", "VedetteAgentRestarting", "VedetteEventsDropped",
-    "VedetteCollectorDegraded", "VedetteRuleLoadErrors", "VedetteAlertStorm",
-    "VedetteSinkFailing", "VedetteSinkBacklogGrowing", "VedetteHighCPU", "VedetteHighMemory",
+    "VedetteAgentDown", "VedetteAgentRestarting",                            # availability
+    "VedetteEventsDropped", "VedetteCollectorDegraded", "VedetteExecEventsLost",  # degraded
+    "VedetteRuleLoadErrors", "VedetteReloadRefused", "VedetteAlertStorm",
+    "VedetteSpoolGrowing", "VedetteShippingFailing", "VedetteElasticsearchUnreachable",
+    "VedetteSinkFailing", "VedetteSinkBacklogGrowing",                       # delivery
+    "VedetteHighCPU", "VedetteHighMemory",                                   # resources
 }
 
 
