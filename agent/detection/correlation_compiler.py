@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sigma.correlations import (
@@ -185,6 +185,18 @@ def _compile(
         options = RuleOptions.from_attribute(rule.custom_attributes.get(OPTIONS_KEY))
     except ValueError as exc:
         raise RuleError(str(exc), cand.source.path, cand.source.line) from None
+    if options.group_by:
+        raise RuleError(f"{OPTIONS_KEY}.group_by is for single-event rules; a correlation "
+                        "groups by its group-by", cand.source.path, cand.source.line)
+    extra = []
+    for name in options.fields:
+        entry = lookup(*detections[targets[0]].logsource)
+        resolved = entry.resolve(name) if entry is not None else None
+        if resolved is None:
+            raise RuleError(f"{OPTIONS_KEY}.fields: {name!r} is not a field of the referenced "
+                            "rules' events", cand.source.path, cand.source.line)
+        extra.append(resolved)
+    options = replace(options, fields=tuple(extra))
     aliases = {a.alias: {r.reference: f for r, f in a.mapping.items()} for a in rule.aliases}
     refs_by_target = dict(zip(_references(rule), targets, strict=True))
     back = {t: r for r, t in refs_by_target.items()}

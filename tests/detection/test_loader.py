@@ -226,3 +226,19 @@ def test_fixture_folders_are_not_rules(tmp_path: Path) -> None:
     (tmp_path / "r.tests").mkdir()
     (tmp_path / "r.tests" / "expect.yml").write_text("cases: []\n")
     assert load_rules([tmp_path]).summary_line() == "1 rules: 1 compiled, 0 rejected, 0 errors"
+
+
+def test_correlation_options_are_checked_against_the_base_logsource(tmp_path: Path) -> None:
+    base = rule_doc({"sel": {"Image": "/x"}, "condition": "sel"}, name="base")
+    good = corr("5d0c9d4e-6f1c-4b8e-9d55-0000000000b1", "good", ["base"])
+    good["vedette"] = {"fields": ["CommandLine"]}
+    report = load(tmp_path, base, good)
+    assert not report.errors
+    assert report.ruleset.correlations[0].options.fields == ("process.command_line",)
+    bad = corr("5d0c9d4e-6f1c-4b8e-9d55-0000000000b2", "bad", ["base"])
+    bad["vedette"] = {"fields": ["LogonId"]}
+    wrong = corr("5d0c9d4e-6f1c-4b8e-9d55-0000000000b3", "wrong", ["base"])
+    wrong["vedette"] = {"group_by": ["User"]}
+    reasons = [e.reason for e in load(tmp_path, base, bad, wrong).errors]
+    assert any("'LogonId' is not a field" in r for r in reasons)
+    assert any("group_by is for single-event rules" in r for r in reasons)
