@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.collectors.tail import FileTailer, OffsetStore
 
@@ -188,3 +191,35 @@ def test_max_read_bytes_bounds_one_call(log: Path) -> None:
     for _ in range(20):
         rest += t.read().lines
     assert first + rest == [b"line%03d" % i for i in range(100)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=12),
+    st.lists(st.integers(min_value=1, max_value=20), min_size=1, max_size=30),
+    st.integers(min_value=1, max_value=16),
+)
+def test_any_chunking_of_appends_yields_the_same_lines(
+    lines: list[bytes], cuts: list[int], max_line: int
+) -> None:
+    data = b"".join(line + b"\n" for line in lines)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "chunked.log"
+        path.write_bytes(b"")
+        t = tailer(path, max_line_bytes=max_line)
+        got: list[bytes] = []
+        cut_count = 0
+        pos = 0
+        for cut in cuts:
+            append(path, data[pos : pos + cut])
+            pos += cut
+            result = t.read()
+            got += result.lines
+            cut_count += result.truncated_lines
+        append(path, data[pos:])
+        result = t.read()
+        got += result.lines
+        cut_count += result.truncated_lines
+        t.close()
+    assert got == [line[:max_line] for line in lines]
+    assert cut_count == sum(1 for line in lines if len(line) > max_line)
