@@ -105,3 +105,21 @@ def write(path: Path, packets: Iterable[Packet]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     wrpcap(str(path), ordered)
     return path
+
+
+def syn_frames(count: int, src: str, dst: str, dport: int, start: float, step: float,
+               random_sources: random.Random | None = None) -> list[tuple[float, bytes]]:
+    """Many SYN frames fast: one scapy build, then source port (and address) patched in place.
+
+    Checksums are left stale; the decoder never checks them.
+    """
+    template = bytearray(bytes(eth() / IP(src=src, dst=dst) / TCP(sport=1, dport=dport,
+                                                                  flags="S")))
+    out = []
+    for i in range(count):
+        frame = bytearray(template)
+        frame[34:36] = (1024 + i % 60000).to_bytes(2, "big")
+        if random_sources is not None:
+            frame[26:30] = random_sources.getrandbits(32).to_bytes(4, "big")
+        out.append((start + i * step, bytes(frame)))
+    return out

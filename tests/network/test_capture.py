@@ -1,0 +1,157 @@
+"""Capture plumbing: BPF compile/parse, interface discovery, the privilege check, a real ring."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.capture import bpf, builder
+from agent.capture.collector import PacketCaptureCollector
+from agent.capture.interfaces import discover
+from agent.config import Config
+from agent.errors import CollectorError
+from agent.events import Event
+from agent.metrics import AgentMetrics
+
+
+def test_parse_dd_and_accept_all() -> None:
+    text = "{ 0x28, 0, 0, 0x0000000c },\n{ 0x15, 0, 1, 0x00000800 },\n{ 0x6, 0, 0, 0x00000200 },\n"
+    assert bpf.parse_dd(text) == [(0x28, 0, 0, 12), (0x15, 0, 1, 0x800), (6, 0, 0, 512)]
+    assert bpf.accept_all(300) == [(6, 0, 0, 300)]
+    with pytest.raises(CollectorError):
+        bpf.parse_dd("garbage")
+    assert bpf.compile_filter("  ", 96) == [(6, 0, 0, 96)]
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed")
+def test_compile_with_tcpdump_and_errors_are_clear() -> None:
+    program = bpf.compile_filter("tcp or udp port 53", 256)
+    assert program[-1] == (6, 0, 0, 0) or any(ins[3] == 256 for ins in program)
+    with pytest.raises(CollectorError, match="does not compile"):
+        bpf.compile_filter("tcp and and", 256)
+
+
+def _iface(root: Path, name: str, flags: int, arphrd: int) -> None:
+    (root / name).mkdir()
+    (root / name / "flags").write_text(hex(flags) + "\n")
+    (root / name / "type").write_text(f"{arphrd}\n")
+
+
+def test_discover_filters_loopback_down_excluded_and_unsupported(tmp_path: Path) -> None:
+    _iface(tmp_path, "lo", 0x9, 772)
+    _iface(tmp_path, "eth0", 0x1003, 1)
+    _iface(tmp_path, "eth1", 0x1002, 1)  # down
+    _iface(tmp_path, "tun0", 0x1091, 65534)
+    _iface(tmp_path, "veth9", 0x1003, 1)
+    _iface(tmp_path, "ip6tnl0", 0x81, 769)
+    found, unsupported = discover([], ["veth*"], tmp_path)
+    assert [(i.name, i.linktype) for i in found] == [("eth0", 1), ("tun0", 101)]
+    assert unsupported == ["ip6tnl0"]
+    only, _ = discover(["tun0"], [], tmp_path)
+    assert [i.name for i in only] == ["tun0"]
+
+
+def test_builder_without_cap_net_raw_raises_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def denied() -> socket.socket:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(builder, "open_packet_socket", denied)
+    with pytest.raises(CollectorError, match="CAP_NET_RAW"):
+        builder.check_capture_privilege()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="needs an unprivileged user")
+def test_builder_really_unprivileged() -> None:
+    with pytest.raises(CollectorError, match="CAP_NET_RAW"):
+        builder.check_capture_privilege()
+
+
+def _root_with_netns() -> bool:
+    return os.geteuid() == 0 and shutil.which("ip") is not None
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not _root_with_netns(), reason="needs root and iproute2")
+def test_ring_captures_in_a_namespace_with_health_events() -> None:
+    ns, peer = f"vdring{os.getpid()}", f"vdpeer{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run(["ip", "netns", "add", peer], check=True)
+    try:
+        def ipn(name: str, *args: str) -> None:
+            subprocess.run(["ip", "-n", name, *args], check=True)
+
+        ipn(ns, "link", "add", "vra", "type", "veth", "peer", "name", "vrb", "netns", peer)
+        ipn(ns, "addr", "add", "198.18.9.1/24", "dev", "vra")
+        ipn(peer, "addr", "add", "198.18.9.2/24", "dev", "vrb")
+        ipn(ns, "link", "set", "vra", "up")
+        ipn(peer, "link", "set", "vrb", "up")
+        code = """
+import threading, time, json
+from prometheus_client import CollectorRegistry
+from agent.metrics import AgentMetrics
+from agent.config import Config
+from agent.capture.collector import PacketCaptureCollector
+cfg = Config.model_validate({"capture": {"health_interval_seconds": 0.5,
+                             "ring_blocks": 4, "ring_block_bytes": 65536}})
+m = AgentMetrics(CollectorRegistry())
+c = PacketCaptureCollector(cfg.capture, cfg.network, m)
+got = []
+stop = threading.Event()
+t = threading.Thread(target=c.run, args=(lambda e: got.extend(e) or 0, stop)); t.start()
+time.sleep(3.0); stop.set(); t.join()
+print(json.dumps([[e.logsource.category, e.fields] for e in got]))
+print(m.registry.get_sample_value("vedette_capture_interfaces"))
+"""
+        probe = """
+import socket
+for port in range(1, 31):
+    s = socket.socket(); s.settimeout(0.2)
+    try: s.connect(("198.18.9.1", port))
+    except OSError: pass
+    s.close()
+"""
+        repo = Path(__file__).resolve().parents[2]
+        python = str(repo / ".venv/bin/python")
+        capture = subprocess.Popen(["ip", "netns", "exec", ns, python, "-c", code], cwd=repo,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.2)
+        subprocess.run(["ip", "netns", "exec", peer, python, "-c", probe], check=True,
+                       timeout=30)
+        out, err = capture.communicate(timeout=60)
+        assert capture.returncode == 0, err
+        lines = out.splitlines()
+        events = json.loads(lines[0])
+        syns = [f for cat, f in events if cat == "network_packet" and f.get("tcp.flags.syn")]
+        assert {f["destination.port"] for f in syns} >= set(range(1, 31))
+        assert all(f["observer.ingress.interface.name"] == "vra" for f in syns)
+        resets = [f for cat, f in events if cat == "network_packet" and f.get("tcp.flags.rst")]
+        assert resets, "outgoing packets (the RST answers) are captured too"
+        health = [f for cat, f in events if cat == "capture_health"]
+        assert health and health[0]["capture.drops"] == 0
+        assert float(lines[1]) == 1.0
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        subprocess.run(["ip", "netns", "del", peer], check=False)
+
+
+def test_collector_health_without_rings_is_empty() -> None:
+    cfg = Config()
+    collector = PacketCaptureCollector(cfg.capture, cfg.network, AgentMetrics(CollectorRegistry()))
+    assert collector.health() == []
+    stop = threading.Event()
+    stop.set()
+    published: list[Event] = []
+    t0 = time.monotonic()
+    collector.run(lambda e: published.extend(e) or 0, stop)
+    assert time.monotonic() - t0 < 2

@@ -1,0 +1,167 @@
+"""Packet processor: budgets bound a flood, aggregates keep its size, probes pass one by one."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from scapy.packet import Packet
+
+from agent.config import NetworkSection
+from agent.events import Event
+from agent.netdecode.pcapfile import RawPacket
+from agent.netevents.processor import PacketProcessor
+from agent.threatintel.feeds import IntelSet
+from agent.threatintel.prefixes import table_of
+from tests.network import craft as c
+from tests.network.craft import ATTACKER, SERVER, T0
+
+
+def raw(pkts: list[Packet]) -> list[RawPacket]:
+    return [RawPacket(float(p.time), 1, bytes(p), getattr(p, "wirelen", None) or len(bytes(p)))
+            for p in sorted(pkts, key=lambda p: float(p.time))]
+
+
+def run(pkts: list[Packet], settings: NetworkSection | None = None,
+        processor: PacketProcessor | None = None) -> tuple[PacketProcessor, list[Event]]:
+    proc = processor or PacketProcessor(settings or NetworkSection())
+    events = proc.process(raw(pkts))
+    events += proc.flush()
+    return proc, events
+
+
+def kinds(events: list[Event]) -> Counter[str]:
+    return Counter(str(e.logsource.category) for e in events)
+
+
+def test_each_scan_probe_becomes_an_event_with_flags() -> None:
+    pkts = [c.tcp(T0 + i * 0.001, ATTACKER, SERVER, 40000, port, "S") for port in range(1, 51)
+            for i in (port,)]
+    pkts.append(c.tcp(T0 + 0.5, ATTACKER, SERVER, 40000, 99, "FPU"))
+    _, events = run(pkts)
+    packets = [e for e in events if e.logsource.category == "network_packet"]
+    assert len(packets) == 51
+    first = packets[0].fields
+    assert first["tcp.flags.syn"] is True and first["tcp.flags.ack"] is False
+    assert first["network.direction"] == "inbound"
+    assert first["destination.port"] == 1 and first["source.ip"] == ATTACKER
+    xmas = packets[-1].fields
+    assert (xmas["tcp.flags.fin"], xmas["tcp.flags.psh"], xmas["tcp.flags.urg"]) == (
+        True, True, True)
+
+
+def test_ordinary_segments_make_no_packet_events() -> None:
+    _, events = run(c.handshake(T0, "10.1.0.20", SERVER, 30000, 443, data=5))
+    syns = [e for e in events if e.logsource.category == "network_packet"]
+    assert len(syns) == 2  # SYN and SYN-ACK; ACK/PSH/FIN-ACK segments are not control packets
+    flows = [e for e in events if e.logsource.category == "network_flow"]
+    assert {f.fields["network.direction"] for f in flows} == {"internal"}
+
+
+def frames(pairs: list[tuple[float, bytes]]) -> list[RawPacket]:
+    return [RawPacket(ts, 1, data, len(data)) for ts, data in pairs]
+
+
+def test_flood_is_budgeted_but_counted_in_aggregates() -> None:
+    proc = PacketProcessor(NetworkSection())
+    events = proc.process(frames(c.syn_frames(4000, ATTACKER, SERVER, 80, T0, 0.0002)))
+    events += proc.flush()
+    counts = kinds(events)
+    assert counts["network_packet"] == 100  # max_events_per_destination per second
+    assert proc.stats.suppressed == 3900
+    traffic = [e.fields for e in events if e.logsource.category == "network_traffic"]
+    assert sum(t["traffic.syn"] for t in traffic) == 4000
+    assert all(t["traffic.syn_ratio"] == 1.0 for t in traffic)
+    assert traffic[0]["destination.port"] == 80 and traffic[0]["network.direction"] == "inbound"
+
+
+def test_spoofed_sources_are_estimated() -> None:
+    proc = PacketProcessor(NetworkSection())
+    pairs = c.syn_frames(2000, ATTACKER, SERVER, 80, T0, 0.0004, random.Random(5))
+    events = proc.process(frames(pairs)) + proc.flush()
+    traffic = [e.fields for e in events if e.logsource.category == "network_traffic"]
+    assert len(traffic) == 1
+    assert 1800 <= traffic[0]["traffic.source_count"] <= 2200
+
+
+def test_global_and_source_budgets() -> None:
+    settings = NetworkSection(max_events_per_source=10, max_events_per_second=1000)
+    pkts = [c.tcp(T0 + i * 0.001, ATTACKER, SERVER, 40000, i + 1, "S") for i in range(50)]
+    proc, events = run(pkts, settings)
+    assert kinds(events)["network_packet"] == 10
+    assert proc.stats.suppressed == 40
+
+
+def test_budgets_reset_every_second() -> None:
+    settings = NetworkSection(max_events_per_destination=5)
+    pkts = [c.tcp(T0 + i * 0.1, ATTACKER, SERVER, 1000 + i, 80, "S") for i in range(30)]
+    _, events = run(pkts, settings)
+    assert kinds(events)["network_packet"] == 15  # 5 per second, three seconds
+
+
+def test_dns_events_and_budget() -> None:
+    pkts = [c.dns_query(T0 + i * 0.001, SERVER, f"h{i}.example.com", "A", sport=40000 + i)
+            for i in range(300)]
+    _, events = run(pkts)
+    dns = [e.fields for e in events if e.logsource.category == "dns"]
+    assert len(dns) == 200
+    assert dns[0]["dns.question.registered_domain"] == "example.com"
+    assert dns[0]["dns.question.subdomain"] == "h0"
+    assert dns[0]["dns.type"] == "query"
+
+
+def test_arp_binding_change_and_gateway_flag() -> None:
+    settings = NetworkSection(gateways=["10.1.0.1"])
+    pkts = [
+        c.arp(T0, 2, c.MAC_GATEWAY, "10.1.0.1", SERVER),
+        c.arp(T0 + 1, 2, c.MAC_GATEWAY, "10.1.0.1", SERVER),
+        c.arp(T0 + 2, 2, c.MAC_ATTACKER, "10.1.0.1", SERVER),
+        c.arp(T0 + 3, 1, "02:00:00:00:00:77", "0.0.0.0", "10.1.0.77"),
+    ]
+    proc, events = run(pkts, settings)
+    arp = [e.fields for e in events if e.logsource.category == "arp"]
+    assert [a.get("arp.sender_mac_previous") for a in arp] == [
+        None, None, "02-00-00-00-00-01", None]
+    assert arp[2]["arp.sender_is_gateway"] is True and arp[3]["arp.sender_is_gateway"] is False
+    assert len(proc.arp) == 1  # the probe from 0.0.0.0 claims nothing
+
+
+def test_threat_intel_match_on_new_flows() -> None:
+    intel = IntelSet(table=table_of(["192.0.2.0/24"], "feedA"))
+    proc = PacketProcessor(NetworkSection(), intel=lambda: intel)
+    pkts = c.handshake(T0, SERVER, "192.0.2.9", 5000, 443) + c.handshake(
+        T0 + 1, SERVER, "192.0.3.9", 5001, 443)
+    _, events = run(pkts, processor=proc)
+    hits = [e.fields for e in events if e.fields.get("event.action") == "threat_intel_match"]
+    assert len(hits) == 2  # one per direction of the listed conversation
+    assert {h["threat.indicator.matched_side"] for h in hits} == {"source", "destination"}
+    assert {h["threat.feed.name"] for h in hits} == {"feedA"}
+
+
+def test_flows_are_bounded_and_overflow_counted() -> None:
+    settings = NetworkSection(max_flows=100)
+    pkts = [c.udp(T0 + i * 0.001, f"10.9.{i // 250}.{i % 250 + 1}", SERVER, 1, 2)
+            for i in range(300)]
+    proc, events = run(pkts, settings)
+    assert kinds(events)["network_flow"] == 100
+    assert proc.stats.table_overflows["flows"] == 200
+    assert proc.stats.traffic[("udp", "unknown")][0] == 200
+
+
+def test_advance_flushes_a_quiet_second() -> None:
+    proc = PacketProcessor(NetworkSection(aggregate_min_packets=1))
+    events = proc.process(raw([c.echo(T0 + 0.5, ATTACKER, SERVER)]))
+    assert kinds(events)["network_packet"] == 1
+    assert proc.advance(T0 + 0.9) == []
+    later = proc.advance(T0 + 1.2)
+    assert kinds(later)["network_traffic"] == 1
+    assert later[0].timestamp < T0 + 1
+
+
+def test_undecodable_frames_are_counted() -> None:
+    proc = PacketProcessor(NetworkSection())
+    events = proc.process([RawPacket(T0, 1, b"\x00" * 10, 10), RawPacket(T0, 77, b"x", 1),
+                           RawPacket(T0, 1, bytes(c.udp(T0, SERVER, ATTACKER, 1, 53))[:44], 60)])
+    assert events == []
+    assert proc.stats.errors == Counter(
+        {"truncated": 1, "unsupported_linktype": 1, "dns_truncated": 1})

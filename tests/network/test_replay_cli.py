@@ -1,0 +1,76 @@
+"""`vedette replay`: summary table, --json ECS documents, bad files, the shared input registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.config import Config
+from agent.detection.engine import Engine
+from agent.detection.loader import load_rules
+from agent.replay import INPUTS, run
+from tests.network import craft as c
+from tests.network.craft import ATTACKER, SERVER, T0
+from tests.network.make_rule_fixtures import dns_tunnel, vertical_scan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def mixed_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("replay") / "mixed.pcap"
+    hostile = c.dns_query(T0 + 3, SERVER, "x.example.com")
+    pkts = [*vertical_scan(), *dns_tunnel(), hostile]
+    return c.write(path, pkts)
+
+
+def vedette(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_summary_table(mixed_pcap: Path) -> None:
+    proc = vedette("replay", str(mixed_pcap), "--rules", str(REPO / "rules" / "network"))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Vertical TCP port scan" in out
+    assert "DNS tunnel - many long random subdomains of one domain" in out
+    assert f"source.ip={ATTACKER}, destination.ip={SERVER}" in out
+    assert "packets" in out.splitlines()[0] and "alert(s)" in out.splitlines()[-1]
+
+
+def test_json_one_final_ecs_document_per_alert(mixed_pcap: Path) -> None:
+    proc = vedette("replay", str(mixed_pcap), "--json", "--rules", str(REPO / "rules"))
+    assert proc.returncode == 0, proc.stderr
+    docs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert docs, proc.stderr
+    ids = [d["event"]["id"] for d in docs]
+    assert len(ids) == len(set(ids))
+    scan = next(d for d in docs if d["rule"]["name"] == "Vertical TCP port scan")
+    assert scan["threat"]["technique"]["id"] == ["T1046"]
+    assert scan["source"]["ip"] == ATTACKER
+    assert scan["event"]["kind"] == "alert"
+
+
+def test_bad_file_exit_1_with_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"\x00" * 64)
+    proc = vedette("replay", str(bad))
+    assert proc.returncode == 1
+    assert "not a pcap or pcapng file" in proc.stderr
+    missing = vedette("replay", str(tmp_path / "none.pcap"))
+    assert missing.returncode == 1 and "No such file" in missing.stderr
+
+
+def test_same_path_as_fixtures_and_registry_is_shared(mixed_pcap: Path) -> None:
+    assert "pcap" in INPUTS and "auth" in INPUTS
+    report = load_rules([REPO / "rules" / "network"])
+    engine = Engine(report.ruleset)
+    result = run(engine, INPUTS["pcap"](mixed_pcap, Config(), None), 1000.0)
+    titles = {a.rule.title for a in result.alerts.values()}
+    assert {"Vertical TCP port scan", "DNS tunnel - TXT/NULL query volume"} <= titles
+    assert all(a.status.value == "closed" for a in result.alerts.values())
