@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.detection.matcher import number
-from agent.detection.rule import CorrelationRule, CorrelationType
+from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
 from agent.events import Event
 
 
@@ -26,11 +26,16 @@ class Firing:
     """The condition of one group is true: a new alert (``opened``) or more of the same."""
 
     key: tuple[Any, ...]
-    group: dict[str, Any]
+    names: tuple[str, ...]
     window_start: float
     count: int
     value: float
     opened: bool
+
+    @property
+    def group(self) -> dict[str, Any]:
+        """Group-by event field → value."""
+        return dict(zip(self.names, self.key, strict=True))
 
 
 class _Group:
@@ -62,6 +67,11 @@ class CorrelationState:
         self._summed = rule.type in (CorrelationType.VALUE_SUM, CorrelationType.VALUE_AVG)
         self._distinct = rule.type is CorrelationType.VALUE_COUNT
         self._timer = rule.has_timer
+        self._span = rule.timespan
+        self._fast = not self._timer and rule.type in (
+            CorrelationType.EVENT_COUNT, CorrelationType.VALUE_COUNT)
+        self._test = OPERATORS[rule.op] if rule.op else OPERATORS["gte"]
+        self._threshold = rule.threshold if rule.threshold is not None else 1.0
         # Alerts name the group by the event fields of the first referenced rule.
         self._names = rule.group_fields[rule.rules[0]]
 
@@ -100,6 +110,8 @@ class CorrelationState:
                 self.evictions += 1
         else:
             self.groups.move_to_end(key)
+        if self._fast and group.queue and group.queue[-1][0] <= ts:
+            return self._count_fast(key, group, ts, payload)
         if rule.type is CorrelationType.TEMPORAL:
             for rid in matched:
                 self._add(group, ts, rid)
@@ -112,6 +124,36 @@ class CorrelationState:
         if self._timer:
             return None
         return self._evaluate(key, group, group.last)
+
+    def _count_fast(
+        self, key: tuple[Any, ...], group: _Group, ts: float, payload: Any
+    ) -> Firing | None:
+        """event_count/value_count with gt/gte/eq/neq, in-order event: the hot path inlined."""
+        queue = group.queue
+        queue.append((ts, payload))
+        group.last = ts
+        limit = ts - self._span
+        counts = group.counts
+        if self._distinct:
+            counts[payload] = counts.get(payload, 0) + 1
+            while queue[0][0] <= limit:
+                old = queue.popleft()[1]
+                left = counts[old] - 1
+                if left:
+                    counts[old] = left
+                else:
+                    del counts[old]
+            value = len(counts)
+        else:
+            while queue[0][0] <= limit:
+                queue.popleft()
+            value = len(queue)
+        if not self._test(value, self._threshold):
+            group.armed = True
+            return None
+        opened = group.armed
+        group.armed = False
+        return Firing(key, self._names, queue[0][0], len(queue), float(value), opened)
 
     def _add(self, group: _Group, ts: float, payload: Any) -> None:
         queue = group.queue
@@ -190,8 +232,7 @@ class CorrelationState:
         opened = group.armed
         group.armed = False
         start = group.queue[0][0] if group.queue else end - self.rule.timespan
-        return Firing(key, dict(zip(self._names, key, strict=True)), start,
-                      len(group.queue), value, opened)
+        return Firing(key, self._names, start, len(group.queue), value, opened)
 
     # ------------------------------------------------------------------ timers
 

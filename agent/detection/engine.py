@@ -164,6 +164,11 @@ class Engine:
     ) -> list[Alert]:
         book = self.books[rule.id]
         entry = book.open.get(firing.key)
+        if entry is not None and not firing.opened and event is not None:
+            # hot path: more of an ongoing incident (the message keeps the opening value)
+            evidence = (event.to_dict() if len(entry.alert.evidence) < book.max_evidence
+                        else None)
+            return book.grow(firing.key, entry, event.timestamp, 1, evidence)
         evidence = None
         matched: dict[str, Any] = {}
         if event is not None and (entry is None or len(entry.alert.evidence) < book.max_evidence):

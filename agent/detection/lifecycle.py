@@ -66,20 +66,7 @@ class AlertBook:
         opts = self.options
         entry = self.open.get(key)
         if entry is not None:
-            self.open.move_to_end(key)
-            alert = entry.alert
-            alert.count += count
-            alert.last_seen = max(alert.last_seen, ts)
-            alert.first_seen = min(alert.first_seen, ts)
-            if evidence is not None and len(alert.evidence) < self.max_evidence:
-                alert.evidence.append(evidence)
-            if message:
-                alert.message = message
-            if ts - entry.last_emit >= opts.update_interval:
-                return [self._emit(entry, ts)]
-            entry.dirty = True
-            self.coalesced += 1
-            return []
+            return self.grow(key, entry, ts, count, evidence, message)
         if not new_window:
             return []
         until = self.cooldown_until.get(key)
@@ -114,6 +101,28 @@ class AlertBook:
             out.append(self._finish(old_key, oldest, oldest.alert.last_seen))
         out.append(alert.snapshot())
         return out
+
+    def grow(
+        self, key: Any, entry: _Open, ts: float, count: int,
+        evidence: dict[str, Any] | None, message: str = "",
+    ) -> list[Alert]:
+        """More of an open alert; re-sent only when ``update_interval`` has passed."""
+        self.open.move_to_end(key)
+        alert = entry.alert
+        alert.count += count
+        if ts > alert.last_seen:  # noqa: PLR1730 - hot path, no max() call
+            alert.last_seen = ts
+        if ts < alert.first_seen:  # noqa: PLR1730
+            alert.first_seen = ts
+        if evidence is not None and len(alert.evidence) < self.max_evidence:
+            alert.evidence.append(evidence)
+        if message:
+            alert.message = message
+        if ts - entry.last_emit >= self.options.update_interval:
+            return [self._emit(entry, ts)]
+        entry.dirty = True
+        self.coalesced += 1
+        return []
 
     def _emit(self, entry: _Open, now: float) -> Alert:
         entry.alert.status = Status.UPDATED
