@@ -218,3 +218,32 @@ def test_queue_depth_collector(metrics: AgentMetrics) -> None:
     assert registry.get_sample_value("vedette_queue_depth", {"queue": "sink_es"}) == 1
     names = {s.name for f in registry.collect() for s in f.samples}
     assert names <= set(catalog())
+
+
+def test_every_accepted_event_is_processed_or_counted_when_stopping_under_load(
+    metrics: AgentMetrics, sink: RecordingSink
+) -> None:
+    detector = GatedDetector(blocking=False)
+    pipeline = make_pipeline(detector, sink, metrics, queue_size=64, batch_size=8)
+    pipeline.start()
+    go = threading.Event()
+
+    def produce(offset: int) -> None:
+        go.wait(2)
+        for n in range(offset, offset + 400):
+            pipeline.publish([event(n)], "load")
+
+    producers = [threading.Thread(target=produce, args=(i * 1000,)) for i in range(3)]
+    for thread in producers:
+        thread.start()
+    go.set()
+    time.sleep(0.005)
+    assert pipeline.stop(timeout=2)
+    for thread in producers:
+        thread.join(2)
+    published = value(metrics, "vedette_events_published_total", collector="load")
+    processed = value(metrics, "vedette_events_processed_total", stage="detection")
+    shutdown = value(metrics, "vedette_events_dropped_total", stage="queue", reason="shutdown")
+    full = value(metrics, "vedette_events_dropped_total", stage="queue", reason="queue_full")
+    assert published + shutdown + full == 1200  # every event offered is accounted for
+    assert published == processed + pipeline.depth()  # accepted ones were all evaluated
