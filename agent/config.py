@@ -350,6 +350,10 @@ class AuthLogsSection(Section):
         default_factory=lambda: [Path("/var/log/auth.log"), Path("/var/log/secure")],
         description="syslog files to follow (missing ones are skipped)",
     )
+    sshd_paths: list[Path] = Field(
+        default_factory=list,
+        description="files written by 'sshd -E' (bare messages without syslog header)",
+    )
     journal: Literal["auto", "on", "off"] = Field(
         "auto", description="journalctl follower: auto = only when none of the paths exists"
     )

@@ -164,7 +164,7 @@ def group_context(records: list[AuditRecord]) -> dict[str, Any]:
                 if f.get(key) not in (None, "", "(null)"):
                     ctx[ecs] = f[key]
             for key, ecs in (("pid", "process.pid"), ("ppid", "process.parent.pid")):
-                if f.get(key, "").isdigit():
+                if f.get(key, "").isascii() and f.get(key, "").isdigit():
                     ctx[ecs] = int(f[key])
             if f.get("success") in ("yes", "no"):
                 ctx["event.outcome"] = "success" if f["success"] == "yes" else "failure"

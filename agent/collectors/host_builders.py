@@ -82,6 +82,16 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
             poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
             watch_integrity=section.watch_integrity, host_name=ctx.identity.host_name,
             on_idle=context.save))
+    if section.sshd_paths:
+        def bare(path: Path) -> LineDecoder:
+            return AuthDecoder(SyslogClock(), path=str(path), on_problem=problem,
+                               context=context, bare_program="sshd")
+
+        out.append(LogTailCollector(
+            "sshd_logs", list(section.sshd_paths), bare,
+            OffsetStore(ctx.state_dir / "offsets-sshd-logs.json"), ctx.metrics,
+            poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
+            host_name=ctx.identity.host_name, on_idle=context.save))
     journal_wanted = section.journal == "on" or (section.journal == "auto" and not any_file)
     if journal_wanted:
         if not os.access(section.journalctl, os.X_OK):

@@ -56,7 +56,7 @@ def journal_event(raw: bytes | str) -> tuple[Event, frozenset[str]]:
     pid: int | None = None
     for key in ("SYSLOG_PID", "_PID"):
         value = entry.get(key)
-        if isinstance(value, str) and value.isdigit() and len(value) <= 10:
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
             pid = int(value)
             break
     host_raw = entry.get("_HOSTNAME")
@@ -72,6 +72,6 @@ def journal_event(raw: bytes | str) -> tuple[Event, frozenset[str]]:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, str) and value.isdigit() and len(value) <= 4:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 4:
         return int(value)
     return None

@@ -29,7 +29,7 @@ def parse_modules(text: str) -> dict[str, Module]:
     out: dict[str, Module] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) < 5 or not parts[1].isdigit():
+        if len(parts) < 5 or not (parts[1].isascii() and parts[1].isdigit()):
             continue
         taints = parts[6].strip("()") if len(parts) > 6 and parts[6].startswith("(") else ""
         out[parts[0]] = Module(parts[0], int(parts[1]), parts[4], taints)

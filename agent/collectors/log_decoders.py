@@ -20,7 +20,7 @@ from typing import Protocol
 
 from agent.collectors.audit_parse import AuditJoiner, AuditRecord, group_events, parse_record
 from agent.collectors.auth_context import AuthContext
-from agent.collectors.auth_parse import auth_event
+from agent.collectors.auth_parse import auth_event, build_auth_event
 from agent.collectors.journal_parse import JournalError, journal_event
 from agent.collectors.line_clean import clean_line
 from agent.collectors.syslog_parse import SyslogClock
@@ -46,16 +46,22 @@ class LineDecoder(Protocol):
 
 
 class AuthDecoder:
-    """Syslog auth lines (``/var/log/auth.log``, ``/var/log/secure``, ``sshd -E`` files)."""
+    """Syslog auth lines (``/var/log/auth.log``, ``/var/log/secure``).
+
+    With ``bare_program`` (``sshd``), lines without a syslog header are that program's bare
+    messages, as ``sshd -E <file>`` writes them; they carry no time, so they are stamped with
+    the clock's reference time (the wall clock when tailing, the file's mtime in replay).
+    """
 
     def __init__(self, clock: SyslogClock | None = None, *, path: str | None = None,
                  on_problem: OnProblem = _ignore, source: str = "auth_log",
-                 context: AuthContext | None = None) -> None:
+                 context: AuthContext | None = None, bare_program: str | None = None) -> None:
         self.source = source
         self._clock = clock or SyslogClock()
         self._path = path
         self._on_problem = on_problem
         self._context = context
+        self._bare = bare_program
 
     def feed(self, raw: bytes) -> list[Event]:
         text, problems = clean_line(raw)
@@ -64,6 +70,9 @@ class AuthDecoder:
         if not text.strip():
             return []
         event = auth_event(text, self._clock, path=self._path)
+        if event is None and self._bare is not None:
+            event = build_auth_event(self._clock.reference(), "", self._bare, None, text, text,
+                                     path=self._path)
         if event is None:
             self._on_problem(self.source, MALFORMED)
             return []
@@ -180,6 +189,14 @@ def decode_auth_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Ev
     yield from decode_lines(decoder, _file_lines(path))
 
 
+def decode_sshd_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
+    """``sshd -E`` output (bare messages) or syslog lines from sshd."""
+    clock = SyslogClock(reference=_mtime(path) or None)
+    decoder = AuthDecoder(clock, path=str(path), on_problem=on_problem, context=AuthContext(),
+                          bare_program="sshd")
+    yield from decode_lines(decoder, _file_lines(path))
+
+
 def decode_web_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
     yield from decode_lines(WebDecoder(path=str(path), on_problem=on_problem), _file_lines(path))
 
@@ -197,7 +214,7 @@ FileDecoder = Callable[..., Iterator[Event]]
 
 DECODERS: dict[str, FileDecoder] = {
     "auth": decode_auth_file,
-    "sshd": decode_auth_file,
+    "sshd": decode_sshd_file,
     "journal-json": decode_journal_file,
     "auditd": decode_audit_file,
     "nginx": decode_web_file,

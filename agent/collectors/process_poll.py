@@ -24,7 +24,8 @@ class ProcessPoller:
     def poll(self) -> list[ProcInfo]:
         """Processes that appeared since the previous call (none on the first call)."""
         try:
-            pids = [int(e.name) for e in os.scandir(self._root) if e.name.isdigit()]
+            pids = [int(e.name) for e in os.scandir(self._root)
+                    if e.name.isascii() and e.name.isdigit()]
         except OSError:
             return []
         current: dict[int, int | None] = {}

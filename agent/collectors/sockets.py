@@ -89,7 +89,7 @@ def socket_owners(proc_root: Path, inodes: set[int]) -> dict[int, Owner]:
         return found
     wanted = {f"socket:[{i}]": i for i in inodes}
     try:
-        pids = [e.name for e in os.scandir(proc_root) if e.name.isdigit()]
+        pids = [e.name for e in os.scandir(proc_root) if e.name.isascii() and e.name.isdigit()]
     except OSError:
         return found
     for pid in pids:

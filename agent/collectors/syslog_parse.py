@@ -89,7 +89,7 @@ def parse_syslog(text: str, clock: SyslogClock) -> SyslogLine | None:
     if not text:
         return None
     first = text[0]
-    if first.isdigit():
+    if "0" <= first <= "9":
         m = _RFC3339.match(text)
         if m is None:
             return None

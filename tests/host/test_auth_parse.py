@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agent.collectors.auth_context import AuthContext, privileged_users
 from agent.collectors.auth_parse import auth_event, auth_fields
-from agent.collectors.log_decoders import AuthDecoder, decode_auth_file
+from agent.collectors.log_decoders import AuthDecoder, decode_auth_file, decode_sshd_file
 from agent.collectors.syslog_parse import SyslogClock, parse_syslog
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "auth"
@@ -206,3 +206,22 @@ def test_auth_context_failures_before_success_and_new_sources(tmp_path: Path) ->
         b"2026-11-21T10:30:00Z h sshd[1]: Accepted password for bob from 198.18.0.7 port 1 ssh2"
 )
     assert late.get("vedette.auth.failures_before") == 0
+
+
+def test_sshd_dash_e_bare_lines(tmp_path: Path) -> None:
+    log = tmp_path / "sshd.log"
+    log.write_text("Server listening on 198.18.0.1 port 2222.\n"
+                   "Failed password for nobody from 198.18.0.2 port 43457 ssh2\n"
+                   "2026-11-21T10:00:00Z h sshd[1]: Accepted password for a from 198.18.0.3 "
+                   "port 1 ssh2\n")
+    os.utime(log, (REF, REF))
+    events = list(decode_sshd_file(log))
+    assert [(e.timestamp, e.get("event.action"), e.get("source.ip")) for e in events] == [
+        (REF, None, None), (REF, "ssh_login", "198.18.0.2"),
+        (1795255200.0, "ssh_login", "198.18.0.3")]
+    assert all(e.logsource.service == "sshd" for e in events)
+    # without bare mode the same lines are malformed
+    problems: list[str] = []
+    AuthDecoder(SyslogClock(REF), on_problem=lambda s, r: problems.append(r)).feed(
+        b"Failed password for nobody from 198.18.0.2 port 43457 ssh2")
+    assert problems == ["malformed"]
