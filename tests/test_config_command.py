@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -21,7 +22,7 @@ SHIPPED_EXAMPLE = REPO / "systemd" / "vedette.yaml.example"
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("VEDETTE_"):
             monkeypatch.delenv(name)
 
