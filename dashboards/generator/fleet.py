@@ -191,6 +191,14 @@ def _degraded(lay: Layout) -> None:
         "ops", steps=((0.001, "red"),),
     ), 8, 8)
     lay.add(timeseries(
+        "Capture ring drops/s",
+        "Packets the kernel dropped before the agent could read them, per agent: network "
+        "detection is partly blind while this is above 0.",
+        [target(f"sum by (instance) (rate(vedette_capture_ring_drops_total{{{SEL}}}[{RATE}]))"
+                + or_zero("instance", "vedette_capture_interfaces"), "{{instance}}")],
+        "pps", steps=((1, "red"),),
+    ), 8, 8)
+    lay.add(timeseries(
         "Rule load errors and rejections",
         "Rule files that failed to load and valid rules the agent cannot evaluate, per agent, "
         "since it started.",

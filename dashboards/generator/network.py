@@ -8,9 +8,11 @@ from generator.grafana import (
     Layout,
     bargauge,
     dashboard,
+    or_zero,
     query_var,
     restart_annotation,
     standard_vars,
+    stat,
     target,
     timeseries,
 )
@@ -80,6 +82,83 @@ def _interfaces(lay: Layout) -> None:
     ), 12, 8)
 
 
+def _capture(lay: Layout) -> None:
+    lay.row("Capture")
+    lay.add(stat(
+        "Interfaces captured",
+        "Interfaces the capture collector reads packets from (0: network detection is off, "
+        "e.g. no CAP_NET_RAW).",
+        [target(f"max(vedette_capture_interfaces{{{SEL}}})")],
+        steps=((1, "green"),), base="red", decimals=0,
+    ), 4, 8)
+    lay.add(timeseries(
+        "Captured packets/s by protocol",
+        "Packets decoded by the capture stage per second, by protocol (all captured "
+        "interfaces).",
+        [target(f"sum by (protocol) (rate(vedette_capture_packets_total{{{SEL}}}[{RATE}]))",
+                "{{protocol}}")],
+        "pps", stack=True,
+    ), 10, 8)
+    lay.add(timeseries(
+        "Captured bytes/s by protocol",
+        "Bytes on the wire of the decoded packets per second, by protocol.",
+        [target(f"sum by (protocol) (rate(vedette_capture_bytes_total{{{SEL}}}[{RATE}]))",
+                "{{protocol}}")],
+        "Bps", stack=True,
+    ), 10, 8)
+    lay.add(timeseries(
+        "Packets/s by direction",
+        "Decoded packets per second by direction (inbound, outbound, internal, external) "
+        "relative to the local networks of the configuration.",
+        [target(f"sum by (direction) (rate(vedette_capture_packets_total{{{SEL}}}[{RATE}]))",
+                "{{direction}}")],
+        "pps",
+    ), 8, 8)
+    lay.add(timeseries(
+        "ICMP and ARP packets/s",
+        "ICMP (v4 and v6) and ARP packets per second: ping sweeps, ICMP floods and ARP "
+        "spoofing show up here first.",
+        [target(f'sum by (protocol) (rate(vedette_capture_packets_total{{{SEL}, '
+                f'protocol=~"icmp|ipv6-icmp|arp"}}[{RATE}]))', "{{protocol}}")],
+        "pps",
+    ), 8, 8)
+    lay.add(timeseries(
+        "Capture ring drops/s",
+        "Packets the kernel dropped because the capture ring of an interface was full, and "
+        "the interfaces flagged degraded (more than 1 % dropped): network detection is partly "
+        "blind there.",
+        [
+            target(f"sum by (interface) (rate(vedette_capture_ring_drops_total{{{IF}}}[{RATE}]))",
+                   "{{interface}} dropped/s"),
+            target(f"max by (interface) (vedette_capture_degraded{{{IF}}})",
+                   "{{interface}} degraded"),
+        ],
+        "pps", steps=((1, "red"),),
+    ), 8, 8)
+    lay.add(timeseries(
+        "Flood indicators",
+        "Per-packet events not emitted because a per-second budget was spent, and entries "
+        "not tracked because a bounded table was full, by table. Both rise during floods and "
+        "spoofed-source scans; the per-second aggregates still count every packet.",
+        [
+            target(f"sum(rate(vedette_capture_events_over_budget_total{{{SEL}}}[{RATE}]))",
+                   "events over budget"),
+            target(f"sum by (table) "
+                   f"(rate(vedette_capture_table_overflows_total{{{SEL}}}[{RATE}]))"
+                   + or_zero(), "{{table}} table full"),
+        ],
+        "ops",
+    ), 12, 8)
+    lay.add(timeseries(
+        "Decode errors/s",
+        "Captured packets that could not be decoded (truncated, malformed, hostile), by "
+        "reason.",
+        [target(f'sum by (reason) (rate(vedette_input_errors_total{{{SEL}, source="capture"}}'
+                f"[{RATE}]))" + or_zero(), "{{reason}}")],
+        "pps", steps=((1, "orange"),),
+    ), 12, 8)
+
+
 def _alerts(lay: Layout) -> None:
     lay.row("Network alerts")
     lay.add(timeseries(
@@ -101,6 +180,7 @@ def _alerts(lay: Layout) -> None:
 def build() -> Json:
     lay = Layout()
     _interfaces(lay)
+    _capture(lay)
     _alerts(lay)
     variables = [
         *standard_vars(instance_multi=False),

@@ -43,6 +43,7 @@ BOUNDED_LABELS = frozenset({
     "sink", "result",             # sinks, reloads
     "kind", "outcome", "action",  # rule kinds, login outcomes, file-integrity actions
     "spool", "stream",            # Elasticsearch spool name, data stream (alerts/events)
+    "protocol", "direction", "table",  # capture: decoded protocol, direction class, table name
 })
 
 

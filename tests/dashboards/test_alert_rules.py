@@ -19,6 +19,7 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 REQUIRED = {
     "VedetteAgentDown", "VedetteAgentRestarting",                            # availability
     "VedetteEventsDropped", "VedetteCollectorDegraded", "VedetteExecEventsLost",  # degraded
+    "VedetteCaptureDropping",
     "VedetteRuleLoadErrors", "VedetteReloadRefused", "VedetteAlertStorm",
     "VedetteSpoolGrowing", "VedetteShippingFailing", "VedetteElasticsearchUnreachable",
     "VedetteSinkFailing", "VedetteSinkBacklogGrowing",                       # delivery

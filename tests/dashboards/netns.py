@@ -1,0 +1,72 @@
+"""A veth pair into a private network namespace, so the live test has a capturable interface.
+
+Loopback is never captured, so the test makes ``vdd<pid>a`` (198.18.200.1/30) in the host
+namespace and ``vdd<pid>b`` (198.18.200.2/30) inside its own namespace. Traffic only ever goes
+to that namespace's address (198.18.0.0/15, never routed). Needs root and `ip`; without them
+:func:`veth_into_netns` yields ``None`` and the capture checks are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+HOST_IP = "198.18.200.1"
+PEER_IP = "198.18.200.2"
+
+
+@dataclass(frozen=True)
+class VethPair:
+    host_if: str
+    netns: str
+    peer_ip: str = PEER_IP
+
+    def udp_to_closed_port(self, port: int, count: int) -> None:
+        """UDP datagrams to a closed port of the peer: ARP, UDP and ICMP unreachable replies."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(count):
+                sock.sendto(b"vedette dashboard test", (self.peer_ip, port))
+                time.sleep(0.01)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@contextmanager
+def veth_into_netns() -> Iterator[VethPair | None]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        yield None
+        return
+    tag = f"vdd{os.getpid() % 100000}"
+    host_if, peer_if, netns = f"{tag}a", f"{tag}b", f"{tag}-ns"
+    try:
+        _ip("netns", "add", netns)
+        _ip("link", "add", host_if, "type", "veth", "peer", "name", peer_if)
+        _ip("link", "set", peer_if, "netns", netns)
+        _ip("addr", "add", f"{HOST_IP}/30", "dev", host_if)
+        _ip("link", "set", host_if, "up")
+        _ip("-n", netns, "addr", "add", f"{PEER_IP}/30", "dev", peer_if)
+        _ip("-n", netns, "link", "set", peer_if, "up")
+    except (subprocess.SubprocessError, OSError):
+        _cleanup(host_if, netns)
+        yield None
+        return
+    try:
+        yield VethPair(host_if, netns)
+    finally:
+        _cleanup(host_if, netns)
+
+
+def _cleanup(host_if: str, netns: str) -> None:
+    for args in (("link", "del", host_if), ("netns", "del", netns)):
+        try:
+            _ip(*args)
+        except (subprocess.SubprocessError, OSError):
+            pass
