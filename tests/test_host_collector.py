@@ -258,3 +258,16 @@ def test_malformed_proc_files_degrade_to_zero(tmp_path: Path) -> None:
     assert event.fields["system.thread.count"] == 0
     assert event.fields["system.fd.open"] == 0
     assert event.fields["system.process.count"] == 0
+
+
+def test_real_psutil_one_cycle_smoke() -> None:
+    """The fake must not hide a psutil API mismatch: one real cycle on this machine."""
+    collector = HostMetricsCollector(exclude_fstypes=["tmpfs", "overlay"])
+    (event,) = collector.collect()
+    samples = scrape(collector)
+    assert {name for name, _ in samples} <= set(catalog())
+    assert samples[("vedette_host_cpus", ())] >= 1
+    assert samples[("vedette_host_memory_total_bytes", ())] > 0
+    assert samples[("vedette_host_processes", ())] >= 1
+    assert event.fields["host.cpu.count"] >= 1
+    assert 0.0 <= event.fields["system.memory.used.pct"] <= 1.0
