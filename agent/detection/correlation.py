@@ -42,7 +42,7 @@ class _Group:
     __slots__ = ("armed", "counts", "first", "last", "queue", "seq", "total")
 
     def __init__(self, ts: float, steps: int) -> None:
-        self.queue: deque[tuple[float, Any]] = deque()
+        self.queue: deque[Any] = deque()  # (timestamp, payload), or bare timestamps
         self.counts: dict[Any, int] = {}
         self.total = 0.0
         self.armed = True
@@ -66,6 +66,7 @@ class CorrelationState:
         self._counted = rule.type in (CorrelationType.VALUE_COUNT, CorrelationType.TEMPORAL)
         self._summed = rule.type in (CorrelationType.VALUE_SUM, CorrelationType.VALUE_AVG)
         self._distinct = rule.type is CorrelationType.VALUE_COUNT
+        self._bare = rule.type is CorrelationType.EVENT_COUNT
         self._timer = rule.has_timer
         self._span = rule.timespan
         self._fast = not self._timer and rule.type in (
@@ -110,7 +111,7 @@ class CorrelationState:
                 self.evictions += 1
         else:
             self.groups.move_to_end(key)
-        if self._fast and group.queue and group.queue[-1][0] <= ts:
+        if self._fast and group.queue and self._stamp(group.queue[-1]) <= ts:
             return self._count_fast(key, group, ts, payload)
         if rule.type is CorrelationType.TEMPORAL:
             for rid in matched:
@@ -130,11 +131,17 @@ class CorrelationState:
     ) -> Firing | None:
         """event_count/value_count with gt/gte/eq/neq, in-order event: the hot path inlined."""
         queue = group.queue
-        queue.append((ts, payload))
         group.last = ts
         limit = ts - self._span
         counts = group.counts
-        if self._distinct:
+        if self._bare:  # event_count: bare timestamps (a third of the memory of pairs)
+            queue.append(ts)
+            while queue[0] <= limit:
+                queue.popleft()
+            value = len(queue)
+            start = queue[0]
+        elif self._distinct:
+            queue.append((ts, payload))
             counts[payload] = counts.get(payload, 0) + 1
             while queue[0][0] <= limit:
                 old = queue.popleft()[1]
@@ -144,26 +151,29 @@ class CorrelationState:
                 else:
                     del counts[old]
             value = len(counts)
-        else:
-            while queue[0][0] <= limit:
-                queue.popleft()
-            value = len(queue)
+            start = queue[0][0]
+        else:  # pragma: no cover - only event_count and value_count take this path
+            raise AssertionError(self.rule.type)
         if not self._test(value, self._threshold):
             group.armed = True
             return None
         opened = group.armed
         group.armed = False
-        return Firing(key, self._names, queue[0][0], len(queue), float(value), opened)
+        return Firing(key, self._names, start, len(queue), float(value), opened)
+
+    def _stamp(self, item: Any) -> float:
+        return float(item if self._bare else item[0])
 
     def _add(self, group: _Group, ts: float, payload: Any) -> None:
         queue = group.queue
-        if not queue or queue[-1][0] <= ts:
-            queue.append((ts, payload))
+        item = ts if self._bare else (ts, payload)
+        if not queue or self._stamp(queue[-1]) <= ts:
+            queue.append(item)
         else:  # late event (within the allowance): keep the queue sorted
             i = len(queue)
-            while i > 0 and queue[i - 1][0] > ts:
+            while i > 0 and self._stamp(queue[i - 1]) > ts:
                 i -= 1
-            queue.insert(i, (ts, payload))
+            queue.insert(i, item)
         if self._counted:
             group.counts[payload] = group.counts.get(payload, 0) + 1
         elif self._summed:
@@ -185,8 +195,11 @@ class CorrelationState:
     def _expire(self, group: _Group, end: float) -> None:
         limit = end - self.rule.timespan
         queue = group.queue
-        while queue and queue[0][0] <= limit:
-            _, payload = queue.popleft()
+        while queue and self._stamp(queue[0]) <= limit:
+            if self._bare:
+                queue.popleft()
+                continue
+            payload: Any = queue.popleft()[1]
             if self._counted:
                 left = group.counts[payload] - 1
                 if left:
@@ -231,7 +244,7 @@ class CorrelationState:
             return None
         opened = group.armed
         group.armed = False
-        start = group.queue[0][0] if group.queue else end - self.rule.timespan
+        start = self._stamp(group.queue[0]) if group.queue else end - self.rule.timespan
         return Firing(key, self._names, start, len(group.queue), value, opened)
 
     # ------------------------------------------------------------------ timers
