@@ -131,6 +131,20 @@ class Live:
             return published >= self.written and depth == 0
         self.agent.wait_for(done, timeout, what=f"{self.written} events through detection")
 
+    def capture_traffic(self, port: int) -> None:
+        """UDP to a closed port of the veth peer (ARP, UDP, ICMP unreachable) until the
+        capture collector has counted UDP and ICMP: its ring opens a moment after start."""
+        assert self.veth is not None
+        veth = self.veth
+
+        def seen() -> bool:
+            veth.udp_to_closed_port(port, 5)
+            return all(
+                (self.agent.sample("vedette_capture_packets_total", {"protocol": p}) or 0) > 0
+                for p in ("udp", "icmp")
+            )
+        self.agent.wait_for(seen, 30, what="UDP and ICMP counted by the capture collector")
+
     def variables(self) -> dict[str, str]:
         instance = self.prom.targets[0]
         return {
@@ -189,7 +203,7 @@ def _live(work: Path, veth: VethPair | None) -> Iterator[Live]:
             out.write(f"{_auth_line(False, '198.18.3.3')}\n{_auth_line(True, '198.18.3.4')}\n")
         watched.write_text("PermitRootLogin yes\n")
         if veth is not None:
-            veth.udp_to_closed_port(udp_port, 20)  # ARP, UDP, ICMP port-unreachable replies
+            state.capture_traffic(udp_port)
         time.sleep(3)  # quiet period passes: alerts close
         # Warm-up flood: more sources than max_groups (evictions) and than the per-minute cap
         # (suppression), so every label value the big flood could touch already exists.
