@@ -57,6 +57,7 @@ class Pipeline:
         self._clock = clock
         self._control: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._stop = threading.Event()
+        self._gate = threading.Lock()
         self._thread: threading.Thread | None = None
         self._processed = metrics.events_processed.labels("detection")
         self._dropped_full = metrics.events_dropped.labels("queue", "queue_full")
@@ -68,18 +69,19 @@ class Pipeline:
 
     def publish(self, events: Iterable[Event], collector: str) -> int:
         """Queue events without blocking; returns how many were accepted."""
-        if self._stop.is_set():
-            n = sum(1 for _ in events)
-            self._dropped_stopped.inc(n)
-            return 0
         accepted = dropped = 0
         put = self._queue.put_nowait
-        for event in events:
-            try:
-                put(event)
-                accepted += 1
-            except queue.Full:
-                dropped += 1
+        with self._gate:  # the worker's final "queue empty" check cannot interleave
+            if self._stop.is_set():
+                n = sum(1 for _ in events)
+                self._dropped_stopped.inc(n)
+                return 0
+            for event in events:
+                try:
+                    put(event)
+                    accepted += 1
+                except queue.Full:
+                    dropped += 1
         if accepted:
             self._metrics.events_published.labels(collector).inc(accepted)
         if dropped:
@@ -138,10 +140,13 @@ class Pipeline:
                 self._advance(now)
                 self.router.flush()
                 next_tick = now + self._tick
-            if self._stop.is_set() and self._queue.empty():
-                self._advance(self._clock())
-                self.router.flush()
-                return
+            if self._stop.is_set():
+                with self._gate:
+                    done = self._queue.empty()
+                if done:
+                    self._advance(self._clock())
+                    self.router.flush()
+                    return
 
     def _take(self, n: int, wait: float) -> Iterator[Event]:
         try:
