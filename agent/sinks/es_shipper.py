@@ -8,10 +8,12 @@ per-item status                              outcome
 ===========================================  ======================================
 200/201                                      delivered
 409                                          already there: duplicate avoided
-429, 5xx, ``cluster_block_exception``        retried (whole shipper backs off)
+429, 5xx, ``cluster_block_exception``        retried (see below)
 other 4xx (mapping, parsing, bad index)      dead-letter file, never blocks the queue
 ===========================================  ======================================
 
+Retried items go out again after the initial backoff when part of the batch was accepted,
+with exponential backoff and jitter when all of it was refused (a saturated cluster).
 Whole-request failures (connection refused, timeout, TLS, 401/403, 429, 5xx, malformed
 response) keep the whole batch and back off exponentially with jitter; 401/403 are also
 logged loudly, counted and reported to ``on_auth_failure``. 413 splits the batch in halves;
@@ -216,8 +218,18 @@ class Shipper:
         if self._needs_setup and not self._setup():
             self._backoff()
             return
+        self._forget_dropped()
+        if not self._pending:
+            return
         items = [(p, i) for p in self._pending.values() for i in p.items]
         self._send(items[: max(self.settings.batch_max_docs, 1)])
+
+    def _forget_dropped(self) -> None:
+        """Records evicted (overflow), superseded or expired while in memory are not sent:
+        what the metrics count as dropped must really be dropped."""
+        present = self.spool.present(self._pending)
+        for seq in [s for s in self._pending if s not in present]:
+            del self._pending[seq]
 
     def _linger(self, now: float) -> float:
         """Seconds to wait for more records before sending (0 = send now)."""
@@ -331,8 +343,12 @@ class Shipper:
             return
         self.metrics.es_last_success.set(self.clock())
         retried = self._apply(items, results)
-        if retried:
-            self._backoff()
+        if retried == len(items):
+            self._backoff()  # everything refused: the cluster is saturated, back off more
+        elif retried:
+            # Partly accepted: retry the rest after the initial delay, without growing it.
+            self._failures = 0
+            self._stop.wait(self.settings.backoff_initial_seconds * self._rng.uniform(0.5, 1.0))
         else:
             self._failures = 0
 

@@ -258,6 +258,19 @@ class Spool:
                 self._delete(bad)
         return out
 
+    def present(self, seqs: Iterable[int]) -> set[int]:
+        """Which of ``seqs`` are still spooled (not evicted, superseded or expired since read)."""
+        wanted = list(seqs)
+        found: set[int] = set()
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(seq for (seq,) in self._db.execute(
+                    f"SELECT seq FROM records WHERE seq IN ({marks})", chunk  # noqa: S608
+                ))
+        return found
+
     def ack(self, seqs: Iterable[int]) -> int:
         """Delete delivered records; returns how many were still present."""
         with self._lock:

@@ -63,7 +63,9 @@ _ITEM_ERRORS = {
 class Faults:
     """Mutable knobs; tests change them while the agent ships."""
 
-    delay_seconds: float = 0.0
+    delay_seconds: float = 0.0  # before a bulk request is processed
+    delay_after_seconds: float = 0.0  # after its writes were applied, before the response
+    in_delay_after: threading.Event = field(default_factory=threading.Event)
     request_statuses: list[int] = field(default_factory=list)  # next bulk requests, in order
     request_status_forever: int | None = None
     item_statuses: dict[str, list[int]] = field(default_factory=dict)  # _id → statuses to return
@@ -451,6 +453,10 @@ class _Handler(BaseHTTPRequestHandler):
         errors = any(next(iter(it.values()))["status"] >= 300 for it in items)
         body = {"errors": errors, "took": int((time.perf_counter() - started) * 1000),
                 "items": items}
+        if fake.faults.delay_after_seconds:
+            fake.faults.in_delay_after.set()
+            time.sleep(fake.faults.delay_after_seconds)
+            fake.faults.in_delay_after.clear()
         cut = fake.faults.reset_mid_response > 0
         if cut:
             fake.faults.reset_mid_response -= 1
