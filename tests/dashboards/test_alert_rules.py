@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,6 +52,18 @@ def test_promtool_unit_tests_can_fail(tmp_path) -> None:
     proc = subprocess.run([str(PROMTOOL), "test", "rules", RULE_TESTS.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr
+
+
+@needs_promtool
+def test_example_prometheus_config_is_valid(tmp_path) -> None:
+    example = yaml.safe_load((RULES.parent / "prometheus.example.yml").read_text())
+    assert [Path(p).name for p in example["rule_files"]] == [RULES.name]
+    example["rule_files"] = [str(RULES)]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(example))
+    proc = subprocess.run([str(PROMTOOL), "check", "config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_required_alerts_exist(alert_rules: list[dict[str, Any]]) -> None:

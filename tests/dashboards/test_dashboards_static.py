@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 import build  # dashboards/build.py; conftest puts dashboards/ on sys.path
 import pytest
+import yaml
 from generator.grafana import ALLOW_EMPTY, SCHEMA_VERSION
 from generator.promql import Usage, legend_labels, usage, variable_usage
 
 from .helpers import BOUNDED_LABELS, GRAFANA, REPO, iter_panels
 
 DOC = REPO / "docs" / "dashboards.md"
+PROVISIONING = REPO / "dashboards" / "provisioning"
 NAMES = sorted(build.BUILDERS)
 
 # Grafana unit ids used here (packages/grafana-data/src/valueFormats/categories.ts) and the
@@ -136,7 +139,23 @@ def test_units_and_thresholds(dashboards, name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_metric_exists_in_the_catalogue(dashboards, allowed_metrics, name: str) -> None:
-    dash = dashboards[name]
+    used = metrics_used(dashboards[name])
+    assert used, "no metric found at all: the parser is broken"
+    unknown = {m: sorted(where) for m, where in used.items() if m not in allowed_metrics}
+    assert not unknown, f"metrics not in agent.metrics.catalog(): {unknown}"
+
+
+def test_a_typo_in_a_new_panel_is_caught(dashboards, allowed_metrics) -> None:
+    dash = copy.deepcopy(dashboards["vedette-fleet.json"])
+    typo = copy.deepcopy(data_panels(dash)[0])
+    typo["targets"][0]["expr"] = 'sum(rate(vedette_alert_total{job=~"$job"}[5m])) or vector(0)'
+    dash["panels"].append(typo)
+    unknown = set(metrics_used(dash)) - allowed_metrics
+    assert unknown == {"vedette_alert_total"}
+
+
+def metrics_used(dash: dict[str, Any]) -> dict[str, set[str]]:
+    """Metric name → where it is used (panel, variable, annotation) in one dashboard."""
     used: dict[str, set[str]] = {}
     for panel in data_panels(dash):
         for metric in panel_usage(panel).metrics:
@@ -148,9 +167,7 @@ def test_every_metric_exists_in_the_catalogue(dashboards, allowed_metrics, name:
     for ann in dash["annotations"]["list"]:
         for metric in usage(ann.get("expr", "")).metrics:
             used.setdefault(metric, set()).add(f"annotation {ann['name']}")
-    assert used, "no metric found at all: the parser is broken"
-    unknown = {m: sorted(where) for m, where in used.items() if m not in allowed_metrics}
-    assert not unknown, f"metrics not in agent.metrics.catalog(): {unknown}"
+    return used
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -197,3 +214,14 @@ def test_docs_describe_every_dashboard_and_panel(dashboards) -> None:
         assert dash["title"] in doc
         for panel in data_panels(dash):
             assert panel["title"] in doc, f"docs/dashboards.md lacks panel {panel['title']!r}"
+
+
+def test_provisioning_files() -> None:
+    provider = yaml.safe_load((PROVISIONING / "dashboards" / "vedette.yml").read_text())
+    assert provider["apiVersion"] == 1
+    (entry,) = provider["providers"]
+    assert entry["type"] == "file" and entry["options"]["path"].startswith("/")
+    sources = yaml.safe_load((PROVISIONING / "datasources" / "vedette.yml").read_text())
+    kinds = {d["type"]: d for d in sources["datasources"]}
+    assert set(kinds) == {"prometheus", "elasticsearch"}
+    assert kinds["elasticsearch"]["jsonData"]["index"] == "logs-vedette.alerts-*"
