@@ -100,3 +100,23 @@ def test_alerting_rules_have_positive_and_negative_fixtures_that_pass(report: Lo
     assert len(result.coverage) == sum(
         1 for r in report.ruleset.rules() if getattr(r, "output", True)
     )
+
+
+# Validators that download MITRE data are skipped (no network in tests); ATT&CK tags are
+# checked offline against agent/attack.py above.
+ONLINE_VALIDATORS = {"attacktag", "d3_fendtag"}
+
+
+def test_pysigma_validators_accept_every_rule() -> None:
+    from sigma.collection import SigmaCollection  # noqa: PLC0415 - pySigma plugins are slow
+    from sigma.plugins import InstalledSigmaPlugins  # noqa: PLC0415
+    from sigma.validation import SigmaValidator  # noqa: PLC0415
+
+    validators = InstalledSigmaPlugins.autodiscover().validators
+    offline = [v for name, v in validators.items() if name not in ONLINE_VALIDATORS]
+    assert len(offline) >= 20
+    collection = SigmaCollection.load_ruleset([str(p) for p in rule_files(RULES)],
+                                              collect_errors=True)
+    assert not collection.errors
+    issues = SigmaValidator(offline).validate_rules(collection.rules)
+    assert not issues, [(type(i).__name__, [str(r.source) for r in i.rules]) for i in issues]
