@@ -12,11 +12,17 @@ accept as well (REST compatibility with the previous major).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from elasticsearch import Elasticsearch
 
 from agent.config import ElasticsearchSection, read_secret
+
+# The transport logs every request at INFO and every dead-node mark at WARNING; the shipper
+# already logs failures once per episode and counts everything in metrics.
+logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
+logging.getLogger("elastic_transport.node_pool").setLevel(logging.ERROR)
 
 _V8_JSON = "application/vnd.elasticsearch+json; compatible-with=8"
 _V8_NDJSON = "application/vnd.elasticsearch+x-ndjson; compatible-with=8"

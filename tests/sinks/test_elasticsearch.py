@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.events import Event, LogSource
+from agent.metrics import SCRAPE_TIME
 from agent.sinks.elasticsearch import ElasticsearchSink, ship_alerts, spool_dir
 from agent.sinks.es_docs import alerts_stream, events_stream, latest_index
 from agent.sinks.es_shipper import Outcome, classify_item
@@ -253,3 +255,51 @@ def test_ship_alerts_backfill(tmp_path: Path, server: FakeElasticsearch) -> None
 def test_no_hosts_means_no_sink(tmp_path: Path) -> None:
     config = make_config(tmp_path, [])
     assert all(s.name != "elasticsearch" for s in build_sinks(config, IDENTITY, fresh_metrics()))
+
+
+def test_spool_gauges_match_the_catalogue_and_follow_sink_rebuilds(
+    tmp_path: Path, server: FakeElasticsearch
+) -> None:
+    server.set_down(True)
+    config = make_config(tmp_path, [server.url])
+    metrics = fresh_metrics()
+    first = ElasticsearchSink(config.elasticsearch, IDENTITY, metrics, spool_dir(config))
+    first.emit(make_alert(1))
+    # A config reload builds the new sink before closing the old one: same registry.
+    second = ElasticsearchSink(config.elasticsearch, IDENTITY, metrics, spool_dir(config))
+    first.close()
+    try:
+        specs = {s.name: s for s in SCRAPE_TIME if s.name.startswith("vedette_es_spool_")}
+        families = {m.name: m for m in metrics.registry.collect()
+                    if m.name.startswith("vedette_es_spool_") and m.type == "gauge"}
+        assert set(families) == set(specs)
+        for name, family in families.items():
+            assert family.documentation == specs[name].help
+            assert all(tuple(s.labels) == specs[name].labels for s in family.samples)
+        assert sample(metrics, "vedette_es_spool_records", spool="spool") == 1
+        assert sample(metrics, "vedette_es_spool_oldest_age_seconds", spool="spool") >= 0
+        assert sample(metrics, "vedette_es_spool_limit_bytes", spool="spool") == (
+            config.elasticsearch.spool_max_bytes)
+    finally:
+        second.close()
+
+
+def test_close_is_prompt_while_a_request_hangs(tmp_path: Path, server: FakeElasticsearch) -> None:
+    server.faults.delay_seconds = 6
+    sink = _sink(tmp_path, server, request_timeout_seconds=10)
+    sink.emit(make_alert(1))
+    assert wait_until(lambda: bool(server.requests) and server.requests[-1].path != "/_bulk"
+                      and sink.shipper.in_flight() == 1, 5)
+    time.sleep(0.3)  # the bulk request is now hanging in the server
+    started = time.monotonic()
+    sink.close()
+    assert time.monotonic() - started < 3
+    config = make_config(tmp_path, [server.url])
+    server.faults.delay_seconds = 0
+    again = ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+    try:
+        assert len(again.spool) == 1  # still spooled for the next start
+        assert wait_until(again.idle, 15)
+    finally:
+        again.close()
+    assert len(_ids(server, ALERTS)) == 1
