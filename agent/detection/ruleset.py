@@ -111,17 +111,16 @@ class _Substrings:
             matcher.Add(literal(lit))
         matcher.Compile()
         inner = getattr(matcher, "_set", None)
-        if inner is not None:  # the binding itself: bytes in, indices out
-            self._match = lambda t: inner.Match(t.encode("utf-8", "surrogatepass"))
-        else:  # pragma: no cover - other binding versions
-            self._match = matcher.Match
+        self._bytes = inner is not None
+        # the binding itself (bytes in, indices out) skips the wrapper's type checks
+        self._match = inner.Match if inner is not None else matcher.Match
 
     def hits(self, text: str) -> list[tuple[DetectionRule, ...]]:
         if self._pre is not None:
             if self._pre(text) is None:
                 return []
             return [rules for lit, rules in self._pairs if lit in text]
-        found = self._match(text)
+        found = self._match(text.encode("utf-8", "surrogatepass") if self._bytes else text)
         return [self.rules[i] for i in found] if found else []
 
 
