@@ -279,6 +279,8 @@ def _panel_targets() -> list[tuple[str, str, str, str | None]]:
         ("sum(vedette_fim_changes_total)", "file change seen"),
         ('sum(vedette_es_docs_shipped_total{stream="alerts"})', "alerts shipped to ES"),
         ("sum(vedette_es_reachable)", "ES reachable"),
+        ('count(vedette_job_runs_total{exported_job="collect_host_metrics"})',
+         "the scheduler's job label arrives as exported_job, as the panels and rules expect"),
         ('sum(vedette_capture_packets_total{protocol="udp"})', "UDP captured on the veth"),
         ('sum(vedette_capture_packets_total{protocol="icmp"})', "ICMP unreachable captured"),
         ('sum(vedette_capture_packets_total{protocol="arp"})', "ARP captured"),
