@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from agent.collectors.syslog_parse import SyslogClock, parse_syslog
@@ -78,15 +80,31 @@ _PRIVILEGED_GROUPS = frozenset({"root", "sudo", "wheel", "adm", "admin", "shadow
                                 "docker", "lxd", "libvirt"})
 
 
+@lru_cache(maxsize=8192)
+def canonical_ip(text: str) -> str | None:
+    """The canonical form of an IPv4/IPv6 address, or ``None`` (cached: sources repeat)."""
+    if len(text) > 45:
+        return None
+    try:
+        socket.inet_pton(socket.AF_INET, text)
+        return text
+    except OSError:
+        pass
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return str(addr)
+
+
 def _source(fields: Fields, ip: str | None, port: str | None = None) -> None:
     if not ip:
         return
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
+    canonical = canonical_ip(ip)
+    if canonical is None:
         fields["source.domain"] = ip[:255]
         return
-    fields["source.ip"] = str(addr)
+    fields["source.ip"] = canonical
     if port:
         fields["source.port"] = int(port)
 
@@ -101,24 +119,25 @@ def _auth(action: str, outcome: str, user: str | None = None, **extra: Any) -> F
 
 
 def sshd_fields(msg: str) -> Fields | None:
-    m = _SSH_FAILED.fullmatch(msg)
+    first = msg[:1]
+    m = _SSH_FAILED.fullmatch(msg) if first == "F" else None
     if m:
         f = _auth("ssh_login", "failure", m["user"], **{"vedette.auth.method": m["method"]})
         if m["invalid"]:
             f["vedette.auth.invalid_user"] = True
         _source(f, m["ip"], m["port"])
         return f
-    m = _SSH_ACCEPTED.fullmatch(msg)
+    m = _SSH_ACCEPTED.fullmatch(msg) if first == "A" else None
     if m:
         f = _auth("ssh_login", "success", m["user"], **{"vedette.auth.method": m["method"]})
         _source(f, m["ip"], m["port"])
         return f
-    m = _SSH_INVALID.fullmatch(msg)
+    m = _SSH_INVALID.fullmatch(msg) if first in "Ii" else None
     if m:
         f = _auth("ssh_invalid_user", "failure", m["user"], **{"vedette.auth.invalid_user": True})
         _source(f, m["ip"], m["port"])
         return f
-    m = _SSH_CLOSED.fullmatch(msg)
+    m = _SSH_CLOSED.fullmatch(msg) if first in "CD" else None
     if m:
         f = _auth("ssh_disconnect", "unknown", m["user"])
         if m["who"] == "invalid user":
@@ -126,17 +145,17 @@ def sshd_fields(msg: str) -> Fields | None:
         f["vedette.auth.preauth"] = bool(m["preauth"])
         _source(f, m["ip"], m["port"])
         return f
-    m = _SSH_RECEIVED_DISC.fullmatch(msg)
+    m = _SSH_RECEIVED_DISC.fullmatch(msg) if first == "R" else None
     if m:
         f = _auth("ssh_disconnect", "unknown", None, **{"vedette.auth.preauth": bool(m["preauth"])})
         _source(f, m["ip"], m["port"])
         return f
-    m = _SSH_MAX_AUTH.fullmatch(msg)
+    m = _SSH_MAX_AUTH.fullmatch(msg) if first == "e" else None
     if m:
         f = _auth("ssh_max_auth_exceeded", "failure", m["user"])
         _source(f, m["ip"], m["port"])
         return f
-    m = _SSH_NO_IDENT.fullmatch(msg) or _SSH_BANNER.match(msg)
+    m = (_SSH_NO_IDENT.fullmatch(msg) or _SSH_BANNER.match(msg)) if first in "Db" else None
     if m:
         f = _auth("ssh_bad_protocol", "failure")
         _source(f, m["ip"], m["port"])

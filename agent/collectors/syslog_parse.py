@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 _MONTHS = {m: i for i, m in enumerate(
@@ -49,13 +50,20 @@ class SyslogClock:
     def __init__(self, reference: float | None = None) -> None:
         self._fixed = reference
         self._hour_cache: dict[tuple[int, int, int, int], float] = {}
+        self._year_of: tuple[float, int] = (-1.0, 0)  # (reference second, its local year)
 
     def reference(self) -> float:
         return self._fixed if self._fixed is not None else time.time()
 
+    def _year(self, ref: float) -> int:
+        second = float(int(ref))
+        if self._year_of[0] != second:
+            self._year_of = (second, time.localtime(ref).tm_year)
+        return self._year_of[1]
+
     def resolve(self, month: int, day: int, hour: int, minute: int, second: int) -> float | None:
         ref = self.reference()
-        year = time.localtime(ref).tm_year
+        year = self._year(ref)
         ts = self._epoch(year, month, day, hour)
         if ts is None:
             return None
@@ -93,35 +101,42 @@ def parse_syslog(text: str, clock: SyslogClock) -> SyslogLine | None:
         m = _RFC3339.match(text)
         if m is None:
             return None
-        ts = _rfc3339(m.group("ts"))
-        if ts is None:
-            return None
+        stamp, host, prog, pid, msg = m.groups()
+        ts = _rfc3339(stamp)
     else:
         m = _TRADITIONAL.match(text)
         if m is None:
             return None
-        month = _MONTHS.get(m.group("mon"))
-        if month is None:
+        mon, day, hour, minute, second, host, prog, pid, msg = m.groups()
+        month = _MONTHS.get(mon)
+        if month is None or minute > "59" or second > "60":
             return None
-        minute, second = int(m.group("m")), int(m.group("s"))
-        if minute > 59 or second > 60:
-            return None
-        resolved = clock.resolve(month, int(m.group("day")), int(m.group("h")), minute, second)
-        if resolved is None:
-            return None
-        ts = resolved
-    pid = m.group("pid")
-    return SyslogLine(ts, m.group("host"), m.group("prog"), int(pid) if pid else None,
-                      m.group("msg"))
+        ts = clock.resolve(month, int(day), int(hour), int(minute), int(second))
+    if ts is None:
+        return None
+    return SyslogLine(ts, host, prog, int(pid) if pid else None, msg)
 
 
 def _rfc3339(text: str) -> float | None:
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
+    """Epoch seconds; the whole-second part (with its zone) is cached, the fraction added."""
+    whole, frac, zone = text[:19], "", text[19:]
+    if zone.startswith("."):
+        digits = len(zone) - len(zone[1:].lstrip("0123456789"))
+        frac, zone = zone[1:digits], zone[digits:]
+    base = _whole_second(whole, zone)
+    if base is None:
+        return None
+    return base + (int(frac) / 10 ** len(frac) if frac else 0.0)
+
+
+@lru_cache(maxsize=4096)
+def _whole_second(whole: str, zone: str) -> float | None:
+    if zone in ("Z", "z"):
+        zone = "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(whole + zone)
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        return time.mktime(parsed.timetuple()) + parsed.microsecond / 1e6
+        return time.mktime(parsed.timetuple())
     return parsed.timestamp()
