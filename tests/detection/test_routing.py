@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.detection import Engine, load_rules
 from agent.detection.matcher import Lowered
-from agent.detection.ruleset import discriminator
+from agent.detection.ruleset import discriminator, regex_literals
 from agent.events import Event, LogSource
 from tests.detection.helpers import NET, PROC, T0, engine_for, event, rule_doc, write_rules
 
@@ -75,6 +79,8 @@ def test_indexed_routing_agrees_with_evaluating_every_rule(tmp_path: Path) -> No
         ),
         rule_doc({"a": {"Image|endswith": "/sshd"}, "condition": "not a"}),
         rule_doc({"sel": {"CommandLine|contains": "pty"}, "condition": "sel"}),
+        rule_doc({"sel": {"CommandLine|re": "-[eE]\\s"}, "condition": "sel"}),
+        rule_doc({"sel": {"CommandLine|re": "(?i)PY(t|T)y"}, "condition": "sel"}),
     ]
     for d in docs:
         d["vedette"] = {"update_interval": 0}
@@ -97,3 +103,27 @@ def test_indexed_routing_agrees_with_evaluating_every_rule(tmp_path: Path) -> No
         expected = {r.id for r in report.ruleset.detections if r.predicate(ev.fields, low)}
         got = {a.rule.id for a in engine.process(ev)}
         assert got == expected, fields
+
+
+pieces = st.sampled_from(["a", "b", "-", "(a|b)", "[ab]", "\\s", "x?", ".", "(ab|ba)", "\\d+",
+                          "(?:-|_)", "a{2}", "[^a]", "B"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(pieces, min_size=1, max_size=6),
+       text=st.text(st.sampled_from("abAB-_ x1"), max_size=12))
+def test_regex_literals_are_really_required(parts: list[str], text: str) -> None:
+    pattern = "".join(parts)
+    literals = regex_literals(pattern)
+    if literals is not None and re.search(pattern, text):
+        assert any(lit in text.lower() for lit in literals), (pattern, text, literals)
+
+
+def test_regex_rules_are_indexed_by_a_required_literal(tmp_path: Path) -> None:
+    doc = rule_doc({"sel": {"CommandLine|re": "\\s-O\\s"}, "condition": "sel"})
+    report = load_rules([write_rules(tmp_path, doc).parent])
+    route = report.ruleset.route(PROC)
+    assert not route.always and route.substrings
+    engine = Engine(report.ruleset)
+    assert engine.process(event(T0, PROC, **{"process.command_line": "wget -O x"}))
+    assert not engine.process(event(T0, PROC, **{"process.command_line": "wget -o x"}))
