@@ -1,8 +1,9 @@
 """A veth pair into a private network namespace, so the live test has a capturable interface.
 
-Loopback is never captured, so the test makes ``vdd<pid>a`` (198.18.200.1/30) in the host
-namespace and ``vdd<pid>b`` (198.18.200.2/30) inside its own namespace. Traffic only ever goes
-to that namespace's address (198.18.0.0/15, never routed). Needs root and `ip`; without them
+Loopback is never captured, so the test makes ``vdd<pid>a`` in the host namespace and
+``vdd<pid>b`` inside its own namespace, on a /30 of 198.18.128.0/17 picked from the process id
+(so concurrent runs do not share a route). Traffic only ever goes to that namespace's address
+(198.18.0.0/15, never routed). Needs root and `ip`; without them
 :func:`veth_into_netns` yields ``None`` and the capture checks are skipped.
 """
 
@@ -17,15 +18,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-HOST_IP = "198.18.200.1"
-PEER_IP = "198.18.200.2"
+
+def _subnet(pid: int) -> tuple[str, str]:
+    """Host and peer address of the /30 number ``pid % 8192`` in 198.18.128.0/17."""
+    base = 4 * (pid % 8192)
+    prefix = f"198.18.{128 + (base >> 8)}."
+    return f"{prefix}{(base & 255) + 1}", f"{prefix}{(base & 255) + 2}"
 
 
 @dataclass(frozen=True)
 class VethPair:
     host_if: str
     netns: str
-    peer_ip: str = PEER_IP
+    peer_ip: str
 
     def udp_to_closed_port(self, port: int, count: int) -> None:
         """UDP datagrams to a closed port of the peer: ARP, UDP and ICMP unreachable replies."""
@@ -45,21 +50,22 @@ def veth_into_netns() -> Iterator[VethPair | None]:
         yield None
         return
     tag = f"vdd{os.getpid() % 100000}"
+    host_ip, peer_ip = _subnet(os.getpid())
     host_if, peer_if, netns = f"{tag}a", f"{tag}b", f"{tag}-ns"
     try:
         _ip("netns", "add", netns)
         _ip("link", "add", host_if, "type", "veth", "peer", "name", peer_if)
         _ip("link", "set", peer_if, "netns", netns)
-        _ip("addr", "add", f"{HOST_IP}/30", "dev", host_if)
+        _ip("addr", "add", f"{host_ip}/30", "dev", host_if)
         _ip("link", "set", host_if, "up")
-        _ip("-n", netns, "addr", "add", f"{PEER_IP}/30", "dev", peer_if)
+        _ip("-n", netns, "addr", "add", f"{peer_ip}/30", "dev", peer_if)
         _ip("-n", netns, "link", "set", peer_if, "up")
     except (subprocess.SubprocessError, OSError):
         _cleanup(host_if, netns)
         yield None
         return
     try:
-        yield VethPair(host_if, netns)
+        yield VethPair(host_if, netns, peer_ip)
     finally:
         _cleanup(host_if, netns)
 
