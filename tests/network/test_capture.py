@@ -82,6 +82,7 @@ def _root_with_netns() -> bool:
 
 
 @pytest.mark.netns
+@pytest.mark.slow
 @pytest.mark.skipif(not _root_with_netns(), reason="needs root and iproute2")
 def test_ring_captures_in_a_namespace_with_health_events() -> None:
     ns, peer = f"vdring{os.getpid()}", f"vdpeer{os.getpid()}"
