@@ -51,6 +51,9 @@ class _Group:
         self.seq: list[float | None] | None = [None] * steps if steps else None
 
 
+_UNHASHABLE = frozenset({list, dict, set, bytearray})
+
+
 def _hashable(value: Any) -> Any:
     if isinstance(value, list | dict | set | bytearray):
         return str(value)
@@ -96,9 +99,11 @@ class CorrelationState:
         ts = event.timestamp
         payload: Any = None
         if self._distinct:
-            payload = _hashable(fields.get(rule.value_field[matched[0]]))
+            payload = fields.get(rule.value_field[matched[0]])
             if payload is None:
                 return None
+            if payload.__class__ in _UNHASHABLE:
+                payload = str(payload)
         elif self._summed:
             payload = number(fields.get(rule.value_field[matched[0]]))
             if payload is None:
