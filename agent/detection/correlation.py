@@ -254,8 +254,14 @@ class CorrelationState:
 
     # ------------------------------------------------------------------ timers
 
-    def tick(self, now: float, late_allowance: float) -> list[Firing]:
-        """Evaluate timer conditions (lt/lte) and expire idle groups."""
+    def tick(
+        self, now: float, late_allowance: float, event_now: float | None = None
+    ) -> list[Firing]:
+        """Evaluate timer conditions (lt/lte) at ``now`` and expire idle groups.
+
+        Idle means idle in *event* time (``event_now``, the newest event seen; default ``now``):
+        a backlog of old events read after a restart must not lose its windows to wall time.
+        """
         out: list[Firing] = []
         span = self.rule.timespan
         if self.rule.has_timer:
@@ -264,7 +270,7 @@ class CorrelationState:
                     firing = self._evaluate(key, group, now)
                     if firing is not None and firing.opened:
                         out.append(firing)
-        idle_before = now - span - late_allowance
+        idle_before = (now if event_now is None else min(now, event_now)) - span - late_allowance
         while self.groups:
             key, group = next(iter(self.groups.items()))
             if group.last > idle_before:

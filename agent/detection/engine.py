@@ -194,7 +194,7 @@ class Engine:
         out, self._pending = self._pending, []
         late = self.options.late_allowance_seconds
         for rule_id, state in self.states.items():
-            for firing in state.tick(now, late):
+            for firing in state.tick(now, late, self.watermark):
                 firing_ts = max(now, firing.window_start)
                 book = self.books[rule_id]
                 out.extend(book.trigger(firing.key, firing.group, firing_ts, firing.window_start,

@@ -283,8 +283,11 @@ def test_group_state_is_bounded_and_evictions_counted(tmp_path: Path) -> None:
         == 4900
     )
     assert registry.get_sample_value("vedette_correlation_groups", {"rule": doc["id"]}) == 100
-    engine.advance(T0 + 100)  # idle groups expire
-    assert len(state) == 0
+    engine.advance(T0 + 100)  # no newer event: nothing is idle in event time yet
+    assert len(state) == 100
+    engine.process(syn(T0 + 100, src="198.18.200.1"))
+    engine.advance(T0 + 100)  # idle in event time: expired
+    assert len(state) == 1
 
 
 def test_events_without_group_by_fields_are_ignored(tmp_path: Path) -> None:
@@ -314,3 +317,15 @@ def test_aliases_map_group_by_per_rule(tmp_path: Path) -> None:
         ],
     )
     assert len(opened(alerts)) == 1 and opened(alerts)[0].group == {"user.name": "x"}
+
+
+def test_backlog_of_old_events_keeps_its_windows_under_wall_clock_ticks(tmp_path: Path) -> None:
+    """A log backlog read after a restart: events an hour old, timers ticking with wall time."""
+    engine = engine_for(tmp_path, syn_rule(), corr("event_count", {"gte": 5}, ["syn"],
+                                                  ["destination.ip"], timespan="60s"))
+    wall = T0 + 3600
+    alerts = []
+    for i in range(6):
+        alerts += engine.process(syn(T0 + i * 10))
+        alerts += engine.advance(wall + i)  # the daemon's one-second tick
+    assert len(opened(alerts)) == 1
