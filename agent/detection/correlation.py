@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
-from agent.detection.matcher import number
+from agent.detection.codegen import number
 from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
 from agent.events import Event
 

@@ -23,12 +23,12 @@ from sigma.rule import SigmaRule
 
 from agent.alerts import RuleRef
 from agent.detection import correlation_compiler
+from agent.detection.codegen import compile_tree
 from agent.detection.fields import lookup
 from agent.detection.matcher import (
     Node,
     Tree,
     Unsupported,
-    compile_tree,
     lower_tree,
     referenced_fields,
     simplify,

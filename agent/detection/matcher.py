@@ -1,10 +1,9 @@
-"""Compile a Sigma detection (pySigma's parsed condition tree) into one fast predicate.
+"""Lower a Sigma detection (pySigma's parsed condition tree) into a small intermediate form.
 
-The pySigma tree is first lowered into a small intermediate form (:class:`Leaf` nodes under
-``And``/``Or``/``Not``), simplified (nested operators flattened, same-field string alternatives
-folded into one set/prefix/suffix/substring test) and then turned into nested closures. A
-predicate takes ``(fields, low)``: the event's flat field dict and a :class:`Lowered` view that
-lower-cases each field value at most once per event.
+The pySigma tree becomes :class:`Leaf` tests under ``and``/``or``/``not`` :class:`Node` s, which
+:func:`simplify` flattens and folds (same-field string alternatives into one ``set`` leaf);
+:mod:`agent.detection.codegen` turns the result into closures. :class:`Lowered` is the per-event
+view that lower-cases each field value at most once.
 
 Matching semantics (the Sigma specification leaves these to backends):
 
@@ -20,9 +19,7 @@ Matching semantics (the Sigma specification leaves these to backends):
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +31,6 @@ from sigma.conditions import (
     ConditionValueExpression,
 )
 from sigma.types import (
-    CompareOperators,
     SigmaBool,
     SigmaCasedString,
     SigmaCIDRExpression,
@@ -56,9 +52,6 @@ try:
     import re2 as _re2
 except ImportError:  # pragma: no cover - google-re2 ships with pysigma 2
     _re2 = None
-
-Predicate = Callable[[dict[str, Any], "Lowered"], bool]
-
 
 class Unsupported(Exception):
     """The rule is valid Sigma but uses something this engine cannot evaluate (→ rejection)."""
@@ -234,27 +227,6 @@ def _compile_regex(pattern: str) -> Any:
         raise Unsupported(reason) from None
 
 
-def regex_test(compiled: Any, full: bool = False) -> Callable[[str], bool]:
-    """A fast yes/no test of an RE2 pattern (search, or fullmatch when ``full``).
-
-    Calls the RE2 binding directly on UTF-8 bytes instead of going through the wrapper, which
-    computes match offsets we do not need.
-    """
-    inner = getattr(compiled, "_regexp", None)
-    anchor_type = getattr(_re2, "_Anchor", None)
-    if inner is None or anchor_type is None:  # stdlib re, or an unknown binding version
-        method = compiled.fullmatch if full else compiled.search
-        return lambda s: method(s) is not None
-    anchor = anchor_type.ANCHOR_BOTH if full else anchor_type.UNANCHORED
-    match = inner.Match
-    null = (-1, -1)
-
-    def test(s: str) -> bool:
-        b = s.encode("utf-8", "surrogatepass")
-        return bool(match(anchor, b, 0, len(b))[0] != null)
-    return test
-
-
 def leaves(tree: Tree) -> list[Leaf]:
     if isinstance(tree, Leaf):
         return [tree]
@@ -273,7 +245,7 @@ def referenced_fields(tree: Tree) -> list[str]:
 
 # ---------------------------------------------------------------------------- simplification
 
-_STRING_KINDS = frozenset({"eq", "prefix", "suffix", "contains", "glob"})
+STRING_KINDS = frozenset({"eq", "prefix", "suffix", "contains", "glob"})
 
 
 def simplify(tree: Tree) -> Tree:
@@ -302,7 +274,7 @@ def _fold_or(args: list[Tree]) -> list[Tree]:
     groups: dict[tuple[str, bool], Leaf] = {}
     out: list[Tree] = []
     for arg in args:
-        if isinstance(arg, Leaf) and arg.kind in _STRING_KINDS:
+        if isinstance(arg, Leaf) and arg.kind in STRING_KINDS:
             key = (arg.field, arg.cased)
             merged = groups.get(key)
             if merged is None:
@@ -327,201 +299,3 @@ def _cost(tree: Tree) -> int:
     if isinstance(tree, Leaf):
         return _KIND_COST.get(tree.kind, 5)
     return 10 + sum(_cost(a) for a in tree.args)
-
-
-# ---------------------------------------------------------------------------- code generation
-
-
-def compile_tree(tree: Tree) -> Predicate:
-    if isinstance(tree, Leaf):
-        return _compile_leaf(tree)
-    preds = [compile_tree(a) for a in tree.args]
-    if tree.op == "not":
-        inner = preds[0]
-        return lambda f, low: not inner(f, low)
-    if tree.op == "and":
-        return _chain(preds, all_of=True)
-    return _chain(preds, all_of=False)
-
-
-def _chain(preds: list[Predicate], all_of: bool) -> Predicate:
-    if len(preds) == 1:
-        return preds[0]
-    if len(preds) == 2:
-        a, b = preds
-        if all_of:
-            return lambda f, low: a(f, low) and b(f, low)
-        return lambda f, low: a(f, low) or b(f, low)
-    ps = tuple(preds)
-    if all_of:
-        return lambda f, low: all(p(f, low) for p in ps)
-    return lambda f, low: any(p(f, low) for p in ps)
-
-
-_RE_SPECIAL = re.compile(r"([\\.^$|?*+()\[\]{}])")
-
-
-def literal(value: str) -> str:
-    """A literal as a pattern valid for both ``re`` and RE2 (only metacharacters escaped)."""
-    return _RE_SPECIAL.sub(r"\\\1", value)
-
-
-def _any_literal(
-    prefixes: list[str], contains: list[str], suffixes: list[str]
-) -> Callable[[str], Any]:
-    """One C-level search for "starts with any / contains any / ends with any" (no backtracking:
-    alternatives are plain literals)."""
-    parts = []
-    if prefixes:
-        parts.append(r"\A(?:" + "|".join(map(literal, prefixes)) + ")")
-    if contains:
-        parts.append("(?:" + "|".join(map(literal, contains)) + ")")
-    if suffixes:
-        parts.append("(?:" + "|".join(map(literal, suffixes)) + r")\Z")
-    search: Callable[[str], Any] = re.compile("|".join(parts), re.S).search
-    return search
-
-
-def _string_check(kind: str, values: list[Any]) -> Callable[[str], Any]:
-    """One check on an already normalised string (C-level callables where possible)."""
-    if kind == "eq":
-        if len(values) == 1:
-            return str(values[0]).__eq__
-        return frozenset(values).__contains__
-    if kind == "prefix":
-        return _any_literal(values, [], [])
-    if kind == "suffix":
-        suf = tuple(values)
-        return lambda s: s.endswith(suf)
-    if kind == "contains":
-        return _any_literal([], values, [])
-    if kind == "glob":
-        if any(p is None for p, _ in values):
-            return lambda s: True
-        tests = tuple(regex_test(p, full=True) for p, _ in values)
-        if len(tests) == 1:
-            return tests[0]
-        return lambda s: any(t(s) for t in tests)
-    raise AssertionError(kind)
-
-
-def _string_set_check(pairs: list[tuple[str, Any]]) -> Callable[[str], Any]:
-    by_kind: dict[str, list[Any]] = {}
-    for kind, value in pairs:
-        by_kind.setdefault(kind, []).append(value)
-    checks: list[Callable[[str], Any]] = []
-    if "eq" in by_kind:
-        checks.append(_string_check("eq", by_kind["eq"]))
-    if any(k in by_kind for k in ("prefix", "contains", "suffix")):
-        checks.append(_any_literal(by_kind.get("prefix", []), by_kind.get("contains", []),
-                                   by_kind.get("suffix", [])))
-    if "glob" in by_kind:
-        checks.append(_string_check("glob", by_kind["glob"]))
-    if len(checks) == 1:
-        return checks[0]
-    if len(checks) == 2:
-        c1, c2 = checks
-        return lambda s: c1(s) or c2(s)
-    cs = tuple(checks)
-    return lambda s: any(c(s) for c in cs)
-
-
-def _on_field(name: str, check: Callable[[str], Any], cased: bool) -> Predicate:
-    """Apply a string check to a (lowered or exact) field value, any element of a list."""
-    if cased:
-        def exact(f: dict[str, Any], low: Lowered) -> bool:
-            v = f.get(name)
-            if isinstance(v, list | tuple):
-                return any(t is not None and check(t) for t in map(text, v))
-            t = text(v)
-            return t is not None and check(t)
-        return exact
-
-    def folded(f: dict[str, Any], low: Lowered) -> Any:
-        s = low[name]
-        if s.__class__ is str:
-            return check(s)
-        if s is None:
-            return False
-        return any(check(x) for x in s)
-    return folded
-
-
-def _compile_leaf(leaf: Leaf) -> Predicate:
-    name, kind = leaf.field, leaf.kind
-    if kind == "set":
-        return _on_field(name, _string_set_check(leaf.values), leaf.cased)
-    if kind in _STRING_KINDS:
-        return _on_field(name, _string_check(kind, leaf.values), leaf.cased)
-    if kind == "null":
-        return lambda f, low: f.get(name) is None
-    if kind == "exists":
-        want = leaf.values[0]
-        return lambda f, low: (f.get(name) is not None) is want
-    if kind == "re":
-        return _on_field(name, regex_test(leaf.values[0]), cased=True)
-    if kind == "cidr":
-        return _cidr(name, tuple(leaf.values))
-    if kind == "cmp":
-        return _compare(name, *leaf.values[0])
-    if kind == "ref":
-        return _fieldref(name, *leaf.values[0])
-    raise AssertionError(kind)
-
-
-def _cidr(name: str, nets: tuple[Any, ...]) -> Predicate:
-    def match(f: dict[str, Any], low: Lowered) -> bool:
-        v = f.get(name)
-        if not isinstance(v, str):
-            return False
-        try:
-            ip = ipaddress.ip_address(v)
-        except ValueError:
-            return False
-        return any(ip.version == n.version and ip in n for n in nets)
-    return match
-
-
-_CMP: dict[CompareOperators, Callable[[float, float], bool]] = {
-    CompareOperators.LT: lambda a, b: a < b,
-    CompareOperators.LTE: lambda a, b: a <= b,
-    CompareOperators.GT: lambda a, b: a > b,
-    CompareOperators.GTE: lambda a, b: a >= b,
-    CompareOperators.NEQ: lambda a, b: a != b,
-}
-
-
-def number(value: Any) -> float | None:
-    """Numeric value of an event field (numbers or numeric strings; never booleans)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and len(value) < 64:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _compare(name: str, op: CompareOperators, limit: float) -> Predicate:
-    test = _CMP[op]
-
-    def match(f: dict[str, Any], low: Lowered) -> bool:
-        n = number(f.get(name))
-        return n is not None and test(n, limit)
-    return match
-
-
-def _fieldref(name: str, other: str, mode: str) -> Predicate:
-    def match(f: dict[str, Any], low: Lowered) -> bool:
-        a, b = low[name], low[other]
-        if not isinstance(a, str) or not isinstance(b, str):
-            return False
-        if mode == "prefix":
-            return a.startswith(b)
-        if mode == "suffix":
-            return a.endswith(b)
-        return a == b
-    return match

@@ -16,7 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from agent.alerts import RuleRef
-from agent.detection.matcher import Predicate, Tree
+from agent.detection.codegen import Predicate
+from agent.detection.matcher import Tree
 
 OPTIONS_KEY = "vedette"
 

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.detection.matcher import Leaf, Lowered, Node, Tree, literal
+from agent.detection.codegen import literal
+from agent.detection.matcher import Leaf, Lowered, Node, Tree
 from agent.detection.rule import CorrelationRule, DetectionRule, Rule
 from agent.events import LogSource
 

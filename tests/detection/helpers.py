@@ -11,7 +11,8 @@ import yaml
 from sigma.rule import SigmaRule
 
 from agent.detection import Engine, EngineOptions, LoadReport, load_rules
-from agent.detection.matcher import Lowered, compile_tree, lower_tree, simplify
+from agent.detection.codegen import compile_tree
+from agent.detection.matcher import Lowered, lower_tree, simplify
 from agent.detection.sigma_pipeline import vedette_pipeline
 from agent.events import Event, LogSource
 
