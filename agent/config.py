@@ -120,6 +120,9 @@ class DetectionSection(Section):
         default_factory=list, description="third-party Sigma folders (e.g. SigmaHQ)"
     )
     late_allowance_seconds: float = Field(5.0, ge=0)
+    meta_alert_threshold: int = Field(
+        1000, ge=1, description="suppressed triggers of one rule per minute that raise a meta-alert"
+    )
     watch_rules: bool = Field(True, description="reload when a rule file changes")
     watch_interval_seconds: float = Field(5.0, gt=0)
 
