@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterator
 
 from agent.capture.bpf import Instruction, attach
-from agent.netdecode.pcapfile import RawPacket
+from agent.netdecode.pcapfile import Frame
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5
@@ -83,7 +83,7 @@ class Ring:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def ready_batches(self, max_blocks: int | None = None) -> Iterator[list[RawPacket]]:
+    def ready_batches(self, max_blocks: int | None = None) -> Iterator[list[Frame]]:
         """Packets of every block the kernel has handed over, one list per block."""
         mm = self.map
         size = self.block_bytes
@@ -96,13 +96,13 @@ class Ring:
             status, count, first = unpack_block(mm, base + 8)
             if not status & TP_STATUS_USER:
                 return
-            batch: list[RawPacket] = []
+            batch: list[Frame] = []
             append = batch.append
             off = base + first
             for _ in range(count):
                 nxt, sec, nsec, snap, wire, _st, mac, _net = unpack_pkt(mm, off)
                 start = off + mac
-                append(RawPacket(sec + nsec * 1e-9, linktype, mm[start:start + snap], wire))
+                append((sec + nsec * 1e-9, linktype, mm[start:start + snap], wire))
                 off += nxt
             struct.pack_into("=I", mm, base + 8, TP_STATUS_KERNEL)
             self._next = (self._next + 1) % self.blocks

@@ -32,7 +32,14 @@ _PCAPNG_SHB = 0x0A0D0D0A
 _NG_IDB, _NG_EPB, _NG_SPB, _NG_OPB = 1, 6, 3, 2
 
 
+Frame = tuple[float, int, bytes, int]
+"""``(timestamp, linktype, frame bytes, wire length)``: what readers hand the decoder, as a plain
+tuple (a named tuple costs a constructor call per packet)."""
+
+
 class RawPacket(NamedTuple):
+    """A :data:`Frame` with names, for code that builds frames by hand (tests, tools)."""
+
     timestamp: float
     linktype: int
     data: bytes
@@ -75,6 +82,7 @@ class CaptureReader:
                 self.path, 0, f"not a pcap or pcapng file (magic {head.hex()})"
             )
         self.position = 0
+        self._released = 0
 
     def __enter__(self) -> CaptureReader:
         return self
@@ -86,29 +94,39 @@ class CaptureReader:
         if not self._mm.closed:
             self._mm.close()
 
-    def batches(self, size: int = 4096) -> Iterator[list[RawPacket]]:
+    def batches(self, size: int = 4096) -> Iterator[list[Frame]]:
         """Packets in lists of up to ``size``."""
-        walker = self._pcap() if self.format == "pcap" else self._pcapng()
-        batch: list[RawPacket] = []
-        append = batch.append
-        for pkt in walker:
-            append(pkt)
+        if self.format == "pcap":
+            yield from self._pcap(size)
+            return
+        batch: list[Frame] = []
+        for pkt in self._pcapng():
+            batch.append(pkt)
             if len(batch) >= size:
-                self.packets_read += len(batch)
-                yield batch
+                yield self._done(batch)
                 batch = []
-                append = batch.append
         if batch:
-            self.packets_read += len(batch)
-            yield batch
+            yield self._done(batch)
 
-    def __iter__(self) -> Iterator[RawPacket]:
+    def _done(self, batch: list[Frame]) -> list[Frame]:
+        self.packets_read += len(batch)
+        self._release()
+        return batch
+
+    def _release(self) -> None:
+        """Drop the page cache mapping of what was already read (keeps the RSS flat)."""
+        done = self.position & ~(mmap.PAGESIZE - 1)
+        if done > self._released + (16 << 20):
+            self._mm.madvise(mmap.MADV_DONTNEED, self._released, done - self._released)
+            self._released = done
+
+    def __iter__(self) -> Iterator[Frame]:
         for batch in self.batches():
             yield from batch
 
     # ------------------------------------------------------------------ classic pcap
 
-    def _pcap(self) -> Iterator[RawPacket]:
+    def _pcap(self, size: int) -> Iterator[list[Frame]]:
         mm = self._mm
         order, scale = _PCAP_MAGICS[mm[:4]]
         if len(mm) < 24:
@@ -119,31 +137,40 @@ class CaptureReader:
         if major != 2:
             raise CaptureFormatError(self.path, 4, f"unsupported pcap version {major}")
         linktype = network & 0x0FFFFFFF
-        rec = struct.Struct(order + "IIII")
-        unpack = rec.unpack_from
+        unpack = struct.Struct(order + "IIII").unpack_from
         off = 24
         end = len(mm)
         while off + 16 <= end:
-            sec, frac, incl, orig = unpack(mm, off)
-            if incl > MAX_RECORD_BYTES:
-                raise CaptureFormatError(
-                    self.path, off, f"record length {incl} exceeds {MAX_RECORD_BYTES} (corrupt)"
-                )
-            start = off + 16
-            off = start + incl
-            if off > end:
+            batch: list[Frame] = []
+            append = batch.append
+            for _ in range(size):
+                if off + 16 > end:
+                    break
+                sec, frac, incl, orig = unpack(mm, off)
+                start = off + 16
+                stop = start + incl
+                if incl > MAX_RECORD_BYTES or stop > end:
+                    break
+                append((sec + frac * scale, linktype, mm[start:stop], orig))
+                off = stop
+            self.position = off
+            if batch:
+                yield self._done(batch)
+            if off + 16 <= end and (len(batch) < size):
+                incl = unpack(mm, off)[2]
+                if incl > MAX_RECORD_BYTES:
+                    raise CaptureFormatError(
+                        self.path, off, f"record length {incl} exceeds {MAX_RECORD_BYTES} (corrupt)"
+                    )
                 self.truncated_records += 1
                 break
-            self.position = off
-            yield RawPacket(sec + frac * scale, linktype, mm[start:off], orig)
-        else:
-            if off != end:
-                self.truncated_records += 1
+        if off != end and off + 16 > end:
+            self.truncated_records += 1
         self.position = end
 
     # ------------------------------------------------------------------ pcapng
 
-    def _pcapng(self) -> Iterator[RawPacket]:
+    def _pcapng(self) -> Iterator[Frame]:
         mm = self._mm
         end = len(mm)
         off = 0
@@ -176,7 +203,7 @@ class CaptureReader:
                 orig = struct.unpack_from(order + "I", mm, body)[0]
                 cap = min(orig, blen - 16)
                 if interfaces:
-                    yield RawPacket(0.0, interfaces[0][0], mm[body + 4:body + 4 + cap], orig)
+                    yield (0.0, interfaces[0][0], mm[body + 4:body + 4 + cap], orig)
             elif btype == _NG_OPB and blen >= 32:
                 ifid, _drops, hi, lo, cap, orig = struct.unpack_from(order + "HHIIII", mm, body)
                 pkt = self._ng_packet(interfaces, ifid, hi, lo, cap, orig, body + 20, off + blen)
@@ -204,12 +231,12 @@ class CaptureReader:
         orig: int,
         start: int,
         block_end: int,
-    ) -> RawPacket | None:
+    ) -> Frame | None:
         if ifid >= len(interfaces) or start + cap > block_end:
             self.skipped_blocks += 1
             return None
         linktype, scale = interfaces[ifid]
-        return RawPacket(((hi << 32) | lo) * scale, linktype, self._mm[start:start + cap], orig)
+        return (((hi << 32) | lo) * scale, linktype, self._mm[start:start + cap], orig)
 
 
 def _tsresol(mm: mmap.mmap, order: str, off: int, end: int) -> float:

@@ -10,7 +10,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter, PcapWriter
 
-from agent.netdecode.pcapfile import CaptureFormatError, CaptureReader
+from agent.netdecode.pcapfile import CaptureFormatError, CaptureReader, RawPacket
 
 
 def _packets(n: int = 5) -> list:
@@ -27,7 +27,7 @@ def test_pcap_microseconds(tmp_path: Path) -> None:
     with PcapWriter(str(path)) as w:
         w.write(_packets())
     with CaptureReader(path) as r:
-        pkts = list(r)
+        pkts = [RawPacket(*p) for p in r]
     assert r.format == "pcap"
     assert len(pkts) == 5
     assert pkts[0].linktype == 1
@@ -41,7 +41,7 @@ def test_pcap_nanoseconds_big_endian(tmp_path: Path) -> None:
     rec = struct.pack(">IIII", 1767225600, 123456789, len(frame), 1500) + frame
     path = tmp_path / "ns.pcap"
     path.write_bytes(head + rec)
-    pkts = list(CaptureReader(path))
+    pkts = [RawPacket(*p) for p in CaptureReader(path)]
     assert pkts[0].timestamp == pytest.approx(1767225600.123456789, abs=1e-6)
     assert pkts[0].wire_length == 1500
 
@@ -51,7 +51,7 @@ def test_pcapng(tmp_path: Path) -> None:
     with PcapNgWriter(str(path)) as w:
         w.write(_packets(3))
     with CaptureReader(path) as r:
-        pkts = list(r)
+        pkts = [RawPacket(*p) for p in r]
     assert r.format == "pcapng"
     assert [p.data[:14] for p in pkts] == [bytes(p)[:14] for p in _packets(3)]
     assert pkts[2].timestamp == pytest.approx(1767225602.25, abs=1e-5)

@@ -165,3 +165,15 @@ def test_undecodable_frames_are_counted() -> None:
     assert events == []
     assert proc.stats.errors == Counter(
         {"truncated": 1, "unsupported_linktype": 1, "dns_truncated": 1})
+
+
+def test_fast_path_agrees_with_the_general_decoder() -> None:
+    """The inlined Ethernet/IPv4/TCP path and decode() must produce identical events."""
+    pkts = [c.tcp(T0 + i * 0.01, ATTACKER, SERVER, 40000 + i, 20 + i, "S") for i in range(20)]
+    fast = PacketProcessor(NetworkSection()).process(raw(pkts))
+    # The same frames as Linux cooked captures take the general path.
+    cooked = [(float(p.time), 113, b"\x00\x00\x00\x01\x00\x06" + bytes(p)[6:12] + b"\x00\x00"
+               + bytes(p)[12:], len(bytes(p))) for p in pkts]
+    slow = PacketProcessor(NetworkSection()).process(cooked)
+    assert [e.fields for e in fast] == [e.fields for e in slow]
+    assert len(fast) == 20
