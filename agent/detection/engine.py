@@ -19,8 +19,8 @@ from agent.detection.correlation import CorrelationState, Firing
 from agent.detection.lifecycle import MAX_EVIDENCE, AlertBook
 from agent.detection.matcher import Lowered
 from agent.detection.rule import CorrelationRule, DetectionRule, RuleOptions
-from agent.detection.ruleset import Ruleset
-from agent.events import Event
+from agent.detection.ruleset import MAX_ROUTES, Route, Ruleset
+from agent.events import Event, LogSource
 
 SUPPRESSION_RULE = RuleRef(
     id="vedette-alert-suppression",
@@ -88,6 +88,7 @@ class Engine:
                 now = max((a.alert.last_seen for a in book.open.values()), default=0.0)
                 self._pending.extend(book.close_all(now))
         self.ruleset, self.books, self.states = ruleset, books, states
+        self._routes: dict[LogSource, Route] = {}
         # base rule id → the correlation states it feeds; ``[id]`` when it is the only base
         feeds: dict[str, list[tuple[CorrelationState, list[str] | None]]] = {}
         for state in states.values():
@@ -102,7 +103,11 @@ class Engine:
     # ------------------------------------------------------------------ events
 
     def process(self, event: Event) -> list[Alert]:
-        route = self.ruleset.route(event.logsource)
+        route = self._routes.get(event.logsource)
+        if route is None:
+            route = self.ruleset.route(event.logsource)
+            if len(self._routes) < MAX_ROUTES:
+                self._routes[event.logsource] = route
         if route.empty:
             return []
         ts = event.timestamp

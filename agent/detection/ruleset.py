@@ -209,9 +209,8 @@ class Route:
     """(field, basename lookup?, value → rules)"""
     substrings: tuple[tuple[str, _Substrings], ...]
 
-    @property
-    def empty(self) -> bool:
-        return not self.always and not self.exact and not self.substrings
+    empty: bool = False
+    """No rule at all for this logsource (set by the builder)."""
 
     def candidates(self, low: Lowered) -> list[DetectionRule]:
         out = list(self.always)
@@ -307,6 +306,7 @@ class Ruleset:
             tuple((n, k == "base", {v: tuple(r) for v, r in t.items()})
                   for (n, k), t in exact.items()),
             tuple((n, _Substrings(t)) for n, t in subs.items()),
+            not (always or exact or subs),
         )
 
 
