@@ -61,11 +61,12 @@ class AuthContext:
     def annotate(self, event: Event) -> None:
         f = event.fields
         user = f.get("user.name")
-        if isinstance(user, str) and user in self._privileged:
+        if user in self._privileged:
             f["vedette.user.privileged"] = True
-        action, outcome, source = f.get("event.action"), f.get("event.outcome"), f.get(
-            "source.ip")
-        if action not in _FAILURES or not isinstance(source, str):
+        if f.get("event.action") not in _FAILURES:
+            return
+        outcome, source = f.get("event.outcome"), f.get("source.ip")
+        if not isinstance(source, str):
             return
         if outcome == "failure":
             times = self._failures.get(source)

@@ -109,12 +109,14 @@ def _source(fields: Fields, ip: str | None, port: str | None = None) -> None:
         fields["source.port"] = int(port)
 
 
-def _auth(action: str, outcome: str, user: str | None = None, **extra: Any) -> Fields:
+def _auth(action: str, outcome: str, user: str | None = None, extra: Fields | None = None
+          ) -> Fields:
     fields: Fields = {"event.category": "authentication", "event.action": action,
                       "event.outcome": outcome}
     if user is not None:
         fields["user.name"] = user
-    fields.update(extra)
+    if extra:
+        fields.update(extra)
     return fields
 
 
@@ -122,19 +124,19 @@ def sshd_fields(msg: str) -> Fields | None:
     first = msg[:1]
     m = _SSH_FAILED.fullmatch(msg) if first == "F" else None
     if m:
-        f = _auth("ssh_login", "failure", m["user"], **{"vedette.auth.method": m["method"]})
+        f = _auth("ssh_login", "failure", m["user"], {"vedette.auth.method": m["method"]})
         if m["invalid"]:
             f["vedette.auth.invalid_user"] = True
         _source(f, m["ip"], m["port"])
         return f
     m = _SSH_ACCEPTED.fullmatch(msg) if first == "A" else None
     if m:
-        f = _auth("ssh_login", "success", m["user"], **{"vedette.auth.method": m["method"]})
+        f = _auth("ssh_login", "success", m["user"], {"vedette.auth.method": m["method"]})
         _source(f, m["ip"], m["port"])
         return f
     m = _SSH_INVALID.fullmatch(msg) if first in "Ii" else None
     if m:
-        f = _auth("ssh_invalid_user", "failure", m["user"], **{"vedette.auth.invalid_user": True})
+        f = _auth("ssh_invalid_user", "failure", m["user"], {"vedette.auth.invalid_user": True})
         _source(f, m["ip"], m["port"])
         return f
     m = _SSH_CLOSED.fullmatch(msg) if first in "CD" else None
@@ -147,7 +149,7 @@ def sshd_fields(msg: str) -> Fields | None:
         return f
     m = _SSH_RECEIVED_DISC.fullmatch(msg) if first == "R" else None
     if m:
-        f = _auth("ssh_disconnect", "unknown", None, **{"vedette.auth.preauth": bool(m["preauth"])})
+        f = _auth("ssh_disconnect", "unknown", None, {"vedette.auth.preauth": bool(m["preauth"])})
         _source(f, m["ip"], m["port"])
         return f
     m = _SSH_MAX_AUTH.fullmatch(msg) if first == "e" else None
@@ -170,13 +172,13 @@ def _pam_fields(msg: str) -> Fields | None:
     if m:
         user = m["user"].strip() if m["user"] else None
         f = _auth("pam_auth_failure", "failure", user or None,
-                  **{"vedette.pam.service": m["svc"]})
+                  {"vedette.pam.service": m["svc"]})
         _source(f, m["rhost"] or None)
         return f
     m = _PAM_SESSION.match(msg)
     if m:
         f = _auth(f"session_{m['state']}", "success", m["user"],
-                  **{"vedette.pam.service": m["svc"], "event.category": "session"})
+                  {"vedette.pam.service": m["svc"], "event.category": "session"})
         if m["uid"]:
             f["user.id"] = m["uid"]
         if m["by"]:
@@ -185,7 +187,7 @@ def _pam_fields(msg: str) -> Fields | None:
     m = _PAM_PASSWORD.match(msg)
     if m:
         return _auth("password_changed", "success", m["user"],
-                     **{"vedette.pam.service": m["svc"], "event.category": "iam"})
+                     {"vedette.pam.service": m["svc"], "event.category": "iam"})
     return None
 
 
@@ -232,11 +234,11 @@ def sudo_fields(msg: str) -> Fields | None:
 def su_fields(msg: str) -> Fields | None:
     m = _SU_FAIL.fullmatch(msg)
     if m:
-        return _auth("su", "failure", m["user"], **{"user.target.name": m["target"],
+        return _auth("su", "failure", m["user"], {"user.target.name": m["target"],
                                                      "process.tty.name": m["tty"]})
     m = _SU_OK.fullmatch(msg)
     if m:
-        return _auth("su", "success", m["user"], **{"user.target.name": m["target"],
+        return _auth("su", "success", m["user"], {"user.target.name": m["target"],
                                                      "process.tty.name": m["tty"]})
     return _pam_fields(msg)
 
@@ -245,7 +247,7 @@ def account_fields(msg: str) -> Fields | None:
     """shadow-utils (useradd, groupadd, usermod, userdel, gpasswd), passwd, login."""
     m = _NEW_USER.match(msg)
     if m:
-        f = _auth("user_created", "success", None, **{
+        f = _auth("user_created", "success", None, {
             "event.category": "iam", "user.target.name": m["name"].strip(),
             "user.target.id": m["uid"], "user.target.group.id": m["gid"]})
         if m["shell"]:
@@ -253,26 +255,26 @@ def account_fields(msg: str) -> Fields | None:
         return f
     m = _NEW_GROUP.match(msg)
     if m:
-        return _auth("group_created", "success", None, **{
+        return _auth("group_created", "success", None, {
             "event.category": "iam", "group.name": m["name"].strip(), "group.id": m["gid"]})
     m = _ADD_TO_GROUP.match(msg) or _GPASSWD_ADD.match(msg)
     if m:
         group = m["group"]
-        return _auth("user_added_to_group", "success", None, **{
+        return _auth("user_added_to_group", "success", None, {
             "event.category": "iam", "user.target.name": m["user"], "group.name": group,
             "vedette.group.privileged": group in _PRIVILEGED_GROUPS})
     m = _UID_CHANGE.match(msg)
     if m:
-        return _auth("user_uid_changed", "success", None, **{
+        return _auth("user_uid_changed", "success", None, {
             "event.category": "iam", "user.target.name": m["user"], "user.target.id": m["uid"],
             "vedette.user.previous_id": m["old"]})
     m = _DEL_USER.match(msg)
     if m:
-        return _auth("user_deleted", "success", None, **{
+        return _auth("user_deleted", "success", None, {
             "event.category": "iam", "user.target.name": m["user"]})
     m = _LOGIN_FAIL.match(msg)
     if m:
-        f = _auth("login", "failure", m["user"], **{"process.tty.name": m["tty"]})
+        f = _auth("login", "failure", m["user"], {"process.tty.name": m["tty"]})
         _source(f, m["host"] or None)
         return f
     return _pam_fields(msg)
