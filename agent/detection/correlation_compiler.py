@@ -111,6 +111,10 @@ def compile_all(
         except RuleError as exc:
             out.errors.append(exc)
             continue
+        except Exception as exc:  # never let one odd rule stop the daemon
+            out.errors.append(RuleError(f"cannot compile: {type(exc).__name__}: {exc}",
+                                        cand.source.path, cand.source.line))
+            continue
         if not cand.rule.generate:
             out.silenced.extend(refs[cand.rule_id])
     return out

@@ -169,7 +169,7 @@ class _Loader:
             self.error(RuleError("multi-document 'action' collections are not supported; "
                                  "write one complete rule per document", src, doc.line))
             return
-        try:
+        try:  # pySigma raises a few non-Sigma errors on odd input: all become rule errors
             collection = SigmaCollection.from_dicts(
                 [doc.data], collect_errors=True, resolve_references=False,
                 source=SigmaRuleLocation(file),
@@ -209,6 +209,11 @@ class _Loader:
                     compiled = self.compile_detection(cand)
                 except RuleError as exc:
                     self.error(exc)
+                    broken.add(cand.rule_id)
+                    continue
+                except Exception as exc:  # never let one odd rule stop the daemon
+                    self.error(RuleError(f"cannot compile: {type(exc).__name__}: {exc}",
+                                         cand.source.path, cand.source.line))
                     broken.add(cand.rule_id)
                     continue
                 if isinstance(compiled, Rejection):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from agent.detection import Engine, load_rules
@@ -242,3 +245,34 @@ def test_correlation_options_are_checked_against_the_base_logsource(tmp_path: Pa
     reasons = [e.reason for e in load(tmp_path, base, bad, wrong).errors]
     assert any("'LogonId' is not a field" in r for r in reasons)
     assert any("group_by is for single-event rules" in r for r in reasons)
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=6),
+                    st.sampled_from(["Image", "sel", "condition", "and", "*", "|re", "1 of x"]))
+keys = st.sampled_from(["sel", "condition", "Image|endswith", "CommandLine|contains|all",
+                        "User", "x|re", "y|cidr", "z|gt", "keywords", "Image|exists",
+                        "type", "rules", "group-by", "timespan", "vedette", "a|fieldref"])
+nested = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(detection=nested, logsource=nested, correlation=nested, vedette=nested)
+def test_random_documents_never_raise(
+    detection: object, logsource: object, correlation: object, vedette: object
+) -> None:
+    docs = [
+        {"title": "r", "id": "5d0c9d4e-6f1c-4b8e-9d55-0000000000f1", "name": "r",
+         "logsource": logsource, "detection": detection, "vedette": vedette},
+        {"title": "c", "id": "5d0c9d4e-6f1c-4b8e-9d55-0000000000f2", "correlation": correlation},
+        {"title": "d", "id": "5d0c9d4e-6f1c-4b8e-9d55-0000000000f3",
+         "logsource": {"product": "linux", "category": "process_creation"},
+         "detection": {"sel": detection, "condition": "sel"}},
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        report = load_rules([write_rules(Path(tmp), *docs).parent])
+    assert report.total >= 1
+    assert all(e.path for e in report.errors)
+    engine = Engine(report.ruleset)
+    engine.process(proc(process__executable="/bin/sh", process__command_line="sh -c x"))
+    engine.advance(10.0)
