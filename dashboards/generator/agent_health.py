@@ -3,21 +3,8 @@
 from __future__ import annotations
 
 from generator import coverage, elasticsearch
-from generator.grafana import (
-    SEL,
-    TASK,
-    Json,
-    Layout,
-    dashboard,
-    or_zero,
-    override,
-    restart_annotation,
-    standard_vars,
-    stat,
-    table,
-    target,
-    timeseries,
-)
+from generator.board import Layout, dashboard, restart_annotation, standard_vars
+from generator.grafana import SEL, TASK, Json, or_zero, override, stat, table, target, timeseries
 
 UID = "vedette-agent"
 RATE = "$__rate_interval"

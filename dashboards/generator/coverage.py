@@ -3,7 +3,8 @@ seeing everything (rules loaded, exec events not lost) and keeping its state bou
 
 from __future__ import annotations
 
-from generator.grafana import SEL, Layout, bargauge, or_zero, stat, target, timeseries
+from generator.board import Layout
+from generator.grafana import SEL, bargauge, or_zero, stat, target, timeseries
 
 RATE = "$__rate_interval"
 

@@ -7,7 +7,8 @@ out of "unreachable" counts.
 
 from __future__ import annotations
 
-from generator.grafana import SEL, Layout, or_zero, stat, target, timeseries
+from generator.board import Layout
+from generator.grafana import SEL, or_zero, stat, target, timeseries
 
 RATE = "$__rate_interval"
 CONFIGURED = (f"on (job, instance) group_left () max by (job, instance) "

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from generator import elasticsearch
+from generator.board import Layout, dashboard, datasource_var, restart_annotation, standard_vars
 from generator.grafana import (
     ES,
     SEL,
     Json,
-    Layout,
     bargauge,
-    dashboard,
-    datasource_var,
     link,
     or_zero,
     override,
-    restart_annotation,
     severity_overrides,
-    standard_vars,
     stat,
     table,
     target,

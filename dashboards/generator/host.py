@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+from generator.board import Layout, dashboard, restart_annotation, standard_vars
 from generator.grafana import (
     SEL,
     Json,
-    Layout,
     bargauge,
     color_override,
-    dashboard,
     or_zero,
-    restart_annotation,
     severity_overrides,
-    standard_vars,
     stat,
     target,
     timeseries,

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from generator.grafana import (
-    SEL,
-    Json,
-    Layout,
-    bargauge,
-    dashboard,
-    or_zero,
-    query_var,
-    restart_annotation,
-    standard_vars,
-    stat,
-    target,
-    timeseries,
-)
+from generator.board import Layout, dashboard, query_var, restart_annotation, standard_vars
+from generator.grafana import SEL, Json, bargauge, or_zero, stat, target, timeseries
 
 UID = "vedette-network"
 RATE = "$__rate_interval"
