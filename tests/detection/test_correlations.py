@@ -6,6 +6,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from agent.alerts import Status
@@ -329,3 +331,20 @@ def test_backlog_of_old_events_keeps_its_windows_under_wall_clock_ticks(tmp_path
         alerts += engine.process(syn(T0 + i * 10))
         alerts += engine.advance(wall + i)  # the daemon's one-second tick
     assert len(opened(alerts)) == 1
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.one_of(st.none(), st.integers(), st.text(max_size=4),
+                                 st.lists(st.integers(), max_size=2),
+                                 st.dictionaries(st.text(max_size=2), st.integers(), max_size=1)),
+                       min_size=1, max_size=20))
+def test_hostile_group_and_value_fields(tmp_path_factory: Any, values: list[Any]) -> None:
+    folder = tmp_path_factory.mktemp("hostile")
+    engine = engine_for(folder, syn_rule(), corr(
+        "value_count", {"gte": 2, "field": "destination.port"}, ["syn"], ["source.ip"]),
+        corr("value_sum", {"gte": 2, "field": "destination.port"}, ["syn"], ["source.ip"]))
+    for i, value in enumerate(values):
+        engine.process(event(T0 + i, PACKET, **{"tcp.flags.syn": True, "source.ip": value,
+                                               "destination.port": values[-1 - i]}))
+    engine.advance(T0 + 1000)

@@ -6,8 +6,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent.detection import Engine, LoadReport, load_rules
+from agent.events import Event, LogSource
 from tests.detection.helpers import T0, proc
 
 SIGMAHQ = Path(__file__).resolve().parents[2] / ".." / "shared" / "sigmahq"
@@ -102,3 +105,29 @@ def test_benign_process_events_raise_nothing(report: LoadReport) -> None:
         assert not engine.process(
             proc(T0 + i, **{k.replace(".", "__"): v for k, v in fields.items()})
         )
+
+
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=40),
+    st.lists(st.one_of(st.text(max_size=8), st.integers(), st.none()), max_size=4),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.binary(max_size=8),
+)
+names = st.sampled_from(["process.executable", "process.command_line", "user.name",
+                         "process.parent.executable", "process.pid", "destination.ip",
+                         "destination.port", "message", "file.path", "a0", "type"])
+logsources = st.sampled_from([
+    LogSource("linux", "process_creation"), LogSource("linux", "network_connection"),
+    LogSource("linux", "file_event"), LogSource("linux", None, "auditd"),
+    LogSource("linux", None, "sshd"), LogSource("linux"), LogSource("windows", "x"),
+])
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.dictionaries(names, values, max_size=6), logsource=logsources)
+def test_hostile_field_values_never_crash_the_engine(
+    report: LoadReport, fields: dict[str, object], logsource: LogSource
+) -> None:
+    engine = Engine(report.ruleset)
+    engine.process(Event(T0, logsource, dict(fields)))
+    engine.advance(T0 + 1000)
