@@ -217,6 +217,7 @@ def build() -> Json:
     coverage.rule_panels(lay)
     _jobs(lay)
     coverage.host_collector_panels(lay)
+    coverage.threat_intel_panels(lay)
     _sinks(lay)
     elasticsearch.agent_panels(lay)
     return dashboard(

@@ -94,6 +94,14 @@ def host_collector_panels(lay: Layout) -> None:
         "count:lines/s",
     ), 8, 8)
     lay.add(timeseries(
+        "Host telemetry age",
+        "Seconds since host telemetry was last collected; it should stay near "
+        "host_metrics.interval_seconds. A growing line means the collector is stuck.",
+        [target(f"max by (instance) "
+                f"(time() - vedette_host_collect_timestamp_seconds{{{SEL}}})", "{{instance}}")],
+        "s", steps=((60, "orange"), (300, "red")),
+    ), 8, 8)
+    lay.add(timeseries(
         "File integrity baseline",
         "Files in the file-integrity baseline and how long the last full rescan took.",
         [
@@ -102,3 +110,22 @@ def host_collector_panels(lay: Layout) -> None:
         ],
         "short",
     ), 8, 8)
+
+
+def threat_intel_panels(lay: Layout) -> None:
+    lay.row("Threat intelligence")
+    lay.add(timeseries(
+        "Threat-intel networks by feed",
+        "Networks loaded from each blocklist file (threat_intel.files); new flows to or from "
+        "them raise alerts. A feed dropping to 0 means its file is gone or empty.",
+        [target(f"sum by (feed) (vedette_threat_intel_networks{{{SEL}}})" + or_zero(),
+                "{{feed}}")],
+        "short",
+    ), 12, 8)
+    lay.add(timeseries(
+        "Feed reloads/s",
+        "Threat-intel reloads by result; errors keep the previous lists.",
+        [target(f"sum by (result) (rate(vedette_threat_intel_reloads_total{{{SEL}}}[{RATE}]))"
+                + or_zero(), "{{result}}")],
+        "ops", steps=((0.001, "orange"),),
+    ), 12, 8)

@@ -64,6 +64,13 @@ def agent_panels(lay: Layout) -> None:
         [target(f"time() - max(vedette_es_last_success_timestamp_seconds{{{SEL}}} > 0)")],
         "s", steps=((120, "orange"), (900, "red")),
     ), 4, 8)
+    lay.add(stat(
+        "Index setup runs",
+        "Index setup runs (ILM policy, templates) since the agent started, by result; "
+        "'forbidden' means the credentials may write documents but not manage templates.",
+        [target(f"sum by (result) (vedette_es_setup_total{{{SEL}}})", "{{result}}")],
+        steps=((1, "blue"),), decimals=0,
+    ), 4, 8)
     lay.add(timeseries(
         "Documents shipped/s",
         "Documents acknowledged per second by stream (alerts, events), and resends "
@@ -76,7 +83,7 @@ def agent_panels(lay: Layout) -> None:
                    + or_zero("", "vedette_es_spool_limit_bytes"), "{{stream}} duplicate"),
         ],
         "count:docs/s",
-    ), 8, 8)
+    ), 12, 8)
     lay.add(timeseries(
         "Bulk latency",
         "Duration of bulk requests to Elasticsearch: median and 99th percentile.",

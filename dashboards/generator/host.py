@@ -105,7 +105,7 @@ def _disk(lay: Layout) -> None:
         [target(f"max by (device) (vedette_host_filesystem_used_ratio{{{SEL}}})", "{{device}}",
                 instant=True)],
         "percentunit", steps=((0.8, "orange"), (0.9, "red")), max_value=1,
-    ), 8, 8)
+    ), 6, 8)
     lay.add(timeseries(
         "Disk throughput",
         "Bytes read (positive) and written per second by block device.",
@@ -117,7 +117,20 @@ def _disk(lay: Layout) -> None:
                    "{{device}} written"),
         ],
         "Bps",
-    ), 8, 8)
+    ), 6, 8)
+    lay.add(timeseries(
+        "Disk IOPS",
+        "Read and write operations completed per second by block device.",
+        [
+            target(f"sum by (device) "
+                   f"(rate(vedette_host_disk_reads_completed_total{{{SEL}}}[{RATE}]))",
+                   "{{device}} reads"),
+            target(f"sum by (device) "
+                   f"(rate(vedette_host_disk_writes_completed_total{{{SEL}}}[{RATE}]))",
+                   "{{device}} writes"),
+        ],
+        "iops",
+    ), 6, 8)
     lay.add(timeseries(
         "Disk utilisation",
         "Share of time each block device was busy doing I/O.",
@@ -125,7 +138,7 @@ def _disk(lay: Layout) -> None:
                 f"(rate(vedette_host_disk_io_time_seconds_total{{{SEL}}}[{RATE}]))",
                 "{{device}}")],
         "percentunit", steps=((0.8, "orange"), (0.95, "red")),
-    ), 8, 8)
+    ), 6, 8)
 
 
 def _network(lay: Layout) -> None:

@@ -44,6 +44,7 @@ BOUNDED_LABELS = frozenset({
     "kind", "outcome", "action",  # rule kinds, login outcomes, file-integrity actions
     "spool", "stream",            # Elasticsearch spool name, data stream (alerts/events)
     "protocol", "direction", "table",  # capture: decoded protocol, direction class, table name
+    "feed",                       # threat-intel feed (a configured file)
 })
 
 

@@ -21,7 +21,8 @@ NAMES = sorted(build.BUILDERS)
 # Grafana unit ids used here (packages/grafana-data/src/valueFormats/categories.ts) and the
 # custom-unit prefixes getValueFormat() understands.
 UNITS = {"short", "none", "percentunit", "percent", "bytes", "decbytes", "Bps", "binBps", "pps",
-         "bps", "s", "ms", "dtdurations", "dateTimeFromNow", "ops", "cps", "reqps", "locale"}
+         "bps", "s", "ms", "dtdurations", "dateTimeFromNow", "ops", "cps", "reqps", "iops",
+         "locale"}
 UNIT_PREFIXES = ("count:", "suffix:", "prefix:", "si:", "bool:")
 MAX_ALLOW_EMPTY = 6
 

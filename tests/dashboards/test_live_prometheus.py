@@ -174,12 +174,15 @@ def _live(work: Path, veth: VethPair | None) -> Iterator[Live]:
     watched = work / "fim" / "sshd_config"
     watched.parent.mkdir()
     watched.write_text("PermitRootLogin no\n")
+    blocklist = work / "blocklist.netset"
+    blocklist.write_text("# test feed\n198.18.99.0/24\n198.19.99.0/24\n")
     es = FakeElasticsearch().start()
     config = deep_merge(base_config(agent_dir, port), {
         "detection": {"rule_paths": [str(rules)], "watch_rules": True,
                       "watch_interval_seconds": 1.0},
         "inputs": {"event_files": [str(feed)], "event_files_interval_seconds": 0.2},
         "elasticsearch": {"hosts": [es.url], "batch_max_age_seconds": 0.2},
+        "threat_intel": {"files": [str(blocklist)]},
     })
     udp_port = free_port()
     config = deep_merge(config, _collectors(auth_log, watched, veth))
@@ -279,6 +282,7 @@ def _panel_targets() -> list[tuple[str, str, str, str | None]]:
         ("sum(vedette_fim_changes_total)", "file change seen"),
         ('sum(vedette_es_docs_shipped_total{stream="alerts"})', "alerts shipped to ES"),
         ("sum(vedette_es_reachable)", "ES reachable"),
+        ("sum(vedette_threat_intel_networks)", "threat-intel feed loaded"),
         ('count(vedette_job_runs_total{exported_job="collect_host_metrics"})',
          "the scheduler's job label arrives as exported_job, as the panels and rules expect"),
         ('sum(vedette_capture_packets_total{protocol="udp"})', "UDP captured on the veth"),
