@@ -236,7 +236,8 @@ class CaptureSection(Section):
         description="interfaces to capture on; empty = every non-loopback interface that is up",
     )
     exclude_interfaces: list[str] = Field(
-        default_factory=lambda: ["lo"], description="glob patterns never captured"
+        default_factory=lambda: ["lo", "veth*"],
+        description="glob patterns never captured (veth: container traffic is seen on its bridge)",
     )
     rescan_seconds: float = Field(10.0, gt=0, description="how often new interfaces are picked up")
     bpf_filter: str = Field(
