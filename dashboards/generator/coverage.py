@@ -85,14 +85,14 @@ def host_collector_panels(lay: Layout) -> None:
                    "{{instance}} unenriched"),
         ],
         "ops", steps=((0.001, "red"),),
-    ), 8, 8)
+    ), 6, 8)
     lay.add(timeseries(
         "Log lines read/s",
         "Lines read per second by each host log collector (auth, journal, web, auditd).",
         [target(f"sum by (source) (rate(vedette_log_lines_total{{{SEL}}}[{RATE}]))"
                 + or_zero(), "{{source}}")],
         "count:lines/s",
-    ), 8, 8)
+    ), 6, 8)
     lay.add(timeseries(
         "Host telemetry age",
         "Seconds since host telemetry was last collected; it should stay near "
@@ -100,7 +100,7 @@ def host_collector_panels(lay: Layout) -> None:
         [target(f"max by (instance) "
                 f"(time() - vedette_host_collect_timestamp_seconds{{{SEL}}})", "{{instance}}")],
         "s", steps=((60, "orange"), (300, "red")),
-    ), 8, 8)
+    ), 6, 8)
     lay.add(timeseries(
         "File integrity baseline",
         "Files in the file-integrity baseline and how long the last full rescan took.",
@@ -109,7 +109,7 @@ def host_collector_panels(lay: Layout) -> None:
             target(f"max(vedette_fim_rescan_duration_seconds{{{SEL}}})", "rescan seconds"),
         ],
         "short",
-    ), 8, 8)
+    ), 6, 8)
 
 
 def threat_intel_panels(lay: Layout) -> None:

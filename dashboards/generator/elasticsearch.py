@@ -130,7 +130,7 @@ def agent_panels(lay: Layout) -> None:
                    "{{spool}} oldest age (s)"),
         ],
         "short",
-    ), 8, 8)
+    ), 12, 8)
     lay.add(timeseries(
         "Spool losses/s",
         "Documents dropped from the spool before delivery (overflow, age, corrupt) and unsent "
@@ -142,4 +142,4 @@ def agent_panels(lay: Layout) -> None:
                    "superseded"),
         ],
         "count:docs/s", steps=((0.001, "red"),),
-    ), 8, 8)
+    ), 12, 8)

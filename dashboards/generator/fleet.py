@@ -185,7 +185,7 @@ def _degraded(lay: Layout) -> None:
         [target(f"sum by (instance) (rate(vedette_process_events_lost_total{{{SEL}}}[{RATE}]))",
                 "{{instance}}")],
         "ops", steps=((0.001, "red"),),
-    ), 8, 8)
+    ), 6, 8)
     lay.add(timeseries(
         "Capture ring drops/s",
         "Packets the kernel dropped before the agent could read them, per agent: network "
@@ -193,7 +193,7 @@ def _degraded(lay: Layout) -> None:
         [target(f"sum by (instance) (rate(vedette_capture_ring_drops_total{{{SEL}}}[{RATE}]))"
                 + or_zero("instance", "vedette_capture_interfaces"), "{{instance}}")],
         "pps", steps=((1, "red"),),
-    ), 8, 8)
+    ), 6, 8)
     lay.add(timeseries(
         "Rule load errors and rejections",
         "Rule files that failed to load and valid rules the agent cannot evaluate, per agent, "
@@ -205,7 +205,7 @@ def _degraded(lay: Layout) -> None:
                    + or_zero("instance"), "{{instance}} rejected"),
         ],
         "short", steps=((1, "orange"),),
-    ), 8, 8)
+    ), 6, 8)
     lay.add(timeseries(
         "Correlation group evictions/s",
         "Correlation state evicted by the per-rule max_groups bound, per agent: a flood of "
@@ -214,7 +214,7 @@ def _degraded(lay: Layout) -> None:
                 f"(rate(vedette_correlation_group_evictions_total{{{SEL}}}[{RATE}]))"
                 + or_zero("instance"), "{{instance}}")],
         "ops", steps=((1, "orange"),),
-    ), 8, 8)
+    ), 6, 8)
 
 
 # Failure counters have no series before the first failure: show 0 for every sink that has

@@ -98,6 +98,17 @@ def test_panel_ids_unique_and_layout_without_overlap(dashboards, name: str) -> N
                     assert other == panel["id"], f"panels {other} and {panel['id']} overlap"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_line_of_panels_spans_the_full_width(dashboards, name: str) -> None:
+    """No ragged half-empty lines: panels that start on one line fill its 24 columns."""
+    lines: dict[int, int] = {}
+    for panel in iter_panels(dashboards[name]["panels"]):
+        g = panel["gridPos"]
+        lines[g["y"]] = lines.get(g["y"], 0) + g["w"]
+    ragged = {y: w for y, w in lines.items() if w != 24}
+    assert not ragged, f"lines (y: used width) not filling the grid: {ragged}"
+
+
 def _is_variable_ref(uid: str, variables: dict[str, Any], plugin: str) -> bool:
     m = re.fullmatch(r"\$\{(\w+)\}", uid)
     if m is None or m.group(1) not in variables:
