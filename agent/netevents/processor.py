@@ -97,6 +97,7 @@ class PacketProcessor:
         self._flow_deadline = -math.inf
         self._flow_interval = settings.flow_interval_seconds
         self._agg: dict[tuple[bytes, int, int], list[Any]] = {}
+        self._segments: dict[bytes, list[int]] = {}
         self._flows: dict[tuple[bytes, bytes, int], list[Any]] = {}
         self._dst_count: dict[tuple[bytes, int], int] = {}
         self._src_count: dict[bytes, int] = {}
@@ -115,6 +116,8 @@ class PacketProcessor:
         n = 0
         nbytes = 0
         next_second = self._next_second
+        segments = self._segments
+        max_keys = self._max_keys
         for ts, linktype, data, wire in batch:
             n += 1
             nbytes += wire
@@ -122,18 +125,32 @@ class PacketProcessor:
                 out.extend(self._roll(ts))
                 agg = self._agg
                 flows = self._flows
+                segments = self._segments
                 next_second = self._next_second
             if (linktype == 1 and len(data) >= 54 and data[23] == PROTO_TCP
                     and data[14] == 0x45 and data[12] == 8 and data[13] == 0
                     and not (data[20] & 0x1F) | data[21]):
                 # Fast path, most of the traffic: Ethernet, IPv4 without options, unfragmented,
                 # TCP. Same result as decode(); everything else takes the general path.
+                flags = data[47]
+                if flags & 0x16 == 0x10:
+                    # An ordinary segment (ACK, no SYN/RST) only counts: per connection
+                    # (addresses + ports, one slice), folded into flows and aggregates when
+                    # the second ends.
+                    ckey = data[26:38]
+                    seg = segments.get(ckey)
+                    if seg is not None:
+                        seg[0] += 1
+                        seg[1] += wire
+                        continue
+                    if len(segments) < max_keys:
+                        segments[ckey] = [1, wire]
+                        continue
                 family, proto, l4, end = 4, PROTO_TCP, 0, 0
                 src = data[26:30]
                 dst = data[30:34]
                 sport = (data[34] << 8) | data[35]
                 dport = (data[36] << 8) | data[37]
-                flags = data[47]
             else:
                 r = decode(data, linktype)
                 if isinstance(r, str):
@@ -239,14 +256,15 @@ class PacketProcessor:
         return bitmap
 
     def _new_flow(
-        self, out: list[Event], ts: float, key: tuple[bytes, bytes, int], wire: int
+        self, out: list[Event], ts: float, key: tuple[bytes, bytes, int], wire: int,
+        packets: int = 1,
     ) -> None:
         src, dst, proto = key
         if len(self._flows) >= self.settings.max_flows:
-            self.stats.table_overflows["flows"] += 1
-            self.stats.add_traffic(records.transport_name(proto), "unknown", 1, wire)
+            self.stats.table_overflows["flows"] += packets
+            self.stats.add_traffic(records.transport_name(proto), "unknown", packets, wire)
             return
-        self._flows[key] = [1, wire, ts, ts]
+        self._flows[key] = [packets, wire, ts, ts]
         intel = self._intel() if self._intel is not None else None
         if intel is None or not len(intel):
             return
@@ -334,7 +352,8 @@ class PacketProcessor:
         if self._second < 0:
             return []
         end = self._second + 0.999999
-        out = self._flush_aggregates(end)
+        out = self._fold_segments(end)
+        out.extend(self._flush_aggregates(end))
         out.extend(self._flush_flows(end))
         self._second = -1
         self._next_second = -math.inf
@@ -344,7 +363,8 @@ class PacketProcessor:
     def _roll(self, ts: float) -> list[Event]:
         out: list[Event] = []
         if self._second >= 0:
-            out = self._flush_aggregates(self._second + 0.999999)
+            out = self._fold_segments(self._second + 0.999999)
+            out.extend(self._flush_aggregates(self._second + 0.999999))
         self._dst_count = {}
         self._src_count = {}
         self._aux_count = {}
@@ -356,6 +376,28 @@ class PacketProcessor:
                 out.extend(self._flush_flows(self._flow_deadline - 1e-6))
             interval = self._flow_interval
             self._flow_deadline = (ts // interval + 1) * interval
+        return out
+
+    def _fold_segments(self, ts: float) -> list[Event]:
+        """Add the second's per-connection segment counts to the flows and aggregates."""
+        segments, self._segments = self._segments, {}
+        out: list[Event] = []
+        flows, agg = self._flows, self._agg
+        for key, (packets, nbytes) in segments.items():
+            src, dst = key[:4], key[4:8]
+            fkey = (src, dst, PROTO_TCP)
+            flow = flows.get(fkey)
+            if flow is None:
+                self._new_flow(out, ts, fkey, nbytes, packets)
+            else:
+                flow[0] += packets
+                flow[1] += nbytes
+                flow[3] = ts
+            akey = (dst, (key[10] << 8) | key[11], PROTO_TCP)
+            a = agg.get(akey) or self._new_aggregate(akey)
+            if a is not None:
+                a[0] += packets
+                a[1] += nbytes
         return out
 
     def _flush_aggregates(self, ts: float) -> list[Event]:

@@ -177,3 +177,20 @@ def test_fast_path_agrees_with_the_general_decoder() -> None:
     slow = PacketProcessor(NetworkSection()).process(cooked)
     assert [e.fields for e in fast] == [e.fields for e in slow]
     assert len(fast) == 20
+
+
+def test_ordinary_segments_are_folded_into_flows_and_aggregates() -> None:
+    """Data segments take the per-connection counter and still land in flows and aggregates."""
+    pkts = []
+    for i in range(60):
+        pkts.append(c.tcp(T0 + i * 0.01, "10.1.0.20", SERVER, 30000, 443, "PA", b"x" * 100))
+    pkts.append(c.tcp(T0 + 0.9, "10.1.0.20", SERVER, 30000, 443, "S"))
+    proc = PacketProcessor(NetworkSection(aggregate_min_packets=10))
+    events = proc.process(raw(pkts)) + proc.flush()
+    traffic = [e.fields for e in events if e.logsource.category == "network_traffic"]
+    assert len(traffic) == 1
+    assert traffic[0]["traffic.packets"] == 61 and traffic[0]["traffic.syn"] == 1
+    assert traffic[0]["traffic.syn_ratio"] == round(1 / 61, 3)
+    flows = [e.fields for e in events if e.logsource.category == "network_flow"]
+    assert [(f["network.packets"], f["network.bytes"]) for f in flows] == [
+        (61, 60 * len(bytes(pkts[0])) + len(bytes(pkts[-1])))]
