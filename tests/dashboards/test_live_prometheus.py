@@ -164,6 +164,13 @@ def _live(work: Path, veth: VethPair | None) -> Iterator[Live]:
     rules = work / "rules"
     rules.mkdir()
     (rules / "dashboard_test.yml").write_text(RULE_TEXT)
+    # A broken rule file: the agent starts on the valid rules and counts one load error,
+    # which the VedetteRuleLoadErrors alert must turn into a firing alert.
+    (rules / "broken.yml").write_text(
+        "title: Broken\nid: 5d0c7a53-5e43-4a49-9a55-1f0d2b7c00ff\n"
+        "logsource: {product: vedette, category: auth}\n"
+        "detection: {selection: {event.action: x}, condition: missing_selection}\n"
+    )
     feed = work / "events.jsonl"
     feed.touch()
     port = free_port()
@@ -361,6 +368,21 @@ def test_every_alert_rule_parses_and_is_healthy(live: Live, alert_rules) -> None
     rules = [r for g in live.prom.api("/api/v1/rules")["groups"] for r in g["rules"]]
     unhealthy = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
     assert not unhealthy, unhealthy
+
+
+def test_an_alert_rule_fires_against_the_live_agent(live: Live) -> None:
+    """The broken rule file of the fixture fires VedetteRuleLoadErrors in the real Prometheus."""
+    assert (live.prom.value(f'sum(vedette_rule_load_errors_total{{job="{JOB}"}})') or 0) >= 1
+    deadline = time.monotonic() + 30
+    firing: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not firing:
+        firing = [a for a in live.prom.api("/api/v1/alerts")["alerts"]
+                  if a["labels"]["alertname"] == "VedetteRuleLoadErrors"
+                  and a["state"] == "firing"]
+        time.sleep(0.5)
+    assert firing, "VedetteRuleLoadErrors did not fire"
+    assert firing[0]["labels"]["instance"] == live.prom.targets[0]
+    assert firing[0]["annotations"]["summary"].endswith(live.prom.targets[0])
 
 
 def _series(live: Live) -> set[str]:
