@@ -156,3 +156,41 @@ def test_collector_health_without_rings_is_empty() -> None:
     t0 = time.monotonic()
     collector.run(lambda e: published.extend(e) or 0, stop)
     assert time.monotonic() - t0 < 2
+
+
+class _FakeRing:
+    interface = "eth9"
+
+    def __init__(self, packets: int, drops: int) -> None:
+        self.stats = (packets, drops, 0)
+
+    def statistics(self) -> tuple[int, int, int]:
+        return self.stats
+
+    def close(self) -> None:
+        pass
+
+
+def test_drops_become_metrics_and_a_health_event_the_degraded_rule_reads() -> None:
+    cfg = Config()
+    metrics = AgentMetrics(CollectorRegistry())
+    collector = PacketCaptureCollector(cfg.capture, cfg.network, metrics, host_name="web-1")
+    collector.rings["eth9"] = _FakeRing(100_000, 5_000)  # type: ignore[assignment]
+    collector.processor.stats.errors["truncated"] = 7
+    collector.processor.stats.suppressed = 42
+    collector.processor.stats.add_traffic("tcp", "inbound", 10, 1000)
+    (event,) = collector.health()
+    assert event.logsource.category == "capture_health"
+    assert event.fields["capture.drops"] == 5000
+    assert event.fields["capture.drop_ratio"] == 0.05
+    assert event.fields["host.name"] == "web-1"
+    value = metrics.registry.get_sample_value
+    assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 5000
+    assert value("vedette_capture_degraded", {"interface": "eth9"}) == 1
+    assert value("vedette_input_errors_total", {"source": "capture", "reason": "truncated"}) == 7
+    assert value("vedette_capture_events_over_budget_total") == 42
+    assert value("vedette_capture_packets_total",
+                 {"protocol": "tcp", "direction": "inbound"}) == 10
+    collector.health()  # deltas: counters do not double
+    assert value("vedette_input_errors_total", {"source": "capture", "reason": "truncated"}) == 7
+    assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 10000
