@@ -47,8 +47,10 @@ class LogTailCollector:
         host_name: str = "",
         clock: Callable[[], float] = time.time,
         on_idle: Callable[[], None] | None = None,
+        max_read_bytes: int = 1 << 20,
     ) -> None:
         self.name = name
+        self._max_read = max_read_bytes
         self._on_idle = on_idle
         self._paths = list(paths)
         self._decoder_for = decoder_for
@@ -98,7 +100,8 @@ class LogTailCollector:
         if tailer is None:
             if not exists:
                 return out
-            tailer = FileTailer(path, self._offsets, start_at_end=self._start_at_end)
+            tailer = FileTailer(path, self._offsets, start_at_end=self._start_at_end,
+                                max_read_bytes=self._max_read)
             self._tailers[path] = tailer
             self._decoders[path] = self._decoder_for(path)
         decoder = self._decoders[path]
