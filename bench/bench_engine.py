@@ -73,8 +73,12 @@ SUSPICIOUS = [
 ]
 
 
+UNIQUE_ARGS = 0.6
+
+
 def process_events(n: int, seed: int = 1) -> Iterator[list[Event]]:
-    """Chunks of process events: ~98 % routine commands, ~2 % suspicious ones."""
+    """Chunks of process events: ~98 % routine commands, ~2 % suspicious ones; 60 % of the
+    command lines carry a unique argument (temp files, ids), so most are never seen twice."""
     rnd = random.Random(seed)
     users = ["root", "www-data", "deploy", "alice"]
     done = 0
@@ -83,6 +87,8 @@ def process_events(n: int, seed: int = 1) -> Iterator[list[Event]]:
         chunk = []
         for i in range(size):
             exe, cmd = rnd.choice(SUSPICIOUS) if rnd.random() < 0.02 else rnd.choice(BENIGN)
+            if rnd.random() < UNIQUE_ARGS:
+                cmd = f"{cmd} /tmp/job-{done + i:x}"
             parent = rnd.choice(BENIGN)[0]
             chunk.append(Event(T0 + (done + i) * 1e-3, PROC, {
                 "process.executable": exe, "process.command_line": cmd,

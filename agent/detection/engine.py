@@ -19,7 +19,7 @@ from agent.detection.correlation import CorrelationState, Firing
 from agent.detection.lifecycle import MAX_EVIDENCE, AlertBook
 from agent.detection.matcher import Lowered
 from agent.detection.rule import CorrelationRule, DetectionRule, RuleOptions
-from agent.detection.ruleset import MAX_ROUTES, Route, Ruleset
+from agent.detection.ruleset import Route, Ruleset
 from agent.events import Event, LogSource
 
 SUPPRESSION_RULE = RuleRef(
@@ -88,7 +88,7 @@ class Engine:
                 now = max((a.alert.last_seen for a in book.open.values()), default=0.0)
                 self._pending.extend(book.close_all(now))
         self.ruleset, self.books, self.states = ruleset, books, states
-        self._routes: dict[LogSource, Route] = {}
+        self._routes: dict[LogSource, _RouteState] = {}
         # base rule id → the correlation states it feeds; ``[id]`` when it is the only base
         feeds: dict[str, list[tuple[CorrelationState, list[str] | None]]] = {}
         for state in states.values():
@@ -103,11 +103,12 @@ class Engine:
     # ------------------------------------------------------------------ events
 
     def process(self, event: Event) -> list[Alert]:
-        route = self._routes.get(event.logsource)
-        if route is None:
-            route = self.ruleset.route(event.logsource)
-            if len(self._routes) < MAX_ROUTES:
-                self._routes[event.logsource] = route
+        entry = self._routes.get(event.logsource)
+        if entry is None:
+            entry = _RouteState(self.ruleset.route(event.logsource))
+            if len(self._routes) < MAX_CACHED_ROUTES:
+                self._routes[event.logsource] = entry
+        route = entry.route
         if route.empty:
             return []
         ts = event.timestamp
@@ -115,16 +116,34 @@ class Engine:
         if ts > watermark:
             self.watermark = ts
         fields = event.fields
-        low = _new_lowered(Lowered)  # skips the Python-level __init__ (hot path)
-        low.fields = fields
-        candidates = route.candidates(low)
-        self.evaluations += len(candidates)
+        # Predicates are pure functions of the fields their route reads: identical values
+        # (and types: True == 1 in Python) give identical matches, so results are memoised
+        # while that pays (repetitive streams: cron jobs, packets of one flow).
+        matched: list[DetectionRule] | None = None
+        key: Any = None
+        if entry.caching:
+            values = tuple(map(fields.get, route.fields))
+            types = tuple(map(type, values))
+            if _CACHEABLE.issuperset(types):
+                key = (values, types)
+                matched = entry.cache.get(key)
+            entry.lookup(matched is not None)
+        else:
+            entry.skip()
+        if matched is None:
+            low = _new_lowered(Lowered)  # skips the Python-level __init__ (hot path)
+            low.fields = fields
+            candidates = route.candidates(low)
+            self.evaluations += len(candidates)
+            matched = [rule for rule in candidates if rule.predicate(fields, low)]
+            if key is not None and entry.caching:
+                entry.remember(key, key[0], matched)
+        if not matched:
+            return []
         out: list[Alert] = []
         pending: dict[CorrelationState, list[str]] | None = None
         late: bool | None = None
-        for rule in candidates:
-            if not rule.predicate(fields, low):
-                continue
+        for rule in matched:
             if rule.output:
                 out.extend(self._single(rule, event))
             feeds = self._feeds.get(rule.id)
@@ -146,10 +165,10 @@ class Engine:
                 if firing is not None:
                     out.extend(self._correlated(state.rule, firing, event, rule.id))
         if pending:
-            for state, matched in pending.items():
-                firing = state.observe(matched, event)
+            for state, base_ids in pending.items():
+                firing = state.observe(base_ids, event)
                 if firing is not None:
-                    out.extend(self._correlated(state.rule, firing, event, matched[0]))
+                    out.extend(self._correlated(state.rule, firing, event, base_ids[0]))
         return out
 
     def _single(self, rule: DetectionRule, event: Event) -> list[Alert]:
@@ -266,6 +285,67 @@ class Engine:
 
 
 _new_lowered = Lowered.__new__
+_CACHEABLE = frozenset({str, int, float, bool, type(None)})
+MAX_CACHED_ROUTES = 64
+MATCH_CACHE_ENTRIES = 4096
+MATCH_CACHE_CHARS = 1 << 20
+"""Text kept alive by one route's match cache; long values are not cached."""
+
+
+class _RouteState:
+    """A route and the memoised matches of recently seen field values (bounded FIFO).
+
+    The cache switches itself off for a while when fewer than a third of lookups hit (streams
+    of unique command lines), so it never costs much more than it saves.
+    """
+
+    __slots__ = ("cache", "caching", "chars", "hits", "lookups", "route", "sizes", "skipped")
+
+    REVIEW_EVERY = 4096
+    PAUSE = 65536
+    MIN_HIT_RATE = 0.33
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.cache: dict[Any, list[DetectionRule]] = {}
+        self.sizes: dict[Any, int] = {}
+        self.chars = 0
+        self.caching = bool(route.fields)
+        self.hits = 0
+        self.lookups = 0
+        self.skipped = 0
+
+    def lookup(self, hit: bool) -> None:
+        self.lookups += 1
+        if hit:
+            self.hits += 1
+        elif self.lookups >= self.REVIEW_EVERY:
+            if self.hits < self.MIN_HIT_RATE * self.lookups:
+                self.caching = False
+                self.cache.clear()
+                self.sizes.clear()
+                self.chars = 0
+            self.hits = self.lookups = 0
+
+    def skip(self) -> None:
+        self.skipped += 1
+        if self.skipped >= self.PAUSE:
+            self.caching = True
+            self.skipped = 0
+
+    def remember(self, key: Any, values: tuple[Any, ...], matched: list[DetectionRule]) -> None:
+        size = sum(len(v) for v in values if v.__class__ is str)
+        if size > MATCH_CACHE_CHARS // 256:
+            return
+        cache, sizes = self.cache, self.sizes
+        while cache and (len(cache) >= MATCH_CACHE_ENTRIES
+                         or self.chars + size > MATCH_CACHE_CHARS):
+            oldest = next(iter(cache))
+            del cache[oldest]
+            self.chars -= sizes.pop(oldest)
+        cache[key] = matched
+        sizes[key] = size
+        self.chars += size
 
 
 def _pick(fields: dict[str, Any], *names: tuple[str, ...]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.detection.codegen import literal
-from agent.detection.matcher import Leaf, Lowered, Node, Tree
+from agent.detection.matcher import Leaf, Lowered, Node, Tree, referenced_fields
 from agent.detection.rule import CorrelationRule, DetectionRule, Rule
 from agent.events import LogSource
 
@@ -211,6 +211,8 @@ class Route:
 
     empty: bool = False
     """No rule at all for this logsource (set by the builder)."""
+    fields: tuple[str, ...] = ()
+    """Every field a rule of this route reads: its matches depend on nothing else."""
 
     def candidates(self, low: Lowered) -> list[DetectionRule]:
         out = list(self.always)
@@ -289,9 +291,11 @@ class Ruleset:
         always: list[DetectionRule] = []
         exact: dict[tuple[str, str], dict[str, list[DetectionRule]]] = {}
         subs: dict[str, dict[str, list[DetectionRule]]] = {}
+        read: set[str] = set()
         for rule in self._active:
             if not _applies(rule.logsource, logsource):
                 continue
+            read.update(referenced_fields(rule.tree))
             keys = discriminator(rule.tree)
             if not keys:
                 always.append(rule)
@@ -307,6 +311,7 @@ class Ruleset:
                   for (n, k), t in exact.items()),
             tuple((n, _Substrings(t)) for n, t in subs.items()),
             not (always or exact or subs),
+            tuple(sorted(read)),
         )
 
 

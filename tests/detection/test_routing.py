@@ -127,3 +127,26 @@ def test_regex_rules_are_indexed_by_a_required_literal(tmp_path: Path) -> None:
     engine = Engine(report.ruleset)
     assert engine.process(event(T0, PROC, **{"process.command_line": "wget -O x"}))
     assert not engine.process(event(T0, PROC, **{"process.command_line": "wget -o x"}))
+
+
+def test_memoised_matches_never_confuse_equal_values_of_other_types(tmp_path: Path) -> None:
+    doc = rule_doc({"sel": {"ProcessId": 1}, "condition": "sel"}, vedette={"update_interval": 0})
+    engine = engine_for(tmp_path, doc)
+    assert not engine.process(event(T0, PROC, **{"process.pid": True}))
+    assert engine.process(event(T0 + 1, PROC, **{"process.pid": 1}))
+    assert engine.process(event(T0 + 2, PROC, **{"process.pid": 1.0}))
+    assert not engine.process(event(T0 + 3, PROC, **{"process.pid": True}))
+    assert engine.process(event(T0 + 4, PROC, **{"process.pid": [1, 2]}))  # uncacheable
+
+
+def test_match_cache_turns_itself_off_for_unique_streams(tmp_path: Path) -> None:
+    engine = engine_for(tmp_path, rule_doc({"sel": {"CommandLine|contains": "zz"},
+                                            "condition": "sel"}))
+    for i in range(5000):
+        engine.process(event(T0 + i, PROC, **{"process.command_line": f"job {i}"}))
+    state = engine._routes[PROC]
+    assert not state.caching and not state.cache
+    skipped = state.skipped
+    for _ in range(3):
+        engine.process(event(T0, PROC, **{"process.command_line": "same"}))
+    assert state.skipped == skipped + 3
