@@ -116,7 +116,8 @@ class CorrelationState:
                 self.evictions += 1
         else:
             self.groups.move_to_end(key)
-        if self._fast and group.queue and self._stamp(group.queue[-1]) <= ts:
+        queue = group.queue
+        if self._fast and queue and (queue[-1] if self._bare else queue[-1][0]) <= ts:
             return self._count_fast(key, group, ts, payload)
         if rule.type is CorrelationType.TEMPORAL:
             for rid in matched:

@@ -105,9 +105,11 @@ class DetectionRule:
     output: bool = True
     """False when only correlations use it (Sigma: referenced rules are silent unless generate)."""
 
-    @property
-    def id(self) -> str:
-        return self.ref.id
+    id: str = field(init=False)
+    """The rule's id (``ref.id``), a plain attribute for the hot path."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.ref.id)
 
 
 class CorrelationType(StrEnum):
@@ -150,9 +152,11 @@ class CorrelationRule:
     options: RuleOptions = RuleOptions()
     content_hash: str = ""
 
-    @property
-    def id(self) -> str:
-        return self.ref.id
+    id: str = field(init=False)
+    """The rule's id (``ref.id``), a plain attribute for the hot path."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.ref.id)
 
     @property
     def has_timer(self) -> bool:
