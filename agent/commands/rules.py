@@ -87,7 +87,8 @@ def list_command(args: argparse.Namespace) -> int:
     report = _load(args)
     if report is None:
         return EXIT_FAILED
-    status = {c.rule_id: c.status for c in run_tests(report, own_only=False).coverage}
+    coverage = run_tests(report, own_only=False, execute=False).coverage
+    status = {c.rule_id: c.status for c in coverage}
     rows = [("ID", "TITLE", "LEVEL", "LOGSOURCE", "CORRELATION", "TESTS")]
     for rule in report.ruleset.rules():
         kind = rule.type.value if isinstance(rule, CorrelationRule) else "-"

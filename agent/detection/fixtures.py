@@ -258,9 +258,12 @@ def horizon(report: LoadReport, late: float) -> float:
 
 def run_tests(
     report: LoadReport, rule_id: str | None = None, options: EngineOptions | None = None,
-    own_only: bool = True,
+    own_only: bool = True, execute: bool = True,
 ) -> TestReport:
-    """Run every fixture of the loaded rules (optionally only files defining ``rule_id``)."""
+    """Run every fixture of the loaded rules (optionally only files defining ``rule_id``).
+
+    ``execute=False`` only reads the expectations: fixture coverage without running anything.
+    """
     options = options or EngineOptions()
     out = TestReport()
     span = horizon(report, options.late_allowance_seconds)
@@ -279,6 +282,11 @@ def run_tests(
         negative: set[str] = set()
         ids = {r.id for r in alerting}
         for case in cases:
+            if not execute:
+                expected = {e.rule for e in case.expect}
+                positive |= expected
+                negative |= ids - expected
+                continue
             try:
                 sent = run_case(Engine(report.ruleset, None, options), case, span)
             except Exception as exc:  # a decoder refusing its input fails the case, not the run
