@@ -1,0 +1,90 @@
+"""The journalctl follower (with a fake journalctl) and the inotify record decoder."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from agent.collectors.inotify import IN_CREATE, IN_ISDIR, IN_MODIFY, parse_events
+from agent.collectors.journal import JournalCollector, journal_argv
+from agent.events import Event
+from agent.metrics import AgentMetrics
+
+ENTRY = {"__REALTIME_TIMESTAMP": "1795255246584136", "_HOSTNAME": "web3",
+         "SYSLOG_IDENTIFIER": "sshd", "_PID": "812", "__CURSOR": "s=abc;i=42",
+         "MESSAGE": "Failed password for root from 198.18.0.30 port 41000 ssh2"}
+
+
+def _fake_journalctl(tmp_path: Path) -> Path:
+    script = tmp_path / "journalctl"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys, time\n"
+        f"open({str(tmp_path / 'argv.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+        f"print({json.dumps(json.dumps(ENTRY))}, flush=True)\n"
+        "print('not json', flush=True)\n"
+        "time.sleep(30)\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_argv_is_fixed() -> None:
+    assert journal_argv("/usr/bin/journalctl", None) == [
+        "/usr/bin/journalctl", "--output=json", "--follow", "--no-pager", "--lines=0",
+        "SYSLOG_FACILITY=4", "SYSLOG_FACILITY=10"]
+    assert "--after-cursor=s=abc;i=42" in journal_argv("j", "s=abc;i=42")
+
+
+def test_follower_decodes_counts_and_keeps_the_cursor(tmp_path: Path) -> None:
+    metrics = AgentMetrics(CollectorRegistry())
+    cursor = tmp_path / "state" / "journal.cursor"
+    collector = JournalCollector(str(_fake_journalctl(tmp_path)), cursor, metrics)
+    got: list[Event] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.run, args=(lambda e: got.extend(e) or 0, stop))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (got and cursor.exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [(e.get("event.action"), e.get("source.ip")) for e in got] == [
+        ("ssh_login", "198.18.0.30")]
+    assert cursor.read_text() == "s=abc;i=42"
+    assert json.loads((tmp_path / "argv.json").read_text())[-3] == "--lines=0"
+    get = metrics.registry.get_sample_value
+    assert get("vedette_input_errors_total", {"source": "journal", "reason": "bad_json"}) == 1
+    assert get("vedette_logins_total", {"outcome": "failure"}) == 1
+    # a restart resumes after the saved cursor
+    collector2 = JournalCollector(str(_fake_journalctl(tmp_path)), cursor, metrics)
+    stop2 = threading.Event()
+    thread2 = threading.Thread(target=collector2.run, args=(lambda e: 0, stop2))
+    thread2.start()
+    deadline = time.monotonic() + 10
+    argv_file = tmp_path / "argv.json"
+    while time.monotonic() < deadline:
+        if "--after-cursor=s=abc;i=42" in argv_file.read_text():
+            break
+        time.sleep(0.05)
+    stop2.set()
+    thread2.join(10)
+    assert "--after-cursor=s=abc;i=42" in json.loads(argv_file.read_text())
+
+
+def test_inotify_records() -> None:
+    def record(wd: int, mask: int, name: bytes) -> bytes:
+        padded = name + b"\0" * (16 - len(name) % 16) if name else b""
+        return struct.pack("=iIII", wd, mask, 0, len(padded)) + padded
+    data = record(1, IN_MODIFY, b"passwd") + record(2, IN_CREATE | IN_ISDIR, b".ssh") + \
+        record(3, IN_MODIFY, b"")
+    events = parse_events(data)
+    assert [(e.wd, e.name, bool(e.mask & IN_ISDIR)) for e in events] == [
+        (1, "passwd", False), (2, ".ssh", True), (3, "", False)]
+    assert parse_events(data[:-1]) == events[:2]  # truncated record ignored
