@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from agent.collectors.registry import AnyCollector, Builder, CollectorContext
 
 PROC = Path("/proc")
+JOURNAL_DIRS = ("/run/log/journal", "/var/log/journal")
 
 
 def _problem(ctx: CollectorContext) -> Callable[[str, str], None]:
@@ -92,7 +93,9 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
             OffsetStore(ctx.state_dir / "offsets-sshd-logs.json"), ctx.metrics,
             poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
             host_name=ctx.identity.host_name, on_idle=context.save))
-    journal_wanted = section.journal == "on" or (section.journal == "auto" and not any_file)
+    journal_present = any(os.path.isdir(d) for d in JOURNAL_DIRS)
+    journal_wanted = section.journal == "on" or (
+        section.journal == "auto" and not any_file and journal_present)
     if journal_wanted:
         if not os.access(section.journalctl, os.X_OK):
             if section.journal == "on":
