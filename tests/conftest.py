@@ -164,6 +164,9 @@ def base_config(workdir: Path, port: int) -> dict[str, Any]:
         "host_metrics": {"interval_seconds": 1.0},
         "sinks": {"jsonl": {"path": str(workdir / "alerts.jsonl"), "fsync": "never"}},
         "detection": {"watch_rules": False},
+        # passive capture on the host's own interfaces adds nothing to these tests; lab tests
+        # that need it turn it on inside their own namespaces
+        "capture": {"enabled": False},
     }
 
 
