@@ -87,6 +87,7 @@ class Engine:
             if books.get(rule_id) is not book:
                 now = max((a.alert.last_seen for a in book.open.values()), default=0.0)
                 self._pending.extend(book.close_all(now))
+                self._forget(rule_id, rule_id not in books)
         self.ruleset, self.books, self.states = ruleset, books, states
         self._routes: dict[LogSource, _RouteState] = {}
         # base rule id → the correlation states it feeds; ``[id]`` when it is the only base
@@ -99,6 +100,17 @@ class Engine:
         if self.metrics is not None:
             self.metrics.rules_loaded.labels(kind="detection").set(len(ruleset.detections))
             self.metrics.rules_loaded.labels(kind="correlation").set(len(ruleset.correlations))
+
+    def _forget(self, rule_id: str, removed: bool) -> None:
+        """Drop the bookkeeping of a replaced rule (and its gauge series when removed)."""
+        self._reported.pop(rule_id, None)
+        self._drops.pop(rule_id, None)
+        self._drop_seen.pop(rule_id, None)
+        if removed and self.metrics is not None and rule_id in self.states:
+            try:
+                self.metrics.correlation_groups.remove(rule_id)
+            except KeyError:
+                pass
 
     # ------------------------------------------------------------------ events
 
