@@ -334,6 +334,15 @@ class ProcessSection(Section):
     poll_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="/proc polling interval in fallback mode"
     )
+    cpu_sampling: bool = Field(
+        True, description="report processes that keep a CPU busy (process_cpu events)"
+    )
+    cpu_interval_seconds: float = Field(
+        30.0, ge=1, description="how often per-process CPU use is sampled"
+    )
+    cpu_threshold: float = Field(
+        0.8, gt=0, le=64, description="CPU share of one core at which a process is reported"
+    )
 
 
 class SocketsSection(Section):

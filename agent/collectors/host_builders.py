@@ -21,6 +21,7 @@ from agent.collectors.journal import JournalCollector
 from agent.collectors.kmod import KernelModuleCollector
 from agent.collectors.log_decoders import AuditDecoder, AuthDecoder, LineDecoder, WebDecoder
 from agent.collectors.log_tail import LogTailCollector
+from agent.collectors.process_cpu import ProcessCpuCollector
 from agent.collectors.process_exec import ProcessExecCollector
 from agent.collectors.process_info import ProcReader
 from agent.collectors.sockets import SocketsCollector
@@ -45,10 +46,15 @@ def build_process(ctx: CollectorContext) -> list[AnyCollector]:
     section = ctx.config.process
     if not section.enabled:
         return []
-    return [ProcessExecCollector(ProcReader(PROC), ctx.metrics,
-                                 fallback=section.fallback_polling,
-                                 poll_interval_seconds=section.poll_interval_seconds,
-                                 host_name=ctx.identity.host_name)]
+    out: list[AnyCollector] = [ProcessExecCollector(
+        ProcReader(PROC), ctx.metrics, fallback=section.fallback_polling,
+        poll_interval_seconds=section.poll_interval_seconds, host_name=ctx.identity.host_name)]
+    if section.cpu_sampling:
+        out.append(ProcessCpuCollector(
+            section.cpu_interval_seconds, threshold=section.cpu_threshold, proc_root=PROC,
+            known_file=ctx.state_dir / "known-executables.json",
+            host_name=ctx.identity.host_name))
+    return out
 
 
 def build_sockets(ctx: CollectorContext) -> list[AnyCollector]:

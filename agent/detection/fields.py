@@ -271,6 +271,13 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         description="listening sockets appearing (listening_started) or going away",
     ),
     _entry(
+        "vedette", "process_cpu",
+        fields=("event.kind", "event.category", "event.action", "event.dataset", "process.pid",
+                "process.name", "process.executable", "process.command_line", "process.cpu.pct",
+                "vedette.process.executable_age", "user.id", "user.name", "host.name"),
+        description="processes keeping a CPU busy, with the age of their executable",
+    ),
+    _entry(
         "vedette", "kernel_module",
         fields=("event.kind", "event.category", "event.action", "event.dataset",
                 "kernel_module.name", "kernel_module.size", "kernel_module.state",
