@@ -56,10 +56,17 @@ def run(
     events: Iterable[Event],
     horizon: float,
     on_alert: Callable[[Alert], None] | None = None,
+    tick: float = 1.0,
 ) -> ReplayResult:
-    """Drive ``engine`` with ``events`` on their own clock; every alert update is kept."""
+    """Drive ``engine`` with ``events`` on their own clock; every alert update is kept.
+
+    The engine's timers run every ``tick`` seconds of event time (the daemon runs them every
+    ``pipeline.tick_seconds`` of wall time), and once more ``horizon`` seconds after the last
+    event so every alert reaches its final state.
+    """
     result = ReplayResult()
     clock: float | None = None
+    next_tick = float("-inf")
 
     def keep(alerts: list[Alert]) -> None:
         for alert in alerts:
@@ -73,7 +80,9 @@ def run(
         ts = event.timestamp
         if clock is None or ts > clock:
             clock = ts
-            keep(engine.advance(clock))
+            if ts >= next_tick:
+                keep(engine.advance(ts))
+                next_tick = ts + tick
         keep(engine.process(event))
     if clock is not None:
         keep(engine.advance(clock + horizon))

@@ -94,7 +94,8 @@ def replay_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         span = horizon(report, options.late_allowance_seconds)
-        result = run(engine, decoder(args.file, config, bar), span)
+        result = run(engine, decoder(args.file, config, bar), span,
+                     tick=config.pipeline.tick_seconds)
     except (OSError, CaptureFormatError) as exc:
         if bar is not None:
             bar.close()
