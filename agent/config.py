@@ -300,6 +300,10 @@ class NetworkSection(Section):
         10.0, gt=0, description="flow summaries (bytes per source->destination) period"
     )
     max_flows: int = Field(50000, ge=100, description="flows tracked per interval")
+    max_new_flows_per_destination: int = Field(
+        1000, ge=1,
+        description="new flows per second toward one address (more: a flood, left to aggregates)",
+    )
     max_flow_events: int = Field(
         500, ge=1, description="flow summaries emitted per interval (largest first)"
     )

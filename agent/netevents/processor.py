@@ -102,6 +102,8 @@ class PacketProcessor:
         self._dst_count: dict[tuple[bytes, int], int] = {}
         self._src_count: dict[bytes, int] = {}
         self._aux_count: dict[bytes, int] = {}
+        self._flow_starts: dict[bytes, int] = {}
+        self._max_flow_starts = settings.max_new_flows_per_destination
         self._emitted = 0
 
     # ------------------------------------------------------------------ hot path
@@ -260,10 +262,16 @@ class PacketProcessor:
         packets: int = 1,
     ) -> None:
         src, dst, proto = key
-        if len(self._flows) >= self.settings.max_flows:
-            self.stats.table_overflows["flows"] += packets
+        started = self._flow_starts.get(dst, 0)
+        if started >= self._max_flow_starts or len(self._flows) >= self.settings.max_flows:
+            # A spoofed-source flood must not fill the flow table: its packets are measured
+            # by the per-destination aggregates instead.
+            table = "flows" if started < self._max_flow_starts else "flows_per_destination"
+            self.stats.table_overflows[table] += packets
             self.stats.add_traffic(records.transport_name(proto), "unknown", packets, wire)
             return
+        if started or len(self._flow_starts) < self._max_keys:
+            self._flow_starts[dst] = started + 1
         self._flows[key] = [packets, wire, ts, ts]
         intel = self._intel() if self._intel is not None else None
         if intel is None or not len(intel):
@@ -368,6 +376,7 @@ class PacketProcessor:
         self._dst_count = {}
         self._src_count = {}
         self._aux_count = {}
+        self._flow_starts = {}
         self._emitted = 0
         self._second = int(ts)
         self._next_second = self._second + 1
@@ -393,8 +402,9 @@ class PacketProcessor:
                 flow[0] += packets
                 flow[1] += nbytes
                 flow[3] = ts
-            akey = (dst, (key[10] << 8) | key[11], PROTO_TCP)
-            a = agg.get(akey) or self._new_aggregate(akey)
+            # Only destinations that saw SYNs, UDP or ICMP this second have an aggregate; data
+            # segments complete their counts (the SYN ratio) without creating one per client.
+            a = agg.get((dst, (key[10] << 8) | key[11], PROTO_TCP))
             if a is not None:
                 a[0] += packets
                 a[1] += nbytes

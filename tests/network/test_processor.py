@@ -194,3 +194,14 @@ def test_ordinary_segments_are_folded_into_flows_and_aggregates() -> None:
     flows = [e.fields for e in events if e.logsource.category == "network_flow"]
     assert [(f["network.packets"], f["network.bytes"]) for f in flows] == [
         (61, 60 * len(bytes(pkts[0])) + len(bytes(pkts[-1])))]
+
+
+def test_spoofed_flood_does_not_fill_the_flow_table() -> None:
+    proc = PacketProcessor(NetworkSection(max_new_flows_per_destination=500))
+    pairs = c.syn_frames(3000, ATTACKER, SERVER, 80, T0, 0.0002, random.Random(9))
+    events = proc.process(frames(pairs)) + proc.flush()
+    flows = [e for e in events if e.logsource.category == "network_flow"]
+    assert len(flows) == 500
+    assert proc.stats.table_overflows["flows_per_destination"] == 2500
+    traffic = [e.fields for e in events if e.logsource.category == "network_traffic"]
+    assert traffic[0]["traffic.syn"] == 3000  # the flood is still measured in full
