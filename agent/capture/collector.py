@@ -28,8 +28,9 @@ from agent.events import Event
 from agent.metrics import AgentMetrics
 from agent.netdecode.layers import LINKTYPE_ETHERNET, NOT_IP
 from agent.netevents.arp import default_gateways
-from agent.netevents.processor import IntelSource, PacketProcessor, ProcessorStats
+from agent.netevents.processor import IntelSource, PacketProcessor
 from agent.netevents.records import CAPTURE_HEALTH
+from agent.netevents.summaries import ProcessorStats
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ import yaml
 from agent.config import Config
 from agent.events import Event
 from agent.netdecode.pcapfile import CaptureReader
-from agent.netevents.processor import PacketProcessor, ProcessorStats
+from agent.netevents.processor import PacketProcessor
+from agent.netevents.summaries import ProcessorStats
 from agent.threatintel.feeds import load_feeds
 
 log = logging.getLogger(__name__)

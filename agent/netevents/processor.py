@@ -27,11 +27,8 @@ destinations) still delivers each probe. Every table is bounded by ``max_tracked
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import NetworkSection
@@ -43,36 +40,19 @@ from agent.netdecode.pcapfile import Frame
 from agent.netevents import records
 from agent.netevents.arp import ArpTracker, parse_arp
 from agent.netevents.direction import Direction
+from agent.netevents.summaries import (
+    BITMAP_SLOTS,
+    ProcessorStats,
+    aggregate_events,
+    flow_events,
+)
 from agent.threatintel.feeds import IntelSet
 
-_BITMAP_SLOTS = 4096
-_SATURATED = int(_BITMAP_SLOTS * math.log(_BITMAP_SLOTS))
 # ICMP types that are probes (echo, timestamp, address mask; ICMPv6 echo) or errors we read.
 _ICMP4_PROBES = frozenset((8, 13, 17))
 _ICMP6_PROBES = frozenset((128,))
-_METRIC_PROTOCOLS = frozenset(("tcp", "udp", "icmp", "ipv6-icmp", "fragment"))
 
 IntelSource = Callable[[], IntelSet | None]
-
-
-@dataclass
-class ProcessorStats:
-    """Counters the capture collector turns into metrics and replay prints."""
-
-    packets: int = 0
-    bytes: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    suppressed: int = 0
-    table_overflows: Counter[str] = field(default_factory=Counter)
-    traffic: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-
-    def add_traffic(self, protocol: str, direction: str, packets: int, nbytes: int) -> None:
-        if protocol not in _METRIC_PROTOCOLS and protocol != "arp":
-            protocol = "other"
-        slot = self.traffic.setdefault((protocol, direction), [0, 0])
-        slot[0] += packets
-        slot[1] += nbytes
 
 
 class PacketProcessor:
@@ -253,7 +233,7 @@ class PacketProcessor:
 
     @staticmethod
     def _bitmap(entry: list[Any]) -> bytearray:
-        entry[6] = bytearray(_BITMAP_SLOTS)
+        entry[6] = bytearray(BITMAP_SLOTS)
         bitmap: bytearray = entry[6]
         return bitmap
 
@@ -412,48 +392,8 @@ class PacketProcessor:
 
     def _flush_aggregates(self, ts: float) -> list[Event]:
         agg, self._agg = self._agg, {}
-        floor = self.settings.aggregate_min_packets
-        busy = [(k, v) for k, v in agg.items() if v[0] >= floor or v[3] >= floor]
-        if len(busy) > self.settings.max_aggregate_events:
-            self.stats.table_overflows["aggregate_events"] += len(busy)
-            busy = heapq.nlargest(self.settings.max_aggregate_events, busy, key=_packets)
-        out: list[Event] = []
-        for (dst, port, proto), counts in busy:
-            bitmap = counts[6]
-            sources = 0
-            if bitmap is not None:
-                zeros = bitmap.count(0)
-                sources = _SATURATED if zeros == 0 else round(
-                    -_BITMAP_SLOTS * math.log(zeros / _BITMAP_SLOTS)
-                )
-            direction = "inbound" if self.direction.is_local(dst) else "outbound"
-            out.append(records.traffic_event(
-                ts, dst, port, proto, counts, sources, direction, 1.0
-            ))
-        self.stats.events["traffic"] += len(out)
-        return out
+        return aggregate_events(agg, self.settings, self.direction, self.stats, ts)
 
     def _flush_flows(self, ts: float) -> list[Event]:
         flows, self._flows = self._flows, {}
-        of = self.direction.of
-        add = self.stats.add_traffic
-        name = records.transport_name
-        for (src, dst, proto), (packets, nbytes, _first, _last) in flows.items():
-            add(name(proto), of(src, dst), packets, nbytes)
-        floor = self.settings.flow_min_bytes
-        chosen = heapq.nlargest(
-            self.settings.max_flow_events,
-            (item for item in flows.items() if item[1][1] >= floor),
-            key=lambda item: item[1][1],
-        )
-        out = [
-            records.flow_event(ts, src, dst, proto, p, b, first, last, of(src, dst))
-            for (src, dst, proto), (p, b, first, last) in chosen
-        ]
-        self.stats.events["flow"] += len(out)
-        return out
-
-
-def _packets(item: tuple[Any, list[Any]]) -> int:
-    count: int = item[1][0]
-    return count
+        return flow_events(flows, self.settings, self.direction, self.stats, ts)
