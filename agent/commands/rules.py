@@ -115,7 +115,7 @@ def test_command(args: argparse.Namespace) -> int:
     result = run_tests(report, rule_id=args.rule)
     _print_results(result, args.verbose, args.strict)
     if args.junit is not None:
-        args.junit.write_text(junit_xml(result) + "\n", encoding="utf-8")
+        args.junit.write_text(junit_xml(result, args.strict) + "\n", encoding="utf-8")
     if report.errors or result.failed(args.strict):
         return EXIT_FAILED
     return 0

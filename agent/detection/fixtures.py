@@ -306,18 +306,24 @@ def run_tests(
     return out
 
 
-def junit_xml(report: TestReport) -> str:
-    """The results as a JUnit XML document (one testcase per fixture case)."""
+def junit_xml(report: TestReport, strict: bool = False) -> str:
+    """The results as a JUnit XML document: one testcase per fixture case, plus (``strict``)
+    one failing testcase per rule without a positive and a negative fixture."""
     from xml.etree import ElementTree as ET  # noqa: PLC0415 - only for --junit
 
-    failures = sum(1 for r in report.results if not r.passed)
-    suite = ET.Element("testsuite", name="vedette-rules", tests=str(len(report.results)),
+    gaps = [c for c in report.coverage if c.status != "tested"] if strict else []
+    failures = sum(1 for r in report.results if not r.passed) + len(gaps)
+    suite = ET.Element("testsuite", name="vedette-rules",
+                       tests=str(len(report.results) + len(gaps)),
                        failures=str(failures), errors=str(len(report.errors)))
     for r in report.results:
         case = ET.SubElement(suite, "testcase", classname=r.file, name=r.case)
         if not r.passed:
             ET.SubElement(case, "failure", message=r.problems[0][:200]).text = "\n".join(
                 r.problems)
+    for gap in gaps:
+        case = ET.SubElement(suite, "testcase", classname=gap.file, name=f"fixtures {gap.rule_id}")
+        ET.SubElement(case, "failure", message=f"{gap.title}: {gap.status}")
     for err in report.errors:
         case = ET.SubElement(suite, "testcase", classname=err.path or "", name="load")
         ET.SubElement(case, "error", message=err.reason[:200]).text = str(err)

@@ -175,3 +175,11 @@ def test_default_paths_come_from_the_config(
     config.write_text(yaml.safe_dump({"detection": {"rule_paths": [str(rules)]}}))
     assert main(["rules", "validate", "--config", str(config)]) == 0
     assert capsys.readouterr().out.strip() == "1 rules: 1 compiled, 0 rejected, 0 errors"
+
+
+def test_junit_lists_fixture_gaps_in_strict_mode(tmp_path: Path) -> None:
+    curl_rule(tmp_path)
+    junit = tmp_path / "junit.xml"
+    assert main(["rules", "test", "--strict", "--junit", str(junit), str(tmp_path)]) == 1
+    text = junit.read_text()
+    assert 'failures="1"' in text and "untested" in text
