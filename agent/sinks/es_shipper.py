@@ -26,7 +26,7 @@ point resends it; the deterministic ``_id`` turns the resend into a 409.
 
 from __future__ import annotations
 
-import json
+import gzip
 import logging
 import random
 import sqlite3
@@ -98,6 +98,7 @@ class ShipperSettings:
     ilm_delete_after_days: int = 90
     maintenance_interval_seconds: float = 1.0
     sync_interval_seconds: float = 1.0
+    compress: bool = True
 
 
 @dataclass
@@ -258,11 +259,13 @@ class Shipper:
                 self.spool.ack([record.seq])
 
     def _stream(self, action: bytes) -> str:
-        try:
-            meta = next(iter(json.loads(action).values()))
-            return self.streams.get(str(meta.get("_index")), "other")
-        except (ValueError, AttributeError, StopIteration):
+        """The metric label of an action line (we wrote it: ``"_index":"<name>"`` is in it)."""
+        start = action.find(b'"_index":"')
+        if start < 0:
             return "other"
+        start += len(b'"_index":"')
+        name = action[start:action.find(b'"', start)].decode("utf-8", "replace")
+        return self.streams.get(name, "other")
 
     def _maintain(self, now: float) -> None:
         self._last_maintenance = now
@@ -316,11 +319,14 @@ class Shipper:
 
     def _send(self, items: list[tuple[_Pending, _Item]]) -> None:
         body = b"".join(it.action + b"\n" + it.source + b"\n" for _, it in items)
+        headers = self._bulk_headers
+        if self.settings.compress:
+            # The transport's own gzip uses level 9 (3-5x slower for 10% less); level 1 here.
+            body = gzip.compress(body, compresslevel=1)
+            headers = {**headers, "content-encoding": "gzip"}
         started = time.perf_counter()
         try:
-            response = self.client.perform_request(
-                "PUT", "/_bulk", headers=self._bulk_headers, body=body
-            )
+            response = self.client.perform_request("PUT", "/_bulk", headers=headers, body=body)
         except ApiError as exc:
             if exc.status_code == 413:
                 self._too_large(items)
@@ -355,6 +361,9 @@ class Shipper:
     def _apply(self, items: list[tuple[_Pending, _Item]], results: list[Any]) -> int:
         retried = 0
         done: set[int] = set()
+        shipped: dict[str, int] = {}
+        duplicates: dict[str, int] = {}
+        reasons: dict[str, int] = {}
         for (pending, item), result in zip(items, results, strict=True):
             res: Any = next(iter(result.values()), {}) if isinstance(result, dict) else {}
             status = int(res.get("status", 0)) if isinstance(res, dict) else 0
@@ -363,20 +372,27 @@ class Shipper:
             outcome, reason = classify_item(status, etype)
             if outcome is Outcome.RETRY:
                 retried += 1
-                self.counts.retried_items += 1
-                self.metrics.es_retries.labels(reason).inc()
+                reasons[reason] = reasons.get(reason, 0) + 1
                 continue
             if outcome is Outcome.DELIVERED:
-                self.counts.delivered += 1
-                self.metrics.es_docs_shipped.labels(item.stream).inc()
+                shipped[item.stream] = shipped.get(item.stream, 0) + 1
             elif outcome is Outcome.DUPLICATE:
-                self.counts.duplicates += 1
-                self.metrics.es_duplicates_avoided.labels(item.stream).inc()
+                duplicates[item.stream] = duplicates.get(item.stream, 0) + 1
             else:
                 self._dead(item, status, error)
             pending.items.remove(item)
             done.add(pending.record.seq)
         self._ack(done)
+        # Metrics once per label and response, not once per document.
+        for stream, n in shipped.items():
+            self.counts.delivered += n
+            self.metrics.es_docs_shipped.labels(stream).inc(n)
+        for stream, n in duplicates.items():
+            self.counts.duplicates += n
+            self.metrics.es_duplicates_avoided.labels(stream).inc(n)
+        for reason, n in reasons.items():
+            self.counts.retried_items += n
+            self.metrics.es_retries.labels(reason).inc(n)
         return retried
 
     def _dead(self, item: _Item, status: int, error: Any) -> None:

@@ -30,8 +30,10 @@ import random
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -197,11 +199,16 @@ class _Server(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that vanish mid-request (our own fault injection) are expected
+        # Clients that vanish mid-request (our own fault injection) are expected; anything
+        # else is a bug of the fake and must be visible.
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            traceback.print_exc()
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -292,7 +299,10 @@ class _Handler(BaseHTTPRequestHandler):
                 {"WWW-Authenticate": 'Basic realm="security", charset="UTF-8", ApiKey'},
             )
         if (self.headers.get("content-encoding") or "").lower() == "gzip" and raw:
-            raw = gzip.decompress(raw)  # http.max_content_length applies to the inflated body
+            try:
+                raw = gzip.decompress(raw)  # http.max_content_length: on the inflated body
+            except (OSError, EOFError) as exc:
+                return self._error(400, "parse_exception", f"bad gzip body: {exc}")
         parts = [p for p in path.split("/") if p]
         is_bulk = bool(parts) and parts[-1] == "_bulk"
         if is_bulk:
@@ -447,7 +457,12 @@ class _Handler(BaseHTTPRequestHandler):
         while i < len(lines):
             action = json.loads(lines[i])
             (op, meta), = action.items()
-            source = json.loads(lines[i + 1]) if op != "delete" else None
+            if op == "delete":
+                source = None
+            elif fake.cluster.raw_sources:
+                source = bytes(lines[i + 1])
+            else:
+                source = json.loads(lines[i + 1])
             i += 2 if op != "delete" else 1
             items.append({op: self._item(fake, op, meta, source, default_index)})
         errors = any(next(iter(it.values()))["status"] >= 300 for it in items)

@@ -1,0 +1,168 @@
+"""Elasticsearch shipping: spool write cost, shipping throughput, detection-to-ack latency.
+
+The fake Elasticsearch (tests/es_server) runs in its own process on loopback, so that the
+agent's shipper and the server do not share one interpreter lock. Its own parsing is part of
+what is measured: a real cluster's speed would differ.
+
+* spool write cost: ``ElasticsearchSink.emit`` per alert (ECS rendering, bulk lines, SQLite
+  append with ``spool_fsync: batch``) while the cluster is down;
+* throughput: the spool filled with N alerts, then the cluster comes up: alerts acknowledged
+  per second until the spool is empty (each alert = 2 documents: history + latest);
+* latency: alerts emitted at 100/s; time from ``emit`` to the shipper deleting the
+  acknowledged record from the spool.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.sinks.elasticsearch import ElasticsearchSink, spool_dir
+from agent.spool import AppendResult
+from bench.common import BenchResult
+from tests.es_server.helpers import IDENTITY, fresh_metrics, make_alert, make_config
+
+REPO = Path(__file__).resolve().parent.parent
+THROUGHPUT_ALERTS = 20_000
+LATENCY_RATE = 100
+LATENCY_SECONDS = 10
+
+
+class _Server:
+    def __init__(self, port: int = 0, raw: bool = True) -> None:
+        flags = ["--raw-sources"] if raw else []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.es_server", "--port", str(port), *flags],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def _sink(tmp: Path, url: str, **es: Any) -> ElasticsearchSink:
+    config = make_config(tmp, [url], retry_backoff_initial_seconds=0.2,
+                         retry_backoff_max_seconds=0.5, batch_max_age_seconds=0.2, **es)
+    return ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+
+
+def _wait_idle(sink: ElasticsearchSink, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not sink.idle():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _throughput(result: BenchResult, tmp: Path, raw: bool, latest: bool) -> None:
+    # Reserve a port, fill the spool while nothing listens on it, then start the server there.
+    probe = _Server()
+    port = probe.port
+    probe.stop()
+    sink = _sink(tmp / f"tp-{raw}-{latest}", f"http://127.0.0.1:{port}", latest_index=latest)
+    alerts = [make_alert(i, level="high") for i in range(THROUGHPUT_ALERTS)]
+    started = time.perf_counter()
+    for alert in alerts:
+        sink.emit(alert)
+    emit_seconds = time.perf_counter() - started
+    sink.flush()
+    if raw and latest:
+        result.add("spool write cost per alert (emit: render + append)",
+                   emit_seconds / len(alerts) * 1e6, "us", note="spool_fsync=batch")
+    server = _Server(port, raw)
+    try:
+        started = time.perf_counter()
+        done = _wait_idle(sink, 90)
+        elapsed = time.perf_counter() - started
+    finally:
+        sink.close()
+        server.stop()
+    shipped = THROUGHPUT_ALERTS - len(sink.spool)
+    docs = shipped * (2 if latest else 1)
+    label = "shipping throughput" + ("" if raw else ", fake parses every document") + (
+        "" if latest else ", latest_index off")
+    result.add(label, shipped / elapsed, "alerts/s", ">= 20000" if raw and latest else "",
+               note=f"{shipped} alerts = {docs} docs in {elapsed:.2f} s "
+                    f"({'complete' if done else 'INCOMPLETE'})")
+
+
+def _latency(result: BenchResult, tmp: Path) -> None:
+    server = _Server()
+    sink = _sink(tmp / "lat", server.url)
+    emitted: dict[int, float] = {}
+    acked: dict[int, float] = {}
+    append, ack = sink.spool.append, sink.spool.ack
+
+    def timed_append(*args: Any, **kwargs: Any) -> AppendResult:
+        t0 = time.perf_counter()
+        res = append(*args, **kwargs)
+        emitted[res.seq] = t0
+        return res
+
+    def timed_ack(seqs: Any) -> int:
+        now = time.perf_counter()
+        seqs = list(seqs)
+        for seq in seqs:
+            acked.setdefault(seq, now)
+        return ack(seqs)
+
+    sink.spool.append = timed_append  # type: ignore[method-assign]
+    sink.spool.ack = timed_ack  # type: ignore[method-assign]
+    try:
+        sink.emit(make_alert(10**6))  # warm-up: index setup, connection
+        _wait_idle(sink, 10)
+        emitted.clear()
+        acked.clear()
+        interval = 1.0 / LATENCY_RATE
+        start = time.perf_counter()
+        for i in range(LATENCY_RATE * LATENCY_SECONDS):
+            target = start + i * interval
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sink.emit(make_alert(i, level="high"))
+        _wait_idle(sink, 20)
+    finally:
+        sink.close()
+        server.stop()
+    latencies = sorted(acked[s] - emitted[s] for s in emitted if s in acked)
+    if not latencies:
+        result.add("detection-to-acknowledged p99", float("inf"), "s", "<= 1")
+        return
+    p50 = statistics.median(latencies)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    note = f"{len(latencies)}/{len(emitted)} acknowledged, batch_max_age 0.2 s"
+    result.add("detection-to-acknowledged p50", p50, "s", note=note)
+    result.add("detection-to-acknowledged p99", p99, "s", "<= 1", note=note)
+
+
+def run() -> BenchResult:
+    result = BenchResult("shipping")
+    result.context.update({"throughput_alerts": THROUGHPUT_ALERTS,
+                           "latency_rate_per_second": LATENCY_RATE,
+                           "latency_seconds": LATENCY_SECONDS,
+                           "server": "tests/es_server in a separate process; raw-sources mode "
+                                     "(documents stored unparsed) unless noted"})
+    with tempfile.TemporaryDirectory() as tmp:
+        _throughput(result, Path(tmp), raw=True, latest=True)
+        _throughput(result, Path(tmp), raw=True, latest=False)
+        _throughput(result, Path(tmp), raw=False, latest=True)
+        _latency(result, Path(tmp))
+    return result
+
+
+if __name__ == "__main__":
+    from bench.common import table
+
+    print(table([run()]))
