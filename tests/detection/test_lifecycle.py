@@ -119,3 +119,24 @@ def test_open_alerts_are_bounded_by_max_groups(tmp_path: Path) -> None:
         sent += engine.process(curl(T0 + i, user=f"u{i}"))
     assert sum(a.status is Status.CLOSED for a in sent) == 3
     assert len(engine.books["5d0c9d4e-6f1c-4b8e-9d55-0000000000c1"]) == 5
+
+
+def test_engine_metrics(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from agent.metrics import AgentMetrics  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    engine = engine_for(tmp_path, curl_rule(cooldown=100, quiet_period=5),
+                        metrics=AgentMetrics(registry))
+    rid = "5d0c9d4e-6f1c-4b8e-9d55-0000000000c1"
+    assert registry.get_sample_value("vedette_rules_loaded", {"kind": "detection"}) == 1
+    engine.process(curl(T0))
+    engine.process(curl(T0 + 1))  # coalesced into the open alert
+    engine.advance(T0 + 10)  # closed; cooldown starts
+    engine.process(curl(T0 + 11))  # dropped by the cooldown
+    engine.advance(T0 + 12)
+    value = registry.get_sample_value
+    assert value("vedette_rule_evaluations_total") == 1  # same executable: memoised after one
+    assert value("vedette_alerts_suppressed_total", {"rule": rid, "reason": "coalesced"}) == 1
+    assert value("vedette_alerts_suppressed_total", {"rule": rid, "reason": "dropped"}) == 1
