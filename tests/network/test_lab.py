@@ -292,3 +292,22 @@ def test_iodine_dns_tunnel(lab: Lab, agent: Agent) -> None:
     except AssertionError as exc:
         tail = log.read_text(errors="replace")[-1500:]
         raise AssertionError(f"{exc}\niodine log:\n{tail}") from None
+
+
+def test_capture_metrics_are_exported(lab: Lab, agent: Agent) -> None:
+    """After the attacks: packets by protocol/direction, kernel counters, no address labels."""
+    deadline = time.monotonic() + 15  # one capture.health_interval_seconds at most
+    text = ""
+    while time.monotonic() < deadline:
+        text = lab.run("tgt", "curl", "-s", "http://127.0.0.1:9787/metrics").stdout
+        if 'vedette_capture_packets_total{direction="inbound",protocol="tcp"}' in text \
+                and "vedette_capture_ring_packets_total" in text:
+            break
+        time.sleep(0.5)
+    assert 'vedette_capture_packets_total{direction="inbound",protocol="tcp"}' in text
+    assert 'vedette_capture_ring_packets_total{interface="e0"}' in text
+    assert 'vedette_capture_interfaces' in text
+    assert "vedette_capture_events_over_budget_total" in text
+    for line in text.splitlines():
+        if line.startswith("vedette_capture") and "{" in line:
+            assert "198.18." not in line and "198.19." not in line, line
