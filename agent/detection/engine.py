@@ -17,9 +17,10 @@ from typing import Any
 from agent.alerts import Alert, RuleRef
 from agent.detection.correlation import CorrelationState, Firing
 from agent.detection.lifecycle import MAX_EVIDENCE, AlertBook
+from agent.detection.match_cache import CACHEABLE, MAX_CACHED_ROUTES, RouteState
 from agent.detection.matcher import Lowered
 from agent.detection.rule import CorrelationRule, DetectionRule, RuleOptions
-from agent.detection.ruleset import Route, Ruleset
+from agent.detection.ruleset import Ruleset
 from agent.events import Event, LogSource
 
 SUPPRESSION_RULE = RuleRef(
@@ -89,7 +90,7 @@ class Engine:
                 self._pending.extend(book.close_all(now))
                 self._forget(rule_id, rule_id not in books)
         self.ruleset, self.books, self.states = ruleset, books, states
-        self._routes: dict[LogSource, _RouteState] = {}
+        self._routes: dict[LogSource, RouteState] = {}
         # base rule id → the correlation states it feeds; ``[id]`` when it is the only base
         feeds: dict[str, list[tuple[CorrelationState, list[str] | None]]] = {}
         for state in states.values():
@@ -117,7 +118,7 @@ class Engine:
     def process(self, event: Event) -> list[Alert]:
         entry = self._routes.get(event.logsource)
         if entry is None:
-            entry = _RouteState(self.ruleset.route(event.logsource))
+            entry = RouteState(self.ruleset.route(event.logsource))
             if len(self._routes) < MAX_CACHED_ROUTES:
                 self._routes[event.logsource] = entry
         route = entry.route
@@ -136,7 +137,7 @@ class Engine:
         if entry.caching:
             values = tuple(map(fields.get, route.fields))
             types = tuple(map(type, values))
-            if _CACHEABLE.issuperset(types):
+            if CACHEABLE.issuperset(types):
                 key = (values, types)
                 matched = entry.cache.get(key)
             entry.lookup(matched is not None)
@@ -297,69 +298,6 @@ class Engine:
 
 
 _new_lowered = Lowered.__new__
-_CACHEABLE = frozenset({str, int, float, bool, type(None)})
-MAX_CACHED_ROUTES = 64
-MATCH_CACHE_ENTRIES = 4096
-MATCH_CACHE_CHARS = 1 << 20
-"""Text kept alive by one route's match cache; long values are not cached."""
-
-
-class _RouteState:
-    """A route and the memoised matches of recently seen field values (bounded FIFO).
-
-    The cache switches itself off for a while when fewer than a third of lookups hit (streams
-    of unique command lines), so it never costs much more than it saves.
-    """
-
-    __slots__ = ("cache", "caching", "chars", "hits", "lookups", "route", "sizes", "skipped")
-
-    REVIEW_EVERY = 4096
-    PAUSE = 65536
-    MIN_HIT_RATE = 0.33
-
-    def __init__(self, route: Route) -> None:
-        self.route = route
-        self.cache: dict[Any, list[DetectionRule]] = {}
-        self.sizes: dict[Any, int] = {}
-        self.chars = 0
-        self.caching = bool(route.fields)
-        self.hits = 0
-        self.lookups = 0
-        self.skipped = 0
-
-    def lookup(self, hit: bool) -> None:
-        self.lookups += 1
-        if hit:
-            self.hits += 1
-        elif self.lookups >= self.REVIEW_EVERY:
-            if self.hits < self.MIN_HIT_RATE * self.lookups:
-                self.caching = False
-                self.cache.clear()
-                self.sizes.clear()
-                self.chars = 0
-            self.hits = self.lookups = 0
-
-    def skip(self) -> None:
-        self.skipped += 1
-        if self.skipped >= self.PAUSE:
-            self.caching = True
-            self.skipped = 0
-
-    def remember(self, key: Any, values: tuple[Any, ...], matched: list[DetectionRule]) -> None:
-        size = sum(len(v) for v in values if v.__class__ is str)
-        if size > MATCH_CACHE_CHARS // 256:
-            return
-        cache, sizes = self.cache, self.sizes
-        while cache and (len(cache) >= MATCH_CACHE_ENTRIES
-                         or self.chars + size > MATCH_CACHE_CHARS):
-            oldest = next(iter(cache))
-            del cache[oldest]
-            self.chars -= sizes.pop(oldest)
-        cache[key] = matched
-        sizes[key] = size
-        self.chars += size
-
-
 def _pick(fields: dict[str, Any], *names: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for group in names:

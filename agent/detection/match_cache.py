@@ -1,0 +1,77 @@
+"""Memoised matches: a route's results keyed on the values of the fields its rules read.
+
+Compiled predicates are pure functions of the event fields their rules look at, so two events
+with identical values (and identical types — ``True == 1`` in Python, but not for Sigma) match
+the same rules. Repetitive streams (cron jobs, the packets of one flow, the same admin commands)
+then skip candidate selection and predicate evaluation. The cache is bounded in entries and in
+text kept alive, and switches itself off for a while when too few lookups hit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.detection.rule import DetectionRule
+from agent.detection.ruleset import Route
+
+CACHEABLE = frozenset({str, int, float, bool, type(None)})
+MAX_CACHED_ROUTES = 64
+MATCH_CACHE_ENTRIES = 4096
+MATCH_CACHE_CHARS = 1 << 20
+"""Text kept alive by one route's match cache; long values are not cached."""
+
+
+class RouteState:
+    """A route and the memoised matches of recently seen field values (bounded FIFO).
+
+    The cache switches itself off for a while when fewer than a third of lookups hit (streams
+    of unique command lines), so it never costs much more than it saves.
+    """
+
+    __slots__ = ("cache", "caching", "chars", "hits", "lookups", "route", "sizes", "skipped")
+
+    REVIEW_EVERY = 4096
+    PAUSE = 65536
+    MIN_HIT_RATE = 0.33
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.cache: dict[Any, list[DetectionRule]] = {}
+        self.sizes: dict[Any, int] = {}
+        self.chars = 0
+        self.caching = bool(route.fields)
+        self.hits = 0
+        self.lookups = 0
+        self.skipped = 0
+
+    def lookup(self, hit: bool) -> None:
+        self.lookups += 1
+        if hit:
+            self.hits += 1
+        elif self.lookups >= self.REVIEW_EVERY:
+            if self.hits < self.MIN_HIT_RATE * self.lookups:
+                self.caching = False
+                self.cache.clear()
+                self.sizes.clear()
+                self.chars = 0
+            self.hits = self.lookups = 0
+
+    def skip(self) -> None:
+        self.skipped += 1
+        if self.skipped >= self.PAUSE:
+            self.caching = True
+            self.skipped = 0
+
+    def remember(self, key: Any, values: tuple[Any, ...], matched: list[DetectionRule]) -> None:
+        size = sum(len(v) for v in values if v.__class__ is str)
+        if size > MATCH_CACHE_CHARS // 256:
+            return
+        cache, sizes = self.cache, self.sizes
+        while cache and (len(cache) >= MATCH_CACHE_ENTRIES
+                         or self.chars + size > MATCH_CACHE_CHARS):
+            oldest = next(iter(cache))
+            del cache[oldest]
+            self.chars -= sizes.pop(oldest)
+        cache[key] = matched
+        sizes[key] = size
+        self.chars += size
