@@ -71,7 +71,7 @@ def alert_bulk_lines(
     history = _dumps(
         {"create": {"_index": alerts_stream(namespace), "_id": f"{alert.id}-{alert.revision}"}}
     )
-    out = history + b"\n" + doc + b"\n"
+    out = history + b"\n"
     if latest:
         action = {
             "index": {
@@ -81,8 +81,8 @@ def alert_bulk_lines(
                 "version_type": "external",
             }
         }
-        out += _dumps(action) + b"\n" + doc + b"\n"
-    return out
+        out += _dumps(action) + b"\n"
+    return out + doc + b"\n"
 
 
 def event_document(event: Event, identity: Identity, namespace: str) -> dict[str, Any]:
@@ -117,6 +117,10 @@ def event_bulk_lines(event: Event, identity: Identity, namespace: str) -> bytes:
 
 
 def split_items(body: bytes) -> list[tuple[bytes, bytes]]:
-    """A spooled body → its (action line, source line) pairs (each without the newline)."""
+    """A spooled body — one or more action lines, then the one source line they share (stored
+    once: half the spool bytes for an alert) — → its (action, source) bulk pairs."""
     lines = body.split(b"\n")
-    return [(lines[i], lines[i + 1]) for i in range(0, len(lines) - 1, 2)]
+    if len(lines) < 3 or lines[-1]:
+        return []  # not newline-terminated or no action: nothing sendable
+    source = lines[-2]
+    return [(action, source) for action in lines[:-2]]
