@@ -23,8 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def mixed_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("replay") / "mixed.pcap"
-    hostile = c.dns_query(T0 + 3, SERVER, "x.example.com")
-    pkts = [*vertical_scan(), *dns_tunnel(), hostile]
+    # A tunnel whose domain carries an escape sequence and invalid UTF-8: it must be alerted on
+    # and printed escaped, never raw.
+    hostile = [c.dns_query(T0 + 3 + i * 0.1, SERVER, f"q{i}.x.\x1b[31m\xff.example".encode(
+        "latin-1"), "TXT", sport=45000 + i) for i in range(12)]
+    pkts = [*vertical_scan(), *dns_tunnel(), *hostile]
     return c.write(path, pkts)
 
 
@@ -54,6 +57,18 @@ def test_json_one_final_ecs_document_per_alert(mixed_pcap: Path) -> None:
     assert scan["threat"]["technique"]["id"] == ["T1046"]
     assert scan["source"]["ip"] == ATTACKER
     assert scan["event"]["kind"] == "alert"
+
+
+def test_hostile_names_are_escaped_in_table_and_json(mixed_pcap: Path) -> None:
+    rules = str(REPO / "rules" / "network")
+    table = vedette("replay", str(mixed_pcap), "--rules", rules)
+    docs = vedette("replay", str(mixed_pcap), "--json", "--rules", rules)
+    for out in (table.stdout, docs.stdout):
+        assert "\x1b" not in out and "\ufffd" not in out
+    assert "\\027\\09131m\\255.example" in table.stdout
+    hostile = [json.loads(line) for line in docs.stdout.splitlines()
+               if "255.example" in line]
+    assert hostile and hostile[0]["rule"]["name"] == "DNS tunnel - TXT/NULL query volume"
 
 
 def test_bad_file_exit_1_with_reason(tmp_path: Path) -> None:
