@@ -18,6 +18,7 @@ MAX_LINE_CHARS = 16 * 1024
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _NEEDS_WORK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_NEEDS_WORK_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # Reason names (the label values of vedette_input_errors_total this module can produce).
 INVALID_UTF8 = "invalid_utf8"
@@ -40,6 +41,11 @@ def clean_line(raw: bytes | str, max_chars: int = MAX_LINE_CHARS) -> CleanLine:
     if isinstance(raw, bytes):
         if raw.endswith(b"\r"):
             raw = raw[:-1]
+        if len(raw) <= max_chars and _NEEDS_WORK_BYTES.search(raw) is None:
+            try:  # the common case: clean UTF-8 of normal length
+                return CleanLine(raw.decode("utf-8"), _NO_PROBLEMS)
+            except UnicodeDecodeError:
+                pass
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

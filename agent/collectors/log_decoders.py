@@ -67,7 +67,7 @@ class AuthDecoder:
         text, problems = clean_line(raw)
         for reason in problems:
             self._on_problem(self.source, reason)
-        if not text.strip():
+        if not text or text.isspace():
             return []
         event = auth_event(text, self._clock, path=self._path)
         if event is None and self._bare is not None:
@@ -97,7 +97,7 @@ class WebDecoder:
         text, problems = clean_line(raw)
         for reason in problems:
             self._on_problem(self.source, reason)
-        if not text.strip():
+        if not text or text.isspace():
             return []
         event = web_event(text, path=self._path)
         if event is None:
@@ -122,7 +122,7 @@ class AuditDecoder:
         text, problems = clean_line(raw.replace(b"\x1d", b" "))
         for reason in problems:
             self._on_problem(self.source, reason)
-        if not text.strip():
+        if not text or text.isspace():
             return []
         record = parse_record(text)
         if record is None:
