@@ -88,7 +88,7 @@ def canonical_ip(text: str) -> str | None:
     try:
         socket.inet_pton(socket.AF_INET, text)
         return text
-    except OSError:
+    except (OSError, ValueError):  # ValueError: embedded NUL
         pass
     try:
         addr = ipaddress.ip_address(text)
