@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DEGRADED_RATIO = 0.01
 _POLL_MS = 100
+_BROKEN = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 class PacketCaptureCollector:
@@ -89,6 +90,13 @@ class PacketCaptureCollector:
                 self._open(iface)
         self.metrics.capture_interfaces.set(len(self.rings))
 
+    def _drop(self, ring: Ring) -> None:
+        log.info("capture closed: interface error", extra={"interface": ring.interface})
+        if self.rings.get(ring.interface) is ring:
+            del self.rings[ring.interface]
+        ring.close()
+        self.metrics.capture_interfaces.set(len(self.rings))
+
     def _open(self, iface: Interface) -> None:
         try:
             ring = Ring(iface.name, iface.linktype, self._program(iface.linktype),
@@ -129,7 +137,14 @@ class PacketCaptureCollector:
                 if not registered:
                     stop.wait(min(1.0, self.capture.rescan_seconds))
                     continue
-                poller.poll(_POLL_MS)
+                for fd, flags in poller.poll(_POLL_MS):
+                    if flags & _BROKEN and fd in registered:
+                        # The interface went away (ENETDOWN): close now rather than spin on
+                        # POLLERR until the next rescan.
+                        ring = registered.pop(fd)
+                        poller.unregister(fd)
+                        self._drop(ring)
+                        next_scan = 0.0
                 events: list[Event] = []
                 for ring in list(self.rings.values()):
                     for batch in ring.ready_batches(max_blocks=8):

@@ -194,3 +194,46 @@ def test_drops_become_metrics_and_a_health_event_the_degraded_rule_reads() -> No
     collector.health()  # deltas: counters do not double
     assert value("vedette_input_errors_total", {"source": "capture", "reason": "truncated"}) == 7
     assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 10000
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+@pytest.mark.skipif(not _root_with_netns(), reason="needs root and iproute2")
+def test_a_vanished_interface_is_closed_without_spinning() -> None:
+    ns = f"vdgone{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "add", "vga", "type", "veth", "peer", "name",
+                        "vgb"], check=True)
+        for dev in ("vga", "vgb"):
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+        code = """
+import subprocess, threading, time
+from prometheus_client import CollectorRegistry
+from agent.metrics import AgentMetrics
+from agent.config import Config
+from agent.capture.collector import PacketCaptureCollector
+cfg = Config.model_validate({"capture": {"interfaces": ["vga"], "rescan_seconds": 600,
+                             "ring_blocks": 2, "ring_block_bytes": 65536}})
+c = PacketCaptureCollector(cfg.capture, cfg.network, AgentMetrics(CollectorRegistry()))
+stop = threading.Event()
+t = threading.Thread(target=c.run, args=(lambda e: 0, stop)); t.start()
+time.sleep(1.0)
+before = len(c.rings)
+subprocess.run(["ip", "link", "del", "vga"], check=True)
+cpu = time.process_time()
+time.sleep(1.5)
+spent = time.process_time() - cpu
+alive = t.is_alive()
+stop.set(); t.join()
+print(before, len(c.rings), round(spent, 3), alive)
+"""
+        repo = Path(__file__).resolve().parents[2]
+        proc = subprocess.run(["ip", "netns", "exec", ns, str(repo / ".venv/bin/python"), "-c",
+                               code], cwd=repo, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        before, after, spent, alive = proc.stdout.split()
+        assert (before, after, alive) == ("1", "0", "True")
+        assert float(spent) < 0.5
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
