@@ -292,6 +292,8 @@ def test_iodine_dns_tunnel(lab: Lab, agent: Agent) -> None:
     except AssertionError as exc:
         tail = log.read_text(errors="replace")[-1500:]
         raise AssertionError(f"{exc}\niodine log:\n{tail}") from None
+    # The tunnel's interface appeared after start: the agent picks it up (capture.rescan_seconds).
+    agent.wait_capturing("dns0", timeout=5)
 
 
 def test_capture_metrics_are_exported(lab: Lab, agent: Agent) -> None:
