@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.commands import replay as command
 from agent.config import Config
 from agent.detection.engine import Engine
 from agent.detection.loader import load_rules
@@ -89,3 +91,17 @@ def test_same_path_as_fixtures_and_registry_is_shared(mixed_pcap: Path) -> None:
     titles = {a.rule.title for a in result.alerts.values()}
     assert {"Vertical TCP port scan", "DNS tunnel - TXT/NULL query volume"} <= titles
     assert all(a.status.value == "closed" for a in result.alerts.values())
+
+
+def test_log_kinds_run_through_the_same_command(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    command.add_parser(parser.add_subparsers())
+    log = tmp_path / "auth.log"
+    log.write_text("".join(
+        f"Nov 21 10:00:{i:02d} web sshd[{100 + i}]: Failed password for root from 203.0.113.9 "
+        f"port {4000 + i} ssh2\n" for i in range(40)))
+    args = parser.parse_args(["replay", str(log), "--log", "auth", "--rules", str(REPO / "rules")])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("40 events")
