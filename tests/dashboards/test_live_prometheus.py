@@ -237,7 +237,7 @@ def _collectors(auth_log: Path, watched: Path, veth: VethPair | None) -> dict[st
     would make series counts drift)."""
     capture: dict[str, Any] = {"enabled": False}
     if veth is not None:
-        capture = {"interfaces": [veth.host_if], "ring_blocks": 4,
+        capture = {"enabled": True, "interfaces": [veth.host_if], "ring_blocks": 4,
                    "health_interval_seconds": 1.0, "bpf_filter": "ip or arp"}
     wanted: dict[str, Any] = {
         "capture": capture,
