@@ -198,6 +198,23 @@ def test_connect_scan(lab: Lab, agent: Agent) -> None:
                      lambda d: d["destination"]["ip"] == ATK)
 
 
+def test_slow_scan_nmap_t2(lab: Lab, agent: Agent) -> None:
+    """nmap -T2 (one probe per 0.4 s): the 15-minute rule fires once 40 ports are probed.
+
+    Inherently slower than the 5 s of the other attacks: the alert can only come after the 40th
+    probe, about 16 s in.
+    """
+    started = time.monotonic()
+    proc = lab.spawn("atk", "nmap", "-n", "-Pn", "-T2", "-sS", "-S", "198.18.0.47", "-e", "e0",
+                     "--max-retries", "0", "-p", "1000-1045", TGT)
+    try:
+        _, took = agent.wait_alert("port_scan_slow", started,
+                                   lambda d: d["source"]["ip"] == "198.18.0.47", timeout=30)
+    finally:
+        lab.stop(proc)
+    assert 14 < took < 30
+
+
 def test_udp_scan(lab: Lab, agent: Agent) -> None:
     started = time.monotonic()
     _nmap(lab, "-sU", "-S", "198.18.0.45", "-e", "e0", "-p", "100-130", TGT)
