@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.collectors.audit_parse import AuditJoiner, parse_record
 from agent.collectors.log_decoders import AuditDecoder, decode_audit_file
+from agent.detection import Engine, load_rules
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "auditd"
 
@@ -77,3 +79,20 @@ def test_fuzz_never_crash(raw: bytes) -> None:
     dec.feed(b"type=SYSCALL msg=audit(1.0:1): " + raw)
     dec.feed(raw)
     dec.flush()
+
+
+SIGMAHQ_AUDITD = Path(__file__).resolve().parents[3] / "shared" / "sigmahq" / "rules" / "linux" \
+    / "auditd"
+
+
+def test_sigmahq_auditd_rules_fire_on_decoded_records() -> None:
+    if not SIGMAHQ_AUDITD.is_dir():
+        pytest.skip("SigmaHQ rules not available")
+    report = load_rules([SIGMAHQ_AUDITD])
+    assert not report.errors
+    engine = Engine(report.ruleset)
+    opened = set()
+    for event in decode_audit_file(FIXTURES / "audit.log"):
+        for alert in engine.advance(event.timestamp) + engine.process(event):
+            opened.add(alert.rule.title)
+    assert {"Webshell Remote Command Execution", "Creation Of An User Account"} <= opened
