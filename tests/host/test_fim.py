@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.fim import WatchList, diff, file_state, load_baseline, scan
+from agent.collectors.fim import WatchList, _hash, diff, file_state, load_baseline, scan
 from agent.collectors.fim_watch import FimCollector
 from agent.events import Event
 from agent.metrics import AgentMetrics
@@ -167,3 +167,15 @@ def test_rescan_without_inotify_sees_changes(tmp_path: Path) -> None:
     (root / "etc" / "cron.d" / "new").write_text("x\n")
     assert [e.get("file.path") for e in collector.rescan()] == ["/etc/cron.d/new"]
     assert collector.rescan() == []
+
+
+def test_file_replaced_while_hashing_is_counted_not_hashed(tmp_path: Path) -> None:
+    target = tmp_path / "shadow"
+    target.write_text("x\n")
+    state = file_state(str(target))
+    assert state is not None
+    stale = replace(state, inode=state.inode + 1)  # the path now names another file
+    problems: list[str] = []
+    assert _hash(str(target), stale, lambda s, r: problems.append(r)) is None
+    assert problems == ["changed_while_hashing"]
+    assert _hash(str(target), state, lambda s, r: problems.append(r)) == state.sha256
