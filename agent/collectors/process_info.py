@@ -41,7 +41,8 @@ class ProcInfo:
     gid: int | None = None
     start_ticks: int | None = None
     container_id: str | None = None
-    socket_fds: tuple[int, ...] = ()
+    socket_fds: tuple[int, ...] = ()  # stdio fds that are TCP/UDP sockets
+    unix_socket_fds: tuple[int, ...] = ()  # stdio fds that are other sockets (journald …)
     gone: bool = False  # the process exited before anything could be read
 
 
@@ -94,8 +95,12 @@ class ProcReader:
             m = _CONTAINER.search(cgroup)
             if m:
                 info.container_id = m.group(1) or m.group(2)
-        info.socket_fds = tuple(
-            fd for fd in (0, 1, 2) if (_readlink(f"{base}/fd/{fd}") or "").startswith("socket:"))
+        sockets = {fd: link[8:-1] for fd in (0, 1, 2)
+                   if (link := _readlink(f"{base}/fd/{fd}") or "").startswith("socket:[")}
+        if sockets:
+            inet = _inet_inodes(base, set(sockets.values()))
+            info.socket_fds = tuple(fd for fd, inode in sockets.items() if inode in inet)
+            info.unix_socket_fds = tuple(fd for fd, inode in sockets.items() if inode not in inet)
         return info
 
     def start_time(self, info: ProcInfo) -> float | None:
@@ -147,6 +152,8 @@ def process_fields(reader: ProcReader, info: ProcInfo, parent: ProcInfo | None,
     f["process.io.socket"] = bool(info.socket_fds)
     if info.socket_fds:
         f["process.io.socket_fds"] = list(info.socket_fds)
+    if info.unix_socket_fds:
+        f["vedette.process.io.local_socket_fds"] = list(info.unix_socket_fds)
     if info.deleted:
         f["process.executable_deleted"] = True
     if parent is not None and not parent.gone:
@@ -172,6 +179,28 @@ def _describe(f: dict[str, Any], prefix: str, info: ProcInfo) -> None:
         f[prefix + "command_line"] = " ".join(info.args)
     elif info.comm and prefix == "process.":
         f[prefix + "command_line"] = info.comm
+
+
+def _inet_inodes(base: str, wanted: set[str]) -> set[str]:
+    """Which of the socket inodes are TCP/UDP sockets (in the process's network namespace).
+
+    Services started by systemd write to journald through a UNIX socket, so a socket on
+    stdout alone does not make a reverse shell; only network sockets count.
+    """
+    found: set[str] = set()
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        data = _read_bytes(f"{base}/net/{table}", 4 << 20)
+        if not data:
+            continue
+        for line in data.split(b"\n")[1:]:
+            parts = line.split(None, 10)
+            if len(parts) > 9:
+                inode = parts[9].decode("ascii", "replace")
+                if inode in wanted:
+                    found.add(inode)
+        if found == wanted:
+            break
+    return found
 
 
 def _boot_time(root: Path) -> float | None:

@@ -141,7 +141,8 @@ _LOG_SERVICES = (
 )
 # Host collectors (agent/collectors; docs/events.md "Host collectors").
 _HOST_PROCESS = (
-    "process.io.socket", "process.io.socket_fds", "process.executable_deleted",
+    "process.io.socket", "process.io.socket_fds", "vedette.process.io.local_socket_fds",
+    "process.executable_deleted",
     "process.parent.args", "process.parent.user.name", "process.parent.parent.pid",
     "process.parent.parent.executable", "process.parent.parent.name",
     "process.parent.parent.command_line", "process.parent.parent.args", "user.effective.id",

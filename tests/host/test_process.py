@@ -68,6 +68,14 @@ def test_enrichment_from_fake_proc_tree() -> None:
     assert f["host.name"] == "web1" and f["event.action"] == "exec"
 
 
+def test_journald_socket_on_stdout_is_not_a_network_socket() -> None:
+    collector = ProcessExecCollector(ProcReader(PROC))
+    (event,) = collector.handle([ProcEvent("exec", 4343)])
+    assert event.get("process.io.socket") is False
+    assert event.get("vedette.process.io.local_socket_fds") == [1, 2]
+    assert event.get("process.command_line") == "/bin/bash /usr/local/bin/backup.sh"
+
+
 def test_exited_process_still_produces_an_event() -> None:
     metrics = AgentMetrics(CollectorRegistry())
     collector = ProcessExecCollector(ProcReader(PROC), metrics)
