@@ -217,8 +217,15 @@ class Route:
     def candidates(self, low: Lowered) -> list[DetectionRule]:
         out = list(self.always)
         found = 0
+        get, raw_get = low.get, low.fields.get
         for name, base, table in self.exact:
-            value = low[name]
+            value = get(name)
+            if value is None:  # not lowered yet (inlined Lowered.__missing__ for strings)
+                raw = raw_get(name)
+                if raw.__class__ is str:
+                    value = low[name] = raw.lower()
+                elif raw is not None:
+                    value = low[name]
             if value.__class__ is str:
                 hit = table.get(value[value.rfind("/") + 1:] if base else value)
                 if hit:
@@ -231,7 +238,13 @@ class Route:
                         out += hit
                         found += 2
         for name, index in self.substrings:
-            value = low[name]
+            value = get(name)
+            if value is None:
+                raw = raw_get(name)
+                if raw.__class__ is str:
+                    value = low[name] = raw.lower()
+                elif raw is not None:
+                    value = low[name]
             if value.__class__ is str:
                 for rules in index.hits(value):
                     out += rules
