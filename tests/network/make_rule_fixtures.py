@@ -38,10 +38,10 @@ def vertical_scan() -> list[Packet]:
 
 
 def busy_client() -> list[Packet]:
-    """300 ordinary connections to 80/443/22 and a closed port hit by a retrying client."""
+    """300 ordinary web connections and a closed port hit by a retrying client."""
     pkts = []
     for i in range(300):
-        port = (80, 443, 22)[i % 3]
+        port = (80, 443, 443)[i % 3]
         pkts += c.handshake(T0 + i * 0.2, CLIENT, SERVER, 30000 + i, port)
     for i in range(5):
         pkts.append(c.tcp(T0 + i, "10.1.0.21", SERVER, 31000 + i, 8080, "S"))
@@ -66,7 +66,7 @@ def slow_scan() -> list[Packet]:
 
 def slow_busy_client() -> list[Packet]:
     pkts = []
-    ports = (80, 443, 22, 5432, 6379)
+    ports = (80, 443, 8080, 5432, 6379)  # an application server: web and databases
     for i in range(900):
         pkts.append(c.tcp(T0 + i, CLIENT, SERVER, 20000 + i, ports[i % 5], "S"))
         pkts.append(c.tcp(T0 + i + 0.001, SERVER, CLIENT, ports[i % 5], 20000 + i, "SA"))
@@ -84,7 +84,7 @@ def stealth_scan() -> list[Packet]:
 def normal_closes() -> list[Packet]:
     pkts = []
     for i in range(40):
-        pkts += c.handshake(T0 + i * 0.5, CLIENT, SERVER, 34000 + i, 1000 + i)
+        pkts += c.handshake(T0 + i * 0.5, CLIENT, SERVER, 34000 + i, (443, 8443)[i % 2])
     return pkts
 
 
@@ -330,7 +330,7 @@ CASES: dict[str, list[Case]] = {
     "port_scan_vertical": [
         ("100 ports in one second", vertical_scan,
          [expect("port_scan_vertical", source__ip=ATTACKER, destination__ip=SERVER)]),
-        ("300 ordinary connections to three ports", busy_client, []),
+        ("300 ordinary web connections", busy_client, []),
     ],
     "tcp_closed_port_resets": [
         ("closed ports answer a scan with resets", vertical_scan,
@@ -448,6 +448,26 @@ INTEL_FILES = {
 }
 
 
+BENIGN_CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "pcap" / "benign_mixed.pcap"
+
+
+def benign_corpus() -> list[Packet]:
+    """Every negative scenario, staggered over 20 minutes: one busy but ordinary server."""
+    parts: list[tuple[float, Scenario]] = [
+        (0, slow_busy_client), (0, arp_routine), (0, monitoring_pings), (5, busy_web),
+        (20, dns_browsing), (60, ssh_admin), (90, normal_closes), (120, few_servers),
+        (160, many_clients), (180, dns_server_load), (200, ping_burst), (240, intel_clean),
+        (300, backup_sized), (520, traceroute_and_timeouts), (600, garp_boot),
+        (640, arp_probe_and_stable), (700, not_mining), (760, busy_client),
+    ]
+    pkts: list[Packet] = []
+    for offset, scenario in parts:
+        for p in scenario():
+            p.time = float(p.time) + offset
+            pkts.append(p)
+    return pkts
+
+
 def main() -> int:
     for rule, cases in CASES.items():
         tdir = RULES / f"{rule}.tests"
@@ -467,6 +487,7 @@ def main() -> int:
         (tdir / "expect.yml").write_text(yaml.safe_dump({"cases": doc_cases}, sort_keys=False))
         print(f"{rule}: {len(cases)} cases", file=sys.stderr)
     _health_fixture()
+    c.write(BENIGN_CORPUS, benign_corpus())
     return 0
 
 
@@ -493,4 +514,7 @@ def _health_fixture() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--benign-only"]:
+        c.write(BENIGN_CORPUS, benign_corpus())
+        sys.exit(0)
     sys.exit(main())
