@@ -15,15 +15,18 @@ what is measured: a real cluster's speed would differ.
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from agent.sinks.elasticsearch import ElasticsearchSink, spool_dir
+from agent.sinks.es_docs import alerts_stream, latest_index
 from agent.spool import AppendResult
 from bench.common import BenchResult
 from tests.es_server.helpers import IDENTITY, fresh_metrics, make_alert, make_config
@@ -44,6 +47,12 @@ class _Server:
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         self.port = int(self.url.rsplit(":", 1)[1])
+
+    def count(self, target: str) -> int:
+        """Documents the server holds (``_count``), to check that nothing went missing."""
+        request = urllib.request.Request(f"{self.url}/{target}/_count", method="GET")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(json.loads(response.read())["count"])
 
     def stop(self) -> None:
         assert self.proc.stdin is not None
@@ -92,9 +101,13 @@ def _throughput(result: BenchResult, tmp: Path, raw: bool, latest: bool) -> None
         first_batch = THROUGHPUT_ALERTS - len(sink.spool)
         done = _wait_idle(sink, 90)
         elapsed = time.perf_counter() - started
+        stored = server.count(alerts_stream("default"))
+        stored_latest = server.count(latest_index("default")) if latest else stored
     finally:
         sink.close()
         server.stop()
+    if stored != THROUGHPUT_ALERTS or stored_latest != THROUGHPUT_ALERTS:
+        raise AssertionError(f"server holds {stored}/{stored_latest} of {THROUGHPUT_ALERTS}")
     shipped = THROUGHPUT_ALERTS - len(sink.spool) - first_batch
     docs = shipped * (2 if latest else 1)
     label = "shipping throughput" + ("" if raw else ", fake parses every document") + (

@@ -1,90 +1,60 @@
 """The shipper thread: spool → ``_bulk`` → acknowledged records deleted from the spool.
 
-One loop, one request in flight. Records are read from the spool in ``seq`` order and kept
-in memory (``_pending``) until every bulk item of the record reached a final outcome:
+Records are read from the spool in ``seq`` order and kept in memory until every bulk item of
+the record reached a final outcome (:mod:`agent.sinks.es_bulk`: delivered, duplicate or
+dead-lettered); only then is the record deleted from the spool, so a crash at any point
+resends it and the deterministic ``_id`` turns the resend into a 409.
 
-===========================================  ======================================
-per-item status                              outcome
-===========================================  ======================================
-200/201                                      delivered
-409                                          already there: duplicate avoided
-429, 5xx, ``cluster_block_exception``        retried (see below)
-other 4xx (mapping, parsing, bad index)      dead-letter file, never blocks the queue
-===========================================  ======================================
+Up to two requests are in flight (a sender thread performs them): while Elasticsearch indexes
+one batch, the shipper acknowledges the previous one and prepares the next. A second request
+only goes out when a full batch is waiting; under light load batches linger up to
+``batch_max_age_seconds`` and go out one at a time.
 
 Retried items go out again after the initial backoff when part of the batch was accepted,
 with exponential backoff and jitter when all of it was refused (a saturated cluster).
 Whole-request failures (connection refused, timeout, TLS, 401/403, 429, 5xx, malformed
-response) keep the whole batch and back off exponentially with jitter; 401/403 are also
-logged loudly, counted and reported to ``on_auth_failure``. 413 splits the batch in halves;
-a single document too large for the cluster is dead-lettered. The index setup runs before
-the first bulk request and again after every reconnection.
-
-A record is deleted from the spool only once all its items are final, so a crash at any
-point resends it; the deterministic ``_id`` turns the resend into a 409.
+response) keep the batch and back off exponentially with jitter; 401/403 are also logged
+loudly, counted and reported to ``on_auth_failure``. 413 splits the batch in halves; a single
+document too large for the cluster is dead-lettered. The index setup runs before the first
+bulk request and again after every reconnection.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
+import queue
 import random
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
-from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch, TransportError
+from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from agent.metrics import AgentMetrics
+from agent.sinks.es_bulk import (
+    BulkItem,
+    Outcome,
+    PendingRecord,
+    bulk_body,
+    classify_item,
+    describe,
+    request_failure_reason,
+    stream_of,
+)
 from agent.sinks.es_deadletter import DeadLetterFile
 from agent.sinks.es_docs import split_items
 from agent.sinks.es_templates import install
-from agent.spool import Spool, SpoolRecord
+from agent.spool import Spool
 
 log = logging.getLogger(__name__)
 
-
-class Outcome(Enum):
-    DELIVERED = "delivered"
-    DUPLICATE = "duplicate"
-    RETRY = "retry"
-    DEAD = "dead"
-
-
-def classify_item(status: int, error_type: str) -> tuple[Outcome, str]:
-    """Final or not, and the retry reason (elasticsearch.md §3, Beats' rules)."""
-    if 200 <= status < 300:
-        return Outcome.DELIVERED, ""
-    if status == 409:
-        return Outcome.DUPLICATE, ""
-    if error_type == "cluster_block_exception":
-        return Outcome.RETRY, "cluster_block"
-    if status == 429:
-        return Outcome.RETRY, "rejected"
-    if status >= 500 or status == 0:
-        return Outcome.RETRY, "unavailable"
-    return Outcome.DEAD, ""
-
-
-def request_failure_reason(exc: Exception) -> str:
-    if isinstance(exc, ConnectionTimeout):
-        return "timeout"
-    if isinstance(exc, ApiError):
-        status = exc.status_code
-        if status in (401, 403) and exc.error != "cluster_block_exception":
-            return "auth"
-        if status == 413:
-            return "too_large"
-        if status == 429:
-            return "rejected"
-        if status == 400:
-            return "bad_request"
-        return "unavailable" if status >= 500 else "status"
-    return "connection"
+PIPELINE_DEPTH = 2
+_Batch = list[tuple[PendingRecord, BulkItem]]
 
 
 @dataclass
@@ -102,19 +72,6 @@ class ShipperSettings:
 
 
 @dataclass
-class _Item:
-    action: bytes
-    source: bytes
-    stream: str
-
-
-@dataclass
-class _Pending:
-    record: SpoolRecord
-    items: list[_Item]
-
-
-@dataclass
 class ShipperCounts:
     """Totals since start (metrics carry the same numbers; ship_alerts reports these)."""
 
@@ -123,6 +80,46 @@ class ShipperCounts:
     dead_lettered: int = 0
     retried_items: int = 0
     request_failures: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Request:
+    batch: _Batch
+    future: Future[Any]
+    started: float
+
+
+class _Sender:
+    """One daemon thread performing bulk requests in order. (A ThreadPoolExecutor's workers
+    are joined at interpreter exit: a hung request would delay the agent's shutdown.)"""
+
+    def __init__(self, client: Elasticsearch) -> None:
+        self._client = client
+        self._queue: queue.SimpleQueue[tuple[bytes, dict[str, str], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="es-bulk", daemon=True)
+        self._thread.start()
+
+    def submit(self, body: bytes, headers: dict[str, str]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((body, headers, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            body, headers, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(
+                    self._client.perform_request("PUT", "/_bulk", headers=headers, body=body)
+                )
+            except BaseException as exc:  # handed to the shipper thread
+                future.set_exception(exc)
 
 
 class Shipper:
@@ -152,7 +149,9 @@ class Shipper:
         self.on_tick = on_tick
         self.clock = clock
         self.counts = ShipperCounts()
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, PendingRecord] = {}
+        self._inflight: deque[_Request] = deque()
+        self._sender = _Sender(client)
         self._last_seq = 0
         self._failures = 0
         self._needs_setup = settings.setup_templates
@@ -180,6 +179,7 @@ class Shipper:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self._sender.close()
         return not self._thread.is_alive()
 
     def in_flight(self) -> int:
@@ -205,67 +205,64 @@ class Shipper:
         if now - self._last_maintenance >= self.settings.maintenance_interval_seconds:
             self._maintain(now)
         self._fill()
-        if not self._pending:
+        ready = [(p, i) for p in self._pending.values() for i in p.items if not i.sent]
+        if not ready and not self._inflight:
             self._wake.wait(self.settings.maintenance_interval_seconds)
             self._wake.clear()
             return
-        linger = self._linger(now)
-        if linger > 0:
-            self._wake.wait(min(linger, self.settings.maintenance_interval_seconds))
-            self._wake.clear()
-            self._fill()
-            if self._linger(self.clock()) > 0:
+        if ready and not self._inflight:
+            linger = self._linger(now, ready)
+            if linger > 0:
+                self._wake.wait(min(linger, self.settings.maintenance_interval_seconds))
+                self._wake.clear()
                 return
-        if self._needs_setup and not self._setup():
-            self._backoff()
+            if self._needs_setup and not self._setup():
+                self._backoff()
+                return
+            self._submit(ready)
             return
-        self._forget_dropped()
-        if not self._pending:
+        if ready and len(self._inflight) < PIPELINE_DEPTH and self._full(ready):
+            self._submit(ready)  # pipelined: Elasticsearch works on the other one meanwhile
             return
-        items = [(p, i) for p in self._pending.values() for i in p.items]
-        self._send(items[: max(self.settings.batch_max_docs, 1)])
+        self._collect(self._inflight.popleft())
 
-    def _forget_dropped(self) -> None:
-        """Records evicted (overflow), superseded or expired while in memory are not sent:
-        what the metrics count as dropped must really be dropped."""
-        present = self.spool.present(self._pending)
-        for seq in [s for s in self._pending if s not in present]:
-            del self._pending[seq]
+    def _full(self, ready: _Batch) -> bool:
+        docs = len(ready)
+        size = sum(len(i.action) + len(i.source) for _, i in ready)
+        return docs >= self.settings.batch_max_docs or size >= self.settings.batch_max_bytes
 
-    def _linger(self, now: float) -> float:
+    def _linger(self, now: float, ready: _Batch) -> float:
         """Seconds to wait for more records before sending (0 = send now)."""
-        if self._failures:
+        if self._failures or self._full(ready):
             return 0.0
-        docs = sum(len(p.items) for p in self._pending.values())
-        size = sum(len(p.record.body) for p in self._pending.values())
-        if docs >= self.settings.batch_max_docs or size >= self.settings.batch_max_bytes:
-            return 0.0
-        oldest = min(p.record.created for p in self._pending.values())
+        oldest = min(p.record.created for p, _ in ready)
         return max(0.0, oldest + self.settings.batch_max_age_seconds - now)
 
     def _fill(self) -> None:
+        """Keep up to PIPELINE_DEPTH batches' worth of records in memory."""
         docs = sum(len(p.items) for p in self._pending.values())
         size = sum(len(p.record.body) for p in self._pending.values())
-        room_docs = self.settings.batch_max_docs - docs
-        room_bytes = self.settings.batch_max_bytes - size
+        room_docs = PIPELINE_DEPTH * self.settings.batch_max_docs - docs
+        room_bytes = PIPELINE_DEPTH * self.settings.batch_max_bytes - size
         if room_docs <= 0 or room_bytes <= 0:
             return
         for record in self.spool.read(self._last_seq, room_docs, room_bytes):
             self._last_seq = record.seq
-            items = [_Item(a, s, self._stream(a)) for a, s in split_items(record.body)]
+            items = [BulkItem(a, src, stream_of(a, self.streams))
+                     for a, src in split_items(record.body)]
             if items:
-                self._pending[record.seq] = _Pending(record, items)
+                self._pending[record.seq] = PendingRecord(record, items)
             else:
                 self.spool.ack([record.seq])
 
-    def _stream(self, action: bytes) -> str:
-        """The metric label of an action line (we wrote it: ``"_index":"<name>"`` is in it)."""
-        start = action.find(b'"_index":"')
-        if start < 0:
-            return "other"
-        start += len(b'"_index":"')
-        name = action[start:action.find(b'"', start)].decode("utf-8", "replace")
-        return self.streams.get(name, "other")
+    def _forget_dropped(self) -> None:
+        """Records evicted (overflow), superseded or expired while waiting in memory are not
+        sent: what the metrics count as dropped must really be dropped."""
+        idle = [s for s, p in self._pending.items() if not any(i.sent for i in p.items)]
+        present = self.spool.present(idle)
+        for seq in idle:
+            if seq not in present:
+                del self._pending[seq]
 
     def _maintain(self, now: float) -> None:
         self._last_maintenance = now
@@ -317,39 +314,56 @@ class Shipper:
 
     # ------------------------------------------------------------------ sending
 
-    def _send(self, items: list[tuple[_Pending, _Item]]) -> None:
-        body = b"".join(it.action + b"\n" + it.source + b"\n" for _, it in items)
-        headers = self._bulk_headers
-        if self.settings.compress:
-            # The transport's own gzip uses level 9 (3-5x slower for 10% less); level 1 here.
-            body = gzip.compress(body, compresslevel=1)
-            headers = {**headers, "content-encoding": "gzip"}
-        started = time.perf_counter()
+    def _submit(self, ready: _Batch) -> None:
+        self._forget_dropped()
+        batch = [(p, i) for p, i in ready if p.record.seq in self._pending]
+        batch = batch[: max(self.settings.batch_max_docs, 1)]
+        if not batch:
+            return
+        for _, item in batch:
+            item.sent = True
+        body, headers = bulk_body(batch, self._bulk_headers, self.settings.compress)
+        future = self._sender.submit(body, headers)
+        self._inflight.append(_Request(batch, future, time.perf_counter()))
+
+    def _send_now(self, batch: _Batch) -> None:
+        """Send and handle one batch synchronously (used to split on 413)."""
+        for _, item in batch:
+            item.sent = True
+        body, headers = bulk_body(batch, self._bulk_headers, self.settings.compress)
+        self._collect(_Request(batch, self._sender.submit(body, headers), time.perf_counter()))
+
+    def _collect(self, request: _Request) -> None:
+        batch = request.batch
         try:
-            response = self.client.perform_request("PUT", "/_bulk", headers=headers, body=body)
+            response = request.future.result()
         except ApiError as exc:
+            self._unsend(batch)
             if exc.status_code == 413:
-                self._too_large(items)
+                self._too_large(batch)
                 return
             self._request_failed(exc)
             self._backoff()
             return
         except TransportError as exc:
+            self._unsend(batch)
             self._request_failed(exc)
             self._backoff()
             return
-        self.metrics.es_bulk_seconds.observe(time.perf_counter() - started)
+        self.metrics.es_bulk_seconds.observe(time.perf_counter() - request.started)
         self.metrics.es_reachable.set(1)
         results = response.body.get("items") if isinstance(response.body, dict) else None
-        if not isinstance(results, list) or len(results) != len(items):
+        if not isinstance(results, list) or len(results) != len(batch):
+            self._unsend(batch)
             self._count_failure("bad_response")
             log.error("Elasticsearch bulk response does not match the request (%s items for %d)",
-                      len(results) if isinstance(results, list) else "no", len(items))
+                      len(results) if isinstance(results, list) else "no", len(batch))
             self._backoff()
             return
         self.metrics.es_last_success.set(self.clock())
-        retried = self._apply(items, results)
-        if retried == len(items):
+        retried = self._apply(batch, results)
+        self._unsend(batch)
+        if retried == len(batch):
             self._backoff()  # everything refused: the cluster is saturated, back off more
         elif retried:
             # Partly accepted: retry the rest after the initial delay, without growing it.
@@ -358,7 +372,12 @@ class Shipper:
         else:
             self._failures = 0
 
-    def _apply(self, items: list[tuple[_Pending, _Item]], results: list[Any]) -> int:
+    @staticmethod
+    def _unsend(batch: _Batch) -> None:
+        for _, item in batch:
+            item.sent = False
+
+    def _apply(self, items: _Batch, results: list[Any]) -> int:
         retried = 0
         done: set[int] = set()
         shipped: dict[str, int] = {}
@@ -395,7 +414,7 @@ class Shipper:
             self.metrics.es_retries.labels(reason).inc(n)
         return retried
 
-    def _dead(self, item: _Item, status: int, error: Any) -> None:
+    def _dead(self, item: BulkItem, status: int, error: Any) -> None:
         self.counts.dead_lettered += 1
         self.metrics.es_dead_lettered.labels(item.stream).inc()
         self.dead_letter.write(item.action, item.source, status, error)
@@ -409,21 +428,21 @@ class Shipper:
         if finished:
             self.spool.ack(finished)
 
-    def _too_large(self, items: list[tuple[_Pending, _Item]]) -> None:
+    def _too_large(self, batch: _Batch) -> None:
         self._count_failure("too_large")
-        if len(items) == 1:
-            pending, item = items[0]
+        if len(batch) == 1:
+            pending, item = batch[0]
             self._dead(item, 413, {"type": "request_entity_too_large",
                                    "reason": "a single document exceeds http.max_content_length"})
             pending.items.remove(item)
             self._ack({pending.record.seq})
             return
-        half = len(items) // 2
-        self._send(items[:half])
+        half = len(batch) // 2
+        self._send_now(batch[:half])
         if not self._stop.is_set():
-            remaining = [(p, i) for p, i in items[half:] if i in p.items]
+            remaining = [(p, i) for p, i in batch[half:] if i in p.items]
             if remaining:
-                self._send(remaining)
+                self._send_now(remaining)
 
     def _count_failure(self, reason: str) -> None:
         self.counts.request_failures[reason] = self.counts.request_failures.get(reason, 0) + 1
@@ -442,18 +461,12 @@ class Shipper:
             if now - self._auth_logged_at >= 300:
                 self._auth_logged_at = now
                 log.error("ELASTICSEARCH REFUSED OUR CREDENTIALS (%s): alerts stay spooled until"
-                          " the API key/password is fixed", _describe(exc))
+                          " the API key/password is fixed", describe(exc))
                 if self.on_auth_failure is not None:
-                    self.on_auth_failure(_describe(exc))
+                    self.on_auth_failure(describe(exc))
         elif self._failures == 0:
             log.warning("Elasticsearch request failed (%s: %s); retrying with backoff", reason,
-                        _describe(exc))
+                        describe(exc))
         else:
             log.debug("Elasticsearch request failed again (%s)", reason)
 
-
-def _describe(exc: Exception) -> str:
-    """Status and error type only: never the request, its headers or its body."""
-    if isinstance(exc, ApiError):
-        return f"HTTP {exc.status_code} {exc.error}"
-    return type(exc).__name__

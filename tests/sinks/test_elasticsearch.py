@@ -12,8 +12,8 @@ import pytest
 from agent.events import Event, LogSource
 from agent.metrics import SCRAPE_TIME
 from agent.sinks.elasticsearch import ElasticsearchSink, ship_alerts, spool_dir
+from agent.sinks.es_bulk import Outcome, classify_item
 from agent.sinks.es_docs import alerts_stream, events_stream, latest_index
-from agent.sinks.es_shipper import Outcome, classify_item
 from agent.sinks.factory import build_sinks
 from tests.es_server import FakeElasticsearch
 from tests.es_server.helpers import (

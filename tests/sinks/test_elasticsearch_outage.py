@@ -153,11 +153,14 @@ def test_spool_limit_drops_low_severity_first_counts_and_alerts(
         for i in range(400):
             sink.emit(critical[i // 4] if i % 4 == 0 else low[i - i // 4 - 1])
             worst = max(worst, sink.spool.disk_bytes())
-        dropped = sample(metrics, "vedette_es_spool_dropped_total", reason="overflow")
-        assert dropped > 0
-        assert len(sink.spool) + dropped == 400
+        # The shipper raises the overflow alert within a second (possibly mid-loop); the
+        # router (here on_alert) spools it too. Internal alerts update at most once a minute.
         assert wait_until(lambda: bool(raised), 5)
-        assert raised[0].rule.id == OVERFLOW_RULE.id and raised[0].count == dropped
+        time.sleep(0.2)
+        dropped = sample(metrics, "vedette_es_spool_dropped_total", reason="overflow")
+        assert len(raised) == 1 and raised[0].rule.id == OVERFLOW_RULE.id
+        assert 0 < raised[0].count <= dropped
+        assert len(sink.spool) + dropped == 400 + len(raised)
         server.set_down(False)
         assert wait_until(sink.idle, 20)
     finally:
@@ -166,8 +169,6 @@ def test_spool_limit_drops_low_severity_first_counts_and_alerts(
     shipped = {d.id for d in server.cluster.docs(LATEST)}
     assert {a.id for a in critical} <= shipped  # no critical alert was dropped
     assert raised[0].id in shipped  # the overflow alert itself reached Elasticsearch
-    # Spooling the overflow alert itself evicted one more low-severity alert.
-    dropped = sample(metrics, "vedette_es_spool_dropped_total", reason="overflow")
     assert len(shipped) == 400 - dropped + 1
     low_shipped = [a for a in low if a.id in shipped]
     assert low_shipped == low[len(low) - len(low_shipped):]  # the oldest low ones went first
