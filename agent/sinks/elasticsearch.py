@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import threading
 import time
 import weakref
@@ -29,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agent.alerts import Alert, RuleRef, Status, alert_id
 from agent.config import Config, ElasticsearchSection
+from agent.errors import SinkError
 from agent.events import Event
 from agent.identity import Identity
 from agent.metrics import AgentMetrics
@@ -86,14 +88,18 @@ class ElasticsearchSink:
         self.namespace = section.namespace
         self.on_alert = on_alert
         self._clock = clock
-        self.spool = Spool(
-            directory / spool_name, section.spool_max_bytes, section.spool_max_age_seconds,
-            section.spool_fsync, by_severity=section.spool_overflow == "drop_lowest_severity",
-            clock=clock,
-        )
+        self._client = client or build_client(section)  # ConfigErrors: unreadable secret
+        try:
+            self.spool = Spool(
+                directory / spool_name, section.spool_max_bytes, section.spool_max_age_seconds,
+                section.spool_fsync, by_severity=section.spool_overflow == "drop_lowest_severity",
+                clock=clock,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            self._client.close()
+            raise SinkError(f"cannot open the Elasticsearch spool in {directory}: {exc}") from None
         self.dead_letter = DeadLetterFile(directory / "dead-letter.jsonl",
                                           section.dead_letter_max_bytes)
-        self._client = client or build_client(section)
         self._events_rng = random.Random()
         self._lock = threading.Lock()
         self._internal: dict[str, _InternalAlert] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import SinkError
 from agent.events import Event, LogSource
 from agent.metrics import SCRAPE_TIME
 from agent.sinks.elasticsearch import ElasticsearchSink, ship_alerts, spool_dir
@@ -303,3 +304,26 @@ def test_close_is_prompt_while_a_request_hangs(tmp_path: Path, server: FakeElast
     finally:
         again.close()
     assert len(_ids(server, ALERTS)) == 1
+
+
+def test_fails_over_to_the_next_host(tmp_path: Path, server: FakeElasticsearch) -> None:
+    dead = FakeElasticsearch().start()
+    dead_url = dead.url
+    dead.stop()
+    config = make_config(tmp_path, [dead_url, server.url])
+    sink = ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+    try:
+        for i in range(5):
+            sink.emit(make_alert(i))
+        assert wait_until(sink.idle, 15)
+    finally:
+        sink.close()
+    assert len(_ids(server, ALERTS)) == 5
+
+
+def test_unusable_spool_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    config = make_config(tmp_path, ["http://127.0.0.1:9"], spool_dir=str(blocker / "spool"))
+    with pytest.raises(SinkError, match="cannot open the Elasticsearch spool"):
+        ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
