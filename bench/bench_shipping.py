@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.sinks.elasticsearch import ElasticsearchSink, spool_dir
-from agent.sinks.es_docs import alerts_stream, latest_index
-from agent.spool import AppendResult
+from agent.sinks.es_docs import alert_bulk_lines, alerts_stream, latest_index
+from agent.spool import AppendResult, Spool
 from bench.common import BenchResult
 from tests.es_server.helpers import IDENTITY, fresh_metrics, make_alert, make_config
 
@@ -117,6 +117,21 @@ def _throughput(result: BenchResult, tmp: Path, raw: bool, latest: bool) -> None
                     f"({'complete' if done else 'INCOMPLETE'})")
 
 
+def _spool_cost(result: BenchResult, tmp: Path) -> None:
+    """The spool append alone (a rendered alert of ~1.8 kB), per fsync policy."""
+    body = alert_bulk_lines(make_alert(1), IDENTITY, "default")
+    for policy, count in (("batch", 5000), ("always", 300)):
+        spool = Spool(tmp / f"cost-{policy}.db", 512 << 20, 3600, policy)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        for i in range(count):
+            spool.append("alert", 3, body, key=f"k{i}")
+        spool.sync()
+        per = (time.perf_counter() - started) / count
+        spool.close()
+        result.add(f"spool append per alert, fsync {policy}", per * 1e6, "us",
+                   note=f"{len(body)} B record, {count} appends")
+
+
 def _latency(result: BenchResult, tmp: Path) -> None:
     server = _Server()
     sink = _sink(tmp / "lat", server.url)
@@ -175,6 +190,7 @@ def run() -> BenchResult:
                            "server": "tests/es_server in a separate process; raw-sources mode "
                                      "(documents stored unparsed) unless noted"})
     with tempfile.TemporaryDirectory() as tmp:
+        _spool_cost(result, Path(tmp))
         _throughput(result, Path(tmp), raw=True, latest=True)
         _throughput(result, Path(tmp), raw=True, latest=False)
         _throughput(result, Path(tmp), raw=False, latest=True)
