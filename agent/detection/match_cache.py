@@ -22,13 +22,13 @@ MATCH_CACHE_CHARS = 1 << 20
 
 
 class RouteState:
-    """A route and the memoised matches of recently seen field values (bounded FIFO).
+    """A route and the memoised matches of recently seen field values (bounded).
 
     The cache switches itself off for a while when fewer than a third of lookups hit (streams
     of unique command lines), so it never costs much more than it saves.
     """
 
-    __slots__ = ("cache", "caching", "chars", "hits", "lookups", "route", "sizes", "skipped")
+    __slots__ = ("cache", "caching", "chars", "hits", "lookups", "route", "skipped")
 
     REVIEW_EVERY = 4096
     PAUSE = 65536
@@ -37,7 +37,6 @@ class RouteState:
     def __init__(self, route: Route) -> None:
         self.route = route
         self.cache: dict[Any, list[DetectionRule]] = {}
-        self.sizes: dict[Any, int] = {}
         self.chars = 0
         self.caching = bool(route.fields)
         self.hits = 0
@@ -52,7 +51,6 @@ class RouteState:
             if self.hits < self.MIN_HIT_RATE * self.lookups:
                 self.caching = False
                 self.cache.clear()
-                self.sizes.clear()
                 self.chars = 0
             self.hits = self.lookups = 0
 
@@ -66,12 +64,11 @@ class RouteState:
         size = sum(len(v) for v in values if v.__class__ is str)
         if size > MATCH_CACHE_CHARS // 256:
             return
-        cache, sizes = self.cache, self.sizes
-        while cache and (len(cache) >= MATCH_CACHE_ENTRIES
-                         or self.chars + size > MATCH_CACHE_CHARS):
-            oldest = next(iter(cache))
-            del cache[oldest]
-            self.chars -= sizes.pop(oldest)
+        cache = self.cache
+        if len(cache) >= MATCH_CACHE_ENTRIES or self.chars + size > MATCH_CACHE_CHARS:
+            # Start over rather than evict one by one: popping the oldest key of a dict leaves
+            # deleted slots that later iterations must skip (FIFO on a dict degrades).
+            cache.clear()
+            self.chars = 0
         cache[key] = matched
-        sizes[key] = size
         self.chars += size
