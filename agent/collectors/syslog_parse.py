@@ -30,7 +30,8 @@ _TRADITIONAL = re.compile(
     re.DOTALL,
 )
 _RFC3339 = re.compile(
-    r"(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)"
+    r"(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:\.(?P<frac>\d{1,9}))?"
+    r"(?P<zone>Z|[+-]\d\d:?\d\d)?"
     r" (?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)",
     re.DOTALL,
 )
@@ -101,8 +102,9 @@ def parse_syslog(text: str, clock: SyslogClock) -> SyslogLine | None:
         m = _RFC3339.match(text)
         if m is None:
             return None
-        stamp, host, prog, pid, msg = m.groups()
-        ts = _rfc3339(stamp)
+        stamp, frac, zone, host, prog, pid, msg = m.groups()
+        base = _whole_second(stamp, zone or "")
+        ts = None if base is None else base + (int(frac) / 10 ** len(frac) if frac else 0.0)
     else:
         m = _TRADITIONAL.match(text)
         if m is None:
@@ -115,18 +117,6 @@ def parse_syslog(text: str, clock: SyslogClock) -> SyslogLine | None:
     if ts is None:
         return None
     return SyslogLine(ts, host, prog, int(pid) if pid else None, msg)
-
-
-def _rfc3339(text: str) -> float | None:
-    """Epoch seconds; the whole-second part (with its zone) is cached, the fraction added."""
-    whole, frac, zone = text[:19], "", text[19:]
-    if zone.startswith("."):
-        digits = len(zone) - len(zone[1:].lstrip("0123456789"))
-        frac, zone = zone[1:digits], zone[digits:]
-    base = _whole_second(whole, zone)
-    if base is None:
-        return None
-    return base + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
 @lru_cache(maxsize=4096)
