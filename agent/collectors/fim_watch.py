@@ -79,6 +79,10 @@ class FimCollector:
         self._states: dict[str, FileState] = {}
         self._wds: dict[int, str] = {}  # watch descriptor -> real directory
         self._dirty_baseline = False
+        # every directory above a watched path: an event there may create the path
+        self._ancestors: set[str] = set()
+        for target in (*watch.files, *watch.dirs):
+            self._ancestors.update(_parents(os.path.dirname(target.rstrip("/"))))
         self.ready = threading.Event()  # set once the baseline is in place (tests)
 
     # ------------------------------------------------------------------ running
@@ -207,8 +211,7 @@ class FimCollector:
         return {p for p in found if self._watch.covers(p)}
 
     def _is_ancestor_of_target(self, logical: str) -> bool:
-        prefix = logical.rstrip("/") + "/"
-        return any(t.startswith(prefix) for t in (*self._watch.files, *self._watch.dirs))
+        return logical.rstrip("/") in self._ancestors
 
     def _wanted_dirs(self) -> set[str]:
         root = self._watch.root
@@ -293,6 +296,14 @@ class FimCollector:
         if change.old is not None:
             _state_fields(f, "vedette.fim.previous.", change.old)
         return f
+
+
+def _parents(path: str) -> list[str]:
+    out = []
+    while path and path != "/":
+        out.append(path)
+        path = os.path.dirname(path)
+    return out
 
 
 def _state_fields(f: dict[str, Any], prefix: str, s: FileState) -> None:
