@@ -25,6 +25,7 @@ from agent.collectors.proc_connector import (
 from agent.collectors.process_exec import ProcessExecCollector
 from agent.collectors.process_info import ProcReader
 from agent.collectors.process_poll import ProcessPoller
+from agent.errors import CollectorError
 from agent.events import Event
 from agent.metrics import AgentMetrics
 
@@ -213,3 +214,12 @@ def test_reverse_shell_like_and_tmp_exec(tmp_path: Path) -> None:
     assert rs["process.name"] in ("sh", "dash", "bash")
     assert rs["process.io.socket"] is True and rs["process.io.socket_fds"] == [0, 1]
     assert found[from_tmp.pid].get("process.executable") == str(tmp_exe)
+
+
+def test_without_fallback_an_unavailable_connector_is_a_collector_error() -> None:
+    def refuse() -> ProcConnector:
+        raise PermissionError(1, "Operation not permitted")
+
+    collector = ProcessExecCollector(ProcReader(PROC), connector=refuse, fallback=False)
+    with pytest.raises(CollectorError, match="proc connector unavailable"):
+        collector.run(lambda events: 0, threading.Event())
