@@ -142,13 +142,18 @@ class Engine:
                 matched = entry.cache.get(key)
             entry.lookup(matched is not None)
         else:
-            entry.skip()
+            entry.skipped += 1
+            if entry.skipped >= entry.PAUSE:
+                entry.resume()
         if matched is None:
             low = _new_lowered(Lowered)  # skips the Python-level __init__ (hot path)
             low.fields = fields
             candidates = route.candidates(low)
             self.evaluations += len(candidates)
-            matched = [rule for rule in candidates if rule.predicate(fields, low)]
+            matched = []
+            for rule in candidates:
+                if rule.predicate(fields, low):
+                    matched.append(rule)
             if key is not None and entry.caching:
                 entry.remember(key, key[0], matched)
         if not matched:

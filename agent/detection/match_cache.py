@@ -54,11 +54,10 @@ class RouteState:
                 self.chars = 0
             self.hits = self.lookups = 0
 
-    def skip(self) -> None:
-        self.skipped += 1
-        if self.skipped >= self.PAUSE:
-            self.caching = True
-            self.skipped = 0
+    def resume(self) -> None:
+        """Try caching again after a pause (the engine counts ``skipped``)."""
+        self.caching = True
+        self.skipped = 0
 
     def remember(self, key: Any, values: tuple[Any, ...], matched: list[DetectionRule]) -> None:
         size = sum(len(v) for v in values if v.__class__ is str)

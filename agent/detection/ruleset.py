@@ -215,7 +215,7 @@ class Route:
     """Every field a rule of this route reads: its matches depend on nothing else."""
 
     def candidates(self, low: Lowered) -> list[DetectionRule]:
-        out = list(self.always)
+        out = list(self.always) if self.always else []
         found = 0
         get, raw_get = low.get, low.fields.get
         for name, base, table in self.exact:
