@@ -116,8 +116,9 @@ class ProcessExecCollector:
     def _exec_event(self, pid: int) -> Event:
         now = self._clock()
         info = self._reader.read(pid)
-        if info.gone:
+        if info.ppid is None:
             info.ppid = self._parents.get(pid)
+        if info.gone:
             if self._metrics is not None:
                 self._metrics.process_enrichment_failures.inc()
         else:

@@ -59,9 +59,18 @@ class ProcReader:
     def read(self, pid: int) -> ProcInfo:
         base = f"{self._root}/{pid}"
         info = ProcInfo(pid)
+        # the most valuable facts first: a short-lived process may be gone a moment later
+        exe = _readlink(f"{base}/exe")
+        if exe is not None:
+            if exe.endswith(" (deleted)"):
+                info.deleted, exe = True, exe[: -len(" (deleted)")]
+            info.executable = exe
+        raw = _read_bytes(f"{base}/cmdline", MAX_CMDLINE)
+        if raw:
+            info.args = [a.decode("utf-8", "replace") for a in raw.rstrip(b"\0").split(b"\0")]
         status = _read_text(f"{base}/status", 4096)
         if status is None:
-            info.gone = True
+            info.gone = exe is None and not raw
             return info
         for line in status.splitlines():
             key, _, value = line.partition(":")
@@ -76,14 +85,6 @@ class ProcReader:
             elif key == "Gid":
                 ids = value.split()
                 info.gid = _int(ids[0]) if ids else None
-        exe = _readlink(f"{base}/exe")
-        if exe is not None:
-            if exe.endswith(" (deleted)"):
-                info.deleted, exe = True, exe[: -len(" (deleted)")]
-            info.executable = exe
-        raw = _read_bytes(f"{base}/cmdline", MAX_CMDLINE)
-        if raw:
-            info.args = [a.decode("utf-8", "replace") for a in raw.rstrip(b"\0").split(b"\0")]
         info.cwd = _readlink(f"{base}/cwd")
         stat = _read_text(f"{base}/stat", 2048)
         if stat and ")" in stat:
