@@ -200,8 +200,9 @@ def _installed_version(kind: str, name: str, body: Mapping[str, Any]) -> int | N
 def install(
     client: Elasticsearch, headers: Mapping[str, str], delete_after_days: int = 90
 ) -> SetupReport:
-    """Install what is missing or outdated. Connection errors propagate (caller retries);
-    403 stops with ``forbidden``; other API errors are reported per object."""
+    """Install what is missing or outdated. Connection errors and 401 propagate (the caller
+    retries or reports); 403 stops with ``forbidden``; other API errors are reported per
+    object."""
     report = SetupReport()
     for kind, name, body in desired_objects(delete_after_days):
         path = _PATHS[kind] + name
@@ -219,7 +220,9 @@ def install(
             client.perform_request("PUT", path, headers=headers, body=body)
             report.actions.append((kind, name, "created" if installed is None else "updated"))
         except ApiError as exc:
-            if exc.status_code in (401, 403):
+            if exc.status_code == 401:
+                raise  # wrong credentials: the caller's problem, not a missing privilege
+            if exc.status_code == 403:
                 report.actions.append((kind, name, "forbidden"))
                 return report
             report.actions.append((kind, name, f"failed ({exc.status_code} {exc.message})"))

@@ -171,3 +171,16 @@ def test_compatibility_8x(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
                    for r in srv.requests if r.status == 200 and r.method == "PUT")
     finally:
         srv.stop()
+
+
+def test_setup_with_wrong_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    srv = FakeElasticsearch(users={"admin": ("right-pw", frozenset({"manage_templates"}))})
+    srv.start()
+    try:
+        config = _config_file(tmp_path, srv, username="admin", password="wrong-pw")
+        assert _run(es_command.setup_command, config) == 3
+        err = capsys.readouterr().err
+        assert "HTTP 401" in err and "wrong-pw" not in err
+        assert not srv.cluster.template_puts
+    finally:
+        srv.stop()
