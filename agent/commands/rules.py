@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.config import load_config
 from agent.detection.fixtures import TestReport, junit_xml, run_tests
+from agent.detection.lint import lint
 from agent.detection.loader import LoadReport, load_rules
 from agent.detection.rule import CorrelationRule, Rule
 from agent.errors import ConfigErrors
@@ -33,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     validate = sub.add_parser("validate", help="lint rules: errors, rejections, summary line")
     common(validate)
     validate.add_argument("--strict", action="store_true", help="rejections also fail (exit 1)")
+    validate.add_argument("--no-lint", action="store_true",
+                          help="skip pySigma's style validators (warnings only)")
     validate.set_defaults(func=validate_command)
 
     lister = sub.add_parser("list", help="id, title, level, logsource, correlation, test status")
@@ -47,6 +50,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                       help="rules without a positive and a negative fixture fail")
     test.add_argument("-v", "--verbose", action="store_true", help="print every case")
     test.set_defaults(func=test_command)
+
+
+def _paths(args: argparse.Namespace) -> list[Path]:
+    """The PATHs given, else the configured ones (the config was loaded before by _load)."""
+    if args.paths:
+        return list(args.paths)
+    config = load_config(args.config)
+    return [*config.detection.resolved_rule_paths(), *config.detection.extra_rule_paths]
 
 
 def _load(args: argparse.Namespace) -> LoadReport | None:
@@ -70,6 +81,9 @@ def validate_command(args: argparse.Namespace) -> int:
         print(err.location_text())
     for rejection in report.rejections:
         print(rejection)
+    if not args.no_lint:
+        for warning in lint(_paths(args)):
+            print(warning)
     print(report.summary_line())
     if report.errors or (args.strict and report.rejections):
         return EXIT_FAILED

@@ -174,7 +174,8 @@ def test_default_paths_come_from_the_config(
     config = tmp_path / "vedette.yaml"
     config.write_text(yaml.safe_dump({"detection": {"rule_paths": [str(rules)]}}))
     assert main(["rules", "validate", "--config", str(config)]) == 0
-    assert capsys.readouterr().out.strip() == "1 rules: 1 compiled, 0 rejected, 0 errors"
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "1 rules: 1 compiled, 0 rejected, 0 errors"
 
 
 def test_junit_lists_fixture_gaps_in_strict_mode(tmp_path: Path) -> None:
@@ -183,3 +184,15 @@ def test_junit_lists_fixture_gaps_in_strict_mode(tmp_path: Path) -> None:
     assert main(["rules", "test", "--strict", "--junit", str(junit), str(tmp_path)]) == 1
     text = junit.read_text()
     assert 'failures="1"' in text and "untested" in text
+
+
+def test_validate_prints_pysigma_lint_warnings_without_failing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = rule_doc({"sel": {"ProcessId": "42"}, "unused": {"Image": "x"}, "condition": "sel"})
+    write_rules(tmp_path, doc, name="process_lint_example.yml")
+    assert main(["rules", "validate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning" in out and "DanglingDetectionIssue" in out and "NumberAsStringIssue" in out
+    assert main(["rules", "validate", "--no-lint", str(tmp_path)]) == 0
+    assert "warning" not in capsys.readouterr().out
