@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.detection.codegen import literal
-from agent.detection.matcher import Leaf, Lowered, Node, Tree, referenced_fields
+from agent.detection.matcher import Leaf, Lowered, Tree, referenced_fields
 from agent.detection.rule import CorrelationRule, DetectionRule, Rule
 from agent.events import LogSource
 
@@ -326,11 +326,3 @@ class Ruleset:
             not (always or exact or subs),
             tuple(sorted(read)),
         )
-
-
-def describe_tree(tree: Tree) -> str:
-    """Short human form of a compiled condition (``rules list -v``)."""
-    if isinstance(tree, Leaf):
-        return f"{tree.field}:{tree.kind}"
-    inner = f" {tree.op} ".join(describe_tree(a) for a in tree.args)
-    return f"not ({inner})" if isinstance(tree, Node) and tree.op == "not" else f"({inner})"
