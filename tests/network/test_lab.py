@@ -53,6 +53,7 @@ class Agent:
         self.lab = lab
         self.workdir = workdir
         self.alerts_path = workdir / "alerts.jsonl"
+        self.latencies: list[tuple[str, float]] = []
         feed = workdir / "intel.netset"
         feed.write_text(f"# lab blocklist\n{INTEL_NET}\n")
         config = {
@@ -99,7 +100,9 @@ class Agent:
         while True:
             for doc in self.alerts():
                 if doc["rule"]["id"] in wanted and match(doc):
-                    return doc, time.monotonic() - started
+                    took = time.monotonic() - started
+                    self.latencies.append((doc["rule"]["name"], took))
+                    return doc, took
             elapsed = time.monotonic() - started
             if elapsed > timeout:
                 seen = sorted({d["rule"]["name"] for d in self.alerts()})
@@ -124,11 +127,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
-def agent(lab: Lab) -> Agent:
+def agent(lab: Lab) -> Iterator[Agent]:
     agent = Agent(lab, lab.workdir)
     agent.wait_capturing()
     time.sleep(0.5)
-    return agent
+    yield agent
+    report = "\n".join(f"{took:6.2f} s  {name}" for name, took in agent.latencies)
+    print(f"\nattack → alert latencies:\n{report}")
 
 
 def _sshd(lab: Lab) -> Path:
@@ -170,8 +175,29 @@ def test_benign_traffic_raises_nothing(lab: Lab, agent: Agent) -> None:
     assert agent.proc.poll() is None
 
 
-def _nmap(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
-    return lab.run("atk", "nmap", "-n", "-Pn", "--max-retries", "1", *args, timeout=60)
+class Tool:
+    """An attack tool running in the background while the test polls for the alert.
+
+    Latency is measured from the tool's start, not from its exit: nmap and hping3 keep waiting
+    for answers (or sleeping between packets) long after the packets that matter are out.
+    """
+
+    def __init__(self, lab: Lab, role: str, *argv: str) -> None:
+        self.lab = lab
+        self.proc = lab.spawn(role, "timeout", "60", *argv)
+
+    def __enter__(self) -> Tool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.lab.stop(self.proc)
+
+
+def _nmap(lab: Lab, *args: str, role: str = "atk") -> Tool:
+    return Tool(lab, role, "nmap", "-n", "-Pn", "--max-retries", "1", *args)
 
 
 @pytest.mark.parametrize(
@@ -185,17 +211,17 @@ def _nmap(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
 )
 def test_raw_tcp_scans(lab: Lab, agent: Agent, flag: str, source: str, rule: str) -> None:
     started = time.monotonic()
-    _nmap(lab, flag, "-S", source, "-e", "e0", "-p", "1-200", TGT)
-    doc, took = agent.wait_alert(rule, started, lambda d: d["source"]["ip"] == source)
+    with _nmap(lab, flag, "-S", source, "-e", "e0", "-p", "1-200", TGT):
+        doc, took = agent.wait_alert(rule, started, lambda d: d["source"]["ip"] == source)
     assert doc["destination"]["ip"] == TGT and took < DEADLINE
 
 
 def test_connect_scan(lab: Lab, agent: Agent) -> None:
     started = time.monotonic()
-    _nmap(lab, "-sT", "-p", "1-200", TGT)
-    agent.wait_alert("port_scan_vertical", started, lambda d: d["source"]["ip"] == ATK)
-    agent.wait_alert("tcp_closed_port_resets", started,
-                     lambda d: d["destination"]["ip"] == ATK)
+    with _nmap(lab, "-sT", "-p", "1-200", TGT):
+        agent.wait_alert("port_scan_vertical", started, lambda d: d["source"]["ip"] == ATK)
+        agent.wait_alert("tcp_closed_port_resets", started,
+                         lambda d: d["destination"]["ip"] == ATK)
 
 
 def test_slow_scan_nmap_t2(lab: Lab, agent: Agent) -> None:
@@ -217,14 +243,15 @@ def test_slow_scan_nmap_t2(lab: Lab, agent: Agent) -> None:
 
 def test_udp_scan(lab: Lab, agent: Agent) -> None:
     started = time.monotonic()
-    _nmap(lab, "-sU", "-S", "198.18.0.45", "-e", "e0", "-p", "100-130", TGT)
-    agent.wait_alert("udp_scan", started, lambda d: d["destination"]["ip"] == "198.18.0.45")
+    with _nmap(lab, "-sU", "-S", "198.18.0.45", "-e", "e0", "-p", "100-130", TGT):
+        agent.wait_alert("udp_scan", started,
+                         lambda d: d["destination"]["ip"] == "198.18.0.45")
 
 
 def test_ping_sweep(lab: Lab, agent: Agent) -> None:
     started = time.monotonic()
-    lab.run("atk", "nmap", "-n", "-sn", "198.18.0.100-160", timeout=60)
-    agent.wait_alert("arp_sweep", started, lambda d: True)
+    with Tool(lab, "atk", "nmap", "-n", "-sn", "198.18.0.100-160"):
+        agent.wait_alert("arp_sweep", started, lambda d: True)
 
 
 def _flood(lab: Lab, *args: str) -> subprocess.Popen[bytes]:
@@ -254,10 +281,10 @@ def test_floods(lab: Lab, agent: Agent, args: tuple[str, ...], rule: str) -> Non
 
 def test_ssh_connection_rate_bruteforce(lab: Lab, agent: Agent) -> None:
     started = time.monotonic()
-    lab.run("atk", "hping3", "-q", "-S", "-p", "22", "-a", "198.18.0.46", "-c", "30",
-            "-i", "u30000", TGT, timeout=30)
-    agent.wait_alert("login_port_bruteforce", started,
-                     lambda d: d["source"]["ip"] == "198.18.0.46")
+    with Tool(lab, "atk", "hping3", "-q", "-S", "-p", "22", "-a", "198.18.0.46", "-c", "30",
+              "-i", "u30000", TGT):
+        agent.wait_alert("login_port_bruteforce", started,
+                         lambda d: d["source"]["ip"] == "198.18.0.46")
 
 
 def test_arp_spoofing_of_the_gateway(lab: Lab, agent: Agent) -> None:
@@ -274,15 +301,14 @@ def test_arp_spoofing_of_the_gateway(lab: Lab, agent: Agent) -> None:
 
 def test_outbound_horizontal_scan_mining_and_threat_intel(lab: Lab, agent: Agent) -> None:
     started = time.monotonic()
-    lab.run("tgt", "nmap", "-n", "-Pn", "-sS", "--max-retries", "0", "-p", "445",
-            "198.19.0.1-40", timeout=60)
-    agent.wait_alert("port_scan_horizontal", started, lambda d: d["source"]["ip"] == TGT)
+    with _nmap(lab, "-sS", "-p", "445", "198.19.0.1-40", role="tgt"):
+        agent.wait_alert("port_scan_horizontal", started, lambda d: d["source"]["ip"] == TGT)
     started = time.monotonic()
-    lab.run("tgt", "hping3", "-q", "-S", "-p", "3333", "-c", "2", "198.19.1.1", timeout=20)
-    agent.wait_alert("mining_pool_port", started)
+    with Tool(lab, "tgt", "hping3", "-q", "-S", "-p", "3333", "-c", "2", "198.19.1.1"):
+        agent.wait_alert("mining_pool_port", started)
     started = time.monotonic()
-    lab.run("tgt", "hping3", "-q", "-S", "-p", "443", "-c", "2", "198.19.66.6", timeout=20)
-    doc, _ = agent.wait_alert("threat_intel_match", started)
+    with Tool(lab, "tgt", "hping3", "-q", "-S", "-p", "443", "-c", "2", "198.19.66.6"):
+        doc, _ = agent.wait_alert("threat_intel_match", started)
     assert doc["destination"]["ip"] == "198.19.66.6"
 
 
