@@ -264,9 +264,10 @@ class AgentMetrics:
         )
         self.capture_events_over_budget = Counter(
             "vedette_capture_events_over_budget_total",
-            "Per-packet events not emitted because a per-second budget was spent (floods); "
-            "the packets still count in the per-second aggregates.",
-            registry=registry,
+            "Per-packet events not emitted because a per-second budget was spent, by budget: "
+            "per_key (one destination/source/client: floods, by design; the packets still count "
+            "in the aggregates) or global (max_events_per_second: detection partly blind).",
+            ["budget"], registry=registry,
         )
         self.capture_table_overflows = Counter(
             "vedette_capture_table_overflows_total",

@@ -168,7 +168,12 @@ class PacketCaptureCollector:
         """Kernel counters → metrics and one capture_health event per interface."""
         now = self._clock()
         self._health_due = now + self.capture.health_interval_seconds
+        over_budget = self.processor.stats.over_global_budget - self._seen.over_global_budget
         self._export_processor_stats()
+        if over_budget:
+            limit = self.processor.settings.max_events_per_second
+            log.warning("capture event budget exhausted: probes were not analysed",
+                        extra={"events": over_budget, "max_events_per_second": limit})
         out: list[Event] = []
         for name, ring in self.rings.items():
             try:
@@ -190,6 +195,7 @@ class PacketCaptureCollector:
                 "capture.drops": drops,
                 "capture.drop_ratio": round(ratio, 4),
                 "capture.freeze_drops": freezes,
+                "capture.events_over_global_budget": over_budget,
             }
             if self.host_name:
                 fields["host.name"] = self.host_name
@@ -213,8 +219,12 @@ class PacketCaptureCollector:
                     m.input_errors.labels("capture", reason).inc(delta)
                 seen.errors[reason] = count
         if stats.suppressed > seen.suppressed:
-            m.capture_events_over_budget.inc(stats.suppressed - seen.suppressed)
+            global_part = stats.over_global_budget - seen.over_global_budget
+            m.capture_events_over_budget.labels("global").inc(global_part)
+            m.capture_events_over_budget.labels("per_key").inc(
+                stats.suppressed - seen.suppressed - global_part)
             seen.suppressed = stats.suppressed
+            seen.over_global_budget = stats.over_global_budget
         for table, count in stats.table_overflows.items():
             delta = count - seen.table_overflows.get(table, 0)
             if delta > 0:

@@ -134,7 +134,7 @@ _NET_ARP = (
 )
 _NET_HEALTH = (
     "capture.packets", "capture.drops", "capture.drop_ratio", "capture.freeze_drops",
-    "capture.decode_errors", "capture.events_over_budget",
+    "capture.decode_errors", "capture.events_over_budget", "capture.events_over_global_budget",
 )
 _LOG_SERVICES = (
     "sshd", "auth", "sudo", "syslog", "cron", "su", "vsftpd", "clamav", "guacamole", "auditd",

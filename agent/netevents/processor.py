@@ -195,6 +195,7 @@ class PacketProcessor:
         """Spend one unit of the per-destination, per-source and global budgets."""
         if self._emitted >= self._max_total:
             self.stats.suppressed += 1
+            self.stats.over_global_budget += 1
             return False
         dkey = (dst, port)
         d = self._dst_count.get(dkey, 0)
@@ -213,6 +214,7 @@ class PacketProcessor:
         """Budget of DNS clients and ARP senders (their own table, same global cap)."""
         if self._emitted >= self._max_total:
             self.stats.suppressed += 1
+            self.stats.over_global_budget += 1
             return False
         c = self._aux_count.get(key, 0)
         if c >= limit:

@@ -34,6 +34,8 @@ class ProcessorStats:
     errors: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     suppressed: int = 0
+    over_global_budget: int = 0
+    """Of ``suppressed``: dropped because ``max_events_per_second`` was spent (detection blind)."""
     table_overflows: Counter[str] = field(default_factory=Counter)
     traffic: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 

@@ -178,6 +178,7 @@ def test_drops_become_metrics_and_a_health_event_the_degraded_rule_reads() -> No
     collector.rings["eth9"] = _FakeRing(100_000, 5_000)  # type: ignore[assignment]
     collector.processor.stats.errors["truncated"] = 7
     collector.processor.stats.suppressed = 42
+    collector.processor.stats.over_global_budget = 40
     collector.processor.stats.add_traffic("tcp", "inbound", 10, 1000)
     (event,) = collector.health()
     assert event.logsource.category == "capture_health"
@@ -188,7 +189,9 @@ def test_drops_become_metrics_and_a_health_event_the_degraded_rule_reads() -> No
     assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 5000
     assert value("vedette_capture_degraded", {"interface": "eth9"}) == 1
     assert value("vedette_input_errors_total", {"source": "capture", "reason": "truncated"}) == 7
-    assert value("vedette_capture_events_over_budget_total") == 42
+    assert value("vedette_capture_events_over_budget_total", {"budget": "global"}) == 40
+    assert value("vedette_capture_events_over_budget_total", {"budget": "per_key"}) == 2
+    assert event.fields["capture.events_over_global_budget"] == 40
     assert value("vedette_capture_packets_total",
                  {"protocol": "tcp", "direction": "inbound"}) == 10
     collector.health()  # deltas: counters do not double

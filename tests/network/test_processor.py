@@ -205,3 +205,10 @@ def test_spoofed_flood_does_not_fill_the_flow_table() -> None:
     assert proc.stats.table_overflows["flows_per_destination"] == 2500
     traffic = [e.fields for e in events if e.logsource.category == "network_traffic"]
     assert traffic[0]["traffic.syn"] == 3000  # the flood is still measured in full
+
+
+def test_global_budget_exhaustion_is_counted_apart() -> None:
+    settings = NetworkSection(max_events_per_second=5)
+    pkts = [c.tcp(T0 + i * 0.01, ATTACKER, f"10.1.0.{i + 1}", 40000, 80, "S") for i in range(20)]
+    proc, _ = run(pkts, settings)
+    assert proc.stats.suppressed == 15 and proc.stats.over_global_budget == 15
