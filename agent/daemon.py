@@ -241,7 +241,10 @@ class Daemon:
 
     @staticmethod
     def _engine_options(config: Config) -> EngineOptions:
-        return EngineOptions(late_allowance_seconds=config.detection.late_allowance_seconds)
+        return EngineOptions(
+            late_allowance_seconds=config.detection.late_allowance_seconds,
+            meta_alert_threshold=config.detection.meta_alert_threshold,
+        )
 
     def _check_rule_files(self) -> None:
         paths = self.config.detection.resolved_rule_paths()
