@@ -7,10 +7,13 @@ first run records a baseline and reports nothing; later runs report
 
 * ``vedette``/``listening_socket`` events, ``event.action`` ``listening_started`` or
   ``listening_stopped`` (``server.ip``, ``server.port``, ``network.transport``, process, user);
-* ``linux``/``network_connection`` events for new established TCP connections this host
-  initiated (local port is not one of its listening ports), ``network.direction: outbound``,
-  ``network.initiated: true``, ``destination.ip``/``destination.port`` and the process.
-  Connections that open and close between two runs are not seen (sampling).
+* ``linux``/``network_connection`` events for established TCP connections this host initiated
+  (local port is not one of its listening ports) to a destination (remote address, port, uid)
+  not reported within ``destination_ttl_seconds`` (1 h): ``network.direction: outbound``,
+  ``network.initiated: true``, ``destination.ip``/``destination.port`` and the process. A
+  service that opens a new connection to its database per request is one event an hour, not
+  one per connection. Connections that open and close between two runs are not seen
+  (sampling).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pwd
 import socket
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,6 +33,7 @@ from agent.events import NETWORK_CONNECTION, Event, LogSource
 from agent.metrics import AgentMetrics
 
 LISTENING_SOCKET = LogSource("vedette", "listening_socket")
+MAX_DESTINATIONS = 20_000
 _TCP_LISTEN = "0A"
 _TCP_ESTABLISHED = "01"
 _UDP_UNCONNECTED = "07"
@@ -138,6 +143,7 @@ class SocketsCollector:
         metrics: AgentMetrics | None = None,
         host_name: str = "",
         clock: Callable[[], float] = time.time,
+        destination_ttl_seconds: float = 3600.0,
     ) -> None:
         self.interval_seconds = interval_seconds
         self._outbound = outbound
@@ -148,7 +154,9 @@ class SocketsCollector:
         self._host = host_name
         self._clock = clock
         self._listeners: dict[tuple[str, str, int], SocketEntry] | None = None
-        self._connections: set[tuple[str, int, str, int]] = set()
+        # destination (remote ip, remote port, uid) -> when it was last reported
+        self._destinations: OrderedDict[tuple[str, int, int], float] = OrderedDict()
+        self._destination_ttl = destination_ttl_seconds
 
     def read_tables(self) -> list[SocketEntry]:
         entries: list[SocketEntry] = []
@@ -165,22 +173,21 @@ class SocketsCollector:
         entries = self.read_tables()
         listeners = {(e.transport, e.local_ip, e.local_port): e for e in entries if _listening(e)}
         ports = {e.local_port for e in listeners.values() if e.transport == "tcp"}
-        connections = {(e.local_ip, e.local_port, e.remote_ip, e.remote_port): e
+        connections = {(e.remote_ip, e.remote_port, e.uid): e
                        for e in entries if e.transport == "tcp" and e.state == _TCP_ESTABLISHED
                        and e.local_port not in ports
                        and (self._loopback or not _loopback(e.remote_ip))}
         if self._metrics is not None:
             self._metrics.listening_sockets.set(len(listeners))
+        first_run = self._listeners is None
+        new_conns = self._new_destinations(connections, now)
         if self._listeners is None:  # first run: baseline only
             self._listeners = listeners
-            self._connections = set(connections)
             return []
         opened = [e for k, e in listeners.items() if k not in self._listeners]
         closed = [e for k, e in self._listeners.items() if k not in listeners]
-        new_conns = [e for k, e in connections.items() if k not in self._connections]
         self._listeners = listeners
-        self._connections = set(connections)
-        if not self._outbound:
+        if not self._outbound or first_run:
             new_conns = []
         owners = socket_owners(self._proc, {e.inode for e in (*opened, *new_conns) if e.inode})
         events = [self._listener_event(now, e, "listening_started", owners.get(e.inode))
@@ -188,6 +195,24 @@ class SocketsCollector:
         events += [self._listener_event(now, e, "listening_stopped", None) for e in closed]
         events += [self._connection_event(now, e, owners.get(e.inode)) for e in new_conns]
         return events[: self._max_events]
+
+    def _new_destinations(self, connections: dict[tuple[str, int, int], SocketEntry],
+                          now: float) -> list[SocketEntry]:
+        """Connections to destinations not reported (for this uid) within the TTL.
+
+        Keyed without the local port: an application that opens a new connection to its
+        database for every request is one destination, not one event per connection.
+        """
+        fresh: list[SocketEntry] = []
+        for key, entry in connections.items():
+            last = self._destinations.get(key)
+            if last is None or now - last >= self._destination_ttl:
+                fresh.append(entry)
+                self._destinations[key] = now
+            self._destinations.move_to_end(key)
+        while len(self._destinations) > MAX_DESTINATIONS:
+            self._destinations.popitem(last=False)
+        return fresh
 
     def _common(self, entry: SocketEntry, owner: Owner | None) -> dict[str, Any]:
         f: dict[str, Any] = {"network.transport": entry.transport,

@@ -62,6 +62,27 @@ def test_new_listener_and_outbound_connection_with_owner(tmp_path: Path) -> None
     assert stopped.get("event.action") == "listening_stopped"
 
 
+def test_outbound_destinations_are_reported_once_per_ttl(tmp_path: Path) -> None:
+    header = TCP.splitlines()[0] + "\n"
+    proc = _fake_proc(tmp_path, header)
+    now = [0.0]
+    collector = SocketsCollector(proc_root=proc, clock=lambda: now[0], destination_ttl_seconds=600)
+    collector.collect()
+
+    def conn(local_port: int) -> str:
+        return (f"   1: 0500A8C0:{local_port:04X} 0A1312C6:0CEA 01 00000000:00000000 "
+                "00:00000000 00000000     0        0 8888 1 0 100 0 0 10 0\n")
+
+    (proc / "net" / "tcp").write_text(header + conn(50000))
+    now[0] = 10
+    assert [e.get("destination.port") for e in collector.collect()] == [3306]
+    (proc / "net" / "tcp").write_text(header + conn(50001))  # new connection, same database
+    now[0] = 20
+    assert collector.collect() == []
+    now[0] = 700
+    assert [e.get("destination.port") for e in collector.collect()] == [3306]
+
+
 def test_real_listener_is_seen() -> None:
     collector = SocketsCollector(include_loopback=True)
     collector.collect()
