@@ -187,11 +187,18 @@ def _degraded(lay: Layout) -> None:
         "ops", steps=((0.001, "red"),),
     ), 6, 8)
     lay.add(timeseries(
-        "Capture ring drops/s",
-        "Packets the kernel dropped before the agent could read them, per agent: network "
-        "detection is partly blind while this is above 0.",
-        [target(f"sum by (instance) (rate(vedette_capture_ring_drops_total{{{SEL}}}[{RATE}]))"
-                + or_zero("instance", "vedette_capture_interfaces"), "{{instance}}")],
+        "Network capture blind spots/s",
+        "Per agent: packets the kernel dropped before the agent read them (ring full), and "
+        "per-packet events skipped because the global event budget was spent. Network "
+        "detection is partly blind while either is above 0.",
+        [
+            target(f"sum by (instance) (rate(vedette_capture_ring_drops_total{{{SEL}}}[{RATE}]))"
+                   + or_zero("instance", "vedette_capture_interfaces"), "{{instance}} ring drops"),
+            target(f"sum by (instance) (rate(vedette_capture_events_over_budget_total"
+                   f'{{{SEL}, budget="global"}}[{RATE}]))'
+                   + or_zero("instance", "vedette_capture_interfaces"),
+                   "{{instance}} over global budget"),
+        ],
         "pps", steps=((1, "red"),),
     ), 6, 8)
     lay.add(timeseries(

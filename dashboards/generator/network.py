@@ -125,12 +125,14 @@ def _capture(lay: Layout) -> None:
     ), 8, 8)
     lay.add(timeseries(
         "Flood indicators",
-        "Per-packet events not emitted because a per-second budget was spent, and entries "
-        "not tracked because a bounded table was full, by table. Both rise during floods and "
-        "spoofed-source scans; the per-second aggregates still count every packet.",
+        "Per-packet events not emitted because a per-second budget was spent (per_key: one "
+        "flooded destination or source, by design; global: the detection budget is exhausted "
+        "and detection is partly blind), and entries not tracked because a bounded table was "
+        "full. The per-second aggregates still count every packet.",
         [
-            target(f"sum(rate(vedette_capture_events_over_budget_total{{{SEL}}}[{RATE}]))",
-                   "events over budget"),
+            target(f"sum by (budget) "
+                   f"(rate(vedette_capture_events_over_budget_total{{{SEL}}}[{RATE}]))"
+                   + or_zero(), "events over {{budget}} budget"),
             target(f"sum by (table) "
                    f"(rate(vedette_capture_table_overflows_total{{{SEL}}}[{RATE}]))"
                    + or_zero(), "{{table}} table full"),

@@ -45,6 +45,7 @@ BOUNDED_LABELS = frozenset({
     "spool", "stream",            # Elasticsearch spool name, data stream (alerts/events)
     "protocol", "direction", "table",  # capture: decoded protocol, direction class, table name
     "feed",                       # threat-intel feed (a configured file)
+    "budget",                     # capture event budget (per_key, global)
 })
 
 

@@ -20,7 +20,7 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 REQUIRED = {
     "VedetteAgentDown", "VedetteAgentRestarting",                            # availability
     "VedetteEventsDropped", "VedetteCollectorDegraded", "VedetteExecEventsLost",  # degraded
-    "VedetteCaptureDropping",
+    "VedetteCaptureDropping", "VedetteCaptureBudgetExhausted",
     "VedetteRuleLoadErrors", "VedetteReloadRefused", "VedetteAlertStorm",
     "VedetteSpoolGrowing", "VedetteShippingFailing", "VedetteElasticsearchUnreachable",
     "VedetteSinkFailing", "VedetteSinkBacklogGrowing",                       # delivery
