@@ -327,3 +327,33 @@ def test_unusable_spool_directory_is_a_clear_error(tmp_path: Path) -> None:
     config = make_config(tmp_path, ["http://127.0.0.1:9"], spool_dir=str(blocker / "spool"))
     with pytest.raises(SinkError, match="cannot open the Elasticsearch spool"):
         ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+
+
+def test_events_sampled_at_the_configured_rate(tmp_path: Path, server: FakeElasticsearch) -> None:
+    server.set_down(True)
+    sink = _sink(tmp_path, server, ship_events=True, events_sample_rate=0.5)
+    try:
+        kept = sum(sink.emit_event(Event(float(i), LogSource("linux"), {"n": i}))
+                   for i in range(2000))
+    finally:
+        sink.close()
+    assert 850 < kept < 1150  # binomial(2000, 0.5): ±150 is more than 6 standard deviations
+
+
+def test_documents_older_than_the_age_limit_are_dropped_and_counted(
+    tmp_path: Path, server: FakeElasticsearch
+) -> None:
+    server.set_down(True)
+    now = [1_800_000_000.0]
+    config = make_config(tmp_path, [server.url], spool_max_age_seconds=3600)
+    metrics = fresh_metrics()
+    sink = ElasticsearchSink(config.elasticsearch, IDENTITY, metrics, spool_dir(config),
+                             clock=lambda: now[0])
+    try:
+        for i in range(3):
+            sink.emit(make_alert(i))
+        now[0] += 3601
+        assert wait_until(lambda: len(sink.spool) == 0, 10)
+        assert sample(metrics, "vedette_es_spool_dropped_total", reason="age") == 3
+    finally:
+        sink.close()
