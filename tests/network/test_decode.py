@@ -130,3 +130,15 @@ def test_dns_compression_pointer_is_followed() -> None:
     msg = msg.replace(b"\xc0\x14", bytes([0xC0, pointer_target]))
     parsed = dns.parse(msg, 0, len(msg))
     assert not isinstance(parsed, str) and parsed.name == "www.example.com"
+
+
+def test_icmpv6_port_unreachable_quote() -> None:
+    from scapy.layers.inet6 import ICMPv6DestUnreach, IPerror6  # noqa: PLC0415
+
+    frame = bytes(Ether() / IPv6(src="2001:db8::2", dst="2001:db8::1")
+                  / ICMPv6DestUnreach(code=4) / IPerror6(src="2001:db8::1", dst="2001:db8::2")
+                  / UDPerror(sport=9, dport=5353))
+    r = decode(frame, LINKTYPE_ETHERNET)
+    assert not isinstance(r, str) and (r[3], r[4], r[5]) == (58, 1, 4)
+    quoted = quoted_transport(frame, r[7] + 4, r[8], 6)
+    assert quoted is not None and quoted[0] == 17 and quoted[2] == 5353
