@@ -99,3 +99,27 @@ def test_batches_split_and_count(tmp_path: Path) -> None:
         assert sizes == [4, 4, 2]
         assert r.packets_read == 10
         assert r.position == r.bytes_total
+
+
+def test_pcapng_big_endian_with_nanosecond_resolution(tmp_path: Path) -> None:
+    frame = bytes(Ether() / IP() / TCP())
+
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        length = 12 + len(body)
+        return struct.pack(">II", btype, length) + body + struct.pack(">I", length)
+
+    shb = block(0x0A0D0D0A, struct.pack(">IHHq", 0x1A2B3C4D, 1, 0, -1))
+    tsresol = struct.pack(">HHB3x", 9, 1, 9) + struct.pack(">HH", 0, 0)
+    idb = block(1, struct.pack(">HHI", 1, 0, 65535) + tsresol)
+    ts = 1767225600_123456789
+    epb = block(6, struct.pack(">IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(frame), 1514) + frame)
+    unknown = block(0x0BAD, b"skip me")
+    path = tmp_path / "be.pcapng"
+    path.write_bytes(shb + idb + unknown + epb)
+    with CaptureReader(path) as r:
+        pkts = [RawPacket(*p) for p in r]
+        assert r.skipped_blocks == 1
+    assert len(pkts) == 1
+    assert pkts[0].timestamp == pytest.approx(1767225600.123456789, abs=1e-6)
+    assert pkts[0].wire_length == 1514 and pkts[0].data == frame
