@@ -101,7 +101,8 @@ class FakeElasticsearch:
         self.tls = tls
         self.users = users  # None = security disabled
         self.api_keys = api_keys or {}  # id → (key, privileges)
-        self.requests: list[Recorded] = []
+        self.requests: list[Recorded] = []  # completed requests
+        self.bulk_started = 0  # bulk requests received (including ones still being answered)
         self.port = 0
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -239,6 +240,8 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
         path = unquote(split.path)
         params = {k: v[-1] for k, v in parse_qs(split.query).items()}
         self._vnd = "vnd.elasticsearch" in (self.headers.get("accept") or "")
+        if path.endswith("/_bulk"):
+            fake.bulk_started += 1
         status, _, items = self._route(fake, path, params, raw)
         headers = {k.lower(): v for k, v in self.headers.items()}
         fake.requests.append(Recorded(self.command, path, status, items, headers))

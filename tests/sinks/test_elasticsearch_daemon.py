@@ -1,0 +1,82 @@
+"""The real `vedette run` with the Elasticsearch sink: an alert reaches the fake cluster, the
+shipping metrics are exposed, and SIGTERM exits promptly even while a bulk request hangs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.events import format_timestamp
+from agent.sinks.es_docs import alerts_stream, latest_index
+from tests.conftest import REPO, AgentProcess
+from tests.es_server import FakeElasticsearch
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CPU_RULE = REPO / "rules" / "host" / "cpu_saturation.yml"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeElasticsearch]:
+    srv = FakeElasticsearch().start()
+    yield srv
+    srv.stop()
+
+
+def _feed_busy_cpu(feed: Path, host: str) -> None:
+    start = time.time() - 80
+    with feed.open("a") as out:
+        for i in range(8):
+            out.write(json.dumps({
+                "@timestamp": format_timestamp(start + 10 * i),
+                "logsource": {"product": "vedette", "category": "host_metrics"},
+                "event.dataset": "vedette.host_metrics",
+                "host.name": host,
+                "host.cpu.usage": 0.99,
+            }) + "\n")
+
+
+def test_daemon_ships_alerts_and_stops_promptly(
+    agent_factory: Callable[..., AgentProcess], server: FakeElasticsearch, tmp_path: Path
+) -> None:
+    if not CPU_RULE.exists():
+        pytest.skip("the CPU rule is not in the repository")
+    rule_ids = {doc["id"] for doc in yaml.safe_load_all(CPU_RULE.read_text()) if doc}
+    feed = tmp_path / "fake-host.jsonl"
+    feed.touch()
+    agent = agent_factory({
+        "inputs": {"event_files": [str(feed)], "event_files_interval_seconds": 0.2},
+        "host_metrics": {"enabled": False},
+        "detection": {"late_allowance_seconds": 120},
+        "elasticsearch": {"hosts": [server.url], "batch_max_age_seconds": 0.1,
+                          "retry_backoff_max_seconds": 1},
+    }).start()
+    _feed_busy_cpu(feed, "fake-busy-host")
+    agent.wait_for(lambda: bool(server.cluster.docs(latest_index("default"))),
+                   timeout=30, what="an alert in Elasticsearch")
+    doc = server.cluster.docs(latest_index("default"))[0].source
+    assert doc["rule"]["id"] in rule_ids and doc["event"]["kind"] == "alert"
+    assert server.cluster.docs(alerts_stream("default"))
+    agent.wait_for(lambda: (agent.sample("vedette_es_docs_shipped_total",
+                                         {"stream": "alerts"}) or 0) >= 1, what="metrics")
+    assert agent.sample("vedette_es_spool_records", {"spool": "spool"}) == 0
+    assert agent.sample("vedette_es_reachable") == 1
+    # A cluster that hangs must not hold up shutdown (SIGTERM: 10 s in total).
+    server.faults.delay_seconds = 30
+    before = server.bulk_started
+    _feed_busy_cpu(feed, "another-busy-host")  # a second alert: its bulk request hangs
+    agent.wait_for(lambda: server.bulk_started > before, timeout=30, what="a hanging request")
+    started = time.monotonic()
+    assert agent.stop(timeout=12) == 0
+    assert time.monotonic() - started < 10
+    # The unacknowledged alert waited in the spool: the next start delivers it.
+    server.faults.delay_seconds = 0
+    agent.config["inputs"]["event_files"] = []
+    agent.start()
+    agent.wait_for(lambda: len(server.cluster.docs(latest_index("default"))) == 2,
+                   timeout=30, what="the spooled alert after restart")
+    assert agent.stop() == 0
