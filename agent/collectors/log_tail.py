@@ -67,6 +67,7 @@ class LogTailCollector:
         self._missing_since: dict[Path, float] = {}
         self._reported_deleted: set[Path] = set()
         self._sizes: dict[Path, int] = {}
+        self._unsaved = False  # offsets moved since they were last written
 
     def run(self, publish: Publish, stop: threading.Event) -> None:
         try:
@@ -75,7 +76,9 @@ class LogTailCollector:
                 if events:
                     publish(events)
                 else:
-                    self._offsets.save()
+                    if self._unsaved:  # write offsets once per burst, not on every idle poll
+                        self._offsets.save()
+                        self._unsaved = False
                     if self._on_idle is not None:
                         self._on_idle()
                     stop.wait(self._poll)
@@ -112,6 +115,8 @@ class LogTailCollector:
         if result.truncated_lines and self._metrics is not None:
             self._metrics.input_errors.labels(decoder.source, "too_long").inc(
                 result.truncated_lines)
+        if result.lines or result.rotated or result.shrunk:
+            self._unsaved = True
         for raw in result.lines:
             out.extend(decoder.feed(raw))
         if not result.lines:

@@ -37,6 +37,8 @@ MAX_DESTINATIONS = 20_000
 _TCP_LISTEN = "0A"
 _TCP_ESTABLISHED = "01"
 _UDP_UNCONNECTED = "07"
+_TCP_STATES = frozenset({_TCP_LISTEN, _TCP_ESTABLISHED})
+_UDP_STATES = frozenset({_UDP_UNCONNECTED})
 _TABLES = (("tcp", "tcp", False), ("tcp6", "tcp", True), ("udp", "udp", False),
            ("udp6", "udp", True))
 
@@ -64,12 +66,14 @@ def _addr(text: str, v6: bool) -> tuple[str, int]:
     return ip_s, int(port, 16)
 
 
-def parse_proc_net(text: str, transport: str, v6: bool) -> list[SocketEntry]:
-    """Entries of one ``/proc/net/{tcp,udp}[6]`` table; malformed rows are skipped."""
+def parse_proc_net(text: str, transport: str, v6: bool,
+                   states: frozenset[str] | None = None) -> list[SocketEntry]:
+    """Entries of one ``/proc/net/{tcp,udp}[6]`` table (only ``states`` when given; a busy
+    server's table is mostly TIME_WAIT rows nobody needs); malformed rows are skipped."""
     out: list[SocketEntry] = []
     for line in text.splitlines()[1:]:
         parts = line.split()
-        if len(parts) < 10:
+        if len(parts) < 10 or (states is not None and parts[3] not in states):
             continue
         try:
             lip, lport = _addr(parts[1], v6)
@@ -165,7 +169,8 @@ class SocketsCollector:
                 text = (self._proc / "net" / table).read_text()
             except OSError:
                 continue
-            entries.extend(parse_proc_net(text, transport, v6))
+            wanted = _TCP_STATES if transport == "tcp" else _UDP_STATES
+            entries.extend(parse_proc_net(text, transport, v6, wanted))
         return entries
 
     def collect(self) -> list[Event]:
