@@ -24,7 +24,9 @@ _COMMAND_MODULES = ("config", "rules", "replay", "es")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="vedette", description="Vedette: early-warning security agent for Linux servers."
+        prog="vedette",
+        description="Vedette: early-warning security agent for Linux servers.",
+        allow_abbrev=False,
     )
     parser.add_argument(
         "--log-level",
