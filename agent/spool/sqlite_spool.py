@@ -134,8 +134,7 @@ class Spool:
             wal_bytes = int(self.max_bytes * WAL_RATIO)
             db.execute(f"PRAGMA journal_size_limit={wal_bytes}")
             db.execute(f"PRAGMA wal_autocheckpoint={max(4, wal_bytes // PAGE_SIZE // 2)}")
-            db.executescript(_SCHEMA)
-            db.execute("PRAGMA quick_check").fetchone()
+            db.executescript(_SCHEMA)  # "file is not a database" surfaces here at the latest
         except sqlite3.DatabaseError:
             db.close()
             raise
