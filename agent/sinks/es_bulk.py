@@ -16,11 +16,15 @@ operationally transient: read-only or flood-stage blocks are lifted by an operat
 from __future__ import annotations
 
 import gzip
+import queue
+import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
-from elasticsearch import ApiError, ConnectionTimeout
+from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch
 
 from agent.spool import SpoolRecord
 
@@ -90,6 +94,9 @@ class PendingRecord:
     items: list[BulkItem] = field(default_factory=list)
 
 
+Batch = list[tuple[PendingRecord, BulkItem]]  # what one bulk request carries
+
+
 def stream_of(action: bytes, streams: Mapping[str, str]) -> str:
     """The metric label of an action line (we wrote it: ``"_index":"<name>"`` is in it)."""
     start = action.find(b'"_index":"')
@@ -101,7 +108,7 @@ def stream_of(action: bytes, streams: Mapping[str, str]) -> str:
 
 
 def bulk_body(
-    items: list[tuple[PendingRecord, BulkItem]], headers: Mapping[str, str], compress: bool
+    items: Batch, headers: Mapping[str, str], compress: bool
 ) -> tuple[bytes, dict[str, str]]:
     """The NDJSON body (gzipped at level 1 when ``compress``: the transport's own
     ``http_compress`` uses level 9, 3-5x the CPU for 10 % less) and its headers."""
@@ -109,3 +116,43 @@ def bulk_body(
     if not compress:
         return body, dict(headers)
     return gzip.compress(body, compresslevel=1), {**headers, "content-encoding": "gzip"}
+
+
+@dataclass(eq=False)
+class BulkRequest:
+    batch: Batch
+    future: Future[Any]
+    started: float
+
+
+class BulkSender:
+    """One daemon thread performing bulk requests in order. (A ThreadPoolExecutor's workers
+    are joined at interpreter exit: a hung request would delay the agent's shutdown.)"""
+
+    def __init__(self, client: Elasticsearch) -> None:
+        self._client = client
+        self._queue: queue.SimpleQueue[tuple[bytes, dict[str, str], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="es-bulk", daemon=True)
+        self._thread.start()
+
+    def submit(self, body: bytes, headers: dict[str, str]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((body, headers, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            body, headers, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(
+                    self._client.perform_request("PUT", "/_bulk", headers=headers, body=body)
+                )
+            except BaseException as exc:  # handed to the shipper thread
+                future.set_exception(exc)

@@ -22,14 +22,12 @@ bulk request and again after every reconnection.
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +35,10 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from agent.metrics import AgentMetrics
 from agent.sinks.es_bulk import (
+    Batch,
     BulkItem,
+    BulkRequest,
+    BulkSender,
     Outcome,
     PendingRecord,
     bulk_body,
@@ -54,7 +55,6 @@ from agent.spool import Spool
 log = logging.getLogger(__name__)
 
 PIPELINE_DEPTH = 2
-_Batch = list[tuple[PendingRecord, BulkItem]]
 
 
 @dataclass
@@ -80,46 +80,6 @@ class ShipperCounts:
     dead_lettered: int = 0
     retried_items: int = 0
     request_failures: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(eq=False)
-class _Request:
-    batch: _Batch
-    future: Future[Any]
-    started: float
-
-
-class _Sender:
-    """One daemon thread performing bulk requests in order. (A ThreadPoolExecutor's workers
-    are joined at interpreter exit: a hung request would delay the agent's shutdown.)"""
-
-    def __init__(self, client: Elasticsearch) -> None:
-        self._client = client
-        self._queue: queue.SimpleQueue[tuple[bytes, dict[str, str], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._run, name="es-bulk", daemon=True)
-        self._thread.start()
-
-    def submit(self, body: bytes, headers: dict[str, str]) -> Future[Any]:
-        future: Future[Any] = Future()
-        self._queue.put((body, headers, future))
-        return future
-
-    def close(self) -> None:
-        self._queue.put(None)
-
-    def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            body, headers, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(
-                    self._client.perform_request("PUT", "/_bulk", headers=headers, body=body)
-                )
-            except BaseException as exc:  # handed to the shipper thread
-                future.set_exception(exc)
 
 
 class Shipper:
@@ -150,8 +110,8 @@ class Shipper:
         self.clock = clock
         self.counts = ShipperCounts()
         self._pending: dict[int, PendingRecord] = {}
-        self._inflight: deque[_Request] = deque()
-        self._sender = _Sender(client)
+        self._inflight: deque[BulkRequest] = deque()
+        self._sender = BulkSender(client)
         self._last_seq = 0
         self._failures = 0
         self._needs_setup = settings.setup_templates
@@ -226,12 +186,12 @@ class Shipper:
             return
         self._collect(self._inflight.popleft())
 
-    def _full(self, ready: _Batch) -> bool:
+    def _full(self, ready: Batch) -> bool:
         docs = len(ready)
         size = sum(len(i.action) + len(i.source) for _, i in ready)
         return docs >= self.settings.batch_max_docs or size >= self.settings.batch_max_bytes
 
-    def _linger(self, now: float, ready: _Batch) -> float:
+    def _linger(self, now: float, ready: Batch) -> float:
         """Seconds to wait for more records before sending (0 = send now)."""
         if self._failures or self._full(ready):
             return 0.0
@@ -314,7 +274,7 @@ class Shipper:
 
     # ------------------------------------------------------------------ sending
 
-    def _submit(self, ready: _Batch) -> None:
+    def _submit(self, ready: Batch) -> None:
         self._forget_dropped()
         batch = [(p, i) for p, i in ready if p.record.seq in self._pending]
         batch = batch[: max(self.settings.batch_max_docs, 1)]
@@ -324,16 +284,16 @@ class Shipper:
             item.sent = True
         body, headers = bulk_body(batch, self._bulk_headers, self.settings.compress)
         future = self._sender.submit(body, headers)
-        self._inflight.append(_Request(batch, future, time.perf_counter()))
+        self._inflight.append(BulkRequest(batch, future, time.perf_counter()))
 
-    def _send_now(self, batch: _Batch) -> None:
+    def _send_now(self, batch: Batch) -> None:
         """Send and handle one batch synchronously (used to split on 413)."""
         for _, item in batch:
             item.sent = True
         body, headers = bulk_body(batch, self._bulk_headers, self.settings.compress)
-        self._collect(_Request(batch, self._sender.submit(body, headers), time.perf_counter()))
+        self._collect(BulkRequest(batch, self._sender.submit(body, headers), time.perf_counter()))
 
-    def _collect(self, request: _Request) -> None:
+    def _collect(self, request: BulkRequest) -> None:
         batch = request.batch
         try:
             response = request.future.result()
@@ -373,11 +333,11 @@ class Shipper:
             self._failures = 0
 
     @staticmethod
-    def _unsend(batch: _Batch) -> None:
+    def _unsend(batch: Batch) -> None:
         for _, item in batch:
             item.sent = False
 
-    def _apply(self, items: _Batch, results: list[Any]) -> int:
+    def _apply(self, items: Batch, results: list[Any]) -> int:
         retried = 0
         done: set[int] = set()
         shipped: dict[str, int] = {}
@@ -428,7 +388,7 @@ class Shipper:
         if finished:
             self.spool.ack(finished)
 
-    def _too_large(self, batch: _Batch) -> None:
+    def _too_large(self, batch: Batch) -> None:
         self._count_failure("too_large")
         if len(batch) == 1:
             pending, item = batch[0]
