@@ -80,7 +80,7 @@ def test_alerts_reach_data_stream_and_latest_index(tmp_path: Path,
     assert ds is not None and ds["template"] == "logs-vedette.alerts"  # ours, not logs-*-*
     assert ds["ilm_policy"] == "vedette"
     assert all(r.headers["content-type"].startswith("application/vnd.elasticsearch+x-ndjson")
-               for r in server.bulk_requests())
+               and r.headers.get("content-encoding") == "gzip" for r in server.bulk_requests())
 
 
 def test_updates_converge_without_duplicates(tmp_path: Path, server: FakeElasticsearch) -> None:
@@ -357,3 +357,14 @@ def test_documents_older_than_the_age_limit_are_dropped_and_counted(
         assert sample(metrics, "vedette_es_spool_dropped_total", reason="age") == 3
     finally:
         sink.close()
+
+
+def test_compression_off_sends_plain_ndjson(tmp_path: Path, server: FakeElasticsearch) -> None:
+    sink = _sink(tmp_path, server, compression=False)
+    try:
+        sink.emit(make_alert(1))
+        assert wait_until(sink.idle, 10)
+    finally:
+        sink.close()
+    assert len(_ids(server, ALERTS)) == 1
+    assert all("content-encoding" not in r.headers for r in server.bulk_requests())
