@@ -120,16 +120,38 @@ def _thread_cpu() -> float:
     return time.clock_gettime(time.CLOCK_PROCESS_CPUTIME_ID)
 
 
+def _task_seconds(tids: dict[int, str]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named thread of this process."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid, name in tids.items():
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / hz
+    return out
+
+
 def _steady_and_latency(result: BenchResult, workdir: Path) -> None:
     metrics = AgentMetrics(CollectorRegistry())
     sleepers = _spawn_sleepers(EXTRA_PROCESSES)
     try:
         with _Collectors(workdir, metrics) as col:
             time.sleep(5)  # FIM baseline, socket baseline, first polls
+            tids = {t.native_id: getattr(getattr(t, "_target", None), "__self__", None)
+                    for t in col.threads if t.native_id is not None}
+            names = {tid: getattr(obj, "name", "polling") for tid, obj in tids.items()}
             cpu0, wall0, execs0 = _thread_cpu(), time.monotonic(), len(col.exec_seen)
+            per0 = _task_seconds(names)
             time.sleep(STEADY_SECONDS)
             cpu = _thread_cpu() - cpu0
             wall = time.monotonic() - wall0
+            per1 = _task_seconds(names)
+            for name in sorted(per1):
+                result.add(f"cpu_share_{name}", (per1[name] - per0.get(name, 0.0)) / wall * 100,
+                           "% of one core", note="thread CPU (10 ms tick resolution)")
             result.add("ambient_execs_per_second", (len(col.exec_seen) - execs0) / wall, "1/s",
                        note="execs by other users of the machine during the window (each is "
                             "enriched from /proc)")
@@ -137,6 +159,7 @@ def _steady_and_latency(result: BenchResult, workdir: Path) -> None:
                        note=f"{EXTRA_PROCESSES} extra processes; includes execs of other users")
             result.add("host_collectors_cpu_share", cpu / wall * 100, "% of one core", "<= 1")
             latencies = []
+            process_cpu0 = _task_seconds(names).get("process", 0.0)
             for _ in range(LATENCY_SAMPLES):
                 start = time.time()
                 proc = subprocess.Popen(["sleep", "0.3"], stdin=subprocess.DEVNULL)
@@ -148,6 +171,10 @@ def _steady_and_latency(result: BenchResult, workdir: Path) -> None:
                 if seen is not None:
                     latencies.append((seen - start) * 1000)
                 proc.wait()
+            spent = _task_seconds(names).get("process", 0.0) - process_cpu0
+            result.add("cpu_per_exec", spent / LATENCY_SAMPLES * 1e6, "µs",
+                       note="process thread CPU during the latency phase / execs (includes "
+                            "other users' execs in that time)")
             latencies.sort()
             result.add("exec_event_latency_p50", statistics.median(latencies), "ms",
                        note="Popen start → event published (includes fork+exec)")
