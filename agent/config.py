@@ -192,6 +192,9 @@ class ElasticsearchSection(Section):
         "batch", description="batch: fsync at most every second; kill -9 never loses a record"
     )
     spool_overflow: Literal["drop_lowest_severity", "drop_oldest"] = "drop_lowest_severity"
+    spool_min_free_bytes: int = Field(
+        256 * 1024 * 1024, ge=0, description="stop growing the spool below this free space"
+    )
     dead_letter_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     ship_events: bool = False
     events_sample_rate: float = Field(1.0, ge=0, le=1)

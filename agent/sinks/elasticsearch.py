@@ -93,7 +93,7 @@ class ElasticsearchSink:
             self.spool = Spool(
                 directory / spool_name, section.spool_max_bytes, section.spool_max_age_seconds,
                 section.spool_fsync, by_severity=section.spool_overflow == "drop_lowest_severity",
-                clock=clock,
+                clock=clock, min_free_bytes=section.spool_min_free_bytes,
             )
         except (OSError, sqlite3.Error) as exc:
             self._client.close()

@@ -15,13 +15,16 @@ records are deleted; whatever is still in the table after a crash is shipped aga
 
 Disk bound: the payload kept is limited to ``PAYLOAD_RATIO`` of ``max_bytes`` and the WAL to
 ``WAL_RATIO`` of it, leaving room for SQLite's page overhead, so that database + WAL + shared
-memory file stay under ``max_bytes``.
+memory file stay under ``max_bytes``. And when the file system itself is down to
+``min_free_bytes``, the spool stops growing (new records evict old ones as when full), so it
+never fills the disk even with a limit larger than the free space.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -93,6 +96,8 @@ class Spool:
         fsync: FsyncPolicy = "batch",
         by_severity: bool = True,
         clock: Callable[[], float] = time.time,
+        min_free_bytes: int = 0,
+        free_bytes: Callable[[], int] | None = None,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
@@ -100,6 +105,8 @@ class Spool:
         self.max_age_seconds = max_age_seconds
         self.fsync = fsync
         self.by_severity = by_severity
+        self.min_free_bytes = min_free_bytes
+        self._free_bytes = free_bytes or (lambda: shutil.disk_usage(path.parent).free)
         self._clock = clock
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +183,9 @@ class Spool:
                     ).fetchall():
                         self._forget(length)
                         result.superseded += 1
-                if self._bytes + size > self.payload_budget and not self._evict(
-                    self._bytes + size - self.payload_budget, severity, result
+                budget = self._budget(size)
+                if self._bytes + size > budget and not self._evict(
+                    self._bytes + size - budget, severity, result
                 ):
                     result.refused = True
                     self._db.execute("COMMIT")
@@ -196,6 +204,19 @@ class Spool:
             self._unsynced = True
             result.seq = int(cur.lastrowid or 0)
             return result
+
+    def _budget(self, size: int) -> int:
+        """The payload limit for this append: the configured one, or — when the file system
+        is down to ``min_free_bytes`` — what the spool holds now (it may not grow)."""
+        if self.min_free_bytes <= 0:
+            return self.payload_budget
+        try:
+            free = self._free_bytes()
+        except OSError:
+            return self.payload_budget
+        if free - size * 2 < self.min_free_bytes:
+            return min(self.payload_budget, self._bytes)
+        return self.payload_budget
 
     def _evict(self, need: int, severity: int, result: AppendResult) -> bool:
         """Free ``need`` payload bytes: lowest severity (≤ ``severity``) and oldest first, or,

@@ -154,3 +154,18 @@ def test_counters_follow_changes_by_another_connection(tmp_path: Path) -> None:
     assert two.stats().records == 1
     two.ack([seq])
     assert one.stats().records == 0 and one.stats().payload_bytes == 0
+
+
+def test_stops_growing_when_the_file_system_is_nearly_full(tmp_path: Path) -> None:
+    free = [10 * MB]
+    spool = Spool(tmp_path / "s.db", 64 * MB, 3600, min_free_bytes=5 * MB,
+                  free_bytes=lambda: free[0])
+    for _ in range(10):
+        assert spool.append("alert", 3, b"a" * 10_000).evicted == []
+    free[0] = 5 * MB  # now at the reserve: new records replace old ones
+    result = spool.append("alert", 3, b"b" * 10_000)
+    assert result.evicted == [("alert", 3)] and len(spool) == 10
+    assert spool.append("alert", 5, b"c" * 10_000).evicted == [("alert", 3)]
+    empty = Spool(tmp_path / "e.db", 64 * MB, 3600, min_free_bytes=5 * MB,
+                  free_bytes=lambda: 1 * MB)
+    assert empty.append("alert", 5, b"x" * 100).refused  # nothing to evict: refused, counted
