@@ -8,6 +8,10 @@ further events while it stays true are *updates*, and it re-arms when it turns f
 conditions can only be decided once a window has elapsed, so they are evaluated by :meth:`tick`
 (driven by event time in tests, wall time in the daemon). Idle groups expire; groups beyond
 ``max_groups`` are evicted oldest-first and counted.
+
+This is the straightforward implementation of every correlation type. The engine evaluates
+event_count and value_count rules without timers with :mod:`agent.detection.counting` instead
+(its hot path); tests hold the two to the same firings on random streams.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.detection.codegen import number
-from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
+from agent.detection.rule import CorrelationRule, CorrelationType
 from agent.events import Event
 
 
@@ -71,11 +75,6 @@ class CorrelationState:
         self._distinct = rule.type is CorrelationType.VALUE_COUNT
         self._bare = rule.type is CorrelationType.EVENT_COUNT
         self._timer = rule.has_timer
-        self._span = rule.timespan
-        self._fast = not self._timer and rule.type in (
-            CorrelationType.EVENT_COUNT, CorrelationType.VALUE_COUNT)
-        self._test = OPERATORS[rule.op] if rule.op else OPERATORS["gte"]
-        self._threshold = rule.threshold if rule.threshold is not None else 1.0
         # Alerts name the group by the event fields of the first referenced rule.
         self._names = rule.group_fields[rule.rules[0]]
 
@@ -116,9 +115,6 @@ class CorrelationState:
                 self.evictions += 1
         else:
             self.groups.move_to_end(key)
-        queue = group.queue
-        if self._fast and queue and (queue[-1] if self._bare else queue[-1][0]) <= ts:
-            return self._count_fast(key, group, ts, payload)
         if rule.type is CorrelationType.TEMPORAL:
             for rid in matched:
                 self._add(group, ts, rid)
@@ -131,41 +127,6 @@ class CorrelationState:
         if self._timer:
             return None
         return self._evaluate(key, group, group.last)
-
-    def _count_fast(
-        self, key: tuple[Any, ...], group: _Group, ts: float, payload: Any
-    ) -> Firing | None:
-        """event_count/value_count with gt/gte/eq/neq, in-order event: the hot path inlined."""
-        queue = group.queue
-        group.last = ts
-        limit = ts - self._span
-        counts = group.counts
-        if self._bare:  # event_count: bare timestamps (a third of the memory of pairs)
-            queue.append(ts)
-            while queue[0] <= limit:
-                queue.popleft()
-            value = len(queue)
-            start = queue[0]
-        elif self._distinct:
-            queue.append((ts, payload))
-            counts[payload] = counts.get(payload, 0) + 1
-            while queue[0][0] <= limit:
-                old = queue.popleft()[1]
-                left = counts[old] - 1
-                if left:
-                    counts[old] = left
-                else:
-                    del counts[old]
-            value = len(counts)
-            start = queue[0][0]
-        else:  # pragma: no cover - only event_count and value_count take this path
-            raise AssertionError(self.rule.type)
-        if not self._test(value, self._threshold):
-            group.armed = True
-            return None
-        opened = group.armed
-        group.armed = False
-        return Firing(key, self._names, start, len(queue), float(value), opened)
 
     def _stamp(self, item: Any) -> float:
         return float(item if self._bare else item[0])

@@ -16,8 +16,9 @@ from typing import Any
 
 from agent.alerts import Alert, RuleRef
 from agent.detection.correlation import CorrelationState, Firing
+from agent.detection.counting import CountingState, Feed, supports
 from agent.detection.lifecycle import MAX_EVIDENCE, AlertBook
-from agent.detection.match_cache import CACHEABLE, MAX_CACHED_ROUTES, RouteState
+from agent.detection.match_cache import MAX_CACHED_ROUTES, RouteState
 from agent.detection.matcher import Lowered
 from agent.detection.rule import CorrelationRule, DetectionRule, RuleOptions
 from agent.detection.ruleset import Ruleset
@@ -31,6 +32,10 @@ SUPPRESSION_RULE = RuleRef(
     "cap); triggers are being dropped. Look at the rule's open alerts and tune it.",
     author="Vedette",
 )
+
+
+State = CorrelationState | CountingState
+_Plan = tuple[tuple[Feed, ...], tuple[State, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +56,12 @@ class Engine:
         self.metrics = metrics
         self.ruleset = Ruleset()
         self.books: dict[str, AlertBook] = {}
-        self.states: dict[str, CorrelationState] = {}
+        self.states: dict[str, State] = {}
         self.watermark = -math.inf
         self.late_events = 0
         self.evaluations = 0
         self._pending: list[Alert] = []
-        self._feeds: dict[str, tuple[tuple[CorrelationState, list[str] | None], ...]] = {}
+        self._plans: dict[str, _Plan] = {}
         self._meta = AlertBook(SUPPRESSION_RULE, RuleOptions(), self.options.max_evidence)
         self._drops: dict[str, deque[tuple[float, int]]] = {}
         self._drop_seen: dict[str, int] = {}
@@ -69,7 +74,7 @@ class Engine:
         """Use ``ruleset`` from now on; rules with the same id and content keep their state."""
         old = self.ruleset
         books: dict[str, AlertBook] = {}
-        states: dict[str, CorrelationState] = {}
+        states: dict[str, State] = {}
         for rule in ruleset.rules():
             prev = old.by_id.get(rule.id)
             same = prev is not None and prev.content_hash == rule.content_hash
@@ -82,6 +87,8 @@ class Engine:
                 if same and rule.id in self.states:
                     states[rule.id] = self.states[rule.id]
                     states[rule.id].rule = rule
+                elif supports(rule):
+                    states[rule.id] = CountingState(rule)
                 else:
                     states[rule.id] = CorrelationState(rule)
         for rule_id, book in self.books.items():
@@ -91,16 +98,39 @@ class Engine:
                 self._forget(rule_id, rule_id not in books)
         self.ruleset, self.books, self.states = ruleset, books, states
         self._routes: dict[LogSource, RouteState] = {}
-        # base rule id → the correlation states it feeds; ``[id]`` when it is the only base
-        feeds: dict[str, list[tuple[CorrelationState, list[str] | None]]] = {}
-        for state in states.values():
-            single = len(set(state.rule.rules)) == 1
-            for rid in dict.fromkeys(state.rule.rules):
-                feeds.setdefault(rid, []).append((state, [rid] if single else None))
-        self._feeds = {k: tuple(v) for k, v in feeds.items()}
+        self._plans = self._plan(states)
         if self.metrics is not None:
             self.metrics.rules_loaded.labels(kind="detection").set(len(ruleset.detections))
             self.metrics.rules_loaded.labels(kind="correlation").set(len(ruleset.correlations))
+
+    def _plan(self, states: dict[str, State]) -> dict[str, _Plan]:
+        """Base rule id → what its matches feed: per-event closures of the correlations it is
+        the only base of (in rule order), and the states that need all of an event's base rules
+        at once (several bases: temporal)."""
+        feeds: dict[str, list[Feed]] = {}
+        shared: dict[str, list[State]] = {}
+        for state in states.values():
+            bases = list(dict.fromkeys(state.rule.rules))
+            if len(bases) > 1:
+                for rid in bases:
+                    shared.setdefault(rid, []).append(state)
+                continue
+            rid = bases[0]
+            if isinstance(state, CountingState):
+                feed = state.feeder(rid, self.books[state.rule.id], self._correlated)
+            else:
+                feed = self._feed(state, rid)
+            feeds.setdefault(rid, []).append(feed)
+        return {rid: (tuple(feeds.get(rid, ())), tuple(shared.get(rid, ())))
+                for rid in {*feeds, *shared}}
+
+    def _feed(self, state: CorrelationState, rid: str) -> Feed:
+        ids, rule = [rid], state.rule
+
+        def feed(event: Event) -> list[Alert] | None:
+            firing = state.observe(ids, event)
+            return None if firing is None else self._correlated(rule, firing, event, rid)
+        return feed
 
     def _forget(self, rule_id: str, removed: bool) -> None:
         """Drop the bookkeeping of a replaced rule (and its gauge series when removed)."""
@@ -133,14 +163,16 @@ class Engine:
         # (and types: True == 1 in Python) give identical matches, so results are memoised
         # while that pays (repetitive streams: cron jobs, packets of one flow).
         matched: list[DetectionRule] | None = None
+        caching = entry.caching
         key: Any = None
-        if entry.caching:
-            values = tuple(map(fields.get, route.fields))
-            types = tuple(map(type, values))
-            if CACHEABLE.issuperset(types):
-                key = (values, types)
+        if caching:
+            key = entry.key_of(fields)
+            try:
                 matched = entry.cache.get(key)
-            entry.lookup(matched is not None)
+            except TypeError:  # an unhashable value (a list): evaluate, do not remember
+                key = None
+            if matched is not None:
+                entry.hits += 1
         else:
             entry.skipped += 1
             if entry.skipped >= entry.PAUSE:
@@ -154,18 +186,19 @@ class Engine:
             for rule in candidates:
                 if rule.predicate(fields, low):
                     matched.append(rule)
-            if key is not None and entry.caching:
-                entry.remember(key, key[0], matched)
+            if caching:
+                entry.missed(key, fields, matched)
         if not matched:
             return []
         out: list[Alert] = []
-        pending: dict[CorrelationState, list[str]] | None = None
+        pending: dict[State, list[str]] | None = None
         late: bool | None = None
+        plans = self._plans
         for rule in matched:
             if rule.output:
-                out.extend(self._single(rule, event))
-            feeds = self._feeds.get(rule.id)
-            if not feeds:
+                out += self._single(rule, event)
+            plan = plans.get(rule.id)
+            if plan is None:
                 continue
             if late is None:
                 late = ts < watermark - self.options.late_allowance_seconds
@@ -173,15 +206,16 @@ class Engine:
                     self.late_events += 1
             if late:
                 continue
-            for state, alone in feeds:
-                if alone is None:  # several base rules: collect them all first (temporal)
-                    if pending is None:
-                        pending = {}
+            feeds, shared = plan
+            for feed in feeds:
+                alerts = feed(event)
+                if alerts:
+                    out += alerts
+            if shared:  # several base rules: collect them all first (temporal)
+                if pending is None:
+                    pending = {}
+                for state in shared:
                     pending.setdefault(state, []).append(rule.id)
-                    continue
-                firing = state.observe(alone, event)
-                if firing is not None:
-                    out.extend(self._correlated(state.rule, firing, event, rule.id))
         if pending:
             for state, base_ids in pending.items():
                 firing = state.observe(base_ids, event)

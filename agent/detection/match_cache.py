@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.detection.keys import typed_values_of
 from agent.detection.rule import DetectionRule
 from agent.detection.ruleset import Route
 
@@ -24,11 +25,13 @@ MATCH_CACHE_CHARS = 1 << 20
 class RouteState:
     """A route and the memoised matches of recently seen field values (bounded).
 
+    The engine looks ``key_of(fields)`` up in ``cache`` (a ``TypeError`` means an unhashable
+    value: no caching), counts a hit itself and calls :meth:`missed` after evaluating a miss.
     The cache switches itself off for a while when fewer than a third of lookups hit (streams
     of unique command lines), so it never costs much more than it saves.
     """
 
-    __slots__ = ("cache", "caching", "chars", "hits", "lookups", "route", "skipped")
+    __slots__ = ("cache", "caching", "chars", "hits", "key_of", "misses", "route", "skipped")
 
     REVIEW_EVERY = 4096
     PAUSE = 65536
@@ -37,29 +40,35 @@ class RouteState:
     def __init__(self, route: Route) -> None:
         self.route = route
         self.cache: dict[Any, list[DetectionRule]] = {}
+        self.key_of = typed_values_of(route.fields)
+        """Values of the route's fields followed by their types (``True`` is not ``1``)."""
         self.chars = 0
         self.caching = bool(route.fields)
         self.hits = 0
-        self.lookups = 0
+        self.misses = 0
         self.skipped = 0
 
-    def lookup(self, hit: bool) -> None:
-        self.lookups += 1
-        if hit:
-            self.hits += 1
-        elif self.lookups >= self.REVIEW_EVERY:
-            if self.hits < self.MIN_HIT_RATE * self.lookups:
+    def missed(self, key: Any, fields: dict[str, Any], matched: list[DetectionRule]) -> None:
+        """A lookup of ``key`` (``None``: unhashable) missed and evaluated to ``matched``."""
+        if key is not None:
+            values = tuple(map(fields.get, self.route.fields))
+            if CACHEABLE.issuperset(map(type, values)):
+                self._remember(key, values, matched)
+        self.misses += 1
+        lookups = self.hits + self.misses
+        if lookups >= self.REVIEW_EVERY:
+            if self.hits < self.MIN_HIT_RATE * lookups:
                 self.caching = False
                 self.cache.clear()
                 self.chars = 0
-            self.hits = self.lookups = 0
+            self.hits = self.misses = 0
 
     def resume(self) -> None:
         """Try caching again after a pause (the engine counts ``skipped``)."""
         self.caching = True
         self.skipped = 0
 
-    def remember(self, key: Any, values: tuple[Any, ...], matched: list[DetectionRule]) -> None:
+    def _remember(self, key: Any, values: tuple[Any, ...], matched: list[DetectionRule]) -> None:
         size = sum(len(v) for v in values if v.__class__ is str)
         if size > MATCH_CACHE_CHARS // 256:
             return

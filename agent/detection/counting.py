@@ -1,0 +1,275 @@
+"""event_count and value_count correlations decided per event: the engine's hot path.
+
+Same semantics as :class:`~agent.detection.correlation.CorrelationState`, which stays the
+reference implementation of every correlation type (``tests/detection/test_counting.py`` runs
+both on random streams and compares every firing), with a representation and code specialised
+for counting:
+
+* event_count: a group keeps the timestamps of its window in a deque;
+* value_count: a group keeps one deque interleaving timestamps and values ``[t0, v0, t1, v1 …]``
+  (no tuple per event) and a dict value → newest timestamp in the window: the distinct count is
+  the dict's length, and expiry deletes a value only when its newest occurrence leaves the window.
+
+:meth:`CountingState.feeder` binds the state to its rule's alert book and returns a closure that
+does all the work of an in-order event in one call — group key, window update, condition, and
+growing the open alert of a group whose condition stays true — without building a
+:class:`~agent.detection.correlation.Firing` unless the group opens an alert. Anything unusual
+(a new group, a late event, an unhashable value) goes through :meth:`CountingState.observe`.
+``lt``/``lte`` conditions need timers and stay with the reference state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from agent.alerts import Alert
+from agent.detection.correlation import Firing
+from agent.detection.keys import values_of
+from agent.detection.lifecycle import AlertBook
+from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
+from agent.events import Event
+
+Feed = Callable[[Event], list[Alert] | None]
+"""One in-order, not-late event that matched a base rule → alert snapshots (or none)."""
+OnFiring = Callable[[CorrelationRule, Firing, Event | None, str | None], list[Alert]]
+
+_UNHASHABLE = frozenset({list, dict, set, bytearray})
+_INF = math.inf
+
+
+def supports(rule: CorrelationRule) -> bool:
+    """Rules :class:`CountingState` evaluates (the others use the reference state)."""
+    return rule.type in (CorrelationType.EVENT_COUNT, CorrelationType.VALUE_COUNT) and not (
+        rule.has_timer
+    )
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | dict | set | bytearray):
+        return str(value)
+    return value
+
+
+class _Window:
+    __slots__ = ("armed", "first", "last", "queue", "seen")
+
+    def __init__(self, ts: float) -> None:
+        self.queue: deque[Any] = deque()
+        """event_count: timestamps; value_count: timestamp, value, timestamp, value …"""
+        self.seen: dict[Any, float] = {}
+        """value_count: value → its newest timestamp in the window."""
+        self.armed = True
+        self.first = ts
+        self.last = ts
+
+
+class CountingState:
+    """Sliding-window event_count/value_count groups of one rule (bounded LRU)."""
+
+    def __init__(self, rule: CorrelationRule) -> None:
+        if not supports(rule):
+            raise ValueError(f"{rule.type.value} with {rule.op} needs the reference state")
+        self.rule = rule
+        self.groups: OrderedDict[tuple[Any, ...], _Window] = OrderedDict()
+        self.evictions = 0
+        self._distinct = rule.type is CorrelationType.VALUE_COUNT
+        self._span = rule.timespan
+        self._test = OPERATORS[rule.op or "gte"]
+        self._threshold = rule.threshold if rule.threshold is not None else 1.0
+        self._names = rule.group_fields[rule.rules[0]]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    # ------------------------------------------------------------------ events
+
+    def observe(self, matched: list[str], event: Event) -> Firing | None:
+        """Add an event that matched the base rules ``matched`` (ids, in rule order)."""
+        rule = self.rule
+        fields = event.fields
+        key = tuple(map(fields.get, rule.group_fields[matched[0]]))
+        if None in key:
+            return None  # like SIEM "by" clauses: events without the group-by fields are ignored
+        try:
+            group = self.groups.get(key)
+        except TypeError:  # a list/dict value: group by its text
+            key = tuple(map(_hashable, key))
+            group = self.groups.get(key)
+        value: Any = None
+        if self._distinct:
+            value = fields.get(rule.value_field[matched[0]])
+            if value is None:
+                return None
+            value = _hashable(value)
+        ts = event.timestamp
+        if group is None:
+            group = _Window(ts)
+            self.groups[key] = group
+            if len(self.groups) > rule.options.max_groups:
+                self.groups.popitem(last=False)
+                self.evictions += 1
+        else:
+            self.groups.move_to_end(key)
+        self._insert(group, ts, value)
+        if ts > group.last:  # noqa: PLR1730 - hot path, no max() call
+            group.last = ts
+        return self._evaluate(key, group)
+
+    def _insert(self, group: _Window, ts: float, value: Any) -> None:
+        """Put one event in its place (late events within the allowance go back in time)."""
+        queue = group.queue
+        if not self._distinct:
+            i = len(queue)
+            while i > 0 and queue[i - 1] > ts:
+                i -= 1
+            queue.insert(i, ts)
+            return
+        i = len(queue)
+        while i > 0 and queue[i - 2] > ts:
+            i -= 2
+        queue.insert(i, value)
+        queue.insert(i, ts)
+        seen = group.seen
+        if seen.get(value, -_INF) < ts:
+            seen[value] = ts
+
+    def _evaluate(self, key: tuple[Any, ...], group: _Window) -> Firing | None:
+        queue = group.queue
+        limit = group.last - self._span
+        if self._distinct:
+            seen = group.seen
+            while queue and queue[0] <= limit:
+                queue.popleft()
+                old = queue.popleft()
+                if seen.get(old, _INF) <= limit:
+                    del seen[old]
+            value, count = len(seen), len(queue) >> 1
+        else:
+            while queue and queue[0] <= limit:
+                queue.popleft()
+            value = count = len(queue)
+        if not self._test(value, self._threshold):
+            group.armed = True
+            return None
+        opened = group.armed
+        group.armed = False
+        start = queue[0] if queue else limit
+        return Firing(key, self._names, start, count, float(value), opened)
+
+    def feeder(self, base_id: str, book: AlertBook, on_firing: OnFiring) -> Feed:
+        """The per-event closure for events of base rule ``base_id`` (see the module doc).
+
+        ``on_firing(rule, firing, event, base_id)`` turns a firing into alerts (the engine's);
+        an in-order event of a group whose condition stays true grows the group's open alert.
+        The engine rebuilds feeders whenever rules are swapped.
+        """
+        rule = self.rule
+        key_of = values_of(rule.group_fields[base_id])
+        get, touch = self.groups.get, self.groups.move_to_end
+        span, test, threshold, names = self._span, self._test, self._threshold, self._names
+        open_get, grow, max_evidence = book.open.get, book.grow, book.max_evidence
+        observe, ids = self.observe, [base_id]
+
+        def slow(event: Event) -> list[Alert] | None:
+            firing = observe(ids, event)
+            return None if firing is None else on_firing(rule, firing, event, base_id)
+
+        def more(key: tuple[Any, ...], event: Event) -> list[Alert] | None:
+            """The condition stays true: more of the open alert (if one is open)."""
+            entry = open_get(key)
+            if entry is None:
+                return None
+            evidence = event.to_dict() if len(entry.alert.evidence) < max_evidence else None
+            return grow(key, entry, event.timestamp, 1, evidence)
+
+        def count_events(event: Event) -> list[Alert] | None:
+            key = key_of(event.fields)
+            if None in key:
+                return None
+            try:
+                group = get(key)
+            except TypeError:
+                return slow(event)
+            ts = event.timestamp
+            if group is None or group.queue[-1] > ts:
+                return slow(event)
+            touch(key)
+            group.last = ts
+            queue = group.queue
+            queue.append(ts)
+            limit = ts - span
+            while queue[0] <= limit:
+                queue.popleft()
+            n = len(queue)
+            if not test(n, threshold):
+                group.armed = True
+                return None
+            if group.armed:
+                group.armed = False
+                return on_firing(rule, Firing(key, names, queue[0], n, float(n), True), event,
+                                 base_id)
+            return more(key, event)
+
+        value_field = rule.value_field.get(base_id, "")
+
+        def count_values(event: Event) -> list[Alert] | None:
+            fields = event.fields
+            key = key_of(fields)
+            if None in key:
+                return None
+            value = fields.get(value_field)
+            if value is None:
+                return None
+            try:
+                group = get(key)
+            except TypeError:
+                return slow(event)
+            ts = event.timestamp
+            if group is None or group.queue[-2] > ts or value.__class__ in _UNHASHABLE:
+                return slow(event)
+            seen = group.seen
+            try:
+                seen[value] = ts
+            except TypeError:  # an unhashable subclass: slow() takes its text
+                return slow(event)
+            touch(key)
+            group.last = ts
+            queue = group.queue
+            queue.append(ts)
+            queue.append(value)
+            limit = ts - span
+            while queue[0] <= limit:
+                queue.popleft()
+                old = queue.popleft()
+                if seen.get(old, _INF) <= limit:
+                    del seen[old]
+            n = len(seen)
+            if not test(n, threshold):
+                group.armed = True
+                return None
+            if group.armed:
+                group.armed = False
+                firing = Firing(key, names, queue[0], len(queue) >> 1, float(n), True)
+                return on_firing(rule, firing, event, base_id)
+            return more(key, event)
+
+        return count_values if self._distinct else count_events
+
+    # ------------------------------------------------------------------ timers
+
+    def tick(
+        self, now: float, late_allowance: float, event_now: float | None = None
+    ) -> list[Firing]:
+        """Expire groups idle in event time (no timer conditions here: nothing fires)."""
+        idle_before = (now if event_now is None else min(now, event_now)) - self._span - (
+            late_allowance)
+        groups = self.groups
+        while groups:
+            key, group = next(iter(groups.items()))
+            if group.last > idle_before:
+                break
+            del groups[key]
+        return []
