@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from agent.alerts import Alert
@@ -163,100 +164,103 @@ class CountingState:
         """The per-event closure for events of base rule ``base_id`` (see the module doc).
 
         ``on_firing(rule, firing, event, base_id)`` turns a firing into alerts (the engine's);
-        an in-order event of a group whose condition stays true grows the group's open alert.
-        The engine rebuilds feeders whenever rules are swapped.
+        an in-order event of a group whose condition stays true grows the group's open alert
+        (what :meth:`AlertBook.grow` does, inlined while no re-send is due). The engine
+        rebuilds feeders whenever rules are swapped.
         """
         rule = self.rule
-        key_of = values_of(rule.group_fields[base_id])
+        names_of_base = rule.group_fields[base_id]
+        # itemgetter is C, and raises KeyError for a missing group-by field (then ignored)
+        key_of = itemgetter(*names_of_base) if len(names_of_base) > 1 else values_of(
+            names_of_base)
         get, touch = self.groups.get, self.groups.move_to_end
+        distinct, value_field = self._distinct, rule.value_field.get(base_id, "")
         span, test, threshold, names = self._span, self._test, self._threshold, self._names
-        open_get, grow, max_evidence = book.open.get, book.grow, book.max_evidence
+        open_get, open_touch, grow = book.open.get, book.open.move_to_end, book.grow
+        max_evidence, interval = book.max_evidence, book.options.update_interval
         observe, ids = self.observe, [base_id]
 
         def slow(event: Event) -> list[Alert] | None:
             firing = observe(ids, event)
             return None if firing is None else on_firing(rule, firing, event, base_id)
 
-        def more(key: tuple[Any, ...], event: Event) -> list[Alert] | None:
-            """The condition stays true: more of the open alert (if one is open)."""
+        def feed(event: Event) -> list[Alert] | None:
+            fields = event.fields
+            try:
+                key = key_of(fields)
+                group = get(key)
+            except KeyError:  # a group-by field is missing: ignored
+                return None
+            except TypeError:  # an unhashable group-by value
+                return slow(event)
+            if None in key:
+                return None
+            if group is None:
+                return slow(event)
+            ts = event.timestamp
+            queue = group.queue
+            if distinct:
+                value = fields.get(value_field)
+                if value is None:
+                    return None
+                if queue[-2] > ts or value.__class__ in _UNHASHABLE:
+                    return slow(event)
+                seen = group.seen
+                try:
+                    seen[value] = ts
+                except TypeError:  # an unhashable subclass: slow() takes its text
+                    return slow(event)
+                touch(key)
+                group.last = ts
+                queue.append(ts)
+                queue.append(value)
+                limit = ts - span
+                while queue[0] <= limit:
+                    queue.popleft()
+                    old = queue.popleft()
+                    if seen.get(old, _INF) <= limit:
+                        del seen[old]
+                n = len(seen)
+            else:
+                if queue[-1] > ts:
+                    return slow(event)
+                touch(key)
+                group.last = ts
+                queue.append(ts)
+                limit = ts - span
+                while queue[0] <= limit:
+                    queue.popleft()
+                n = len(queue)
+            if not test(n, threshold):
+                group.armed = True
+                return None
+            if group.armed:
+                group.armed = False
+                count = len(queue) >> 1 if distinct else n
+                firing = Firing(key, names, queue[0], count, float(n), True)
+                return on_firing(rule, firing, event, base_id)
+            # The condition stays true: more of the open alert, if one is open.
             entry = open_get(key)
             if entry is None:
                 return None
-            evidence = event.to_dict() if len(entry.alert.evidence) < max_evidence else None
-            return grow(key, entry, event.timestamp, 1, evidence)
+            alert = entry.alert
+            evidence = alert.evidence
+            if ts - entry.last_emit >= interval:  # a re-send is due: the full path
+                sample = event.to_dict() if len(evidence) < max_evidence else None
+                return grow(key, entry, ts, 1, sample)
+            open_touch(key)
+            alert.count += 1
+            if ts > alert.last_seen:
+                alert.last_seen = ts
+            elif ts < alert.first_seen:
+                alert.first_seen = ts
+            if len(evidence) < max_evidence:
+                evidence.append(event.to_dict())
+            entry.dirty = True
+            book.coalesced += 1
+            return None
 
-        def count_events(event: Event) -> list[Alert] | None:
-            key = key_of(event.fields)
-            if None in key:
-                return None
-            try:
-                group = get(key)
-            except TypeError:
-                return slow(event)
-            ts = event.timestamp
-            if group is None or group.queue[-1] > ts:
-                return slow(event)
-            touch(key)
-            group.last = ts
-            queue = group.queue
-            queue.append(ts)
-            limit = ts - span
-            while queue[0] <= limit:
-                queue.popleft()
-            n = len(queue)
-            if not test(n, threshold):
-                group.armed = True
-                return None
-            if group.armed:
-                group.armed = False
-                return on_firing(rule, Firing(key, names, queue[0], n, float(n), True), event,
-                                 base_id)
-            return more(key, event)
-
-        value_field = rule.value_field.get(base_id, "")
-
-        def count_values(event: Event) -> list[Alert] | None:
-            fields = event.fields
-            key = key_of(fields)
-            if None in key:
-                return None
-            value = fields.get(value_field)
-            if value is None:
-                return None
-            try:
-                group = get(key)
-            except TypeError:
-                return slow(event)
-            ts = event.timestamp
-            if group is None or group.queue[-2] > ts or value.__class__ in _UNHASHABLE:
-                return slow(event)
-            seen = group.seen
-            try:
-                seen[value] = ts
-            except TypeError:  # an unhashable subclass: slow() takes its text
-                return slow(event)
-            touch(key)
-            group.last = ts
-            queue = group.queue
-            queue.append(ts)
-            queue.append(value)
-            limit = ts - span
-            while queue[0] <= limit:
-                queue.popleft()
-                old = queue.popleft()
-                if seen.get(old, _INF) <= limit:
-                    del seen[old]
-            n = len(seen)
-            if not test(n, threshold):
-                group.armed = True
-                return None
-            if group.armed:
-                group.armed = False
-                firing = Firing(key, names, queue[0], len(queue) >> 1, float(n), True)
-                return on_firing(rule, firing, event, base_id)
-            return more(key, event)
-
-        return count_values if self._distinct else count_events
+        return feed
 
     # ------------------------------------------------------------------ timers
 

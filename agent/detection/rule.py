@@ -10,6 +10,7 @@ state of rules that did not change.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -122,13 +123,14 @@ class CorrelationType(StrEnum):
 
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-    "eq": lambda a, b: a == b,
-    "neq": lambda a, b: a != b,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "eq": operator.eq,
+    "neq": operator.ne,
 }
+"""Correlation condition operators (the C functions: they run per event)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
