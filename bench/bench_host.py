@@ -160,6 +160,7 @@ def _steady_and_latency(result: BenchResult, workdir: Path) -> None:
             result.add("host_collectors_cpu_share", cpu / wall * 100, "% of one core", "<= 1")
             latencies = []
             process_cpu0 = _task_seconds(names).get("process", 0.0)
+            phase_execs0 = len(col.exec_seen)
             for _ in range(LATENCY_SAMPLES):
                 start = time.time()
                 proc = subprocess.Popen(["sleep", "0.3"], stdin=subprocess.DEVNULL)
@@ -172,9 +173,10 @@ def _steady_and_latency(result: BenchResult, workdir: Path) -> None:
                     latencies.append((seen - start) * 1000)
                 proc.wait()
             spent = _task_seconds(names).get("process", 0.0) - process_cpu0
-            result.add("cpu_per_exec", spent / LATENCY_SAMPLES * 1e6, "µs",
-                       note="process thread CPU during the latency phase / execs (includes "
-                            "other users' execs in that time)")
+            phase_execs = max(1, len(col.exec_seen) - phase_execs0)
+            result.add("cpu_per_exec", spent / phase_execs * 1e6, "µs",
+                       note=f"process thread CPU during the latency phase / all {phase_execs} "
+                            "execs seen then (fork/exit handling and /proc reads included)")
             latencies.sort()
             result.add("exec_event_latency_p50", statistics.median(latencies), "ms",
                        note="Popen start → event published (includes fork+exec)")
