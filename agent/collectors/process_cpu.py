@@ -64,21 +64,21 @@ class ProcessCpuCollector:
                 self._dirty = True
         if self._previous_at is not None and mono > self._previous_at:
             elapsed = mono - self._previous_at
-            for key, (ticks, comm, uid) in current.items():
+            for key, (ticks, comm) in current.items():
                 before = self._previous.get(key)
                 if before is None:
                     continue
                 share = (ticks - before) / self._hz / elapsed
                 if share >= self._threshold:
-                    events.append(self._event(now, key[0], exes.get(key), comm, uid, share))
+                    events.append(self._event(now, key[0], exes.get(key), comm, share))
         self._previous = {k: v[0] for k, v in current.items()}
         self._previous_at = mono
         self._exe_of = exes
         self._save()
         return events
 
-    def _ticks(self) -> dict[tuple[int, int], tuple[int, str, int | None]]:
-        out: dict[tuple[int, int], tuple[int, str, int | None]] = {}
+    def _ticks(self) -> dict[tuple[int, int], tuple[int, str]]:
+        out: dict[tuple[int, int], tuple[int, str]] = {}
         try:
             pids = [e.name for e in os.scandir(self._proc) if e.name.isascii() and e.name.isdigit()]
         except OSError:
@@ -87,7 +87,6 @@ class ProcessCpuCollector:
             try:
                 with open(f"{self._proc}/{pid}/stat", "rb") as fh:
                     stat = fh.read(1024)
-                uid = os.stat(f"{self._proc}/{pid}").st_uid
             except OSError:
                 continue
             head, _, rest = stat.rpartition(b")")
@@ -98,11 +97,10 @@ class ProcessCpuCollector:
             except (IndexError, ValueError):
                 continue
             comm = head.partition(b"(")[2].decode("utf-8", "replace")
-            out[(int(pid), start)] = (ticks, comm, uid)
+            out[(int(pid), start)] = (ticks, comm)
         return out
 
-    def _event(self, now: float, pid: int, exe: str | None, comm: str, uid: int | None,
-               share: float) -> Event:
+    def _event(self, now: float, pid: int, exe: str | None, comm: str, share: float) -> Event:
         f: dict[str, Any] = {
             "event.kind": "metric", "event.category": "process", "event.action": "cpu_busy",
             "event.dataset": "vedette.process_cpu", "process.pid": pid, "process.name": comm,
@@ -114,6 +112,10 @@ class ProcessCpuCollector:
         args = _cmdline(f"{self._proc}/{pid}/cmdline")
         if args:
             f["process.command_line"] = " ".join(args)
+        try:  # only for the few busy processes, not for every process on every run
+            uid: int | None = os.stat(f"{self._proc}/{pid}").st_uid
+        except OSError:
+            uid = None
         if uid is not None:
             f["user.id"] = str(uid)
             try:
