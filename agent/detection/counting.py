@@ -55,16 +55,16 @@ def _hashable(value: Any) -> Any:
 
 
 class _Window:
-    __slots__ = ("armed", "first", "last", "queue", "seen")
+    __slots__ = ("armed", "queue", "seen")
 
-    def __init__(self, ts: float) -> None:
+    def __init__(self) -> None:
         self.queue: deque[Any] = deque()
-        """event_count: timestamps; value_count: timestamp, value, timestamp, value …"""
+        """event_count: timestamps; value_count: timestamp, value, timestamp, value … in time
+        order. The newest event never leaves the window, so the queue's last timestamp is the
+        group's newest (what idle expiry looks at)."""
         self.seen: dict[Any, float] = {}
         """value_count: value → its newest timestamp in the window."""
         self.armed = True
-        self.first = ts
-        self.last = ts
 
 
 class CountingState:
@@ -107,7 +107,7 @@ class CountingState:
             value = _hashable(value)
         ts = event.timestamp
         if group is None:
-            group = _Window(ts)
+            group = _Window()
             self.groups[key] = group
             if len(self.groups) > rule.options.max_groups:
                 self.groups.popitem(last=False)
@@ -115,8 +115,6 @@ class CountingState:
         else:
             self.groups.move_to_end(key)
         self._insert(group, ts, value)
-        if ts > group.last:  # noqa: PLR1730 - hot path, no max() call
-            group.last = ts
         return self._evaluate(key, group)
 
     def _insert(self, group: _Window, ts: float, value: Any) -> None:
@@ -137,9 +135,13 @@ class CountingState:
         if seen.get(value, -_INF) < ts:
             seen[value] = ts
 
+    def _newest(self, group: _Window) -> float:
+        queue = group.queue
+        return float(queue[-2] if self._distinct else queue[-1])
+
     def _evaluate(self, key: tuple[Any, ...], group: _Window) -> Firing | None:
         queue = group.queue
-        limit = group.last - self._span
+        limit = self._newest(group) - self._span
         if self._distinct:
             seen = group.seen
             while queue and queue[0] <= limit:
@@ -193,9 +195,7 @@ class CountingState:
                 return None
             except TypeError:  # an unhashable group-by value
                 return slow(event)
-            if None in key:
-                return None
-            if group is None:
+            if group is None:  # new (or None in the key: no group has one): the full path
                 return slow(event)
             ts = event.timestamp
             queue = group.queue
@@ -211,7 +211,6 @@ class CountingState:
                 except TypeError:  # an unhashable subclass: slow() takes its text
                     return slow(event)
                 touch(key)
-                group.last = ts
                 queue.append(ts)
                 queue.append(value)
                 limit = ts - span
@@ -225,7 +224,6 @@ class CountingState:
                 if queue[-1] > ts:
                     return slow(event)
                 touch(key)
-                group.last = ts
                 queue.append(ts)
                 limit = ts - span
                 while queue[0] <= limit:
@@ -273,7 +271,7 @@ class CountingState:
         groups = self.groups
         while groups:
             key, group = next(iter(groups.items()))
-            if group.last > idle_before:
+            if self._newest(group) > idle_before:
                 break
             del groups[key]
         return []

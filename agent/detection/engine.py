@@ -53,6 +53,7 @@ class Engine:
         self, ruleset: Ruleset, metrics: Any = None, options: EngineOptions | None = None
     ) -> None:
         self.options = options or EngineOptions()
+        self._late_allowance = self.options.late_allowance_seconds
         self.metrics = metrics
         self.ruleset = Ruleset()
         self.books: dict[str, AlertBook] = {}
@@ -201,7 +202,7 @@ class Engine:
             if plan is None:
                 continue
             if late is None:
-                late = ts < watermark - self.options.late_allowance_seconds
+                late = ts < watermark - self._late_allowance
                 if late:
                     self.late_events += 1
             if late:
