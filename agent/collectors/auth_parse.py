@@ -319,17 +319,13 @@ def build_auth_event(
 ) -> Event:
     """The event of one auth message, from a syslog line or a journal entry."""
     service = SERVICES.get(program, "auth")
-    fields: Fields = {
-        "message": line,
-        "event.dataset": "linux.auth",
-        "process.name": program,
-        "log.syslog.hostname": hostname,
-    }
+    fields: Fields = _BY_SERVICE[service](message) or {}  # a fresh dict: extended in place
+    fields["message"] = line
+    fields["event.dataset"] = "linux.auth"
+    fields["process.name"] = program
+    fields["log.syslog.hostname"] = hostname
     if pid is not None:
         fields["process.pid"] = pid
     if path is not None:
         fields["log.file.path"] = path
-    parsed = _BY_SERVICE[service](message)
-    if parsed:
-        fields.update(parsed)
     return Event(timestamp, LOGSOURCES[service], fields)
