@@ -95,6 +95,8 @@ class PendingRecord:
 
 
 Batch = list[tuple[PendingRecord, BulkItem]]  # what one bulk request carries
+# Only what the shipper reads: every item keeps its status, so positions still match.
+_FILTER = {"filter_path": "errors,items.*.status,items.*.error.type,items.*.error.reason"}
 
 
 def stream_of(action: bytes, streams: Mapping[str, str]) -> str:
@@ -151,8 +153,8 @@ class BulkSender:
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(
-                    self._client.perform_request("PUT", "/_bulk", headers=headers, body=body)
-                )
+                future.set_result(self._client.perform_request(
+                    "PUT", "/_bulk", headers=headers, body=body, params=_FILTER
+                ))
             except BaseException as exc:  # handed to the shipper thread
                 future.set_exception(exc)

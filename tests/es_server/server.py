@@ -17,7 +17,7 @@ applied, as when a real node dies after indexing), and a ``max_content_length`` 
 Unsure points: real ES answers 413 from its HTTP layer with an empty body — so does this fake — and
 (we believe) measures the inflated body of a gzip request, as this fake does;
 real ES may add fields (``ingest_took``, ``failure_store``) the agent must ignore — not sent.
-``filter_path`` is not implemented (the agent does not rely on it).
+``filter_path`` is implemented for bulk responses only (dotted paths, ``*`` per level).
 """
 
 from __future__ import annotations
@@ -408,6 +408,8 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
         cut = fake.faults.reset_mid_response > 0
         if cut:
             fake.faults.reset_mid_response -= 1
+        if params.get("filter_path"):
+            body = filter_path(body, params["filter_path"].split(","))
         self._send(200, body, cut=cut)
         return 200, None, len(items)
 
@@ -438,6 +440,31 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
                                       meta.get("version_type"))
         except ItemError as exc:
             return {**base, "status": exc.status, "error": exc.body(name)}
+
+
+def filter_path(value: Any, paths: list[str]) -> Any:
+    """Keep only what matches one of ``paths`` (``a.b``, ``items.*.status``); lists are
+    traversed transparently, as Elasticsearch does."""
+    split = [p.split(".") for p in paths if p]
+    return _filter(value, split)
+
+
+def _filter(value: Any, paths: list[list[str]]) -> Any:
+    if any(not p for p in paths):
+        return value  # a path ended here: keep the whole subtree
+    if isinstance(value, list):
+        kept = [_filter(v, paths) for v in value]
+        return [v for v in kept if v is not None]
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, Any] = {}
+    for key, child in value.items():
+        rest = [p[1:] for p in paths if p[0] in ("*", key)]
+        if rest:
+            kept = _filter(child, rest)
+            if kept is not None and kept != {}:
+                out[key] = kept
+    return out or None
 
 
 def tls_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
