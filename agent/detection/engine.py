@@ -181,7 +181,7 @@ class Engine:
         if matched is None:
             low = _new_lowered(Lowered)  # skips the Python-level __init__ (hot path)
             low.fields = fields
-            candidates = route.candidates(low)
+            candidates = entry.candidates(low)
             self.evaluations += len(candidates)
             matched = []
             for rule in candidates:
@@ -228,6 +228,12 @@ class Engine:
         fields = event.fields
         book = self.books[rule.id]
         names = rule.options.group_by
+        if not names:  # hot path: one alert per rule, usually open already
+            entry = book.open.get(())
+            if entry is not None:
+                evidence = (event.to_dict() if len(entry.alert.evidence) < book.max_evidence
+                            else None)
+                return book.grow((), entry, event.timestamp, 1, evidence)
         key = tuple(str(fields.get(f)) for f in names) if names else ()
         group = {f: fields.get(f) for f in names}
         entry = book.open.get(key)

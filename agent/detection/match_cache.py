@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.detection.keys import typed_values_of
+from agent.detection.probe import prober
 from agent.detection.rule import DetectionRule
 from agent.detection.ruleset import Route
 
@@ -31,7 +32,8 @@ class RouteState:
     of unique command lines), so it never costs much more than it saves.
     """
 
-    __slots__ = ("cache", "caching", "chars", "hits", "key_of", "misses", "route", "skipped")
+    __slots__ = ("cache", "caching", "candidates", "chars", "hits", "key_of", "misses", "route",
+                 "skipped")
 
     REVIEW_EVERY = 4096
     PAUSE = 65536
@@ -39,6 +41,8 @@ class RouteState:
 
     def __init__(self, route: Route) -> None:
         self.route = route
+        self.candidates = prober(route)
+        """The rules an event could match (per-field memos: one per engine)."""
         self.cache: dict[Any, list[DetectionRule]] = {}
         self.key_of = typed_values_of(route.fields)
         """Values of the route's fields followed by their types (``True`` is not ``1``)."""

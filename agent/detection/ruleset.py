@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.detection.codegen import literal
-from agent.detection.matcher import Leaf, Lowered, Tree, referenced_fields
+from agent.detection.matcher import Leaf, Tree, referenced_fields
 from agent.detection.rule import CorrelationRule, DetectionRule, Rule
 from agent.events import LogSource
 
@@ -163,7 +163,7 @@ def _sre_parse(pattern: str) -> Any:
 _SRE_PARSER: Any = importlib.import_module("re._parser")  # private, stable since 3.11
 
 
-class _Substrings:
+class Substrings:
     """All literals of one field found in one pass, mapped to their rules.
 
     Few literals: a stdlib alternation (plain literals, no backtracking) says in one C call
@@ -207,55 +207,13 @@ class Route:
     always: tuple[DetectionRule, ...]
     exact: tuple[tuple[str, bool, dict[str, tuple[DetectionRule, ...]]], ...]
     """(field, basename lookup?, value → rules)"""
-    substrings: tuple[tuple[str, _Substrings], ...]
+    substrings: tuple[tuple[str, Substrings], ...]
+    """(field, literals found in it → rules); :mod:`agent.detection.probe` selects candidates"""
 
     empty: bool = False
     """No rule at all for this logsource (set by the builder)."""
     fields: tuple[str, ...] = ()
     """Every field a rule of this route reads: its matches depend on nothing else."""
-
-    def candidates(self, low: Lowered) -> list[DetectionRule]:
-        out = list(self.always) if self.always else []
-        found = 0
-        get, raw_get = low.get, low.fields.get
-        for name, base, table in self.exact:
-            value = get(name)
-            if value is None:  # not lowered yet (inlined Lowered.__missing__ for strings)
-                raw = raw_get(name)
-                if raw.__class__ is str:
-                    value = low[name] = raw.lower()
-                elif raw is not None:
-                    value = low[name]
-            if value.__class__ is str:
-                hit = table.get(value[value.rfind("/") + 1:] if base else value)
-                if hit:
-                    out += hit
-                    found += 1
-            elif value is not None:
-                for item in value:
-                    hit = table.get(item[item.rfind("/") + 1:] if base else item)
-                    if hit:
-                        out += hit
-                        found += 2
-        for name, index in self.substrings:
-            value = get(name)
-            if value is None:
-                raw = raw_get(name)
-                if raw.__class__ is str:
-                    value = low[name] = raw.lower()
-                elif raw is not None:
-                    value = low[name]
-            if value.__class__ is str:
-                for rules in index.hits(value):
-                    out += rules
-                    found += 1
-            elif value is not None:
-                for item in value:
-                    for rules in index.hits(item):
-                        out += rules
-                        found += 2
-        # A rule registered under several keys may be hit more than once.
-        return list(dict.fromkeys(out)) if found > 1 else out
 
 
 def _applies(rule_ls: tuple[str | None, str | None, str | None], ls: LogSource) -> bool:
@@ -322,7 +280,7 @@ class Ruleset:
             tuple(always),
             tuple((n, k == "base", {v: tuple(r) for v, r in t.items()})
                   for (n, k), t in exact.items()),
-            tuple((n, _Substrings(t)) for n, t in subs.items()),
+            tuple((n, Substrings(t)) for n, t in subs.items()),
             not (always or exact or subs),
             tuple(sorted(read)),
         )
