@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict, deque
+from array import array
+from collections import OrderedDict
 from pathlib import Path
 
 from agent.events import Event
 
 PRIVILEGED_GROUPS = frozenset({"root", "sudo", "wheel", "admin", "adm"})
 _FAILURES = frozenset({"ssh_login", "login"})
+MAX_FAILURES_PER_SOURCE = 1000
 
 
 def privileged_users(group_file: Path = Path("/etc/group")) -> frozenset[str]:
@@ -52,7 +54,9 @@ class AuthContext:
         self._max_sources = max_sources
         self._max_users = max_users
         self._per_user = max_sources_per_user
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        # source -> failure times; array('d') is not tracked by the garbage collector, which
+        # matters with tens of thousands of sources
+        self._failures: OrderedDict[str, array[float]] = OrderedDict()
         self._history: OrderedDict[str, list[str]] = OrderedDict()
         self.dirty = False
         if history_file is not None:
@@ -71,19 +75,20 @@ class AuthContext:
         if outcome == "failure":
             times = self._failures.get(source)
             if times is None:
-                times = deque(maxlen=1000)
+                times = array("d")
                 self._failures[source] = times
                 if len(self._failures) > self._max_sources:
                     self._failures.popitem(last=False)
-            self._failures.move_to_end(source)
+            else:
+                self._failures.move_to_end(source)
             times.append(event.timestamp)
+            if len(times) > MAX_FAILURES_PER_SOURCE:
+                del times[: len(times) - MAX_FAILURES_PER_SOURCE]
         elif outcome == "success":
-            times = self._failures.get(source)
+            times = self._failures.pop(source, None)
             if times is not None:
-                while times and times[0] < event.timestamp - self._window:
-                    times.popleft()
-                f["vedette.auth.failures_before"] = len(times)
-                times.clear()
+                since = event.timestamp - self._window
+                f["vedette.auth.failures_before"] = sum(1 for t in times if t >= since)
             else:
                 f["vedette.auth.failures_before"] = 0
             if isinstance(user, str):

@@ -47,7 +47,7 @@ class LogTailCollector:
         host_name: str = "",
         clock: Callable[[], float] = time.time,
         on_idle: Callable[[], None] | None = None,
-        max_read_bytes: int = 64 * 1024,
+        max_read_bytes: int = 16 * 1024,
     ) -> None:
         self.name = name
         self._max_read = max_read_bytes
