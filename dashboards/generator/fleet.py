@@ -127,8 +127,9 @@ def _detection(lay: Layout) -> None:
         "Alerts currently open (opened minus closed since each agent started): attacks whose "
         "correlation window has not closed yet.",
         [target(
-            f'sum(vedette_alert_updates_total{{{SEL}, status="open"}}) - '
-            f'(sum(vedette_alert_updates_total{{{SEL}, status="closed"}}) or vector(0))'
+            f'(sum(vedette_alert_updates_total{{{SEL}, status="open"}}) - '
+            f'(sum(vedette_alert_updates_total{{{SEL}, status="closed"}}) or vector(0)))'
+            " or vector(0)"
         )],
         steps=((1, "orange"), (10, "red")), graph=True, decimals=0,
     ), 6, 8)
