@@ -31,8 +31,9 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import wraps
 from pathlib import Path
-from typing import Literal
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,30 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_key ON records(key) WHERE key != '';
 CREATE INDEX IF NOT EXISTS records_eviction ON records(severity, seq);
 """
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _recovering(
+    method: Callable[Concatenate[Spool, _P], _R],
+) -> Callable[Concatenate[Spool, _P], _R]:
+    """A database found corrupt while running ("database disk image is malformed") is moved
+    aside and replaced by an empty one, then the call is retried once: the agent keeps
+    spooling new alerts instead of failing every emit (what was spooled is counted lost)."""
+
+    @wraps(method)
+    def wrapper(self: Spool, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # locked, closed, I/O: not corruption
+                raise
+            self._recover(exc)
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +134,17 @@ class Spool:
         self._free_bytes = free_bytes or (lambda: shutil.disk_usage(path.parent).free)
         self._clock = clock
         self._lock = threading.Lock()
+        self._unsynced = False
+        self.corrupt = 0  # records lost to corruption since the last reset (shipper counts them)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
         self._records = self._bytes = self._data_version = 0
-        self._recount()
-        self._unsynced = False
-        self.corrupt = 0
+        try:
+            self._recount()  # reads every page of the table: damage shows up here
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:
+                raise
+            self._recover(exc)
 
     # ------------------------------------------------------------------ opening
 
@@ -123,13 +153,27 @@ class Spool:
             return self._connect()
         except sqlite3.DatabaseError as exc:
             # An unreadable spool must not keep the agent down: keep it aside for forensics.
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
-            log.error("spool %s unreadable (%s); moved aside to %s", self.path, exc, aside)
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(f"{self.path}{suffix}")
-                if src.exists():
-                    src.replace(Path(f"{aside}{suffix}"))
+            self._move_aside(exc)
             return self._connect()
+
+    def _move_aside(self, exc: Exception) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
+        log.error("spool %s unreadable (%s); moved aside to %s", self.path, exc, aside)
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.replace(Path(f"{aside}{suffix}"))
+
+    def _recover(self, exc: Exception) -> None:
+        with self._lock:
+            self.corrupt += self._records
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._move_aside(exc)
+            self._db = self._connect()
+            self._recount()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -160,6 +204,7 @@ class Spool:
 
     # ------------------------------------------------------------------ writing
 
+    @_recovering
     def append(self, kind: str, severity: int, body: bytes, key: str = "") -> AppendResult:
         """Store one record; returns once it is committed (durable per the fsync policy).
 
@@ -197,7 +242,10 @@ class Spool:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # no transaction left (e.g. a corrupt file): the original error wins
                 raise
             self._records += 1
             self._bytes += size
@@ -252,6 +300,7 @@ class Spool:
 
     # ------------------------------------------------------------------ reading and acking
 
+    @_recovering
     def read(self, after_seq: int, max_records: int, max_bytes: int) -> list[SpoolRecord]:
         """Records with ``seq > after_seq`` in order, at least one if any, within the limits."""
         out: list[SpoolRecord] = []
@@ -278,6 +327,7 @@ class Spool:
                 self._delete(bad)
         return out
 
+    @_recovering
     def present(self, seqs: Iterable[int]) -> set[int]:
         """Which of ``seqs`` are still spooled (not evicted, superseded or expired since read)."""
         wanted = list(seqs)
@@ -291,6 +341,7 @@ class Spool:
                 ))
         return found
 
+    @_recovering
     def ack(self, seqs: Iterable[int]) -> int:
         """Delete delivered records; returns how many were still present."""
         with self._lock:
@@ -309,6 +360,7 @@ class Spool:
                 removed += 1
         return removed
 
+    @_recovering
     def expire(self) -> list[tuple[str, int]]:
         """Drop records older than the age limit; returns their (kind, severity)."""
         cutoff = self._clock() - self.max_age_seconds
@@ -328,6 +380,7 @@ class Spool:
 
     # ------------------------------------------------------------------ durability and stats
 
+    @_recovering
     def sync(self) -> None:
         """For the ``batch`` policy: checkpoint the WAL, which fsyncs it, then release pages."""
         with self._lock:
@@ -337,6 +390,7 @@ class Spool:
             self._db.execute("PRAGMA incremental_vacuum").fetchall()
             self._unsynced = False
 
+    @_recovering
     def stats(self) -> SpoolStats:
         with self._lock:
             self._sync_foreign()

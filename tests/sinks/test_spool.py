@@ -169,3 +169,20 @@ def test_stops_growing_when_the_file_system_is_nearly_full(tmp_path: Path) -> No
     empty = Spool(tmp_path / "e.db", 64 * MB, 3600, min_free_bytes=5 * MB,
                   free_bytes=lambda: 1 * MB)
     assert empty.append("alert", 5, b"x" * 100).refused  # nothing to evict: refused, counted
+
+
+def test_corruption_found_while_running_starts_a_fresh_spool(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    for i in range(300):
+        spool.append("alert", 3, bytes([97 + i % 26]) * 3000, key=f"k{i}")
+    spool.close()
+    path = tmp_path / "s.db"
+    data = bytearray(path.read_bytes())
+    for page in range(2, len(data) // 4096):  # scribble over every b-tree page header
+        data[page * 4096:page * 4096 + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    spool = _spool(tmp_path)  # the header is intact: the damage shows when the table is read
+    assert spool.read(0, 10, MB) == [] and len(spool) == 0
+    assert list(tmp_path.glob("s.db.corrupt-*"))
+    seq = spool.append("alert", 3, b"after").seq
+    assert [r.body for r in spool.read(0, 10, MB)] == [b"after"] and seq > 0
