@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.detection.keys import typed_values_of
+from agent.detection.keys import typed_values_of, values_of
 from agent.detection.probe import prober
 from agent.detection.rule import DetectionRule
 from agent.detection.ruleset import Route
@@ -32,8 +32,8 @@ class RouteState:
     of unique command lines), so it never costs much more than it saves.
     """
 
-    __slots__ = ("cache", "caching", "candidates", "chars", "hits", "key_of", "misses", "route",
-                 "skipped")
+    __slots__ = ("_values_of", "cache", "caching", "candidates", "chars", "hits", "key_of",
+                 "misses", "route", "skipped")
 
     REVIEW_EVERY = 4096
     PAUSE = 65536
@@ -46,6 +46,7 @@ class RouteState:
         self.cache: dict[Any, list[DetectionRule]] = {}
         self.key_of = typed_values_of(route.fields)
         """Values of the route's fields followed by their types (``True`` is not ``1``)."""
+        self._values_of = values_of(route.fields)
         self.chars = 0
         self.caching = bool(route.fields)
         self.hits = 0
@@ -55,9 +56,16 @@ class RouteState:
     def missed(self, key: Any, fields: dict[str, Any], matched: list[DetectionRule]) -> None:
         """A lookup of ``key`` (``None``: unhashable) missed and evaluated to ``matched``."""
         if key is not None:
-            values = tuple(map(fields.get, self.route.fields))
-            if CACHEABLE.issuperset(map(type, values)):
-                self._remember(key, values, matched)
+            size = 0
+            for value in self._values_of(fields):
+                kind = value.__class__
+                if kind is str:
+                    size += len(value)
+                elif kind not in CACHEABLE:  # containers may hold True where 1 was cached
+                    size = -1
+                    break
+            if 0 <= size <= MATCH_CACHE_CHARS // 256:
+                self._remember(key, size, matched)
         self.misses += 1
         lookups = self.hits + self.misses
         if lookups >= self.REVIEW_EVERY:
@@ -72,10 +80,7 @@ class RouteState:
         self.caching = True
         self.skipped = 0
 
-    def _remember(self, key: Any, values: tuple[Any, ...], matched: list[DetectionRule]) -> None:
-        size = sum(len(v) for v in values if v.__class__ is str)
-        if size > MATCH_CACHE_CHARS // 256:
-            return
+    def _remember(self, key: Any, size: int, matched: list[DetectionRule]) -> None:
         cache = self.cache
         if len(cache) >= MATCH_CACHE_ENTRIES or self.chars + size > MATCH_CACHE_CHARS:
             # Start over rather than evict one by one: popping the oldest key of a dict leaves
