@@ -16,6 +16,7 @@ import re
 import select
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from agent.collectors.auth_context import AuthContext
@@ -66,7 +67,9 @@ class JournalCollector:
             log.warning("cannot save journal cursor: %s", exc)
 
     def run(self, publish: Publish, stop: threading.Event) -> None:
-        argv = journal_argv(self._journalctl, self._load_cursor())
+        saved = self._load_cursor()
+        argv = journal_argv(self._journalctl, saved)
+        started = time.monotonic()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 stdin=subprocess.DEVNULL, close_fds=True)
         assert proc.stdout is not None
@@ -85,7 +88,13 @@ class JournalCollector:
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
-                    raise RuntimeError(f"journalctl exited with status {proc.wait()}")
+                    status = proc.wait()
+                    if saved and cursor is None and time.monotonic() - started < 5:
+                        # a cursor the journal no longer has (vacuumed, other machine id):
+                        # forget it so the restart follows from the end instead of failing
+                        # the same way forever
+                        self._cursor_file.unlink(missing_ok=True)
+                    raise RuntimeError(f"journalctl exited with status {status}")
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 if len(buffer) > MAX_LINE:

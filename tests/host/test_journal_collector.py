@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.collectors.inotify import IN_CREATE, IN_ISDIR, IN_MODIFY, parse_events
@@ -88,3 +89,15 @@ def test_inotify_records() -> None:
     assert [(e.wd, e.name, bool(e.mask & IN_ISDIR)) for e in events] == [
         (1, "passwd", False), (2, ".ssh", True), (3, "", False)]
     assert parse_events(data[:-1]) == events[:2]  # truncated record ignored
+
+
+def test_a_cursor_journalctl_rejects_is_forgotten(tmp_path: Path) -> None:
+    script = tmp_path / "journalctl"
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(1)\n")
+    script.chmod(0o755)
+    cursor = tmp_path / "journal.cursor"
+    cursor.write_text("s=gone;i=1")
+    collector = JournalCollector(str(script), cursor)
+    with pytest.raises(RuntimeError, match="status 1"):  # the daemon restarts the collector
+        collector.run(lambda e: 0, threading.Event())
+    assert not cursor.exists()
