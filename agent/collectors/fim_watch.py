@@ -127,6 +127,10 @@ class FimCollector:
     def start(self) -> list[Event]:
         """Load the baseline and report what changed since it was saved."""
         saved = load_baseline(self._baseline_path)
+        if saved is None and self._baseline_path.exists():
+            log.warning("FIM baseline %s is unreadable: building a new one (changes since the "
+                        "last good baseline are not reported)", self._baseline_path)
+            self._problem(NAME, "bad_baseline")
         self._states = self._scan(saved or {})
         changes = diff(saved, self._states) if saved is not None else []
         self._dirty_baseline = True

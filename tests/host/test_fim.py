@@ -179,3 +179,14 @@ def test_file_replaced_while_hashing_is_counted_not_hashed(tmp_path: Path) -> No
     assert _hash(str(target), stale, lambda s, r: problems.append(r)) is None
     assert problems == ["changed_while_hashing"]
     assert _hash(str(target), state, lambda s, r: problems.append(r)) == state.sha256
+
+
+def test_corrupt_baseline_is_counted_and_rebuilt(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    baseline = tmp_path / "fim.json"
+    baseline.write_text("{not json")
+    metrics = AgentMetrics(CollectorRegistry())
+    assert FimCollector(WatchList.default(root), baseline, metrics).start() == []
+    assert metrics.registry.get_sample_value(
+        "vedette_input_errors_total", {"source": "fim", "reason": "bad_baseline"}) == 1
+    assert load_baseline(baseline) is not None
