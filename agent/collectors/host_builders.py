@@ -131,8 +131,9 @@ def build_web_logs(ctx: CollectorContext) -> list[AnyCollector]:
 
 def build_auditd(ctx: CollectorContext) -> list[AnyCollector]:
     section = ctx.config.auditd
-    if not section.enabled or not section.path.exists():
-        return []
+    configured = "path" in section.model_fields_set
+    if not section.enabled or not (section.path.exists() or configured):
+        return []  # the default path without auditd installed: nothing to follow
     problem = _problem(ctx)
 
     def decoder(path: Path) -> LineDecoder:

@@ -51,6 +51,13 @@ def test_disabled_sections_build_nothing(tmp_path: Path) -> None:
     assert all(BUILDERS[name](ctx) == [] for name in HOST)
 
 
+def test_auditd_default_path_only_when_present(tmp_path: Path) -> None:
+    if not Config.model_validate({}).auditd.path.exists():
+        assert BUILDERS["auditd"](_ctx(tmp_path)) == []
+    configured = _ctx(tmp_path, auditd={"path": str(tmp_path / "later" / "audit.log")})
+    assert [c.name for c in BUILDERS["auditd"](configured)] == ["auditd"]
+
+
 def test_journal_modes(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.log")
     auto = _ctx(tmp_path, auth_logs={"paths": [missing], "journalctl": "/bin/true"})
