@@ -225,3 +225,14 @@ def test_sshd_dash_e_bare_lines(tmp_path: Path) -> None:
     AuthDecoder(SyslogClock(REF), on_problem=lambda s, r: problems.append(r)).feed(
         b"Failed password for nobody from 198.18.0.2 port 43457 ssh2")
     assert problems == ["malformed"]
+
+
+def test_very_long_line_is_cut_and_counted() -> None:
+    problems: list[str] = []
+    dec = AuthDecoder(SyslogClock(REF), on_problem=lambda s, r: problems.append(r))
+    user = "A" * 100_000
+    (event,) = dec.feed(f"Nov 21 10:00:46 h sshd[1]: Invalid user {user} from 198.18.0.1 "
+                        "port 22".encode())
+    assert problems == ["too_long"]
+    assert len(event.get("message")) == 16 * 1024
+    assert "source.ip" not in event.fields  # the trusted tail was cut off: nothing invented
