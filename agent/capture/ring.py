@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterator
 
 from agent.capture.bpf import Instruction, attach
-from agent.netdecode.pcapfile import Frame
+from agent.netdecode.columns import Frame
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5

@@ -1,6 +1,10 @@
 """Packet decoding without scapy: capture-file reader, header decoder, DNS parser."""
 
+from agent.netdecode.columns import Frame, PacketColumns
 from agent.netdecode.layers import Decoded, decode
-from agent.netdecode.pcapfile import CaptureFormatError, CaptureReader, Frame, RawPacket
+from agent.netdecode.pcapfile import CaptureFormatError, CaptureReader, RawPacket
 
-__all__ = ["CaptureFormatError", "CaptureReader", "Decoded", "Frame", "RawPacket", "decode"]
+__all__ = [
+    "CaptureFormatError", "CaptureReader", "Decoded", "Frame", "PacketColumns", "RawPacket",
+    "decode",
+]

@@ -19,6 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
+from agent.netdecode.columns import HEAD_BYTES, Frame, PacketColumns, chain_offsets, gather
+
 MAX_RECORD_BYTES = 256 * 1024
 """A record longer than this is treated as corruption (real snap lengths are ≤ 262144)."""
 
@@ -30,11 +34,6 @@ _PCAP_MAGICS = {
 }
 _PCAPNG_SHB = 0x0A0D0D0A
 _NG_IDB, _NG_EPB, _NG_SPB, _NG_OPB = 1, 6, 3, 2
-
-
-Frame = tuple[float, int, bytes, int]
-"""``(timestamp, linktype, frame bytes, wire length)``: what readers hand the decoder, as a plain
-tuple (a named tuple costs a constructor call per packet)."""
 
 
 class RawPacket(NamedTuple):
@@ -108,6 +107,14 @@ class CaptureReader:
         if batch:
             yield self._done(batch)
 
+    def columns(self, size: int = 8192) -> Iterator[PacketColumns]:
+        """Packets in :class:`PacketColumns` batches of up to ``size`` (the fast path)."""
+        if self.format == "pcap":
+            yield from self._pcap_columns(size)
+            return
+        for batch in self.batches(size):
+            yield PacketColumns.from_frames(batch)
+
     def _done(self, batch: list[Frame]) -> list[Frame]:
         self.packets_read += len(batch)
         self._release()
@@ -165,6 +172,64 @@ class CaptureReader:
                 self.truncated_records += 1
                 break
         if off != end and off + 16 > end:
+            self.truncated_records += 1
+        self.position = end
+
+    def _pcap_columns(self, size: int) -> Iterator[PacketColumns]:
+        """Classic pcap as columns: the record chain is walked in C, headers gathered by numpy.
+
+        Same outcomes as :meth:`_pcap`: a record cut short at the end is counted in
+        :attr:`truncated_records`, an implausible record length raises
+        :class:`CaptureFormatError` after the records before it were handed out.
+        """
+        mm = self._mm
+        order, scale = _PCAP_MAGICS[mm[:4]]
+        if len(mm) < 24:
+            raise CaptureFormatError(self.path, 0, "pcap global header cut short")
+        major, _minor, _zone, _sigfigs, _snaplen, network = struct.unpack_from(
+            order + "HHiIII", mm, 4
+        )
+        if major != 2:
+            raise CaptureFormatError(self.path, 4, f"unsupported pcap version {major}")
+        linktype = network & 0x0FFFFFFF
+        length = struct.Struct(order + "8xI")
+        u32 = np.dtype(order + "u4")
+        end = len(mm)
+        off = 24
+        while off + 16 <= end:
+            starts = np.array(chain_offsets(mm, off, size, length, 16), dtype=np.int64)
+            # Record k spans starts[k]..starts[k+1]; keep the prefix that is whole and sane.
+            records, stops = starts[:-1], starts[1:]
+            bad = (stops > end) | (stops - records - 16 > MAX_RECORD_BYTES)
+            good = int(np.argmax(bad)) if bad.any() else len(records)
+            off = int(starts[good])
+            if good:
+                buf = np.frombuffer(mm, dtype=np.uint8)
+                rows = gather(buf, records[:good], 16 + HEAD_BYTES)
+                del buf  # no buffer export may outlive a yield: close() must work
+                header = rows[:, :16].copy().view(u32).astype(np.int64)
+                self.position = off
+                self.packets_read += good
+                self._release()
+                yield PacketColumns(
+                    buffer=mm,
+                    offsets=records[:good] + 16,
+                    caplen=header[:, 2],
+                    wire=header[:, 3],
+                    timestamps=header[:, 0] + header[:, 1] * scale,
+                    linktypes=np.full(good, linktype, dtype=np.int64),
+                    head=rows[:, 16:],
+                )
+            if good < size:
+                break
+        if off + 16 <= end:
+            incl = length.unpack_from(mm, off)[0]
+            if incl > MAX_RECORD_BYTES:
+                raise CaptureFormatError(
+                    self.path, off, f"record length {incl} exceeds {MAX_RECORD_BYTES} (corrupt)"
+                )
+            self.truncated_records += 1
+        elif off != end:
             self.truncated_records += 1
         self.position = end
 

@@ -51,8 +51,8 @@ def pcap_events(path: Path, config: Config, progress: Progress | None = None) ->
     LAST_PCAP.processor = processor.stats
     LAST_PCAP.truncated_records = 0
     with CaptureReader(path) as reader:
-        for batch in reader.batches(2048):
-            yield from processor.process(batch)
+        for batch in reader.columns(4096):
+            yield from processor.process_columns(batch)
             if progress is not None:
                 progress(reader.position, reader.bytes_total)
         yield from processor.flush()

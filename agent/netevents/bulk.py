@@ -1,0 +1,369 @@
+"""Bulk steps of the packet processor: what can be counted for a whole batch at once.
+
+:class:`~agent.netevents.processor.PacketProcessor` works on :class:`PacketColumns`. The bulk of
+real traffic does nothing but count, so it is counted with numpy instead of one Python step per
+packet, with exactly the state changes the per-packet path would make:
+
+* :func:`classify` — which frames are Ethernet/IPv4/TCP (no options, unfragmented), which of
+  those are ordinary segments (ACK without SYN/RST) and which are SYNs;
+* :func:`seconds` — where the batch crosses into a new second of packet time (the processor
+  rolls its per-second tables there);
+* :func:`count_segments` — ordinary segments added to the per-connection counters in one step
+  per connection;
+* :class:`CountOnly` — a busy group (a SYN flood toward one service; UDP or ICMP from one
+  source to one destination) whose event budget for the second is spent only adds to counters
+  from then on: those packets are counted in one step per group.
+
+Everything else (control packets with events to make, DNS, ARP, ICMP, fragments, other link
+types, malformed frames) goes through the per-packet path in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.netdecode.columns import PacketColumns
+
+if TYPE_CHECKING:
+    from agent.netevents.processor import PacketProcessor
+
+FLOOD_MIN_PACKETS = 32
+"""Packets of one group within one second of one batch before the group is watched."""
+
+_Mask = npt.NDArray[np.bool_]
+
+
+class Kinds(NamedTuple):
+    ordinary: _Mask
+    """Ethernet/IPv4/TCP segments with ACK and without SYN/RST."""
+    syn: _Mask
+    """Ethernet/IPv4/TCP segments with SYN and without ACK."""
+    light: _Mask
+    """Ethernet/IPv4 UDP and ICMP datagrams without options, unfragmented, headers whole."""
+
+
+def classify(cols: PacketColumns) -> Kinds:
+    """The fast-path conditions of :meth:`PacketProcessor._packet`, for the whole batch."""
+    head = cols.head
+    caplen = cols.caplen
+    ipv4 = (
+        (cols.linktypes == 1) & (caplen >= 34)
+        & (head[:, 14] == 0x45) & (head[:, 12] == 8) & (head[:, 13] == 0)
+        & (((head[:, 20] & 0x1F) | head[:, 21]) == 0)
+    )
+    proto = head[:, 23]
+    tcp = ipv4 & (caplen >= 54) & (proto == 6)
+    flags = head[:, 47]
+    total = (head[:, 16].astype(np.int64) << 8) | head[:, 17]
+    light = ipv4 & ((total >= 20) | (total == 0)) & (
+        ((proto == 17) & (caplen >= 42)) | ((proto == 1) & (caplen >= 38)))
+    return Kinds(tcp & ((flags & 0x16) == 0x10), tcp & ((flags & 0x12) == 0x02), light)
+
+
+def groups(
+    columns: npt.NDArray[np.uint32],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Rows with equal values: ``(first index of each group, group of each row, group sizes)``.
+
+    Groups are numbered in order of first appearance. Rows are hashed to 64 bits and sorted
+    once; the hash is then verified against the rows (a collision takes an exact, slower sort).
+    """
+    m = len(columns)
+    wide = columns.astype(np.uint64)
+    h = np.zeros(m, dtype=np.uint64)
+    for k in range(columns.shape[1]):
+        h = (h ^ wide[:, k]) * np.uint64(0x9E3779B97F4A7C15)
+    order = np.argsort(h, kind="stable")
+    ordered = h[order]
+    starts = np.empty(m, dtype=np.bool_)
+    starts[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    sorted_group = np.cumsum(starts) - 1
+    inverse = np.empty(m, dtype=np.intp)
+    inverse[order] = sorted_group
+    first = order[starts]
+    if not (columns == columns[first][inverse]).all():
+        _, first, inverse = np.unique(columns, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+    # Renumber by first appearance.
+    rank = np.argsort(first, kind="stable")
+    renumber = np.empty(len(first), dtype=np.intp)
+    renumber[rank] = np.arange(len(first))
+    inverse = renumber[inverse]
+    return first[rank], inverse, np.bincount(inverse, minlength=len(first))
+
+
+def seconds(
+    timestamps: npt.NDArray[np.float64], next_second: float
+) -> Iterator[tuple[int, int, bool]]:
+    """``(start, stop, rolls)`` ranges of the batch; ``rolls`` when ``start`` opens a new second.
+
+    The per-packet rule is: a packet whose time is at or past ``next_second`` rolls, and the
+    next second then starts at ``int(ts) + 1``. For non-negative times ``next_second`` before
+    packet ``i`` is therefore the running maximum of ``floor(ts) + 1`` over earlier packets.
+    """
+    n = len(timestamps)
+    if (timestamps < 0).any():
+        points = _roll_points_sequential(timestamps.tolist(), next_second)
+    else:
+        following = np.empty(n, dtype=np.float64)
+        following[0] = next_second
+        following[1:] = np.floor(timestamps[:-1]) + 1.0
+        points = np.flatnonzero(timestamps >= np.fmax.accumulate(following)).tolist()
+    if not points or points[0] != 0:
+        points.insert(0, 0)
+        first_rolls = False
+    else:
+        first_rolls = True
+    points.append(n)
+    for k in range(len(points) - 1):
+        yield points[k], points[k + 1], first_rolls or k > 0
+
+
+def _roll_points_sequential(timestamps: list[float], next_second: float) -> list[int]:
+    points = []
+    for i, ts in enumerate(timestamps):
+        if ts >= next_second:
+            points.append(i)
+            next_second = int(ts) + 1
+    return points
+
+
+def count_segments(
+    segments: dict[bytes, list[int]], cols: PacketColumns, idx: npt.NDArray[np.intp],
+    max_keys: int,
+) -> bool:
+    """Add the ordinary segments ``idx`` to the per-connection counters, in first-seen order.
+
+    Returns ``False`` without changing anything when the table cannot take every new
+    connection: the caller then processes those packets one by one, like the per-packet path.
+    """
+    keys = np.ascontiguousarray(cols.head[idx, 26:38])
+    first, inverse, packets = groups(keys.view(">u4"))
+    names: list[bytes] = keys[first].view("V12").ravel().tolist()
+    known = sum(map(segments.__contains__, names))
+    if len(segments) + len(names) - known > max_keys:
+        return False
+    nbytes = np.bincount(inverse, weights=cols.wire[idx], minlength=len(first))
+    for name, count, size in zip(
+        names, packets.tolist(), nbytes.astype(np.int64).tolist(), strict=True
+    ):
+        seg = segments.get(name)
+        if seg is None:
+            segments[name] = [count, size]
+        else:
+            seg[0] += count
+            seg[1] += size
+    return True
+
+
+# What a group of count-only packets is, and so what it counts.
+SYN_FLOOD, UDP, DNS_FROM_CLIENT, DNS_TO_CLIENT, ICMP, ICMP_PROBE, ICMP_ERROR = range(7)
+
+
+class _Group:
+    """Packets of one batch range that share every key their effects touch."""
+
+    __slots__ = (
+        "dst",
+        "flow",
+        "kind",
+        "late",
+        "members",
+        "port",
+        "proto",
+        "sources",
+        "src",
+        "taken",
+    )
+
+    def __init__(self, kind: int, members: npt.NDArray[np.intp], src: bytes, dst: bytes,
+                 proto: int, port: int) -> None:
+        self.kind = kind
+        self.members = members
+        self.src = src
+        self.dst = dst
+        self.proto = proto
+        self.port = port
+        """Destination port (SYN floods), ``-type - 1`` (ICMP budget key) or 0."""
+        self.flow: list[Any] | None = None
+        self.taken: npt.NDArray[np.intp] | None = None
+        self.sources: list[bytes] = []
+        self.late = 0
+
+
+class CountOnly:
+    """Packets of a batch range whose per-packet work has become counting only.
+
+    Busy groups of the range are *watched*: SYNs toward one service (address, port); UDP
+    datagrams and ICMP messages of one source → destination (and, for DNS, one client side;
+    for ICMP, one type). After each watched packet the processor calls :meth:`check`. Once the
+    group's event budget for the second is spent and its flow and aggregate exist (or cannot
+    exist: a SYN flood's new-flow budget is spent too), every later packet of the group would
+    only add to counters — those are marked in :attr:`skip` and added up by :meth:`apply`. What
+    depends on packet order stays per packet: :meth:`skipped` records whether the global event
+    budget was spent at the packet's turn and sets its flow's last-seen time.
+    """
+
+    def __init__(
+        self, proc: PacketProcessor, cols: PacketColumns, kinds: Kinds | None, start: int,
+        stop: int, timestamps: list[float],
+    ) -> None:
+        self.proc = proc
+        self.cols = cols
+        self.start = start
+        self.timestamps = timestamps
+        self.skip = bytearray(stop - start)
+        self.watch = bytearray(stop - start)
+        self._group_of: dict[int, _Group] = {}
+        self._groups: list[_Group] = []
+        if kinds is None:
+            return
+        syn = np.flatnonzero(kinds.syn[start:stop])
+        if len(syn) >= FLOOD_MIN_PACKETS:
+            head = cols.head[syn + start]
+            service = np.empty((len(syn), 2), dtype=np.uint32)
+            service[:, 0] = np.ascontiguousarray(head[:, 30:34]).view(">u4").ravel()
+            service[:, 1] = (head[:, 36].astype(np.uint32) << 8) | head[:, 37]
+            self._watch(SYN_FLOOD, syn, service, 6)
+        light = np.flatnonzero(kinds.light[start:stop])
+        if len(light) >= FLOOD_MIN_PACKETS:
+            head = cols.head[light + start]
+            key = np.empty((len(light), 4), dtype=np.uint32)
+            key[:, 0:2] = np.ascontiguousarray(head[:, 26:34]).view(">u4")
+            proto = head[:, 23]
+            key[:, 2] = proto
+            ports = np.asarray(sorted(proc._dns_ports), dtype=np.int64)
+            sport = (head[:, 34].astype(np.int64) << 8) | head[:, 35]
+            dport = (head[:, 36].astype(np.int64) << 8) | head[:, 37]
+            udp_kind = np.where(np.isin(sport, ports), DNS_TO_CLIENT,
+                                np.where(np.isin(dport, ports), DNS_FROM_CLIENT, UDP))
+            icmp_type = head[:, 34]
+            icmp_kind = np.where(np.isin(icmp_type, (8, 13, 17)), ICMP_PROBE,
+                                 np.where(icmp_type == 3, ICMP_ERROR, ICMP))
+            key[:, 3] = np.where(proto == 17, udp_kind, (icmp_kind << 8) | icmp_type)
+            self._watch(-1, light, key, 0)
+
+    def _watch(
+        self, kind: int, rows: npt.NDArray[np.intp], key: npt.NDArray[np.uint32], proto: int
+    ) -> None:
+        first, inverse, counts = groups(key)
+        busy = np.flatnonzero(counts >= FLOOD_MIN_PACKETS)
+        if not len(busy):
+            return
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(counts)))
+        watch = np.frombuffer(self.watch, dtype=np.uint8)
+        for g in busy.tolist():
+            members = rows[order[bounds[g]:bounds[g + 1]]]
+            values = key[first[g]].tolist()
+            if kind == SYN_FLOOD:
+                group = _Group(kind, members, b"", values[0].to_bytes(4, "big"), proto,
+                               values[1])
+            else:
+                sub, icmp_type = values[3] >> 8, values[3] & 0xFF
+                group = _Group(values[3] if values[2] == 17 else sub,
+                               members, values[0].to_bytes(4, "big"),
+                               values[1].to_bytes(4, "big"), values[2], -icmp_type - 1)
+            self._groups.append(group)
+            self._group_of.update(zip(members.tolist(), repeat(group)))
+            watch[members] = 1
+
+    def skipped(self, i: int, over_global: bool) -> None:
+        """Skipped packet ``i`` has its turn: the order-dependent part of its work."""
+        group = self._group_of[i - self.start]
+        group.late += over_global
+        if group.flow is not None:
+            group.flow[3] = self.timestamps[i]
+
+    def check(self, i: int) -> None:
+        """After watched packet ``i``: skip the rest of its group once only counting is left."""
+        rel = i - self.start
+        group = self._group_of[rel]
+        if not self._saturated(group):
+            return
+        np.frombuffer(self.watch, dtype=np.uint8)[group.members] = 0
+        later = group.members[group.members > rel]
+        if group.kind == SYN_FLOOD:
+            later = self._without_flows(group, later)
+        if len(later):
+            np.frombuffer(self.skip, dtype=np.uint8)[later] = 1
+            group.taken = later
+
+    def _saturated(self, group: _Group) -> bool:
+        """Whether the group's packets only count from now on (keeps its flow for later)."""
+        p = self.proc
+        if group.kind == SYN_FLOOD:
+            return (p._dst_count.get((group.dst, group.port), 0) >= p._max_dst
+                    and p._flow_starts.get(group.dst, 0) >= p._max_flow_starts)
+        flow = p._flows.get((group.src, group.dst, group.proto))
+        if flow is None:
+            return False
+        if p._agg.get((group.dst, 0, group.proto)) is None and len(p._agg) < p._max_keys:
+            return False
+        if group.kind in (DNS_FROM_CLIENT, DNS_TO_CLIENT):
+            client = group.dst if group.kind == DNS_TO_CLIENT else group.src
+            if p._aux_count.get(b"dns" + client, 0) < p.settings.max_dns_events_per_client:
+                return False
+        elif group.kind in (ICMP_PROBE, ICMP_ERROR) and (
+                p._dst_count.get((group.dst, group.port), 0) < p._max_dst
+                and p._src_count.get(group.src, 0) < p._max_src):
+            return False
+        group.flow = flow
+        return True
+
+    def _without_flows(self, group: _Group, later: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        """SYNs from sources that have a flow still update it packet by packet."""
+        sources: list[bytes] = (
+            np.ascontiguousarray(self.cols.head[later + self.start, 26:30]).view("V4").ravel()
+            .tolist()
+        )
+        has_flow = np.fromiter(
+            map(self.proc._flows.__contains__, zip(sources, repeat(group.dst), repeat(6))),
+            dtype=np.bool_, count=len(sources),
+        )
+        if has_flow.any():
+            sources = [s for s, flowing in zip(sources, has_flow.tolist(), strict=True)
+                       if not flowing]
+            later = later[~has_flow]
+        group.sources = sources
+        return later
+
+    def apply(self) -> None:
+        """Add the skipped packets to the counters the per-packet path would have changed."""
+        proc, stats = self.proc, self.proc.stats
+        for group in self._groups:
+            if group.taken is None:
+                continue
+            n = len(group.taken)
+            nbytes = int(self.cols.wire[group.taken + self.start].sum())
+            kind = group.kind
+            if kind == SYN_FLOOD:
+                stats.table_overflows["flows_per_destination"] += n
+                stats.add_traffic("tcp", "unknown", n, nbytes)
+                entry = proc._agg.get((group.dst, group.port, 6))
+            else:
+                assert group.flow is not None
+                group.flow[0] += n
+                group.flow[1] += nbytes
+                entry = proc._agg.get((group.dst, 0, group.proto))
+            if kind not in (UDP, ICMP):
+                stats.suppressed += n
+                stats.over_global_budget += group.late
+            if entry is None:
+                continue
+            entry[0] += n
+            entry[1] += nbytes
+            if kind == SYN_FLOOD:
+                entry[2] += n
+                bitmap = entry[6] or proc._bitmap(entry)
+                slots = np.fromiter(map(hash, group.sources), dtype=np.int64, count=n) & 4095
+                np.frombuffer(bitmap, dtype=np.uint8)[slots] = 1
+            elif kind == ICMP_PROBE:
+                entry[5] += n
+            # UDP and ICMP probes set their one source's bitmap slot on the packets before.
