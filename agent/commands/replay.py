@@ -17,21 +17,27 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from prometheus_client import CollectorRegistry
+
 from agent.alerts import Alert, to_ecs
 from agent.config import Config, load_config
 from agent.detection.engine import Engine, EngineOptions
 from agent.detection.fixtures import horizon
 from agent.detection.loader import load_rules
-from agent.errors import ConfigErrors
+from agent.errors import ConfigErrors, SinkError
 from agent.events import format_timestamp
 from agent.identity import detect_identity
 from agent.logs import safe
+from agent.metrics import AgentMetrics
 from agent.netdecode.pcapfile import CaptureFormatError
 from agent.netevents.pcap_input import LAST_PCAP
 from agent.replay import INPUTS, run
+from agent.sinks.elasticsearch import ship_alerts
+from agent.sinks.factory import BUILDERS
 
 EXIT_INPUT = 1
 EXIT_USAGE = 2
+EXIT_UNSHIPPED = 3  # --ship timed out with alerts still spooled (the next backfill sends them)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,6 +55,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="YAML config (network settings, threat-intel files, rule paths)")
     parser.add_argument("--json", action="store_true",
                         help="one ECS alert document per line on stdout (final state)")
+    parser.add_argument("--ship", action="store_true",
+                        help="also deliver the alerts through the configured sinks (JSON lines, "
+                             "Elasticsearch via its spool); exit once all are acknowledged")
+    parser.add_argument("--ship-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="with --ship: how long to wait for Elasticsearch (default 300)")
     parser.set_defaults(func=replay_command)
 
 
@@ -74,7 +85,8 @@ class _ProgressBar:
 
 def replay_command(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config) if args.config else Config()
+        # --ship needs the configured sinks, so it reads /etc/vedette/vedette.yaml by default
+        config = load_config(args.config) if args.config or args.ship else Config()
     except ConfigErrors as exc:
         for err in exc.errors:
             print(err.location_text(), file=sys.stderr)
@@ -105,6 +117,10 @@ def replay_command(args: argparse.Namespace) -> int:
         bar.close()
     elapsed = time.monotonic() - started
     alerts = list(result.alerts.values())
+    if args.ship:
+        shipped = ship(config, alerts, args.ship_timeout)
+        if shipped != 0:
+            return shipped
     if args.json:
         identity = detect_identity(config.agent.resolved_state_dir(), config.agent.name,
                                    config.agent.labels)
@@ -138,3 +154,35 @@ def _summary(args: argparse.Namespace, alerts: list[Alert], events: int, elapsed
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(f"{len(alerts)} alert(s)")
+
+
+def ship(config: Config, alerts: list[Alert], timeout: float) -> int:
+    """Backfill: every configured sink gets the final state of each alert; Elasticsearch goes
+    through its own spool (``replay.db``) with the daemon's delivery guarantees."""
+    identity = detect_identity(config.agent.resolved_state_dir(), config.agent.name,
+                               config.agent.labels)
+    metrics = AgentMetrics(CollectorRegistry())
+    for name, builder in BUILDERS.items():
+        if name == "elasticsearch":
+            continue
+        sink = builder(config, identity, metrics)
+        if sink is None:
+            continue
+        for alert in alerts:
+            sink.emit(alert)
+        sink.close()
+        print(f"shipped {len(alerts)} alert(s) to {sink.name}", file=sys.stderr)
+    if not config.elasticsearch.hosts:
+        return 0
+    try:
+        report = ship_alerts(config, identity, metrics, alerts, timeout)
+    except (ConfigErrors, SinkError) as exc:
+        print(f"vedette replay --ship: {safe(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"elasticsearch: {report.delivered} delivered, {report.duplicates} already there, "
+        f"{report.dead_lettered} dead-lettered, {report.still_spooled} still spooled "
+        f"({report.elapsed_seconds:.1f} s)",
+        file=sys.stderr,
+    )
+    return 0 if report.complete else EXIT_UNSHIPPED
