@@ -177,6 +177,8 @@ class Pipeline:
             if alerts:
                 self.router.dispatch(alerts)
         self._processed.inc(len(batch))
+        if self.router.ships_events:
+            self.router.ship_events(batch)
 
     def _advance(self, now: float) -> None:
         try:

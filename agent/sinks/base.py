@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from agent.alerts import Alert
+from agent.events import Event
 
 
 @runtime_checkable
@@ -27,3 +28,15 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush and release resources; called once at shutdown or when config changes."""
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """A sink that can also take raw events (Elasticsearch's optional event shipping)."""
+
+    @property
+    def wants_events(self) -> bool:
+        """False when configured not to ship events: the router then never offers any."""
+
+    def emit_event(self, event: Event) -> bool:
+        """Keep or skip one event (the sink applies its own sampling); never blocks long."""

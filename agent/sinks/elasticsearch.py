@@ -121,6 +121,10 @@ class ElasticsearchSink:
         self._account(self.spool.append("alert", alert_severity(alert), body, key=alert.id))
         self.shipper.wake()
 
+    @property
+    def wants_events(self) -> bool:
+        return self.section.ship_events
+
     def emit_event(self, event: Event) -> bool:
         """Spool one raw event if ``ship_events`` and the sampling/dataset filter keep it."""
         section = self.section

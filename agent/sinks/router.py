@@ -8,8 +8,9 @@ from collections import deque
 from collections.abc import Iterable
 
 from agent.alerts import Alert, Status
+from agent.events import Event
 from agent.metrics import AgentMetrics
-from agent.sinks.base import Sink
+from agent.sinks.base import EventSink, Sink
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,32 @@ class AlertRouter:
         self._metrics = metrics
         self._retry_buffer = retry_buffer
         self._pending: dict[str, deque[Alert]] = {s.name: deque() for s in self._sinks}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._event_sinks = [
+            s for s in self._sinks if isinstance(s, EventSink) and s.wants_events
+        ]
+        for sink in self._sinks:
+            # A sink that raises alerts about itself (spool overflow, refused credentials)
+            # gets them delivered to every sink, itself included.
+            if hasattr(sink, "on_alert") and sink.on_alert is None:
+                sink.on_alert = self._internal_alert
+
+    def _internal_alert(self, alert: Alert) -> None:
+        self.dispatch([alert])
+
+    @property
+    def ships_events(self) -> bool:
+        return bool(self._event_sinks)
+
+    def ship_events(self, events: list[Event]) -> None:
+        """Offer raw events to the sinks that take them; a failure is counted, never raised."""
+        for sink in self._event_sinks:
+            try:
+                for event in events:
+                    sink.emit_event(event)
+            except Exception as exc:
+                self._metrics.sink_failures.labels(sink.name).inc()
+                log.error("raw event shipping failed", extra={"sink": sink.name, "error": str(exc)})
 
     @property
     def sinks(self) -> list[Sink]:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from agent.events import format_timestamp
-from agent.sinks.es_docs import alerts_stream, latest_index
+from agent.sinks.es_docs import alerts_stream, events_stream, latest_index
 from tests.conftest import REPO, AgentProcess
 from tests.es_server import FakeElasticsearch
 
@@ -79,4 +79,32 @@ def test_daemon_ships_alerts_and_stops_promptly(
     agent.start()
     agent.wait_for(lambda: len(server.cluster.docs(latest_index("default"))) == 2,
                    timeout=30, what="the spooled alert after restart")
+    assert agent.stop() == 0
+
+
+def test_daemon_ships_raw_events_when_asked(
+    agent_factory: Callable[..., AgentProcess], server: FakeElasticsearch, tmp_path: Path
+) -> None:
+    """`elasticsearch.ship_events`: the pipeline offers every event, the sink keeps the chosen
+    datasets; with it off (the default) nothing reaches the events stream."""
+    feed = tmp_path / "fake-host.jsonl"
+    feed.touch()
+    agent = agent_factory({
+        "inputs": {"event_files": [str(feed)], "event_files_interval_seconds": 0.2},
+        "host_metrics": {"enabled": False},
+        "detection": {"late_allowance_seconds": 120},
+        "elasticsearch": {"hosts": [server.url], "batch_max_age_seconds": 0.1,
+                          "ship_events": True, "events_datasets": ["vedette.host_metrics"]},
+    }).start()
+    _feed_busy_cpu(feed, "raw-events-host")
+    with feed.open("a") as out:  # another dataset: filtered out by events_datasets
+        out.write(json.dumps({"@timestamp": format_timestamp(time.time()),
+                              "logsource": {"product": "vedette", "category": "host_metrics"},
+                              "event.dataset": "other.dataset", "host.name": "x"}) + "\n")
+    agent.wait_for(lambda: len(server.cluster.docs(events_stream("default"))) >= 8,
+                   timeout=30, what="raw events in Elasticsearch")
+    time.sleep(1)
+    docs = [d.source for d in server.cluster.docs(events_stream("default"))]
+    assert len(docs) == 8
+    assert {d["vedette"]["dataset"] for d in docs} == {"vedette.host_metrics"}
     assert agent.stop() == 0
