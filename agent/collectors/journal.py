@@ -70,8 +70,10 @@ class JournalCollector:
         saved = self._load_cursor()
         argv = journal_argv(self._journalctl, saved)
         started = time.monotonic()
+        # Own session: a Ctrl-C at the terminal stops the agent, which then ends journalctl
+        # itself, instead of the signal killing journalctl first and looking like a failure.
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL, close_fds=True)
+                                stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         buffer = b""
