@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from agent.commands.common import print_config_errors
 from agent.config import Config, effective, load_config
 from agent.errors import ConfigErrors
 
@@ -37,8 +38,7 @@ def check_command(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigErrors as exc:
-        for err in exc.errors:
-            print(err.location_text(), file=sys.stderr)
+        print_config_errors(exc)
         print(f"{len(exc.errors)} error(s)", file=sys.stderr)
         return EXIT_INVALID
     source = (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from elasticsearch import ApiError, TransportError
 
+from agent.commands.common import print_config_errors
 from agent.config import Config, load_config
 from agent.errors import ConfigErrors
 from agent.sinks.elasticsearch import spool_dir
@@ -46,8 +47,7 @@ def _config(args: argparse.Namespace) -> Config | None:
     try:
         config = load_config(args.config)
     except ConfigErrors as exc:
-        for err in exc.errors:
-            print(err.location_text(), file=sys.stderr)
+        print_config_errors(exc)
         return None
     if not config.elasticsearch.hosts:
         print("elasticsearch.hosts is empty: the Elasticsearch sink is off", file=sys.stderr)
@@ -63,8 +63,7 @@ def setup_command(args: argparse.Namespace) -> int:
     try:
         client = build_client(section)
     except ConfigErrors as exc:
-        for err in exc.errors:
-            print(err.location_text(), file=sys.stderr)
+        print_config_errors(exc)
         return EXIT_CONFIG
     try:
         report = install(client, json_headers(section), section.ilm_delete_after_days)
@@ -111,8 +110,7 @@ def status_command(args: argparse.Namespace) -> int:
     try:
         client = build_client(section)
     except ConfigErrors as exc:
-        for err in exc.errors:
-            print(err.location_text(), file=sys.stderr)
+        print_config_errors(exc)
         return EXIT_CONFIG
     try:
         info = client.perform_request("GET", "/", headers=json_headers(section)).body

@@ -20,6 +20,7 @@ from typing import TextIO
 from prometheus_client import CollectorRegistry
 
 from agent.alerts import Alert, to_ecs
+from agent.commands.common import print_config_errors
 from agent.config import Config, load_config
 from agent.detection.engine import Engine, EngineOptions
 from agent.detection.fixtures import horizon
@@ -88,8 +89,7 @@ def replay_command(args: argparse.Namespace) -> int:
         # --ship needs the configured sinks, so it reads /etc/vedette/vedette.yaml by default
         config = load_config(args.config) if args.config or args.ship else Config()
     except ConfigErrors as exc:
-        for err in exc.errors:
-            print(err.location_text(), file=sys.stderr)
+        print_config_errors(exc)
         return EXIT_USAGE
     paths = list(args.rules) if args.rules else config.detection.resolved_rule_paths()
     extra = [] if args.rules else list(config.detection.extra_rule_paths)

@@ -7,10 +7,10 @@ the rules shipped with Vedette) plus ``detection.extra_rule_paths`` (third-party
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.commands.common import print_config_errors
 from agent.config import load_config
 from agent.detection.fixtures import TestReport, junit_xml, run_tests
 from agent.detection.lint import lint
@@ -66,8 +66,7 @@ def _load(args: argparse.Namespace) -> LoadReport | None:
     try:
         config = load_config(args.config)
     except ConfigErrors as exc:
-        for err in exc.errors:
-            print(err.location_text(), file=sys.stderr)
+        print_config_errors(exc)
         return None
     return load_rules(config.detection.resolved_rule_paths(),
                       config.detection.extra_rule_paths)
