@@ -147,8 +147,8 @@ class PacketCaptureCollector:
                         next_scan = 0.0
                 events: list[Event] = []
                 for ring in list(self.rings.values()):
-                    for batch in ring.ready_batches(max_blocks=8):
-                        events.extend(self.processor.process(batch, ring.interface))
+                    for batch in ring.ready_columns(max_blocks=8):
+                        events.extend(self.processor.process_columns(batch, ring.interface))
                         if len(events) >= 4096:
                             publish(events)
                             events = []

@@ -1,9 +1,9 @@
 """An AF_PACKET socket with a TPACKET_V3 memory-mapped receive ring, bound to one interface.
 
 The kernel fills fixed-size blocks with packets and hands a block over when it is full or when
-``block_timeout_ms`` has passed (so a lone probe is seen within that time). Python reads each
-block in place (``struct.unpack_from`` on the mmap) and gives it back by clearing its status
-word — no system call per packet, and one ``poll`` per block at most.
+``block_timeout_ms`` has passed (so a lone probe is seen within that time). Python copies the
+used part of each block, gives it back by clearing its status word — no system call per packet,
+and one ``poll`` per block at most — and reads the copy as :class:`PacketColumns`.
 
 Layouts (linux/if_packet.h):
 
@@ -20,8 +20,10 @@ import socket
 import struct
 from collections.abc import Iterator
 
+import numpy as np
+
 from agent.capture.bpf import Instruction, attach
-from agent.netdecode.columns import Frame
+from agent.netdecode.columns import HEAD_BYTES, PacketColumns, chain_offsets, gather
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5
@@ -33,8 +35,10 @@ TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 FRAME_SIZE = 2048
 
-_BLOCK_HDR = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt (at +8)
-_PKT_HDR = struct.Struct("=IIIIIIHH")
+_BLOCK_HDR = struct.Struct("=IIII")  # block_status, num_pkts, offset_to_first_pkt, blk_len (+8)
+_NEXT_OFFSET = struct.Struct("=I")
+_PKT_HDR = np.dtype([("next", "=u4"), ("sec", "=u4"), ("nsec", "=u4"), ("snaplen", "=u4"),
+                     ("len", "=u4"), ("status", "=u4"), ("mac", "=u2"), ("net", "=u2")])
 _STATS_V3 = struct.Struct("=III")  # tp_packets, tp_drops, tp_freeze_q_cnt
 
 
@@ -83,31 +87,26 @@ class Ring:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def ready_batches(self, max_blocks: int | None = None) -> Iterator[list[Frame]]:
-        """Packets of every block the kernel has handed over, one list per block."""
+    def ready_columns(self, max_blocks: int | None = None) -> Iterator[PacketColumns]:
+        """Packets of every block the kernel has handed over, one :class:`PacketColumns` each.
+
+        The used part of the block is copied (one ``memcpy``) and the block handed back to the
+        kernel at once; the packet chain is then walked and the headers gathered in bulk.
+        """
         mm = self.map
         size = self.block_bytes
-        unpack_block = _BLOCK_HDR.unpack_from
-        unpack_pkt = _PKT_HDR.unpack_from
-        linktype = self.linktype
         budget = self.blocks if max_blocks is None else max_blocks
         while budget > 0:
             base = self._next * size
-            status, count, first = unpack_block(mm, base + 8)
+            status, count, first, used = _BLOCK_HDR.unpack_from(mm, base + 8)
             if not status & TP_STATUS_USER:
                 return
-            batch: list[Frame] = []
-            append = batch.append
-            off = base + first
-            for _ in range(count):
-                nxt, sec, nsec, snap, wire, _st, mac, _net = unpack_pkt(mm, off)
-                start = off + mac
-                append((sec + nsec * 1e-9, linktype, mm[start:start + snap], wire))
-                off += nxt
+            block = mm[base:base + min(max(used, first), size)]
             struct.pack_into("=I", mm, base + 8, TP_STATUS_KERNEL)
             self._next = (self._next + 1) % self.blocks
             budget -= 1
-            yield batch
+            if count:
+                yield block_columns(block, first, count, self.linktype)
 
     def statistics(self) -> tuple[int, int, int]:
         """(packets, drops, freeze-queue count) since the previous call (the kernel resets)."""
@@ -121,3 +120,27 @@ class Ring:
         except (BufferError, ValueError):
             pass
         self.sock.close()
+
+
+def block_columns(block: bytes, first: int, count: int, linktype: int) -> PacketColumns:
+    """The ``count`` packets of one TPACKET_V3 block (a copy of its used bytes) as columns.
+
+    A chain or a frame that points past the copied block (a kernel/user-space mismatch, never
+    seen in practice) is cut where it leaves the block rather than read out of bounds.
+    """
+    offsets = chain_offsets(block, first, count - 1, _NEXT_OFFSET, 0)
+    starts = np.array(offsets, dtype=np.int64)
+    starts = starts[starts + _PKT_HDR.itemsize <= len(block)]
+    buf = np.frombuffer(block, dtype=np.uint8)
+    headers = gather(buf, starts, _PKT_HDR.itemsize).view(_PKT_HDR).ravel()
+    frames = starts + headers["mac"]
+    caplen = np.minimum(headers["snaplen"].astype(np.int64), np.maximum(len(block) - frames, 0))
+    return PacketColumns(
+        buffer=block,
+        offsets=frames,
+        caplen=caplen,
+        wire=headers["len"].astype(np.int64),
+        timestamps=headers["sec"] + headers["nsec"] * 1e-9,
+        linktypes=np.full(len(starts), linktype, dtype=np.int64),
+        head=gather(buf, frames, HEAD_BYTES),
+    )

@@ -14,12 +14,12 @@ record's length and appends the next record's offset to the same list.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice, repeat
 from operator import add, itemgetter
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,8 +28,8 @@ HEAD_BYTES = 48
 """Leading bytes of each frame copied into :attr:`PacketColumns.head` (Ethernet 14 + IPv4 20 +
 the TCP header up to and including the flag byte)."""
 
-Buffer = bytes | bytearray | memoryview | Any
-"""Anything ``numpy.frombuffer`` and slicing accept (``bytes``, ``mmap.mmap``)."""
+Buffer = bytes | mmap.mmap
+"""Where the frames are: slicing either gives ``bytes``."""
 
 IntArray = npt.NDArray[np.int64]
 

@@ -206,8 +206,9 @@ class CountOnly:
     group's event budget for the second is spent and its flow and aggregate exist (or cannot
     exist: a SYN flood's new-flow budget is spent too), every later packet of the group would
     only add to counters — those are marked in :attr:`skip` and added up by :meth:`apply`. What
-    depends on packet order stays per packet: :meth:`skipped` records whether the global event
-    budget was spent at the packet's turn and sets its flow's last-seen time.
+    depends on packet order stays per packet: at a skipped packet's turn the processor records
+    whether the global event budget was spent (:meth:`late`) and sets its flow's last-seen time
+    (:meth:`touch`, for packets marked 2 in :attr:`skip`).
     """
 
     def __init__(
@@ -274,12 +275,15 @@ class CountOnly:
             self._group_of.update(zip(members.tolist(), repeat(group)))
             watch[members] = 1
 
-    def skipped(self, i: int, over_global: bool) -> None:
-        """Skipped packet ``i`` has its turn: the order-dependent part of its work."""
-        group = self._group_of[i - self.start]
-        group.late += over_global
-        if group.flow is not None:
-            group.flow[3] = self.timestamps[i]
+    def touch(self, i: int) -> None:
+        """Skipped packet ``i`` (marked 2) has its turn: its flow's last-seen time."""
+        flow = self._group_of[i - self.start].flow
+        assert flow is not None
+        flow[3] = self.timestamps[i]
+
+    def late(self, i: int) -> None:
+        """Skipped packet ``i`` has its turn after the global event budget was spent."""
+        self._group_of[i - self.start].late += 1
 
     def check(self, i: int) -> None:
         """After watched packet ``i``: skip the rest of its group once only counting is left."""
@@ -292,7 +296,7 @@ class CountOnly:
         if group.kind == SYN_FLOOD:
             later = self._without_flows(group, later)
         if len(later):
-            np.frombuffer(self.skip, dtype=np.uint8)[later] = 1
+            np.frombuffer(self.skip, dtype=np.uint8)[later] = 1 if group.flow is None else 2
             group.taken = later
 
     def _saturated(self, group: _Group) -> bool:

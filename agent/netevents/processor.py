@@ -104,10 +104,10 @@ class PacketProcessor:
         """Decode a columnar batch; returns the events it produced (in packet-time order).
 
         Ordinary segments of established TCP connections (Ethernet/IPv4, no SYN/RST) are counted
-        per connection in bulk; the saturated part of a SYN flood (its destination's event and
-        flow budgets spent) is counted in bulk too; every other packet takes :meth:`_packet`
-        in order. ``bulk=False`` sends every packet through :meth:`_packet`: the reference the
-        tests hold the bulk path equal to.
+        per connection in bulk; so are busy groups whose event budget for the second is spent
+        (:class:`~agent.netevents.bulk.CountOnly`: SYN floods, UDP, DNS and ICMP floods); every
+        other packet takes :meth:`_packet` in order. ``bulk=False`` sends every packet through
+        :meth:`_packet`: the reference the tests hold the bulk path equal to.
         """
         out: list[Event] = []
         n = len(cols)
@@ -118,22 +118,29 @@ class PacketProcessor:
         ts = cols.timestamps.tolist()
         wire = cols.wire.tolist()
         links = cols.linktypes.tolist()
+        starts = cols.offsets.tolist()
+        stops = (cols.offsets + cols.caplen).tolist()
+        buffer = cols.buffer
         kinds = bulk_ops.classify(cols) if bulk else None
-        for start, stop, rolls in bulk_ops.seconds(cols.timestamps, self._next_second):
+        for first, last, rolls in bulk_ops.seconds(cols.timestamps, self._next_second):
             if rolls:
-                out.extend(self._roll(ts[start]))
+                out.extend(self._roll(ts[first]))
             if kinds is None:
-                order: Iterable[int] = range(start, stop)
+                order: Iterable[int] = range(first, last)
             else:
-                order = self._bulk_segments(cols, kinds, start, stop)
-            counting = bulk_ops.CountOnly(self, cols, kinds, start, stop, ts)
+                order = self._bulk_segments(cols, kinds, first, last)
+            counting = bulk_ops.CountOnly(self, cols, kinds, first, last, ts)
             skip, watch = counting.skip, counting.watch
             for i in order:
-                if skip[i - start]:
-                    counting.skipped(i, self._emitted >= self._max_total)
+                skipped = skip[i - first]
+                if skipped:
+                    if skipped == 2:
+                        counting.touch(i)
+                    if self._emitted >= self._max_total:
+                        counting.late(i)
                     continue
-                self._packet(out, ts[i], links[i], cols.frame(i), wire[i], interface)
-                if watch[i - start]:
+                self._packet(out, ts[i], links[i], buffer[starts[i]:stops[i]], wire[i], interface)
+                if watch[i - first]:
                     counting.check(i)
             counting.apply()
         return out
