@@ -293,12 +293,6 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
                 "host.name"),
         description="followed log files truncated, deleted or rotated",
     ),
-    _entry(
-        "vedette", "auth",
-        fields=("source.ip", "source.port", "user.name", "event.outcome", "event.action",
-                "process.name", "host.name", MESSAGE, "event.dataset"),
-        description="parsed authentication events (sshd, su, sudo, login)",
-    ),
 )
 
 CATALOGUE: Mapping[Key, LogsourceFields] = MappingProxyType({e.key: e for e in _ENTRIES})
