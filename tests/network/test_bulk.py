@@ -1,0 +1,285 @@
+"""The bulk (columnar) path produces exactly what the per-packet path produces.
+
+``PacketProcessor.process_columns(cols, bulk=False)`` sends every packet through the per-packet
+code; with ``bulk=True`` ordinary segments and count-only flood packets are counted with numpy.
+Random mixes of every packet kind — floods past their budgets, tiny tables that overflow,
+timestamps that jump and go backwards — must give the same events and the same counters.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable, Iterator
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.dns import DNS, DNSQR
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+
+from agent.config import NetworkSection
+from agent.events import Event
+from agent.netdecode.columns import Frame, PacketColumns, chain_offsets
+from agent.netdecode.pcapfile import CaptureFormatError, CaptureReader
+from agent.netevents import bulk
+from agent.netevents.processor import PacketProcessor
+
+ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+SERVERS = ["10.1.0.10", "10.1.0.11"]
+CLIENTS = [f"10.1.0.{20 + i}" for i in range(6)] + ["203.0.113.66", "198.51.100.7"]
+
+
+def _templates() -> dict[str, bytes]:
+    ip = IP(src="10.1.0.20", dst="10.1.0.10")
+    return {
+        "syn": bytes(ETH / ip / TCP(sport=40000, dport=80, flags="S")),
+        "synack": bytes(ETH / ip / TCP(sport=80, dport=40000, flags="SA")),
+        "rst": bytes(ETH / ip / TCP(sport=80, dport=40000, flags="RA")),
+        "fin": bytes(ETH / ip / TCP(sport=40000, dport=81, flags="F")),
+        "ack": bytes(ETH / ip / TCP(sport=40000, dport=443, flags="A")),
+        "data": bytes(ETH / ip / TCP(sport=40000, dport=443, flags="PA") / (b"x" * 300)),
+        "udp": bytes(ETH / ip / UDP(sport=5000, dport=9999) / b"payload"),
+        "dns": bytes(ETH / ip / UDP(sport=40000, dport=53)
+                     / DNS(rd=1, qd=DNSQR(qname="www.example.com"))),
+        "dns_answer": bytes(ETH / ip / UDP(sport=53, dport=40000)
+                            / DNS(qr=1, qd=DNSQR(qname="a.example.org"))),
+        "echo": bytes(ETH / ip / ICMP(type=8)),
+        "echo_reply": bytes(ETH / ip / ICMP(type=0)),
+        "unreachable": bytes(ETH / ip / ICMP(type=3, code=3)
+                             / IPerror(src="10.1.0.10", dst="10.1.0.20") / UDPerror(dport=7)),
+        "arp": bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff")
+                     / ARP(op=1, hwsrc="02:00:00:00:00:01", psrc="10.1.0.1", pdst="10.1.0.10")),
+        "ipv6": bytes(ETH / IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(flags="S")),
+        "vlan": bytes(ETH / Dot1Q(vlan=5) / ip / TCP(flags="A")),
+        "options": bytes(ETH / IP(src="10.1.0.20", dst="10.1.0.10", options=b"\x01\x01\x01\x01")
+                         / TCP(flags="A")),
+        "fragment": bytes(ETH / IP(src="10.1.0.20", dst="10.1.0.10", frag=10) / (b"y" * 20)),
+        "short_total": bytes(ETH / IP(src="10.1.0.20", dst="10.1.0.10", len=12) / UDP()),
+    }
+
+
+TEMPLATES = _templates()
+# Kind → weight: floods (SYN, DNS, ICMP, UDP) dominate, like the traffic the bulk path is for.
+WEIGHTS = {"syn": 30, "ack": 15, "data": 15, "dns": 10, "echo": 8, "udp": 8, "synack": 2,
+           "rst": 2, "fin": 1, "dns_answer": 2, "echo_reply": 1, "unreachable": 1, "arp": 1,
+           "ipv6": 1, "vlan": 1, "options": 1, "fragment": 1, "short_total": 1, "cut": 1}
+
+
+def _ip(text: str) -> bytes:
+    return bytes(int(p) for p in text.split("."))
+
+
+def mixed(rng: random.Random, count: int, spoofed: float = 0.3) -> list[Frame]:
+    """``count`` frames of random kinds, addresses from small pools (so groups form)."""
+    kinds = rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()), k=count)
+    ts = 1_767_225_600.0 + rng.random()
+    out: list[Frame] = []
+    for kind in kinds:
+        ts += rng.choice((0.0, 0.0001, 0.0003, 0.001))
+        if rng.random() < 0.002:
+            ts += rng.choice((1.0, 2.5, -0.7, -1.5))  # jumps, and time going backwards
+        if kind == "cut":
+            frame = bytearray(TEMPLATES[rng.choice(("syn", "dns", "echo"))])
+            frame = frame[:rng.randint(0, len(frame) - 1)]
+        else:
+            frame = bytearray(TEMPLATES[kind])
+        if kind in ("syn", "ack", "data", "dns", "echo", "udp", "synack", "rst", "fin",
+                    "dns_answer", "echo_reply", "unreachable") and len(frame) >= 38:
+            src = (rng.getrandbits(32).to_bytes(4, "big")
+                   if kind == "syn" and rng.random() < spoofed else _ip(rng.choice(CLIENTS)))
+            frame[26:30] = src
+            frame[30:34] = _ip(rng.choice(SERVERS))
+            if kind in ("dns", "echo", "udp") and rng.random() < 0.6:
+                frame[26:34] = _ip(CLIENTS[0]) + _ip(SERVERS[0])  # a DNS/ICMP/UDP flood
+            if kind in ("ack", "data"):
+                frame[34:36] = rng.randint(40000, 40040).to_bytes(2, "big")
+            if kind == "syn" and rng.random() < 0.2:
+                frame[36:38] = rng.choice((22, 443)).to_bytes(2, "big")
+            if kind == "echo" and rng.random() < 0.1:
+                frame[34] = 13  # timestamp request: another ICMP budget key
+        out.append((ts, 1, bytes(frame), len(frame) + rng.choice((0, 0, 4))))
+    return out
+
+
+def _flat(events: list[Event]) -> list[tuple[float, str, dict[str, Any]]]:
+    return [(e.timestamp, str(e.logsource.category), e.fields) for e in events]
+
+
+def _stats(proc: PacketProcessor) -> dict[str, Any]:
+    s = proc.stats
+    return {"packets": s.packets, "bytes": s.bytes, "errors": dict(s.errors),
+            "events": dict(s.events), "suppressed": s.suppressed,
+            "over_global": s.over_global_budget, "overflows": dict(s.table_overflows),
+            "traffic": dict(s.traffic)}
+
+
+class CountingProcessor(PacketProcessor):
+    per_packet = 0
+
+    def _packet(self, *args: Any) -> None:  # type: ignore[override]
+        self.per_packet += 1
+        super()._packet(*args)
+
+
+def both(frames: list[Frame], settings: NetworkSection, batch: int
+         ) -> tuple[CountingProcessor, CountingProcessor, list[Event], list[Event]]:
+    fast, slow = CountingProcessor(settings), CountingProcessor(settings)
+    got: list[Event] = []
+    want: list[Event] = []
+    for i in range(0, len(frames), batch):
+        cols = PacketColumns.from_frames(frames[i:i + batch])
+        got += fast.process_columns(cols, "eth0")
+        want += slow.process_columns(cols, "eth0", bulk=False)
+    return fast, slow, got + fast.flush(), want + slow.flush()
+
+
+TIGHT = NetworkSection(
+    max_events_per_destination=5, max_events_per_source=40, max_events_per_second=60,
+    max_dns_events_per_client=4, max_new_flows_per_destination=8, max_tracked_keys=1024,
+    max_flows=100, aggregate_min_packets=5, flow_interval_seconds=2.0,
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("network", [NetworkSection(), TIGHT], ids=["defaults", "tight"])
+def test_bulk_path_equals_per_packet_path(seed: int, network: NetworkSection) -> None:
+    frames = mixed(random.Random(seed), 12000)
+    fast, slow, got, want = both(frames, network, batch=3000)
+    assert _flat(got) == _flat(want)
+    assert _stats(fast) == _stats(slow)
+    assert slow.per_packet == len(frames)
+    # Ordinary segments always go in bulk; with tight budgets the floods from sources without
+    # a flow do too.
+    assert fast.per_packet < (0.6 if network is TIGHT else 0.8) * len(frames)
+    if network is TIGHT:
+        assert fast.stats.over_global_budget
+        assert fast.stats.table_overflows["flows_per_destination"]
+
+
+def test_bulk_path_with_a_full_connection_table_falls_back_per_packet() -> None:
+    """More new connections in one second than the table holds: the per-packet overflow path."""
+    rng = random.Random(9)
+    frames: list[Frame] = []
+    template = bytearray(TEMPLATES["ack"])
+    for i in range(3000):
+        frame = bytearray(template)
+        frame[26:30] = rng.getrandbits(32).to_bytes(4, "big")
+        frames.append((1000.0 + i * 1e-4, 1, bytes(frame), len(frame)))
+    fast, slow, got, want = both(frames, TIGHT, batch=1000)
+    assert _flat(got) == _flat(want)
+    assert _stats(fast) == _stats(slow)
+    assert fast.per_packet > 1000  # the batch that overflowed went packet by packet
+
+
+def test_syn_flood_from_one_source_with_a_flow_keeps_updating_it() -> None:
+    """SYNs from a source that already has a flow are not skipped (the flow's last-seen time)."""
+    frames: list[Frame] = []
+    syn = bytearray(TEMPLATES["syn"])
+    for i in range(2000):
+        frame = bytearray(syn)
+        frame[26:30] = (_ip("10.1.0.20") if i % 3 == 0
+                        else (0x0A000000 + i).to_bytes(4, "big"))
+        frames.append((50.0 + i * 1e-4, 1, bytes(frame), len(frame)))
+    fast, slow, got, want = both(frames, NetworkSection(max_new_flows_per_destination=10),
+                                 batch=2000)
+    assert _flat(got) == _flat(want)
+    assert _stats(fast) == _stats(slow)
+    assert fast.per_packet < 1200
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=-5, max_value=50, allow_nan=False), min_size=1,
+                max_size=60),
+       st.sampled_from([float("-inf"), 0.0, 3.0, 10.0]))
+def test_second_boundaries_follow_the_per_packet_rule(times: list[float], start: float) -> None:
+    want = []
+    following = start
+    for i, ts in enumerate(times):
+        if ts >= following:
+            want.append(i)
+            following = int(ts) + 1
+    ranges = list(bulk.seconds(np.array(times), start))
+    assert [a for a, _b, rolls in ranges if rolls] == want
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(times)
+    assert all(b == c for (_a, b, _r), (c, _d, _s) in pairwise(ranges))
+
+
+def test_groups_number_rows_by_first_appearance() -> None:
+    rows = np.array([[5, 1], [2, 2], [5, 1], [7, 0], [2, 2], [5, 1]], dtype=np.uint32)
+    first, inverse, counts = bulk.groups(rows)
+    assert first.tolist() == [0, 1, 3]
+    assert inverse.tolist() == [0, 1, 0, 2, 1, 0]
+    assert counts.tolist() == [3, 2, 1]
+
+
+def test_chain_offsets_follow_lengths_and_stop_at_the_end() -> None:
+    length = struct.Struct("<8xI")
+    data = b"".join(struct.pack("<IIII", 0, 0, n, n) + b"z" * n for n in (3, 0, 10))
+    assert chain_offsets(data, 0, 10, length, 16) == [0, 19, 35, 61]
+    assert chain_offsets(data, 0, 1, length, 16) == [0, 19]
+
+
+def _pcap(records: list[tuple[int, bytes]], tail: bytes = b"") -> bytes:
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i, (orig, frame) in enumerate(records):
+        out.append(struct.pack("<IIII", 100 + i, 250000 * i, len(frame), orig) + frame)
+    return b"".join(out) + tail
+
+
+def _read(path: Path, how: Callable[[CaptureReader], Iterator[list[Frame]]]
+          ) -> tuple[list[Frame], int, str | None]:
+    """Frames handed out (also those before an error), truncated records, the error."""
+    frames: list[Frame] = []
+    error = None
+    with CaptureReader(path) as reader:
+        try:
+            for batch in how(reader):
+                frames.extend(batch)
+        except CaptureFormatError as exc:
+            error = str(exc)
+        return frames, reader.truncated_records, error
+
+
+def _by_batches(reader: CaptureReader) -> Iterator[list[Frame]]:
+    return reader.batches(3)
+
+
+def _by_columns(reader: CaptureReader) -> Iterator[list[Frame]]:
+    return (cols.frames() for cols in reader.columns(3))
+
+
+@pytest.mark.parametrize("tail", [b"", b"\x01\x02", struct.pack("<IIII", 1, 2, 500, 500) + b"ab",
+                                  struct.pack("<IIII", 1, 2, 10_000_000, 5)])
+def test_columns_reader_matches_the_frame_reader(tmp_path: Path, tail: bytes) -> None:
+    records = [(len(TEMPLATES[k]) + 4, TEMPLATES[k]) for k in ("syn", "dns", "arp", "echo")] * 3
+    records.append((60, b"\x00" * 10))
+    path = tmp_path / "t.pcap"
+    path.write_bytes(_pcap(records, tail))
+    assert _read(path, _by_columns) == _read(path, _by_batches)
+    frames, _, _ = _read(path, _by_columns)
+    assert len(frames) == len(records)
+    assert frames[1] == (101.25, 1, TEMPLATES["dns"], len(TEMPLATES["dns"]) + 4)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=400))
+def test_columns_reader_on_garbage_matches_the_frame_reader(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("cols") / "g.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + data)
+    assert _read(path, _by_columns) == _read(path, _by_batches)
+
+
+def test_from_frames_keeps_every_frame() -> None:
+    frames = mixed(random.Random(4), 200)
+    cols = PacketColumns.from_frames(frames)
+    assert cols.frames() == frames
+    assert cols.head.shape == (200, 48)
