@@ -208,17 +208,16 @@ class CountOnly:
     only add to counters — those are marked in :attr:`skip` and added up by :meth:`apply`. What
     depends on packet order stays per packet: at a skipped packet's turn the processor records
     whether the global event budget was spent (:meth:`late`) and sets its flow's last-seen time
-    (:meth:`touch`, for packets marked 2 in :attr:`skip`).
+    (:meth:`touch`, for packets marked 2 in :attr:`skip`). Indices are relative to the range.
     """
 
     def __init__(
         self, proc: PacketProcessor, cols: PacketColumns, kinds: Kinds | None, start: int,
-        stop: int, timestamps: list[float],
+        stop: int,
     ) -> None:
         self.proc = proc
         self.cols = cols
         self.start = start
-        self.timestamps = timestamps
         self.skip = bytearray(stop - start)
         self.watch = bytearray(stop - start)
         self._group_of: dict[int, _Group] = {}
@@ -275,19 +274,18 @@ class CountOnly:
             self._group_of.update(zip(members.tolist(), repeat(group)))
             watch[members] = 1
 
-    def touch(self, i: int) -> None:
-        """Skipped packet ``i`` (marked 2) has its turn: its flow's last-seen time."""
-        flow = self._group_of[i - self.start].flow
+    def touch(self, rel: int, ts: float) -> None:
+        """Skipped packet ``rel`` (marked 2) has its turn at ``ts``: its flow's last-seen time."""
+        flow = self._group_of[rel].flow
         assert flow is not None
-        flow[3] = self.timestamps[i]
+        flow[3] = ts
 
-    def late(self, i: int) -> None:
-        """Skipped packet ``i`` has its turn after the global event budget was spent."""
-        self._group_of[i - self.start].late += 1
+    def late(self, rel: int) -> None:
+        """Skipped packet ``rel`` has its turn after the global event budget was spent."""
+        self._group_of[rel].late += 1
 
-    def check(self, i: int) -> None:
-        """After watched packet ``i``: skip the rest of its group once only counting is left."""
-        rel = i - self.start
+    def check(self, rel: int) -> None:
+        """After watched packet ``rel``: skip the rest of its group once only counting is left."""
         group = self._group_of[rel]
         if not self._saturated(group):
             return

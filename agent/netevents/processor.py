@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from agent.config import NetworkSection
 from agent.events import Event
@@ -115,39 +116,40 @@ class PacketProcessor:
             return out
         self.stats.packets += n
         self.stats.bytes += int(cols.wire.sum())
-        ts = cols.timestamps.tolist()
-        wire = cols.wire.tolist()
-        links = cols.linktypes.tolist()
-        starts = cols.offsets.tolist()
-        stops = (cols.offsets + cols.caplen).tolist()
         buffer = cols.buffer
         kinds = bulk_ops.classify(cols) if bulk else None
+        max_total = self._max_total
         for first, last, rolls in bulk_ops.seconds(cols.timestamps, self._next_second):
             if rolls:
-                out.extend(self._roll(ts[first]))
+                out.extend(self._roll(float(cols.timestamps[first])))
             if kinds is None:
-                order: Iterable[int] = range(first, last)
+                idx = np.arange(first, last)
             else:
-                order = self._bulk_segments(cols, kinds, first, last)
-            counting = bulk_ops.CountOnly(self, cols, kinds, first, last, ts)
+                idx = self._bulk_segments(cols, kinds, first, last)
+            counting = bulk_ops.CountOnly(self, cols, kinds, first, last)
             skip, watch = counting.skip, counting.watch
-            for i in order:
-                skipped = skip[i - first]
+            starts = cols.offsets[idx]
+            for rel, ts, linktype, start, stop, wire in zip(
+                (idx - first).tolist(), cols.timestamps[idx].tolist(),
+                cols.linktypes[idx].tolist(), starts.tolist(),
+                (starts + cols.caplen[idx]).tolist(), cols.wire[idx].tolist(), strict=True,
+            ):
+                skipped = skip[rel]
                 if skipped:
                     if skipped == 2:
-                        counting.touch(i)
-                    if self._emitted >= self._max_total:
-                        counting.late(i)
+                        counting.touch(rel, ts)
+                    if self._emitted >= max_total:
+                        counting.late(rel)
                     continue
-                self._packet(out, ts[i], links[i], buffer[starts[i]:stops[i]], wire[i], interface)
-                if watch[i - first]:
-                    counting.check(i)
+                self._packet(out, ts, linktype, buffer[start:stop], wire, interface)
+                if watch[rel]:
+                    counting.check(rel)
             counting.apply()
         return out
 
     def _bulk_segments(
         self, cols: PacketColumns, kinds: bulk_ops.Kinds, start: int, stop: int
-    ) -> Iterable[int]:
+    ) -> npt.NDArray[np.intp]:
         """Count the ordinary segments of ``start:stop``; the indices left for :meth:`_packet`.
 
         When the per-connection table cannot take every new connection of the range, nothing is
@@ -156,12 +158,10 @@ class PacketProcessor:
         """
         ordinary = kinds.ordinary[start:stop]
         idx = np.flatnonzero(ordinary)
-        if not len(idx):
-            return range(start, stop)
-        if not bulk_ops.count_segments(self._segments, cols, idx + start, self._max_keys):
-            return range(start, stop)
-        rest: list[int] = (np.flatnonzero(~ordinary) + start).tolist()
-        return rest
+        if len(idx) and bulk_ops.count_segments(
+                self._segments, cols, idx + start, self._max_keys):
+            return np.flatnonzero(~ordinary) + start
+        return np.arange(start, stop)
 
     def _packet(
         self, out: list[Event], ts: float, linktype: int, data: bytes, wire: int,
