@@ -70,24 +70,27 @@ def groups(
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Rows with equal values: ``(first index of each group, group of each row, group sizes)``.
 
-    Groups are numbered in order of first appearance. Rows are hashed to 64 bits and sorted
-    once; the hash is then verified against the rows (a collision takes an exact, slower sort).
+    Groups are numbered in order of first appearance. Rows are hashed to 32 bits and ordered by
+    two stable 16-bit radix passes; the grouping is then verified against the rows themselves
+    (a hash collision takes an exact, slower sort).
     """
     m = len(columns)
-    wide = columns.astype(np.uint64)
+    parts = [np.ascontiguousarray(columns[:, k]) for k in range(columns.shape[1])]
     h = np.zeros(m, dtype=np.uint64)
-    for k in range(columns.shape[1]):
-        h = (h ^ wide[:, k]) * np.uint64(0x9E3779B97F4A7C15)
-    order = np.argsort(h, kind="stable")
+    for part in parts:
+        h = (h ^ part) * np.uint64(0x9E3779B97F4A7C15)
+    h >>= np.uint64(32)
+    low = np.argsort(h.astype(np.uint16), kind="stable")
+    order = low[np.argsort((h >> np.uint64(16)).astype(np.uint16)[low], kind="stable")]
     ordered = h[order]
     starts = np.empty(m, dtype=np.bool_)
     starts[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
-    sorted_group = np.cumsum(starts) - 1
     inverse = np.empty(m, dtype=np.intp)
-    inverse[order] = sorted_group
-    first = order[starts]
-    if not (columns == columns[first][inverse]).all():
+    inverse[order] = np.cumsum(starts) - 1
+    first = order[starts]  # stable passes: each run starts with its smallest index
+    same = first[inverse]
+    if not all((part[same] == part).all() for part in parts):
         _, first, inverse = np.unique(columns, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.ravel()
     # Renumber by first appearance.

@@ -219,6 +219,16 @@ def test_groups_number_rows_by_first_appearance() -> None:
     assert counts.tolist() == [3, 2, 1]
 
 
+def test_groups_survive_a_hash_collision() -> None:
+    """Two different rows with the same 32-bit hash still form two groups."""
+    a, b = [83303058, 2020492805, 4096460549], [550723364, 2917707877, 2237981469]
+    rows = np.array([a, b, a, [1, 2, 3], b], dtype=np.uint32)
+    first, inverse, counts = bulk.groups(rows)
+    assert first.tolist() == [0, 1, 3]
+    assert inverse.tolist() == [0, 1, 0, 2, 1]
+    assert counts.tolist() == [2, 2, 1]
+
+
 def test_chain_offsets_follow_lengths_and_stop_at_the_end() -> None:
     length = struct.Struct("<8xI")
     data = b"".join(struct.pack("<IIII", 0, 0, n, n) + b"z" * n for n in (3, 0, 10))
