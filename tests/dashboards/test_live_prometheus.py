@@ -55,7 +55,7 @@ name: dashboard_probe
 status: test
 description: Test rule - one alert per probing source.
 author: Vedette tests
-logsource: {product: vedette, category: auth}
+logsource: {product: linux, service: sshd}
 detection:
   probe: {event.action: dashboard_probe}
   condition: probe
@@ -68,7 +68,7 @@ name: dashboard_auth_failure
 status: test
 description: Test rule - one failed login (silent, counted by the correlation).
 author: Vedette tests
-logsource: {product: vedette, category: auth}
+logsource: {product: linux, service: sshd}
 detection:
   failure: {event.outcome: failure}
   condition: failure
@@ -94,7 +94,7 @@ vedette: {max_groups: 100, quiet_period: 2, update_interval: 1}
 def _event(action: str, outcome: str, ip: str) -> str:
     return json.dumps({
         "@timestamp": format_timestamp(time.time()),
-        "logsource": {"product": "vedette", "category": "auth"},
+        "logsource": {"product": "linux", "service": "sshd"},
         "event.action": action, "event.outcome": outcome, "source.ip": ip,
         "user.name": "root", "process.name": "sshd",
     })
@@ -168,7 +168,7 @@ def _live(work: Path, veth: VethPair | None) -> Iterator[Live]:
     # which the VedetteRuleLoadErrors alert must turn into a firing alert.
     (rules / "broken.yml").write_text(
         "title: Broken\nid: 5d0c7a53-5e43-4a49-9a55-1f0d2b7c00ff\n"
-        "logsource: {product: vedette, category: auth}\n"
+        "logsource: {product: linux, service: sshd}\n"
         "detection: {selection: {event.action: x}, condition: missing_selection}\n"
     )
     feed = work / "events.jsonl"
