@@ -17,6 +17,7 @@ event_count and value_count rules without timers with :mod:`agent.detection.coun
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,30 @@ class Firing:
     def group(self) -> dict[str, Any]:
         """Group-by event field → value."""
         return dict(zip(self.names, self.key, strict=True))
+
+
+def insertion_index(count: int, ts: float, stamp: Callable[[int], float]) -> int:
+    """Where an event at ``ts`` goes among ``count`` entries in time order (``stamp(j)``: the
+    timestamp of entry ``j``), after those of equal time.
+
+    Gallops back from the newest entry, then bisects: a late event lands near the end, and even
+    a flood's long window costs O(log n) probes, never a scan per event.
+    """
+    lo, hi, step = 0, count, 1
+    while step <= count:
+        j = count - step
+        if stamp(j) <= ts:
+            lo = j + 1
+            break
+        hi = j
+        step *= 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if stamp(mid) > ts:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 class _Group:
@@ -137,10 +162,7 @@ class CorrelationState:
         if not queue or self._stamp(queue[-1]) <= ts:
             queue.append(item)
         else:  # late event (within the allowance): keep the queue sorted
-            i = len(queue)
-            while i > 0 and self._stamp(queue[i - 1]) > ts:
-                i -= 1
-            queue.insert(i, item)
+            queue.insert(insertion_index(len(queue), ts, lambda j: self._stamp(queue[j])), item)
         if self._counted:
             group.counts[payload] = group.counts.get(payload, 0) + 1
         elif self._summed:

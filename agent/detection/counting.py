@@ -27,7 +27,7 @@ from operator import itemgetter
 from typing import Any
 
 from agent.alerts import Alert
-from agent.detection.correlation import Firing
+from agent.detection.correlation import Firing, insertion_index
 from agent.detection.keys import values_of
 from agent.detection.lifecycle import AlertBook
 from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
@@ -121,14 +121,9 @@ class CountingState:
         """Put one event in its place (late events within the allowance go back in time)."""
         queue = group.queue
         if not self._distinct:
-            i = len(queue)
-            while i > 0 and queue[i - 1] > ts:
-                i -= 1
-            queue.insert(i, ts)
+            queue.insert(insertion_index(len(queue), ts, queue.__getitem__), ts)
             return
-        i = len(queue)
-        while i > 0 and queue[i - 2] > ts:
-            i -= 2
+        i = 2 * insertion_index(len(queue) >> 1, ts, lambda j: queue[2 * j])
         queue.insert(i, value)
         queue.insert(i, ts)
         seen = group.seen

@@ -8,6 +8,7 @@ across types, LRU eviction, timers ticking in between — every alert snapshot m
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.detection import Engine, EngineOptions, Ruleset
-from agent.detection.correlation import CorrelationState
+from agent.detection.correlation import CorrelationState, insertion_index
 from agent.detection.counting import CountingState
 from tests.detection.helpers import PACKET, T0, event, load, rule_doc
 from tests.detection.test_correlations import corr, syn_rule
@@ -129,3 +130,10 @@ def test_a_flood_grows_one_alert_through_the_fast_path(ruleset: Ruleset, tmp_pat
     book = engine.books[rule.id]
     (entry,) = book.open.values()
     assert entry.alert.count == 200 and entry.dirty and len(entry.alert.evidence) == 10
+
+
+@given(times=st.lists(st.integers(0, 20), max_size=40), ts=st.integers(-1, 21))
+def test_late_events_are_placed_after_equal_times(times: list[int], ts: int) -> None:
+    ordered = sorted(times)
+    i = insertion_index(len(ordered), ts, ordered.__getitem__)
+    assert i == bisect.bisect_right(ordered, ts)
