@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from agent.netdecode.columns import HEAD_BYTES, Frame, PacketColumns, chain_offsets, gather
+from agent.netdecode.pcapwalk import region_starts
 
 MAX_RECORD_BYTES = 256 * 1024
 """A record longer than this is treated as corruption (real snap lengths are ≤ 262144)."""
@@ -194,33 +195,42 @@ class CaptureReader:
         linktype = network & 0x0FFFFFFF
         length = struct.Struct(order + "8xI")
         u32 = np.dtype(order + "u4")
+        subsecond_limit = round(1 / scale)
         end = len(mm)
         off = 24
         while off + 16 <= end:
-            starts = np.array(chain_offsets(mm, off, size, length, 16), dtype=np.int64)
+            words = np.ndarray((end - 3,), dtype=u32, buffer=mm, strides=(1,))
+            starts = region_starts(mm, words, off, order == "<", MAX_RECORD_BYTES,
+                                   subsecond_limit)
+            del words  # no buffer export may outlive a yield: close() must work
+            walked_all = True
+            if starts is None:
+                starts = np.array(chain_offsets(mm, off, size, length, 16), dtype=np.int64)
+                walked_all = len(starts) == size + 1
             # Record k spans starts[k]..starts[k+1]; keep the prefix that is whole and sane.
             records, stops = starts[:-1], starts[1:]
             bad = (stops > end) | (stops - records - 16 > MAX_RECORD_BYTES)
             good = int(np.argmax(bad)) if bad.any() else len(records)
             off = int(starts[good])
-            if good:
+            for chunk in range(0, good, size):
+                batch = records[chunk:min(chunk + size, good)]
                 buf = np.frombuffer(mm, dtype=np.uint8)
-                rows = gather(buf, records[:good], 16 + HEAD_BYTES)
-                del buf  # no buffer export may outlive a yield: close() must work
+                rows = gather(buf, batch, 16 + HEAD_BYTES)
+                del buf
                 header = rows[:, :16].copy().view(u32).astype(np.int64)
-                self.position = off
-                self.packets_read += good
+                self.position = int(starts[chunk + len(batch)])
+                self.packets_read += len(batch)
                 self._release()
                 yield PacketColumns(
                     buffer=mm,
-                    offsets=records[:good] + 16,
+                    offsets=batch + 16,
                     caplen=header[:, 2],
                     wire=header[:, 3],
                     timestamps=header[:, 0] + header[:, 1] * scale,
-                    linktypes=np.full(good, linktype, dtype=np.int64),
+                    linktypes=np.full(len(batch), linktype, dtype=np.int64),
                     head=rows[:, 16:],
                 )
-            if good < size:
+            if good < len(records) or not walked_all:
                 break
         if off + 16 <= end:
             incl = length.unpack_from(mm, off)[0]
