@@ -121,10 +121,14 @@ class CaptureReader:
         self._release()
         return batch
 
-    def _release(self) -> None:
-        """Drop the page cache mapping of what was already read (keeps the RSS flat)."""
-        done = self.position & ~(mmap.PAGESIZE - 1)
-        if done > self._released + (16 << 20):
+    def _release(self, upto: int | None = None) -> None:
+        """Drop the page cache mapping of what was already read (keeps the RSS flat).
+
+        ``upto`` (default :attr:`position`) must not lie past bytes a consumer still reads:
+        pages dropped and read again would stay resident.
+        """
+        done = (self.position if upto is None else upto) & ~(mmap.PAGESIZE - 1)
+        if done > self._released + (4 << 20):
             self._mm.madvise(mmap.MADV_DONTNEED, self._released, done - self._released)
             self._released = done
 
@@ -218,9 +222,9 @@ class CaptureReader:
                 rows = gather(buf, batch, 16 + HEAD_BYTES)
                 del buf
                 header = rows[:, :16].copy().view(u32).astype(np.int64)
+                self._release(int(batch[0]))  # the frames of this batch are read later
                 self.position = int(starts[chunk + len(batch)])
                 self.packets_read += len(batch)
-                self._release()
                 yield PacketColumns(
                     buffer=mm,
                     offsets=batch + 16,

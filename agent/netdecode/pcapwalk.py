@@ -3,7 +3,7 @@
 Each pcap record starts where the previous one ends (16-byte header + captured length), so the
 chain is inherently sequential: walking it one record at a time costs a few C iterator steps per
 record (:func:`~agent.netdecode.columns.chain_offsets`), the largest single cost of reading a
-capture in Python. :func:`region_starts` instead walks a 32 MiB region in *lanes*:
+capture in Python. :func:`region_starts` instead walks a 16 MiB region in *lanes*:
 
 1. the region is cut into 16 KiB lanes; in each lane the first plausible record header is
    *guessed* — the first place where the upper two bytes of the region's first timestamp
@@ -25,7 +25,7 @@ import mmap
 import numpy as np
 import numpy.typing as npt
 
-REGION_BYTES = 32 << 20
+REGION_BYTES = 16 << 20
 LANE_BYTES = 16384
 MIN_LANES = 32
 """Fewer plausible lanes than this: the lockstep walk would not pay; walk record by record."""
