@@ -54,6 +54,17 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+def _at_least(op: str | None, threshold: float) -> int | None:
+    """``gt``/``gte`` on a count as "count >= k" (one comparison inline, no call), else None."""
+    if not math.isfinite(threshold):
+        return None
+    if op == "gt":
+        return math.floor(threshold) + 1
+    if op in ("gte", None):
+        return math.ceil(threshold)
+    return None
+
+
 class _Window:
     __slots__ = ("armed", "queue", "seen")
 
@@ -173,6 +184,7 @@ class CountingState:
         get, touch = self.groups.get, self.groups.move_to_end
         distinct, value_field = self._distinct, rule.value_field.get(base_id, "")
         span, test, threshold, names = self._span, self._test, self._threshold, self._names
+        at_least = _at_least(rule.op, threshold)
         open_get, open_touch, grow = book.open.get, book.open.move_to_end, book.grow
         max_evidence, interval = book.max_evidence, book.options.update_interval
         observe, ids = self.observe, [base_id]
@@ -224,7 +236,7 @@ class CountingState:
                 while queue[0] <= limit:
                     queue.popleft()
                 n = len(queue)
-            if not test(n, threshold):
+            if not (n >= at_least if at_least is not None else test(n, threshold)):
                 group.armed = True
                 return None
             if group.armed:

@@ -152,8 +152,7 @@ class Engine:
             entry = RouteState(self.ruleset.route(event.logsource))
             if len(self._routes) < MAX_CACHED_ROUTES:
                 self._routes[event.logsource] = entry
-        route = entry.route
-        if route.empty:
+        if entry.empty:
             return []
         ts = event.timestamp
         watermark = self.watermark

@@ -32,8 +32,8 @@ class RouteState:
     of unique command lines), so it never costs much more than it saves.
     """
 
-    __slots__ = ("_values_of", "cache", "caching", "candidates", "chars", "hits", "key_of",
-                 "misses", "route", "skipped")
+    __slots__ = ("_values_of", "cache", "caching", "candidates", "chars", "empty", "hits",
+                 "key_of", "misses", "route", "skipped")
 
     REVIEW_EVERY = 4096
     PAUSE = 65536
@@ -41,6 +41,7 @@ class RouteState:
 
     def __init__(self, route: Route) -> None:
         self.route = route
+        self.empty = route.empty
         self.candidates = prober(route)
         """The rules an event could match (per-field memos: one per engine)."""
         self.cache: dict[Any, list[DetectionRule]] = {}

@@ -9,6 +9,7 @@ across types, LRU eviction, timers ticking in between — every alert snapshot m
 from __future__ import annotations
 
 import bisect
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from hypothesis import strategies as st
 
 from agent.detection import Engine, EngineOptions, Ruleset
 from agent.detection.correlation import CorrelationState, insertion_index
-from agent.detection.counting import CountingState
+from agent.detection.counting import CountingState, _at_least
+from agent.detection.rule import OPERATORS
 from tests.detection.helpers import PACKET, T0, event, load, rule_doc
 from tests.detection.test_correlations import corr, syn_rule
 
@@ -137,3 +139,11 @@ def test_late_events_are_placed_after_equal_times(times: list[int], ts: int) -> 
     ordered = sorted(times)
     i = insertion_index(len(ordered), ts, ordered.__getitem__)
     assert i == bisect.bisect_right(ordered, ts)
+
+
+@given(op=st.sampled_from(["gt", "gte"]), n=st.integers(0, 100),
+       threshold=st.floats(-5, 105, allow_nan=False))
+def test_count_thresholds_compare_as_integers(op: str, n: int, threshold: float) -> None:
+    at_least = _at_least(op, threshold)
+    assert at_least is not None and (n >= at_least) == OPERATORS[op](n, threshold)
+    assert _at_least("eq", threshold) is None and _at_least("gte", math.inf) is None
