@@ -114,20 +114,27 @@ from pathlib import Path
 from agent.config import Config
 from agent.detection.engine import Engine
 from agent.detection.loader import load_rules
+from agent.netdecode.pcapfile import CaptureReader
 from agent.netevents.pcap_input import LAST_PCAP, pcap_events
 from agent.replay import run
 report = load_rules([Path(sys.argv[2])])
 engine = Engine(report.ruleset)
-decode_only = None
+decode_only = reader_only = None
 if len(sys.argv) > 3:
     t0 = time.perf_counter()
     for _ in pcap_events(Path(sys.argv[1]), Config()):
         pass
     decode_only = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with CaptureReader(sys.argv[1]) as reader:
+        for _ in reader.columns():
+            pass
+    reader_only = time.perf_counter() - t0
 t0 = time.perf_counter()
 result = run(engine, pcap_events(Path(sys.argv[1]), Config()), 1000.0)
 elapsed = time.perf_counter() - t0
 print(json.dumps({"seconds": elapsed, "decode_only_seconds": decode_only,
+                  "reader_only_seconds": reader_only,
                   "packets": LAST_PCAP.processor.packets,
                   "events": result.events, "alerts": len(result.alerts),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -238,6 +245,9 @@ def run() -> BenchResult:
         result.add("decode_events_only_packets_per_second",
                    replay["packets"] / replay["decode_only_seconds"], "packets/s",
                    note="pcap reader + packet processor, no rule evaluation")
+        result.add("pcap_reader_packets_per_second",
+                   replay["packets"] / replay["reader_only_seconds"], "packets/s",
+                   note="record walk + header columns only")
         td = tcpdump_rate(mixed, PACKETS)
         if td is not None:
             result.add("tcpdump_read_write_packets_per_second", td, "packets/s")

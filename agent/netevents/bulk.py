@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.netdecode.columns import PacketColumns
+from agent.netevents.protocols import ICMP4_PROBES
 
 if TYPE_CHECKING:
     from agent.netevents.processor import PacketProcessor
@@ -247,7 +248,7 @@ class CountOnly:
             udp_kind = np.where(np.isin(sport, ports), DNS_TO_CLIENT,
                                 np.where(np.isin(dport, ports), DNS_FROM_CLIENT, UDP))
             icmp_type = head[:, 34]
-            icmp_kind = np.where(np.isin(icmp_type, (8, 13, 17)), ICMP_PROBE,
+            icmp_kind = np.where(np.isin(icmp_type, sorted(ICMP4_PROBES)), ICMP_PROBE,
                                  np.where(icmp_type == 3, ICMP_ERROR, ICMP))
             key[:, 3] = np.where(proto == 17, udp_kind, (icmp_kind << 8) | icmp_type)
             self._watch(-1, light, key, 0)

@@ -1,13 +1,18 @@
 """Decoded packets → the events network rules read, at a cost bounded whatever the packet rate.
 
 One :class:`PacketProcessor` is shared by live capture and ``vedette replay``: both hand it
-batches of :data:`~agent.netdecode.pcapfile.Frame` and forward what it returns to the
-detection engine, so a pcap fixture exercises exactly the live path. Packet timestamps are the
-clock: when a packet belongs to a new second the previous second's aggregates are emitted;
-live capture also calls :meth:`advance` with wall time so quiet links still flush.
+:class:`~agent.netdecode.columns.PacketColumns` batches (a ring block, a stretch of a capture
+file) and forward what it returns to the detection engine, so a pcap fixture exercises
+exactly the live path. Packet timestamps are the clock: when a packet belongs to a new second
+the previous second's aggregates are emitted; live capture also calls :meth:`advance` with
+wall time so quiet links still flush.
 
-Per packet the work is one decode (a tuple, no objects), one flow-table update and one
-per-destination aggregate update. Events are produced for:
+What a packet does is defined per packet (:meth:`PacketProcessor._packet`: one decode to a
+tuple, one flow-table update, one per-destination aggregate update, maybe an event), but most
+packets only count, and those are counted for the whole batch with numpy
+(:mod:`agent.netevents.bulk`): ordinary segments of established TCP connections, and floods
+whose event budget for the second is spent. The result is the same, event for event and
+counter for counter (``tests/network/test_bulk.py``). Events are produced for:
 
 * **control packets** (``vedette/network_packet``): TCP SYN, SYN-ACK, RST and any segment
   without ACK (FIN/NULL/Xmas probes), ICMP echo/timestamp requests and unreachables (with the
@@ -36,13 +41,11 @@ import numpy.typing as npt
 
 from agent.config import NetworkSection
 from agent.events import Event
-from agent.netdecode import dns as dnsparse
 from agent.netdecode.columns import Frame, PacketColumns
 from agent.netdecode.layers import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, decode
-from agent.netdecode.layers import quoted_transport as _quoted
 from agent.netevents import bulk as bulk_ops
-from agent.netevents import records
-from agent.netevents.arp import ArpTracker, parse_arp
+from agent.netevents import protocols, records
+from agent.netevents.arp import ArpTracker
 from agent.netevents.direction import Direction
 from agent.netevents.summaries import (
     BITMAP_SLOTS,
@@ -51,10 +54,6 @@ from agent.netevents.summaries import (
     flow_events,
 )
 from agent.threatintel.feeds import IntelSet
-
-# ICMP types that are probes (echo, timestamp, address mask; ICMPv6 echo) or errors we read.
-_ICMP4_PROBES = frozenset((8, 13, 17))
-_ICMP6_PROBES = frozenset((128,))
 
 IntelSource = Callable[[], IntelSet | None]
 
@@ -198,7 +197,7 @@ class PacketProcessor:
                 return
             family, src, dst, proto, sport, dport, flags, l4, end = r
         if family == 0:
-            self._arp(out, ts, data, src, dst, l4, wire, interface)
+            protocols.arp(self, out, ts, data, src, dst, l4, wire, interface)
             return
         fkey = (src, dst, proto)
         flow = self._flows.get(fkey)
@@ -241,11 +240,11 @@ class PacketProcessor:
                 bitmap = a[6] or self._bitmap(a)
                 bitmap[hash(src) & 4095] = 1
             if sport in self._dns_ports or dport in self._dns_ports:
-                self._dns(out, ts, family, src, dst, sport, dport, data, l4, end, wire,
-                          interface)
+                protocols.dns(self, out, ts, family, src, dst, sport, dport, data, l4, end,
+                              wire, interface)
         elif proto in (PROTO_ICMP, PROTO_ICMPV6):
-            self._icmp(out, ts, family, src, dst, proto, sport, dport, data, l4, end, wire,
-                       interface)
+            protocols.icmp(self, out, ts, family, src, dst, proto, sport, dport, data, l4, end,
+                           wire, interface)
 
     def _admit(self, src: bytes, dst: bytes, port: int) -> bool:
         """Spend one unit of the per-destination, per-source and global budgets."""
@@ -322,68 +321,6 @@ class PacketProcessor:
             out.append(records.intel_event(
                 ts, src, dst, proto, matched, feed, self.direction.of(src, dst)
             ))
-
-    # ------------------------------------------------------------------ rarer protocols
-
-    def _icmp(
-        self, out: list[Event], ts: float, family: int, src: bytes, dst: bytes, proto: int,
-        icmp_type: int, code: int, data: bytes, l4: int, end: int, wire: int,
-        interface: str | None,
-    ) -> None:
-        akey = (dst, 0, proto)
-        a = self._agg.get(akey) or self._new_aggregate(akey)
-        probe = icmp_type in (_ICMP4_PROBES if proto == PROTO_ICMP else _ICMP6_PROBES)
-        if a is not None:
-            a[0] += 1
-            a[1] += wire
-            if probe:
-                a[5] += 1
-                bitmap = a[6] or self._bitmap(a)
-                bitmap[hash(src) & 4095] = 1
-        unreachable = icmp_type == (3 if proto == PROTO_ICMP else 1)
-        if not (probe or unreachable) or not self._admit(src, dst, -icmp_type - 1):
-            return
-        quoted = _quoted(data, l4 + 4, end, family) if unreachable else None
-        self.stats.events["packet"] += 1
-        out.append(records.icmp_packet(
-            ts, family, src, dst, proto, icmp_type, code, quoted,
-            self.direction.of(src, dst), wire, interface,
-        ))
-
-    def _dns(
-        self, out: list[Event], ts: float, family: int, src: bytes, dst: bytes, sport: int,
-        dport: int, data: bytes, l4: int, end: int, wire: int, interface: str | None,
-    ) -> None:
-        client = dst if sport in self._dns_ports else src
-        if not self._admit_aux(b"dns" + client, self.settings.max_dns_events_per_client):
-            return
-        msg = dnsparse.parse(data, l4, end)
-        if isinstance(msg, str):
-            self.stats.errors[msg] += 1
-            return
-        self.stats.events["dns"] += 1
-        out.append(records.dns_event(
-            ts, family, src, dst, sport, dport, msg, self.direction.of(src, dst), wire, interface
-        ))
-
-    def _arp(
-        self, out: list[Event], ts: float, data: bytes, eth_src: bytes, eth_dst: bytes,
-        off: int, wire: int, interface: str | None,
-    ) -> None:
-        self.stats.add_traffic("arp", "none", 1, wire)
-        pkt = parse_arp(data, off)
-        if pkt is None:
-            self.stats.errors["arp_unsupported"] += 1
-            return
-        previous = self.arp.observe(pkt.sender_ip, pkt.sender_mac)
-        limit = self.settings.max_arp_events_per_mac
-        if not self._admit_aux(b"arp" + pkt.sender_mac, limit if previous is None else limit * 2):
-            return
-        self.stats.events["arp"] += 1
-        out.append(records.arp_event(
-            ts, eth_src, eth_dst, pkt.opcode, pkt.sender_mac, pkt.sender_ip, pkt.target_mac,
-            pkt.target_ip, previous, pkt.sender_ip in self.arp.gateways, interface,
-        ))
 
     # ------------------------------------------------------------------ time
 
