@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from agent.capture import bpf, builder
 from agent.capture.collector import PacketCaptureCollector
 from agent.capture.interfaces import discover
+from agent.capture.ring import block_columns
 from agent.config import Config
 from agent.errors import CollectorError
 from agent.events import Event
@@ -103,6 +105,7 @@ from prometheus_client import CollectorRegistry
 from agent.metrics import AgentMetrics
 from agent.config import Config
 from agent.capture.collector import PacketCaptureCollector
+from agent.capture.ring import block_columns
 cfg = Config.model_validate({"capture": {"health_interval_seconds": 0.5,
                              "ring_blocks": 4, "ring_block_bytes": 65536}})
 m = AgentMetrics(CollectorRegistry())
@@ -116,6 +119,7 @@ print(m.registry.get_sample_value("vedette_capture_interfaces"))
 """
         probe = """
 import socket
+import struct
 for port in range(1, 31):
     s = socket.socket(); s.settimeout(0.2)
     try: s.connect(("198.18.9.1", port))
@@ -216,6 +220,7 @@ from prometheus_client import CollectorRegistry
 from agent.metrics import AgentMetrics
 from agent.config import Config
 from agent.capture.collector import PacketCaptureCollector
+from agent.capture.ring import block_columns
 cfg = Config.model_validate({"capture": {"interfaces": ["vga"], "rescan_seconds": 600,
                              "ring_blocks": 2, "ring_block_bytes": 65536}})
 c = PacketCaptureCollector(cfg.capture, cfg.network, AgentMetrics(CollectorRegistry()))
@@ -240,3 +245,36 @@ print(before, len(c.rings), round(spent, 3), alive)
         assert float(spent) < 0.5
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _tpacket_block(frames: list[bytes], first: int = 48) -> bytes:
+    """A TPACKET_V3 block as the kernel fills it: block header, then linked packet headers."""
+    body = bytearray(first)
+    struct.pack_into("=IIIII", body, 8, 1, len(frames), first, 0, 0)
+    for i, frame in enumerate(frames):
+        mac = 32 + 2  # tpacket3_hdr (32 bytes with padding) + alignment
+        size = (mac + len(frame) + 15) & ~15
+        header = bytearray(size)
+        following = 0 if i == len(frames) - 1 else size
+        struct.pack_into("=IIIIIIHH", header, 0, following, 1700000000 + i, 250_000_000,
+                         len(frame), len(frame) + 10, 1, mac, mac + 14)
+        header[mac:mac + len(frame)] = frame
+        body += header
+    struct.pack_into("=I", body, 20, len(body))
+    return bytes(body)
+
+
+def test_block_columns_read_the_packets_of_a_tpacket_block() -> None:
+    frames = [bytes(range(60)), b"\xaa" * 54, b"\x01" * 300]
+    cols = block_columns(_tpacket_block(frames), 48, len(frames), 1)
+    assert [(ts, link, data, wire) for ts, link, data, wire in cols.frames()] == [
+        (1700000000 + i + 0.25, 1, frame, len(frame) + 10) for i, frame in enumerate(frames)]
+    assert cols.head[2].tobytes() == b"\x01" * 48
+
+
+def test_block_columns_never_read_past_the_block() -> None:
+    block = _tpacket_block([b"\x02" * 100, b"\x03" * 100])
+    cut = block[:len(block) - 60]  # 10 bytes of padding and 50 of the last frame cut off
+    cols = block_columns(cut, 48, 2, 1)
+    assert [len(f[2]) for f in cols.frames()] == [100, 50]
+    assert len(block_columns(block, len(block) + 8, 5, 1)) == 0  # a chain outside the block
