@@ -128,7 +128,7 @@ class CaptureReader:
         pages dropped and read again would stay resident.
         """
         done = (self.position if upto is None else upto) & ~(mmap.PAGESIZE - 1)
-        if done > self._released + (4 << 20):
+        if done > self._released + (8 << 20):
             self._mm.madvise(mmap.MADV_DONTNEED, self._released, done - self._released)
             self._released = done
 
