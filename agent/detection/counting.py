@@ -65,14 +65,30 @@ def _at_least(op: str | None, threshold: float) -> int | None:
     return None
 
 
+def _count_cap(op: str | None, threshold: float) -> int | None:
+    """How many of a window's newest timestamps event_count keeps: enough to decide the
+    condition, and exact whenever a group opens an alert.
+
+    With ``count >= k`` (gt/gte), the condition holds exactly when the newest ``k`` events are
+    in the window; with ``== k``/``!= k`` the newest ``k + 1`` tell. A group opens when its
+    condition turns true one event after it was false (or on its first event), when the window
+    holds at most ``k`` (``k + 1``) events, so the alert's count and window start are those of
+    the full window. A SYN flood then costs ``k`` timestamps per group, not one per packet.
+    """
+    if not math.isfinite(threshold):
+        return None
+    k = _at_least(op, threshold)
+    return max(1, k if k is not None else math.floor(threshold) + 1)
+
+
 class _Window:
     __slots__ = ("armed", "queue", "seen")
 
-    def __init__(self) -> None:
-        self.queue: deque[Any] = deque()
-        """event_count: timestamps; value_count: timestamp, value, timestamp, value … in time
-        order. The newest event never leaves the window, so the queue's last timestamp is the
-        group's newest (what idle expiry looks at)."""
+    def __init__(self, cap: int | None) -> None:
+        self.queue: deque[Any] = deque(maxlen=cap)
+        """event_count: timestamps (at most the newest ``cap``); value_count: timestamp, value,
+        timestamp, value … In time order. The newest event never leaves the window, so the
+        queue's last timestamp is the group's newest (what idle expiry looks at)."""
         self.seen: dict[Any, float] = {}
         """value_count: value → its newest timestamp in the window."""
         self.armed = True
@@ -91,6 +107,7 @@ class CountingState:
         self._span = rule.timespan
         self._test = OPERATORS[rule.op or "gte"]
         self._threshold = rule.threshold if rule.threshold is not None else 1.0
+        self._cap = None if self._distinct else _count_cap(rule.op, self._threshold)
         self._names = rule.group_fields[rule.rules[0]]
 
     def __len__(self) -> int:
@@ -118,7 +135,7 @@ class CountingState:
             value = _hashable(value)
         ts = event.timestamp
         if group is None:
-            group = _Window()
+            group = _Window(self._cap)
             self.groups[key] = group
             if len(self.groups) > rule.options.max_groups:
                 self.groups.popitem(last=False)
@@ -132,6 +149,10 @@ class CountingState:
         """Put one event in its place (late events within the allowance go back in time)."""
         queue = group.queue
         if not self._distinct:
+            if len(queue) == queue.maxlen:  # full: only the newest ``cap`` events count
+                if ts < queue[0]:
+                    return
+                queue.popleft()
             queue.insert(insertion_index(len(queue), ts, queue.__getitem__), ts)
             return
         i = 2 * insertion_index(len(queue) >> 1, ts, lambda j: queue[2 * j])

@@ -147,3 +147,17 @@ def test_count_thresholds_compare_as_integers(op: str, n: int, threshold: float)
     at_least = _at_least(op, threshold)
     assert at_least is not None and (n >= at_least) == OPERATORS[op](n, threshold)
     assert _at_least("eq", threshold) is None and _at_least("gte", math.inf) is None
+
+
+def test_a_flood_keeps_only_the_timestamps_the_condition_needs(ruleset: Ruleset) -> None:
+    engine = Engine(ruleset, None, OPTIONS)
+    for i in range(20_000):  # 20,000 SYNs to one port within one 5 s window
+        engine.process(event(T0 + i * 1e-4, PACKET, **{
+            "tcp.flags.syn": True, "destination.ip": "198.18.0.1", "destination.port": 80}))
+    rule = next(r for r in ruleset.correlations if r.group_by == ("destination.ip",
+                                                                  "destination.port"))
+    state = engine.states[rule.id]
+    assert isinstance(state, CountingState)
+    (group,) = state.groups.values()
+    assert len(group.queue) == 3  # gte 3: the newest three decide
+    assert len(engine.books[rule.id].open) == 1
