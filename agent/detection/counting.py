@@ -37,7 +37,6 @@ Feed = Callable[[Event], list[Alert] | None]
 """One in-order, not-late event that matched a base rule → alert snapshots (or none)."""
 OnFiring = Callable[[CorrelationRule, Firing, Event | None, str | None], list[Alert]]
 
-_UNHASHABLE = frozenset({list, dict, set, bytearray})
 _INF = math.inf
 
 
@@ -231,12 +230,12 @@ class CountingState:
                 value = fields.get(value_field)
                 if value is None:
                     return None
-                if queue[-2] > ts or value.__class__ in _UNHASHABLE:
+                if queue[-2] > ts:
                     return slow(event)
                 seen = group.seen
                 try:
                     seen[value] = ts
-                except TypeError:  # an unhashable subclass: slow() takes its text
+                except TypeError:  # unhashable (a list): slow() counts its text
                     return slow(event)
                 touch(key)
                 queue.append(ts)
