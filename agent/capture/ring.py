@@ -48,7 +48,7 @@ def open_packet_socket() -> socket.socket:
 
 
 class Ring:
-    """One interface's capture ring; iterate :meth:`ready_batches` after ``poll`` says readable."""
+    """One interface's capture ring; iterate :meth:`ready_columns` after ``poll`` says readable."""
 
     def __init__(
         self,

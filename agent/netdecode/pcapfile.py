@@ -1,10 +1,13 @@
 """Fast reader for pcap and pcapng capture files (no scapy on this path).
 
-The file is memory-mapped and walked with ``struct.unpack_from``; each record becomes a
-``(timestamp, linktype, frame, wire_length)`` tuple, handed out in batches so the decoder can
-work on a list at a time. Supported: classic pcap in both byte orders with micro- or nanosecond
-timestamps, and pcapng (section header, interface description with ``if_tsresol``, enhanced and
-simple packet blocks, the obsolete packet block; other block types are skipped).
+The file is memory-mapped. :meth:`CaptureReader.columns` hands out
+:class:`~agent.netdecode.columns.PacketColumns` batches — the fast path: record starts found by
+the lane walk of :mod:`agent.netdecode.pcapwalk` (or C iterators), headers and frame heads
+gathered by numpy, frame bytes left in the mapping. :meth:`CaptureReader.batches` and iteration
+give ``(timestamp, linktype, frame, wire_length)`` tuples (tests, tools, pcapng). Supported:
+classic pcap in both byte orders with micro- or nanosecond timestamps, and pcapng (section
+header, interface description with ``if_tsresol``, enhanced and simple packet blocks, the
+obsolete packet block; other block types are skipped).
 
 A bogus header raises :class:`CaptureFormatError` naming the file, offset and reason. A record
 cut short at the end of the file (a capture still being written, or truncated by a copy) ends
