@@ -293,3 +293,32 @@ def test_from_frames_keeps_every_frame() -> None:
     cols = PacketColumns.from_frames(frames)
     assert cols.frames() == frames
     assert cols.head.shape == (200, 48)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(WEIGHTS)), st.integers(0, 7), st.integers(0, 1),
+                          st.sampled_from([0.0, 0.0, 0.0001, 0.02, 0.7, -0.3])),
+                min_size=1, max_size=400),
+       st.integers(1, 300))
+def test_bulk_path_equals_per_packet_path_on_any_sequence(
+    steps: list[tuple[str, int, int, float]], batch: int
+) -> None:
+    """Hypothesis picks the kinds, addresses, time steps and batch size."""
+    frames: list[Frame] = []
+    ts = 1000.0
+    for kind, client, server, dt in steps:
+        ts += dt
+        frame = bytearray(TEMPLATES["syn" if kind == "cut" else kind])
+        if kind == "cut":
+            frame = frame[:30]
+        elif len(frame) >= 38 and kind not in ("arp", "ipv6", "vlan", "options", "fragment"):
+            frame[26:34] = _ip(CLIENTS[client]) + _ip(SERVERS[server])
+        frames.append((ts, 1, bytes(frame), len(frame)))
+    tight = NetworkSection(max_events_per_destination=2, max_events_per_source=3,
+                           max_events_per_second=8, max_dns_events_per_client=1,
+                           max_new_flows_per_destination=1, max_tracked_keys=1024)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bulk, "FLOOD_MIN_PACKETS", 2)  # watch every group, however small
+        fast, slow, got, want = both(frames, tight, batch)
+    assert _flat(got) == _flat(want)
+    assert _stats(fast) == _stats(slow)
