@@ -68,10 +68,26 @@ def _chain(preds: list[Predicate], all_of: bool) -> Predicate:
         if all_of:
             return lambda f, low: a(f, low) and b(f, low)
         return lambda f, low: a(f, low) or b(f, low)
+    if len(preds) == 3:
+        a, b, c = preds
+        if all_of:
+            return lambda f, low: a(f, low) and b(f, low) and c(f, low)
+        return lambda f, low: a(f, low) or b(f, low) or c(f, low)
     ps = tuple(preds)
     if all_of:
-        return lambda f, low: all(p(f, low) for p in ps)
-    return lambda f, low: any(p(f, low) for p in ps)
+        def every(f: dict[str, Any], low: Lowered) -> bool:
+            for p in ps:  # noqa: SIM110 - a loop, not all(genexpr): no generator per call
+                if not p(f, low):
+                    return False
+            return True
+        return every
+
+    def some(f: dict[str, Any], low: Lowered) -> bool:
+        for p in ps:  # noqa: SIM110 - same
+            if p(f, low):
+                return True
+        return False
+    return some
 
 
 _RE_SPECIAL = re.compile(r"([\\.^$|?*+()\[\]{}])")
@@ -117,7 +133,7 @@ def _string_check(kind: str, values: list[Any]) -> Callable[[str], Any]:
         tests = tuple(regex_test(p, full=True) for p, _ in values)
         if len(tests) == 1:
             return tests[0]
-        return lambda s: any(t(s) for t in tests)
+        return _first_true(tests)
     raise AssertionError(kind)
 
 
@@ -138,8 +154,17 @@ def _string_set_check(pairs: list[tuple[str, Any]]) -> Callable[[str], Any]:
     if len(checks) == 2:
         c1, c2 = checks
         return lambda s: c1(s) or c2(s)
-    cs = tuple(checks)
-    return lambda s: any(c(s) for c in cs)
+    return _first_true(tuple(checks))
+
+
+def _first_true(checks: tuple[Callable[[str], Any], ...]) -> Callable[[str], bool]:
+    """``s -> any(c(s) for c in checks)``, without a generator per call."""
+    def test(s: str) -> bool:
+        for check in checks:  # noqa: SIM110 - no generator per call (hot path)
+            if check(s):
+                return True
+        return False
+    return test
 
 
 def _on_field(name: str, check: Callable[[str], Any], cased: bool) -> Predicate:
