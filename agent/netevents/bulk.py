@@ -33,6 +33,9 @@ from agent.netevents.protocols import ICMP4_PROBES
 if TYPE_CHECKING:
     from agent.netevents.processor import PacketProcessor
 
+BULK_MIN_PACKETS = 128
+"""Smaller batches (a quiet link's ring block) go packet by packet: numpy's fixed cost per batch
+is larger than what bulk counting saves there."""
 FLOOD_MIN_PACKETS = 32
 """Packets of one group within one second of one batch before the group is watched."""
 

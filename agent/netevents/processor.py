@@ -116,7 +116,7 @@ class PacketProcessor:
         self.stats.packets += n
         self.stats.bytes += int(cols.wire.sum())
         buffer = cols.buffer
-        kinds = bulk_ops.classify(cols) if bulk else None
+        kinds = bulk_ops.classify(cols) if bulk and n >= bulk_ops.BULK_MIN_PACKETS else None
         max_total = self._max_total
         for first, last, rolls in bulk_ops.seconds(cols.timestamps, self._next_second):
             if rolls:

@@ -288,6 +288,13 @@ def test_columns_reader_on_garbage_matches_the_frame_reader(
     assert _read(path, _by_columns) == _read(path, _by_batches)
 
 
+def test_small_batches_go_packet_by_packet() -> None:
+    frames = mixed(random.Random(8), bulk.BULK_MIN_PACKETS - 1)
+    fast, slow, got, want = both(frames, NetworkSection(), batch=len(frames))
+    assert fast.per_packet == slow.per_packet == len(frames)
+    assert _flat(got) == _flat(want)
+
+
 def test_from_frames_keeps_every_frame() -> None:
     frames = mixed(random.Random(4), 200)
     cols = PacketColumns.from_frames(frames)
@@ -319,6 +326,7 @@ def test_bulk_path_equals_per_packet_path_on_any_sequence(
                            max_new_flows_per_destination=1, max_tracked_keys=1024)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bulk, "FLOOD_MIN_PACKETS", 2)  # watch every group, however small
+        patch.setattr(bulk, "BULK_MIN_PACKETS", 1)  # and count every batch in bulk
         fast, slow, got, want = both(frames, tight, batch)
     assert _flat(got) == _flat(want)
     assert _stats(fast) == _stats(slow)
