@@ -25,7 +25,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from agent.collectors.syslog_parse import SyslogClock, parse_syslog
+from agent.collectors.syslog_parse import SyslogClock, parse_header
 from agent.events import Event, LogSource
 
 Fields = dict[str, Any]
@@ -292,6 +292,32 @@ def auth_fields(program: str, message: str) -> Fields | None:
     return _BY_SERVICE[service](message)
 
 
+# Most auth-log lines repeat word for word (cron and session lines, the same sudo commands):
+# their classification, which depends on the message alone, is kept per service. Messages that
+# name a source address also carry a port and never repeat, so they are not kept. Bounded: a
+# full cache is emptied (hostile unique messages cost one dictionary insert each, no more).
+_CACHE_MAX = 1024
+_UNCLASSIFIED: Fields = {}
+_CACHES: dict[str, dict[str, Fields]] = {service: {} for service in _BY_SERVICE}
+
+
+def _classify(service: str, message: str) -> Fields:
+    """A fresh fields dict for ``message`` (empty when it is not classified)."""
+    cache = _CACHES[service]
+    known = cache.get(message)
+    if known is not None:
+        return known.copy()
+    fields = _BY_SERVICE[service](message)
+    if fields is None:
+        fields = {}
+    elif "source.ip" in fields or "source.domain" in fields:
+        return fields
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[message] = fields.copy() if fields else _UNCLASSIFIED
+    return fields
+
+
 def auth_event(
     text: str, clock: SyslogClock, *, path: str | None = None
 ) -> Event | None:
@@ -300,11 +326,11 @@ def auth_event(
     Lines whose message is not recognised still become events (logsource by program, with
     ``message``) so keyword rules see them; they carry no ``event.action``.
     """
-    header = parse_syslog(text, clock)
+    header = parse_header(text, clock)
     if header is None:
         return None
-    return build_auth_event(header.timestamp, header.hostname, header.program, header.pid,
-                            header.message, text, path=path)
+    timestamp, hostname, program, pid, message = header
+    return build_auth_event(timestamp, hostname, program, pid, message, text, path=path)
 
 
 def build_auth_event(
@@ -319,7 +345,7 @@ def build_auth_event(
 ) -> Event:
     """The event of one auth message, from a syslog line or a journal entry."""
     service = SERVICES.get(program, "auth")
-    fields: Fields = _BY_SERVICE[service](message) or {}  # a fresh dict: extended in place
+    fields = _classify(service, message)  # a fresh dict: extended in place
     fields["message"] = line
     fields["event.dataset"] = "linux.auth"
     fields["process.name"] = program

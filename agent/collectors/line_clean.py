@@ -19,6 +19,9 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _NEEDS_WORK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _NEEDS_WORK_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# the same bytes except the newline that joins a batch (CR, NUL, ESC … still leave the fast
+# path); deleting them with bytes.translate and comparing lengths is 5x faster than a regex scan
+_BATCH_NEEDS_WORK = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
 
 # Reason names (the label values of vedette_input_errors_total this module can produce).
 INVALID_UTF8 = "invalid_utf8"
@@ -73,6 +76,27 @@ def clean_line(raw: bytes | str, max_chars: int = MAX_LINE_CHARS) -> CleanLine:
         problems.add(CONTROL_CHARS)
         text = _CONTROL.sub(_escape, text)
     return CleanLine(text, frozenset(problems))
+
+
+def clean_lines(raws: list[bytes], max_chars: int = MAX_LINE_CHARS) -> list[str] | None:
+    """Texts of a batch of lines when *every* line is clean UTF-8 of normal length, else ``None``.
+
+    One regex scan and one decode for the whole batch instead of one per line; the texts are
+    exactly what :func:`clean_line` returns for such lines. ``None`` means at least one line
+    needs :func:`clean_line` (the caller then cleans the batch line by line).
+    """
+    if not raws:
+        return []
+    if max(map(len, raws)) > max_chars:  # bytes >= characters: a short byte line is short text
+        return None
+    blob = b"\n".join(raws)
+    if len(blob.translate(None, _BATCH_NEEDS_WORK)) != len(blob):
+        return None
+    try:
+        texts = blob.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        return None
+    return texts if len(texts) == len(raws) else None  # a "line" with a newline inside
 
 
 def _escape(match: re.Match[str]) -> str:

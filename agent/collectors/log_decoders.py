@@ -22,7 +22,7 @@ from agent.collectors.audit_parse import AuditJoiner, AuditRecord, group_events,
 from agent.collectors.auth_context import AuthContext
 from agent.collectors.auth_parse import auth_event, build_auth_event
 from agent.collectors.journal_parse import JournalError, journal_event
-from agent.collectors.line_clean import clean_line
+from agent.collectors.line_clean import clean_line, clean_lines
 from agent.collectors.syslog_parse import SyslogClock
 from agent.collectors.web_parse import web_event
 from agent.events import Event
@@ -40,6 +40,9 @@ class LineDecoder(Protocol):
 
     def feed(self, raw: bytes) -> list[Event]:
         """Events completed by this line (often one, sometimes none)."""
+
+    def feed_lines(self, raws: list[bytes]) -> list[Event]:
+        """Events completed by these lines, in order (what ``feed`` gives for each)."""
 
     def flush(self) -> list[Event]:
         """Events still held back (auditd groups waiting for more records)."""
@@ -67,18 +70,29 @@ class AuthDecoder:
         text, problems = clean_line(raw)
         for reason in problems:
             self._on_problem(self.source, reason)
+        event = self._decode(text)
+        return [] if event is None else [event]
+
+    def feed_lines(self, raws: list[bytes]) -> list[Event]:
+        texts = clean_lines(raws)  # one decode for the batch when every line is clean
+        if texts is None:
+            return [event for raw in raws for event in self.feed(raw)]
+        decode = self._decode
+        return [event for event in map(decode, texts) if event is not None]
+
+    def _decode(self, text: str) -> Event | None:
         if not text or text.isspace():
-            return []
+            return None
         event = auth_event(text, self._clock, path=self._path)
         if event is None and self._bare is not None:
             event = build_auth_event(self._clock.reference(), "", self._bare, None, text, text,
                                      path=self._path)
         if event is None:
             self._on_problem(self.source, MALFORMED)
-            return []
+            return None
         if self._context is not None:
             self._context.annotate(event)
-        return [event]
+        return event
 
     def flush(self) -> list[Event]:
         return []
@@ -97,13 +111,23 @@ class WebDecoder:
         text, problems = clean_line(raw)
         for reason in problems:
             self._on_problem(self.source, reason)
+        event = self._decode(text)
+        return [] if event is None else [event]
+
+    def feed_lines(self, raws: list[bytes]) -> list[Event]:
+        texts = clean_lines(raws)
+        if texts is None:
+            return [event for raw in raws for event in self.feed(raw)]
+        decode = self._decode
+        return [event for event in map(decode, texts) if event is not None]
+
+    def _decode(self, text: str) -> Event | None:
         if not text or text.isspace():
-            return []
+            return None
         event = web_event(text, path=self._path)
         if event is None:
             self._on_problem(self.source, MALFORMED)
-            return []
-        return [event]
+        return event
 
     def flush(self) -> list[Event]:
         return []
@@ -129,6 +153,9 @@ class AuditDecoder:
             self._on_problem(self.source, MALFORMED)
             return []
         return self._events(self._joiner.feed(record))
+
+    def feed_lines(self, raws: list[bytes]) -> list[Event]:
+        return [event for raw in raws for event in self.feed(raw)]
 
     def flush(self) -> list[Event]:
         return self._events(self._joiner.flush())
@@ -159,6 +186,9 @@ class JournalDecoder:
         if self._context is not None:
             self._context.annotate(event)
         return [event]
+
+    def feed_lines(self, raws: list[bytes]) -> list[Event]:
+        return [event for raw in raws for event in self.feed(raw)]
 
     def flush(self) -> list[Event]:
         return []

@@ -117,9 +117,9 @@ class LogTailCollector:
                 result.truncated_lines)
         if result.lines or result.rotated or result.shrunk:
             self._unsaved = True
-        for raw in result.lines:
-            out.extend(decoder.feed(raw))
-        if not result.lines:
+        if result.lines:
+            out.extend(decoder.feed_lines(result.lines))
+        else:
             out.extend(decoder.flush())  # idle: release held-back groups (auditd)
         try:
             self._sizes[path] = os.stat(path).st_size

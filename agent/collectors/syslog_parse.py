@@ -25,8 +25,8 @@ _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
 _TRADITIONAL = re.compile(
-    r"(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)"
-    r"(?:\.\d+)? (?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)",
+    r"(?P<stamp>[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d)(?:\.\d+)?"
+    r" (?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)",
     re.DOTALL,
 )
 _RFC3339 = re.compile(
@@ -52,6 +52,10 @@ class SyslogClock:
         self._fixed = reference
         self._hour_cache: dict[tuple[int, int, int, int], float] = {}
         self._year_of: tuple[float, int] = (-1.0, 0)  # (reference second, its local year)
+        # "Nov 21 10:00:46" -> (epoch in the reference year, in the year before); lines repeat
+        # their second, so each distinct stamp is resolved once per reference year
+        self._stamps: dict[str, tuple[float | None, float | None]] = {}
+        self._stamps_year = 0
 
     def reference(self) -> float:
         return self._fixed if self._fixed is not None else time.time()
@@ -76,6 +80,37 @@ class SyslogClock:
             ts = prev + minute * 60 + second
         return ts
 
+    def resolve_stamp(self, stamp: str) -> float | None:
+        """``resolve`` for the traditional stamp text (``Nov 21 10:00:46``), cached."""
+        ref = self.reference()
+        year = self._year(ref)
+        if year != self._stamps_year:
+            self._stamps.clear()
+            self._stamps_year = year
+        pair = self._stamps.get(stamp)
+        if pair is None:
+            pair = self._stamp_epochs(stamp, year)
+            if len(self._stamps) >= 4096:
+                self._stamps.clear()
+            self._stamps[stamp] = pair
+        this_year, year_before = pair
+        if this_year is not None and this_year > ref + 86400:
+            return year_before
+        return this_year
+
+    def _stamp_epochs(self, stamp: str, year: int) -> tuple[float | None, float | None]:
+        mon, day, clock_time = stamp.split()
+        hour, minute, second = clock_time.split(":")
+        month = _MONTHS.get(mon)
+        if month is None or minute > "59" or second > "60":
+            return None, None
+        offset = int(minute) * 60 + int(second)
+        this_year = self._epoch(year, month, int(day), int(hour))
+        if this_year is None:
+            return None, None
+        before = self._epoch(year - 1, month, int(day), int(hour))
+        return this_year + offset, None if before is None else before + offset
+
     def _epoch(self, year: int, month: int, day: int, hour: int) -> float | None:
         key = (year, month, day, hour)
         cached = self._hour_cache.get(key)
@@ -93,8 +128,17 @@ class SyslogClock:
         return cached
 
 
+Header = tuple[float, str, str, int | None, str]
+
+
 def parse_syslog(text: str, clock: SyslogClock) -> SyslogLine | None:
     """The header of one (already sanitised) line, or ``None`` when it is not a syslog line."""
+    header = parse_header(text, clock)
+    return None if header is None else SyslogLine(*header)
+
+
+def parse_header(text: str, clock: SyslogClock) -> Header | None:
+    """:func:`parse_syslog` as a plain tuple (the per-line fast path: no named tuple)."""
     if not text:
         return None
     first = text[0]
@@ -109,14 +153,11 @@ def parse_syslog(text: str, clock: SyslogClock) -> SyslogLine | None:
         m = _TRADITIONAL.match(text)
         if m is None:
             return None
-        mon, day, hour, minute, second, host, prog, pid, msg = m.groups()
-        month = _MONTHS.get(mon)
-        if month is None or minute > "59" or second > "60":
-            return None
-        ts = clock.resolve(month, int(day), int(hour), int(minute), int(second))
+        stamp, host, prog, pid, msg = m.groups()
+        ts = clock.resolve_stamp(stamp)
     if ts is None:
         return None
-    return SyslogLine(ts, host, prog, int(pid) if pid else None, msg)
+    return ts, host, prog, int(pid) if pid else None, msg
 
 
 @lru_cache(maxsize=4096)

@@ -148,14 +148,15 @@ class FileTailer:
         buf = self._partial + data
         lines = buf.split(b"\n")
         self._partial = lines.pop()
-        for line in lines:
-            if self._discarding:
-                self._discarding = False
-                continue
-            if len(line) > self._max_line:
-                result.truncated_lines += 1
-                line = line[: self._max_line]
-            result.lines.append(line)
+        if lines and self._discarding:
+            self._discarding = False
+            del lines[0]  # the end of a line already cut and returned
+        if lines and max(map(len, lines)) > self._max_line:
+            for i, line in enumerate(lines):
+                if len(line) > self._max_line:
+                    result.truncated_lines += 1
+                    lines[i] = line[: self._max_line]
+        result.lines.extend(lines)
         if len(self._partial) > self._max_line:
             if not self._discarding:
                 result.lines.append(self._partial[: self._max_line])
