@@ -92,7 +92,8 @@ def prober(route: Route) -> Prober:
             if raw.__class__ is str:
                 hit = probe.memo.get(raw)
                 if hit is None:
-                    hit = probe.probe(low[probe.name])
+                    lowered = low[probe.name] = raw.lower()  # what Lowered would compute
+                    hit = probe.probe(lowered)
                     probe.remember(raw, hit)
             else:  # numbers, booleans, lists: their text, every time
                 value: Any = low[probe.name]
