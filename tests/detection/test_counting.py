@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,7 +118,7 @@ def test_fast_counting_matches_the_reference_state(
     assert [len(s) for s in fast.states.values()] == [len(s) for s in ref.states.values()]
 
 
-def test_a_flood_grows_one_alert_through_the_fast_path(ruleset: Ruleset, tmp_path: Path) -> None:
+def test_a_flood_grows_one_alert_through_the_fast_path(ruleset: Ruleset) -> None:
     engine = Engine(ruleset, None, OPTIONS)
     rule = next(r for r in ruleset.correlations if r.group_by == ("destination.ip",
                                                                   "destination.port"))
