@@ -51,7 +51,7 @@ def pcap_events(path: Path, config: Config, progress: Progress | None = None) ->
     LAST_PCAP.processor = processor.stats
     LAST_PCAP.truncated_records = 0
     with CaptureReader(path) as reader:
-        for batch in reader.columns(8192):
+        for batch in reader.columns(32768):
             yield from processor.process_columns(batch)
             if progress is not None:
                 progress(reader.position, reader.bytes_total)
