@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import socket
 import struct
@@ -87,16 +88,32 @@ def _parse_event(data: bytes, at: int, end: int) -> ProcEvent | None:
     return None
 
 
-def control_message(op: int, port: int) -> bytes:
-    payload = struct.pack("=I", op)
+# What the collector uses. Linux >= 6.6 filters proc events per socket when the listen
+# message carries an event mask (``struct proc_input``); the comm, sid, ptrace, uid/gid and
+# coredump events of a busy host (threads renaming themselves …) then never reach us.
+WANTED_EVENTS = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT
+FILTER_KERNEL = (6, 6)
+
+
+def control_message(op: int, port: int, events: int | None = None) -> bytes:
+    """The connector control datagram; ``events`` (a mask) needs a filtering kernel: older
+    kernels ignore a listen message of that size, so only send it when :func:`can_filter`."""
+    payload = struct.pack("=I", op) if events is None else struct.pack("=II", op, events)
     cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(payload), 0) + payload
     return _NLMSG.pack(_NLMSG.size + len(cn), NLMSG_DONE, 0, 0, port) + cn
+
+
+def can_filter(release: str | None = None) -> bool:
+    """Whether the running kernel (``uname -r``) filters proc events by type (>= 6.6)."""
+    release = os.uname().release if release is None else release
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return m is not None and (int(m[1]), int(m[2])) >= FILTER_KERNEL
 
 
 class ProcConnector:
     """A subscribed connector socket. Raises ``OSError`` when the kernel refuses."""
 
-    def __init__(self, rcvbuf_bytes: int = 8 << 20) -> None:
+    def __init__(self, rcvbuf_bytes: int = 8 << 20, *, filtered: bool | None = None) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         try:
             try:
@@ -105,7 +122,8 @@ class ProcConnector:
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
             self._sock.bind((0, CN_IDX_PROC))
             self._port = self._sock.getsockname()[0] or os.getpid()
-            self._sock.send(control_message(PROC_CN_MCAST_LISTEN, self._port))
+            mask = WANTED_EVENTS if (can_filter() if filtered is None else filtered) else None
+            self._sock.send(control_message(PROC_CN_MCAST_LISTEN, self._port, mask))
         except OSError:
             self._sock.close()
             raise

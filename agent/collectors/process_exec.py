@@ -144,7 +144,7 @@ class ProcessExecCollector:
         cached = self._infos.get(pid)
         if cached is not None:
             return cached
-        info = self._reader.read(pid)
+        info = self._reader.read(pid, full=False)
         if info.gone:
             return None
         self._remember(self._infos, pid, info)
