@@ -76,7 +76,7 @@ def describe(exc: Exception) -> str:
     return type(exc).__name__
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class BulkItem:
     """One action + source pair of a spooled record; ``sent`` while a request carries it."""
 
@@ -86,7 +86,7 @@ class BulkItem:
     sent: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PendingRecord:
     """A spooled record read into memory; gone from the spool once ``items`` is empty."""
 
@@ -96,6 +96,7 @@ class PendingRecord:
 
 Batch = list[tuple[PendingRecord, BulkItem]]  # what one bulk request carries
 # Only what the shipper reads: every item keeps its status, so positions still match.
+_NL = b"\n"
 _FILTER = {"filter_path": "errors,items.*.status,items.*.error.type,items.*.error.reason"}
 
 
@@ -109,12 +110,20 @@ def stream_of(action: bytes, streams: Mapping[str, str]) -> str:
     return streams.get(name, "other")
 
 
-def bulk_body(
-    items: Batch, headers: Mapping[str, str], compress: bool
-) -> tuple[bytes, dict[str, str]]:
-    """The NDJSON body (gzipped at level 1 when ``compress``: the transport's own
-    ``http_compress`` uses level 9, 3-5x the CPU for 10 % less) and its headers."""
-    body = b"".join(it.action + b"\n" + it.source + b"\n" for _, it in items)
+def bulk_body(items: Batch) -> bytes:
+    """The NDJSON body: one ``bytes.join`` over the pieces (no per-item concatenation)."""
+    parts: list[bytes] = []
+    extend = parts.extend
+    for _, it in items:
+        extend((it.action, _NL, it.source, _NL))
+    return b"".join(parts)
+
+
+def compressed(body: bytes, headers: Mapping[str, str], compress: bool
+               ) -> tuple[bytes, dict[str, str]]:
+    """``body`` gzipped at level 1 when ``compress`` (the transport's own ``http_compress``
+    uses level 9, 3-5x the CPU for 10 % less) and its headers. Called on the sender thread:
+    zlib releases the interpreter lock, so compression overlaps with the shipper's work."""
     if not compress:
         return body, dict(headers)
     return gzip.compress(body, compresslevel=1), {**headers, "content-encoding": "gzip"}
@@ -131,17 +140,18 @@ class BulkSender:
     """One daemon thread performing bulk requests in order. (A ThreadPoolExecutor's workers
     are joined at interpreter exit: a hung request would delay the agent's shutdown.)"""
 
-    def __init__(self, client: Elasticsearch) -> None:
+    def __init__(self, client: Elasticsearch, headers: Mapping[str, str], compress: bool) -> None:
         self._client = client
-        self._queue: queue.SimpleQueue[tuple[bytes, dict[str, str], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._headers = dict(headers)
+        self._compress = compress
+        self._queue: queue.SimpleQueue[tuple[bytes, Future[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="es-bulk", daemon=True)
         self._thread.start()
 
-    def submit(self, body: bytes, headers: dict[str, str]) -> Future[Any]:
+    def submit(self, body: bytes) -> Future[Any]:
+        """Queue an uncompressed NDJSON body; the future holds the client's response."""
         future: Future[Any] = Future()
-        self._queue.put((body, headers, future))
+        self._queue.put((body, future))
         return future
 
     def close(self) -> None:
@@ -149,10 +159,11 @@ class BulkSender:
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
-            body, headers, future = job
+            raw, future = job
             if not future.set_running_or_notify_cancel():
                 continue
             try:
+                body, headers = compressed(raw, self._headers, self._compress)
                 future.set_result(self._client.perform_request(
                     "PUT", "/_bulk", headers=headers, body=body, params=_FILTER
                 ))

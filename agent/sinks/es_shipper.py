@@ -99,7 +99,6 @@ class Shipper:
     ) -> None:
         self.spool = spool
         self.client = client
-        self._bulk_headers = dict(bulk_headers)
         self._json_headers = dict(json_headers)
         self.metrics = metrics
         self.dead_letter = dead_letter
@@ -111,7 +110,8 @@ class Shipper:
         self.counts = ShipperCounts()
         self._pending: dict[int, PendingRecord] = {}
         self._inflight: deque[BulkRequest] = deque()
-        self._sender = BulkSender(client)
+        self._sender = BulkSender(client, bulk_headers, settings.compress)
+        self._removals = -1  # spool.removals when _pending was last checked against it
         self._last_seq = 0
         self._failures = 0
         self._needs_setup = settings.setup_templates
@@ -187,9 +187,14 @@ class Shipper:
         self._collect(self._inflight.popleft())
 
     def _full(self, ready: Batch) -> bool:
-        docs = len(ready)
-        size = sum(len(i.action) + len(i.source) for _, i in ready)
-        return docs >= self.settings.batch_max_docs or size >= self.settings.batch_max_bytes
+        if len(ready) >= self.settings.batch_max_docs:
+            return True
+        size, limit = 0, self.settings.batch_max_bytes
+        for _, item in ready:
+            size += len(item.action) + len(item.source)
+            if size >= limit:
+                return True
+        return False
 
     def _linger(self, now: float, ready: Batch) -> float:
         """Seconds to wait for more records before sending (0 = send now)."""
@@ -206,23 +211,28 @@ class Shipper:
         room_bytes = PIPELINE_DEPTH * self.settings.batch_max_bytes - size
         if room_docs <= 0 or room_bytes <= 0:
             return
+        streams, pending = self.streams, self._pending
         for record in self.spool.read(self._last_seq, room_docs, room_bytes):
             self._last_seq = record.seq
-            items = [BulkItem(a, src, stream_of(a, self.streams))
-                     for a, src in split_items(record.body)]
+            items = [BulkItem(a, src, stream_of(a, streams)) for a, src in split_items(record.body)]
             if items:
-                self._pending[record.seq] = PendingRecord(record, items)
+                pending[record.seq] = PendingRecord(record, items)
             else:
                 self.spool.ack([record.seq])
 
-    def _forget_dropped(self) -> None:
+    def _forget_dropped(self) -> bool:
         """Records evicted (overflow), superseded or expired while waiting in memory are not
-        sent: what the metrics count as dropped must really be dropped."""
+        sent: what the metrics count as dropped must really be dropped. True if any was."""
+        removals = self.spool.removals
+        if removals == self._removals:
+            return False  # nothing evicted, superseded or expired since the last check
+        self._removals = removals
         idle = [s for s, p in self._pending.items() if not any(i.sent for i in p.items)]
         present = self.spool.present(idle)
-        for seq in idle:
-            if seq not in present:
-                del self._pending[seq]
+        gone = [seq for seq in idle if seq not in present]
+        for seq in gone:
+            del self._pending[seq]
+        return bool(gone)
 
     def _maintain(self, now: float) -> None:
         self._last_maintenance = now
@@ -275,23 +285,22 @@ class Shipper:
     # ------------------------------------------------------------------ sending
 
     def _submit(self, ready: Batch) -> None:
-        self._forget_dropped()
-        batch = [(p, i) for p, i in ready if p.record.seq in self._pending]
-        batch = batch[: max(self.settings.batch_max_docs, 1)]
+        if self._forget_dropped():
+            ready = [(p, i) for p, i in ready if p.record.seq in self._pending]
+        batch = ready[: max(self.settings.batch_max_docs, 1)]
         if not batch:
             return
         for _, item in batch:
             item.sent = True
-        body, headers = bulk_body(batch, self._bulk_headers, self.settings.compress)
-        future = self._sender.submit(body, headers)
+        future = self._sender.submit(bulk_body(batch))
         self._inflight.append(BulkRequest(batch, future, time.perf_counter()))
 
     def _send_now(self, batch: Batch) -> None:
         """Send and handle one batch synchronously (used to split on 413)."""
         for _, item in batch:
             item.sent = True
-        body, headers = bulk_body(batch, self._bulk_headers, self.settings.compress)
-        self._collect(BulkRequest(batch, self._sender.submit(body, headers), time.perf_counter()))
+        self._collect(BulkRequest(batch, self._sender.submit(bulk_body(batch)),
+                                  time.perf_counter()))
 
     def _collect(self, request: BulkRequest) -> None:
         batch = request.batch
@@ -321,7 +330,10 @@ class Shipper:
             self._backoff()
             return
         self.metrics.es_last_success.set(self.clock())
-        retried = self._apply(batch, results)
+        if response.body.get("errors") is False:
+            retried = self._apply_delivered(batch)
+        else:
+            retried = self._apply(batch, results)
         self._unsend(batch)
         if retried == len(batch):
             self._backoff()  # everything refused: the cluster is saturated, back off more
@@ -373,6 +385,21 @@ class Shipper:
             self.counts.retried_items += n
             self.metrics.es_retries.labels(reason).inc(n)
         return retried
+
+    def _apply_delivered(self, items: Batch) -> int:
+        """``errors: false``: every item got a 2xx (a 409 or any failure sets ``errors``), so
+        the per-item results need no reading; the item count was checked by the caller."""
+        done: set[int] = set()
+        shipped: dict[str, int] = {}
+        for pending, item in items:
+            shipped[item.stream] = shipped.get(item.stream, 0) + 1
+            pending.items.remove(item)
+            done.add(pending.record.seq)
+        self._ack(done)
+        for stream, n in shipped.items():
+            self.counts.delivered += n
+            self.metrics.es_docs_shipped.labels(stream).inc(n)
+        return 0
 
     def _dead(self, item: BulkItem, status: int, error: Any) -> None:
         self.counts.dead_lettered += 1

@@ -136,6 +136,9 @@ class Spool:
         self._lock = threading.Lock()
         self._unsynced = False
         self.corrupt = 0  # records lost to corruption since the last reset (shipper counts them)
+        # Bumped whenever records go other than by ``ack`` (superseded, evicted, expired,
+        # corrupt, another connection's change): readers holding records check ``present``.
+        self.removals = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
         self._records = self._bytes = self._data_version = 0
@@ -192,6 +195,7 @@ class Spool:
         return db
 
     def _recount(self) -> None:
+        self.removals += 1
         row = self._db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM records")
         self._records, self._bytes = row.fetchone()
         self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
@@ -228,6 +232,7 @@ class Spool:
                     ).fetchall():
                         self._forget(length)
                         result.superseded += 1
+                        self.removals += 1
                 budget = self._budget(size)
                 if self._bytes + size > budget and not self._evict(
                     self._bytes + size - budget, severity, result
@@ -288,6 +293,7 @@ class Spool:
                 break
         if freed < need:
             return False
+        self.removals += 1
         for seq, kind, sev, length in victims:
             self._db.execute("DELETE FROM records WHERE seq = ?", (seq,))
             self._forget(length)
@@ -324,6 +330,7 @@ class Spool:
                 log.error("spool %s: %d records failed their checksum; dropped", self.path,
                           len(bad))
                 self.corrupt += len(bad)
+                self.removals += 1
                 self._delete(bad)
         return out
 
@@ -376,6 +383,7 @@ class Spool:
             ).fetchall()
             for _, _, length in rows:
                 self._forget(length)
+            self.removals += 1
             return [(kind, severity) for kind, severity, _ in rows]
 
     # ------------------------------------------------------------------ durability and stats
