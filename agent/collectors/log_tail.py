@@ -67,6 +67,7 @@ class LogTailCollector:
         self._missing_since: dict[Path, float] = {}
         self._reported_deleted: set[Path] = set()
         self._sizes: dict[Path, int] = {}
+        self._signatures: dict[Path, tuple[int, int, int] | None] = {}  # stat before last read
         self._unsaved = False  # offsets moved since they were last written
 
     def run(self, publish: Publish, stop: threading.Event) -> None:
@@ -96,17 +97,26 @@ class LogTailCollector:
 
     def _poll_path(self, path: Path) -> list[Event]:
         out: list[Event] = []
-        exists = os.path.exists(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
         if self._integrity:
-            out.extend(self._check_presence(path, exists))
+            out.extend(self._check_presence(path, st is not None))
         tailer = self._tailers.get(path)
+        signature = None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns)
         if tailer is None:
-            if not exists:
+            if st is None:
                 return out
             tailer = FileTailer(path, self._offsets, start_at_end=self._start_at_end,
                                 max_read_bytes=self._max_read)
             self._tailers[path] = tailer
             self._decoders[path] = self._decoder_for(path)
+        elif signature is not None and self._signatures.get(path) == signature:
+            # same file, size and mtime as when last read: nothing to read (an idle poll is
+            # this one stat, not five system calls)
+            out.extend(self._decoders[path].flush())
+            return out
         decoder = self._decoders[path]
         before = self._sizes.get(path)
         result = tailer.read()
@@ -117,6 +127,9 @@ class LogTailCollector:
                 result.truncated_lines)
         if result.lines or result.rotated or result.shrunk:
             self._unsaved = True
+        # remembered only after a read that found nothing: a backlog larger than one read
+        # (``max_read_bytes``) is read on the next polls although the file does not change
+        self._signatures[path] = None if result.lines else signature
         if result.lines:
             out.extend(decoder.feed_lines(result.lines))
         else:

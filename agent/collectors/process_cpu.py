@@ -84,11 +84,16 @@ class ProcessCpuCollector:
         except OSError:
             return out
         for pid in pids:
-            try:
-                with open(f"{self._proc}/{pid}/stat", "rb") as fh:
-                    stat = fh.read(1024)
+            try:  # os calls, not open(): half the CPU for a thousand small reads
+                fd = os.open(f"{self._proc}/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 continue
+            try:
+                stat = os.read(fd, 1024)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
             head, _, rest = stat.rpartition(b")")
             fields = rest.split()
             try:

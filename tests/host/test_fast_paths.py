@@ -13,6 +13,7 @@ from agent.collectors.auth_context import AuthContext
 from agent.collectors.auth_parse import _CACHE_MAX, _CACHES, auth_event
 from agent.collectors.line_clean import clean_line, clean_lines
 from agent.collectors.log_decoders import AuthDecoder, WebDecoder
+from agent.collectors.log_tail import LogTailCollector
 from agent.collectors.proc_connector import (
     PROC_CN_MCAST_LISTEN,
     WANTED_EVENTS,
@@ -154,3 +155,24 @@ def test_read_bytes_reads_past_short_reads_up_to_the_limit(tmp_path: Path) -> No
     assert _read_bytes(str(path), 70_000) == b"z" * 70_000
     assert _read_bytes(str(path), 1 << 20) == b"z" * 100_000
     assert _read_bytes(str(tmp_path / "missing"), 10) is None
+
+
+def test_idle_polls_skip_unchanged_files_but_drain_backlogs(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    line = ("2026-11-21T10:00:{:02d}Z web1 sshd[9]: Failed password for root from 198.18.0.9 "
+            "port 5 ssh2\n")
+    log.write_text("".join(line.format(i % 60) for i in range(300)))  # ~27 KB, 3 reads of 10 KB
+    tail = LogTailCollector("auth_logs", [log], lambda p: AuthDecoder(SyslogClock(REF)),
+                            OffsetStore(None), start_at_end=False, max_read_bytes=10_000)
+    counts = [len(tail.poll_once()) for _ in range(5)]
+    assert sum(counts) == 300 and counts[-1] == 0 and counts[0] < 300
+    with log.open("a") as fh:
+        fh.write(line.format(1)[:30])  # a partial line: nothing yet
+    assert tail.poll_once() == []
+    with log.open("a") as fh:
+        fh.write(line.format(1)[30:])
+    assert len(tail.poll_once()) == 1
+    log.rename(tmp_path / "auth.log.1")  # rename rotation to a file of the same size
+    log.write_text(line.format(3))
+    (event,) = tail.poll_once()
+    assert event.get("source.ip") == "198.18.0.9"
