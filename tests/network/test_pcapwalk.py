@@ -107,3 +107,15 @@ def test_region_starts_declines_near_the_end_of_the_file(tmp_path: Path) -> None
         words = np.ndarray((len(mm) - 3,), dtype="<u4", buffer=mm, strides=(1,))
         assert pcapwalk.region_starts(mm, words, 24, True, 4096, 10**6) is None
         del words
+
+
+def test_pages_are_released_only_behind_the_batch_handed_out(tmp_path: Path) -> None:
+    """Frames are read after the yield: dropping their pages first would fault them back in."""
+    frame = bytes(1400)
+    path = write_pcap(tmp_path / "big.pcap", [frame] * 14000)  # ~20 MB: several releases
+    released = []
+    with CaptureReader(path) as reader:
+        for cols in reader.columns(1000):
+            assert reader._released <= int(cols.offsets[0])
+            released.append(reader._released)
+    assert released[-1] > 0
