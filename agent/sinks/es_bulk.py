@@ -137,16 +137,22 @@ class BulkRequest:
 
 
 class BulkSender:
-    """One daemon thread performing bulk requests in order. (A ThreadPoolExecutor's workers
-    are joined at interpreter exit: a hung request would delay the agent's shutdown.)"""
+    """``workers`` daemon threads performing bulk requests, each on its own connection, so
+    that Elasticsearch indexes one batch while the next one is compressed, sent and its
+    predecessor's response parsed. Completion order does not matter: every write is
+    idempotent (``create`` with a deterministic ``_id``, or an external version), and the
+    shipper collects the results in submission order. (A ThreadPoolExecutor's workers are
+    joined at interpreter exit: a hung request would delay the agent's shutdown.)"""
 
-    def __init__(self, client: Elasticsearch, headers: Mapping[str, str], compress: bool) -> None:
+    def __init__(self, client: Elasticsearch, headers: Mapping[str, str], compress: bool,
+                 workers: int = 1) -> None:
         self._client = client
         self._headers = dict(headers)
         self._compress = compress
         self._queue: queue.SimpleQueue[tuple[bytes, Future[Any]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="es-bulk", daemon=True)
-        self._thread.start()
+        self._workers = max(1, workers)
+        for n in range(self._workers):
+            threading.Thread(target=self._run, name=f"es-bulk-{n}", daemon=True).start()
 
     def submit(self, body: bytes) -> Future[Any]:
         """Queue an uncompressed NDJSON body; the future holds the client's response."""
@@ -155,7 +161,8 @@ class BulkSender:
         return future
 
     def close(self) -> None:
-        self._queue.put(None)
+        for _ in range(self._workers):
+            self._queue.put(None)
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:

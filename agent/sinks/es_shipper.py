@@ -110,7 +110,7 @@ class Shipper:
         self.counts = ShipperCounts()
         self._pending: dict[int, PendingRecord] = {}
         self._inflight: deque[BulkRequest] = deque()
-        self._sender = BulkSender(client, bulk_headers, settings.compress)
+        self._sender = BulkSender(client, bulk_headers, settings.compress, PIPELINE_DEPTH)
         self._removals = -1  # spool.removals when _pending was last checked against it
         self._last_seq = 0
         self._failures = 0

@@ -399,6 +399,7 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
         lines = raw.split(b"\n")[:-1]
         items: list[dict[str, Any]] = []
         started = time.perf_counter()
+        errors = False
         i = 0
         while i < len(lines):
             action = _json_line(lines[i])
@@ -410,8 +411,9 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
             else:
                 source = json.loads(lines[i + 1])
             i += 2 if op != "delete" else 1
-            items.append({op: self._item(fake, op, meta, source, default_index)})
-        errors = any(next(iter(it.values()))["status"] >= 300 for it in items)
+            result = self._item(fake, op, meta, source, default_index)
+            errors = errors or result["status"] >= 300
+            items.append({op: result})
         body = {"errors": errors, "took": int((time.perf_counter() - started) * 1000),
                 "items": items}
         if fake.faults.delay_after_seconds:
@@ -500,7 +502,7 @@ def _filter(value: Any, tree: dict[str, Any]) -> Any:
     if star is None:  # only named keys: look them up instead of walking the value
         for key, sub in tree.items():
             if key in value:
-                kept = _filter(value[key], sub)
+                kept = value[key] if sub is _KEEP else _filter(value[key], sub)
                 if kept is not None and kept != {}:
                     out[key] = kept
         return out or None
