@@ -365,6 +365,8 @@ class CountOnly:
                 stats.suppressed += n
                 stats.over_global_budget += group.late
             if entry is None:
+                # The aggregate table was full: each packet would have found no room.
+                stats.table_overflows["aggregates"] += n
                 continue
             entry[0] += n
             entry[1] += nbytes

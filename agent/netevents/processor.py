@@ -216,10 +216,11 @@ class PacketProcessor:
                 a[1] += wire
             if (flags & 0x16) == 0x10:  # ACK without SYN/RST: ordinary segment
                 return
-            if a is not None and flags & 0x12 == 0x02:
-                a[2] += 1
-                bitmap = a[6] or self._bitmap(a)
-                bitmap[hash(src) & 4095] = 1
+            if flags & 0x12 == 0x02:  # SYN (with the aggregate table full: not counted)
+                if a is not None:
+                    a[2] += 1
+                    bitmap = a[6] or self._bitmap(a)
+                    bitmap[hash(src) & 4095] = 1
             elif flags & 0x16 != 0:  # SYN-ACK or RST: counted on the sender's service
                 skey = (src, sport, PROTO_TCP)
                 s = agg.get(skey) or self._new_aggregate(skey)

@@ -330,3 +330,34 @@ def test_bulk_path_equals_per_packet_path_on_any_sequence(
         fast, slow, got, want = both(frames, tight, batch)
     assert _flat(got) == _flat(want)
     assert _stats(fast) == _stats(slow)
+
+
+def test_floods_toward_a_full_aggregate_table_count_its_overflows() -> None:
+    """A scan fills the aggregate table; the SYN and UDP floods after it find no room."""
+    rng = random.Random(12)
+    frames: list[Frame] = []
+    ts = 2000.0
+    syn, udp = bytearray(TEMPLATES["syn"]), bytearray(TEMPLATES["udp"])
+    for port in range(1, 1101):  # 1100 services probed: more than the 1024 table slots
+        frame = bytearray(syn)
+        frame[26:30] = _ip("203.0.113.66")
+        frame[36:38] = port.to_bytes(2, "big")
+        frames.append((ts, 1, bytes(frame), len(frame)))
+        ts += 1e-5
+    for i in range(600):
+        frame = bytearray(syn if i % 2 else udp)
+        frame[26:30] = rng.getrandbits(32).to_bytes(4, "big") if i % 2 else _ip(CLIENTS[0])
+        frame[30:34] = _ip("10.1.0.99")
+        if i % 2:
+            frame[36:38] = (8080).to_bytes(2, "big")
+        frames.append((ts, 1, bytes(frame), len(frame)))
+        ts += 1e-5
+    network = NetworkSection(max_events_per_destination=3, max_new_flows_per_destination=5,
+                             max_tracked_keys=1024)
+    fast, slow, got, want = both(frames, network, batch=len(frames))
+    # 76 scan probes past the 1024 slots, then all 600 flood packets: one overflow each (a SYN
+    # without room is not also counted as a SYN-ACK of its source's service).
+    assert slow.stats.table_overflows["aggregates"] == 76 + 600
+    assert _flat(got) == _flat(want)
+    assert _stats(fast) == _stats(slow)
+    assert fast.per_packet < len(frames) - 500
