@@ -103,9 +103,9 @@ class ProcReader:
         sockets = {fd: link[8:-1] for fd in (0, 1, 2)
                    if (link := _readlink(f"{base}/fd/{fd}") or "").startswith("socket:[")}
         if sockets:
-            inet = _inet_inodes(base, set(sockets.values()))
-            info.socket_fds = tuple(fd for fd, inode in sockets.items() if inode in inet)
-            info.unix_socket_fds = tuple(fd for fd, inode in sockets.items() if inode not in inet)
+            inet = _network_fds(base, sockets)
+            info.socket_fds = tuple(fd for fd in sockets if fd in inet)
+            info.unix_socket_fds = tuple(fd for fd in sockets if fd not in inet)
         return info
 
     def start_time(self, info: ProcInfo) -> float | None:
@@ -184,6 +184,35 @@ def _describe(f: dict[str, Any], prefix: str, info: ProcInfo) -> None:
         f[prefix + "command_line"] = " ".join(info.args)
     elif info.comm and prefix == "process.":
         f[prefix + "command_line"] = info.comm
+
+
+# socket protocol names (the sockfs ``system.sockprotoname`` attribute) of network sockets
+_NETWORK_PROTOCOLS = frozenset({b"TCP", b"TCPv6", b"UDP", b"UDPv6", b"UDPLITE", b"UDPLITEv6",
+                                b"MPTCP", b"MPTCPv6"})
+
+
+def _network_fds(base: str, sockets: dict[int, str]) -> set[int]:
+    """Which stdio fds (fd -> socket inode) are network sockets.
+
+    The kernel names each socket's protocol in the ``system.sockprotoname`` attribute: one
+    system call per fd. Only when that is unavailable are the process's ``net`` tables read,
+    which walks the whole TCP hash table (milliseconds on a large host) — per exec of every
+    systemd service child, whose stdout is journald's UNIX socket.
+    """
+    network: set[int] = set()
+    unknown: dict[int, str] = {}
+    for fd, inode in sockets.items():
+        try:
+            name = os.getxattr(f"{base}/fd/{fd}", "system.sockprotoname")
+        except OSError:
+            unknown[fd] = inode
+            continue
+        if name.rstrip(b"\0") in _NETWORK_PROTOCOLS:
+            network.add(fd)
+    if unknown:
+        inet = _inet_inodes(base, set(unknown.values()))
+        network.update(fd for fd, inode in unknown.items() if inode in inet)
+    return network
 
 
 def _inet_inodes(base: str, wanted: set[str]) -> set[str]:

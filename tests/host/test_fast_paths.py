@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.collectors import process_info
 from agent.collectors.auth_context import AuthContext
 from agent.collectors.auth_parse import _CACHE_MAX, _CACHES, auth_event
 from agent.collectors.line_clean import clean_line, clean_lines
@@ -176,3 +180,26 @@ def test_idle_polls_skip_unchanged_files_but_drain_backlogs(tmp_path: Path) -> N
     log.write_text(line.format(3))
     (event,) = tail.poll_once()
     assert event.get("source.ip") == "198.18.0.9"
+
+
+def test_stdio_socket_kind_comes_from_the_kernel_protocol_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_tables(base: str, wanted: set[str]) -> set[str]:
+        raise AssertionError("the net tables were read")
+
+    monkeypatch.setattr(process_info, "_inet_inodes", no_tables)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    tcp = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    local, remote = socket.socketpair()
+    child = subprocess.Popen(["sleep", "5"], stdin=tcp, stdout=local, stderr=subprocess.DEVNULL)
+    try:
+        info = ProcReader().read(child.pid)
+        assert info.socket_fds == (0,) and info.unix_socket_fds == (1,)
+    finally:
+        child.kill()
+        child.wait()
+        for sock in (server, tcp, peer, local, remote):
+            sock.close()
