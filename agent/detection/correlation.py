@@ -1,13 +1,23 @@
 """Sliding event-time windows for Sigma correlation rules.
 
 One :class:`CorrelationState` per correlation rule keeps a bounded LRU of groups (``group-by``
-values → :class:`_Group`). Each group holds the events of its window ``(end - timespan, end]`` as
-``(timestamp, payload)`` pairs — no fixed buckets, so a burst straddling a boundary is still one
-window. After every event the condition is evaluated: the rule *fires* once when it becomes true,
-further events while it stays true are *updates*, and it re-arms when it turns false. ``lt``/``lte``
-conditions can only be decided once a window has elapsed, so they are evaluated by :meth:`tick`
-(driven by event time in tests, wall time in the daemon). Idle groups expire; groups beyond
-``max_groups`` are evicted oldest-first and counted.
+values → :class:`_Group`). A group's window is ``(end - timespan, end]`` where ``end`` is its
+newest event — no fixed buckets, so a burst straddling a boundary is still one window. After every
+event the condition is evaluated: the rule *fires* once when it becomes true, further events while
+it stays true are *updates*, and it re-arms when it turns false. ``lt``/``lte`` conditions can only
+be decided once a window has elapsed, so they are evaluated by :meth:`tick` (driven by event time
+in tests, wall time in the daemon). Idle groups expire; groups beyond ``max_groups`` are evicted
+oldest-first and counted.
+
+A group's memory does not grow with the event rate — a flood into one group costs no more than a
+trickle:
+
+* event_count keeps only the newest timestamps its condition needs (:func:`count_cap`);
+* value_count keeps each distinct value's newest timestamp (:func:`sight`, :func:`forget`);
+  temporal keeps each referenced rule's;
+* the alert's event count, and value_sum/value_avg's sum and number of values, are kept in
+  one-second buckets (:func:`tally`): a second's events leave the window together, when the newest
+  of them does (at most one second late, never early).
 
 This is the straightforward implementation of every correlation type. The engine evaluates
 event_count and value_count rules without timers with :mod:`agent.detection.counting` instead
@@ -16,6 +26,9 @@ event_count and value_count rules without timers with :mod:`agent.detection.coun
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,13 +80,130 @@ def insertion_index(count: int, ts: float, stamp: Callable[[int], float]) -> int
     return lo
 
 
-class _Group:
-    __slots__ = ("armed", "counts", "first", "last", "queue", "seq", "total")
+# ---------------------------------------------------------------------- bounded window parts
 
-    def __init__(self, ts: float, steps: int) -> None:
-        self.queue: deque[Any] = deque()  # (timestamp, payload), or bare timestamps
-        self.counts: dict[Any, int] = {}
-        self.total = 0.0
+
+def at_least(op: str | None, threshold: float) -> int | None:
+    """``gt``/``gte`` on a count as "count >= k" (one comparison inline, no call), else None."""
+    if not math.isfinite(threshold):
+        return None
+    if op == "gt":
+        return math.floor(threshold) + 1
+    if op in ("gte", None):
+        return math.ceil(threshold)
+    return None
+
+
+def count_cap(op: str | None, threshold: float) -> int:
+    """How many of a window's newest timestamps event_count keeps: enough to decide the
+    condition, and exact whenever a group opens an alert.
+
+    With ``count >= k`` (gt/gte) the condition holds exactly when the newest ``k`` events are in
+    the window; otherwise the newest ``floor(threshold) + 1`` tell every operator (a count at or
+    above that is more than the threshold). A group opens when its condition turns true one
+    event (or one expiry) after it was false, when the window holds at most the cap, so the
+    alert's count and window start are those of the full window. A SYN flood then costs ``k``
+    timestamps per group, not one per packet. (An infinite threshold makes the count
+    irrelevant: one timestamp.)
+    """
+    if not math.isfinite(threshold):
+        return 1
+    k = at_least(op, threshold)
+    return max(1, k if k is not None else math.floor(threshold) + 1)
+
+
+def insert_capped(queue: deque[float], ts: float) -> None:
+    """Put a timestamp in its place in a time-ordered queue of at most ``maxlen`` (the newest)."""
+    if len(queue) == queue.maxlen:  # full: only the newest ``cap`` events count
+        if ts < queue[0]:
+            return
+        queue.popleft()
+    queue.insert(insertion_index(len(queue), ts, queue.__getitem__), ts)
+
+
+_ORDER = itertools.count()
+
+
+def sight(seen: OrderedDict[Any, float], late: list[Any], value: Any, ts: float,
+          newest: float) -> None:
+    """Record ``value`` at ``ts`` in ``seen`` (value → its newest timestamp, oldest first).
+
+    A value's timestamp only moves forward. In-order sightings (``ts >= newest``, the group's
+    newest event) keep ``seen`` in time order by moving the value to the end; a late one moves
+    it to the end too and is remembered in the heap ``late`` so that :func:`forget` still expires
+    it on time. The heap holds at most about twice the distinct values: stale entries are
+    dropped when it grows beyond that.
+    """
+    old = seen.get(value)
+    if old is not None and old >= ts:
+        return
+    seen[value] = ts
+    seen.move_to_end(value)
+    if ts < newest:
+        heapq.heappush(late, (ts, next(_ORDER), value))
+        if len(late) > 2 * len(seen) + 16:
+            late[:] = [e for e in late if seen.get(e[2]) == e[0]]
+            heapq.heapify(late)
+
+
+def forget(seen: OrderedDict[Any, float], late: list[Any], limit: float) -> None:
+    """Drop the values of ``seen`` whose newest timestamp is ``<= limit``.
+
+    Every value in front of an in-order one is older than it, so the scan from the oldest end
+    stops at the first value still in the window; values placed late are found through the heap.
+    """
+    while late and late[0][0] <= limit:
+        ts, _, value = heapq.heappop(late)
+        if seen.get(value) == ts:
+            del seen[value]
+    while seen:
+        value = next(iter(seen))
+        if seen[value] > limit:
+            break
+        del seen[value]
+
+
+def tally(buckets: deque[list[Any]], ts: float, x: float) -> None:
+    """Count an event (value ``x``) in its one-second bucket ``[second, newest, n, sum, oldest]``
+    of ``buckets`` (in time order; a late event goes back to its second)."""
+    second = ts // 1.0
+    if buckets:
+        last = buckets[-1]
+        if last[0] < second:
+            buckets.append([second, ts, 1, x, ts])
+            return
+        if last[0] != second:
+            i = insertion_index(len(buckets), second, lambda j: buckets[j][0])
+            if not i or buckets[i - 1][0] != second:
+                buckets.insert(i, [second, ts, 1, x, ts])
+                return
+            last = buckets[i - 1]
+        last[2] += 1
+        last[3] += x
+        if ts > last[1]:
+            last[1] = ts
+        elif ts < last[4]:
+            last[4] = ts
+        return
+    buckets.append([second, ts, 1, x, ts])
+
+
+def bucket_count(buckets: deque[list[Any]]) -> int:
+    """Events in the buckets."""
+    return sum(b[2] for b in buckets)
+
+
+class _Group:
+    __slots__ = ("armed", "buckets", "first", "last", "late", "n", "queue", "seen", "seq",
+                 "total")
+
+    def __init__(self, ts: float, steps: int, cap: int) -> None:
+        self.queue: deque[float] = deque(maxlen=cap)  # event_count: the newest timestamps
+        self.seen: OrderedDict[Any, float] = OrderedDict()  # value/rule id → newest timestamp
+        self.late: list[Any] = []  # heap of (timestamp, order, value) placed late in ``seen``
+        self.buckets: deque[list[Any]] = deque()  # [second, newest, n, sum, oldest]
+        self.n = 0  # events in the buckets
+        self.total = 0.0  # sum of their values (value_sum/value_avg)
         self.armed = True
         self.first = ts
         self.last = ts
@@ -95,10 +225,12 @@ class CorrelationState:
         self.groups: OrderedDict[tuple[Any, ...], _Group] = OrderedDict()
         self.evictions = 0
         self._steps = len(rule.rules) if rule.type is CorrelationType.TEMPORAL_ORDERED else 0
-        self._counted = rule.type in (CorrelationType.VALUE_COUNT, CorrelationType.TEMPORAL)
+        self._seen = rule.type in (CorrelationType.VALUE_COUNT, CorrelationType.TEMPORAL)
         self._summed = rule.type in (CorrelationType.VALUE_SUM, CorrelationType.VALUE_AVG)
         self._distinct = rule.type is CorrelationType.VALUE_COUNT
         self._bare = rule.type is CorrelationType.EVENT_COUNT
+        threshold = rule.threshold if rule.threshold is not None else 1.0
+        self._cap = count_cap(rule.op, threshold)
         self._timer = rule.has_timer
         # Alerts name the group by the event fields of the first referenced rule.
         self._names = rule.group_fields[rule.rules[0]]
@@ -133,18 +265,19 @@ class CorrelationState:
             if payload is None:
                 return None
         if group is None:
-            group = _Group(ts, self._steps)
+            group = _Group(ts, self._steps, self._cap)
             self.groups[key] = group
             if len(self.groups) > rule.options.max_groups:
                 self.groups.popitem(last=False)
                 self.evictions += 1
         else:
             self.groups.move_to_end(key)
-        if rule.type is CorrelationType.TEMPORAL:
-            for rid in matched:
-                self._add(group, ts, rid)
-        else:
-            self._add(group, ts, payload)
+        if ts > group.last - rule.timespan:  # else older than the window: nothing to count
+            if rule.type is CorrelationType.TEMPORAL:
+                for rid in matched:
+                    self._add(group, ts, rid)
+            else:
+                self._add(group, ts, payload)
         if group.seq is not None:
             self._advance_sequence(group, matched, ts)
         if ts > group.last:  # noqa: PLR1730 - hot path, no max() call
@@ -153,20 +286,16 @@ class CorrelationState:
             return None
         return self._evaluate(key, group, group.last)
 
-    def _stamp(self, item: Any) -> float:
-        return float(item if self._bare else item[0])
-
     def _add(self, group: _Group, ts: float, payload: Any) -> None:
-        queue = group.queue
-        item = ts if self._bare else (ts, payload)
-        if not queue or self._stamp(queue[-1]) <= ts:
-            queue.append(item)
-        else:  # late event (within the allowance): keep the queue sorted
-            queue.insert(insertion_index(len(queue), ts, lambda j: self._stamp(queue[j])), item)
-        if self._counted:
-            group.counts[payload] = group.counts.get(payload, 0) + 1
-        elif self._summed:
-            group.total += payload
+        if self._bare:
+            insert_capped(group.queue, ts)
+            return
+        if self._seen:
+            sight(group.seen, group.late, payload, ts, group.last)
+        x = payload if self._summed else 0.0
+        tally(group.buckets, ts, x)
+        group.n += 1
+        group.total += x
 
     def _advance_sequence(self, group: _Group, matched: list[str], ts: float) -> None:
         seq = group.seq
@@ -183,20 +312,20 @@ class CorrelationState:
 
     def _expire(self, group: _Group, end: float) -> None:
         limit = end - self.rule.timespan
-        queue = group.queue
-        while queue and self._stamp(queue[0]) <= limit:
-            if self._bare:
+        if self._bare:
+            queue = group.queue
+            while queue and queue[0] <= limit:
                 queue.popleft()
-                continue
-            payload: Any = queue.popleft()[1]
-            if self._counted:
-                left = group.counts[payload] - 1
-                if left:
-                    group.counts[payload] = left
-                else:
-                    del group.counts[payload]
-            elif self._summed:
-                group.total -= payload
+            return
+        if self._seen:
+            forget(group.seen, group.late, limit)
+        buckets = group.buckets
+        while buckets and buckets[0][1] <= limit:
+            bucket = buckets.popleft()
+            group.n -= bucket[2]
+            group.total -= bucket[3]
+        if not buckets:
+            group.total = 0.0  # no rounding residue left behind
         if group.seq is not None:
             group.seq = [s if s is not None and s > limit else None for s in group.seq]
 
@@ -206,15 +335,15 @@ class CorrelationState:
         if kind is CorrelationType.EVENT_COUNT:
             value = float(len(group.queue))
         elif kind is CorrelationType.VALUE_COUNT:
-            value = float(len(group.counts))
+            value = float(len(group.seen))
         elif kind is CorrelationType.VALUE_SUM:
             value = group.total
         elif kind is CorrelationType.VALUE_AVG:
-            if not group.queue:
+            if not group.n:
                 return False, 0.0
-            value = group.total / len(group.queue)
+            value = group.total / group.n
         elif kind is CorrelationType.TEMPORAL:
-            seen = frozenset(group.counts)
+            seen = frozenset(group.seen)
             value = float(len(seen))
             if rule.expression is not None:
                 return rule.expression(seen), value
@@ -233,8 +362,14 @@ class CorrelationState:
             return None
         opened = group.armed
         group.armed = False
-        start = self._stamp(group.queue[0]) if group.queue else end - self.rule.timespan
-        return Firing(key, self._names, start, len(group.queue), value, opened)
+        if self._bare:
+            queue = group.queue
+            start, count = (queue[0] if queue else end - self.rule.timespan), len(queue)
+        else:
+            buckets = group.buckets
+            start = buckets[0][4] if buckets else end - self.rule.timespan
+            count = group.n
+        return Firing(key, self._names, start, count, value, opened)
 
     # ------------------------------------------------------------------ timers
 

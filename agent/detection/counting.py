@@ -5,10 +5,12 @@ reference implementation of every correlation type (``tests/detection/test_count
 both on random streams and compares every firing), with a representation and code specialised
 for counting:
 
-* event_count: a group keeps the timestamps of its window in a deque;
-* value_count: a group keeps one deque interleaving timestamps and values ``[t0, v0, t1, v1 …]``
-  (no tuple per event) and a dict value → newest timestamp in the window: the distinct count is
-  the dict's length, and expiry deletes a value only when its newest occurrence leaves the window.
+* event_count: a group keeps the newest timestamps its condition needs in a deque;
+* value_count: a group keeps each distinct value's newest timestamp (oldest first, see
+  :func:`~agent.detection.correlation.sight`) — the distinct count is its length — and the
+  one-second buckets that give the alert's event count and window start.
+
+Neither grows with the event rate: a flood into one group costs what a trickle does.
 
 :meth:`CountingState.feeder` binds the state to its rule's alert book and returns a closure that
 does all the work of an in-order event in one call — group key, window update, condition, and
@@ -20,14 +22,22 @@ growing the open alert of a group whose condition stays true — without buildin
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
 from agent.alerts import Alert
-from agent.detection.correlation import Firing, insertion_index
+from agent.detection.correlation import (
+    Firing,
+    at_least,
+    bucket_count,
+    count_cap,
+    forget,
+    insert_capped,
+    sight,
+    tally,
+)
 from agent.detection.keys import values_of
 from agent.detection.lifecycle import AlertBook
 from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
@@ -37,7 +47,6 @@ Feed = Callable[[Event], list[Alert] | None]
 """One in-order, not-late event that matched a base rule → alert snapshots (or none)."""
 OnFiring = Callable[[CorrelationRule, Firing, Event | None, str | None], list[Alert]]
 
-_INF = math.inf
 
 
 def supports(rule: CorrelationRule) -> bool:
@@ -53,43 +62,20 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def _at_least(op: str | None, threshold: float) -> int | None:
-    """``gt``/``gte`` on a count as "count >= k" (one comparison inline, no call), else None."""
-    if not math.isfinite(threshold):
-        return None
-    if op == "gt":
-        return math.floor(threshold) + 1
-    if op in ("gte", None):
-        return math.ceil(threshold)
-    return None
-
-
-def _count_cap(op: str | None, threshold: float) -> int | None:
-    """How many of a window's newest timestamps event_count keeps: enough to decide the
-    condition, and exact whenever a group opens an alert.
-
-    With ``count >= k`` (gt/gte), the condition holds exactly when the newest ``k`` events are
-    in the window; with ``== k``/``!= k`` the newest ``k + 1`` tell. A group opens when its
-    condition turns true one event after it was false (or on its first event), when the window
-    holds at most ``k`` (``k + 1``) events, so the alert's count and window start are those of
-    the full window. A SYN flood then costs ``k`` timestamps per group, not one per packet.
-    """
-    if not math.isfinite(threshold):
-        return None
-    k = _at_least(op, threshold)
-    return max(1, k if k is not None else math.floor(threshold) + 1)
-
-
 class _Window:
-    __slots__ = ("armed", "queue", "seen")
+    __slots__ = ("armed", "buckets", "late", "newest", "queue", "seen")
 
-    def __init__(self, cap: int | None) -> None:
-        self.queue: deque[Any] = deque(maxlen=cap)
-        """event_count: timestamps (at most the newest ``cap``); value_count: timestamp, value,
-        timestamp, value … In time order. The newest event never leaves the window, so the
-        queue's last timestamp is the group's newest (what idle expiry looks at)."""
-        self.seen: dict[Any, float] = {}
-        """value_count: value → its newest timestamp in the window."""
+    def __init__(self, cap: int | None, ts: float) -> None:
+        self.queue: deque[float] = deque(maxlen=cap)
+        """event_count: the newest ``cap`` timestamps, in time order. The newest event never
+        leaves the window, so the queue's last timestamp is the group's newest."""
+        self.seen: OrderedDict[Any, float] = OrderedDict()
+        """value_count: value → its newest timestamp in the window, oldest first."""
+        self.late: list[Any] = []
+        """value_count: heap of values placed late in ``seen``."""
+        self.buckets: deque[list[Any]] = deque()
+        """value_count: one-second buckets ``[second, newest, n, 0.0, oldest]``."""
+        self.newest = ts
         self.armed = True
 
 
@@ -106,7 +92,7 @@ class CountingState:
         self._span = rule.timespan
         self._test = OPERATORS[rule.op or "gte"]
         self._threshold = rule.threshold if rule.threshold is not None else 1.0
-        self._cap = None if self._distinct else _count_cap(rule.op, self._threshold)
+        self._cap = None if self._distinct else count_cap(rule.op, self._threshold)
         self._names = rule.group_fields[rule.rules[0]]
 
     def __len__(self) -> int:
@@ -134,7 +120,7 @@ class CountingState:
             value = _hashable(value)
         ts = event.timestamp
         if group is None:
-            group = _Window(self._cap)
+            group = _Window(self._cap, ts)
             self.groups[key] = group
             if len(self.groups) > rule.options.max_groups:
                 self.groups.popitem(last=False)
@@ -146,46 +132,43 @@ class CountingState:
 
     def _insert(self, group: _Window, ts: float, value: Any) -> None:
         """Put one event in its place (late events within the allowance go back in time)."""
-        queue = group.queue
         if not self._distinct:
-            if len(queue) == queue.maxlen:  # full: only the newest ``cap`` events count
-                if ts < queue[0]:
-                    return
-                queue.popleft()
-            queue.insert(insertion_index(len(queue), ts, queue.__getitem__), ts)
+            insert_capped(group.queue, ts)
             return
-        i = 2 * insertion_index(len(queue) >> 1, ts, lambda j: queue[2 * j])
-        queue.insert(i, value)
-        queue.insert(i, ts)
-        seen = group.seen
-        if seen.get(value, -_INF) < ts:
-            seen[value] = ts
+        newest = group.newest
+        if ts > newest - self._span:  # else older than the window: nothing to count
+            sight(group.seen, group.late, value, ts, newest)
+            tally(group.buckets, ts, 0.0)
+        if ts > newest:
+            group.newest = ts
 
     def _newest(self, group: _Window) -> float:
-        queue = group.queue
-        return float(queue[-2] if self._distinct else queue[-1])
+        return group.newest if self._distinct else group.queue[-1]
 
     def _evaluate(self, key: tuple[Any, ...], group: _Window) -> Firing | None:
-        queue = group.queue
         limit = self._newest(group) - self._span
         if self._distinct:
-            seen = group.seen
-            while queue and queue[0] <= limit:
-                queue.popleft()
-                old = queue.popleft()
-                if seen.get(old, _INF) <= limit:
-                    del seen[old]
-            value, count = len(seen), len(queue) >> 1
+            forget(group.seen, group.late, limit)
+            buckets = group.buckets
+            while buckets and buckets[0][1] <= limit:
+                buckets.popleft()
+            value = len(group.seen)
         else:
+            queue = group.queue
             while queue and queue[0] <= limit:
                 queue.popleft()
-            value = count = len(queue)
+            value = len(queue)
         if not self._test(value, self._threshold):
             group.armed = True
             return None
         opened = group.armed
         group.armed = False
-        start = queue[0] if queue else limit
+        if self._distinct:
+            buckets = group.buckets
+            start, count = (buckets[0][4] if buckets else limit), bucket_count(buckets)
+        else:
+            queue = group.queue
+            start, count = (queue[0] if queue else limit), len(queue)
         return Firing(key, self._names, start, count, float(value), opened)
 
     def feeder(self, base_id: str, book: AlertBook, on_firing: OnFiring) -> Feed:
@@ -204,7 +187,7 @@ class CountingState:
         get, touch = self.groups.get, self.groups.move_to_end
         distinct, value_field = self._distinct, rule.value_field.get(base_id, "")
         span, test, threshold, names = self._span, self._test, self._threshold, self._names
-        at_least = _at_least(rule.op, threshold)
+        least = at_least(rule.op, threshold)
         open_get, open_touch, grow = book.open.get, book.open.move_to_end, book.grow
         max_evidence, interval = book.max_evidence, book.options.update_interval
         observe, ids = self.observe, [base_id]
@@ -225,29 +208,40 @@ class CountingState:
             if group is None:  # new (or None in the key: no group has one): the full path
                 return slow(event)
             ts = event.timestamp
-            queue = group.queue
             if distinct:
                 value = fields.get(value_field)
                 if value is None:
                     return None
-                if queue[-2] > ts:
+                if group.newest > ts:
                     return slow(event)
                 seen = group.seen
                 try:
                     seen[value] = ts
                 except TypeError:  # unhashable (a list): slow() counts its text
                     return slow(event)
+                seen.move_to_end(value)
                 touch(key)
-                queue.append(ts)
-                queue.append(value)
+                group.newest = ts
+                buckets = group.buckets
+                last = buckets[-1]  # the newest event's second: never expired
+                if last[0] == ts // 1.0:
+                    last[1] = ts
+                    last[2] += 1
+                else:
+                    buckets.append([ts // 1.0, ts, 1, 0.0, ts])
                 limit = ts - span
-                while queue[0] <= limit:
-                    queue.popleft()
-                    old = queue.popleft()
-                    if seen.get(old, _INF) <= limit:
-                        del seen[old]
+                if group.late:
+                    forget(seen, group.late, limit)
+                while True:  # the value just seen is in the window: the loop ends
+                    old = next(iter(seen))
+                    if seen[old] > limit:
+                        break
+                    del seen[old]
+                while buckets[0][1] <= limit:
+                    buckets.popleft()
                 n = len(seen)
             else:
+                queue = group.queue
                 if queue[-1] > ts:
                     return slow(event)
                 touch(key)
@@ -256,13 +250,16 @@ class CountingState:
                 while queue[0] <= limit:
                     queue.popleft()
                 n = len(queue)
-            if not (n >= at_least if at_least is not None else test(n, threshold)):
+            if not (n >= least if least is not None else test(n, threshold)):
                 group.armed = True
                 return None
             if group.armed:
                 group.armed = False
-                count = len(queue) >> 1 if distinct else n
-                firing = Firing(key, names, queue[0], count, float(n), True)
+                if distinct:
+                    start, count = group.buckets[0][4], bucket_count(group.buckets)
+                else:
+                    start, count = group.queue[0], n
+                firing = Firing(key, names, start, count, float(n), True)
                 return on_firing(rule, firing, event, base_id)
             # The condition stays true: more of the open alert, if one is open.
             entry = open_get(key)

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from agent.detection import Engine, EngineOptions, Ruleset
 from agent.detection.correlation import CorrelationState, insertion_index
-from agent.detection.counting import CountingState, _at_least
+from agent.detection.correlation import at_least as _at_least
+from agent.detection.counting import CountingState
 from agent.detection.rule import OPERATORS
 from tests.detection.helpers import PACKET, T0, event, load, rule_doc
 from tests.detection.test_correlations import corr, syn_rule
