@@ -23,6 +23,7 @@ from agent.events import format_timestamp
 _CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/:]([0-9a-f]{64})"
                         r"|/kubepods[^\n]*/(?:pod[^/]+/)?([0-9a-f]{64})")
 MAX_CMDLINE = 8192
+_STATUS_KEYS = re.compile(r"^(Name|PPid|Uid|Gid):(.*)$", re.MULTILINE)
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "ash",
                     "busybox"})
 
@@ -67,15 +68,14 @@ class ProcReader:
             if exe.endswith(" (deleted)"):
                 info.deleted, exe = True, exe[: -len(" (deleted)")]
             info.executable = exe
-        raw = _read_bytes(f"{base}/cmdline", MAX_CMDLINE)
+        raw = _read_bytes(f"{base}/cmdline", MAX_CMDLINE, whole=True)
         if raw:
             info.args = [a.decode("utf-8", "replace") for a in raw.rstrip(b"\0").split(b"\0")]
-        status = _read_text(f"{base}/status", 4096)
+        status = _read_text(f"{base}/status", 4096, whole=True)
         if status is None:
             info.gone = exe is None and not raw
             return info
-        for line in status.splitlines():
-            key, _, value = line.partition(":")
+        for key, value in _STATUS_KEYS.findall(status):  # 4 of ~60 lines, in one scan
             if key == "Name":
                 info.comm = value.strip()
             elif key == "PPid":
@@ -90,12 +90,12 @@ class ProcReader:
         if not full:
             return info
         info.cwd = _readlink(f"{base}/cwd")
-        stat = _read_text(f"{base}/stat", 2048)
+        stat = _read_text(f"{base}/stat", 2048, whole=True)
         if stat and ")" in stat:
             rest = stat.rsplit(")", 1)[1].split()
             if len(rest) > 19:
                 info.start_ticks = _int(rest[19])
-        cgroup = _read_text(f"{base}/cgroup", 8192)
+        cgroup = _read_text(f"{base}/cgroup", 8192, whole=True)
         if cgroup:
             m = _CONTAINER.search(cgroup)
             if m:
@@ -252,16 +252,21 @@ def _int(text: str) -> int | None:
         return None
 
 
-def _read_bytes(path: str, limit: int) -> bytes | None:
+def _read_bytes(path: str, limit: int, *, whole: bool = False) -> bytes | None:
     """Up to ``limit`` bytes of a ``/proc`` file; plain ``os`` calls (half the CPU of
-    ``open()``, whose buffered file objects matter when every exec reads five files)."""
+    ``open()``, whose buffered file objects matter when every exec reads five files).
+
+    ``whole``: a per-process file the kernel renders in one piece (``status``, ``stat``,
+    ``cgroup``, ``cmdline``): the first read returns all of it up to ``limit``, so the read that
+    would only confirm the end is skipped. Tables (``net/tcp``) are read until the end.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         data = os.read(fd, limit)
-        if not data or len(data) >= limit:
+        if whole or not data or len(data) >= limit:
             return data
         chunks = [data]  # seq_file tables (net/tcp) come a page at a time
         size = len(data)
@@ -278,8 +283,8 @@ def _read_bytes(path: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
-def _read_text(path: str, limit: int) -> str | None:
-    data = _read_bytes(path, limit)
+def _read_text(path: str, limit: int, *, whole: bool = False) -> str | None:
+    data = _read_bytes(path, limit, whole=whole)
     return data.decode("utf-8", "replace") if data is not None else None
 
 
