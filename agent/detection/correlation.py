@@ -282,7 +282,8 @@ class CorrelationState:
             self._advance_sequence(group, matched, ts)
         if ts > group.last:  # noqa: PLR1730 - hot path, no max() call
             group.last = ts
-        if self._timer:
+        if self._timer:  # decided by tick(); keep only the window meanwhile
+            self._expire(group, group.last)
             return None
         return self._evaluate(key, group, group.last)
 

@@ -17,8 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.detection import Engine, EngineOptions, Ruleset
-from agent.detection.correlation import CorrelationState, insertion_index
-from agent.detection.correlation import at_least as _at_least
+from agent.detection.correlation import CorrelationState, at_least, insertion_index
 from agent.detection.counting import CountingState
 from agent.detection.rule import OPERATORS
 from tests.detection.helpers import PACKET, T0, event, load, rule_doc
@@ -144,9 +143,9 @@ def test_late_events_are_placed_after_equal_times(times: list[int], ts: int) -> 
 @given(op=st.sampled_from(["gt", "gte"]), n=st.integers(0, 100),
        threshold=st.floats(-5, 105, allow_nan=False))
 def test_count_thresholds_compare_as_integers(op: str, n: int, threshold: float) -> None:
-    at_least = _at_least(op, threshold)
-    assert at_least is not None and (n >= at_least) == OPERATORS[op](n, threshold)
-    assert _at_least("eq", threshold) is None and _at_least("gte", math.inf) is None
+    least = at_least(op, threshold)
+    assert least is not None and (n >= least) == OPERATORS[op](n, threshold)
+    assert at_least("eq", threshold) is None and at_least("gte", math.inf) is None
 
 
 def test_a_flood_keeps_only_the_timestamps_the_condition_needs(ruleset: Ruleset) -> None:
