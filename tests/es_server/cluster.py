@@ -215,6 +215,13 @@ class Cluster:
 
     def resolve_write(self, name: str, op: str) -> Index:
         """The index a bulk op on ``name`` writes into, auto-creating it as real ES would."""
+        # Fast path (every document of a bulk request comes here): names already known were
+        # validated when they were created, and nothing is ever deleted.
+        known = self.data_streams.get(name)
+        if known is not None and op == "create":
+            return known.backing
+        if known is None and (index := self.indices.get(name)) is not None:
+            return index
         if name != name.lower() or name.startswith(("_", "-", "+")):
             raise ItemError(400, "invalid_index_name_exception",
                             f"Invalid index name [{name}], must be lowercase")
