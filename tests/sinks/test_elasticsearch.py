@@ -122,6 +122,8 @@ def test_unsent_snapshots_are_superseded(tmp_path: Path, server: FakeElasticsear
         sink.close()
     latest = server.cluster.docs(LATEST)
     assert latest[0].source["vedette"]["alert"]["revision"] == 4
+    # Revision 0 was already read into the shipper's memory when it was superseded: not sent.
+    assert [d.id for d in server.cluster.docs(ALERTS)] == [f"{alert.id}-4"]
 
 
 def test_per_item_rejections_retried_mapping_errors_dead_lettered(
