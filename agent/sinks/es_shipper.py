@@ -5,10 +5,13 @@ the record reached a final outcome (:mod:`agent.sinks.es_bulk`: delivered, dupli
 dead-lettered); only then is the record deleted from the spool, so a crash at any point
 resends it and the deterministic ``_id`` turns the resend into a 409.
 
-Up to two requests are in flight (a sender thread performs them): while Elasticsearch indexes
-one batch, the shipper acknowledges the previous one and prepares the next. A second request
-only goes out when a full batch is waiting; under light load batches linger up to
-``batch_max_age_seconds`` and go out one at a time.
+Up to two requests are in flight, each on its own sender thread and connection (which gzip
+the body, off the interpreter lock, and parse the response): while Elasticsearch indexes one
+batch, the next is compressed and sent and the shipper acknowledges the previous one. A second
+request only goes out when a full batch is waiting; under light load batches linger up to
+``batch_max_age_seconds`` and go out one at a time. Results are handled in submission order;
+completion order does not matter because every write is idempotent. A response with
+``errors: false`` (every item 2xx) is acknowledged without reading its items one by one.
 
 Retried items go out again after the initial backoff when part of the batch was accepted,
 with exponential backoff and jitter when all of it was refused (a saturated cluster).
