@@ -43,6 +43,8 @@ from agent.detection.lifecycle import AlertBook
 from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
 from agent.events import Event
 
+_INF = float("inf")
+
 Feed = Callable[[Event], list[Alert] | None]
 """One in-order, not-late event that matched a base rule → alert snapshots (or none)."""
 OnFiring = Callable[[CorrelationRule, Firing, Event | None, str | None], list[Alert]]
@@ -63,7 +65,7 @@ def _hashable(value: Any) -> Any:
 
 
 class _Window:
-    __slots__ = ("armed", "buckets", "late", "newest", "queue", "seen")
+    __slots__ = ("armed", "buckets", "front", "late", "queue", "seen")
 
     def __init__(self, cap: int | None, ts: float) -> None:
         self.queue: deque[float] = deque(maxlen=cap)
@@ -74,8 +76,12 @@ class _Window:
         self.late: list[Any] = []
         """value_count: heap of values placed late in ``seen``."""
         self.buckets: deque[list[Any]] = deque()
-        """value_count: one-second buckets ``[second, newest, n, 0.0, oldest]``."""
-        self.newest = ts
+        """value_count: one-second buckets ``[second, newest, n, 0.0, oldest]``; the last one
+        holds the group's newest event (it never leaves the window)."""
+        self.front = ts
+        """value_count: at most the timestamp of the first value in ``seen`` (values placed
+        behind it in order are newer): nothing to expire before. ``-inf`` while values placed
+        late wait in the heap."""
         self.armed = True
 
 
@@ -135,15 +141,15 @@ class CountingState:
         if not self._distinct:
             insert_capped(group.queue, ts)
             return
-        newest = group.newest
+        buckets = group.buckets
+        newest = buckets[-1][1] if buckets else ts
         if ts > newest - self._span:  # else older than the window: nothing to count
             sight(group.seen, group.late, value, ts, newest)
-            tally(group.buckets, ts, 0.0)
-        if ts > newest:
-            group.newest = ts
+            tally(buckets, ts, 0.0)
+            group.front = -_INF if group.late else min(group.front, ts)
 
     def _newest(self, group: _Window) -> float:
-        return group.newest if self._distinct else group.queue[-1]
+        return float(group.buckets[-1][1] if self._distinct else group.queue[-1])
 
     def _evaluate(self, key: tuple[Any, ...], group: _Window) -> Firing | None:
         limit = self._newest(group) - self._span
@@ -212,7 +218,9 @@ class CountingState:
                 value = fields.get(value_field)
                 if value is None:
                     return None
-                if group.newest > ts:
+                buckets = group.buckets
+                last = buckets[-1]  # the newest event's bucket (never expired)
+                if last[1] > ts:
                     return slow(event)
                 seen = group.seen
                 try:
@@ -221,22 +229,23 @@ class CountingState:
                     return slow(event)
                 seen.move_to_end(value)
                 touch(key)
-                group.newest = ts
-                buckets = group.buckets
-                last = buckets[-1]  # the newest event's second: never expired
-                if last[0] == ts // 1.0:
+                if ts - last[0] < 1.0:  # the same second (exact: Sterbenz)
                     last[1] = ts
                     last[2] += 1
                 else:
                     buckets.append([ts // 1.0, ts, 1, 0.0, ts])
                 limit = ts - span
-                if group.late:
-                    forget(seen, group.late, limit)
-                while True:  # the value just seen is in the window: the loop ends
-                    old = next(iter(seen))
-                    if seen[old] > limit:
-                        break
-                    del seen[old]
+                if group.front <= limit:
+                    late = group.late
+                    if late:
+                        forget(seen, late, limit)
+                    while True:  # the value just seen is in the window: the loop ends
+                        old = next(iter(seen))
+                        front = seen[old]
+                        if front > limit:
+                            group.front = -_INF if late else front
+                            break
+                        del seen[old]
                 while buckets[0][1] <= limit:
                     buckets.popleft()
                 n = len(seen)
