@@ -11,7 +11,7 @@ from typing import Any
 
 from agent.sinks.es_bulk import BulkItem, BulkSender, PendingRecord, bulk_body
 from agent.spool import Spool, SpoolRecord
-from tests.es_server.server import filter_path
+from tests.es_server.filtering import filter_path
 
 
 def _batch(*pairs: tuple[bytes, bytes]) -> list[tuple[PendingRecord, BulkItem]]:
