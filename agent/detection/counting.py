@@ -22,6 +22,8 @@ growing the open alert of a group whose condition stays true — without buildin
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from operator import itemgetter
@@ -33,9 +35,7 @@ from agent.detection.correlation import (
     at_least,
     bucket_count,
     count_cap,
-    forget,
     insert_capped,
-    sight,
     tally,
 )
 from agent.detection.keys import values_of
@@ -65,24 +65,76 @@ def _hashable(value: Any) -> Any:
 
 
 class _Window:
-    __slots__ = ("armed", "buckets", "front", "late", "queue", "seen")
+    __slots__ = ("armed", "buckets", "front", "late", "order", "queue", "rebuilt", "seen")
 
     def __init__(self, cap: int | None, ts: float) -> None:
         self.queue: deque[float] = deque(maxlen=cap)
         """event_count: the newest ``cap`` timestamps, in time order. The newest event never
         leaves the window, so the queue's last timestamp is the group's newest."""
-        self.seen: OrderedDict[Any, float] = OrderedDict()
-        """value_count: value → its newest timestamp in the window, oldest first."""
+        self.seen: dict[Any, float] = {}
+        """value_count: value → its newest timestamp in the window (set in place per event)."""
+        self.order: deque[tuple[float, Any]] = deque()
+        """value_count: ``seen`` as it was at the last rebuild, oldest first (entries whose
+        value was seen again since are stale); values seen in order since then are newer than
+        ``rebuilt``."""
+        self.rebuilt = ts
         self.late: list[Any] = []
         """value_count: heap of values placed late in ``seen``."""
         self.buckets: deque[list[Any]] = deque()
         """value_count: one-second buckets ``[second, newest, n, 0.0, oldest]``; the last one
         holds the group's newest event (it never leaves the window)."""
         self.front = ts
-        """value_count: at most the timestamp of the first value in ``seen`` (values placed
-        behind it in order are newer): nothing to expire before. ``-inf`` while values placed
-        late wait in the heap."""
+        """value_count: nothing in ``seen`` or ``buckets`` leaves the window before this."""
         self.armed = True
+
+    def sight(self, value: Any, ts: float, newest: float) -> None:
+        """Record ``value`` at ``ts`` (late when older than the group's ``newest``)."""
+        seen = self.seen
+        old = seen.get(value)
+        if old is not None and old >= ts:
+            return
+        seen[value] = ts
+        if ts < newest:
+            late = self.late
+            heapq.heappush(late, (ts, next(_ORDER), value))
+            if len(late) > 2 * len(seen) + 16:  # stale entries: keep the current ones
+                late[:] = [e for e in late if seen.get(e[2]) == e[0]]
+                heapq.heapify(late)
+            self.front = -_INF
+
+    def expire(self, limit: float, newest: float) -> None:
+        """Drop the values and buckets that left the window ``(limit, newest]``.
+
+        ``order`` is consumed from its oldest end; once it is empty every value not placed late
+        was seen after the rebuild, so nothing expires before ``rebuilt`` — then ``order`` is
+        rebuilt from ``seen``. Each rebuild sorts only values seen since the previous one: a
+        flood of five values rebuilds once per timespan, a scan once per window of values.
+        """
+        seen, late, order = self.seen, self.late, self.order
+        while late and late[0][0] <= limit:
+            ts, _, value = heapq.heappop(late)
+            if seen.get(value) == ts:
+                del seen[value]
+        while order and order[0][0] <= limit:
+            ts, value = order.popleft()
+            if seen.get(value) == ts:
+                del seen[value]
+        if not order and self.rebuilt <= limit:
+            for value in [v for v, ts in seen.items() if ts <= limit]:
+                del seen[value]
+            order.extend(sorted(((ts, v) for v, ts in seen.items()), key=_FIRST))
+            self.rebuilt = newest
+        buckets = self.buckets
+        while buckets and buckets[0][1] <= limit:
+            buckets.popleft()
+        front = order[0][0] if order else self.rebuilt
+        if buckets and buckets[0][1] < front:
+            front = buckets[0][1]
+        self.front = -_INF if late else front
+
+
+_ORDER = itertools.count()
+_FIRST = itemgetter(0)
 
 
 class CountingState:
@@ -144,20 +196,19 @@ class CountingState:
         buckets = group.buckets
         newest = buckets[-1][1] if buckets else ts
         if ts > newest - self._span:  # else older than the window: nothing to count
-            sight(group.seen, group.late, value, ts, newest)
+            group.sight(value, ts, newest)
             tally(buckets, ts, 0.0)
-            group.front = -_INF if group.late else min(group.front, ts)
+            group.front = min(group.front, ts)
 
     def _newest(self, group: _Window) -> float:
         return float(group.buckets[-1][1] if self._distinct else group.queue[-1])
 
     def _evaluate(self, key: tuple[Any, ...], group: _Window) -> Firing | None:
-        limit = self._newest(group) - self._span
+        newest = self._newest(group)
+        limit = newest - self._span
         if self._distinct:
-            forget(group.seen, group.late, limit)
-            buckets = group.buckets
-            while buckets and buckets[0][1] <= limit:
-                buckets.popleft()
+            if group.front <= limit:
+                group.expire(limit, newest)
             value = len(group.seen)
         else:
             queue = group.queue
@@ -227,7 +278,6 @@ class CountingState:
                     seen[value] = ts
                 except TypeError:  # unhashable (a list): slow() counts its text
                     return slow(event)
-                seen.move_to_end(value)
                 touch(key)
                 if ts - last[0] < 1.0:  # the same second (exact: Sterbenz)
                     last[1] = ts
@@ -236,18 +286,7 @@ class CountingState:
                     buckets.append([ts // 1.0, ts, 1, 0.0, ts])
                 limit = ts - span
                 if group.front <= limit:
-                    late = group.late
-                    if late:
-                        forget(seen, late, limit)
-                    while True:  # the value just seen is in the window: the loop ends
-                        old = next(iter(seen))
-                        front = seen[old]
-                        if front > limit:
-                            group.front = -_INF if late else front
-                            break
-                        del seen[old]
-                while buckets[0][1] <= limit:
-                    buckets.popleft()
+                    group.expire(limit, ts)
                 n = len(seen)
             else:
                 queue = group.queue

@@ -110,7 +110,7 @@ def test_a_million_packets_of_one_source_keep_a_few_items(tmp_path: Path) -> Non
             largest = max(largest, len(group.buckets))
             assert len(group.late) <= 2 * 5 + 17
     (group,) = state.groups.values()
-    assert len(group.seen) == 5 and len(group.late) <= 2 * 5 + 17
+    assert len(group.seen) == 5 and len(group.order) <= 5 and len(group.late) <= 2 * 5 + 17
     assert max(largest, len(group.buckets)) <= 62
     assert not engine.books[doc["id"]].open  # 5 ports never reach 10
 
