@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from agent.detection import Engine, EngineOptions
 from agent.detection.correlation import CorrelationState, forget, sight, tally
-from agent.detection.counting import CountingState
+from agent.detection.counting import CountingState, _Window
 from tests.detection.helpers import PACKET, PROC, T0, engine_for, event, rule_doc
 from tests.detection.test_correlations import corr, syn_rule
 
@@ -56,6 +56,36 @@ def test_distinct_values_keep_their_newest_time_in_the_window(
                 model[v] = t
         assert dict(seen) == model
         assert len(late) <= 2 * len(seen) + 17
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=late_stream())
+def test_the_fast_paths_values_keep_their_newest_time_in_the_window(
+    stream: list[tuple[float, int]],
+) -> None:
+    """The counting state's value_count window: values set in place, expired through a sorted
+    snapshot (and the heap of late ones)."""
+    window = _Window(None, stream[0][0])
+    newest = stream[0][0]
+    kept: list[tuple[float, int]] = []
+    for ts, value in stream:
+        if ts > newest - SPAN:
+            window.sight(value, ts, newest)
+            tally(window.buckets, ts, 0.0)
+            window.front = min(window.front, ts)
+        newest = max(newest, ts)
+        kept.append((ts, value))
+        limit = newest - SPAN
+        if window.front <= limit:
+            window.expire(limit, newest)
+        model: dict[int, float] = {}
+        for t, v in kept:
+            if t > limit and t > model.get(v, -1e18):
+                model[v] = t
+        assert window.seen == model
+        # a snapshot of the window at its last rebuild: never more than the values there are
+        assert len(window.order) <= len({v for _, v in kept})
+        assert len(window.late) <= 2 * len(model) + 17
 
 
 @settings(max_examples=200, deadline=None)
