@@ -11,7 +11,9 @@ other load on a shared machine does not count; events are pre-built in chunks so
 3. network correlations (value_count vertical port scan + event_count SYN flood) over 1 M packet
    events (target ≥ 500k events/s);
 4. memory: RSS growth while 1 M SYNs from distinct spoofed sources go through the same
-   correlations (target ≤ 150 MB); group state is bounded by ``max_groups``.
+   correlations (target ≤ 150 MB); group state is bounded by ``max_groups``;
+5. a flood from one source to five ports (1 M SYNs over 100 s): the items one group keeps
+   (timestamps, values, one-second buckets) must not grow with the event rate.
 
 SigmaHQ rules are read in place from ``../shared/sigmahq`` (``BENCH_SIGMAHQ`` overrides).
 """
@@ -132,6 +134,26 @@ def spoofed_stream(n: int) -> Iterator[Event]:
         })
 
 
+def one_source_flood(n: int) -> Iterator[Event]:
+    for k in range(n):
+        yield Event(T0 + k * 1e-4, PACKET, {
+            "source.ip": "198.18.7.7", "source.port": 40000 + k % 20000,
+            "destination.ip": "198.18.100.1", "destination.port": (22, 80, 443, 8080, 3306)[k % 5],
+            "network.transport": "tcp", "tcp.flags.syn": True, "tcp.flags.ack": False,
+        })
+
+
+def _items_per_group(engine: Engine, rule_id: str) -> int:
+    """The most items a group of one correlation keeps (timestamps, values, buckets, heap)."""
+    most = 0
+    for state in [engine.states[rule_id]]:
+        for group in state.groups.values():
+            parts = [getattr(group, name, ()) for name in
+                     ("queue", "seen", "order", "late", "buckets")]
+            most = max(most, sum(len(p) for p in parts))
+    return most
+
+
 def timed(engine: Engine, chunks: Iterator[list[Event]]) -> tuple[float, int, int]:
     """(seconds spent in process, events, alert snapshots)."""
     spent, events, alerts = 0.0, 0, 0
@@ -247,6 +269,10 @@ correlation:
 """
 
 
+SCAN_ID = "9a7d0c52-6a0b-4c6e-9d7e-000000000002"
+FLOOD_ID = "9a7d0c52-6a0b-4c6e-9d7e-000000000003"
+
+
 def _rss_mb() -> float:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -304,6 +330,23 @@ def run() -> BenchResult:
         result.add("1M spoofed sources: RSS growth", _rss_mb() - before, "MB", "<= 150",
                    f"{n:,} distinct sources, {groups:,} live groups (max_groups bound)")
         result.add("1M spoofed sources: build + process", n / spent, "events/s", "",
+                   "includes building each event")
+        # One source flooding one group: what the group keeps must not grow with the rate.
+        engine = Engine(report.ruleset)
+        start = time.process_time()
+        n = 0
+        for event in one_source_flood(EVENTS):
+            engine.process(event)
+            n += 1
+        spent = time.process_time() - start
+        result.add("1 source, 1M SYNs to 5 ports: items kept by the scan group",
+                   _items_per_group(engine, SCAN_ID), "items", "<= 100",
+                   f"{n:,} packets over {n * 1e-4:g} s into a 30 s value_count window: "
+                   "5 values + one-second buckets")
+        result.add("1 source, 1M SYNs to 5 ports: items kept by a flood group",
+                   _items_per_group(engine, FLOOD_ID), "items", "<= 1000",
+                   "event_count gte 1000 in 10 s: the newest 1,000 timestamps")
+        result.add("1 source, 1M SYNs to 5 ports: build + process", n / spent, "events/s", "",
                    "includes building each event")
     return result
 

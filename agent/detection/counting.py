@@ -68,19 +68,22 @@ class _Window:
     __slots__ = ("armed", "buckets", "front", "late", "order", "queue", "rebuilt", "seen")
 
     def __init__(self, cap: int | None, ts: float) -> None:
-        self.queue: deque[float] = deque(maxlen=cap)
+        # A group uses the parts of its rule's type; the others are shared empty containers
+        # that are never written (a spoofed-source flood keeps 10,000 groups per rule).
+        counting = cap is not None
+        self.queue: deque[float] = deque(maxlen=cap) if counting else _NO_QUEUE
         """event_count: the newest ``cap`` timestamps, in time order. The newest event never
         leaves the window, so the queue's last timestamp is the group's newest."""
-        self.seen: dict[Any, float] = {}
+        self.seen: dict[Any, float] = _NO_VALUES if counting else {}
         """value_count: value → its newest timestamp in the window (set in place per event)."""
-        self.order: deque[tuple[float, Any]] = deque()
-        """value_count: ``seen`` as it was at the last rebuild, oldest first (entries whose
+        self.order: list[tuple[float, Any]] = _NO_ORDER if counting else []
+        """value_count: ``seen`` as it was at the last rebuild, newest first (entries whose
         value was seen again since are stale); values seen in order since then are newer than
         ``rebuilt``."""
         self.rebuilt = ts
-        self.late: list[Any] = []
+        self.late: list[Any] = _NO_ORDER if counting else []
         """value_count: heap of values placed late in ``seen``."""
-        self.buckets: deque[list[Any]] = deque()
+        self.buckets: deque[list[Any]] = _NO_BUCKETS if counting else deque()
         """value_count: one-second buckets ``[second, newest, n, 0.0, oldest]``; the last one
         holds the group's newest event (it never leaves the window)."""
         self.front = ts
@@ -105,29 +108,30 @@ class _Window:
     def expire(self, limit: float, newest: float) -> None:
         """Drop the values and buckets that left the window ``(limit, newest]``.
 
-        ``order`` is consumed from its oldest end; once it is empty every value not placed late
-        was seen after the rebuild, so nothing expires before ``rebuilt`` — then ``order`` is
-        rebuilt from ``seen``. Each rebuild sorts only values seen since the previous one: a
-        flood of five values rebuilds once per timespan, a scan once per window of values.
+        ``order`` is consumed from its oldest end (its last entry); once it is empty every
+        value not placed late was seen after the rebuild, so nothing expires before
+        ``rebuilt`` — then ``order`` is rebuilt from ``seen``. Each rebuild sorts only values
+        seen since the previous one: a flood of five values rebuilds once per timespan, a scan
+        once per window of values.
         """
         seen, late, order = self.seen, self.late, self.order
         while late and late[0][0] <= limit:
             ts, _, value = heapq.heappop(late)
             if seen.get(value) == ts:
                 del seen[value]
-        while order and order[0][0] <= limit:
-            ts, value = order.popleft()
+        while order and order[-1][0] <= limit:
+            ts, value = order.pop()
             if seen.get(value) == ts:
                 del seen[value]
         if not order and self.rebuilt <= limit:
             for value in [v for v, ts in seen.items() if ts <= limit]:
                 del seen[value]
-            order.extend(sorted(((ts, v) for v, ts in seen.items()), key=_FIRST))
+            order.extend(sorted(((ts, v) for v, ts in seen.items()), key=_FIRST, reverse=True))
             self.rebuilt = newest
         buckets = self.buckets
         while buckets and buckets[0][1] <= limit:
             buckets.popleft()
-        front = order[0][0] if order else self.rebuilt
+        front = order[-1][0] if order else self.rebuilt
         if buckets and buckets[0][1] < front:
             front = buckets[0][1]
         self.front = -_INF if late else front
@@ -135,6 +139,10 @@ class _Window:
 
 _ORDER = itertools.count()
 _FIRST = itemgetter(0)
+_NO_QUEUE: deque[float] = deque(maxlen=0)
+_NO_VALUES: dict[Any, float] = {}
+_NO_ORDER: list[Any] = []
+_NO_BUCKETS: deque[list[Any]] = deque(maxlen=0)
 
 
 class CountingState:
