@@ -6,9 +6,12 @@ both on random streams and compares every firing), with a representation and cod
 for counting:
 
 * event_count: a group keeps the newest timestamps its condition needs in a deque;
-* value_count: a group keeps each distinct value's newest timestamp (oldest first, see
-  :func:`~agent.detection.correlation.sight`) — the distinct count is its length — and the
-  one-second buckets that give the alert's event count and window start.
+* value_count: a group keeps each distinct value's newest timestamp in a dict set in place per
+  event — the distinct count is its length — expired through a sorted snapshot rebuilt only
+  when something can leave the window (:meth:`_Window.expire`), and the one-second buckets
+  (:func:`~agent.detection.correlation.tally`) that give the alert's event count and window
+  start. The reference keeps the same values in time order instead (an ``OrderedDict``); the
+  tests compare what both keep.
 
 Neither grows with the event rate: a flood into one group costs what a trickle does.
 
