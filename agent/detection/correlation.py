@@ -197,11 +197,17 @@ class _Group:
     __slots__ = ("armed", "buckets", "first", "last", "late", "n", "queue", "seen", "seq",
                  "total")
 
-    def __init__(self, ts: float, steps: int, cap: int) -> None:
-        self.queue: deque[float] = deque(maxlen=cap)  # event_count: the newest timestamps
-        self.seen: OrderedDict[Any, float] = OrderedDict()  # value/rule id → newest timestamp
-        self.late: list[Any] = []  # heap of (timestamp, order, value) placed late in ``seen``
-        self.buckets: deque[list[Any]] = deque()  # [second, newest, n, sum, oldest]
+    def __init__(self, ts: float, steps: int, cap: int | None, seen: bool) -> None:
+        # Parts a type does not use are shared empty containers, never written.
+        bare = cap is not None
+        # event_count: the newest timestamps
+        self.queue: deque[float] = deque(maxlen=cap) if bare else _NO_QUEUE
+        # value_count/temporal: value (rule id) → newest timestamp, and a heap of
+        # (timestamp, order, value) placed late in ``seen``
+        self.seen: OrderedDict[Any, float] = OrderedDict() if seen else _NO_VALUES
+        self.late: list[Any] = [] if seen else _NO_LATE
+        # the others: [second, newest, n, sum, oldest] per second of the window
+        self.buckets: deque[list[Any]] = _NO_BUCKETS if bare else deque()
         self.n = 0  # events in the buckets
         self.total = 0.0  # sum of their values (value_sum/value_avg)
         self.armed = True
@@ -210,6 +216,10 @@ class _Group:
         self.seq: list[float | None] | None = [None] * steps if steps else None
 
 
+_NO_QUEUE: deque[float] = deque(maxlen=0)
+_NO_VALUES: OrderedDict[Any, float] = OrderedDict()
+_NO_LATE: list[Any] = []
+_NO_BUCKETS: deque[list[Any]] = deque(maxlen=0)
 _UNHASHABLE = frozenset({list, dict, set, bytearray})
 
 
@@ -265,7 +275,7 @@ class CorrelationState:
             if payload is None:
                 return None
         if group is None:
-            group = _Group(ts, self._steps, self._cap)
+            group = _Group(ts, self._steps, self._cap if self._bare else None, self._seen)
             self.groups[key] = group
             if len(self.groups) > rule.options.max_groups:
                 self.groups.popitem(last=False)
