@@ -45,7 +45,7 @@ class ProcEvent(NamedTuple):
     pid: int  # the thread-group id (process id); for fork: the child
     parent_pid: int = 0  # fork only
     uid: int = -1  # uid events: the new real uid
-    euid: int = -1
+    euid: int = -1  # uid events: the new effective uid
     thread: bool = False  # fork of a thread (child pid != child tgid)
 
 
@@ -89,9 +89,12 @@ def _parse_event(data: bytes, at: int, end: int) -> ProcEvent | None:
 
 
 # What the collector uses. Linux >= 6.6 filters proc events per socket when the listen
-# message carries an event mask (``struct proc_input``); the comm, sid, ptrace, uid/gid and
+# message carries an event mask (``struct proc_input``); the comm, sid, ptrace, gid and
 # coredump events of a busy host (threads renaming themselves …) then never reach us.
-WANTED_EVENTS = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT
+# ``PROC_EVENT_UID`` (``struct id_proc_event``: pid, tgid, real uid, effective uid) is sent by
+# ``commit_creds`` whenever the real, effective, saved or filesystem uid changes — including
+# the exec of a setuid program.
+WANTED_EVENTS = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_UID | PROC_EVENT_EXIT
 FILTER_KERNEL = (6, 6)
 
 
@@ -111,9 +114,12 @@ def can_filter(release: str | None = None) -> bool:
 
 
 class ProcConnector:
-    """A subscribed connector socket. Raises ``OSError`` when the kernel refuses."""
+    """A subscribed connector socket. Raises ``OSError`` when the kernel refuses.
 
-    def __init__(self, rcvbuf_bytes: int = 8 << 20, *, filtered: bool | None = None) -> None:
+    ``events``: the kinds the kernel sends on a filtering kernel (older kernels send all)."""
+
+    def __init__(self, rcvbuf_bytes: int = 8 << 20, *, filtered: bool | None = None,
+                 events: int = WANTED_EVENTS) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         try:
             try:
@@ -122,7 +128,7 @@ class ProcConnector:
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
             self._sock.bind((0, CN_IDX_PROC))
             self._port = self._sock.getsockname()[0] or os.getpid()
-            mask = WANTED_EVENTS if (can_filter() if filtered is None else filtered) else None
+            mask = events if (can_filter() if filtered is None else filtered) else None
             self._sock.send(control_message(PROC_CN_MCAST_LISTEN, self._port, mask))
         except OSError:
             self._sock.close()

@@ -11,6 +11,14 @@ When the connector cannot be opened (no ``CAP_NET_ADMIN``, not in the initial ne
 namespace), the collector logs one warning, sets ``vedette_collector_degraded{collector=
 "process"}`` to 1 and polls ``/proc`` instead (:mod:`agent.collectors.process_poll`), which
 misses short-lived processes.
+
+uid changes (the kernel's ``PROC_EVENT_UID``: real or effective uid changed, or a setuid program
+was executed) become ``vedette``/``process_uid_change`` events. The ids each process had before
+are tracked per pid from the connector stream alone — read once from ``/proc`` at start,
+inherited at fork, updated by each uid event, forgotten at exit — never from ``/proc`` reads at
+exec, which may already show a later change whose event is still queued. A uid event that
+leaves both real and effective uid as they were (saved or filesystem uid only; the same change
+reported by each thread) is not reported. Polling mode sees no uid changes.
 """
 
 from __future__ import annotations
@@ -24,15 +32,21 @@ from typing import Any, Protocol
 
 from agent.collectors.base import Publish
 from agent.collectors.proc_connector import ProcConnector, ProcEvent
-from agent.collectors.process_info import ProcInfo, ProcReader, process_fields
+from agent.collectors.process_info import (
+    ProcInfo,
+    ProcReader,
+    process_fields,
+    uid_change_fields,
+)
 from agent.collectors.process_poll import ProcessPoller
 from agent.errors import CollectorError
-from agent.events import PROCESS_CREATION, Event
+from agent.events import PROCESS_CREATION, Event, LogSource
 from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 NAME = "process"
 _CACHE = 8192
+PROCESS_UID_CHANGE = LogSource("vedette", "process_uid_change")
 
 
 class EventSource(Protocol):
@@ -68,6 +82,7 @@ class ProcessExecCollector:
         self._clock = clock
         self._parents: OrderedDict[int, int] = OrderedDict()  # pid -> ppid from fork events
         self._infos: OrderedDict[int, ProcInfo] = OrderedDict()  # live processes seen
+        self._ids: OrderedDict[int, tuple[int, int]] = OrderedDict()  # pid -> (uid, euid)
         self.mode = "starting"
 
     def run(self, publish: Publish, stop: threading.Event) -> None:
@@ -84,6 +99,7 @@ class ProcessExecCollector:
             self._run_polling(publish, stop)
             return
         self._degraded(0)
+        self.seed_uids()
         self.mode = "connector"
         lost = 0
         try:
@@ -100,18 +116,58 @@ class ProcessExecCollector:
             source.close()
 
     def handle(self, batch: list[ProcEvent]) -> list[Event]:
-        """Turn connector events into process_creation events (public for tests)."""
+        """Turn connector events into process_creation and process_uid_change events (public
+        for tests)."""
         out: list[Event] = []
         for pe in batch:
             if pe.kind == "fork":
                 if not pe.thread:
                     self._remember(self._parents, pe.pid, pe.parent_pid)
+                    ids = self._ids.get(pe.parent_pid)
+                    if ids is not None:
+                        self._remember(self._ids, pe.pid, ids)
             elif pe.kind == "exec":
                 out.append(self._exec_event(pe.pid))
+            elif pe.kind == "uid":
+                event = self._uid_event(pe)
+                if event is not None:
+                    out.append(event)
             elif pe.kind == "exit":
                 self._parents.pop(pe.pid, None)
                 self._infos.pop(pe.pid, None)
+                self._ids.pop(pe.pid, None)
         return out
+
+    def seed_uids(self) -> None:
+        """Record the uids of the processes already running (before their next change)."""
+        for pid in self._reader.pids()[-_CACHE:]:
+            if pid not in self._ids and (ids := self._reader.uids(pid)) is not None:
+                self._remember(self._ids, pid, ids)
+
+    def _uid_event(self, pe: ProcEvent) -> Event | None:
+        ids = (pe.uid, pe.euid)
+        previous = self._ids.get(pe.pid)
+        self._remember(self._ids, pe.pid, ids)
+        if previous == ids:
+            return None
+        now = self._clock()
+        cached = self._infos.get(pe.pid)
+        if cached is not None:  # it may be someone's parent: keep its user right
+            cached.uid, cached.euid = ids
+        info = self._reader.read(pe.pid, full=False)
+        if info.ppid is None:
+            info.ppid = self._parents.get(pe.pid)
+        if info.gone and self._metrics is not None:
+            self._metrics.process_enrichment_failures.inc()
+        fields: dict[str, Any] = {
+            "event.kind": "event", "event.category": "process", "event.type": "change",
+            "event.action": "uid_change", "event.dataset": "linux.process",
+        }
+        if self._host:
+            fields["host.name"] = self._host
+        parent = self._lookup(info.ppid) if info.ppid else None
+        fields.update(uid_change_fields(self._reader, info, parent, ids, previous))
+        return Event(now, PROCESS_UID_CHANGE, fields)
 
     def _exec_event(self, pid: int) -> Event:
         now = self._clock()

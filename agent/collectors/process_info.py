@@ -5,7 +5,8 @@ kernel's `` (deleted)`` marker turned into a flag), command line, working direct
 effective uid/gid, parent pid, start time, container id (from the cgroup path) and whether
 stdin/stdout/stderr are sockets (the mark of a reverse shell). Each file that cannot be read
 (exited process, permission) is simply absent from the result; :func:`process_fields` turns an
-:class:`ProcInfo` into ECS fields, adding the parent and grandparent.
+:class:`ProcInfo` into ECS fields, adding the parent and grandparent; :func:`uid_change_fields`
+describes a process whose real or effective uid changed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/:](
                         r"|/kubepods[^\n]*/(?:pod[^/]+/)?([0-9a-f]{64})")
 MAX_CMDLINE = 8192
 _STATUS_KEYS = re.compile(r"^(Name|PPid|Uid|Gid):(.*)$", re.MULTILINE)
+_UID_LINE = re.compile(r"^Uid:[ \t]+([0-9]+)[ \t]+([0-9]+)", re.MULTILINE)
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "ash",
                     "busybox"})
 
@@ -108,6 +110,22 @@ class ProcReader:
             info.unix_socket_fds = tuple(fd for fd in sockets if fd not in inet)
         return info
 
+    def pids(self) -> list[int]:
+        """The process ids under the proc root (empty when it cannot be listed)."""
+        try:
+            return [int(e.name) for e in os.scandir(self._root)
+                    if e.name.isascii() and e.name.isdigit()]
+        except OSError:
+            return []
+
+    def uids(self, pid: int) -> tuple[int, int] | None:
+        """Real and effective uid from ``status`` (``None`` when gone or unreadable)."""
+        status = _read_text(f"{self._root}/{pid}/status", 4096, whole=True)
+        m = _UID_LINE.search(status or "")
+        if m is None:
+            return None
+        return int(m[1]), int(m[2])
+
     def start_time(self, info: ProcInfo) -> float | None:
         if info.start_ticks is None or self._boot is None:
             return None
@@ -170,6 +188,27 @@ def process_fields(reader: ProcReader, info: ProcInfo, parent: ProcInfo | None,
     if grandparent is not None and not grandparent.gone:
         f["process.parent.parent.pid"] = grandparent.pid
         _describe(f, "process.parent.parent.", grandparent)
+    return f
+
+
+def uid_change_fields(reader: ProcReader, info: ProcInfo, parent: ProcInfo | None,
+                      ids: tuple[int, int], previous: tuple[int, int] | None) -> dict[str, Any]:
+    """ECS fields of a uid change: the ids come from the kernel's event (``/proc`` may already
+    show a later change), the description of the process from ``/proc`` (best effort)."""
+    f: dict[str, Any] = {"process.pid": info.pid}
+    _describe(f, "process.", info)
+    if info.ppid is not None:
+        f["process.parent.pid"] = info.ppid
+    if parent is not None and not parent.gone:
+        _describe(f, "process.parent.", parent)
+    for prefix, uid in (("user.", ids[0]), ("user.effective.", ids[1])):
+        f[prefix + "id"] = str(uid)
+        name = reader.user_name(uid)
+        if name:
+            f[prefix + "name"] = name
+    if previous is not None:
+        f["vedette.process.previous_uid"] = str(previous[0])
+        f["vedette.process.previous_euid"] = str(previous[1])
     return f
 
 

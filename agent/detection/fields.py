@@ -279,6 +279,16 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         description="processes keeping a CPU busy, with the age of their executable",
     ),
     _entry(
+        "vedette", "process_uid_change",
+        fields=("event.kind", "event.category", "event.type", "event.action", "event.dataset",
+                "process.pid", "process.executable", "process.name", "process.args",
+                "process.command_line", "process.parent.pid", "process.parent.executable",
+                "process.parent.name", "process.parent.args", "process.parent.command_line",
+                "user.id", "user.name", "user.effective.id", "user.effective.name",
+                "vedette.process.previous_uid", "vedette.process.previous_euid", "host.name"),
+        description="a process's real or effective uid changed (proc connector uid events)",
+    ),
+    _entry(
         "vedette", "kernel_module",
         fields=("event.kind", "event.category", "event.action", "event.dataset",
                 "kernel_module.name", "kernel_module.size", "kernel_module.state",
