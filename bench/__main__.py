@@ -6,6 +6,7 @@ Each module exposes ``run() -> BenchResult``. ``python -m bench engine shipping`
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -30,10 +31,25 @@ def main(argv: list[str]) -> int:
             continue
         print(f"   wrote {write(result)}", flush=True)
         results.append(result)
-    summary = table(results)
-    (RESULTS / "summary.txt").write_text(summary + "\n")
-    print(summary)
+    print(table(results))
+    # summary.txt covers every recorded benchmark, including ones not run this time
+    (RESULTS / "summary.txt").write_text(table(_recorded()) + "\n")
     return 1 if failed else 0
+
+
+def _recorded() -> list[BenchResult]:
+    out: list[BenchResult] = []
+    for path in sorted(RESULTS.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+            result = BenchResult(doc["name"])
+            for m in doc["measurements"]:
+                result.add(m["metric"], float(m["value"]), m["unit"], m.get("target", ""),
+                           m.get("note", ""))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        out.append(result)
+    return out
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ def _measure(pid: int, url: str) -> tuple[float, float]:
 
 
 def _agent(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     config = {
         "agent": {"state_dir": str(workdir / "state")},
