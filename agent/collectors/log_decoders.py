@@ -48,7 +48,34 @@ class LineDecoder(Protocol):
         """Events still held back (auditd groups waiting for more records)."""
 
 
-class AuthDecoder:
+class _OneLineOneEvent:
+    """Decoders whose every line stands alone: clean it, count its problems, decode it."""
+
+    source: str
+    _on_problem: OnProblem
+
+    def _decode(self, text: str) -> Event | None:
+        raise NotImplementedError
+
+    def feed(self, raw: bytes) -> list[Event]:
+        text, problems = clean_line(raw)
+        for reason in problems:
+            self._on_problem(self.source, reason)
+        event = self._decode(text)
+        return [] if event is None else [event]
+
+    def feed_lines(self, raws: list[bytes]) -> list[Event]:
+        texts = clean_lines(raws)  # one decode for the batch when every line is clean
+        if texts is None:
+            return [event for raw in raws for event in self.feed(raw)]
+        decode = self._decode
+        return [event for event in map(decode, texts) if event is not None]
+
+    def flush(self) -> list[Event]:
+        return []
+
+
+class AuthDecoder(_OneLineOneEvent):
     """Syslog auth lines (``/var/log/auth.log``, ``/var/log/secure``).
 
     With ``bare_program`` (``sshd``), lines without a syslog header are that program's bare
@@ -66,20 +93,6 @@ class AuthDecoder:
         self._context = context
         self._bare = bare_program
 
-    def feed(self, raw: bytes) -> list[Event]:
-        text, problems = clean_line(raw)
-        for reason in problems:
-            self._on_problem(self.source, reason)
-        event = self._decode(text)
-        return [] if event is None else [event]
-
-    def feed_lines(self, raws: list[bytes]) -> list[Event]:
-        texts = clean_lines(raws)  # one decode for the batch when every line is clean
-        if texts is None:
-            return [event for raw in raws for event in self.feed(raw)]
-        decode = self._decode
-        return [event for event in map(decode, texts) if event is not None]
-
     def _decode(self, text: str) -> Event | None:
         if not text or text.isspace():
             return None
@@ -94,11 +107,7 @@ class AuthDecoder:
             self._context.annotate(event)
         return event
 
-    def flush(self) -> list[Event]:
-        return []
-
-
-class WebDecoder:
+class WebDecoder(_OneLineOneEvent):
     """nginx/Apache access logs, combined or common format."""
 
     def __init__(self, *, path: str | None = None, on_problem: OnProblem = _ignore,
@@ -107,20 +116,6 @@ class WebDecoder:
         self._path = path
         self._on_problem = on_problem
 
-    def feed(self, raw: bytes) -> list[Event]:
-        text, problems = clean_line(raw)
-        for reason in problems:
-            self._on_problem(self.source, reason)
-        event = self._decode(text)
-        return [] if event is None else [event]
-
-    def feed_lines(self, raws: list[bytes]) -> list[Event]:
-        texts = clean_lines(raws)
-        if texts is None:
-            return [event for raw in raws for event in self.feed(raw)]
-        decode = self._decode
-        return [event for event in map(decode, texts) if event is not None]
-
     def _decode(self, text: str) -> Event | None:
         if not text or text.isspace():
             return None
@@ -128,9 +123,6 @@ class WebDecoder:
         if event is None:
             self._on_problem(self.source, MALFORMED)
         return event
-
-    def flush(self) -> list[Event]:
-        return []
 
 
 class AuditDecoder:
