@@ -127,20 +127,20 @@ class AgentMetrics:
             ["collector"], registry=registry,
         )
         self.job_runs = Counter(
-            "vedette_job_runs_total", "Scheduled job executions.", ["job"], registry=registry
+            "vedette_job_runs_total", "Scheduled job executions.", ["task"], registry=registry
         )
         self.job_failures = Counter(
             "vedette_job_failures_total", "Scheduled job executions that raised.",
-            ["job"], registry=registry,
+            ["task"], registry=registry,
         )
         self.job_misfires = Counter(
             "vedette_job_misfires_total",
             "Scheduled runs skipped because they were late beyond the grace time or still running.",
-            ["job"], registry=registry,
+            ["task"], registry=registry,
         )
         self.job_duration = Histogram(
             "vedette_job_duration_seconds", "Duration of scheduled job executions.",
-            ["job"], buckets=_JOB_BUCKETS, registry=registry,
+            ["task"], buckets=_JOB_BUCKETS, registry=registry,
         )
         # Detection
         self.alerts = Counter(

@@ -31,7 +31,7 @@ def test_series_exist_at_zero_before_the_first_run(
     scheduler.add("idle", lambda: None, 60, run_now=False)
     for name in ("vedette_job_runs_total", "vedette_job_failures_total",
                  "vedette_job_misfires_total"):
-        assert metrics.registry.get_sample_value(name, {"job": "idle"}) == 0.0
+        assert metrics.registry.get_sample_value(name, {"task": "idle"}) == 0.0
     assert scheduler.job_names() == ["idle"]
 
 
@@ -40,9 +40,9 @@ def test_runs_are_counted_and_timed(scheduler: Scheduler, metrics: AgentMetrics)
     scheduler.add("tick", ran.set, 0.2)
     scheduler.start()
     assert ran.wait(2)
-    assert wait_until(lambda: value(metrics, "vedette_job_runs_total", job="tick") >= 2)
-    assert value(metrics, "vedette_job_failures_total", job="tick") == 0
-    assert value(metrics, "vedette_job_duration_seconds_count", job="tick") >= 2
+    assert wait_until(lambda: value(metrics, "vedette_job_runs_total", task="tick") >= 2)
+    assert value(metrics, "vedette_job_failures_total", task="tick") == 0
+    assert value(metrics, "vedette_job_duration_seconds_count", task="tick") >= 2
 
 
 def test_failing_job_is_counted_logged_and_runs_again(
@@ -56,9 +56,9 @@ def test_failing_job_is_counted_logged_and_runs_again(
 
     scheduler.add("broken", broken, 0.2)
     scheduler.start()
-    assert wait_until(lambda: value(metrics, "vedette_job_failures_total", job="broken") >= 2)
-    runs = value(metrics, "vedette_job_runs_total", job="broken")
-    failures = value(metrics, "vedette_job_failures_total", job="broken")
+    assert wait_until(lambda: value(metrics, "vedette_job_failures_total", task="broken") >= 2)
+    runs = value(metrics, "vedette_job_runs_total", task="broken")
+    failures = value(metrics, "vedette_job_failures_total", task="broken")
     assert runs >= failures >= 2  # every failed run is also a run
     assert attempts[1] - attempts[0] >= 0.1  # next interval, not a tight retry loop
     records = [r for r in caplog.records if r.name == "agent.scheduler"]
@@ -88,9 +88,9 @@ def test_slow_job_misfires_and_never_overlaps(
 
     scheduler.add("slow", slow, 0.2)
     scheduler.start()
-    assert wait_until(lambda: value(metrics, "vedette_job_misfires_total", job="slow") >= 2, 2.5)
+    assert wait_until(lambda: value(metrics, "vedette_job_misfires_total", task="slow") >= 2, 2.5)
     assert most == 1  # max_instances=1
-    assert value(metrics, "vedette_job_failures_total", job="slow") == 0
+    assert value(metrics, "vedette_job_failures_total", task="slow") == 0
 
 
 def test_run_now_false_waits_one_interval(scheduler: Scheduler, metrics: AgentMetrics) -> None:

@@ -19,10 +19,9 @@ PROM = {"type": "prometheus", "uid": "${datasource}"}
 ES = {"type": "elasticsearch", "uid": "${es_datasource}"}
 ALLOW_EMPTY = "vedetteAllowEmpty"
 
-# The scheduler's per-job metrics carry a label called ``job``; Prometheus keeps its own target
-# label ``job`` and renames the exposed one to ``exported_job`` (honor_labels: false, the
-# default). Dashboards and rules refer to the scheduler job through this name only.
-TASK = "exported_job"
+# The scheduler's per-job metrics name the job in a label called ``task`` (``job`` is
+# Prometheus' own target label). Dashboards and rules refer to it through this name only.
+TASK = "task"
 
 # Matchers for the dashboard variables; `=~` works for single- and multi-value variables.
 SEL = 'job=~"$job", instance=~"$instance"'

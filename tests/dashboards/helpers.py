@@ -34,7 +34,7 @@ PROMETHEUS_SYNTHETIC = frozenset({
 # is a review decision: never an IP, port, path, PID, user, domain or rule *match* value.
 BOUNDED_LABELS = frozenset({
     "job", "instance",            # Prometheus target labels
-    "exported_job",               # scheduler job name (the agent's `job` label, renamed)
+    "task",                       # scheduler job name
     "le",                         # histogram buckets
     "version", "python",          # build info
     "mode", "device", "fstype", "interface",   # host telemetry

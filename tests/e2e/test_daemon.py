@@ -38,7 +38,7 @@ def test_metrics_expose_host_series_and_build_info(agent_factory) -> None:
         lambda: (agent.sample("vedette_events_processed_total", {"stage": "detection"}) or 0) > 0,
         what="host_metrics events through detection",
     )
-    assert (agent.sample("vedette_job_runs_total", {"job": "collect_host_metrics"}) or 0) >= 1
+    assert (agent.sample("vedette_job_runs_total", {"task": "collect_host_metrics"}) or 0) >= 1
     assert agent.stop() == 0
 
 
