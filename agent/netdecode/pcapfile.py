@@ -141,7 +141,8 @@ class CaptureReader:
 
     # ------------------------------------------------------------------ classic pcap
 
-    def _pcap(self, size: int) -> Iterator[list[Frame]]:
+    def _pcap_header(self) -> tuple[str, float, int]:
+        """Byte order, timestamp scale and link type of a classic pcap global header."""
         mm = self._mm
         order, scale = _PCAP_MAGICS[mm[:4]]
         if len(mm) < 24:
@@ -151,7 +152,11 @@ class CaptureReader:
         )
         if major != 2:
             raise CaptureFormatError(self.path, 4, f"unsupported pcap version {major}")
-        linktype = network & 0x0FFFFFFF
+        return order, scale, network & 0x0FFFFFFF
+
+    def _pcap(self, size: int) -> Iterator[list[Frame]]:
+        mm = self._mm
+        order, scale, linktype = self._pcap_header()
         unpack = struct.Struct(order + "IIII").unpack_from
         off = 24
         end = len(mm)
@@ -191,15 +196,7 @@ class CaptureReader:
         :class:`CaptureFormatError` after the records before it were handed out.
         """
         mm = self._mm
-        order, scale = _PCAP_MAGICS[mm[:4]]
-        if len(mm) < 24:
-            raise CaptureFormatError(self.path, 0, "pcap global header cut short")
-        major, _minor, _zone, _sigfigs, _snaplen, network = struct.unpack_from(
-            order + "HHiIII", mm, 4
-        )
-        if major != 2:
-            raise CaptureFormatError(self.path, 4, f"unsupported pcap version {major}")
-        linktype = network & 0x0FFFFFFF
+        order, scale, linktype = self._pcap_header()
         length = struct.Struct(order + "8xI")
         u32 = np.dtype(order + "u4")
         subsecond_limit = round(1 / scale)
