@@ -28,6 +28,7 @@ from agent.collectors.process_poll import ProcessPoller
 from agent.errors import CollectorError
 from agent.events import Event
 from agent.metrics import AgentMetrics
+from tests.host.connector_harness import RunningCollector, needs_connector
 
 PROC = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
 
@@ -122,66 +123,21 @@ def test_fallback_to_polling_sets_degraded(tmp_path: Path) -> None:
     assert got[0].get("vedette.process.source") == "poll"
 
 
-def _connector_available() -> bool:
-    try:
-        ProcConnector().close()
-    except OSError:
-        return False
-    return True
-
-
-needs_connector = pytest.mark.skipif(
-    os.geteuid() != 0 or not _connector_available(), reason="needs root and the proc connector")
-
-
-class _Running:
-    """The collector in a thread, recording what it publishes."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._lock = threading.Lock()
-        self.stop = threading.Event()
-        self.collector = ProcessExecCollector(ProcReader(), AgentMetrics(CollectorRegistry()))
-        self.thread = threading.Thread(target=self.collector.run, args=(self._publish, self.stop))
-
-    def _publish(self, events: list[Event]) -> int:
-        with self._lock:
-            self.events.extend(events)
-        return len(events)
-
-    def __enter__(self) -> _Running:
-        self.thread.start()
-        deadline = time.time() + 5
-        while self.collector.mode == "starting" and time.time() < deadline:
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
-
-    def wait_for(self, pids: set[int], timeout: float = 5.0) -> dict[int, Event]:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with self._lock:
-                found = {e.get("process.pid"): e for e in self.events
-                         if e.get("process.pid") in pids}
-            if len(found) == len(pids):
-                break
-            time.sleep(0.05)
-        return found
+def _wait_for(run: RunningCollector, pids: set[int], timeout: float = 5.0) -> dict[int, Event]:
+    found = run.matching(lambda e: e.get("process.pid") in pids, len(pids), timeout)
+    return {e.get("process.pid"): e for e in found}
 
 
 @needs_connector
 def test_short_lived_processes_coverage() -> None:
-    with _Running() as run:
+    with RunningCollector() as run:
         assert run.collector.mode == "connector"
         pids = set()
         for _ in range(200):
             proc = subprocess.Popen(["sh", "-c", "true"])
             pids.add(proc.pid)
             proc.wait()
-        found = run.wait_for(pids)
+        found = _wait_for(run, pids)
     assert len(found) >= 198, f"only {len(found)}/200 execs seen"
     enriched = [e for e in found.values() if e.get("process.executable")]
     assert enriched, "no exec was enriched from /proc"
@@ -198,11 +154,11 @@ def test_reverse_shell_like_and_tmp_exec(tmp_path: Path) -> None:
     tmp_exe.write_bytes(Path("/bin/sleep").read_bytes())
     tmp_exe.chmod(0o755)
     try:
-        with _Running() as run:
+        with RunningCollector() as run:
             shell = subprocess.Popen(["sh", "-c", "read line; echo got $line"],
                                      stdin=client.fileno(), stdout=client.fileno())
             from_tmp = subprocess.Popen([str(tmp_exe), "0.5"])
-            found = run.wait_for({shell.pid, from_tmp.pid})
+            found = _wait_for(run, {shell.pid, from_tmp.pid})
             server_side.sendall(b"hello\n")
             shell.wait(5)
             from_tmp.wait(5)

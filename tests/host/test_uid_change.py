@@ -7,7 +7,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from agent.collectors.proc_connector import (
     PROC_EVENT_FORK,
     PROC_EVENT_UID,
     WANTED_EVENTS,
-    ProcConnector,
     ProcEvent,
     control_message,
     parse_messages,
@@ -33,6 +31,7 @@ from agent.detection import Engine, load_rules
 from agent.detection.fields import lookup
 from agent.events import Event
 from agent.metrics import AgentMetrics
+from tests.host.connector_harness import RunningCollector, needs_connector
 
 REPO = Path(__file__).resolve().parents[2]
 RULE = REPO / "rules" / "host" / "privilege_change_to_root.yml"
@@ -143,66 +142,25 @@ def _rule_alerts(events: list[Event]) -> list[str]:
     return [str(a.group) for e in events for a in engine.process(e)]
 
 
-def _connector_available() -> bool:
-    try:
-        ProcConnector().close()
-    except OSError:
-        return False
-    return True
-
-
-needs_root_connector = pytest.mark.skipif(
-    os.geteuid() != 0 or not _connector_available(), reason="needs root and the proc connector")
-
-
-class _Collecting:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._lock = threading.Lock()
-        self.stop = threading.Event()
-        self.collector = ProcessExecCollector(ProcReader())
-        self.thread = threading.Thread(target=self.collector.run, args=(self._publish, self.stop))
-
-    def _publish(self, events: list[Event]) -> int:
-        with self._lock:
-            self.events.extend(events)
-        return len(events)
-
-    def __enter__(self) -> _Collecting:
-        self.thread.start()
-        deadline = time.monotonic() + 5
-        while self.collector.mode == "starting" and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert self.collector.mode == "connector"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
-
-    def uid_changes(self, pid: int, timeout: float, count: int = 1) -> list[Event]:
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                found = [e for e in self.events
-                         if e.logsource == PROCESS_UID_CHANGE and e.get("process.pid") == pid]
-            if len(found) >= count or time.monotonic() > deadline:
-                return found
-            time.sleep(0.02)
+def _uid_changes(run: RunningCollector, pid: int, timeout: float, count: int = 1) -> list[Event]:
+    return run.matching(
+        lambda e: e.logsource == PROCESS_UID_CHANGE and e.get("process.pid") == pid,
+        count, timeout)
 
 
 _DROP = ("import os, sys; os.setresuid(65534, 65534, 65534); sys.stdin.read(); "
          "os.execv(sys.argv[1], sys.argv[1:])")
 
 
-@needs_root_connector
+@needs_connector
 def test_real_privilege_drop_is_seen_within_two_seconds() -> None:
-    with _Collecting() as run:
+    with RunningCollector() as run:
+        assert run.collector.mode == "connector"
         child = subprocess.Popen([sys.executable, "-c", _DROP, "/bin/true"],
                                  stdin=subprocess.PIPE)
         try:
             started = time.monotonic()
-            found = run.uid_changes(child.pid, 2.0)
+            found = _uid_changes(run, child.pid, 2.0)
             elapsed = time.monotonic() - started
         finally:
             child.communicate(b"", timeout=5)
@@ -215,7 +173,7 @@ def test_real_privilege_drop_is_seen_within_two_seconds() -> None:
     assert _rule_alerts(found) == []  # dropping privileges is not a gain
 
 
-@needs_root_connector
+@needs_connector
 def test_real_setuid_copy_gains_root_and_the_rule_fires() -> None:
     """nobody executes a setuid-root copy of ``sleep`` (harmless) and the system's setuid
     ``su --version``: the copy alerts, the known helper does not."""
@@ -226,7 +184,8 @@ def test_real_setuid_copy_gains_root_and_the_rule_fires() -> None:
     os.chmod(copy, 0o4755)
     su = shutil.which("su")
     try:
-        with _Collecting() as run:
+        with RunningCollector() as run:
+            assert run.collector.mode == "connector"
             copied = _run_as_nobody(run, [str(copy), "0.3"])
             helper = _run_as_nobody(run, [su, "--version"]) if su else []
     finally:
@@ -243,11 +202,11 @@ def test_real_setuid_copy_gains_root_and_the_rule_fires() -> None:
     assert _rule_alerts(named) == []
 
 
-def _run_as_nobody(run: _Collecting, argv: list[str]) -> list[Event]:
+def _run_as_nobody(run: RunningCollector, argv: list[str]) -> list[Event]:
     child = subprocess.Popen([sys.executable, "-c", _DROP, *argv], stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL)
     child.communicate(b"", timeout=5)
-    return run.uid_changes(child.pid, 2.0, count=2)
+    return _uid_changes(run, child.pid, 2.0, count=2)
 
 
 def _mount_options(path: str) -> str:
