@@ -280,7 +280,10 @@ class _SpoolCollector:
         for label, spool in list(self.spools.values()):
             try:
                 stats = spool.stats()
-            except Exception:  # a spool closed between listing and reading  # noqa: S112
+            except sqlite3.ProgrammingError:  # a spool closed between listing and reading
+                continue
+            except sqlite3.Error as exc:  # a damaged spool must not break the whole scrape
+                log.warning("spool statistics unreadable: %s", exc)
                 continue
             oldest = 0.0 if stats.oldest_created is None else max(0.0, now - stats.oldest_created)
             for name, value in (("records", stats.records), ("bytes", stats.payload_bytes),
