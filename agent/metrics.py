@@ -244,6 +244,24 @@ class AgentMetrics:
             "Bytes on the wire of the packets decoded by the capture stage, by protocol and direction.",
             ["protocol", "direction"], registry=registry,
         )
+        self.capture_tcp_control = Counter(
+            "vedette_capture_tcp_control_total",
+            "TCP control segments decoded by the capture stage, by kind: syn (SYN without ACK: "
+            "connection attempts), syn_ack, rst (RST without SYN), no_ack (no SYN, RST or ACK: "
+            "FIN/NULL/Xmas probes).",
+            ["kind"], registry=registry,
+        )
+        self.capture_dns_queries = Counter(
+            "vedette_capture_dns_queries_total",
+            "DNS queries (QR=0) seen on the DNS ports by the capture stage, UDP.",
+            registry=registry,
+        )
+        self.capture_dns_responses = Counter(
+            "vedette_capture_dns_responses_total",
+            "DNS responses (QR=1) seen on the DNS ports by the capture stage, UDP, by rcode "
+            "(noerror, nxdomain, servfail, refused, formerr, notimp, other).",
+            ["rcode"], registry=registry,
+        )
         self.capture_ring_packets = Counter(
             "vedette_capture_ring_packets_total",
             "Packets the kernel passed the capture filter on an interface (delivered + dropped).",

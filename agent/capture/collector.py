@@ -210,6 +210,19 @@ class PacketCaptureCollector:
                 m.capture_packets.labels(*key).inc(packets - old[0])
                 m.capture_bytes.labels(*key).inc(nbytes - old[1])
             seen.traffic[key] = [packets, nbytes]
+        for kind, count in stats.tcp_control.items():
+            delta = count - seen.tcp_control.get(kind, 0)
+            if delta > 0:
+                m.capture_tcp_control.labels(kind).inc(delta)
+                seen.tcp_control[kind] = count
+        if stats.dns_queries > seen.dns_queries:
+            m.capture_dns_queries.inc(stats.dns_queries - seen.dns_queries)
+            seen.dns_queries = stats.dns_queries
+        for rcode, count in stats.dns_responses.items():
+            delta = count - seen.dns_responses.get(rcode, 0)
+            if delta > 0:
+                m.capture_dns_responses.labels(rcode).inc(delta)
+                seen.dns_responses[rcode] = count
         for reason, count in stats.errors.items():
             delta = count - seen.errors.get(reason, 0)
             if delta > 0:

@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from agent.netdecode.columns import PacketColumns
 from agent.netevents.protocols import ICMP4_PROBES
+from agent.netevents.summaries import DNS_RCODE_LABEL
 
 if TYPE_CHECKING:
     from agent.netevents.processor import PacketProcessor
@@ -361,6 +362,10 @@ class CountOnly:
                 group.flow[0] += n
                 group.flow[1] += nbytes
                 entry = proc._agg.get((group.dst, 0, group.proto))
+            if kind == SYN_FLOOD:
+                stats.tcp_control["syn"] += n
+            elif kind in (DNS_FROM_CLIENT, DNS_TO_CLIENT):
+                self._count_dns(group.taken + self.start)
             if kind not in (UDP, ICMP):
                 stats.suppressed += n
                 stats.over_global_budget += group.late
@@ -378,3 +383,18 @@ class CountOnly:
             elif kind == ICMP_PROBE:
                 entry[5] += n
             # UDP and ICMP probes set their one source's bitmap slot on the packets before.
+
+    def _count_dns(self, rows: npt.NDArray[np.intp]) -> None:
+        """What :func:`agent.netevents.protocols.dns` counts for skipped DNS datagrams ``rows``
+        (Ethernet/IPv4 without options: the DNS header starts at byte 42)."""
+        cols, stats = self.cols, self.proc.stats
+        head = cols.head[rows]
+        total = (head[:, 16].astype(np.int64) << 8) | head[:, 17]
+        caplen = cols.caplen[rows]
+        end = np.where(total == 0, caplen, np.minimum(14 + total, caplen))
+        whole = end >= 42 + 12
+        response = whole & (head[:, 44] >= 0x80)
+        stats.dns_queries += int(np.count_nonzero(whole)) - int(np.count_nonzero(response))
+        codes = np.bincount(head[response, 45] & 0x0F, minlength=16)
+        for code in np.flatnonzero(codes).tolist():
+            stats.dns_responses[DNS_RCODE_LABEL[code]] += int(codes[code])

@@ -49,6 +49,7 @@ from agent.netevents.arp import ArpTracker
 from agent.netevents.direction import Direction
 from agent.netevents.summaries import (
     BITMAP_SLOTS,
+    TCP_CONTROL_KIND,
     ProcessorStats,
     aggregate_events,
     flow_events,
@@ -216,6 +217,7 @@ class PacketProcessor:
                 a[1] += wire
             if (flags & 0x16) == 0x10:  # ACK without SYN/RST: ordinary segment
                 return
+            self.stats.tcp_control[TCP_CONTROL_KIND[flags]] += 1
             if flags & 0x12 == 0x02:  # SYN (with the aggregate table full: not counted)
                 if a is not None:
                     a[2] += 1

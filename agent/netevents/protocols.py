@@ -14,6 +14,7 @@ from agent.netdecode.layers import PROTO_ICMP
 from agent.netdecode.layers import quoted_transport as _quoted
 from agent.netevents import records
 from agent.netevents.arp import parse_arp
+from agent.netevents.summaries import DNS_RCODE_LABEL
 
 if TYPE_CHECKING:
     from agent.netevents.processor import PacketProcessor
@@ -53,7 +54,12 @@ def dns(
     proc: PacketProcessor, out: list[Event], ts: float, family: int, src: bytes, dst: bytes,
     sport: int, dport: int, data: bytes, l4: int, end: int, wire: int, interface: str | None,
 ) -> None:
-    """A datagram on a DNS port: an event for the question or answer, within the budget."""
+    """A datagram on a DNS port: counted, and an event for it within the client's budget."""
+    if end - l4 >= 12:
+        if data[l4 + 2] & 0x80:
+            proc.stats.dns_responses[DNS_RCODE_LABEL[data[l4 + 3] & 0x0F]] += 1
+        else:
+            proc.stats.dns_queries += 1
     client = dst if sport in proc._dns_ports else src
     if not proc._admit_aux(b"dns" + client, proc.settings.max_dns_events_per_client):
         return

@@ -11,7 +11,7 @@ import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from agent.config import NetworkSection
 from agent.events import Event
@@ -23,6 +23,27 @@ BITMAP_SLOTS = 4096
 ~10 000 per second, saturating at ``SATURATED``."""
 SATURATED = int(BITMAP_SLOTS * math.log(BITMAP_SLOTS))
 _METRIC_PROTOCOLS = frozenset(("tcp", "udp", "icmp", "ipv6-icmp", "fragment"))
+
+
+def _tcp_control_kind(flags: int) -> str:
+    if flags & 0x12 == 0x02:
+        return "syn"
+    if flags & 0x12 == 0x12:
+        return "syn_ack"
+    if flags & 0x04:
+        return "rst"
+    return "no_ack" if not flags & 0x10 else "ack"
+
+
+TCP_CONTROL_KIND: Final = tuple(_tcp_control_kind(flags) for flags in range(256))
+"""TCP flag byte → what a control segment counts as: ``syn`` (SYN without ACK: a connection
+attempt), ``syn_ack``, ``rst`` (RST without SYN), ``no_ack`` (none of SYN, RST, ACK: FIN, NULL
+and Xmas probes). ``ack`` (an ordinary segment) is never counted."""
+DNS_RCODE_LABEL: Final = tuple(
+    {0: "noerror", 1: "formerr", 2: "servfail", 3: "nxdomain", 4: "notimp", 5: "refused"}
+    .get(code, "other") for code in range(16)
+)
+"""DNS rcode → the bounded ``rcode`` label of ``vedette_capture_dns_responses_total``."""
 
 
 @dataclass
@@ -38,6 +59,12 @@ class ProcessorStats:
     """Of ``suppressed``: dropped because ``max_events_per_second`` was spent (detection blind)."""
     table_overflows: Counter[str] = field(default_factory=Counter)
     traffic: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    tcp_control: Counter[str] = field(default_factory=Counter)
+    """TCP control segments by :data:`TCP_CONTROL_KIND` (all of them, emitted as events or not)."""
+    dns_queries: int = 0
+    """Datagrams on a DNS port with a whole DNS header and QR = 0 (within budget or not)."""
+    dns_responses: Counter[str] = field(default_factory=Counter)
+    """Datagrams on a DNS port with a whole DNS header and QR = 1, by :data:`DNS_RCODE_LABEL`."""
 
     def add_traffic(self, protocol: str, direction: str, packets: int, nbytes: int) -> None:
         if protocol not in _METRIC_PROTOCOLS and protocol != "arp":

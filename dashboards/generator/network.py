@@ -149,6 +149,34 @@ def _capture(lay: Layout) -> None:
     ), 12, 8)
 
 
+def _tcp_and_dns(lay: Layout) -> None:
+    lay.row("TCP control and DNS")
+    lay.add(timeseries(
+        "TCP SYN/RST rates",
+        "TCP control segments per second seen by the capture stage (all captured interfaces): "
+        "SYN (connection attempts), SYN-ACK (accepted), RST (refused or reset) and segments "
+        "without SYN, RST or ACK (FIN/NULL/Xmas probes). SYN far above SYN-ACK is a SYN flood "
+        "or a scan; many RSTs is a scan of closed ports; any no-ACK segment is a stealth probe.",
+        [target(f"sum by (kind) (rate(vedette_capture_tcp_control_total{{{SEL}}}[{RATE}]))",
+                "{{kind}}")],
+        "pps",
+    ), 12, 8)
+    lay.add(timeseries(
+        "DNS query and response rates",
+        "DNS queries and responses per second on the DNS ports (UDP, all captured "
+        "interfaces), responses by rcode. A jump in queries is a tunnel, a DGA-infected host or "
+        "an amplification attempt; many NXDOMAIN answers point at a DGA; SERVFAIL/REFUSED at a "
+        "failing or abused resolver.",
+        [
+            target(f"sum(rate(vedette_capture_dns_queries_total{{{SEL}}}[{RATE}]))", "queries"),
+            target(f"sum by (rcode) "
+                   f"(rate(vedette_capture_dns_responses_total{{{SEL}}}[{RATE}]))",
+                   "responses {{rcode}}"),
+        ],
+        "ops",
+    ), 12, 8)
+
+
 def _alerts(lay: Layout) -> None:
     lay.row("Network alerts")
     lay.add(timeseries(
@@ -171,6 +199,7 @@ def build() -> Json:
     lay = Layout()
     _interfaces(lay)
     _capture(lay)
+    _tcp_and_dns(lay)
     _alerts(lay)
     variables = [
         *standard_vars(instance_multi=False),

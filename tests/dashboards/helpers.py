@@ -44,6 +44,7 @@ BOUNDED_LABELS = frozenset({
     "kind", "outcome", "action",  # rule kinds, login outcomes, file-integrity actions
     "spool", "stream",            # Elasticsearch spool name, data stream (alerts/events)
     "protocol", "direction", "table",  # capture: decoded protocol, direction class, table name
+    "rcode",                      # capture: DNS response code, 6 names + "other"
     "feed",                       # threat-intel feed (a configured file)
     "budget",                     # capture event budget (per_key, global)
 })

@@ -9,10 +9,13 @@ Loopback is never captured, so the test makes ``vdd<pid>a`` in the host namespac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +41,64 @@ class VethPair:
             for _ in range(count):
                 sock.sendto(b"vedette dashboard test", (self.peer_ip, port))
                 time.sleep(0.01)
+
+
+    def tcp_to_closed_port(self, port: int, count: int) -> None:
+        """Connection attempts to a closed port of the peer: SYN, answered by RST."""
+        for _ in range(count):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1.0)
+                with contextlib.suppress(OSError):
+                    sock.connect((self.peer_ip, port))
+
+    def dns_exchange(self, count: int) -> int:
+        """``count`` DNS queries to a responder inside the namespace, which answers each with
+        NXDOMAIN; returns the answers received. The responder is our own process, ended by PID."""
+        responder = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-c", _DNS_RESPONDER,
+             self.peer_ip, str(count)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        answers = 0
+        try:
+            assert responder.stdout is not None
+            responder.stdout.readline()  # "ready": the socket is bound
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(1.0)
+                for i in range(count):
+                    sock.sendto(_dns_query(i), (self.peer_ip, 53))
+                    with contextlib.suppress(TimeoutError):
+                        sock.recv(512)
+                        answers += 1
+        finally:
+            if responder.poll() is None:
+                responder.kill()
+            responder.wait(timeout=10)
+        return answers
+
+
+def _dns_query(ident: int) -> bytes:
+    """A DNS query for ``q<ident>.vedette.test`` (A, IN), recursion desired."""
+    name = b"".join(bytes([len(part)]) + part for part in (f"q{ident}".encode(), b"vedette",
+                                                           b"test")) + b"\0"
+    return struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1)
+
+
+_DNS_RESPONDER = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind((sys.argv[1], 53))
+sock.settimeout(10.0)
+print("ready", flush=True)
+for _ in range(int(sys.argv[2])):
+    try:
+        query, peer = sock.recvfrom(512)
+    except TimeoutError:
+        break
+    if len(query) >= 12:
+        # Same id and question, QR=1, RA, rcode 3 (NXDOMAIN), no answers.
+        sock.sendto(query[:2] + bytes([0x81, 0x83]) + query[4:6] + bytes(6) + query[12:], peer)
+"""
 
 
 def _ip(*args: str) -> None:

@@ -144,6 +144,20 @@ class Live:
                 for p in ("udp", "icmp")
             )
         self.agent.wait_for(seen, 30, what="UDP and ICMP counted by the capture collector")
+        veth.tcp_to_closed_port(port, 3)
+        assert veth.dns_exchange(3) == 3, "the NXDOMAIN responder in the namespace answers"
+
+        def counted() -> bool:
+            sample = self.agent.sample
+            return ((sample("vedette_capture_tcp_control_total", {"kind": "syn"}) or 0) >= 3
+                    and (sample("vedette_capture_tcp_control_total", {"kind": "rst"}) or 0) >= 3
+                    and (sample("vedette_capture_dns_queries_total") or 0) >= 3
+                    and (sample("vedette_capture_dns_responses_total",
+                                {"rcode": "nxdomain"}) or 0) >= 3
+                    # Flows are accounted when their interval ends: wait for the TCP ones, or
+                    # their protocol/direction series would appear during the flood test.
+                    and (sample("vedette_capture_packets_total", {"protocol": "tcp"}) or 0) > 0)
+        self.agent.wait_for(counted, 30, what="SYN, RST and DNS counted by the capture collector")
 
     def variables(self) -> dict[str, str]:
         instance = self.prom.targets[0]
@@ -296,6 +310,10 @@ def _panel_targets() -> list[tuple[str, str, str, str | None]]:
         ('sum(vedette_capture_packets_total{protocol="icmp"})', "ICMP unreachable captured"),
         ('sum(vedette_capture_packets_total{protocol="arp"})', "ARP captured"),
         ("sum(vedette_capture_ring_packets_total)", "kernel ring statistics read"),
+        ('sum(vedette_capture_tcp_control_total{kind="syn"})', "SYNs to a closed port"),
+        ('sum(vedette_capture_tcp_control_total{kind="rst"})', "the peer's RSTs"),
+        ("sum(vedette_capture_dns_queries_total)", "DNS queries captured"),
+        ('sum(vedette_capture_dns_responses_total{rcode="nxdomain"})', "NXDOMAIN answers"),
     ],
 )
 def test_the_activity_behind_the_panels_happened(live: Live, expr: str, why: str) -> None:

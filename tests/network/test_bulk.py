@@ -50,6 +50,8 @@ def _templates() -> dict[str, bytes]:
                      / DNS(rd=1, qd=DNSQR(qname="www.example.com"))),
         "dns_answer": bytes(ETH / ip / UDP(sport=53, dport=40000)
                             / DNS(qr=1, qd=DNSQR(qname="a.example.org"))),
+        "dns_nx": bytes(ETH / IP(src="10.1.0.10", dst="10.1.0.20") / UDP(sport=53, dport=40000)
+                        / DNS(qr=1, rcode=3, qd=DNSQR(qname="q1x.example.net"))),
         "echo": bytes(ETH / ip / ICMP(type=8)),
         "echo_reply": bytes(ETH / ip / ICMP(type=0)),
         "unreachable": bytes(ETH / ip / ICMP(type=3, code=3)
@@ -68,7 +70,7 @@ def _templates() -> dict[str, bytes]:
 TEMPLATES = _templates()
 # Kind → weight: floods (SYN, DNS, ICMP, UDP) dominate, like the traffic the bulk path is for.
 WEIGHTS = {"syn": 30, "ack": 15, "data": 15, "dns": 10, "echo": 8, "udp": 8, "synack": 2,
-           "rst": 2, "fin": 1, "dns_answer": 2, "echo_reply": 1, "unreachable": 1, "arp": 1,
+           "rst": 2, "fin": 1, "dns_answer": 2, "dns_nx": 5, "echo_reply": 1, "unreachable": 1, "arp": 1,
            "ipv6": 1, "vlan": 1, "options": 1, "fragment": 1, "short_total": 1, "cut": 1}
 
 
@@ -86,18 +88,20 @@ def mixed(rng: random.Random, count: int, spoofed: float = 0.3) -> list[Frame]:
         if rng.random() < 0.002:
             ts += rng.choice((1.0, 2.5, -0.7, -1.5))  # jumps, and time going backwards
         if kind == "cut":
-            frame = bytearray(TEMPLATES[rng.choice(("syn", "dns", "echo"))])
+            frame = bytearray(TEMPLATES[rng.choice(("syn", "dns", "dns_nx", "echo"))])
             frame = frame[:rng.randint(0, len(frame) - 1)]
         else:
             frame = bytearray(TEMPLATES[kind])
         if kind in ("syn", "ack", "data", "dns", "echo", "udp", "synack", "rst", "fin",
-                    "dns_answer", "echo_reply", "unreachable") and len(frame) >= 38:
+                    "dns_answer", "dns_nx", "echo_reply", "unreachable") and len(frame) >= 38:
             src = (rng.getrandbits(32).to_bytes(4, "big")
                    if kind == "syn" and rng.random() < spoofed else _ip(rng.choice(CLIENTS)))
             frame[26:30] = src
             frame[30:34] = _ip(rng.choice(SERVERS))
             if kind in ("dns", "echo", "udp") and rng.random() < 0.6:
                 frame[26:34] = _ip(CLIENTS[0]) + _ip(SERVERS[0])  # a DNS/ICMP/UDP flood
+            if kind == "dns_nx" and rng.random() < 0.6:
+                frame[26:34] = _ip(SERVERS[0]) + _ip(CLIENTS[0])  # NXDOMAIN answers to one client
             if kind in ("ack", "data"):
                 frame[34:36] = rng.randint(40000, 40040).to_bytes(2, "big")
             if kind == "syn" and rng.random() < 0.2:
@@ -117,7 +121,8 @@ def _stats(proc: PacketProcessor) -> dict[str, Any]:
     return {"packets": s.packets, "bytes": s.bytes, "errors": dict(s.errors),
             "events": dict(s.events), "suppressed": s.suppressed,
             "over_global": s.over_global_budget, "overflows": dict(s.table_overflows),
-            "traffic": dict(s.traffic)}
+            "traffic": dict(s.traffic), "tcp_control": dict(s.tcp_control),
+            "dns_queries": s.dns_queries, "dns_responses": dict(s.dns_responses)}
 
 
 class CountingProcessor(PacketProcessor):

@@ -184,6 +184,9 @@ def test_drops_become_metrics_and_a_health_event_the_degraded_rule_reads() -> No
     collector.processor.stats.suppressed = 42
     collector.processor.stats.over_global_budget = 40
     collector.processor.stats.add_traffic("tcp", "inbound", 10, 1000)
+    collector.processor.stats.tcp_control.update({"syn": 30, "rst": 4})
+    collector.processor.stats.dns_queries = 12
+    collector.processor.stats.dns_responses["nxdomain"] = 9
     (event,) = collector.health()
     assert event.logsource.category == "capture_health"
     assert event.fields["capture.drops"] == 5000
@@ -198,7 +201,14 @@ def test_drops_become_metrics_and_a_health_event_the_degraded_rule_reads() -> No
     assert event.fields["capture.events_over_global_budget"] == 40
     assert value("vedette_capture_packets_total",
                  {"protocol": "tcp", "direction": "inbound"}) == 10
+    assert value("vedette_capture_tcp_control_total", {"kind": "syn"}) == 30
+    assert value("vedette_capture_tcp_control_total", {"kind": "rst"}) == 4
+    assert value("vedette_capture_dns_queries_total") == 12
+    assert value("vedette_capture_dns_responses_total", {"rcode": "nxdomain"}) == 9
+    collector.processor.stats.dns_queries += 3
     collector.health()  # deltas: counters do not double
+    assert value("vedette_capture_dns_queries_total") == 15
+    assert value("vedette_capture_tcp_control_total", {"kind": "syn"}) == 30
     assert value("vedette_input_errors_total", {"source": "capture", "reason": "truncated"}) == 7
     assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 10000
 

@@ -110,6 +110,35 @@ def test_dns_events_and_budget() -> None:
     assert dns[0]["dns.type"] == "query"
 
 
+def test_tcp_control_and_dns_are_counted_past_every_budget() -> None:
+    """The counters behind the SYN/RST and DNS panels count every packet, events or not."""
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP
+
+    pkts: list[Packet] = []
+    for i in range(400):  # one flooded service: far past max_events_per_destination
+        pkts.append(c.tcp(T0 + i * 1e-4, ATTACKER, SERVER, 1000 + i, 80, "S"))
+    pkts += [c.tcp(T0 + 0.1, SERVER, ATTACKER, 80, 1000, "SA"),
+             c.tcp(T0 + 0.1, SERVER, ATTACKER, 80, 1001, "RA"),
+             c.tcp(T0 + 0.1, ATTACKER, SERVER, 1002, 81, "F"),
+             c.tcp(T0 + 0.1, ATTACKER, SERVER, 1003, 82, ""),
+             c.tcp(T0 + 0.1, ATTACKER, SERVER, 1003, 80, "A"),
+             c.tcp(T0 + 0.1, ATTACKER, SERVER, 1003, 80, "FA")]
+    pkts += [c.dns_query(T0 + 0.2 + i * 1e-4, SERVER, f"x{i}.example.com", sport=30000 + i)
+             for i in range(300)]
+    for i, rcode in enumerate((0, 3, 3, 2, 5, 9)):
+        answer = (c.eth() / IP(src="10.1.0.53", dst=SERVER) / UDP(sport=53, dport=30000 + i)
+                  / DNS(id=i, qr=1, rcode=rcode, qd=DNSQR(qname="x.example.com")))
+        pkts.append(c.at(answer, T0 + 0.3))
+    truncated = c.at(c.eth() / IP(src=SERVER, dst="10.1.0.53") / UDP(sport=5, dport=53)
+                     / b"\x00\x01", T0 + 0.3)
+    proc, _ = run([*pkts, truncated])
+    assert dict(proc.stats.tcp_control) == {"syn": 400, "syn_ack": 1, "rst": 1, "no_ack": 2}
+    assert proc.stats.dns_queries == 300  # past max_dns_events_per_client (200 events)
+    assert dict(proc.stats.dns_responses) == {
+        "noerror": 1, "nxdomain": 2, "servfail": 1, "refused": 1, "other": 1}
+
+
 def test_arp_binding_change_and_gateway_flag() -> None:
     settings = NetworkSection(gateways=["10.1.0.1"])
     pkts = [
