@@ -70,8 +70,8 @@ def _templates() -> dict[str, bytes]:
 TEMPLATES = _templates()
 # Kind → weight: floods (SYN, DNS, ICMP, UDP) dominate, like the traffic the bulk path is for.
 WEIGHTS = {"syn": 30, "ack": 15, "data": 15, "dns": 10, "echo": 8, "udp": 8, "synack": 2,
-           "rst": 2, "fin": 1, "dns_answer": 2, "dns_nx": 5, "echo_reply": 1, "unreachable": 1, "arp": 1,
-           "ipv6": 1, "vlan": 1, "options": 1, "fragment": 1, "short_total": 1, "cut": 1}
+           "rst": 2, "fin": 1, "dns_answer": 2, "dns_nx": 5, "echo_reply": 1, "unreachable": 1,
+           "arp": 1, "ipv6": 1, "vlan": 1, "options": 1, "fragment": 1, "short_total": 1, "cut": 1}
 
 
 def _ip(text: str) -> bytes:

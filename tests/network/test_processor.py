@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from scapy.layers.dns import DNS, DNSQR
+from scapy.layers.inet import IP, UDP
 from scapy.packet import Packet
 
 from agent.config import NetworkSection
@@ -112,9 +114,6 @@ def test_dns_events_and_budget() -> None:
 
 def test_tcp_control_and_dns_are_counted_past_every_budget() -> None:
     """The counters behind the SYN/RST and DNS panels count every packet, events or not."""
-    from scapy.layers.dns import DNS, DNSQR
-    from scapy.layers.inet import IP, UDP
-
     pkts: list[Packet] = []
     for i in range(400):  # one flooded service: far past max_events_per_destination
         pkts.append(c.tcp(T0 + i * 1e-4, ATTACKER, SERVER, 1000 + i, 80, "S"))
