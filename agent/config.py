@@ -9,10 +9,12 @@ Every problem is reported with file, line and reason; unknown keys are errors.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -158,6 +160,16 @@ class SinksSection(Section):
     stdout: StdoutSinkSection = StdoutSinkSection()
 
 
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ElasticsearchSection(Section):
     """Alert shipping to Elasticsearch (docs/elasticsearch.md); no ``hosts`` = sink off."""
 
@@ -173,7 +185,9 @@ class ElasticsearchSection(Section):
     client_key_file: Path | None = None
     verify_certs: bool = True
     request_timeout_seconds: float = Field(10.0, gt=0)
-    compression: bool = True
+    compression: Literal["auto"] | bool = Field(
+        "auto", description="gzip bulk bodies; auto: unless every host is loopback"
+    )
     compatibility_8x: bool = Field(False, description="send compatible-with=8 (8.x servers)")
     setup_templates: bool = Field(True, description="install ILM/templates at start, reconnect")
     ilm_delete_after_days: int = Field(90, ge=1)
@@ -220,6 +234,13 @@ class ElasticsearchSection(Section):
         if self.retry_backoff_max_seconds < self.retry_backoff_initial_seconds:
             raise ValueError("retry_backoff_max_seconds is below retry_backoff_initial_seconds")
         return self
+
+    def gzip_bodies(self) -> bool:
+        """Whether bulk bodies are gzipped: ``compression``, where ``auto`` means yes unless
+        every host is on loopback (compressing for a local socket only costs CPU)."""
+        if self.compression != "auto":
+            return bool(self.compression)
+        return not self.hosts or not all(_is_loopback_url(host) for host in self.hosts)
 
 
 class InputsSection(Section):

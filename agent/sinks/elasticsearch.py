@@ -236,7 +236,7 @@ def _settings(section: ElasticsearchSection) -> ShipperSettings:
         backoff_max_seconds=section.retry_backoff_max_seconds,
         setup_templates=section.setup_templates,
         ilm_delete_after_days=section.ilm_delete_after_days,
-        compress=section.compression,
+        compress=section.gzip_bodies(),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import ElasticsearchSection
 from agent.errors import SinkError
 from agent.events import Event, LogSource
 from agent.metrics import SCRAPE_TIME
@@ -80,7 +81,7 @@ def test_alerts_reach_data_stream_and_latest_index(tmp_path: Path,
     assert ds is not None and ds["template"] == "logs-vedette.alerts"  # ours, not logs-*-*
     assert ds["ilm_policy"] == "vedette"
     assert all(r.headers["content-type"].startswith("application/vnd.elasticsearch+x-ndjson")
-               and r.headers.get("content-encoding") == "gzip" for r in server.bulk_requests())
+               for r in server.bulk_requests())
 
 
 def test_updates_converge_without_duplicates(tmp_path: Path, server: FakeElasticsearch) -> None:
@@ -361,12 +362,33 @@ def test_documents_older_than_the_age_limit_are_dropped_and_counted(
         sink.close()
 
 
-def test_compression_off_sends_plain_ndjson(tmp_path: Path, server: FakeElasticsearch) -> None:
-    sink = _sink(tmp_path, server, compression=False)
+@pytest.mark.parametrize(("compression", "gzipped"), [(True, True), (False, False),
+                                                      ("auto", False)])
+def test_compression_setting_decides_gzip(
+    tmp_path: Path, server: FakeElasticsearch, compression: object, gzipped: bool
+) -> None:
+    """``auto`` (the default) sends plain NDJSON to a loopback host such as the test server."""
+    sink = _sink(tmp_path, server, compression=compression)
     try:
         sink.emit(make_alert(1))
         assert wait_until(sink.idle, 10)
     finally:
         sink.close()
     assert len(_ids(server, ALERTS)) == 1
-    assert all("content-encoding" not in r.headers for r in server.bulk_requests())
+    encodings = {r.headers.get("content-encoding") for r in server.bulk_requests()}
+    assert encodings == ({"gzip"} if gzipped else {None})
+
+
+@pytest.mark.parametrize(("hosts", "gzipped"), [
+    (["https://es1.example.org:9200"], True),
+    (["http://127.0.0.1:9200", "https://es1.example.org:9200"], True),
+    (["https://10.0.0.5:9200"], True),
+    (["http://localhost:9200"], False),
+    (["http://127.0.0.2:9200", "http://[::1]:9200"], False),
+])
+def test_auto_compression_is_off_only_when_every_host_is_loopback(
+    hosts: list[str], gzipped: bool
+) -> None:
+    assert ElasticsearchSection(hosts=hosts).gzip_bodies() is gzipped
+    assert ElasticsearchSection(hosts=hosts, compression=True).gzip_bodies() is True
+    assert ElasticsearchSection(hosts=hosts, compression=False).gzip_bodies() is False
