@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import zlib
 from pathlib import Path
 
 import pytest
 
-from agent.spool import Spool
+from agent.spool import Spool, sqlite_spool
 
 MB = 1 << 20
 
@@ -39,6 +41,26 @@ def test_append_read_ack_in_order_and_survives_reopen(tmp_path: Path) -> None:
     assert reopened.stats().records == 3 and reopened.stats().payload_bytes == 21
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_ack_deletes_exactly_the_acknowledged_records(tmp_path: Path, seed: int) -> None:
+    """Runs of consecutive records go as ranges, the rest one by one: neither may touch a
+    record that was not acknowledged, and already-gone records count as not removed."""
+    rng = random.Random(seed)
+    spool = _spool(tmp_path)
+    seqs = [spool.append("alert", 3, f"body-{i}\n".encode()).seq for i in range(400)]
+    alive = set(seqs)
+    for _ in range(6):
+        first = rng.randrange(len(seqs))
+        wanted = seqs[first:first + rng.randrange(1, 60)]  # a run ...
+        wanted += rng.sample(seqs, 10)  # ... and scattered ones, some already acknowledged
+        rng.shuffle(wanted)
+        expected = len(alive & set(wanted))
+        assert spool.ack(wanted) == expected
+        alive -= set(wanted)
+        assert {r.seq for r in spool.read(0, 1000, MB)} == alive
+        assert spool.stats().records == len(alive)
+
+
 def test_read_respects_byte_limit_but_returns_at_least_one(tmp_path: Path) -> None:
     spool = _spool(tmp_path)
     for _ in range(3):
@@ -55,6 +77,45 @@ def test_same_key_supersedes_older_unsent_record(tmp_path: Path) -> None:
     result = spool.append("alert", 3, b"rev1", key="a")
     assert result.superseded == 1
     assert [r.body for r in spool.read(0, 10, MB)] == [b"other", b"rev1"]
+
+
+def test_supersede_survives_reopen_and_keys_of_gone_records_are_compacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_spool, "KEYS_SLACK", 10)
+    spool = _spool(tmp_path)
+    seqs = [spool.append("alert", 3, b"rev0", key=f"alert-{i}").seq for i in range(50)]
+    spool.ack(seqs[:45])  # acknowledged: their keys entries are stale now
+    spool.close()
+    spool = _spool(tmp_path)
+    assert spool.append("alert", 3, b"rev1", key="alert-49").superseded == 1
+    assert spool.append("alert", 3, b"rev1", key="alert-0").superseded == 0  # acked: gone
+    spool.sync()  # 51 keys > 2 * 6 records + 10: compacted to the spooled records' keys
+    keys = spool._db.execute("SELECT key FROM keys ORDER BY key").fetchall()
+    assert [k for (k,) in keys] == sorted(["alert-0", *(f"alert-{i}" for i in range(45, 50))])
+    assert spool.append("alert", 3, b"rev2", key="alert-0").superseded == 1
+    assert sorted(r.body for r in spool.read(0, 100, MB)) == [b"rev0"] * 4 + [b"rev1", b"rev2"]
+
+
+def test_a_spool_with_the_old_key_index_is_migrated(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.executescript(
+        "CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+        " key TEXT NOT NULL, severity INTEGER NOT NULL, created REAL NOT NULL,"
+        " crc INTEGER NOT NULL, body BLOB NOT NULL);"
+        "CREATE INDEX records_key ON records(key) WHERE key != '';"
+    )
+    for key, body in (("a", b"old-a"), ("b", b"old-b"), ("", b"plain")):
+        db.execute("INSERT INTO records (kind, key, severity, created, crc, body)"
+                   " VALUES ('alert', ?, 3, 1000, ?, ?)", (key, zlib.crc32(body), body))
+    db.commit()
+    db.close()
+    spool = _spool(tmp_path)
+    indexes = {n for (n,) in spool._db.execute("SELECT name FROM sqlite_master"
+                                                " WHERE type = 'index'")}
+    assert "records_key" not in indexes
+    assert spool.append("alert", 3, b"new-a", key="a").superseded == 1
+    assert [r.body for r in spool.read(0, 10, MB)] == [b"old-b", b"plain", b"new-a"]
 
 
 def test_overflow_drops_lowest_severity_oldest_first(tmp_path: Path) -> None:
