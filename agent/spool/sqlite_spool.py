@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
-from typing import Concatenate, Literal, ParamSpec, TypeVar
+from typing import Concatenate, Literal, NamedTuple, ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,9 @@ def _recovering(
     return wrapper
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolRecord:
+class SpoolRecord(NamedTuple):
+    """One spooled record as read back (a named tuple: the shipper reads ~50,000 a second)."""
+
     seq: int
     kind: str
     key: str
