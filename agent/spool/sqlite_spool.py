@@ -35,39 +35,16 @@ from functools import wraps
 from pathlib import Path
 from typing import Concatenate, Literal, NamedTuple, ParamSpec, TypeVar
 
+from agent.spool.sqlite_file import connect
+
 log = logging.getLogger(__name__)
 
 FsyncPolicy = Literal["always", "batch", "never"]
 
 PAYLOAD_RATIO = 0.35
 WAL_RATIO = 0.1
-PAGE_SIZE = 4096
-_SYNCHRONOUS = {"always": "FULL", "batch": "NORMAL", "never": "OFF"}
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL,
-    severity INTEGER NOT NULL,
-    created REAL NOT NULL,
-    crc INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_eviction ON records(severity, seq);
-CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
-"""
-# Coalescing keys (alert ids) are random: an index on records(key) made every acknowledged
-# record an update at a random place of that index, two thirds of the cost of an ack. The
-# ``keys`` table maps each key to its newest record instead; acks leave it alone and entries
-# of records that are gone are removed in bulk once they outnumber the records
-# (``_compact_keys``), touching each index page once.
 KEYS_SLACK = 20_000
-_MIGRATE_KEY_INDEX = (
-    "INSERT OR REPLACE INTO keys (key, seq)"
-    " SELECT key, max(seq) FROM records WHERE key != '' GROUP BY key",
-    "DROP INDEX records_key",
-)
-
+"""``keys`` entries of records that are gone, beyond twice the records, before a compaction."""
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -191,31 +168,7 @@ class Spool:
             self._recount()
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.fsync]}")
-            # Distribution builds (Debian) default to secure_delete=ON: every acknowledged
-            # record's pages are zeroed and rewritten through the WAL, more than half the cost
-            # of an acknowledgement. FAST zeroes deleted content only on pages written anyway;
-            # freed pages leave the file at the next incremental vacuum (every sync).
-            db.execute("PRAGMA secure_delete=FAST")
-            wal_bytes = int(self.max_bytes * WAL_RATIO)
-            db.execute(f"PRAGMA journal_size_limit={wal_bytes}")
-            db.execute(f"PRAGMA wal_autocheckpoint={max(4, wal_bytes // PAGE_SIZE // 2)}")
-            db.executescript(_SCHEMA)  # "file is not a database" surfaces here at the latest
-            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index'"
-                          " AND name = 'records_key'").fetchone():
-                db.execute("BEGIN IMMEDIATE")
-                for statement in _MIGRATE_KEY_INDEX:
-                    db.execute(statement)
-                db.execute("COMMIT")
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
+        return connect(self.path, self.fsync, int(self.max_bytes * WAL_RATIO))
 
     def _recount(self) -> None:
         self.removals += 1
