@@ -21,6 +21,8 @@ differ. To measure the agent rather than the fake:
 * throughput: the spool filled with N alerts, then the cluster comes up: alerts acknowledged
   per second from the first acknowledgement until the spool is empty (each alert = 2
   documents, history + latest, unless noted);
+* agent alone: the same spool drained through an in-process client that acknowledges every
+  document without a network — the agent's own ceiling;
 * latency: alerts emitted at 100/s; time from ``emit`` to the shipper deleting the
   acknowledged record from the spool.
 """
@@ -33,7 +35,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import types
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -143,6 +147,42 @@ def _throughput(result: BenchResult, tmp: Path, raw: bool, latest: bool) -> None
                     f"{server_cpu / max(shipped, 1) * 1e6:.0f} us; load {os.getloadavg()[0]:.1f}")
 
 
+class _AcknowledgingClient:
+    """Stands in for the HTTP client: every document delivered, no network, held until
+    ``go`` is set (so the spool can be filled first)."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+
+    def perform_request(self, method: str, path: str, *, headers: Any, body: bytes,
+                        params: Any) -> Any:
+        self.go.wait()
+        items = [{"create": {"status": 201}}] * (body.count(b"\n") // 2)
+        return types.SimpleNamespace(body={"errors": False, "items": items})
+
+
+def _agent_alone(result: BenchResult, tmp: Path) -> None:
+    """The agent's side by itself: spool read, bulk assembly, acknowledgement, deletion."""
+    sink = _sink(tmp / "alone", "http://127.0.0.1:9")
+    client = _AcknowledgingClient()
+    sink.shipper._sender._client = client  # type: ignore[assignment]
+    sink.shipper._needs_setup = False
+    try:
+        for i in range(THROUGHPUT_ALERTS):
+            sink.emit(make_alert(i, level="high"))
+        sink.flush()
+        started, cpu = time.perf_counter(), time.process_time()
+        client.go.set()
+        done = _wait_idle(sink, 60)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        sink.close()
+    result.add("shipping throughput, agent alone (no network)", THROUGHPUT_ALERTS / elapsed,
+               "alerts/s", note=f"an in-process client acknowledges every document; "
+               f"{'complete' if done else 'INCOMPLETE'}; CPU per alert "
+               f"{cpu / THROUGHPUT_ALERTS * 1e6:.0f} us")
+
+
 def _spool_cost(result: BenchResult, tmp: Path) -> None:
     """The spool append alone (a rendered alert of ~1.8 kB), per fsync policy."""
     body = alert_bulk_lines(make_alert(1), IDENTITY, "default")
@@ -220,6 +260,7 @@ def run() -> BenchResult:
         _throughput(result, Path(tmp), raw=True, latest=True)
         _throughput(result, Path(tmp), raw=True, latest=False)
         _throughput(result, Path(tmp), raw=False, latest=True)
+        _agent_alone(result, Path(tmp))
         _latency(result, Path(tmp))
     return result
 
