@@ -147,6 +147,12 @@ class AgentMetrics:
             "vedette_alerts_total", "Alerts opened, by rule and severity.",
             ["rule", "severity"], registry=registry,
         )
+        self.rule_info = Gauge(
+            "vedette_rule_info",
+            "1 for each rule that opened an alert, with its title: dashboards join it on "
+            "'rule' (an id) for readable legends.",
+            ["rule", "title"], registry=registry,
+        )
         self.alert_updates = Counter(
             "vedette_alert_updates_total",
             "Alert lifecycle transitions sent to sinks (open, updated, closed).",

@@ -104,6 +104,8 @@ def test_alert_counters_by_rule_severity_and_status(metrics: AgentMetrics) -> No
     assert value(metrics, "vedette_alert_updates_total", status="open") == 2
     assert value(metrics, "vedette_alert_updates_total", status="updated") == 1
     assert value(metrics, "vedette_alert_updates_total", status="closed") == 1
+    assert value(metrics, "vedette_rule_info", rule="ssh", title="Rule ssh") == 1
+    assert value(metrics, "vedette_rule_info", rule="scan", title="Rule scan") == 1
 
 
 def test_no_sinks_is_fine(metrics: AgentMetrics) -> None:

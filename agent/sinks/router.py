@@ -13,6 +13,8 @@ from agent.metrics import AgentMetrics
 from agent.sinks.base import EventSink, Sink
 
 log = logging.getLogger(__name__)
+MAX_TITLE = 200
+"""Characters of a rule title kept in the `title` label of `vedette_rule_info`."""
 
 
 class AlertRouter:
@@ -61,6 +63,8 @@ class AlertRouter:
             for alert in alerts:
                 if alert.status is Status.OPEN and alert.revision == 0:
                     self._metrics.alerts.labels(alert.rule.id, alert.rule.level).inc()
+                    self._metrics.rule_info.labels(
+                        alert.rule.id, alert.rule.title[:MAX_TITLE]).set(1)
                 self._metrics.alert_updates.labels(str(alert.status)).inc()
                 for sink in self._sinks:
                     pending = self._pending[sink.name]

@@ -4,7 +4,7 @@ seeing everything (rules loaded, exec events not lost) and keeping its state bou
 from __future__ import annotations
 
 from generator.board import Layout
-from generator.grafana import SEL, bargauge, or_zero, stat, target, timeseries
+from generator.grafana import SEL, bargauge, or_zero, stat, target, timeseries, titled
 
 RATE = "$__rate_interval"
 
@@ -48,16 +48,17 @@ def rule_panels(lay: Layout) -> None:
         "Correlation groups (top 10 rules)",
         "Live correlation groups per rule. Each rule keeps at most max_groups (LRU), so a "
         "spoofed-source flood cannot exhaust memory; it shows up as evictions instead.",
-        [target(f"topk(10, sum by (rule) (vedette_correlation_groups{{{SEL}}}))", "{{rule}}")],
+        [target("topk(10, " + titled(f"sum by (rule) (vedette_correlation_groups{{{SEL}}})")
+                + ")", "{{title}}")],
         "short",
     ), 8, 8)
     lay.add(timeseries(
         "Group evictions/s",
         "Correlation groups or open alerts evicted by the max_groups bound, by rule. Sustained "
         "evictions during a flood mean some slow attacks may be missed.",
-        [target(f"sum by (rule) "
-                f"(rate(vedette_correlation_group_evictions_total{{{SEL}}}[{RATE}]))"
-                + or_zero(), "{{rule}}")],
+        [target(titled(f"sum by (rule) "
+                       f"(rate(vedette_correlation_group_evictions_total{{{SEL}}}[{RATE}]))")
+                + or_zero(), "{{title}}")],
         "ops", steps=((1, "orange"),),
     ), 8, 8)
     lay.add(timeseries(

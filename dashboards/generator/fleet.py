@@ -17,6 +17,7 @@ from generator.grafana import (
     table,
     target,
     timeseries,
+    titled,
 )
 
 UID = "vedette-fleet"
@@ -118,8 +119,8 @@ def _detection(lay: Layout) -> None:
     lay.add(timeseries(
         "Alerts/s by rule (top 10)",
         "The ten rules producing the most alerts right now.",
-        [target(f"topk(10, sum by (rule) (rate(vedette_alerts_total{{{SEL}}}[{RATE}])))",
-                "{{rule}}")],
+        [target("topk(10, " + titled(
+            f"sum by (rule) (rate(vedette_alerts_total{{{SEL}}}[{RATE}]))") + ")", "{{title}}")],
         "count:alerts/s",
     ), 12, 8)
     lay.add(stat(
@@ -143,8 +144,9 @@ def _detection(lay: Layout) -> None:
     lay.add(bargauge(
         "Top rules (range)",
         "Rules ordered by alerts opened in the time range, across the selected agents.",
-        [target(f"topk(10, sum by (rule) (increase(vedette_alerts_total{{{SEL}}}[$__range])))",
-                "{{rule}}", instant=True)],
+        [target("topk(10, " + titled(
+            f"sum by (rule) (increase(vedette_alerts_total{{{SEL}}}[$__range]))") + ")",
+            "{{title}}", instant=True)],
         steps=((1, "orange"), (100, "red")),
     ), 9, 8)
 

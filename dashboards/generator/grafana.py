@@ -63,6 +63,17 @@ def or_zero(on: str = "", base: str = "vedette_build_info") -> str:
     return f" or on ({on}) sum{by} ({base}{{{SEL}}}) * 0"
 
 
+def titled(expr: str) -> str:
+    """``expr`` — a vector with a ``rule`` label (a rule id) — with a ``title`` label for the
+    legend, joined from ``vedette_rule_info``: one title per rule even when agents run
+    different versions of it (``topk by (rule)``), and the id itself for a rule without one
+    (a correlation that never alerted). ``$1`` is a regex group, which Grafana leaves alone
+    (it is no variable)."""
+    info = f"topk by (rule) (1, max by (rule, title) (vedette_rule_info{{{SEL}}}))"
+    return (f"({expr}) * on (rule) group_left (title) {info}"
+            f' or on (rule) label_replace({expr}, "title", "$1", "rule", "(.*)")')
+
+
 def thresholds(*steps: tuple[float, str], base: str = "green") -> Json:
     return {
         "mode": "absolute",

@@ -13,6 +13,7 @@ from generator.grafana import (
     stat,
     target,
     timeseries,
+    titled,
 )
 
 UID = "vedette-host"
@@ -233,8 +234,9 @@ def _alerts(lay: Layout) -> None:
     lay.add(bargauge(
         "Rules that fired (range)",
         "Alerts opened on this host in the time range, by rule.",
-        [target(f"topk(15, sum by (rule) (increase(vedette_alerts_total{{{SEL}}}[$__range])))",
-                "{{rule}}", instant=True)],
+        [target("topk(15, " + titled(
+            f"sum by (rule) (increase(vedette_alerts_total{{{SEL}}}[$__range]))") + ")",
+            "{{title}}", instant=True)],
         steps=((1, "orange"), (100, "red")),
     ), 12, 8)
 

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from generator.board import Layout, dashboard, query_var, restart_annotation, standard_vars
-from generator.grafana import SEL, Json, bargauge, or_zero, stat, target, timeseries
+from generator.grafana import (
+    SEL,
+    Json,
+    bargauge,
+    or_zero,
+    stat,
+    target,
+    timeseries,
+    titled,
+)
 
 UID = "vedette-network"
 RATE = "$__rate_interval"
@@ -183,14 +192,16 @@ def _alerts(lay: Layout) -> None:
         "Alerts/s by rule",
         "Alerts per second from the rules matching the 'Rules' variable (a regex of rule ids; "
         "narrow it to the scan/flood/ARP/DNS rules you run).",
-        [target(f"sum by (rule) (rate(vedette_alerts_total{{{RULES}}}[{RATE}]))", "{{rule}}")],
+        [target(titled(f"sum by (rule) (rate(vedette_alerts_total{{{RULES}}}[{RATE}]))"),
+                "{{title}}")],
         "count:alerts/s", bars=True, stack=True,
     ), 12, 8)
     lay.add(bargauge(
         "Rules that fired (range)",
         "Alerts opened in the time range by the rules matching the 'Rules' variable.",
-        [target(f"topk(15, sum by (rule) (increase(vedette_alerts_total{{{RULES}}}[$__range])))",
-                "{{rule}}", instant=True)],
+        [target("topk(15, " + titled(
+            f"sum by (rule) (increase(vedette_alerts_total{{{RULES}}}[$__range]))") + ")",
+            "{{title}}", instant=True)],
         steps=((1, "orange"), (100, "red")),
     ), 12, 8)
 

@@ -40,6 +40,7 @@ BOUNDED_LABELS = frozenset({
     "mode", "device", "fstype", "interface",   # host telemetry
     "queue", "collector", "stage", "reason", "source",  # pipeline
     "rule", "severity", "status",  # detection (rule ids come from the loaded rule set)
+    "title",                      # rule titles (vedette_rule_info: one per rule that alerted)
     "sink", "result",             # sinks, reloads
     "kind", "outcome", "action",  # rule kinds, login outcomes, file-integrity actions
     "spool", "stream",            # Elasticsearch spool name, data stream (alerts/events)
