@@ -17,7 +17,10 @@ import logging
 import select
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+
+from prometheus_client import Counter as PromCounter
 
 from agent.capture.bpf import compile_filter
 from agent.capture.interfaces import Interface, discover
@@ -210,19 +213,11 @@ class PacketCaptureCollector:
                 m.capture_packets.labels(*key).inc(packets - old[0])
                 m.capture_bytes.labels(*key).inc(nbytes - old[1])
             seen.traffic[key] = [packets, nbytes]
-        for kind, count in stats.tcp_control.items():
-            delta = count - seen.tcp_control.get(kind, 0)
-            if delta > 0:
-                m.capture_tcp_control.labels(kind).inc(delta)
-                seen.tcp_control[kind] = count
+        _increase(m.capture_tcp_control, stats.tcp_control, seen.tcp_control)
         if stats.dns_queries > seen.dns_queries:
             m.capture_dns_queries.inc(stats.dns_queries - seen.dns_queries)
             seen.dns_queries = stats.dns_queries
-        for rcode, count in stats.dns_responses.items():
-            delta = count - seen.dns_responses.get(rcode, 0)
-            if delta > 0:
-                m.capture_dns_responses.labels(rcode).inc(delta)
-                seen.dns_responses[rcode] = count
+        _increase(m.capture_dns_responses, stats.dns_responses, seen.dns_responses)
         for reason, count in stats.errors.items():
             delta = count - seen.errors.get(reason, 0)
             if delta > 0:
@@ -238,8 +233,13 @@ class PacketCaptureCollector:
                 stats.suppressed - seen.suppressed - global_part)
             seen.suppressed = stats.suppressed
             seen.over_global_budget = stats.over_global_budget
-        for table, count in stats.table_overflows.items():
-            delta = count - seen.table_overflows.get(table, 0)
-            if delta > 0:
-                m.capture_table_overflows.labels(table).inc(delta)
-                seen.table_overflows[table] = count
+        _increase(m.capture_table_overflows, stats.table_overflows, seen.table_overflows)
+
+
+def _increase(metric: PromCounter, now: Counter[str], seen: Counter[str]) -> None:
+    """Add to a one-label counter what each label's count grew by since the last export."""
+    for label, count in now.items():
+        delta = count - seen[label]
+        if delta > 0:
+            metric.labels(label).inc(delta)
+            seen[label] = count
