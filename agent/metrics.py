@@ -259,12 +259,12 @@ class AgentMetrics:
         )
         self.capture_dns_queries = Counter(
             "vedette_capture_dns_queries_total",
-            "DNS queries (QR=0) seen on the DNS ports by the capture stage, UDP.",
+            "DNS queries (QR=0) seen on the DNS ports by the capture stage (UDP and TCP).",
             registry=registry,
         )
         self.capture_dns_responses = Counter(
             "vedette_capture_dns_responses_total",
-            "DNS responses (QR=1) seen on the DNS ports by the capture stage, UDP, by rcode "
+            "DNS responses (QR=1) seen on the DNS ports by the capture stage (UDP and TCP), by rcode "
             "(noerror, nxdomain, servfail, refused, formerr, notimp, other).",
             ["rcode"], registry=registry,
         )

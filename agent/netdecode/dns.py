@@ -25,7 +25,7 @@ QTYPES: Final[dict[int, str]] = {
     1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HINFO", 15: "MX",
     16: "TXT", 28: "AAAA", 33: "SRV", 35: "NAPTR", 39: "DNAME", 41: "OPT", 43: "DS",
     46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 52: "TLSA", 64: "SVCB", 65: "HTTPS", 99: "SPF",
-    252: "AXFR", 253: "MAILB", 255: "ANY", 257: "CAA",
+    251: "IXFR", 252: "AXFR", 253: "MAILB", 255: "ANY", 257: "CAA",
 }
 RCODES: Final[dict[int, str]] = {
     0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",

@@ -45,15 +45,16 @@ _Mask = npt.NDArray[np.bool_]
 
 class Kinds(NamedTuple):
     ordinary: _Mask
-    """Ethernet/IPv4/TCP segments with ACK and without SYN/RST."""
+    """Ethernet/IPv4/TCP segments with ACK and without SYN/RST, not on a DNS port."""
     syn: _Mask
     """Ethernet/IPv4/TCP segments with SYN and without ACK."""
     light: _Mask
     """Ethernet/IPv4 UDP and ICMP datagrams without options, unfragmented, headers whole."""
 
 
-def classify(cols: PacketColumns) -> Kinds:
-    """The fast-path conditions of :meth:`PacketProcessor._packet`, for the whole batch."""
+def classify(cols: PacketColumns, dns_ports: npt.NDArray[np.int64]) -> Kinds:
+    """The fast-path conditions of :meth:`PacketProcessor._packet`, for the whole batch.
+    Segments to or from a DNS port are never ordinary: their payload may be DNS over TCP."""
     head = cols.head
     caplen = cols.caplen
     ipv4 = (
@@ -67,7 +68,10 @@ def classify(cols: PacketColumns) -> Kinds:
     total = (head[:, 16].astype(np.int64) << 8) | head[:, 17]
     light = ipv4 & ((total >= 20) | (total == 0)) & (
         ((proto == 17) & (caplen >= 42)) | ((proto == 1) & (caplen >= 38)))
-    return Kinds(tcp & ((flags & 0x16) == 0x10), tcp & ((flags & 0x12) == 0x02), light)
+    sport = (head[:, 34].astype(np.int64) << 8) | head[:, 35]
+    dport = (head[:, 36].astype(np.int64) << 8) | head[:, 37]
+    dns = np.isin(sport, dns_ports) | np.isin(dport, dns_ports)
+    return Kinds(tcp & ((flags & 0x16) == 0x10) & ~dns, tcp & ((flags & 0x12) == 0x02), light)
 
 
 def groups(
@@ -246,7 +250,7 @@ class CountOnly:
             key[:, 0:2] = np.ascontiguousarray(head[:, 26:34]).view(">u4")
             proto = head[:, 23]
             key[:, 2] = proto
-            ports = np.asarray(sorted(proc._dns_ports), dtype=np.int64)
+            ports = proc._dns_port_array
             sport = (head[:, 34].astype(np.int64) << 8) | head[:, 35]
             dport = (head[:, 36].astype(np.int64) << 8) | head[:, 37]
             udp_kind = np.where(np.isin(sport, ports), DNS_TO_CLIENT,

@@ -18,7 +18,8 @@ counter for counter (``tests/network/test_bulk.py``). Events are produced for:
   without ACK (FIN/NULL/Xmas probes), ICMP echo/timestamp requests and unreachables (with the
   quoted original's destination port, which is how UDP scans show up). One probe becomes one
   event immediately — within the batch it arrived in;
-* **DNS** questions and answers (``vedette/dns``) and **ARP** packets (``vedette/arp``);
+* **DNS** questions and answers (``vedette/dns``: UDP datagrams, and TCP segments on a DNS
+  port that start a message) and **ARP** packets (``vedette/arp``);
 * **per-second aggregates** per destination (``vedette/network_traffic``): packets, bytes, SYN,
   SYN-ACK, RST, ICMP echo counts and an estimate of distinct sources — what flood rules sum;
 * **flow summaries** per interval (``vedette/network_flow``) and threat-intel matches on new flows.
@@ -72,6 +73,8 @@ class PacketProcessor:
         self.stats = ProcessorStats()
         self._intel = intel
         self._dns_ports = frozenset(settings.dns_ports)
+        self._dns_port_array = np.asarray(sorted(self._dns_ports), dtype=np.int64)
+        self._is_dns_port = bytes(1 if port in self._dns_ports else 0 for port in range(65536))
         self._max_dst = settings.max_events_per_destination
         self._max_src = settings.max_events_per_source
         self._max_total = settings.max_events_per_second
@@ -117,7 +120,8 @@ class PacketProcessor:
         self.stats.packets += n
         self.stats.bytes += int(cols.wire.sum())
         buffer = cols.buffer
-        kinds = bulk_ops.classify(cols) if bulk and n >= bulk_ops.BULK_MIN_PACKETS else None
+        kinds = (bulk_ops.classify(cols, self._dns_port_array)
+                 if bulk and n >= bulk_ops.BULK_MIN_PACKETS else None)
         max_total = self._max_total
         for first, last, rolls in bulk_ops.seconds(cols.timestamps, self._next_second):
             if rolls:
@@ -174,7 +178,10 @@ class PacketProcessor:
             # Fast path, most of the traffic: Ethernet, IPv4 without options, unfragmented,
             # TCP. Same result as decode(); everything else takes the general path.
             flags = data[47]
-            if flags & 0x16 == 0x10:
+            sport = (data[34] << 8) | data[35]
+            dport = (data[36] << 8) | data[37]
+            dns_port = self._is_dns_port[sport] or self._is_dns_port[dport]
+            if flags & 0x16 == 0x10 and not dns_port:
                 # An ordinary segment (ACK, no SYN/RST) only counts: per connection (addresses
                 # + ports, one slice), folded into flows and aggregates when the second ends.
                 ckey = data[26:38]
@@ -186,11 +193,16 @@ class PacketProcessor:
                 if len(self._segments) < self._max_keys:
                     self._segments[ckey] = [1, wire]
                     return
-            family, proto, l4, end = 4, PROTO_TCP, 0, 0
-            src = data[26:30]
-            dst = data[30:34]
-            sport = (data[34] << 8) | data[35]
-            dport = (data[36] << 8) | data[37]
+            if dns_port:  # DNS over TCP reads the payload: decode() finds where it is
+                r = decode(data, linktype)
+                if isinstance(r, str):
+                    self.stats.errors[r] += 1
+                    return
+                family, src, dst, proto, sport, dport, flags, l4, end = r
+            else:
+                family, proto, l4, end = 4, PROTO_TCP, 0, 0
+                src = data[26:30]
+                dst = data[30:34]
         else:
             r = decode(data, linktype)
             if isinstance(r, str):
@@ -215,6 +227,9 @@ class PacketProcessor:
             if a is not None:
                 a[0] += 1
                 a[1] += wire
+            if end > l4 and (sport in self._dns_ports or dport in self._dns_ports):
+                protocols.dns_tcp(self, out, ts, family, src, dst, sport, dport, flags, data,
+                                  l4, end, wire, interface)
             if (flags & 0x16) == 0x10:  # ACK without SYN/RST: ordinary segment
                 return
             self.stats.tcp_control[TCP_CONTROL_KIND[flags]] += 1

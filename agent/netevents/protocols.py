@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 from agent.events import Event
 from agent.netdecode import dns as dnsparse
-from agent.netdecode.layers import PROTO_ICMP
+from agent.netdecode.layers import PROTO_ICMP, PROTO_TCP
 from agent.netdecode.layers import quoted_transport as _quoted
 from agent.netevents import records
 from agent.netevents.arp import parse_arp
@@ -70,6 +70,37 @@ def dns(
     proc.stats.events["dns"] += 1
     out.append(records.dns_event(
         ts, family, src, dst, sport, dport, msg, proc.direction.of(src, dst), wire, interface
+    ))
+
+def dns_tcp(
+    proc: PacketProcessor, out: list[Event], ts: float, family: int, src: bytes, dst: bytes,
+    sport: int, dport: int, flags: int, data: bytes, l4: int, end: int, wire: int,
+    interface: str | None,
+) -> None:
+    """A TCP segment on a DNS port whose payload starts a DNS message (RFC 7766: a 2-byte
+    length, then the message): counted, and an event within the client's budget, as for a
+    datagram. The stream is not reassembled: a segment in the middle of a long message (a zone
+    transfer's answer) does not parse and is passed over without an error; the question, all
+    rules read, is at the start of a message."""
+    if flags & 0x02 or end - l4 < 14:  # SYN (TCP Fast Open data), or no room for a header
+        return
+    length = (data[l4] << 8) | data[l4 + 1]
+    if length < 12:
+        return
+    msg = dnsparse.parse(data, l4 + 2, min(end, l4 + 2 + length))
+    if isinstance(msg, str) or msg.question_count != 1 or msg.opcode > 6:
+        return
+    if msg.is_response:
+        proc.stats.dns_responses[DNS_RCODE_LABEL[msg.rcode & 0x0F]] += 1
+    else:
+        proc.stats.dns_queries += 1
+    client = dst if sport in proc._dns_ports else src
+    if not proc._admit_aux(b"dns" + client, proc.settings.max_dns_events_per_client):
+        return
+    proc.stats.events["dns"] += 1
+    out.append(records.dns_event(
+        ts, family, src, dst, sport, dport, msg, proc.direction.of(src, dst), wire, interface,
+        PROTO_TCP,
     ))
 
 def arp(

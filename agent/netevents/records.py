@@ -87,9 +87,9 @@ def icmp_packet(
 
 def dns_event(
     ts: float, family: int, src: bytes, dst: bytes, sport: int, dport: int, msg: DnsMessage,
-    direction: str, wire_length: int, interface: str | None,
+    direction: str, wire_length: int, interface: str | None, transport: int = PROTO_UDP,
 ) -> Event:
-    fields = _ip_fields(family, src, dst, PROTO_UDP, direction, wire_length, interface)
+    fields = _ip_fields(family, src, dst, transport, direction, wire_length, interface)
     info = analyse(msg.name)
     fields["event.dataset"] = "network.dns"
     fields["source.port"] = sport

@@ -172,7 +172,7 @@ def _tcp_and_dns(lay: Layout) -> None:
     ), 12, 8)
     lay.add(timeseries(
         "DNS query and response rates",
-        "DNS queries and responses per second on the DNS ports (UDP, all captured "
+        "DNS queries and responses per second on the DNS ports (UDP and TCP, all captured "
         "interfaces), responses by rcode. A jump in queries is a tunnel, a DGA-infected host or "
         "an amplification attempt; many NXDOMAIN answers point at a DGA; SERVFAIL/REFUSED at a "
         "failing or abused resolver.",

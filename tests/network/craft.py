@@ -83,6 +83,17 @@ def dns_query(ts: float, client: str, name: str, qtype: str = "A", resolver: str
                                                   qd=DNSQR(qname=name, qtype=qtype)), ts)
 
 
+def dns_tcp(ts: float, src: str, dst: str, sport: int, dport: int, message: DNS | bytes,
+            seq: int = 1000) -> Packet:
+    """One TCP segment (PSH-ACK) carrying a DNS message with its 2-byte length (RFC 7766);
+    ``message`` as bytes is sent as it is (the middle of a longer message)."""
+    body = message if isinstance(message, bytes) else bytes(message)
+    if not isinstance(message, bytes):
+        body = len(body).to_bytes(2, "big") + body
+    return at(eth() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags="PA", seq=seq)
+              / body, ts)
+
+
 def arp(ts: float, op: int, sender_mac: str, sender_ip: str, target_ip: str,
         target_mac: str = "00:00:00:00:00:00", dst_mac: str = BROADCAST) -> Packet:
     return at(Ether(src=sender_mac, dst=dst_mac) / ARP(

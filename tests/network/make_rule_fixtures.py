@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from scapy.layers.dns import DNS, DNSQR
 from scapy.packet import Packet
 
 from tests.network import craft as c
@@ -250,6 +251,30 @@ def dns_browsing() -> list[Packet]:
     return pkts
 
 
+def zone_transfer() -> list[Packet]:
+    """An outsider asks the server's DNS for a full zone transfer over TCP, then an IXFR."""
+    pkts = []
+    for i, qtype in enumerate(("AXFR", "IXFR")):
+        query = DNS(id=100 + i, qd=DNSQR(qname="example.org", qtype=qtype))
+        answer = DNS(id=100 + i, qr=1, rcode=5, qd=DNSQR(qname="example.org", qtype=qtype))
+        pkts += [*c.handshake(T0 + i, ATTACKER, SERVER, 41000 + i, 53, data=0),
+                 c.dns_tcp(T0 + i + 0.004, ATTACKER, SERVER, 41000 + i, 53, query),
+                 c.dns_tcp(T0 + i + 0.006, SERVER, ATTACKER, 53, 41000 + i, answer)]
+    return pkts
+
+
+def dns_over_tcp_lookups() -> list[Packet]:
+    """Ordinary lookups retried over TCP after a truncated UDP answer (large TXT, DNSKEY)."""
+    pkts = []
+    for i, (name, qtype) in enumerate((("example.com", "TXT"), ("example.org", "DNSKEY"),
+                                       ("deb.debian.org", "A"))):
+        query = DNS(id=200 + i, rd=1, qd=DNSQR(qname=name, qtype=qtype))
+        answer = DNS(id=200 + i, qr=1, rd=1, ra=1, qd=DNSQR(qname=name, qtype=qtype))
+        pkts += [c.dns_tcp(T0 + i, SERVER, "10.1.0.53", 42000 + i, 53, query),
+                 c.dns_tcp(T0 + i + 0.01, "10.1.0.53", SERVER, 53, 42000 + i, answer)]
+    return pkts
+
+
 def ssh_bruteforce() -> list[Packet]:
     pkts = []
     for i in range(30):
@@ -416,6 +441,11 @@ CASES: dict[str, list[Case]] = {
                  dns__question__registered_domain="tunnel-example.com")]),
         ("repeated SPF/DMARC/DKIM TXT lookups", dns_browsing, []),
     ],
+    "dns_zone_transfer": [
+        ("AXFR then IXFR over TCP from the internet", zone_transfer,
+         [expect("dns_zone_transfer", source__ip=ATTACKER)]),
+        ("lookups retried over TCP (TXT, DNSKEY, A)", dns_over_tcp_lookups, []),
+    ],
     "login_port_bruteforce": [
         ("30 SSH connections in 30 s", ssh_bruteforce,
          [expect("login_port_bruteforce", source__ip=ATTACKER, destination__ip=SERVER,
@@ -459,6 +489,7 @@ def benign_corpus() -> list[Packet]:
         (160, many_clients), (180, dns_server_load), (200, ping_burst), (240, intel_clean),
         (300, backup_sized), (520, traceroute_and_timeouts), (600, garp_boot),
         (640, arp_probe_and_stable), (700, not_mining), (760, busy_client),
+        (800, dns_over_tcp_lookups),
     ]
     pkts: list[Packet] = []
     for offset, scenario in parts:

@@ -36,6 +36,12 @@ SERVERS = ["10.1.0.10", "10.1.0.11"]
 CLIENTS = [f"10.1.0.{20 + i}" for i in range(6)] + ["203.0.113.66", "198.51.100.7"]
 
 
+def _framed(message: DNS) -> bytes:
+    """A DNS message as it travels over TCP: its 2-byte length first (RFC 7766)."""
+    body = bytes(message)
+    return len(body).to_bytes(2, "big") + body
+
+
 def _templates() -> dict[str, bytes]:
     ip = IP(src="10.1.0.20", dst="10.1.0.10")
     return {
@@ -52,6 +58,14 @@ def _templates() -> dict[str, bytes]:
                             / DNS(qr=1, qd=DNSQR(qname="a.example.org"))),
         "dns_nx": bytes(ETH / IP(src="10.1.0.10", dst="10.1.0.20") / UDP(sport=53, dport=40000)
                         / DNS(qr=1, rcode=3, qd=DNSQR(qname="q1x.example.net"))),
+        "dns_tcp": bytes(ETH / ip / TCP(sport=40000, dport=53, flags="PA")
+                         / _framed(DNS(rd=1, qd=DNSQR(qname="zone.example.org", qtype="AXFR")))),
+        "dns_tcp_answer": bytes(ETH / IP(src="10.1.0.10", dst="10.1.0.20")
+                                / TCP(sport=53, dport=40000, flags="PA")
+                                / _framed(DNS(qr=1, rcode=5, qd=DNSQR(qname="zone.example.org",
+                                                                      qtype="AXFR")))),
+        "dns_tcp_more": bytes(ETH / IP(src="10.1.0.10", dst="10.1.0.20")
+                              / TCP(sport=53, dport=40000, flags="A") / bytes(range(120))),
         "echo": bytes(ETH / ip / ICMP(type=8)),
         "echo_reply": bytes(ETH / ip / ICMP(type=0)),
         "unreachable": bytes(ETH / ip / ICMP(type=3, code=3)
@@ -71,6 +85,7 @@ TEMPLATES = _templates()
 # Kind → weight: floods (SYN, DNS, ICMP, UDP) dominate, like the traffic the bulk path is for.
 WEIGHTS = {"syn": 30, "ack": 15, "data": 15, "dns": 10, "echo": 8, "udp": 8, "synack": 2,
            "rst": 2, "fin": 1, "dns_answer": 2, "dns_nx": 5, "echo_reply": 1, "unreachable": 1,
+           "dns_tcp": 2, "dns_tcp_answer": 1, "dns_tcp_more": 3,
            "arp": 1, "ipv6": 1, "vlan": 1, "options": 1, "fragment": 1, "short_total": 1, "cut": 1}
 
 
@@ -88,12 +103,13 @@ def mixed(rng: random.Random, count: int, spoofed: float = 0.3) -> list[Frame]:
         if rng.random() < 0.002:
             ts += rng.choice((1.0, 2.5, -0.7, -1.5))  # jumps, and time going backwards
         if kind == "cut":
-            frame = bytearray(TEMPLATES[rng.choice(("syn", "dns", "dns_nx", "echo"))])
+            frame = bytearray(TEMPLATES[rng.choice(("syn", "dns", "dns_nx", "dns_tcp", "echo"))])
             frame = frame[:rng.randint(0, len(frame) - 1)]
         else:
             frame = bytearray(TEMPLATES[kind])
         if kind in ("syn", "ack", "data", "dns", "echo", "udp", "synack", "rst", "fin",
-                    "dns_answer", "dns_nx", "echo_reply", "unreachable") and len(frame) >= 38:
+                    "dns_answer", "dns_nx", "dns_tcp", "dns_tcp_answer", "dns_tcp_more",
+                    "echo_reply", "unreachable") and len(frame) >= 38:
             src = (rng.getrandbits(32).to_bytes(4, "big")
                    if kind == "syn" and rng.random() < spoofed else _ip(rng.choice(CLIENTS)))
             frame[26:30] = src

@@ -339,6 +339,16 @@ def test_iodine_dns_tunnel(lab: Lab, agent: Agent) -> None:
     agent.wait_capturing("dns0", timeout=5)
 
 
+def test_zone_transfer_attempt_over_tcp(lab: Lab, agent: Agent) -> None:
+    """nmap's dns-zone-transfer script from the monitored server against the lab's name server
+    (which refuses): the AXFR question travels over TCP and is read from the stream."""
+    started = time.monotonic()
+    with Tool(lab, "tgt", "nmap", "-n", "-Pn", "-sT", "-p", "53", "--script",
+              "dns-zone-transfer", "--script-args", "dns-zone-transfer.domain=lab.test", GW):
+        doc, _ = agent.wait_alert("dns_zone_transfer", started)
+    assert doc["source"]["ip"] == TGT
+
+
 def test_capture_metrics_are_exported(lab: Lab, agent: Agent) -> None:
     """After the attacks: packets by protocol/direction, kernel counters, no address labels."""
     deadline = time.monotonic() + 15  # one capture.health_interval_seconds at most

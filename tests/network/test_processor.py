@@ -138,6 +138,29 @@ def test_tcp_control_and_dns_are_counted_past_every_budget() -> None:
         "noerror": 1, "nxdomain": 2, "servfail": 1, "refused": 1, "other": 1}
 
 
+def test_dns_over_tcp_questions_and_answers_become_dns_events() -> None:
+    """RFC 7766 framing: a zone-transfer request, its answer, and the answer's continuation
+    segment (no message start: passed over without an error)."""
+    axfr = DNS(id=7, rd=0, qd=DNSQR(qname="example.org", qtype="AXFR"))
+    answer = DNS(id=7, qr=1, aa=1, qd=DNSQR(qname="example.org", qtype="AXFR"))
+    pkts = [
+        c.dns_tcp(T0, ATTACKER, SERVER, 40000, 53, axfr),
+        c.dns_tcp(T0 + 0.01, SERVER, ATTACKER, 53, 40000, answer),
+        c.dns_tcp(T0 + 0.02, SERVER, ATTACKER, 53, 40000, bytes(range(200)), seq=5000),
+        c.tcp(T0 + 0.03, ATTACKER, SERVER, 40001, 53, "S"),
+    ]
+    proc, events = run(pkts)
+    dns = [e.fields for e in events if e.logsource.category == "dns"]
+    assert [(d["dns.type"], d["network.transport"], d["dns.question.type"]) for d in dns] == [
+        ("query", "tcp", "AXFR"), ("answer", "tcp", "AXFR")]
+    assert dns[0]["source.ip"] == ATTACKER and dns[0]["destination.port"] == 53
+    assert dns[1]["dns.response_code"] == "NOERROR"
+    assert proc.stats.dns_queries == 1 and dict(proc.stats.dns_responses) == {"noerror": 1}
+    assert not proc.stats.errors  # the continuation segment is not a decode error
+    # The segments still count as TCP traffic of their flows.
+    assert sum(p for (proto, _), (p, _) in proc.stats.traffic.items() if proto == "tcp") == 4
+
+
 def test_arp_binding_change_and_gateway_flag() -> None:
     settings = NetworkSection(gateways=["10.1.0.1"])
     pkts = [
