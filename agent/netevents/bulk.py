@@ -52,9 +52,10 @@ class Kinds(NamedTuple):
     """Ethernet/IPv4 UDP and ICMP datagrams without options, unfragmented, headers whole."""
 
 
-def classify(cols: PacketColumns, dns_ports: npt.NDArray[np.int64]) -> Kinds:
+def classify(cols: PacketColumns, dns_port: npt.NDArray[np.bool_]) -> Kinds:
     """The fast-path conditions of :meth:`PacketProcessor._packet`, for the whole batch.
-    Segments to or from a DNS port are never ordinary: their payload may be DNS over TCP."""
+    Segments to or from a DNS port (``dns_port[port]``) are never ordinary: their payload may
+    be DNS over TCP."""
     head = cols.head
     caplen = cols.caplen
     ipv4 = (
@@ -68,9 +69,9 @@ def classify(cols: PacketColumns, dns_ports: npt.NDArray[np.int64]) -> Kinds:
     total = (head[:, 16].astype(np.int64) << 8) | head[:, 17]
     light = ipv4 & ((total >= 20) | (total == 0)) & (
         ((proto == 17) & (caplen >= 42)) | ((proto == 1) & (caplen >= 38)))
-    sport = (head[:, 34].astype(np.int64) << 8) | head[:, 35]
-    dport = (head[:, 36].astype(np.int64) << 8) | head[:, 37]
-    dns = np.isin(sport, dns_ports) | np.isin(dport, dns_ports)
+    sport = (head[:, 34].astype(np.intp) << 8) | head[:, 35]
+    dport = (head[:, 36].astype(np.intp) << 8) | head[:, 37]
+    dns = dns_port[sport] | dns_port[dport]
     return Kinds(tcp & ((flags & 0x16) == 0x10) & ~dns, tcp & ((flags & 0x12) == 0x02), light)
 
 

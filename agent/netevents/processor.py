@@ -75,6 +75,7 @@ class PacketProcessor:
         self._dns_ports = frozenset(settings.dns_ports)
         self._dns_port_array = np.asarray(sorted(self._dns_ports), dtype=np.int64)
         self._is_dns_port = bytes(1 if port in self._dns_ports else 0 for port in range(65536))
+        self._dns_port_mask = np.frombuffer(self._is_dns_port, dtype=np.uint8).astype(np.bool_)
         self._max_dst = settings.max_events_per_destination
         self._max_src = settings.max_events_per_source
         self._max_total = settings.max_events_per_second
@@ -120,7 +121,7 @@ class PacketProcessor:
         self.stats.packets += n
         self.stats.bytes += int(cols.wire.sum())
         buffer = cols.buffer
-        kinds = (bulk_ops.classify(cols, self._dns_port_array)
+        kinds = (bulk_ops.classify(cols, self._dns_port_mask)
                  if bulk and n >= bulk_ops.BULK_MIN_PACKETS else None)
         max_total = self._max_total
         for first, last, rolls in bulk_ops.seconds(cols.timestamps, self._next_second):
