@@ -251,11 +251,11 @@ class CountOnly:
             key[:, 0:2] = np.ascontiguousarray(head[:, 26:34]).view(">u4")
             proto = head[:, 23]
             key[:, 2] = proto
-            ports = proc._dns_port_array
+            dns_port = proc._dns_port_mask
             sport = (head[:, 34].astype(np.int64) << 8) | head[:, 35]
             dport = (head[:, 36].astype(np.int64) << 8) | head[:, 37]
-            udp_kind = np.where(np.isin(sport, ports), DNS_TO_CLIENT,
-                                np.where(np.isin(dport, ports), DNS_FROM_CLIENT, UDP))
+            udp_kind = np.where(dns_port[sport], DNS_TO_CLIENT,
+                                np.where(dns_port[dport], DNS_FROM_CLIENT, UDP))
             icmp_type = head[:, 34]
             icmp_kind = np.where(np.isin(icmp_type, sorted(ICMP4_PROBES)), ICMP_PROBE,
                                  np.where(icmp_type == 3, ICMP_ERROR, ICMP))

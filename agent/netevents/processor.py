@@ -73,7 +73,7 @@ class PacketProcessor:
         self.stats = ProcessorStats()
         self._intel = intel
         self._dns_ports = frozenset(settings.dns_ports)
-        self._dns_port_array = np.asarray(sorted(self._dns_ports), dtype=np.int64)
+        # The same set as a 64k table: indexed per packet (bytes) and per batch (numpy).
         self._is_dns_port = bytes(1 if port in self._dns_ports else 0 for port in range(65536))
         self._dns_port_mask = np.frombuffer(self._is_dns_port, dtype=np.uint8).astype(np.bool_)
         self._max_dst = settings.max_events_per_destination
