@@ -223,10 +223,26 @@ _NO_BUCKETS: deque[list[Any]] = deque(maxlen=0)
 _UNHASHABLE = frozenset({list, dict, set, bytearray})
 
 
-def _hashable(value: Any) -> Any:
+def hashable(value: Any) -> Any:
+    """A list, dict, set or bytearray field value counts (and groups) by its text."""
     if isinstance(value, list | dict | set | bytearray):
         return str(value)
     return value
+
+
+def group_of(
+    groups: OrderedDict[tuple[Any, ...], Any], names: tuple[str, ...], fields: dict[str, Any]
+) -> tuple[tuple[Any, ...], Any] | None:
+    """``(key, group or None)`` of an event in ``groups`` by its group-by field ``names``;
+    ``None`` when one is missing: like SIEM "by" clauses, such events are ignored."""
+    key = tuple(map(fields.get, names))
+    if None in key:
+        return None
+    try:
+        return key, groups.get(key)
+    except TypeError:  # a list/dict value: group by its text
+        key = tuple(map(hashable, key))
+        return key, groups.get(key)
 
 
 class CorrelationState:
@@ -254,14 +270,10 @@ class CorrelationState:
         """Add an event that matched the base rules ``matched`` (ids, in rule order)."""
         rule = self.rule
         fields = event.fields
-        key = tuple(map(fields.get, rule.group_fields[matched[0]]))
-        if None in key:
-            return None  # like SIEM "by" clauses: events without the group-by fields are ignored
-        try:
-            group = self.groups.get(key)
-        except TypeError:  # a list/dict value: group by its text
-            key = tuple(map(_hashable, key))
-            group = self.groups.get(key)
+        found = group_of(self.groups, rule.group_fields[matched[0]], fields)
+        if found is None:
+            return None
+        key, group = found
         ts = event.timestamp
         payload: Any = None
         if self._distinct:

@@ -38,6 +38,8 @@ from agent.detection.correlation import (
     at_least,
     bucket_count,
     count_cap,
+    group_of,
+    hashable,
     insert_capped,
     tally,
 )
@@ -59,12 +61,6 @@ def supports(rule: CorrelationRule) -> bool:
     return rule.type in (CorrelationType.EVENT_COUNT, CorrelationType.VALUE_COUNT) and not (
         rule.has_timer
     )
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list | dict | set | bytearray):
-        return str(value)
-    return value
 
 
 class _Window:
@@ -173,20 +169,16 @@ class CountingState:
         """Add an event that matched the base rules ``matched`` (ids, in rule order)."""
         rule = self.rule
         fields = event.fields
-        key = tuple(map(fields.get, rule.group_fields[matched[0]]))
-        if None in key:
-            return None  # like SIEM "by" clauses: events without the group-by fields are ignored
-        try:
-            group = self.groups.get(key)
-        except TypeError:  # a list/dict value: group by its text
-            key = tuple(map(_hashable, key))
-            group = self.groups.get(key)
+        found = group_of(self.groups, rule.group_fields[matched[0]], fields)
+        if found is None:
+            return None
+        key, group = found
         value: Any = None
         if self._distinct:
             value = fields.get(rule.value_field[matched[0]])
             if value is None:
                 return None
-            value = _hashable(value)
+            value = hashable(value)
         ts = event.timestamp
         if group is None:
             group = _Window(self._cap, ts)
