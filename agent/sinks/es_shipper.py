@@ -378,9 +378,7 @@ class Shipper:
             done.add(pending.record.seq)
         self._ack(done)
         # Metrics once per label and response, not once per document.
-        for stream, n in shipped.items():
-            self.counts.delivered += n
-            self.metrics.es_docs_shipped.labels(stream).inc(n)
+        self._count_delivered(shipped)
         for stream, n in duplicates.items():
             self.counts.duplicates += n
             self.metrics.es_duplicates_avoided.labels(stream).inc(n)
@@ -399,10 +397,13 @@ class Shipper:
             pending.items.remove(item)
             done.add(pending.record.seq)
         self._ack(done)
+        self._count_delivered(shipped)
+        return 0
+
+    def _count_delivered(self, shipped: dict[str, int]) -> None:
         for stream, n in shipped.items():
             self.counts.delivered += n
             self.metrics.es_docs_shipped.labels(stream).inc(n)
-        return 0
 
     def _dead(self, item: BulkItem, status: int, error: Any) -> None:
         self.counts.dead_lettered += 1
