@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 # ICMP types that are probes (echo, timestamp, address mask; ICMPv6 echo).
 ICMP4_PROBES: Final = frozenset((8, 13, 17))
+MAX_DNS_PER_SEGMENT: Final = 64
+"""Pipelined DNS messages read from one TCP segment at most (the smallest fit ~100 in 1500 B)."""
 ICMP6_PROBES: Final = frozenset((128,))
 
 
@@ -77,31 +79,36 @@ def dns_tcp(
     sport: int, dport: int, flags: int, data: bytes, l4: int, end: int, wire: int,
     interface: str | None,
 ) -> None:
-    """A TCP segment on a DNS port whose payload starts a DNS message (RFC 7766: a 2-byte
-    length, then the message): counted, and an event within the client's budget, as for a
-    datagram. The stream is not reassembled: a segment in the middle of a long message (a zone
-    transfer's answer) does not parse and is passed over without an error; the question, all
-    rules read, is at the start of a message."""
-    if flags & 0x02 or end - l4 < 14:  # SYN (TCP Fast Open data), or no room for a header
+    """A TCP segment on a DNS port whose payload starts with DNS messages (RFC 7766: each a
+    2-byte length, then the message; pipelined queries share a segment): each is counted, and
+    an event within the client's budget, as for a datagram. The stream is not reassembled: a
+    segment in the middle of a long message (a zone transfer's answer) does not parse and is
+    passed over without an error; the question, all rules read, is at a message's start."""
+    if flags & 0x02:  # SYN: TCP Fast Open data is not read
         return
-    length = (data[l4] << 8) | data[l4 + 1]
-    if length < 12:
-        return
-    msg = dnsparse.parse(data, l4 + 2, min(end, l4 + 2 + length))
-    if isinstance(msg, str) or msg.question_count != 1 or msg.opcode > 6:
-        return
-    if msg.is_response:
-        proc.stats.dns_responses[DNS_RCODE_LABEL[msg.rcode & 0x0F]] += 1
-    else:
-        proc.stats.dns_queries += 1
     client = dst if sport in proc._dns_ports else src
-    if not proc._admit_aux(b"dns" + client, proc.settings.max_dns_events_per_client):
-        return
-    proc.stats.events["dns"] += 1
-    out.append(records.dns_event(
-        ts, family, src, dst, sport, dport, msg, proc.direction.of(src, dst), wire, interface,
-        PROTO_TCP,
-    ))
+    start = l4
+    for _ in range(MAX_DNS_PER_SEGMENT):
+        if end - start < 14:
+            return
+        length = (data[start] << 8) | data[start + 1]
+        if length < 12:
+            return
+        msg = dnsparse.parse(data, start + 2, min(end, start + 2 + length))
+        if isinstance(msg, str) or msg.question_count != 1 or msg.opcode > 6:
+            return
+        if msg.is_response:
+            proc.stats.dns_responses[DNS_RCODE_LABEL[msg.rcode & 0x0F]] += 1
+        else:
+            proc.stats.dns_queries += 1
+        if proc._admit_aux(b"dns" + client, proc.settings.max_dns_events_per_client):
+            proc.stats.events["dns"] += 1
+            out.append(records.dns_event(
+                ts, family, src, dst, sport, dport, msg, proc.direction.of(src, dst), wire,
+                interface, PROTO_TCP,
+            ))
+        start += 2 + length
+
 
 def arp(
     proc: PacketProcessor, out: list[Event], ts: float, data: bytes, eth_src: bytes, eth_dst: bytes,

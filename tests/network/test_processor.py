@@ -161,6 +161,20 @@ def test_dns_over_tcp_questions_and_answers_become_dns_events() -> None:
     assert sum(p for (proto, _), (p, _) in proc.stats.traffic.items() if proto == "tcp") == 4
 
 
+def test_pipelined_dns_queries_in_one_segment_are_each_read() -> None:
+    """RFC 7766 pipelining: three length-prefixed queries in one segment, then a cut fourth."""
+    framed = b""
+    for i, name in enumerate(("a.example.org", "b.example.org", "c.example.org")):
+        body = bytes(DNS(id=i, rd=1, qd=DNSQR(qname=name)))
+        framed += len(body).to_bytes(2, "big") + body
+    cut = bytes(DNS(id=9, qd=DNSQR(qname="d.example.org")))
+    framed += len(cut).to_bytes(2, "big") + cut[:8]
+    proc, events = run([c.dns_tcp(T0, SERVER, "10.1.0.53", 40000, 53, framed)])
+    names = [e.fields["dns.question.name"] for e in events if e.logsource.category == "dns"]
+    assert names == ["a.example.org", "b.example.org", "c.example.org"]
+    assert proc.stats.dns_queries == 3 and not proc.stats.errors
+
+
 def test_arp_binding_change_and_gateway_flag() -> None:
     settings = NetworkSection(gateways=["10.1.0.1"])
     pkts = [
