@@ -29,10 +29,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from agent.detection.codegen import number
 from agent.detection.rule import CorrelationRule, CorrelationType
@@ -220,7 +221,6 @@ _NO_QUEUE: deque[float] = deque(maxlen=0)
 _NO_VALUES: OrderedDict[Any, float] = OrderedDict()
 _NO_LATE: list[Any] = []
 _NO_BUCKETS: deque[list[Any]] = deque(maxlen=0)
-_UNHASHABLE = frozenset({list, dict, set, bytearray})
 
 
 def hashable(value: Any) -> Any:
@@ -230,26 +230,55 @@ def hashable(value: Any) -> Any:
     return value
 
 
-def group_of(
-    groups: OrderedDict[tuple[Any, ...], Any], names: tuple[str, ...], fields: dict[str, Any]
-) -> tuple[tuple[Any, ...], Any] | None:
-    """``(key, group or None)`` of an event in ``groups`` by its group-by field ``names``;
-    ``None`` when one is missing: like SIEM "by" clauses, such events are ignored."""
-    key = tuple(map(fields.get, names))
-    if None in key:
-        return None
-    try:
-        return key, groups.get(key)
-    except TypeError:  # a list/dict value: group by its text
-        key = tuple(map(hashable, key))
-        return key, groups.get(key)
+G = TypeVar("G")
 
 
-class CorrelationState:
+class GroupTable(ABC, Generic[G]):
+    """The groups of one correlation rule, least recently used first, at most ``max_groups``
+    (the oldest is evicted and counted): what the reference and the counting state share."""
+
     def __init__(self, rule: CorrelationRule) -> None:
         self.rule = rule
-        self.groups: OrderedDict[tuple[Any, ...], _Group] = OrderedDict()
+        self.groups: OrderedDict[tuple[Any, ...], G] = OrderedDict()
         self.evictions = 0
+        # Alerts name the group by the event fields of the first referenced rule.
+        self._names = rule.group_fields[rule.rules[0]]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def _find(self, matched: list[str], fields: dict[str, Any]
+              ) -> tuple[tuple[Any, ...], G | None] | None:
+        """``(key, group or None)`` of an event by the group-by fields of its first matched
+        rule; ``None`` when one is missing: like SIEM "by" clauses, such events are ignored."""
+        key = tuple(map(fields.get, self.rule.group_fields[matched[0]]))
+        if None in key:
+            return None
+        try:
+            return key, self.groups.get(key)
+        except TypeError:  # a list/dict value: group by its text
+            key = tuple(map(hashable, key))
+            return key, self.groups.get(key)
+
+    def _place(self, key: tuple[Any, ...], group: G | None, ts: float) -> G:
+        """``group`` marked most recently used, or a new one (evicting the oldest if full)."""
+        if group is not None:
+            self.groups.move_to_end(key)
+            return group
+        group = self.groups[key] = self._new_group(ts)
+        if len(self.groups) > self.rule.options.max_groups:
+            self.groups.popitem(last=False)
+            self.evictions += 1
+        return group
+
+    @abstractmethod
+    def _new_group(self, ts: float) -> G:
+        """An empty group whose first event is at ``ts``."""
+
+
+class CorrelationState(GroupTable["_Group"]):
+    def __init__(self, rule: CorrelationRule) -> None:
+        super().__init__(rule)
         self._steps = len(rule.rules) if rule.type is CorrelationType.TEMPORAL_ORDERED else 0
         self._seen = rule.type in (CorrelationType.VALUE_COUNT, CorrelationType.TEMPORAL)
         self._summed = rule.type in (CorrelationType.VALUE_SUM, CorrelationType.VALUE_AVG)
@@ -258,11 +287,9 @@ class CorrelationState:
         threshold = rule.threshold if rule.threshold is not None else 1.0
         self._cap = count_cap(rule.op, threshold)
         self._timer = rule.has_timer
-        # Alerts name the group by the event fields of the first referenced rule.
-        self._names = rule.group_fields[rule.rules[0]]
 
-    def __len__(self) -> int:
-        return len(self.groups)
+    def _new_group(self, ts: float) -> _Group:
+        return _Group(ts, self._steps, self._cap if self._bare else None, self._seen)
 
     # ------------------------------------------------------------------ events
 
@@ -270,30 +297,22 @@ class CorrelationState:
         """Add an event that matched the base rules ``matched`` (ids, in rule order)."""
         rule = self.rule
         fields = event.fields
-        found = group_of(self.groups, rule.group_fields[matched[0]], fields)
+        found = self._find(matched, fields)
         if found is None:
             return None
-        key, group = found
+        key, existing = found
         ts = event.timestamp
         payload: Any = None
         if self._distinct:
             payload = fields.get(rule.value_field[matched[0]])
             if payload is None:
                 return None
-            if payload.__class__ in _UNHASHABLE:
-                payload = str(payload)
+            payload = hashable(payload)
         elif self._summed:
             payload = number(fields.get(rule.value_field[matched[0]]))
             if payload is None:
                 return None
-        if group is None:
-            group = _Group(ts, self._steps, self._cap if self._bare else None, self._seen)
-            self.groups[key] = group
-            if len(self.groups) > rule.options.max_groups:
-                self.groups.popitem(last=False)
-                self.evictions += 1
-        else:
-            self.groups.move_to_end(key)
+        group = self._place(key, existing, ts)
         if ts > group.last - rule.timespan:  # else older than the window: nothing to count
             if rule.type is CorrelationType.TEMPORAL:
                 for rid in matched:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
@@ -35,10 +35,10 @@ from typing import Any
 from agent.alerts import Alert
 from agent.detection.correlation import (
     Firing,
+    GroupTable,
     at_least,
     bucket_count,
     count_cap,
-    group_of,
     hashable,
     insert_capped,
     tally,
@@ -144,24 +144,21 @@ _NO_ORDER: list[Any] = []
 _NO_BUCKETS: deque[list[Any]] = deque(maxlen=0)
 
 
-class CountingState:
+class CountingState(GroupTable["_Window"]):
     """Sliding-window event_count/value_count groups of one rule (bounded LRU)."""
 
     def __init__(self, rule: CorrelationRule) -> None:
         if not supports(rule):
             raise ValueError(f"{rule.type.value} with {rule.op} needs the reference state")
-        self.rule = rule
-        self.groups: OrderedDict[tuple[Any, ...], _Window] = OrderedDict()
-        self.evictions = 0
+        super().__init__(rule)
         self._distinct = rule.type is CorrelationType.VALUE_COUNT
         self._span = rule.timespan
         self._test = OPERATORS[rule.op or "gte"]
         self._threshold = rule.threshold if rule.threshold is not None else 1.0
         self._cap = None if self._distinct else count_cap(rule.op, self._threshold)
-        self._names = rule.group_fields[rule.rules[0]]
 
-    def __len__(self) -> int:
-        return len(self.groups)
+    def _new_group(self, ts: float) -> _Window:
+        return _Window(self._cap, ts)
 
     # ------------------------------------------------------------------ events
 
@@ -169,10 +166,10 @@ class CountingState:
         """Add an event that matched the base rules ``matched`` (ids, in rule order)."""
         rule = self.rule
         fields = event.fields
-        found = group_of(self.groups, rule.group_fields[matched[0]], fields)
+        found = self._find(matched, fields)
         if found is None:
             return None
-        key, group = found
+        key, existing = found
         value: Any = None
         if self._distinct:
             value = fields.get(rule.value_field[matched[0]])
@@ -180,14 +177,7 @@ class CountingState:
                 return None
             value = hashable(value)
         ts = event.timestamp
-        if group is None:
-            group = _Window(self._cap, ts)
-            self.groups[key] = group
-            if len(self.groups) > rule.options.max_groups:
-                self.groups.popitem(last=False)
-                self.evictions += 1
-        else:
-            self.groups.move_to_end(key)
+        group = self._place(key, existing, ts)
         self._insert(group, ts, value)
         return self._evaluate(key, group)
 
