@@ -42,11 +42,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from agent.sinks.elasticsearch import ElasticsearchSink, spool_dir
+from agent.sinks.elasticsearch import ElasticsearchSink
 from agent.sinks.es_docs import alert_bulk_lines, alerts_stream, latest_index
 from agent.spool import AppendResult, Spool
 from bench.common import BenchResult
-from tests.es_server.helpers import IDENTITY, fresh_metrics, make_alert, make_config
+from tests.es_server.helpers import IDENTITY, make_alert, make_config, open_sink
 
 REPO = Path(__file__).resolve().parent.parent
 THROUGHPUT_ALERTS = 20_000
@@ -88,7 +88,7 @@ class _Server:
 def _sink(tmp: Path, url: str, **es: Any) -> ElasticsearchSink:
     config = make_config(tmp, [url], retry_backoff_initial_seconds=0.2,
                          retry_backoff_max_seconds=0.5, batch_max_age_seconds=0.2, **es)
-    return ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+    return open_sink(config)
 
 
 def _wait_idle(sink: ElasticsearchSink, timeout: float) -> bool:

@@ -171,6 +171,16 @@ def base_config(workdir: Path, port: int) -> dict[str, Any]:
 
 
 @pytest.fixture
+def server() -> Iterator[Any]:
+    """The wire-faithful fake Elasticsearch (tests/es_server) on loopback for one test."""
+    from tests.es_server import FakeElasticsearch  # noqa: PLC0415 - only the ES tests need it
+
+    srv = FakeElasticsearch().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
 def agent_factory(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     """Build (not start) agents; ``agent_factory({"inputs": {...}})`` merges into the base."""
     made: list[AgentProcess] = []

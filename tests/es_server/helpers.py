@@ -13,6 +13,7 @@ from agent.alerts import Alert, RuleRef, Status, alert_id
 from agent.config import Config
 from agent.identity import Identity
 from agent.metrics import AgentMetrics
+from agent.sinks.elasticsearch import ElasticsearchSink, spool_dir
 
 IDENTITY = Identity(
     host_name="web-1", host_id="host-id-1", agent_id="agent-1", agent_name="web-1",
@@ -37,6 +38,14 @@ def make_config(tmp_path: Path, hosts: list[str], **es: Any) -> Config:
 
 def fresh_metrics() -> AgentMetrics:
     return AgentMetrics(CollectorRegistry())
+
+
+def open_sink(config: Config, metrics: AgentMetrics | None = None, **kwargs: Any
+              ) -> ElasticsearchSink:
+    """The Elasticsearch sink of ``config`` (identity ``IDENTITY``, fresh metrics by default)."""
+    if metrics is None:
+        metrics = fresh_metrics()
+    return ElasticsearchSink(config.elasticsearch, IDENTITY, metrics, spool_dir(config), **kwargs)
 
 
 def sample(metrics: AgentMetrics, name: str, **labels: str) -> float:

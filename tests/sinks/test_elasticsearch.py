@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from agent.config import ElasticsearchSection
 from agent.errors import SinkError
 from agent.events import Event, LogSource
 from agent.metrics import SCRAPE_TIME
-from agent.sinks.elasticsearch import ElasticsearchSink, ship_alerts, spool_dir
+from agent.sinks.elasticsearch import ElasticsearchSink, ship_alerts
 from agent.sinks.es_bulk import Outcome, classify_item
 from agent.sinks.es_docs import alerts_stream, events_stream, latest_index
 from agent.sinks.factory import build_sinks
@@ -23,6 +22,7 @@ from tests.es_server.helpers import (
     fresh_metrics,
     make_alert,
     make_config,
+    open_sink,
     sample,
     wait_until,
 )
@@ -31,16 +31,9 @@ ALERTS = alerts_stream("default")
 LATEST = latest_index("default")
 
 
-@pytest.fixture
-def server() -> Iterator[FakeElasticsearch]:
-    srv = FakeElasticsearch().start()
-    yield srv
-    srv.stop()
-
-
 def _sink(tmp_path: Path, server: FakeElasticsearch, **es: object) -> ElasticsearchSink:
     config = make_config(tmp_path, [server.url], **es)
-    return ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+    return open_sink(config)
 
 
 def _ids(server: FakeElasticsearch, target: str) -> list[str]:
@@ -267,10 +260,10 @@ def test_spool_gauges_match_the_catalogue_and_follow_sink_rebuilds(
     server.set_down(True)
     config = make_config(tmp_path, [server.url])
     metrics = fresh_metrics()
-    first = ElasticsearchSink(config.elasticsearch, IDENTITY, metrics, spool_dir(config))
+    first = open_sink(config, metrics)
     first.emit(make_alert(1))
     # A config reload builds the new sink before closing the old one: same registry.
-    second = ElasticsearchSink(config.elasticsearch, IDENTITY, metrics, spool_dir(config))
+    second = open_sink(config, metrics)
     first.close()
     try:
         specs = {s.name: s for s in SCRAPE_TIME if s.name.startswith("vedette_es_spool_")}
@@ -300,7 +293,7 @@ def test_close_is_prompt_while_a_request_hangs(tmp_path: Path, server: FakeElast
     assert time.monotonic() - started < 3
     config = make_config(tmp_path, [server.url])
     server.faults.delay_seconds = 0
-    again = ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+    again = open_sink(config)
     try:
         assert len(again.spool) == 1  # still spooled for the next start
         assert wait_until(again.idle, 15)
@@ -314,7 +307,7 @@ def test_fails_over_to_the_next_host(tmp_path: Path, server: FakeElasticsearch) 
     dead_url = dead.url
     dead.stop()
     config = make_config(tmp_path, [dead_url, server.url])
-    sink = ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+    sink = open_sink(config)
     try:
         for i in range(5):
             sink.emit(make_alert(i))
@@ -329,7 +322,7 @@ def test_unusable_spool_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     config = make_config(tmp_path, ["http://127.0.0.1:9"], spool_dir=str(blocker / "spool"))
     with pytest.raises(SinkError, match="cannot open the Elasticsearch spool"):
-        ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+        open_sink(config)
 
 
 def test_events_sampled_at_the_configured_rate(tmp_path: Path, server: FakeElasticsearch) -> None:
@@ -350,7 +343,7 @@ def test_documents_older_than_the_age_limit_are_dropped_and_counted(
     now = [1_800_000_000.0]
     config = make_config(tmp_path, [server.url], spool_max_age_seconds=3600)
     metrics = fresh_metrics()
-    sink = ElasticsearchSink(config.elasticsearch, IDENTITY, metrics, spool_dir(config),
+    sink = open_sink(config, metrics,
                              clock=lambda: now[0])
     try:
         for i in range(3):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CPU_RULE = REPO / "rules" / "host" / "cpu_saturation.yml"
 
 
-@pytest.fixture
-def server() -> Iterator[FakeElasticsearch]:
-    srv = FakeElasticsearch().start()
-    yield srv
-    srv.stop()
+def _agent(agent_factory: Callable[..., AgentProcess], feed: Path, server: FakeElasticsearch,
+           **es: object) -> AgentProcess:
+    """A started agent reading host events from ``feed`` and shipping to ``server``."""
+    return agent_factory({
+        "inputs": {"event_files": [str(feed)], "event_files_interval_seconds": 0.2},
+        "host_metrics": {"enabled": False},
+        "detection": {"late_allowance_seconds": 120},
+        "elasticsearch": {"hosts": [server.url], "batch_max_age_seconds": 0.1, **es},
+    }).start()
 
 
 def _feed_busy_cpu(feed: Path, host: str) -> None:
@@ -48,13 +52,7 @@ def test_daemon_ships_alerts_and_stops_promptly(
     rule_ids = {doc["id"] for doc in yaml.safe_load_all(CPU_RULE.read_text()) if doc}
     feed = tmp_path / "fake-host.jsonl"
     feed.touch()
-    agent = agent_factory({
-        "inputs": {"event_files": [str(feed)], "event_files_interval_seconds": 0.2},
-        "host_metrics": {"enabled": False},
-        "detection": {"late_allowance_seconds": 120},
-        "elasticsearch": {"hosts": [server.url], "batch_max_age_seconds": 0.1,
-                          "retry_backoff_max_seconds": 1},
-    }).start()
+    agent = _agent(agent_factory, feed, server, retry_backoff_max_seconds=1)
     _feed_busy_cpu(feed, "fake-busy-host")
     agent.wait_for(lambda: bool(server.cluster.docs(latest_index("default"))),
                    timeout=30, what="an alert in Elasticsearch")
@@ -89,13 +87,8 @@ def test_daemon_ships_raw_events_when_asked(
     datasets; with it off (the default) nothing reaches the events stream."""
     feed = tmp_path / "fake-host.jsonl"
     feed.touch()
-    agent = agent_factory({
-        "inputs": {"event_files": [str(feed)], "event_files_interval_seconds": 0.2},
-        "host_metrics": {"enabled": False},
-        "detection": {"late_allowance_seconds": 120},
-        "elasticsearch": {"hosts": [server.url], "batch_max_age_seconds": 0.1,
-                          "ship_events": True, "events_datasets": ["vedette.host_metrics"]},
-    }).start()
+    agent = _agent(agent_factory, feed, server, ship_events=True,
+                   events_datasets=["vedette.host_metrics"])
     _feed_busy_cpu(feed, "raw-events-host")
     with feed.open("a") as out:  # another dataset: filtered out by events_datasets
         out.write(json.dumps({"@timestamp": format_timestamp(time.time()),

@@ -10,20 +10,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.alerts import Alert
-from agent.sinks.elasticsearch import OVERFLOW_RULE, ElasticsearchSink, spool_dir
+from agent.sinks.elasticsearch import OVERFLOW_RULE
 from agent.sinks.es_docs import alerts_stream, latest_index
 from tests.es_server import FakeElasticsearch
 from tests.es_server.helpers import (
-    IDENTITY,
     fresh_metrics,
     make_alert,
     make_config,
+    open_sink,
     sample,
     wait_until,
 )
@@ -32,13 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 ALERTS = alerts_stream("default")
 LATEST = latest_index("default")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def server() -> Iterator[FakeElasticsearch]:
-    srv = FakeElasticsearch().start()
-    yield srv
-    srv.stop()
 
 
 def _flap(server: FakeElasticsearch, stop: threading.Event) -> None:
@@ -57,7 +49,7 @@ def test_10000_alerts_through_outage_and_flapping(tmp_path: Path,
     config = make_config(tmp_path, [server.url], batch_max_docs=500,
                          retry_backoff_max_seconds=1.0, request_timeout_seconds=2)
     metrics = fresh_metrics()
-    sink = ElasticsearchSink(config.elasticsearch, IDENTITY, metrics, spool_dir(config))
+    sink = open_sink(config, metrics)
     alerts = [make_alert(i, level=("low", "medium", "high")[i % 3]) for i in range(total)]
     stop_flapping = threading.Event()
     flapper = threading.Thread(target=_flap, args=(server, stop_flapping))
@@ -139,7 +131,7 @@ def test_spool_limit_drops_low_severity_first_counts_and_alerts(
     config = make_config(tmp_path, [server.url], spool_max_bytes=limit)
     metrics = fresh_metrics()
     raised: list[Alert] = []
-    sink = ElasticsearchSink(config.elasticsearch, IDENTITY, metrics, spool_dir(config))
+    sink = open_sink(config, metrics)
 
     def on_alert(alert: Alert) -> None:  # what the router does: record it and spool it too
         raised.append(alert)

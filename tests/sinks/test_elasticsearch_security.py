@@ -11,14 +11,13 @@ import pytest
 
 from agent.alerts import Alert
 from agent.config import effective
-from agent.sinks.elasticsearch import AUTH_RULE, ElasticsearchSink, spool_dir
+from agent.sinks.elasticsearch import AUTH_RULE, ElasticsearchSink
 from agent.sinks.es_docs import alerts_stream
 from tests.es_server import ALL_PRIVILEGES, Certs, FakeElasticsearch, make_certs, tls_context
 from tests.es_server.helpers import (
-    IDENTITY,
-    fresh_metrics,
     make_alert,
     make_config,
+    open_sink,
     sample,
     wait_until,
 )
@@ -46,7 +45,7 @@ def server(certs: Certs) -> Iterator[FakeElasticsearch]:
 def _sink(tmp_path: Path, server: FakeElasticsearch, on_alert: list[Alert] | None = None,
           **es: object) -> ElasticsearchSink:
     config = make_config(tmp_path, [server.url], **es)
-    return ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config),
+    return open_sink(config,
                              on_alert=on_alert.append if on_alert is not None else None)
 
 

@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agent.commands import es as es_command
-from agent.sinks.elasticsearch import ElasticsearchSink, spool_dir
 from agent.sinks.es_docs import alerts_stream
 from agent.sinks.es_templates import desired_objects
 from tests.es_server import Cluster, FakeElasticsearch
 from tests.es_server.helpers import (
-    IDENTITY,
-    fresh_metrics,
     make_alert,
     make_config,
+    open_sink,
     sample,
     wait_until,
 )
-
-
-@pytest.fixture
-def server() -> Iterator[FakeElasticsearch]:
-    srv = FakeElasticsearch().start()
-    yield srv
-    srv.stop()
 
 
 def _config_file(tmp_path: Path, server: FakeElasticsearch, **es: object) -> Path:
@@ -73,7 +63,7 @@ def test_setup_command_installs_once_idempotently(tmp_path: Path, server: FakeEl
 def test_sink_installs_at_start_and_again_after_reconnect(tmp_path: Path,
                                                           server: FakeElasticsearch) -> None:
     config = make_config(tmp_path, [server.url])
-    sink = ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(), spool_dir(config))
+    sink = open_sink(config)
     try:
         sink.emit(make_alert(1))
         assert wait_until(sink.idle, 10)
@@ -100,8 +90,7 @@ def test_without_privilege_one_warning_and_shipping_goes_on(
     srv = FakeElasticsearch(users={"writer": ("pw", frozenset({"write", "read"}))}).start()
     try:
         config = make_config(tmp_path, [srv.url], username="writer", password="pw")
-        sink = ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(),
-                                 spool_dir(config))
+        sink = open_sink(config)
         try:
             for i in range(3):
                 sink.emit(make_alert(i))
@@ -149,8 +138,7 @@ def test_compatibility_8x(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     try:
         # The 9.x client's default media type is refused by an 8.x server…
         config = make_config(tmp_path / "a", [srv.url])
-        sink = ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(),
-                                 spool_dir(config))
+        sink = open_sink(config)
         try:
             sink.emit(make_alert(1))
             assert wait_until(lambda: sample(sink.metrics, "vedette_es_request_failures_total",
@@ -159,8 +147,7 @@ def test_compatibility_8x(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
             sink.close()
         # …and accepted with compatibility_8x.
         config = make_config(tmp_path / "b", [srv.url], compatibility_8x=True)
-        sink = ElasticsearchSink(config.elasticsearch, IDENTITY, fresh_metrics(),
-                                 spool_dir(config))
+        sink = open_sink(config)
         try:
             sink.emit(make_alert(1))
             assert wait_until(sink.idle, 10)

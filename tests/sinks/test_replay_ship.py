@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,6 @@ from tests.conftest import REPO
 from tests.es_server import FakeElasticsearch
 
 SCAN = REPO / "rules" / "network" / "port_scan_vertical.tests" / "attack.pcap"
-
-
-@pytest.fixture
-def server() -> Iterator[FakeElasticsearch]:
-    srv = FakeElasticsearch().start()
-    yield srv
-    srv.stop()
 
 
 def _replay(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
