@@ -21,6 +21,8 @@ from agent.netevents.processor import PacketProcessor
 
 LINKTYPES = st.sampled_from([0, 1, 12, 101, 113, 228, 229, 276, 9999])
 HEADERS = [bytes(Ether() / IP() / UDP(dport=53)), bytes(Ether() / IPv6() / TCP()),
+           bytes(Ether() / IP() / TCP(sport=53, dport=40000, flags="PA")),
+           bytes(Ether() / IP() / TCP(sport=40000, dport=53, flags="A")),
            bytes(Ether() / Dot1Q() / IP() / ICMP(type=3)), bytes(Ether() / ARP())]
 
 
@@ -42,6 +44,21 @@ def test_processor_on_mutated_real_headers(prefix: bytes, tail: bytes, cut: int)
         for value in event.fields.values():
             if isinstance(value, str):
                 assert value.isprintable()
+
+
+@settings(max_examples=300, deadline=None)
+@given(framing=st.integers(0, 0xFFFF), payload=st.binary(max_size=300))
+def test_dns_over_tcp_payloads_never_count_as_decode_errors(framing: int, payload: bytes) -> None:
+    """Random bytes after a TCP header on port 53 (the middle of a stream, or hostile): never an
+    exception, never a decode error, and a DNS event only for a message that parsed."""
+    frame = bytes(Ether() / IP(src="10.0.0.2", dst="10.0.0.1")
+                  / TCP(sport=40000, dport=53, flags="PA") / (framing.to_bytes(2, "big")
+                                                              + payload))
+    proc = PacketProcessor(NetworkSection())
+    events = proc.process([RawPacket(1.0, 1, frame, len(frame))]) + proc.flush()
+    assert not proc.stats.errors
+    dns_events = [e for e in events if e.logsource.category == "dns"]
+    assert len(dns_events) == proc.stats.dns_queries + sum(proc.stats.dns_responses.values())
 
 
 @settings(max_examples=300, deadline=None)
