@@ -10,19 +10,53 @@ TEST_DEBS := prometheus systemd iproute2 tcpdump nmap hping3 masscan hydra dsnif
 # Extra packages only the benchmarks compare against.
 BENCH_DEBS := prometheus-node-exporter
 
-.PHONY: run test lint typecheck unit bench venv dev-venv debs clean
+.PHONY: run test lint typecheck unit bench venv dev-venv debs clean lock test-latest
 
-$(STAMP): pyproject.toml
+# Installs come from the committed lock files (exact versions, sha256 hashes: pip --require-hashes);
+# pyproject.toml keeps the version ranges for people who install the wheel into their own env.
+LOCK     := requirements.txt
+DEVLOCK  := requirements-dev.txt
+PIP      := $(BIN)/pip install --quiet --disable-pip-version-check
+# uv only resolves the lock (make lock / make test-latest); installs use plain pip.
+UV_VERSION := 0.13.9
+TOOLS    := .tools
+UV       := $(TOOLS)/bin/uv
+UV_COMPILE = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+             --no-header pyproject.toml requirements-build.in
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(PIP) --require-hashes --no-deps -r $(LOCK)
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 
-$(DEVSTAMP): pyproject.toml
+$(DEVSTAMP): pyproject.toml $(DEVLOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(PIP) --require-hashes --no-deps -r $(DEVLOCK)
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $(STAMP) $@
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Re-resolve both lock files from pyproject.toml's ranges (newest versions that fit).
+lock: $(UV)
+	$(UV_COMPILE) -o $(LOCK)
+	$(UV_COMPILE) --extra dev -o $(DEVLOCK)
+	@echo "lock files re-resolved; review 'git diff $(LOCK) $(DEVLOCK)', run make test, commit"
+
+# The suite against freshly resolved latest versions, in a throwaway venv (.venv-latest), so
+# upstream drift is found on purpose instead of by CI. The committed lock is not touched.
+test-latest: $(UV)
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	$(UV_COMPILE) --extra dev --upgrade -o .venv-latest/requirements-latest.txt
+	.venv-latest/bin/pip install --quiet --require-hashes --no-deps -r .venv-latest/requirements-latest.txt
+	.venv-latest/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	.venv-latest/bin/ruff check agent tests bench
+	.venv-latest/bin/mypy
+	.venv-latest/bin/pytest -q
 
 venv: $(STAMP)
 dev-venv: $(DEVSTAMP)
@@ -58,4 +92,4 @@ bench: $(DEVSTAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

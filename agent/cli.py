@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import platform
 import sys
@@ -82,10 +83,27 @@ def _version(args: argparse.Namespace) -> int:
     return 0
 
 
+def missing_runtime_modules() -> list[str]:
+    """Declared runtime dependencies the agent refuses to run without (no silent fallback).
+
+    google-re2 is what makes every rule's ``|re`` run in linear time on hostile input; with
+    Python's ``re`` instead, one rule could be made to backtrack for minutes.
+    """
+    return [name for name in ("re2",) if importlib.util.find_spec(name) is None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level or "info", args.log_format or "text")
+    missing = missing_runtime_modules() if args.command != "version" else []
+    if missing:
+        print(
+            f"vedette: required module(s) not installed: {', '.join(missing)} "
+            "(install google-re2; the regex engine has no fallback)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:

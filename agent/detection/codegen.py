@@ -13,14 +13,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import re2 as _re2  # google-re2: the linear-time guarantee; a declared dependency, no fallback
 from sigma.types import CompareOperators
 
 from agent.detection.matcher import STRING_KINDS, Leaf, Lowered, Tree, text
-
-try:
-    import re2 as _re2
-except ImportError:  # pragma: no cover - google-re2 ships with pysigma 2
-    _re2 = None
 
 Predicate = Callable[[dict[str, Any], Lowered], Any]
 

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import re2 as _re2  # google-re2: the linear-time guarantee; a declared dependency, no fallback
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
@@ -48,10 +49,6 @@ from sigma.types import (
 
 from agent.detection.fields import MESSAGE
 
-try:
-    import re2 as _re2
-except ImportError:  # pragma: no cover - google-re2 ships with pysigma 2
-    _re2 = None
 
 class Unsupported(Exception):
     """The rule is valid Sigma but uses something this engine cannot evaluate (→ rejection)."""
@@ -216,10 +213,6 @@ def _regex(value: SigmaRegularExpression) -> Any:
 
 
 def _compile_regex(pattern: str) -> Any:
-    if _re2 is None:  # pragma: no cover - bounded fallback without RE2
-        if len(pattern) > 512:
-            raise Unsupported("regex longer than 512 characters and RE2 is not installed")
-        return re.compile(pattern)
     try:
         return _re2.compile(pattern)
     except Exception as exc:

@@ -14,15 +14,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import re2 as _re2  # google-re2: the linear-time guarantee; a declared dependency, no fallback
+
 from agent.detection.codegen import literal
 from agent.detection.matcher import Leaf, Tree, referenced_fields
 from agent.detection.rule import CorrelationRule, DetectionRule, Rule
 from agent.events import LogSource
-
-try:
-    import re2 as _re2
-except ImportError:  # pragma: no cover - google-re2 ships with pysigma 2
-    _re2 = None
 
 BASENAME_FIELDS = frozenset({"process.executable", "process.parent.executable", "file.path"})
 MAX_ROUTES = 1024
@@ -178,7 +175,7 @@ class Substrings:
         self._pairs = list(zip(self.literals, self.rules, strict=True))
         self._pre: Any = None
         self._match: Any = None
-        if len(literals) <= self.SMALL or _re2 is None:
+        if len(literals) <= self.SMALL:
             ordered = sorted(self.literals, key=len, reverse=True)
             self._pre = re.compile("|".join(map(literal, ordered)), re.S).search
             return
