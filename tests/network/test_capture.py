@@ -113,7 +113,13 @@ c = PacketCaptureCollector(cfg.capture, cfg.network, m)
 got = []
 stop = threading.Event()
 t = threading.Thread(target=c.run, args=(lambda e: got.extend(e) or 0, stop)); t.start()
-time.sleep(3.0); stop.set(); t.join()
+deadline = time.monotonic() + 30  # ready once the ring is open on the interface (no fixed sleep)
+while not m.registry.get_sample_value("vedette_capture_interfaces") and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.2)
+print("READY", flush=True)
+import sys; sys.stdin.readline()  # the test sends a line once its probes are done
+time.sleep(1.5); stop.set(); t.join()
 print(json.dumps([[e.logsource.category, e.fields] for e in got]))
 print(m.registry.get_sample_value("vedette_capture_interfaces"))
 """
@@ -129,11 +135,13 @@ for port in range(1, 31):
         repo = Path(__file__).resolve().parents[2]
         python = str(repo / ".venv/bin/python")
         capture = subprocess.Popen(["ip", "netns", "exec", ns, python, "-c", code], cwd=repo,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.2)
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert capture.stdout is not None
+        assert capture.stdout.readline().strip() == "READY"  # a loaded machine: no fixed sleep
         subprocess.run(["ip", "netns", "exec", peer, python, "-c", probe], check=True,
                        timeout=30)
-        out, err = capture.communicate(timeout=60)
+        out, err = capture.communicate(input="done\n", timeout=60)
         assert capture.returncode == 0, err
         lines = out.splitlines()
         events = json.loads(lines[0])
