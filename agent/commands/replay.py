@@ -25,6 +25,7 @@ from agent.config import Config, load_config
 from agent.detection.engine import Engine, EngineOptions
 from agent.detection.fixtures import horizon
 from agent.detection.loader import load_rules
+from agent.detection.sources import load_configured
 from agent.errors import ConfigErrors, SinkError
 from agent.events import format_timestamp
 from agent.identity import detect_identity
@@ -91,9 +92,7 @@ def replay_command(args: argparse.Namespace) -> int:
     except ConfigErrors as exc:
         print_config_errors(exc)
         return EXIT_USAGE
-    paths = list(args.rules) if args.rules else config.detection.resolved_rule_paths()
-    extra = [] if args.rules else list(config.detection.extra_rule_paths)
-    report = load_rules(paths, extra)
+    report = load_rules(args.rules) if args.rules else load_configured(config.detection)
     for rule_error in report.errors:
         print(f"rule error: {rule_error.location_text()}", file=sys.stderr)
     if not report.ruleset.detections and not report.ruleset.correlations:
