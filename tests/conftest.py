@@ -91,7 +91,8 @@ class AgentProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"agent exited with {self.proc.returncode}:\n{self.logs()}")
             try:
-                with urllib.request.urlopen(self.url("/healthz"), timeout=1) as resp:
+                # /readyz: started (/healthz may rightly be 503: a degraded collector here)
+                with urllib.request.urlopen(self.url("/readyz"), timeout=1) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
