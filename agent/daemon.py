@@ -464,6 +464,10 @@ def run_daemon(config_path: Path | None) -> int:
         for reason in exc.reasons:
             log.error("refusing to start", extra={"reason": reason})
         return EXIT_CONFIG
+    except ConfigErrors as exc:  # e.g. a sink's secret file, read while building it
+        for err in exc.errors:
+            log.error("invalid configuration", extra={"error": str(err)})
+        return EXIT_CONFIG
     except (AgentError, OSError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return EXIT_RUNTIME
