@@ -72,7 +72,9 @@ class AgentSection(Section):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="ECS labels on every alert")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="stderr log format; unset under systemd (JOURNAL_STREAM) = json"
+    )
 
     def resolved_state_dir(self) -> Path:
         """Configured dir; else systemd's ``$STATE_DIRECTORY``; else by privilege."""

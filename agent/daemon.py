@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ from agent.metrics_server import MetricsServer
 from agent.pipeline import Pipeline, QueueDepthCollector
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier
+from agent.sinks.base import Sink
+from agent.sinks.console import ConsoleSink, console_wanted, destinations
 from agent.sinks.factory import build_sinks
 from agent.sinks.router import AlertRouter
 
@@ -69,9 +72,11 @@ class _Supervised:
 
 
 class Daemon:
-    def __init__(self, config_path: Path | None, config: Config) -> None:
+    def __init__(self, config_path: Path | None, config: Config, console: bool = False) -> None:
         self.config_path = config_path
         self.config = config
+        self.console = console
+        """A human watches this run: one line per alert on stdout (agent/sinks/console.py)."""
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -98,7 +103,7 @@ class Daemon:
         self.health = Health(self.metrics)
         self.engine = Engine(report.ruleset, self.metrics, self._engine_options(config))
         self.router = AlertRouter(
-            build_sinks(config, self.identity, self.metrics),
+            self._build_sinks(config),
             self.metrics,
             config.pipeline.sink_retry_buffer,
         )
@@ -154,6 +159,10 @@ class Daemon:
             },
         )
         self.notifier.ready(f"running; sinks: {sinks}")
+        if self.console:
+            print(f"vedette {__version__} is watching. Alerts go to {destinations(self.config)}; "
+                  f"one line per new alert follows here (--quiet: none). Metrics and health: "
+                  f"{self._metrics_url()}, /healthz. Ctrl-C stops.", flush=True)
         self._watchdog_loop()
         return self._shutdown()
 
@@ -250,10 +259,14 @@ class Daemon:
         self.notifier.ready("running (reloaded)")
         return True
 
+    def _build_sinks(self, config: Config) -> list[Sink]:
+        sinks = build_sinks(config, self.identity, self.metrics)
+        return [*sinks, ConsoleSink()] if self.console else sinks
+
     def _swap_sinks(self, new: Config) -> None:
         old = self.router
         router = AlertRouter(
-            build_sinks(new, self.identity, self.metrics),
+            self._build_sinks(new),
             self.metrics,
             new.pipeline.sink_retry_buffer,
         )
@@ -445,7 +458,7 @@ def _mtimes(paths: list[Path]) -> dict[Path, float]:
     return out
 
 
-def run_daemon(config_path: Path | None) -> int:
+def run_daemon(config_path: Path | None, quiet: bool = False) -> int:
     """Entry point of ``vedette run``; returns the process exit code."""
     try:
         config = load_config(config_path)
@@ -459,7 +472,8 @@ def run_daemon(config_path: Path | None) -> int:
     if problems:
         return EXIT_CONFIG
     try:
-        daemon = Daemon(config_path, config)
+        console = console_wanted(config, quiet, os.environ, sys.stdout)
+        daemon = Daemon(config_path, config, console)
     except StartupRefused as exc:
         for reason in exc.reasons:
             log.error("refusing to start", extra={"reason": reason})

@@ -72,6 +72,8 @@ class AgentProcess:
         self.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith("VEDETTE_")}
         env.pop("NOTIFY_SOCKET", None)
+        for name in ("JOURNAL_STREAM", "INVOCATION_ID"):  # a CI under systemd: keep text logs
+            env.pop(name, None)
         env.update(self.extra_env)
         cmd = [*self.command_prefix, sys.executable, "-m", "agent.cli", "run",
                "--config", str(self.config_path)]
