@@ -3,6 +3,7 @@ run from a directory without the checkout; a local folder overrides one rule id 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -45,8 +46,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     through a plain path entry (which does not run that venv's editable-install hook)."""
     root = tmp_path_factory.mktemp("wheel")
     dist = root / "dist"
+    # built from a copy: setuptools would leave build/ and *.egg-info in the checkout
+    src = root / "src"
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ("agent", "rules"):
+        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--quiet", "-w", str(dist), str(REPO)], check=True, cwd=root)
+                    "--quiet", "-w", str(dist), str(src)], check=True, cwd=root)
     wheel = next(dist.glob("vedette-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "agent/shipped_rules/process/download_then_execute.yml" in names

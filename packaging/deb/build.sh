@@ -25,7 +25,7 @@ OUT=${OUT:-$REPO/dist}
 version=$($PYTHON -c 'import re,sys; print(re.search(r"__version__ = \"([^\"]+)\"", open("agent/__init__.py").read()).group(1))')
 arch=$(dpkg --print-architecture)
 pyver=$($PYTHON -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
-work=${WORK:-$REPO/build/deb}
+work=${WORK:-$OUT/.deb-build}  # never ./build: it would shadow `import build` for ruff
 root=$work/root
 venv=/opt/vedette/venv
 wheelhouse=$root/usr/share/vedette/wheelhouse
@@ -36,8 +36,12 @@ mkdir -p "$root" "$OUT" "$wheelhouse"
 echo "== wheelhouse: the locked dependencies (hash-checked) and vedette $version ($SECONDS s)"
 $PIP download --quiet --disable-pip-version-check --require-hashes --no-deps \
   --only-binary=:all: -r requirements.txt -d "$wheelhouse"
+# the wheel is built from a copy, so setuptools leaves no build/ or *.egg-info in the checkout
+src=$work/src
+mkdir -p "$src"
+tar --exclude=__pycache__ -cf - agent rules setup.py pyproject.toml README.md | tar -xf - -C "$src"
 $PIP wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-  -w "$wheelhouse" "$REPO"
+  -w "$wheelhouse" "$src"
 cp requirements.txt "$wheelhouse/requirements.txt"
 
 echo "== venv in $venv (Python $pyver), offline from the wheelhouse ($SECONDS s)"
