@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
-# Debian packages the test suite drives (promtool, systemd-analyze, attack and lab tools).
+# Debian packages the test suite drives (promtool, systemd-analyze, attack and lab tools;
+# python3-venv builds the .deb's venv on Debian's own python3 in tests/test_deb.py).
 TEST_DEBS := prometheus systemd iproute2 tcpdump nmap hping3 masscan hydra dsniff iodine \
-             openssh-server openssh-client tcpreplay fail2ban curl sshpass
+             openssh-server openssh-client tcpreplay fail2ban curl sshpass python3-venv
 # Extra packages only the benchmarks compare against.
 BENCH_DEBS := prometheus-node-exporter
 
-.PHONY: run test lint typecheck unit bench venv dev-venv debs clean lock test-latest
+.PHONY: run test lint typecheck unit bench venv dev-venv debs clean lock test-latest deb
 
 # Installs come from the committed lock files (exact versions, sha256 hashes: pip --require-hashes);
 # pyproject.toml keeps the version ranges for people who install the wheel into their own env.
@@ -91,5 +92,11 @@ bench: $(DEVSTAMP)
 	$(MAKE) debs EXTRA_DEBS="$(BENCH_DEBS)"
 	$(BIN)/python -m bench
 
+# The Debian package (dist/vedette_<version>_<arch>.deb): the agent in its own venv under
+# /opt/vedette built from the lock file, unit, sysusers/tmpfiles, conffile, rules, a wheelhouse
+# for offline installs. Needs only python3-venv and dpkg-deb (packaging/deb/build.sh).
+deb: $(STAMP)
+	bash packaging/deb/build.sh
+
 clean:
-	rm -rf $(VENV) .venv-latest $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from agent import __version__
 from agent.logs import setup_logging
 
 # Command groups living in agent/commands/; a module that is not there yet is skipped.
-_COMMAND_MODULES = ("config", "rules", "replay", "es")
+_COMMAND_MODULES = ("config", "rules", "replay", "es", "status")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="YAML file (default: /etc/vedette/vedette.yaml; built-in defaults if absent)",
     )
+    run.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="no human-readable alert lines on a terminal (logs and sinks are unchanged)",
+    )
     run.set_defaults(func=_run)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
@@ -67,15 +72,17 @@ def _run(args: argparse.Namespace) -> int:
     from agent.config import load_config  # noqa: PLC0415 - keep `version` light
     from agent.daemon import run_daemon  # noqa: PLC0415
     from agent.errors import ConfigErrors  # noqa: PLC0415
+    from agent.sinks.console import under_systemd  # noqa: PLC0415
 
     try:
         agent_cfg = load_config(args.config).agent
-        setup_logging(
-            args.log_level or agent_cfg.log_level, args.log_format or agent_cfg.log_format
-        )
+        fmt = agent_cfg.log_format
+        if "log_format" not in agent_cfg.model_fields_set and under_systemd(os.environ):
+            fmt = "json"  # the journal keeps structured lines; a terminal gets text
+        setup_logging(args.log_level or agent_cfg.log_level, args.log_format or fmt)
     except ConfigErrors:
         pass  # run_daemon reports every error with file and line
-    return run_daemon(args.config)
+    return run_daemon(args.config, quiet=args.quiet)
 
 
 def _version(args: argparse.Namespace) -> int:

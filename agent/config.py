@@ -27,6 +27,21 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_NODES = 50_000
 MAX_YAML_DEPTH = 32
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_RULES_DIR = Path("/etc/vedette/rules")
+SYSTEM_RULES_DIR = Path("/usr/share/vedette/rules")
+SHIPPED_RULES_PACKAGE = "agent.shipped_rules"  # the wheel's copy of rules/ (pyproject.toml)
+
+
+def shipped_rules_dir() -> Path | None:
+    """Where the rules shipped with Vedette are: the wheel's package data, else a checkout's
+    ``rules/`` (``make run``, editable installs), else ``/usr/share/vedette/rules``."""
+    packaged = Path(__file__).resolve().parent / SHIPPED_RULES_PACKAGE.rpartition(".")[2]
+    if packaged.is_dir():
+        return packaged
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "rules").is_dir():
+        return REPO_ROOT / "rules"
+    return SYSTEM_RULES_DIR if SYSTEM_RULES_DIR.is_dir() else None
+
 
 # The C loader is ~5x faster; both are safe loaders.
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -57,7 +72,9 @@ class AgentSection(Section):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="ECS labels on every alert")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="stderr log format; unset under systemd (JOURNAL_STREAM) = json"
+    )
 
     def resolved_state_dir(self) -> Path:
         """Configured dir; else systemd's ``$STATE_DIRECTORY``; else by privilege."""
@@ -115,11 +132,19 @@ class HostMetricsSection(Section):
 
 
 class DetectionSection(Section):
+    shipped_rules: bool = Field(
+        True, description="load the rules shipped with Vedette first (then rule_paths)"
+    )
     rule_paths: list[Path] = Field(
-        default_factory=list, description="rule files/dirs; empty = the rules shipped with Vedette"
+        default_factory=list,
+        description="local rule files/dirs loaded after the shipped rules, adding rules or "
+        "overriding one by id; empty = /etc/vedette/rules when it exists",
     )
     extra_rule_paths: list[Path] = Field(
         default_factory=list, description="third-party Sigma folders (e.g. SigmaHQ)"
+    )
+    allow_empty: bool = Field(
+        False, description="start (and reload) even when no rule would load: blind on purpose"
     )
     late_allowance_seconds: float = Field(5.0, ge=0)
     meta_alert_threshold: int = Field(
@@ -128,17 +153,22 @@ class DetectionSection(Section):
     watch_rules: bool = Field(True, description="reload when a rule file changes")
     watch_interval_seconds: float = Field(5.0, gt=0)
 
-    def resolved_rule_paths(self) -> list[Path]:
+    def shipped_rule_paths(self) -> list[Path]:
+        """The shipped rule folder, unless ``shipped_rules`` is off (or none is installed)."""
+        if not self.shipped_rules:
+            return []
+        found = shipped_rules_dir()
+        return [found] if found is not None else []
+
+    def local_rule_paths(self) -> list[Path]:
+        """``rule_paths``; empty means ``/etc/vedette/rules`` if that folder exists."""
         if self.rule_paths:
             return list(self.rule_paths)
-        for candidate in (
-            REPO_ROOT / "rules",
-            Path("/usr/share/vedette/rules"),
-            Path("/etc/vedette/rules"),
-        ):
-            if candidate.is_dir():
-                return [candidate]
-        return []
+        return [LOCAL_RULES_DIR] if LOCAL_RULES_DIR.is_dir() else []
+
+    def resolved_rule_paths(self) -> list[Path]:
+        """Every own rule folder, in load order: shipped, then local (which override by id)."""
+        return [*self.shipped_rule_paths(), *self.local_rule_paths()]
 
 
 class JsonlSinkSection(Section):
@@ -688,4 +718,33 @@ def _mask(value: Any, key: str = "") -> Any:
         return [_mask(v, key) for v in value]
     if value is not None and any(m in key for m in _SECRET_MARKERS) and not key.endswith("_file"):
         return "********"
+    if isinstance(value, str) and "@" in value and "://" in value:
+        return mask_url(value)
     return value
+
+
+def mask_url(url: str) -> str:
+    """``http://user:secret@host`` -> ``http://user:********@host`` (credentials in a URL)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "********"  # unparsable: it may still hold a secret
+    if password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:********@{host}").geturl()
+
+
+def option_location(path: Path | None, *keys: str) -> tuple[str, int | None]:
+    """File and line of an option, for problems found after validation (agent/preflight.py)."""
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    if path is None:
+        return "<defaults>", None
+    try:
+        _, lines = _read_yaml(path)
+    except ConfigErrors:
+        return str(path), None
+    line = next((lines[keys[:i]] for i in range(len(keys), 0, -1) if keys[:i] in lines), None)
+    return str(path), line

@@ -8,6 +8,12 @@ Signals: SIGTERM/SIGINT stop collectors, drain the queue, flush and close sinks,
 within 10 s). SIGHUP reloads config and rules: the new config and rule set are validated
 completely first; if either is invalid the agent keeps running on the old ones and counts a
 failed reload.
+
+Never blind while saying healthy: start-up is refused (exit 2, one line per reason) when
+:func:`agent.preflight.check` finds a file, address or filter that cannot work, or
+:func:`agent.detection.sources.blind_spots` finds the rule set empty, a rule path missing or a
+collector's logsource without a single usable rule; a reload that would do the same is refused.
+``/healthz`` reports :class:`agent.health.Health`.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,18 +33,27 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from agent import __version__
+from agent import __version__, preflight
 from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
 from agent.config import Config, load_config, read_secret
-from agent.detection import Engine, EngineOptions, LoadReport, load_rules
-from agent.errors import AgentError, CollectorError, ConfigErrors
+from agent.detection import Engine, EngineOptions, LoadReport
+from agent.detection.sources import (
+    blind_spots,
+    load_configured,
+    path_problems,
+    watched_paths,
+)
+from agent.errors import AgentError, CollectorError, ConfigErrors, StartupRefused
+from agent.health import Health
 from agent.identity import Identity, detect_identity
 from agent.metrics import AgentMetrics
 from agent.metrics_server import MetricsServer
 from agent.pipeline import Pipeline, QueueDepthCollector
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier
+from agent.sinks.base import Sink
+from agent.sinks.console import ConsoleSink, console_wanted, destinations
 from agent.sinks.factory import build_sinks
 from agent.sinks.router import AlertRouter
 
@@ -56,9 +72,11 @@ class _Supervised:
 
 
 class Daemon:
-    def __init__(self, config_path: Path | None, config: Config) -> None:
+    def __init__(self, config_path: Path | None, config: Config, console: bool = False) -> None:
         self.config_path = config_path
         self.config = config
+        self.console = console
+        """A human watches this run: one line per alert on stdout (agent/sinks/console.py)."""
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -75,10 +93,17 @@ class Daemon:
         self._reload = threading.Event()
         self._supervised: list[_Supervised] = []
         self._rule_mtimes: dict[Path, float] = {}
+        missing = [] if config.detection.allow_empty else path_problems(config.detection)
+        if missing:
+            raise StartupRefused(missing)
         report = self._load_rules(config)
+        refused = blind_spots(config, report)
+        if refused:
+            raise StartupRefused(refused)
+        self.health = Health(self.metrics)
         self.engine = Engine(report.ruleset, self.metrics, self._engine_options(config))
         self.router = AlertRouter(
-            build_sinks(config, self.identity, self.metrics),
+            self._build_sinks(config),
             self.metrics,
             config.pipeline.sink_retry_buffer,
         )
@@ -100,7 +125,20 @@ class Daemon:
     def run(self) -> int:
         self._install_signals()
         if self.config.metrics.enabled:
-            self.server = self._metrics_server(self.config)
+            try:
+                self.server = self._metrics_server(self.config)
+            except ConfigErrors as exc:
+                for err in exc.errors:
+                    log.error("cannot start: invalid configuration", extra={"error": str(err)})
+                self.router.close()
+                return EXIT_CONFIG
+            except OSError as exc:
+                m = self.config.metrics
+                reason = preflight.listen_failure(m.listen_address, m.port, exc)
+                log.error("cannot start", extra={"error": f"metrics.port: {reason}"})
+                self.router.close()
+                return EXIT_RUNTIME
+            self.server.health = self.health.reasons
             self.server.start()
         self.pipeline.start()
         self._start_collectors(self.config)
@@ -121,6 +159,10 @@ class Daemon:
             },
         )
         self.notifier.ready(f"running; sinks: {sinks}")
+        if self.console:
+            print(f"vedette {__version__} is watching. Alerts go to {destinations(self.config)}; "
+                  f"one line per new alert follows here (--quiet: none). Metrics and health: "
+                  f"{self._metrics_url()}, /healthz. Ctrl-C stops.", flush=True)
         self._watchdog_loop()
         return self._shutdown()
 
@@ -130,6 +172,7 @@ class Daemon:
         next_ping = 0.0
         while not self._stop.is_set():
             self._stop.wait(wait)
+            self.health.sample()
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
@@ -187,12 +230,17 @@ class Daemon:
             self.notifier.ready("running on the previous configuration (reload failed)")
             return False
         report = self._load_rules(new)
-        if report.errors:
+        blind = blind_spots(new, report)
+        if report.errors or blind:
             self.metrics.config_reloads.labels("error").inc()
-            log.error(
-                "reload refused: rule errors; keeping the previous rule set",
-                extra={"errors": len(report.errors)},
-            )
+            for reason in blind:
+                log.error("reload refused: the new rule set would leave the agent blind; "
+                          "keeping the previous one", extra={"reason": reason})
+            if report.errors:
+                log.error(
+                    "reload refused: rule errors; keeping the previous rule set",
+                    extra={"errors": len(report.errors)},
+                )
             self.notifier.ready("running on the previous rules (reload failed)")
             return False
         ruleset = report.ruleset
@@ -211,10 +259,14 @@ class Daemon:
         self.notifier.ready("running (reloaded)")
         return True
 
+    def _build_sinks(self, config: Config) -> list[Sink]:
+        sinks = build_sinks(config, self.identity, self.metrics)
+        return [*sinks, ConsoleSink()] if self.console else sinks
+
     def _swap_sinks(self, new: Config) -> None:
         old = self.router
         router = AlertRouter(
-            build_sinks(new, self.identity, self.metrics),
+            self._build_sinks(new),
             self.metrics,
             new.pipeline.sink_retry_buffer,
         )
@@ -229,14 +281,15 @@ class Daemon:
     # ------------------------------------------------------------------ rules
 
     def _load_rules(self, config: Config) -> LoadReport:
-        paths = config.detection.resolved_rule_paths()
-        report = load_rules(paths, list(config.detection.extra_rule_paths), metrics=self.metrics)
+        report = load_configured(config.detection, metrics=self.metrics)
         for err in report.errors:
             log.error("rule error", extra={"error": str(err)})
         for rejection in report.rejections:
             log.info("rule rejected", extra={"rejection": str(rejection)})
+        for override in report.overrides:
+            log.info("local rule override", extra={"override": override})
         log.info("rules loaded", extra={"summary": report.summary_line()})
-        self._rule_mtimes = _mtimes(paths + list(config.detection.extra_rule_paths))
+        self._rule_mtimes = _mtimes(watched_paths(config.detection))
         return report
 
     @staticmethod
@@ -247,8 +300,7 @@ class Daemon:
         )
 
     def _check_rule_files(self) -> None:
-        paths = self.config.detection.resolved_rule_paths()
-        current = _mtimes(paths + list(self.config.detection.extra_rule_paths))
+        current = _mtimes(watched_paths(self.config.detection))
         if current != self._rule_mtimes:
             self._rule_mtimes = current
             log.info("rule files changed; reloading")
@@ -267,6 +319,7 @@ class Daemon:
                 continue
             except Exception:
                 self.metrics.collector_errors.labels(name).inc()
+                self.metrics.collector_degraded.labels(name).set(1)
                 log.exception("collector failed to start", extra={"collector": name})
                 continue
             for collector in collectors:
@@ -405,7 +458,7 @@ def _mtimes(paths: list[Path]) -> dict[Path, float]:
     return out
 
 
-def run_daemon(config_path: Path | None) -> int:
+def run_daemon(config_path: Path | None, quiet: bool = False) -> int:
     """Entry point of ``vedette run``; returns the process exit code."""
     try:
         config = load_config(config_path)
@@ -413,8 +466,22 @@ def run_daemon(config_path: Path | None) -> int:
         for err in exc.errors:
             log.error("invalid configuration", extra={"error": str(err)})
         return EXIT_CONFIG
+    problems = preflight.check(config, config_path)
+    for err in problems:
+        log.error("invalid configuration", extra={"error": str(err)})
+    if problems:
+        return EXIT_CONFIG
     try:
-        daemon = Daemon(config_path, config)
+        console = console_wanted(config, quiet, os.environ, sys.stdout)
+        daemon = Daemon(config_path, config, console)
+    except StartupRefused as exc:
+        for reason in exc.reasons:
+            log.error("refusing to start", extra={"reason": reason})
+        return EXIT_CONFIG
+    except ConfigErrors as exc:  # e.g. a sink's secret file, read while building it
+        for err in exc.errors:
+            log.error("invalid configuration", extra={"error": str(err)})
+        return EXIT_CONFIG
     except (AgentError, OSError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return EXIT_RUNTIME

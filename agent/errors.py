@@ -6,7 +6,8 @@
     ├── ConfigError      bad configuration (file, line, reason)
     ├── RuleError        a rule file that cannot be loaded (file, line, reason)
     ├── SinkError        an alert sink that cannot deliver
-    └── CollectorError   a collector that cannot run (missing privilege, missing interface)
+    ├── CollectorError   a collector that cannot run (missing privilege, missing interface)
+    └── StartupRefused   ``vedette run`` would start blind (no rules, a missing rule path)
 
 Every error that points into a file carries ``path`` and ``line`` so that operators see
 ``file:line: reason`` and never a traceback.
@@ -57,3 +58,11 @@ class SinkError(AgentError):
 
 class CollectorError(AgentError):
     """A collector cannot run in this environment."""
+
+
+class StartupRefused(AgentError):
+    """``vedette run`` refuses to start: it would run blind (exit 2, one line per reason)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("; ".join(reasons))

@@ -162,6 +162,11 @@ class AgentMetrics:
             "vedette_detection_seconds", "Time the engine spent on one event.",
             buckets=_FAST_BUCKETS, registry=registry,
         )
+        self.last_alert = Gauge(
+            "vedette_last_alert_timestamp_seconds",
+            "When the last new alert was opened (0: none since start); `vedette status` shows it.",
+            registry=registry,
+        )
         # Detection engine (agent/detection): rule loading, evaluation, state bounds, suppression
         self.rule_load_errors = Counter(
             "vedette_rule_load_errors_total",

@@ -1,8 +1,12 @@
 """The ``/metrics`` endpoint: prometheus-client's WSGI app on a threaded server.
 
 Binds to 127.0.0.1 by default. Optional TLS (cert + key files) and HTTP basic auth (password
-from a file or the environment, compared in constant time). ``/healthz`` answers 200 once the
-agent is ready, for load balancers and the end-to-end tests.
+from a file or the environment, compared in constant time).
+
+``/readyz`` answers 200 once the agent has started (the end-to-end tests wait for it).
+``/healthz`` answers 503 ``starting`` before that, then 503 with one reason per line whenever
+the ``health`` callable (:class:`agent.health.Health`) reports any (no rules, a degraded
+collector, queue drops, a refusing spool), and 200 ``ok`` otherwise.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class MetricsServer:
         password: str | None = None,
     ) -> None:
         self.ready = threading.Event()
+        self.health: Callable[[], list[str]] | None = None
+        """Reasons the agent is unhealthy (empty: healthy); set by the daemon."""
         metrics_app = make_wsgi_app(registry)
         app: WsgiApp = self._route(metrics_app)
         if username and password is not None:
@@ -88,19 +94,25 @@ class MetricsServer:
     def _route(self, metrics_app: WsgiApp) -> WsgiApp:
         def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
             path = environ.get("PATH_INFO", "/")
-            if path == "/healthz":
-                ok = self.ready.is_set()
-                start_response(
-                    "200 OK" if ok else "503 Service Unavailable",
-                    [("Content-Type", "text/plain")],
-                )
-                return [b"ok\n" if ok else b"starting\n"]
+            if path in ("/healthz", "/readyz"):
+                status, body = self._health(path == "/readyz")
+                start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+                return [body]
             if path in ("/metrics", "/"):
                 return metrics_app(environ, start_response)
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
 
         return app
+
+
+    def _health(self, ready_only: bool) -> tuple[str, bytes]:
+        if not self.ready.is_set():
+            return "503 Service Unavailable", b"starting\n"
+        reasons = [] if ready_only or self.health is None else self.health()
+        if reasons:
+            return "503 Service Unavailable", "".join(f"{r}\n" for r in reasons).encode()
+        return "200 OK", b"ok\n"
 
 
 def _basic_auth(app: WsgiApp, username: str, password: str) -> WsgiApp:

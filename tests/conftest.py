@@ -72,6 +72,8 @@ class AgentProcess:
         self.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith("VEDETTE_")}
         env.pop("NOTIFY_SOCKET", None)
+        for name in ("JOURNAL_STREAM", "INVOCATION_ID"):  # a CI under systemd: keep text logs
+            env.pop(name, None)
         env.update(self.extra_env)
         cmd = [*self.command_prefix, sys.executable, "-m", "agent.cli", "run",
                "--config", str(self.config_path)]
@@ -91,7 +93,8 @@ class AgentProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"agent exited with {self.proc.returncode}:\n{self.logs()}")
             try:
-                with urllib.request.urlopen(self.url("/healthz"), timeout=1) as resp:
+                # /readyz: started (/healthz may rightly be 503: a degraded collector here)
+                with urllib.request.urlopen(self.url("/readyz"), timeout=1) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):

@@ -176,3 +176,17 @@ def test_ipv6_loopback(serve: Factory) -> None:
         assert conn.getresponse().status == 503
     finally:
         conn.close()
+
+
+def test_healthz_names_every_reason_and_readyz_only_waits_for_start(serve: Factory) -> None:
+    server = serve()
+    reasons: list[str] = ["no rules loaded", "collector fim is degraded or failed to start"]
+    server.health = lambda: list(reasons)
+    assert get(server, "/readyz")[0] == 503
+    server.ready.set()
+    status, _, body = get(server, "/healthz")
+    assert (status, body) == (503, b"no rules loaded\ncollector fim is degraded or failed to "
+                                   b"start\n")
+    assert get(server, "/readyz")[:3:2] == (200, b"ok\n")
+    reasons.clear()
+    assert get(server, "/healthz")[:3:2] == (200, b"ok\n")

@@ -84,6 +84,7 @@ class FimCollector:
         for target in (*watch.files, *watch.dirs):
             self._ancestors.update(_parents(os.path.dirname(target.rstrip("/"))))
         self.ready = threading.Event()  # set once the baseline is in place (tests)
+        self._unreadable = 0  # watched paths the last scan could not read (permission)
 
     # ------------------------------------------------------------------ running
 
@@ -98,7 +99,10 @@ class FimCollector:
             except OSError as exc:
                 log.warning("inotify unavailable (%s): file changes are seen at the next "
                             "rescan only", exc.strerror or exc)
-        self._set_degraded(inotify is None and self._use_inotify)
+        if self._unreadable:  # said once: the agent cannot see these files change
+            log.warning("FIM: %d watched path(s) cannot be read (the agent lacks "
+                        "CAP_DAC_READ_SEARCH?): their changes go unseen", self._unreadable)
+        self._set_degraded((inotify is None and self._use_inotify) or self._unreadable > 0)
         next_rescan = time.monotonic() + self._rescan_every
         try:
             if inotify is not None:
@@ -266,6 +270,8 @@ class FimCollector:
             log.warning("cannot save the FIM baseline: %s", exc)
 
     def _problem(self, source: str, reason: str) -> None:
+        if reason == "permission":
+            self._unreadable += 1
         if self._metrics is not None:
             self._metrics.input_errors.labels(source, reason).inc()
 

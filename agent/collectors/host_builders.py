@@ -110,6 +110,13 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
             out.append(JournalCollector(str(section.journalctl),
                                         ctx.state_dir / "journal-auth.cursor", ctx.metrics,
                                         context))
+    if section.journal == "on" and not journal_present:
+        raise CollectorError(f"auth_logs.journal is on but this machine has no systemd journal "
+                             f"({' or '.join(JOURNAL_DIRS)})")
+    if not out:  # enabled, yet nothing to read: say so (degraded) instead of watching nothing
+        paths = ", ".join(str(p) for p in section.paths) or "none configured"
+        raise CollectorError(f"no authentication log to follow: no file among {paths}, "
+                             "no sshd_paths, and no usable systemd journal")
     return out
 
 

@@ -205,31 +205,62 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def decode_auth_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
+def _auth_decoder(path: Path, on_problem: OnProblem = _ignore) -> LineDecoder:
     clock = SyslogClock(reference=_mtime(path) or None)
-    decoder = AuthDecoder(clock, path=str(path), on_problem=on_problem, context=AuthContext())
-    yield from decode_lines(decoder, _file_lines(path))
+    return AuthDecoder(clock, path=str(path), on_problem=on_problem, context=AuthContext())
+
+
+def _sshd_decoder(path: Path, on_problem: OnProblem = _ignore) -> LineDecoder:
+    """``sshd -E`` output (bare messages) or syslog lines from sshd."""
+    clock = SyslogClock(reference=_mtime(path) or None)
+    return AuthDecoder(clock, path=str(path), on_problem=on_problem, context=AuthContext(),
+                       bare_program="sshd")
+
+
+def _web_decoder(path: Path, on_problem: OnProblem = _ignore) -> LineDecoder:
+    return WebDecoder(path=str(path), on_problem=on_problem)
+
+
+def _audit_decoder(path: Path, on_problem: OnProblem = _ignore) -> LineDecoder:
+    return AuditDecoder(on_problem=on_problem)
+
+
+def _journal_decoder(path: Path, on_problem: OnProblem = _ignore) -> LineDecoder:
+    return JournalDecoder(on_problem=on_problem, context=AuthContext())
+
+
+LINE_DECODERS: dict[str, Callable[[Path, OnProblem], LineDecoder]] = {
+    "auth": _auth_decoder,
+    "sshd": _sshd_decoder,
+    "journal-json": _journal_decoder,
+    "auditd": _audit_decoder,
+    "nginx": _web_decoder,
+    "apache": _web_decoder,
+}
+"""Log kind → the decoder for one file (``vedette replay --log`` drives it line by line)."""
+GROUPING_KINDS = frozenset({"auditd"})
+"""Kinds whose decoder holds records back until their group is complete (events != lines)."""
+
+
+def decode_auth_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
+    yield from decode_lines(_auth_decoder(path, on_problem), _file_lines(path))
 
 
 def decode_sshd_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
     """``sshd -E`` output (bare messages) or syslog lines from sshd."""
-    clock = SyslogClock(reference=_mtime(path) or None)
-    decoder = AuthDecoder(clock, path=str(path), on_problem=on_problem, context=AuthContext(),
-                          bare_program="sshd")
-    yield from decode_lines(decoder, _file_lines(path))
+    yield from decode_lines(_sshd_decoder(path, on_problem), _file_lines(path))
 
 
 def decode_web_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
-    yield from decode_lines(WebDecoder(path=str(path), on_problem=on_problem), _file_lines(path))
+    yield from decode_lines(_web_decoder(path, on_problem), _file_lines(path))
 
 
 def decode_audit_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
-    yield from decode_lines(AuditDecoder(on_problem=on_problem), _file_lines(path))
+    yield from decode_lines(_audit_decoder(path, on_problem), _file_lines(path))
 
 
 def decode_journal_file(path: Path, on_problem: OnProblem = _ignore) -> Iterator[Event]:
-    decoder = JournalDecoder(on_problem=on_problem, context=AuthContext())
-    yield from decode_lines(decoder, _file_lines(path))
+    yield from decode_lines(_journal_decoder(path, on_problem), _file_lines(path))
 
 
 FileDecoder = Callable[..., Iterator[Event]]

@@ -2,7 +2,10 @@
 
 Runs a capture file (pcap/pcapng, the default kind) or a log file (``--log auth`` …) through
 the production decoders and the detection engine with the file's own timestamps as the clock.
-On a terminal a progress bar runs on stderr; at the end a table of alerts is printed. With
+On a terminal a progress bar runs on stderr; at the end a table of alerts is printed. A log
+file gets an account of every line first (parsed / unclassified / malformed, ``--show-unparsed
+N`` prints the first N lines no parser took; :mod:`agent.replay_logs`), and a binary file is
+refused with what it looks like. With
 ``--json`` stdout gets one ECS alert document per line instead (the final state of each alert).
 
 Exit codes: 0 done (alerts or not), 1 the input could not be read, 2 bad rules/config.
@@ -20,11 +23,13 @@ from typing import TextIO
 from prometheus_client import CollectorRegistry
 
 from agent.alerts import Alert, to_ecs
+from agent.collectors.log_decoders import LINE_DECODERS
 from agent.commands.common import print_config_errors
 from agent.config import Config, load_config
 from agent.detection.engine import Engine, EngineOptions
 from agent.detection.fixtures import horizon
 from agent.detection.loader import load_rules
+from agent.detection.sources import load_configured
 from agent.errors import ConfigErrors, SinkError
 from agent.events import format_timestamp
 from agent.identity import detect_identity
@@ -33,6 +38,7 @@ from agent.metrics import AgentMetrics
 from agent.netdecode.pcapfile import CaptureFormatError
 from agent.netevents.pcap_input import LAST_PCAP
 from agent.replay import INPUTS, run
+from agent.replay_logs import LineAccount, binary_reason, log_events
 from agent.sinks.elasticsearch import ship_alerts
 from agent.sinks.factory import BUILDERS
 
@@ -61,6 +67,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              "Elasticsearch via its spool); exit once all are acknowledged")
     parser.add_argument("--ship-timeout", type=float, default=300.0, metavar="SECONDS",
                         help="with --ship: how long to wait for Elasticsearch (default 300)")
+    parser.add_argument("--show-unparsed", type=int, default=0, metavar="N",
+                        help="with --log: print the first N lines no parser took (unclassified "
+                             "or malformed), with their line numbers")
     parser.set_defaults(func=replay_command)
 
 
@@ -91,9 +100,7 @@ def replay_command(args: argparse.Namespace) -> int:
     except ConfigErrors as exc:
         print_config_errors(exc)
         return EXIT_USAGE
-    paths = list(args.rules) if args.rules else config.detection.resolved_rule_paths()
-    extra = [] if args.rules else list(config.detection.extra_rule_paths)
-    report = load_rules(paths, extra)
+    report = load_rules(args.rules) if args.rules else load_configured(config.detection)
     for rule_error in report.errors:
         print(f"rule error: {rule_error.location_text()}", file=sys.stderr)
     if not report.ruleset.detections and not report.ruleset.correlations:
@@ -104,10 +111,18 @@ def replay_command(args: argparse.Namespace) -> int:
     bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
     decoder = INPUTS[args.kind]
     started = time.monotonic()
+    account = LineAccount(keep_unparsed=max(0, args.show_unparsed))
     try:
+        if args.kind in LINE_DECODERS:
+            binary = binary_reason(args.file)
+            if binary:
+                print(f"vedette replay: {safe(args.file)}: {binary}", file=sys.stderr)
+                return EXIT_INPUT
+            events = log_events(args.kind, args.file, account)
+        else:
+            events = decoder(args.file, config, bar)
         span = horizon(report, options.late_allowance_seconds)
-        result = run(engine, decoder(args.file, config, bar), span,
-                     tick=config.pipeline.tick_seconds)
+        result = run(engine, events, span, tick=config.pipeline.tick_seconds)
     except (OSError, CaptureFormatError) as exc:
         if bar is not None:
             bar.close()
@@ -128,11 +143,12 @@ def replay_command(args: argparse.Namespace) -> int:
         for alert in alerts:
             out.write(json.dumps(to_ecs(alert, identity), default=str, sort_keys=True) + "\n")
         return 0
-    _summary(args, alerts, result.events, elapsed)
+    _summary(args, alerts, result.events, elapsed, account)
     return 0
 
 
-def _summary(args: argparse.Namespace, alerts: list[Alert], events: int, elapsed: float) -> None:
+def _summary(args: argparse.Namespace, alerts: list[Alert], events: int, elapsed: float,
+             account: LineAccount) -> None:
     if args.kind == "pcap":
         stats = LAST_PCAP.processor
         errors = sum(stats.errors.values())
@@ -141,7 +157,11 @@ def _summary(args: argparse.Namespace, alerts: list[Alert], events: int, elapsed
         if LAST_PCAP.truncated_records:
             print(f"warning: the file ends with {LAST_PCAP.truncated_records} truncated record(s)")
     else:
-        print(f"{events:,} events, {elapsed:.2f} s")
+        print(f"{account.summary()}; {events:,} events, {elapsed:.2f} s")
+        for number, verdict, text in account.unparsed:
+            print(f"  {args.file}:{number}: {verdict}: {safe(text, 300)}")
+        if account.lines and not account.parsed:
+            print(f"warning: no line of {args.file} parsed as --log {args.kind}; is it that kind?")
     if not alerts:
         print("no alerts")
         return

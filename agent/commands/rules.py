@@ -1,7 +1,8 @@
 """`vedette rules validate|list|test`: tools for rule authors.
 
-Without a PATH the commands use the configured rule folders (``detection.rule_paths``, default
-the rules shipped with Vedette) plus ``detection.extra_rule_paths`` (third-party folders).
+Without a PATH the commands use the configured rule set: the rules shipped with Vedette, then
+``detection.extra_rule_paths`` (third-party folders), then the local ``detection.rule_paths``
+(default ``/etc/vedette/rules``), which add rules or override shipped ones by id.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from agent.detection.fixtures import TestReport, junit_xml, run_tests
 from agent.detection.lint import lint
 from agent.detection.loader import LoadReport, load_rules
 from agent.detection.rule import CorrelationRule, Rule
+from agent.detection.sources import load_configured
 from agent.errors import ConfigErrors
 
 EXIT_FAILED = 1
@@ -68,8 +70,7 @@ def _load(args: argparse.Namespace) -> LoadReport | None:
     except ConfigErrors as exc:
         print_config_errors(exc)
         return None
-    return load_rules(config.detection.resolved_rule_paths(),
-                      config.detection.extra_rule_paths)
+    return load_configured(config.detection)
 
 
 def validate_command(args: argparse.Namespace) -> int:

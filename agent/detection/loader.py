@@ -54,6 +54,8 @@ class Rejection:
     title: str
     reason: str
     category: str = "other"
+    logsource: tuple[str | None, str | None, str | None] | None = None
+    """The Vedette logsource the rule targets, when Vedette produces it."""
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: rejected {self.rule_id} ({self.title}): {self.reason}"
@@ -67,6 +69,8 @@ class LoadReport:
     failed: int = 0
     """Rule documents (or whole files) that could not be loaded."""
     files: int = 0
+    overrides: list[str] = field(default_factory=list)
+    """``file:line: overrides <id> (first defined at file:line)`` for every local override."""
 
     @property
     def compiled(self) -> int:
@@ -114,14 +118,23 @@ def ruleset_name(path: Path) -> str:
 
 
 def load_rules(
-    paths: Iterable[Path], extra_paths: Iterable[Path] = (), *, metrics: Any = None
+    paths: Iterable[Path],
+    extra_paths: Iterable[Path] = (),
+    *,
+    metrics: Any = None,
+    local_paths: Iterable[Path] = (),
 ) -> LoadReport:
-    """Load, map, validate and compile every rule under ``paths`` and ``extra_paths``."""
+    """Load, map, validate and compile every rule under ``paths``, ``extra_paths`` and
+    ``local_paths``, in that order. A rule in a local path whose id is already defined by an
+    earlier path replaces it (an operator's override); any other duplicate id is an error."""
     loader = _Loader()
     for path in paths:
         loader.load_path(Path(path), OWN_RULESET)
     for path in extra_paths:
         loader.load_path(Path(path), ruleset_name(Path(path)))
+    for path in local_paths:
+        loader.layer += 1
+        loader.load_path(Path(path), OWN_RULESET)
     report = loader.finish()
     if metrics is not None:
         metrics.rule_load_errors.inc(len(report.errors))
@@ -138,6 +151,10 @@ class _Loader:
         self.files = 0
         self.candidates: list[_Candidate] = []
         self.ids: dict[str, Source] = {}
+        self.layer = 0
+        """0: shipped and third-party paths; each local path (which may override) one more."""
+        self.layers: dict[str, int] = {}
+        self.overrides: list[str] = []
 
     # -------------------------------------------------------------- reading
 
@@ -188,11 +205,17 @@ class _Loader:
             self.error(RuleError("rule has no id (a UUID is required)", src, doc.line))
             return
         rule_id = str(rule.id)
+        if rule_id in self.ids and self.layers[rule_id] < self.layer:
+            self.overrides.append(f"{source}: overrides {rule_id} (first defined at "
+                                  f"{self.ids[rule_id]})")
+            self.candidates = [c for c in self.candidates if c.rule_id != rule_id]
+            del self.ids[rule_id]
         if rule_id in self.ids:
             self.error(RuleError(f"duplicate rule id {rule_id} (first defined at "
                                  f"{self.ids[rule_id]})", src, doc.line))
             return
         self.ids[rule_id] = source
+        self.layers[rule_id] = self.layer
         self.candidates.append(
             _Candidate(source, ruleset, doc.data, rule, lines, (doc.line, doc.end_line))
         )
@@ -233,7 +256,8 @@ class _Loader:
         silent = set(outcome.silenced)
         final = [replace(d, output=False) if d.id in silent else d for d in detections.values()]
         ruleset = Ruleset(tuple(final), tuple(outcome.correlations))
-        return LoadReport(ruleset, self.errors, self.rejections, self.failed, self.files)
+        return LoadReport(ruleset, self.errors, self.rejections, self.failed, self.files,
+                          self.overrides)
 
     def compile_detection(self, cand: _Candidate) -> DetectionRule | Rejection:
         rule = cand.rule
@@ -243,7 +267,8 @@ class _Loader:
         entry = lookup(ls.product, ls.category, ls.service)
 
         def reject(reason: str, category: str) -> Rejection:
-            return Rejection(src, cand.source.line, cand.rule_id, rule.title, reason, category)
+            return Rejection(src, cand.source.line, cand.rule_id, rule.title, reason, category,
+                             entry.key if entry is not None else None)
 
         if entry is None:
             where = "/".join(f"{k}={v}" for k, v in

@@ -65,6 +65,7 @@ class AlertRouter:
                     self._metrics.alerts.labels(alert.rule.id, alert.rule.level).inc()
                     self._metrics.rule_info.labels(
                         alert.rule.id, alert.rule.title[:MAX_TITLE]).set(1)
+                    self._metrics.last_alert.set(alert.first_seen)
                 self._metrics.alert_updates.labels(str(alert.status)).inc()
                 for sink in self._sinks:
                     pending = self._pending[sink.name]

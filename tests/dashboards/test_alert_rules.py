@@ -20,6 +20,7 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 REQUIRED = {
     "VedetteAgentDown", "VedetteAgentRestarting",                            # availability
     "VedetteEventsDropped", "VedetteCollectorDegraded", "VedetteExecEventsLost",  # degraded
+    "VedetteNoRulesLoaded", "VedetteCollectorErrors",                        # blind
     "VedetteCaptureDropping", "VedetteCaptureBudgetExhausted",
     "VedetteRuleLoadErrors", "VedetteReloadRefused", "VedetteAlertStorm",
     "VedetteSpoolGrowing", "VedetteShippingFailing", "VedetteElasticsearchUnreachable",

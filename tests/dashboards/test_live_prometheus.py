@@ -199,7 +199,7 @@ def _live(work: Path, veth: VethPair | None) -> Iterator[Live]:
     blocklist.write_text("# test feed\n198.18.99.0/24\n198.19.99.0/24\n")
     es = FakeElasticsearch().start()
     config = deep_merge(base_config(agent_dir, port), {
-        "detection": {"rule_paths": [str(rules)], "watch_rules": True,
+        "detection": {"shipped_rules": False, "rule_paths": [str(rules)], "watch_rules": True,
                       "watch_interval_seconds": 1.0},
         "inputs": {"event_files": [str(feed)], "event_files_interval_seconds": 0.2},
         "elasticsearch": {"hosts": [es.url], "batch_max_age_seconds": 0.2},

@@ -172,7 +172,8 @@ def test_default_paths_come_from_the_config(
     rules = tmp_path / "r"
     curl_rule(rules)
     config = tmp_path / "vedette.yaml"
-    config.write_text(yaml.safe_dump({"detection": {"rule_paths": [str(rules)]}}))
+    config.write_text(yaml.safe_dump({"detection": {"shipped_rules": False,
+                                                   "rule_paths": [str(rules)]}}))
     assert main(["rules", "validate", "--config", str(config)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "1 rules: 1 compiled, 0 rejected, 0 errors"

@@ -137,7 +137,7 @@ def test_real_sshd_hydra_bruteforce_and_legit_logins(ssh_lab: SshLab, agent_fact
         **ONLY,
         "auth_logs": {"enabled": True, "paths": [], "journal": "off", "start_at_end": False,
                       "sshd_paths": [str(ssh_lab.log)], "poll_interval_seconds": 0.1},
-        "detection": {"rule_paths": [str(REPO / "rules" / "auth")]},
+        "detection": {"shipped_rules": False, "rule_paths": [str(REPO / "rules" / "auth")]},
     }).start()
     try:
         # 20 legitimate logins: no alert
@@ -194,7 +194,7 @@ def test_process_alerts_through_the_daemon(agent_factory, tmp_path: Path) -> Non
         pytest.skip("SigmaHQ rules not available")
     agent = agent_factory({
         **ONLY, "process": {"enabled": True, "fallback_polling": False},
-        "detection": {"rule_paths": [str(REPO / "rules" / "host")],
+        "detection": {"shipped_rules": False, "rule_paths": [str(REPO / "rules" / "host")],
                       "extra_rule_paths": [str(SIGMAHQ_PROCESS)]},
     }).start()
     tmp_exe = Path("/tmp") / f"vedette-e2e-sleep-{os.getpid()}"
@@ -260,7 +260,7 @@ def test_files_and_logs_through_the_daemon(agent_factory, tmp_path: Path) -> Non
                       "start_at_end": False, "poll_interval_seconds": 0.1},
         "web_logs": {"enabled": True, "paths": [str(web)], "start_at_end": False,
                      "poll_interval_seconds": 0.1},
-        "detection": {"rule_paths": [str(REPO / "rules")]},
+        "detection": {"shipped_rules": False, "rule_paths": [str(REPO / "rules")]},
     }).start()
     try:
         agent.wait_for(lambda: (agent.sample("vedette_fim_files") or 0) > 0, timeout=15,

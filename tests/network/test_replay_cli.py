@@ -104,4 +104,4 @@ def test_log_kinds_run_through_the_same_command(tmp_path: Path,
     args = parser.parse_args(["replay", str(log), "--log", "auth", "--rules", str(REPO / "rules")])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert out.startswith("40 events")
+    assert out.startswith("40 lines: 40 parsed, 0 unclassified, 0 malformed; 40 events")
