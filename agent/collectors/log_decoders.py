@@ -21,7 +21,7 @@ from typing import Protocol
 from agent.collectors.audit_parse import AuditJoiner, AuditRecord, group_events, parse_record
 from agent.collectors.auth_context import AuthContext
 from agent.collectors.auth_parse import auth_event, build_auth_event
-from agent.collectors.journal_parse import JournalError, journal_event
+from agent.collectors.journal_parse import LOG_FORGERY, JournalError, journal_event
 from agent.collectors.line_clean import clean_line, clean_lines
 from agent.collectors.syslog_parse import SyslogClock
 from agent.collectors.web_parse import web_event
@@ -29,6 +29,7 @@ from agent.events import Event
 
 OnProblem = Callable[[str, str], None]
 MALFORMED = "malformed"
+FORGED = "forged"  # a journal entry whose writer is not the program it names
 
 
 def _ignore(source: str, reason: str) -> None:
@@ -175,7 +176,9 @@ class JournalDecoder:
             return []
         for reason in problems:
             self._on_problem(self.source, reason)
-        if self._context is not None:
+        if event.logsource is LOG_FORGERY:
+            self._on_problem(self.source, FORGED)
+        elif self._context is not None:
             self._context.annotate(event)
         return [event]
 

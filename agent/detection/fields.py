@@ -303,6 +303,14 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
                 "host.name"),
         description="followed log files truncated, deleted or rotated",
     ),
+    _entry(
+        "vedette", "log_forgery",
+        fields=("event.kind", "event.category", "event.action", "event.dataset",
+                "event.reason", "vedette.log.claimed_program", "vedette.log.claimed_action",
+                "vedette.log.unit", "process.pid", "process.executable", "process.name",
+                "user.id", "log.syslog.hostname", MESSAGE, "host.name"),
+        description="journal entries whose writer is not the program they name (journal_trust)",
+    ),
 )
 
 CATALOGUE: Mapping[Key, LogsourceFields] = MappingProxyType({e.key: e for e in _ENTRIES})
