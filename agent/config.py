@@ -396,7 +396,8 @@ class AuthLogsSection(Section):
         description="files written by 'sshd -E' (bare messages without syslog header)",
     )
     journal: Literal["auto", "on", "off"] = Field(
-        "auto", description="journalctl follower: auto = only when none of the paths exists"
+        "auto", description="journalctl follower: auto = instead of the paths when the host "
+        "has a journal"
     )
     journalctl: Path = Field(Path("/usr/bin/journalctl"), description="journalctl binary")
     start_at_end: bool = Field(
