@@ -177,7 +177,7 @@ _HOST_AUTH = (
 )
 _HOST_WEB = (
     "vedette.url.decoded", "http.version", "source.domain", "event.outcome", "event.category",
-    "log.file.path",
+    "log.file.path", "event.action", "vedette.web.truncated", "vedette.web.line_bytes",
 )
 
 _ENTRIES: tuple[LogsourceFields, ...] = (
