@@ -134,14 +134,20 @@ def web_fields(text: str, *, truncated: bool = False, line_bytes: int | None = N
 
 
 def _request_fields(fields: dict[str, Any], request: str) -> None:
-    parts = request.split(" ")
-    if len(parts) == 3 and _METHOD.fullmatch(parts[0]) and parts[2].startswith("HTTP/"):
-        fields["http.request.method"] = parts[0]
-        target = parts[1]
-        fields["http.version"] = parts[2][5:]
-    elif len(parts) == 2 and _METHOD.fullmatch(parts[0]) and parts[1].startswith("/"):
-        fields["http.request.method"] = parts[0]  # HTTP/0.9 style (or a cut request line)
-        target = parts[1]
+    # the server logs the request line as received: spaces inside the target are the client's
+    method, _, rest = request.partition(" ")
+    head, _, version = rest.rpartition(" ")
+    if _METHOD.fullmatch(method) and head.startswith("/") and version.startswith("HTTP/"):
+        fields["http.request.method"] = method
+        target = head
+        fields["http.version"] = version[5:]
+    elif _METHOD.fullmatch(method) and rest.startswith("/"):
+        fields["http.request.method"] = method  # HTTP/0.9 style (or a cut request line)
+        target = rest
+    elif _METHOD.fullmatch(method) and "://" in head and version.startswith("HTTP/"):
+        fields["http.request.method"] = method  # absolute-form (proxy requests)
+        target = head
+        fields["http.version"] = version[5:]
     else:
         target = request
     fields["url.original"] = target

@@ -174,6 +174,7 @@ _HOST_AUTH = (
     "vedette.auth.invalid_user", "vedette.auth.preauth", "vedette.pam.service",
     "vedette.group.privileged", "vedette.user.shell", "vedette.user.previous_id",
     "vedette.auth.failures_before", "vedette.auth.new_source", "vedette.user.privileged",
+    "vedette.sudo.ambiguous",
 )
 _HOST_WEB = (
     "vedette.url.decoded", "http.version", "source.domain", "event.outcome", "event.category",
