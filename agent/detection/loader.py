@@ -36,12 +36,11 @@ from agent.detection.matcher import (
 from agent.detection.rule import OPTIONS_KEY, DetectionRule, RuleOptions, Source
 from agent.detection.ruleset import Ruleset
 from agent.detection.sigma_pipeline import vedette_pipeline
-from agent.detection.yamlsafe import Document, read_documents
+from agent.detection.yamlsafe import RULE_SUFFIXES, Document, read_documents
 from agent.errors import RuleError
 
 OWN_RULESET = "vedette"
 THIRD_PARTY_LICENSE = "DRL-1.1"
-RULE_SUFFIXES = (".yml", ".yaml")
 
 
 @dataclass(frozen=True, slots=True)
