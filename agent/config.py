@@ -127,6 +127,9 @@ class DetectionSection(Section):
         1000, ge=1, description="suppressed triggers of one rule per minute that raise a meta-alert"
     )
     watch_rules: bool = Field(True, description="reload when a rule file changes")
+    allow_unsafe_rule_paths: bool = Field(
+        False, description="load rule paths other users can write to (refused by default)"
+    )
     watch_interval_seconds: float = Field(5.0, gt=0)
 
     def resolved_rule_paths(self) -> list[Path]:

@@ -27,10 +27,12 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from agent import __version__
+from agent.alerts import Alert
 from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
 from agent.config import Config, load_config, read_secret
-from agent.detection import Engine, EngineOptions, LoadReport, load_rules
+from agent.detection import Engine, EngineOptions, LoadReport
+from agent.detection.path_trust import load_trusted_rules
 from agent.errors import AgentError, CollectorError, ConfigErrors
 from agent.identity import Identity, detect_identity
 from agent.metrics import AgentMetrics
@@ -75,6 +77,7 @@ class Daemon:
         self._reload = threading.Event()
         self._supervised: list[_Supervised] = []
         self._rule_mtimes: dict[Path, float] = {}
+        self._internal_alerts: list[Alert] = []
         report = self._load_rules(config)
         self.engine = Engine(report.ruleset, self.metrics, self._engine_options(config))
         self.router = AlertRouter(
@@ -103,6 +106,7 @@ class Daemon:
             self.server = self._metrics_server(self.config)
             self.server.start()
         self.pipeline.start()
+        self._send_internal()
         self._start_collectors(self.config)
         self._add_housekeeping(self.config)
         self.scheduler.start()
@@ -187,6 +191,7 @@ class Daemon:
             self.notifier.ready("running on the previous configuration (reload failed)")
             return False
         report = self._load_rules(new)
+        self._send_internal()
         if report.errors:
             self.metrics.config_reloads.labels("error").inc()
             log.error(
@@ -230,7 +235,10 @@ class Daemon:
 
     def _load_rules(self, config: Config) -> LoadReport:
         paths = config.detection.resolved_rule_paths()
-        report = load_rules(paths, list(config.detection.extra_rule_paths), metrics=self.metrics)
+        report, refused = load_trusted_rules(
+            paths, list(config.detection.extra_rule_paths),
+            allow_unsafe=config.detection.allow_unsafe_rule_paths, metrics=self.metrics)
+        self._internal_alerts.extend(refused)  # sent once the pipeline runs (_send_internal)
         for err in report.errors:
             log.error("rule error", extra={"error": str(err)})
         for rejection in report.rejections:
@@ -238,6 +246,12 @@ class Daemon:
         log.info("rules loaded", extra={"summary": report.summary_line()})
         self._rule_mtimes = _mtimes(paths + list(config.detection.extra_rule_paths))
         return report
+
+    def _send_internal(self) -> None:
+        """Alerts the agent raises about itself (refused rule paths), through the router."""
+        alerts, self._internal_alerts = self._internal_alerts, []
+        if alerts:
+            self.pipeline.call_in_worker(lambda: self.router.dispatch(alerts))
 
     @staticmethod
     def _engine_options(config: Config) -> EngineOptions:

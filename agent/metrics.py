@@ -168,6 +168,12 @@ class AgentMetrics:
             "Rule documents or files that failed to load (file:line: reason in the log).",
             registry=registry,
         )
+        self.rule_paths_refused = Gauge(
+            "vedette_rule_paths_refused",
+            "Configured rule paths refused at the last (re)load because users other than root "
+            "and the agent can write to them (detection.allow_unsafe_rule_paths).",
+            registry=registry,
+        )
         self.rules_rejected = Counter(
             "vedette_rules_rejected_total",
             "Valid rules Vedette cannot evaluate, by reason (logsource, field, feature, reference).",
