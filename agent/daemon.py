@@ -44,6 +44,7 @@ from agent.sinks.factory import build_sinks
 from agent.sinks.router import AlertRouter
 
 log = logging.getLogger("vedette")
+UMASK = 0o027
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -68,7 +69,7 @@ class Daemon:
         self.metrics = AgentMetrics(self.registry)
         self.metrics.start_time.set(time.time())
         self.state_dir = config.agent.resolved_state_dir()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         self.identity: Identity = detect_identity(
             self.state_dir, config.agent.name, config.agent.labels
         )
@@ -421,6 +422,9 @@ def _mtimes(paths: list[Path]) -> dict[Path, float]:
 
 def run_daemon(config_path: Path | None) -> int:
     """Entry point of ``vedette run``; returns the process exit code."""
+    # whatever the shell or service manager set: nothing the agent writes (alerts, spool,
+    # baselines, login history, state dir) is readable by other users or writable by its group
+    os.umask(UMASK)
     try:
         config = load_config(config_path)
     except ConfigErrors as exc:
