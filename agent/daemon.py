@@ -388,6 +388,7 @@ class Daemon:
             m.tls_key_file,
             m.basic_auth_username,
             password,
+            on_drop=lambda reason: self.metrics.metrics_connections_dropped.labels(reason).inc(),
         )
 
     def _metrics_url(self) -> str:

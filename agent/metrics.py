@@ -95,6 +95,12 @@ class AgentMetrics:
         self.start_time = Gauge(
             "vedette_start_time_seconds", "When the agent process started.", registry=registry
         )
+        self.metrics_connections_dropped = Counter(
+            "vedette_metrics_connections_dropped_total",
+            "Connections to /metrics closed without an answer (idle, overflow of idle ones, "
+            "busy workers, failed request); agent/metrics_http.py.",
+            ["reason"], registry=registry,
+        )
         # Pipeline
         self.events_published = Counter(
             "vedette_events_published_total",
