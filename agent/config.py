@@ -20,12 +20,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from agent.errors import ConfigError, ConfigErrors
+from agent.yamlguard import SafeLoader, YamlLimits, YamlRefused, check_events, read_text
 
 DEFAULT_CONFIG_PATH = Path("/etc/vedette/vedette.yaml")
 ENV_PREFIX = "VEDETTE_"
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_NODES = 50_000
 MAX_YAML_DEPTH = 32
+MAX_YAML_CHARS = 4 << 20  # values once aliases are expanded
+YAML_LIMITS = YamlLimits(MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, MAX_YAML_CHARS)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_RULES_DIR = Path("/etc/vedette/rules")
 SYSTEM_RULES_DIR = Path("/usr/share/vedette/rules")
@@ -43,8 +46,6 @@ def shipped_rules_dir() -> Path | None:
     return SYSTEM_RULES_DIR if SYSTEM_RULES_DIR.is_dir() else None
 
 
-# The C loader is ~5x faster; both are safe loaders.
-_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Section(BaseModel):
@@ -151,6 +152,9 @@ class DetectionSection(Section):
         1000, ge=1, description="suppressed triggers of one rule per minute that raise a meta-alert"
     )
     watch_rules: bool = Field(True, description="reload when a rule file changes")
+    allow_unsafe_rule_paths: bool = Field(
+        False, description="load rule paths other users can write to (refused by default)"
+    )
     watch_interval_seconds: float = Field(5.0, gt=0)
 
     def shipped_rule_paths(self) -> list[Path]:
@@ -426,7 +430,8 @@ class AuthLogsSection(Section):
         description="files written by 'sshd -E' (bare messages without syslog header)",
     )
     journal: Literal["auto", "on", "off"] = Field(
-        "auto", description="journalctl follower: auto = only when none of the paths exists"
+        "auto", description="journalctl follower: auto = instead of the paths when the host "
+        "has a journal"
     )
     journalctl: Path = Field(Path("/usr/bin/journalctl"), description="journalctl binary")
     start_at_end: bool = Field(
@@ -552,37 +557,24 @@ def load_config(
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     src = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigErrors([ConfigError(f"cannot read: {exc.strerror or exc}", src)]) from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigErrors([ConfigError(f"file larger than {MAX_CONFIG_BYTES} bytes", src)])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigErrors([ConfigError(f"not UTF-8 (byte {exc.start})", src)]) from None
-    try:
-        _check_depth(text, src)
-        node = yaml.compose(text, Loader=_SafeLoader)
-    except yaml.MarkedYAMLError as exc:
+    try:  # the one YAML guard (agent/yamlguard.py): size first, then the expanded document
+        text = read_text(path, YAML_LIMITS)
+        check_events(text, YAML_LIMITS)
+        node = yaml.compose(text, Loader=SafeLoader)
+    except YamlRefused as exc:
+        raise ConfigErrors([ConfigError(exc.reason, src, exc.line)]) from None
+    except yaml.MarkedYAMLError as exc:  # pragma: no cover - the guard parsed it already
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         reason = f"invalid YAML: {exc.problem or exc}"
         raise ConfigErrors([ConfigError(reason, src, line)]) from None
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as exc:  # pragma: no cover - the guard parsed it already
         raise ConfigErrors([ConfigError(f"invalid YAML: {exc}", src)]) from None
     if node is None:
         return {}, {}
     lines: dict[tuple[str, ...], int] = {}
-    budget = [MAX_YAML_NODES]
+    _index_lines(node, (), lines)
     try:
-        _index_lines(node, (), lines, budget)
-    except _TooLarge:
-        raise ConfigErrors(
-            [ConfigError(f"more than {MAX_YAML_NODES} YAML nodes (alias bomb?)", src)]
-        ) from None
-    try:
-        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader
     except yaml.MarkedYAMLError as exc:  # a tag no safe constructor knows (!!python/object)
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         reason = f"invalid YAML: {exc.problem or exc}"
@@ -599,39 +591,18 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     return data, lines
 
 
-class _TooLarge(Exception):
-    pass
-
-
-def _check_depth(text: str, src: str) -> None:
-    """Refuse deep nesting before composing: the composer recurses (libyaml's in C)."""
-    depth = 0
-    for event in yaml.parse(text, Loader=_SafeLoader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                line = event.start_mark.line + 1 if event.start_mark else None
-                reason = f"nesting deeper than {MAX_YAML_DEPTH} levels"
-                raise ConfigErrors([ConfigError(reason, src, line)])
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-
-
-def _index_lines(
-    node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], budget: list[int]
-) -> None:
-    budget[0] -= 1
-    if budget[0] < 0 or len(path) > 2 * MAX_YAML_DEPTH:  # deeper only through (recursive) aliases
-        raise _TooLarge
+def _index_lines(node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int]
+                 ) -> None:
+    """Line of every key path (bounded: the guard refused deep, huge or recursive input)."""
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = str(key_node.value)
             lines[(*path, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*path, key), lines, budget)
+            _index_lines(value_node, (*path, key), lines)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index_lines(item, (*path, str(i)), lines, budget)
+            _index_lines(item, (*path, str(i)), lines)
 
 
 def _apply_env(
@@ -646,7 +617,7 @@ def _apply_env(
             errors.append(ConfigError("empty key in variable name", f"<env:{name}>"))
             continue
         try:
-            value = yaml.load(environ[name], Loader=_SafeLoader)  # noqa: S506 - a safe loader
+            value = yaml.load(environ[name], Loader=SafeLoader)  # noqa: S506 - a safe loader
         except (yaml.YAMLError, ValueError, TypeError, OverflowError):
             value = environ[name]  # e.g. `2001-13-45`: not a valid YAML scalar, keep the text
         node = data

@@ -34,6 +34,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from agent import __version__, preflight
+from agent.alerts import Alert
 from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
 from agent.config import Config, load_config, read_secret
@@ -58,6 +59,7 @@ from agent.sinks.factory import build_sinks
 from agent.sinks.router import AlertRouter
 
 log = logging.getLogger("vedette")
+UMASK = 0o027
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -84,7 +86,7 @@ class Daemon:
         self.metrics = AgentMetrics(self.registry)
         self.metrics.start_time.set(time.time())
         self.state_dir = config.agent.resolved_state_dir()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         self.identity: Identity = detect_identity(
             self.state_dir, config.agent.name, config.agent.labels
         )
@@ -93,6 +95,7 @@ class Daemon:
         self._reload = threading.Event()
         self._supervised: list[_Supervised] = []
         self._rule_mtimes: dict[Path, float] = {}
+        self._internal_alerts: list[Alert] = []
         missing = [] if config.detection.allow_empty else path_problems(config.detection)
         if missing:
             raise StartupRefused(missing)
@@ -141,6 +144,7 @@ class Daemon:
             self.server.health = self.health.reasons
             self.server.start()
         self.pipeline.start()
+        self._send_internal()
         self._start_collectors(self.config)
         self._add_housekeeping(self.config)
         self.scheduler.start()
@@ -230,6 +234,7 @@ class Daemon:
             self.notifier.ready("running on the previous configuration (reload failed)")
             return False
         report = self._load_rules(new)
+        self._send_internal()
         blind = blind_spots(new, report)
         if report.errors or blind:
             self.metrics.config_reloads.labels("error").inc()
@@ -282,6 +287,7 @@ class Daemon:
 
     def _load_rules(self, config: Config) -> LoadReport:
         report = load_configured(config.detection, metrics=self.metrics)
+        self._internal_alerts.extend(report.internal_alerts)  # sent by _send_internal
         for err in report.errors:
             log.error("rule error", extra={"error": str(err)})
         for rejection in report.rejections:
@@ -291,6 +297,12 @@ class Daemon:
         log.info("rules loaded", extra={"summary": report.summary_line()})
         self._rule_mtimes = _mtimes(watched_paths(config.detection))
         return report
+
+    def _send_internal(self) -> None:
+        """Alerts the agent raises about itself (refused rule paths), through the router."""
+        alerts, self._internal_alerts = self._internal_alerts, []
+        if alerts:
+            self.pipeline.call_in_worker(lambda: self.router.dispatch(alerts))
 
     @staticmethod
     def _engine_options(config: Config) -> EngineOptions:
@@ -426,6 +438,7 @@ class Daemon:
             m.tls_key_file,
             m.basic_auth_username,
             password,
+            on_drop=lambda reason: self.metrics.metrics_connections_dropped.labels(reason).inc(),
         )
 
     def _metrics_url(self) -> str:
@@ -460,6 +473,9 @@ def _mtimes(paths: list[Path]) -> dict[Path, float]:
 
 def run_daemon(config_path: Path | None, quiet: bool = False) -> int:
     """Entry point of ``vedette run``; returns the process exit code."""
+    # whatever the shell or service manager set: nothing the agent writes (alerts, spool,
+    # baselines, login history, state dir) is readable by other users or writable by its group
+    os.umask(UMASK)
     try:
         config = load_config(config_path)
     except ConfigErrors as exc:

@@ -95,6 +95,12 @@ class AgentMetrics:
         self.start_time = Gauge(
             "vedette_start_time_seconds", "When the agent process started.", registry=registry
         )
+        self.metrics_connections_dropped = Counter(
+            "vedette_metrics_connections_dropped_total",
+            "Connections to /metrics closed without an answer (idle, overflow of idle ones, "
+            "busy workers, failed request); agent/metrics_http.py.",
+            ["reason"], registry=registry,
+        )
         # Pipeline
         self.events_published = Counter(
             "vedette_events_published_total",
@@ -171,6 +177,12 @@ class AgentMetrics:
         self.rule_load_errors = Counter(
             "vedette_rule_load_errors_total",
             "Rule documents or files that failed to load (file:line: reason in the log).",
+            registry=registry,
+        )
+        self.rule_paths_refused = Gauge(
+            "vedette_rule_paths_refused",
+            "Configured rule paths refused at the last (re)load because users other than root "
+            "and the agent can write to them (detection.allow_unsafe_rule_paths).",
             registry=registry,
         )
         self.rules_rejected = Counter(

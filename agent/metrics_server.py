@@ -18,19 +18,19 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from agent.metrics_http import OnDrop, PooledWSGIServer
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _ThreadingServer(PooledWSGIServer):
+    """Bounded worker pool, idle connections closed and counted (agent/metrics_http.py)."""
 
 
 class _ThreadingServer6(_ThreadingServer):
@@ -38,7 +38,7 @@ class _ThreadingServer6(_ThreadingServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    timeout = 30  # seconds; an idle or half-open client does not keep its thread forever
+    timeout = 10  # seconds for the TLS handshake and the request once the client spoke
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -54,6 +54,7 @@ class MetricsServer:
         tls_key: Path | None = None,
         username: str | None = None,
         password: str | None = None,
+        on_drop: OnDrop | None = None,
     ) -> None:
         self.ready = threading.Event()
         self.health: Callable[[], list[str]] | None = None
@@ -66,6 +67,8 @@ class MetricsServer:
         self._server = make_server(
             address, port, app, server_class=server_class, handler_class=_QuietHandler
         )
+        if on_drop is not None:
+            self._server.on_drop = on_drop
         if tls_cert and tls_key:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -179,6 +179,11 @@ def test_required_directives_present() -> None:
     filters = service.get("SystemCallFilter", [])
     assert filters[0] == "@system-service"
     assert all(entry.startswith("~") for entry in filters[1:])
+    # CAP_SYS_PTRACE is for reading /proc links only: what else it allows is denied
+    denied = {name for entry in filters[1:] for name in entry[1:].split()}
+    assert {"ptrace", "pidfd_getfd", "process_vm_readv", "process_vm_writev",
+            "process_madvise", "kcmp"} <= denied
+    assert service.get("ReadOnlyPaths") == ["/proc"]  # no writing /proc/<pid>/mem
 
 
 def test_nothing_hides_processes_or_the_host_network() -> None:

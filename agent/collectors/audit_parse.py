@@ -9,14 +9,35 @@ a group has been idle for ``max_pending`` later records, or on flush), and
 SigmaHQ's ``type: EXECVE`` + ``a0: …`` selections expect) plus ECS fields taken from the whole
 group (``process.executable``, ``process.args``, ``process.command_line``, ``user.id`` …).
 
-Decoding: quoted values are unquoted; string-valued keys written as bare hex (auditd's encoding
-for values with spaces, quotes or control bytes: ``a1=2F746D70``, ``proctitle=6C73002D6C``) are
-hex-decoded (NULs in ``proctitle`` become spaces). Numeric keys (the ``SYSCALL`` record's
-``a0``..``a3`` are raw register values) are left as they are. The "enriched" log format's
-translated fields after the ``\\x1d`` separator (``SYSCALL=execve UID="root"``) are kept, and
-for raw logs the syscall number is translated for x86_64 and aarch64 so ``SYSCALL: execve``
-rules work either way. Inner ``msg='op=… acct="root" res=failed'`` fields of user-space records
-are merged in.
+Decoding follows auparse (audit-userspace's ``auparse/ellist.c``), not a quote-aware regex:
+
+* A record is split into fields **at spaces only**, each field at its first ``=``; quotes
+  never delimit anything. The kernel and libaudit encode every value that could contain a
+  space (as bare hex), so a value the attacker chose (a user name in ``acct``, a file name, a
+  command line) is always one field, whatever quotes it contains: ``acct="x'addr='1.2.3.4'"``
+  is the user name ``x'addr='1.2.3.4'``, not an address. (libaudit quotes ``acct`` with ``"``
+  but does not encode ``'``; a quote-aware parser let ``'`` close ``msg='…'`` early.)
+* ``msg='`` opens the user-space part, a trailing ``'`` closes it (as auparse strips them).
+* A name given twice: the **first** one wins (auparse's ``auparse_find_field`` returns the
+  first), except for the fields libaudit writes *after* the attacker's text in user-space
+  messages (``exe``, ``hostname``, ``addr``, ``terminal``, ``res``: ``op=… acct=… exe=…
+  hostname=… addr=… terminal=… res=…``) and auditd's enriched fields (upper-case names after
+  the ``\\x1d`` separator, appended last): for those the **last** one wins, so text injected
+  before them (an unencoded hostname) cannot override them.
+* Quoted values are unquoted; string-valued keys written as bare hex (``a1=2F746D70``,
+  ``proctitle=6C73002D6C``, ``acct=726F6F7420``) are hex-decoded and the result goes through
+  :func:`~agent.collectors.line_clean.clean_line` like any log text (NULs in ``proctitle`` and
+  ``EXECVE`` arguments become spaces first). Numeric keys (the ``SYSCALL`` record's
+  ``a0``..``a3`` are raw register values) are left as they are.
+
+Why not auparse itself: Debian's ``python3-audit`` binding is built for the system Python and
+cannot be installed into the agent's virtual environment from the lock files, and it reads
+whole event streams, not the single records the tailer hands over. The rules above are the
+part of it that decides attribution; they are tested against hostile values (tests/host).
+
+The "enriched" log format's translated fields (``SYSCALL=execve UID="root"``) are kept, and for
+raw logs the syscall number is translated for x86_64 and aarch64 so ``SYSCALL: execve`` rules
+work either way.
 """
 
 from __future__ import annotations
@@ -25,17 +46,23 @@ import re
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
+from agent.collectors.line_clean import clean_line
 from agent.events import Event, LogSource
 
 AUDITD = LogSource("linux", None, "auditd")
 
 _HEADER = re.compile(r"type=(?P<type>[A-Z_0-9]+) msg=audit\((?P<sec>\d{1,12})\.(?P<frac>\d{1,9}):"
                      r"(?P<serial>\d{1,20})\):\s?(?P<body>.*)", re.DOTALL)
-_KV = re.compile(r"""([A-Za-z_][A-Za-z0-9_\-]*)=("[^"]*"|'[^']*'|\S*)""")
+_NAME = re.compile(r"\(?([A-Za-z_][A-Za-z0-9_\-]*)")
 _HEX = re.compile(r"(?:[0-9A-F]{2})+")
+# keys whose string values the kernel or libaudit hex-encode when they contain spaces, quotes
+# or control bytes (EXECVE's a0, a1 … too)
 _STRING_KEYS = frozenset({"name", "comm", "exe", "cwd", "proctitle", "key", "path", "data",
                           "cmd", "acct", "old", "new", "dev", "terminal", "ocomm", "watch",
-                          "root_dir", "op", "exe_path", "hostname", "addr"})
+                          "root_dir", "exe_path", "id", "new_name", "old_name"})
+# written after attacker-controlled text in libaudit's user-space messages: last one wins
+_LAST_WRITER = frozenset({"exe", "hostname", "addr", "terminal", "res"})
+MAX_VALUE_CHARS = 4096
 _ARCH = {"c000003e": "x86_64", "c00000b7": "aarch64", "40000003": "i386"}
 _X86_64 = {0: "read", 1: "write", 2: "open", 3: "close", 4: "stat", 9: "mmap", 10: "mprotect",
            21: "access", 32: "dup", 33: "dup2", 41: "socket", 42: "connect", 43: "accept",
@@ -73,13 +100,38 @@ class AuditRecord(NamedTuple):
 
 
 def _value(key: str, raw: str, record_type: str) -> str:
-    if raw[:1] in "\"'" and len(raw) >= 2 and raw[-1] == raw[0]:
+    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
         return raw[1:-1]
     if (key in _STRING_KEYS or (record_type == "EXECVE" and key[:1] == "a" and key[1:].isdigit())
             ) and len(raw) >= 2 and _HEX.fullmatch(raw):
-        text = bytes.fromhex(raw).decode("utf-8", errors="replace")
-        return text.replace("\x00", " ").strip() if key == "proctitle" else text
+        data = bytes.fromhex(raw)
+        if key == "proctitle" or record_type == "EXECVE":
+            data = data.replace(b"\x00", b" ").strip(b" ")
+        return clean_line(data, MAX_VALUE_CHARS).text
     return raw
+
+
+def _fields(body: str, record_type: str) -> dict[str, str]:
+    """The fields of a record body, split the way auparse splits them (module docstring)."""
+    fields: dict[str, str] = {}
+    for token in body.split(" "):
+        if token.startswith("msg="):
+            if token[4:5] != "'":
+                continue  # msg=audit(…) repeated, or a bare msg=
+            token = token[5:]
+        name, sep, raw = token.partition("=")
+        if not sep:
+            continue
+        m = _NAME.fullmatch(name)
+        if m is None:
+            continue
+        key = m[1]
+        if raw.endswith("'"):  # the end of msg='…'
+            raw = raw[:-1]
+        if key in fields and not (key in _LAST_WRITER or key.isupper()):
+            continue
+        fields[key] = _value(key, raw, record_type)
+    return fields
 
 
 def parse_record(text: str) -> AuditRecord | None:
@@ -88,13 +140,7 @@ def parse_record(text: str) -> AuditRecord | None:
     if m is None:
         return None
     rtype = m["type"]
-    fields: dict[str, str] = {}
-    for key, raw in _KV.findall(m["body"]):
-        if key == "msg" and raw[:1] == "'":
-            for ikey, iraw in _KV.findall(raw[1:-1] if raw.endswith("'") else raw[1:]):
-                fields.setdefault(ikey, _value(ikey, iraw, rtype))
-            continue
-        fields.setdefault(key, _value(key, raw, rtype))
+    fields = _fields(m["body"], rtype)
     ts = int(m["sec"]) + int(m["frac"]) / (10 ** len(m["frac"]))
     if rtype == "SYSCALL" and "SYSCALL" not in fields:
         arch = _ARCH.get(fields.get("arch", ""), "")

@@ -201,29 +201,45 @@ _SUDO_FAILURES = {
 
 
 def sudo_fields(msg: str) -> Fields | None:
+    """``alice : [reason ; ]TTY=… ; PWD=… ; USER=… ; [GROUP=… ; ][ENV=… ; ]COMMAND=…``.
+
+    The invoking user (first, from the password database) and a failure reason (before the
+    first ``KEY=``) are sudo's own text. PWD and COMMAND are the user's, unescaped, and
+    surround USER: a directory named ``/tmp/x ; USER=root`` makes the target user
+    undecidable, so when the line has more than one `` ; USER=``, ``user.target.name`` is
+    left out and ``vedette.sudo.ambiguous`` set. The command is everything after the
+    first ``COMMAND=`` (command lines contain `` ; `` themselves).
+    """
     m = _SUDO.fullmatch(msg)
     if m is None:
         return _pam_fields(msg)
-    parts = [p.strip() for p in m["body"].split(" ; ")]
+    head, sep, command = m["body"].partition(" ; COMMAND=")
+    if not sep and head.startswith("COMMAND="):
+        head, command, sep = "", head[8:], " ; COMMAND="
+    parts = [p.strip() for p in head.split(" ; ")]
     kv: dict[str, str] = {}
     reason = None
+    users = 0
     for part in parts:
-        key, sep, value = part.partition("=")
-        if sep and key.isupper() and key not in kv:
-            kv[key] = value
-        elif reason is None:
+        key, eq, value = part.partition("=")
+        if eq and key.isupper() and key.isalpha():
+            users += key == "USER"
+            kv.setdefault(key, value)
+        elif reason is None and not kv:
             reason = part
-    if "COMMAND" not in kv and "USER" not in kv:
+    if not sep and "USER" not in kv:
         return None
     f = _auth("sudo", "success", m["user"])
     f["event.category"] = "process"
     if reason:
         f["event.outcome"] = "failure"
         f["event.reason"] = next((v for k, v in _SUDO_FAILURES.items() if k in reason), "other")
-    if "USER" in kv:
+    if users > 1 or m["body"].count(" ; USER=") > 1:
+        f["vedette.sudo.ambiguous"] = True
+    elif "USER" in kv:
         f["user.target.name"] = kv["USER"]
-    if "COMMAND" in kv:
-        f["process.command_line"] = kv["COMMAND"]
+    if sep:
+        f["process.command_line"] = command
     if "TTY" in kv:
         f["process.tty.name"] = kv["TTY"]
     if "PWD" in kv:

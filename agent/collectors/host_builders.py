@@ -81,8 +81,12 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
     def decoder(path: Path) -> LineDecoder:
         return AuthDecoder(SyslogClock(), path=str(path), on_problem=problem, context=context)
 
-    any_file = any(p.exists() for p in section.paths)
-    if section.paths and (any_file or section.journal != "auto"):
+    # auto: the journal when this host has one (its entries carry who really wrote them, see
+    # journal_trust), the syslog files otherwise (docs/host.md "Trust boundaries")
+    journal_present = any(os.path.isdir(d) for d in JOURNAL_DIRS)
+    journal_auto = section.journal == "auto" and journal_present and os.access(
+        section.journalctl, os.X_OK)
+    if section.paths and (section.journal != "auto" or not journal_auto):
         out.append(LogTailCollector(
             "auth_logs", list(section.paths), decoder,
             OffsetStore(ctx.state_dir / "offsets-auth-logs.json"), ctx.metrics,
@@ -99,10 +103,7 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
             OffsetStore(ctx.state_dir / "offsets-sshd-logs.json"), ctx.metrics,
             poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
             host_name=ctx.identity.host_name, on_idle=context.save))
-    journal_present = any(os.path.isdir(d) for d in JOURNAL_DIRS)
-    journal_wanted = section.journal == "on" or (
-        section.journal == "auto" and not any_file and journal_present)
-    if journal_wanted:
+    if section.journal == "on" or journal_auto:
         if not os.access(section.journalctl, os.X_OK):
             if section.journal == "on":
                 raise CollectorError(f"{section.journalctl} is not executable")

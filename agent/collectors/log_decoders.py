@@ -21,14 +21,15 @@ from typing import Protocol
 from agent.collectors.audit_parse import AuditJoiner, AuditRecord, group_events, parse_record
 from agent.collectors.auth_context import AuthContext
 from agent.collectors.auth_parse import auth_event, build_auth_event
-from agent.collectors.journal_parse import JournalError, journal_event
-from agent.collectors.line_clean import clean_line, clean_lines
+from agent.collectors.journal_parse import LOG_FORGERY, JournalError, journal_event
+from agent.collectors.line_clean import TOO_LONG, clean_line, clean_lines
 from agent.collectors.syslog_parse import SyslogClock
 from agent.collectors.web_parse import web_event
 from agent.events import Event
 
 OnProblem = Callable[[str, str], None]
 MALFORMED = "malformed"
+FORGED = "forged"  # a journal entry whose writer is not the program it names
 
 
 def _ignore(source: str, reason: str) -> None:
@@ -116,13 +117,21 @@ class WebDecoder(_OneLineOneEvent):
         self._path = path
         self._on_problem = on_problem
 
-    def _decode(self, text: str) -> Event | None:
+    def _decode(self, text: str, raw_bytes: int | None = None) -> Event | None:
         if not text or text.isspace():
             return None
-        event = web_event(text, path=self._path)
+        event = web_event(text, path=self._path, truncated=raw_bytes is not None,
+                          line_bytes=raw_bytes)
         if event is None:
             self._on_problem(self.source, MALFORMED)
         return event
+
+    def feed(self, raw: bytes) -> list[Event]:
+        text, problems = clean_line(raw)
+        for reason in problems:
+            self._on_problem(self.source, reason)
+        event = self._decode(text, len(raw) if TOO_LONG in problems else None)
+        return [] if event is None else [event]
 
 
 class AuditDecoder:
@@ -175,7 +184,9 @@ class JournalDecoder:
             return []
         for reason in problems:
             self._on_problem(self.source, reason)
-        if self._context is not None:
+        if event.logsource is LOG_FORGERY:
+            self._on_problem(self.source, FORGED)
+        elif self._context is not None:
             self._context.annotate(event)
         return [event]
 

@@ -13,6 +13,16 @@ Fields: ``source.ip`` (``source.domain`` when ``%h`` is a resolved name), ``user
 rules. A line that does not match is ``None`` (the caller counts it as malformed); a request
 line that is not ``METHOD target HTTP/x`` (TLS bytes sent to a plain port, ``-``) is kept in
 ``url.original`` with no method.
+
+**Lines cut by the sanitiser** (longer than 16 KB: nginx writes each non-printable byte of a
+request as ``\\xHH``, so 4,100 such bytes make a 16.5 KB line) are not dropped: the client
+(``%h``, the first field, written by the server) and the time come before anything the client
+sends, so a cut request line is still a request from that client, with what is left of its
+target, flagged ``vedette.web.truncated: true``. A cut line in which even the request cannot be
+found, but the client and time can, becomes ``event.action: unparsed`` with the same flag.
+Either way ``vedette.web.line_bytes`` is the line's real length; rule
+``web_oversized_log_line`` alerts on them (an oversized request is a scanner or an evasion
+attempt in itself).
 """
 
 from __future__ import annotations
@@ -37,6 +47,11 @@ _LINE = re.compile(
     + r"(?P<rest>\s.*)?",
     re.DOTALL,
 )
+_PREFIX = (r"(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+|\"[^\"]*\") "
+           r"\[(?P<time>[^\]]{20,40})\] ")
+# a cut line: the request line runs to the end (no closing quote), perhaps in mid-escape
+_CUT_REQUEST = re.compile(_PREFIX + r'"(?P<request>(?:[^"\\]|\\.)*)\\?', re.DOTALL)
+_CUT_CLIENT = re.compile(_PREFIX, re.DOTALL)
 _METHOD = re.compile(r"[A-Z][A-Z_-]{0,19}")
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -64,9 +79,18 @@ def _decode(target: str) -> str:
     return unquote(once, errors="replace") if "%" in once else once
 
 
-def web_fields(text: str) -> tuple[float, dict[str, Any]] | None:
-    """(timestamp, fields) of one sanitised access-log line, or ``None`` when malformed."""
+def web_fields(text: str, *, truncated: bool = False, line_bytes: int | None = None
+               ) -> tuple[float, dict[str, Any]] | None:
+    """(timestamp, fields) of one sanitised access-log line, or ``None`` when malformed.
+
+    ``truncated``: the sanitiser cut the line (``line_bytes`` long before that); a line that
+    no longer matches is then read as far as it goes (module docstring).
+    """
     m = _LINE.fullmatch(text)
+    if m is None and truncated:
+        m = _CUT_REQUEST.fullmatch(text)
+        if m is None:
+            m = _CUT_CLIENT.match(text)
     if m is None:
         return None
     ts = parse_clf_time(m["time"])
@@ -74,6 +98,10 @@ def web_fields(text: str) -> tuple[float, dict[str, Any]] | None:
         return None
     fields: dict[str, Any] = {"message": text, "event.dataset": "web.access",
                               "event.category": "web"}
+    if truncated:
+        fields["vedette.web.truncated"] = True
+        if line_bytes is not None:
+            fields["vedette.web.line_bytes"] = line_bytes
     host = m["host"]
     try:
         fields["source.ip"] = str(ipaddress.ip_address(host))
@@ -82,15 +110,44 @@ def web_fields(text: str) -> tuple[float, dict[str, Any]] | None:
     user = m["user"].strip('"')
     if user and user != "-":
         fields["user.name"] = user
-    request = m["request"]
-    parts = request.split(" ")
-    if len(parts) == 3 and _METHOD.fullmatch(parts[0]) and parts[2].startswith("HTTP/"):
-        fields["http.request.method"] = parts[0]
-        target = parts[1]
-        fields["http.version"] = parts[2][5:]
-    elif len(parts) == 2 and _METHOD.fullmatch(parts[0]) and parts[1].startswith("/"):
-        fields["http.request.method"] = parts[0]  # HTTP/0.9 style
-        target = parts[1]
+    groups = m.groupdict()
+    request = groups.get("request")
+    if request is None:
+        fields["event.action"] = "unparsed"
+        return ts, fields
+    _request_fields(fields, request)
+    status = groups.get("status")
+    if status and status != "-":
+        code = int(status)
+        fields["http.response.status_code"] = code
+        fields["event.outcome"] = "failure" if code >= 400 else "success"
+    size = groups.get("bytes")
+    if size is not None:
+        fields["http.response.body.bytes"] = int(size) if size != "-" else 0
+    referrer = groups.get("referrer")
+    if referrer and referrer != "-":
+        fields["http.request.referrer"] = referrer
+    agent = groups.get("agent")
+    if agent and agent != "-":
+        fields["user_agent.original"] = agent
+    return ts, fields
+
+
+def _request_fields(fields: dict[str, Any], request: str) -> None:
+    # the server logs the request line as received: spaces inside the target are the client's
+    method, _, rest = request.partition(" ")
+    head, _, version = rest.rpartition(" ")
+    if _METHOD.fullmatch(method) and head.startswith("/") and version.startswith("HTTP/"):
+        fields["http.request.method"] = method
+        target = head
+        fields["http.version"] = version[5:]
+    elif _METHOD.fullmatch(method) and rest.startswith("/"):
+        fields["http.request.method"] = method  # HTTP/0.9 style (or a cut request line)
+        target = rest
+    elif _METHOD.fullmatch(method) and "://" in head and version.startswith("HTTP/"):
+        fields["http.request.method"] = method  # absolute-form (proxy requests)
+        target = head
+        fields["http.version"] = version[5:]
     else:
         target = request
     fields["url.original"] = target
@@ -102,24 +159,11 @@ def web_fields(text: str) -> tuple[float, dict[str, Any]] | None:
         if sep:
             fields["url.query"] = query
     fields["vedette.url.decoded"] = _decode(target)
-    status = m["status"]
-    if status != "-":
-        code = int(status)
-        fields["http.response.status_code"] = code
-        fields["event.outcome"] = "failure" if code >= 400 else "success"
-    size = m["bytes"]
-    fields["http.response.body.bytes"] = int(size) if size != "-" else 0
-    referrer = m["referrer"]
-    if referrer and referrer != "-":
-        fields["http.request.referrer"] = referrer
-    agent = m["agent"]
-    if agent and agent != "-":
-        fields["user_agent.original"] = agent
-    return ts, fields
 
 
-def web_event(text: str, *, path: str | None = None) -> Event | None:
-    parsed = web_fields(text)
+def web_event(text: str, *, path: str | None = None, truncated: bool = False,
+              line_bytes: int | None = None) -> Event | None:
+    parsed = web_fields(text, truncated=truncated, line_bytes=line_bytes)
     if parsed is None:
         return None
     ts, fields = parsed

@@ -174,10 +174,11 @@ _HOST_AUTH = (
     "vedette.auth.invalid_user", "vedette.auth.preauth", "vedette.pam.service",
     "vedette.group.privileged", "vedette.user.shell", "vedette.user.previous_id",
     "vedette.auth.failures_before", "vedette.auth.new_source", "vedette.user.privileged",
+    "vedette.sudo.ambiguous",
 )
 _HOST_WEB = (
     "vedette.url.decoded", "http.version", "source.domain", "event.outcome", "event.category",
-    "log.file.path",
+    "log.file.path", "event.action", "vedette.web.truncated", "vedette.web.line_bytes",
 )
 
 _ENTRIES: tuple[LogsourceFields, ...] = (
@@ -302,6 +303,14 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
                 "log.file.path", "file.path", "file.size", "vedette.log.previous_size",
                 "host.name"),
         description="followed log files truncated, deleted or rotated",
+    ),
+    _entry(
+        "vedette", "log_forgery",
+        fields=("event.kind", "event.category", "event.action", "event.dataset",
+                "event.reason", "vedette.log.claimed_program", "vedette.log.claimed_action",
+                "vedette.log.unit", "process.pid", "process.executable", "process.name",
+                "user.id", "log.syslog.hostname", MESSAGE, "host.name"),
+        description="journal entries whose writer is not the program they name (journal_trust)",
     ),
 )
 

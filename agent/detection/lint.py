@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.detection.loader import rule_files
+from agent.detection.yamlsafe import read_documents
+from agent.errors import RuleError
 
 ONLINE_VALIDATORS = frozenset({"attacktag", "d3_fendtag"})
 
@@ -34,7 +36,10 @@ def lint(paths: Iterable[Path]) -> list[LintWarning]:
     from sigma.plugins import InstalledSigmaPlugins  # noqa: PLC0415
     from sigma.validation import SigmaValidator  # noqa: PLC0415
 
-    files: list[str | Path] = [f for p in paths if Path(p).exists() for f in rule_files(Path(p))]
+    # only files the guarded reader accepts: pySigma's loader has no size or alias limits (a
+    # 100 MB file took it minutes), and the loader reports the refused ones already
+    files: list[str | Path] = [f for p in paths if Path(p).exists() for f in rule_files(Path(p))
+                               if _readable(f)]
     if not files:
         return []
     validators: dict[str, Any] = InstalledSigmaPlugins.autodiscover().validators
@@ -55,3 +60,11 @@ def lint(paths: Iterable[Path]) -> list[LintWarning]:
             out.append(LintWarning(path, title, type(issue).__name__,
                                    str(getattr(issue, "description", issue))))
     return sorted(out, key=lambda w: (w.path, w.rule, w.check))
+
+
+def _readable(file: Path) -> bool:
+    try:
+        read_documents(file)
+    except RuleError:
+        return False
+    return True

@@ -36,12 +36,11 @@ from agent.detection.matcher import (
 from agent.detection.rule import OPTIONS_KEY, DetectionRule, RuleOptions, Source
 from agent.detection.ruleset import Ruleset
 from agent.detection.sigma_pipeline import vedette_pipeline
-from agent.detection.yamlsafe import Document, read_documents
+from agent.detection.yamlsafe import RULE_SUFFIXES, Document, read_documents
 from agent.errors import RuleError
 
 OWN_RULESET = "vedette"
 THIRD_PARTY_LICENSE = "DRL-1.1"
-RULE_SUFFIXES = (".yml", ".yaml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +70,8 @@ class LoadReport:
     files: int = 0
     overrides: list[str] = field(default_factory=list)
     """``file:line: overrides <id> (first defined at file:line)`` for every local override."""
+    internal_alerts: list[Any] = field(default_factory=list)
+    """Alerts the agent raises about the load itself (``agent.alerts.Alert``: refused paths)."""
 
     @property
     def compiled(self) -> int:

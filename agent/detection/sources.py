@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config, DetectionSection
-from agent.detection.loader import LoadReport, load_rules
+from agent.detection.loader import LoadReport
+from agent.detection.path_trust import load_trusted_rules
 from agent.detection.rule import CorrelationRule
 
 Key = tuple[str | None, str | None, str | None]
@@ -47,9 +48,16 @@ SECTION_LOGSOURCES: dict[str, tuple[Key, ...]] = {
 
 
 def load_configured(detection: DetectionSection, *, metrics: Any = None) -> LoadReport:
-    """The configured rule set: shipped, third-party, then local folders (override by id)."""
-    return load_rules(detection.shipped_rule_paths(), list(detection.extra_rule_paths),
-                      metrics=metrics, local_paths=detection.local_rule_paths())
+    """The configured rule set: shipped, third-party, then local folders (override by id).
+
+    Paths that users other than root and the agent can write are refused first
+    (:mod:`agent.detection.path_trust`); the refusals are rule errors and
+    ``report.internal_alerts``.
+    """
+    return load_trusted_rules(
+        detection.shipped_rule_paths(), list(detection.extra_rule_paths),
+        local_paths=detection.local_rule_paths(),
+        allow_unsafe=detection.allow_unsafe_rule_paths, metrics=metrics)[0]
 
 
 def watched_paths(detection: DetectionSection) -> list[Path]:

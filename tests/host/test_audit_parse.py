@@ -96,3 +96,39 @@ def test_sigmahq_auditd_rules_fire_on_decoded_records() -> None:
         for alert in engine.advance(event.timestamp) + engine.process(event):
             opened.add(alert.rule.title)
     assert {"Webshell Remote Command Execution", "Creation Of An User Account"} <= opened
+
+
+def _user_auth(acct: str, hostname: str = "203.0.113.9") -> dict[str, object]:
+    line = ("type=USER_AUTH msg=audit(1795255247.000:4502): pid=1400 uid=0 auid=4294967295 "
+            "ses=4294967295 subj=unconfined msg='op=PAM:authentication grantors=? "
+            f"acct={acct} exe=\"/usr/sbin/sshd\" hostname={hostname} addr=203.0.113.9 "
+            "terminal=ssh res=failed'\x1dUID=\"root\" AUID=\"unset\"")
+    events = AuditDecoder().feed(line.encode())
+    assert len(events) == 1
+    return events[0].fields
+
+
+def test_quote_injection_in_acct_cannot_forge_the_address_or_the_result() -> None:
+    """libaudit does not encode ' in acct: it must not close msg='…' early."""
+    fields = _user_auth("\"x'addr='198.18.7.7'\"")
+    assert fields["acct"] == "x'addr='198.18.7.7'" and fields["user.name"] == fields["acct"]
+    assert (fields["addr"], fields["source.address"]) == ("203.0.113.9", "203.0.113.9")
+    assert (fields["res"], fields["event.outcome"]) == ("failed", "failure")
+    fields = _user_auth("\"x'res=success'\"")
+    assert fields["res"] == "failed" and fields["event.outcome"] == "failure"
+
+
+def test_text_injected_before_the_trailing_fields_does_not_override_them() -> None:
+    # an unencoded hostname with spaces (a hostile PTR name) comes before addr/terminal/res
+    fields = _user_auth('"alice"', "evil addr=198.18.7.7 res=success UID=\"alice\"")
+    assert fields["source.address"] == "203.0.113.9" and fields["event.outcome"] == "failure"
+    assert fields["UID"] == "root"
+
+
+def test_hex_values_are_decoded_and_sanitised() -> None:
+    acct = "726F6F740A1B5D0041"  # root\n ESC ] NUL A
+    fields = _user_auth(acct)
+    assert fields["acct"] == "root\\x0a\\x1b]\\x00A"
+    line = 'type=EXECVE msg=audit(1.0:9): argc=2 a0="sh" a1=6C730A1B5B326A'
+    record = parse_record(line)
+    assert record is not None and record.fields["a1"] == "ls\\x0a"  # the complete CSI is removed

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from agent.collectors import host_builders
 from agent.collectors.registry import BUILDERS, CollectorContext
 from agent.config import Config
 from agent.errors import CollectorError
@@ -66,6 +67,19 @@ def test_journal_modes(tmp_path: Path) -> None:
                                        "journalctl": str(tmp_path / "no-journalctl")})
     with pytest.raises(CollectorError):
         BUILDERS["auth_logs"](forced)
+
+
+def test_auto_prefers_the_journal_over_syslog_files(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "auth.log").write_text("")
+    (tmp_path / "journal").mkdir()
+    section = {"paths": [str(tmp_path / "auth.log")], "journalctl": "/bin/true"}
+    monkeypatch.setattr(host_builders, "JOURNAL_DIRS", (str(tmp_path / "journal"),))
+    assert [c.name for c in BUILDERS["auth_logs"](_ctx(tmp_path, auth_logs=section))] == [
+        "journal"]
+    monkeypatch.setattr(host_builders, "JOURNAL_DIRS", (str(tmp_path / "no-journal"),))
+    assert [c.name for c in BUILDERS["auth_logs"](_ctx(tmp_path, auth_logs=section))] == [
+        "auth_logs"]
 
 
 def test_config_rejects_relative_fim_paths() -> None:

@@ -19,6 +19,7 @@ from agent.metrics import AgentMetrics
 
 ENTRY = {"__REALTIME_TIMESTAMP": "1795255246584136", "_HOSTNAME": "web3",
          "SYSLOG_IDENTIFIER": "sshd", "_PID": "812", "__CURSOR": "s=abc;i=42",
+         "_UID": "0", "_EXE": "/usr/sbin/sshd", "_COMM": "sshd", "_SYSTEMD_UNIT": "ssh.service",
          "MESSAGE": "Failed password for root from 198.18.0.30 port 41000 ssh2"}
 
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.collectors.log_decoders import JournalDecoder, decode_journal_file
+from agent.events import Event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "auth"
 
@@ -19,7 +20,7 @@ def test_journal_fixture() -> None:
                                       on_problem=lambda s, r: problems.append((s, r))))
     assert sorted(r for _, r in problems) == [
         "bad_json", "bad_json", "bad_message", "bad_timestamp", "invalid_utf8"]
-    assert len(events) == 3
+    assert len(events) == 4
     first = events[0].fields
     assert (first["event.action"], first["event.outcome"], first["source.ip"]) == (
         "ssh_login", "failure", "203.0.113.30")
@@ -28,6 +29,12 @@ def test_journal_fixture() -> None:
     assert events[1].get("event.action") == "ssh_invalid_user"
     assert "\ufffd" in events[1].get("user.name")
     assert events[2].logsource.service == "sudo" and events[2].get("user.name") == "alice"
+    forged = events[3]
+    assert forged.logsource.category == "log_forgery"
+    assert forged.fields["event.action"] == "forged_entry"
+    assert "source.ip" not in forged.fields and "user.name" not in forged.fields
+    assert (forged.fields["process.executable"], forged.fields["user.id"],
+            forged.fields["process.pid"]) == ("/usr/bin/logger", "1000", 4242)
 
 
 @settings(max_examples=200, deadline=None)
@@ -37,3 +44,80 @@ def test_journal_fixture() -> None:
                                  st.lists(st.integers(-5, 300), max_size=5))))
 def test_fuzz_entries_never_crash(entry: dict) -> None:
     JournalDecoder().feed(json.dumps(entry).encode())
+
+
+SSHD_TRUSTED = {"_UID": "0", "_EXE": "/usr/sbin/sshd", "_COMM": "sshd",
+                "_SYSTEMD_UNIT": "ssh.service"}
+FAILED = "Failed password for root from 198.18.7.7 port 22 ssh2"
+
+
+def _entry(message: str = FAILED, **fields: str) -> bytes:
+    entry = {"__REALTIME_TIMESTAMP": "1795255246584136", "_HOSTNAME": "web3",
+             "SYSLOG_IDENTIFIER": "sshd", "SYSLOG_PID": "812", "_PID": "812",
+             "MESSAGE": message}
+    entry.update(fields)
+    return json.dumps({k: v for k, v in entry.items() if v != "-"}).encode()
+
+
+def _one(raw: bytes) -> Event:
+    events = JournalDecoder().feed(raw)
+    assert len(events) == 1
+    return events[0]
+
+
+def test_genuine_sshd_entries_count_as_logins() -> None:
+    for extra in (SSHD_TRUSTED,
+                  {"_UID": "0", "_EXE": "/usr/lib/openssh/sshd-session", "_COMM": "sshd-session"},
+                  {"_UID": "0", "_EXE": "-", "_COMM": "sshd"},  # exe unreadable: comm decides
+                  {"_UID": "0", "_SYSTEMD_UNIT": "ssh@3-198.18.0.1:22-198.18.7.7:5.service"}):
+        event = _one(_entry(**extra))
+        assert (event.get("event.action"), event.get("source.ip")) == ("ssh_login", "198.18.7.7")
+
+
+def test_logger_forging_sshd_is_a_forgery_event_not_a_login() -> None:
+    """`logger -p authpriv.notice -t sshd 'Failed password for root from …'` by uid 1000."""
+    forgeries = [
+        {"_UID": "1000", "_EXE": "/usr/bin/logger", "_COMM": "logger", "_PID": "4242"},
+        {"_UID": "1000", "_EXE": "/usr/sbin/sshd", "_COMM": "sshd"},  # not root
+        {"_UID": "0", "_EXE": "/usr/bin/logger", "_COMM": "sshd"},  # root, but not sshd
+        {"_UID": "0", "_EXE": "/tmp/sshd", "_COMM": "sshd"},  # a copy outside system dirs
+        {},  # nothing journald vouches for (SYSLOG_* only)
+    ]
+    for extra in forgeries:
+        event = _one(_entry(**extra))
+        assert event.logsource.category == "log_forgery", extra
+        assert event.get("event.action") == "forged_entry"
+        assert event.get("vedette.log.claimed_program") == "sshd"
+        assert event.get("vedette.log.claimed_action") == "ssh_login"
+        assert "source.ip" not in event.fields and "user.name" not in event.fields
+    assert _one(_entry(_UID="1000", _PID="4242")).get("process.pid") == 4242  # not SYSLOG_PID
+
+
+def test_forged_sudo_and_account_lines() -> None:
+    sudo = "root : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/sh"
+    genuine = _one(_entry(sudo, SYSLOG_IDENTIFIER="sudo", _UID="1000", _EXE="/usr/bin/sudo"))
+    assert genuine.logsource.service == "sudo"
+    for extra in ({"_EXE": "/home/u/bin/sudo"}, {"_COMM": "sudo"}):  # comm alone: settable
+        forged = _one(_entry(sudo, SYSLOG_IDENTIFIER="sudo", _UID="1000", **extra))
+        assert forged.logsource.category == "log_forgery"
+    useradd = "new user: name=evil, UID=0, GID=0, home=/root, shell=/bin/sh"
+    forged = _one(_entry(useradd, SYSLOG_IDENTIFIER="useradd", _UID="1000",
+                         _EXE="/usr/bin/logger"))
+    assert forged.get("vedette.log.claimed_action") == "user_created"
+    # an unknown identifier with an auth message must at least be that program
+    pam = "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh " \
+          "ruser= rhost=198.18.7.7  user=root"
+    assert _one(_entry(pam, SYSLOG_IDENTIFIER="myapp", _UID="1000", _EXE="/usr/bin/logger")
+                ).logsource.category == "log_forgery"
+    # programs Vedette does not classify keep their own identifiers
+    plain = _one(_entry("hello", SYSLOG_IDENTIFIER="myapp", _UID="1000", _EXE="/usr/bin/python3"))
+    assert plain.logsource.service == "auth" and plain.get("event.action") is None
+
+
+def test_implausible_journal_timestamps_are_refused_and_counted() -> None:
+    problems: list[str] = []
+    decoder = JournalDecoder(on_problem=lambda s, r: problems.append(r))
+    entry = json.loads(_entry(**SSHD_TRUSTED))
+    entry["__REALTIME_TIMESTAMP"] = str(2 ** 58 * 10 ** 6)
+    assert decoder.feed(json.dumps(entry).encode()) == []
+    assert problems == ["bad_timestamp"]

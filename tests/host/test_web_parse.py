@@ -66,3 +66,39 @@ def test_fuzz_inside_a_valid_frame(request: str, agent: str) -> None:
     event = web_event(line)
     if event is not None:
         assert event.get("source.ip") == "192.0.2.1"
+
+
+SQLMAP_UA = "sqlmap/1.7.2#stable (https://sqlmap.org)"
+
+
+def _escaped_line(path: str, client: str = "198.18.7.7") -> bytes:
+    return (f'{client} - - [21/Nov/2026:10:00:46 +0000] "GET {path} HTTP/1.1" 404 153 "-" '
+            f'"{SQLMAP_UA}"').encode()
+
+
+def test_a_line_cut_at_16k_is_still_a_request_from_its_client(tmp_path: Path) -> None:
+    """sqlmap with ~4,100 raw 0x80 bytes in the path: nginx writes each as \\x80 (16.5 KB)."""
+    line = _escaped_line("/item.php?id=1%27%20AND%201=1--" + "\\x80" * 4100)
+    assert len(line) > 16 * 1024
+    log = tmp_path / "access.log"
+    log.write_bytes(line + b"\n" + _escaped_line("/ok") + b"\n")
+    problems: list[str] = []
+    events = list(decode_web_file(log, on_problem=lambda s, r: problems.append(r)))
+    assert problems == ["too_long"]  # counted, but not lost
+    cut, normal = events[0].fields, events[1].fields
+    assert (cut["source.ip"], cut["http.request.method"]) == ("198.18.7.7", "GET")
+    assert cut["vedette.web.truncated"] is True and cut["vedette.web.line_bytes"] == len(line)
+    assert cut["url.query"].startswith("id=1%27") and "1=1--" in cut["vedette.url.decoded"]
+    assert "vedette.web.truncated" not in normal and normal["user_agent.original"] == SQLMAP_UA
+
+
+def test_an_oversized_unparseable_line_still_names_its_client(tmp_path: Path) -> None:
+    line = b'198.18.7.8 - - [21/Nov/2026:10:00:46 +0000] ' + b"A" * 20000
+    log = tmp_path / "access.log"
+    log.write_bytes(line + b"\n" + b"x" * 20000 + b"\n")
+    problems: list[str] = []
+    events = list(decode_web_file(log, on_problem=lambda s, r: problems.append(r)))
+    assert sorted(problems) == ["malformed", "too_long", "too_long"]
+    assert [(e.get("source.ip"), e.get("event.action")) for e in events] == [
+        ("198.18.7.8", "unparsed")]
+    assert events[0].get("vedette.web.line_bytes") == len(line)
