@@ -9,6 +9,7 @@ takes ``(fields, low)``: the event's flat field dict and its :class:`Lowered` vi
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -240,17 +241,20 @@ _CMP: dict[CompareOperators, Callable[[float, float], bool]] = {
 }
 
 
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def number(value: Any) -> float | None:
-    """Numeric value of an event field (numbers or numeric strings; never booleans)."""
+    """Numeric value of an event field: numbers, or text that is exactly a decimal number
+    (ASCII digits, optional sign, fraction and exponent; no spaces, underscores, ``inf`` or
+    ``nan``, which Python's ``float()`` would accept); never booleans."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and len(value) < 64:
-        try:
-            return float(value)
-        except ValueError:
-            return None
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, str) and len(value) < 64 and _DECIMAL.fullmatch(value):
+        n = float(value)
+        return n if math.isfinite(n) else None
     return None
 
 

@@ -17,6 +17,9 @@ Known differences of the oracle, each checked by re-running the oracle on a tran
 * ``coercion``: SQLite never compares text with numbers (``'5' > 3`` is true, ``6 = '6'`` is
   false); the engine reads numeric text as a number and numbers as their text: explained if the
   oracle agrees once numbers are stored as text or numeric text as numbers.
+* ``numeric-text``: text that Python's ``float()`` reads but that is no decimal number to the
+  engine (``' 5 '``, ``'-inf'``) is text, which SQLite sorts above every number: explained if
+  the oracle agrees once such values are absent (neither is a number).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from sigma.types import (
 )
 
 from agent.detection import LoadReport
+from agent.detection.codegen import number
 from agent.detection.match_cache import RouteState
 from agent.detection.matcher import Lowered
 from agent.detection.sigma_pipeline import vedette_pipeline
@@ -277,6 +281,21 @@ def _text_as_numbers(e: dict[str, Any]) -> dict[str, Any]:
     return {k: num(v) for k, v in e.items()}
 
 
+def _loose_numbers_absent(e: dict[str, Any]) -> dict[str, Any]:
+    """Text Python's float() reads but the engine does not take for a number (' 5 ', '1_0',
+    '-inf'; docs/rules.md) is text to the engine, and SQLite sorts any text above every number:
+    such values compared to numbers are simply not numbers, as an absent field is not."""
+    return {k: v for k, v in e.items() if not (isinstance(v, str) and _loose(v))}
+
+
+def _loose(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return number(v) is None
+
+
 def _cased(fn: Callable[[str], str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return lambda e: {k: (fn(v) if isinstance(v, str) else v) for k, v in e.items()}
 
@@ -287,6 +306,8 @@ EXPLANATIONS = [
     ("ascii-folding", _cased(str.upper), lambda e: _non_ascii(e)),
     ("coercion", _numbers_as_text, lambda e: True),
     ("coercion", _text_as_numbers, lambda e: True),
+    ("numeric-text", _loose_numbers_absent,
+     lambda e: any(isinstance(v, str) and _loose(v) for v in e.values())),
 ]
 
 
