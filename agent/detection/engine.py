@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.alerts import Alert, RuleRef
@@ -71,6 +71,12 @@ class Engine:
         self._drop_seen: dict[str, int] = {}
         self._reported: dict[str, list[int]] = {}
         self.swap(ruleset)
+
+    def reconfigure(self, options: EngineOptions) -> None:
+        """Use ``options`` from now on, except the late allowance: every correlation window
+        and history was built with the current one (changing it needs a restart)."""
+        self.options = replace(options,
+                               late_allowance_seconds=self.options.late_allowance_seconds)
 
     # ------------------------------------------------------------------ rules
 
