@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
@@ -100,16 +99,23 @@ def ordered(steps: Sequence[str], entries: Sequence[Entry]) -> tuple[bool, float
     Greedy over groups of equal time: completing more steps earlier never hurts, and inside a
     group of equal time the steps a group can extend are those with distinct events for each
     (a small bipartite matching)."""
-    done = 0
-    n = len(steps)
-    for _, same in groupby(entries, key=_TS):
-        if done == n:
-            break
-        ids = [set(e[1]) for e in same]
-        m = 0
-        while done + m < n and _assignable(steps[done: done + m + 1], ids):
-            m += 1
-        done += m
+    n, m = len(steps), len(entries)
+    done = i = 0
+    while i < m and done < n:
+        ts = entries[i][0]
+        j = i + 1
+        while j < m and entries[j][0] == ts:
+            j += 1
+        if j == i + 1:  # the usual case: one event at this time fills at most one step
+            if steps[done] in entries[i][1]:
+                done += 1
+        else:
+            ids = [set(e[1]) for e in entries[i:j]]
+            k = 0
+            while done + k < n and _assignable(steps[done: done + k + 1], ids):
+                k += 1
+            done += k
+        i = j
     return done == n, float(done)
 
 
