@@ -110,29 +110,32 @@ def ordered(steps: Sequence[str], entries: Sequence[Entry]) -> tuple[bool, float
             if steps[done] in entries[i][1]:
                 done += 1
         else:
-            ids = [set(e[1]) for e in entries[i:j]]
-            k = 0
-            while done + k < n and _assignable(steps[done: done + k + 1], ids):
-                k += 1
-            done += k
+            done += _extend(steps[done:], [e[1] for e in entries[i:j]])
         i = j
     return done == n, float(done)
 
 
-def _assignable(steps: Sequence[str], events: list[set[str]]) -> bool:
-    """Each step gets its own event matching it (augmenting paths; a handful of items)."""
+def _extend(steps: Sequence[str], events: list[Any]) -> int:
+    """How many of ``steps`` (from the first) events of one time can fill, one event each:
+    a bipartite matching grown one step at a time by augmenting paths (O(steps x events) per
+    step; events that match none of the steps are left out first)."""
+    wanted = set(steps)
+    events = [ids for ids in events if not wanted.isdisjoint(ids)]
     owner: dict[int, int] = {}
 
     def place(s: int, tried: set[int]) -> bool:
         for j, ids in enumerate(events):
-            if steps[s] in ids and j not in tried:
+            if j not in tried and steps[s] in ids:
                 tried.add(j)
                 if j not in owner or place(owner[j], tried):
                     owner[j] = s
                     return True
         return False
 
-    return all(place(s, set()) for s in range(len(steps)))
+    k = 0
+    while k < len(steps) and k < len(events) and place(k, set()):
+        k += 1
+    return k
 
 
 def late_windows(history: Sequence[Entry], ts: float, span: float, measure: Measure
