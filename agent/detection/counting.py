@@ -44,7 +44,14 @@ from agent.detection.correlation import (
     tally,
 )
 from agent.detection.keys import values_of
-from agent.detection.late_windows import Entry, insert, late_windows, measure_for, record
+from agent.detection.late_windows import (
+    HISTORY,
+    Entry,
+    insert,
+    late_windows,
+    measure_for,
+    record,
+)
 from agent.detection.lifecycle import AlertBook
 from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
 from agent.events import Event
@@ -263,7 +270,7 @@ class CountingState(GroupTable["_Window"]):
         open_get, open_touch, grow = book.open.get, book.open.move_to_end, book.grow
         max_evidence, interval = book.max_evidence, book.options.update_interval
         observe, ids = self.observe, [base_id]
-        keep = self._keep
+        cap = HISTORY
 
         def slow(event: Event) -> list[Alert] | None:
             firing = observe(ids, event)
@@ -297,7 +304,10 @@ class CountingState(GroupTable["_Window"]):
                 except TypeError:  # unhashable (a list): slow() counts its text
                     return slow(event)
                 touch(key)
-                record(group.history, (ts, value), ts - keep)
+                history = group.history  # record(), inlined: the bound, not the horizon
+                history.append((ts, value))
+                if len(history) > cap:
+                    del history[0]
                 if ts - last[0] < 1.0:  # the same second (exact: Sterbenz)
                     last[1] = ts
                     last[2] += 1
@@ -312,7 +322,10 @@ class CountingState(GroupTable["_Window"]):
                 if queue[-1] > ts:
                     return slow(event)
                 touch(key)
-                record(group.history, (ts, None), ts - keep)
+                history = group.history
+                history.append((ts, None))
+                if len(history) > cap:
+                    del history[0]
                 queue.append(ts)
                 limit = ts - span
                 while queue[0] <= limit:
