@@ -33,7 +33,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from agent import __version__, preflight
+from agent import __version__, preflight, reload_plan
 from agent.alerts import Alert
 from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
@@ -250,13 +250,18 @@ class Daemon:
             return False
         ruleset = report.ruleset
         self.pipeline.call_in_worker(lambda: self.engine.swap(ruleset))
-        if _collectors_changed(self.config, new):
+        todo = reload_plan.plan(self.config, new)
+        if todo.engine_options:
+            options = self._engine_options(new)
+            self.pipeline.call_in_worker(lambda: self.engine.reconfigure(options))
+        if todo.restart_collectors:
             self._stop_collectors()
             self._start_collectors(new)
-        if new.sinks != self.config.sinks or new.elasticsearch != self.config.elasticsearch:
+        if todo.swap_sinks:
             self._swap_sinks(new)
-        if new.metrics != self.config.metrics:
-            log.warning("metrics endpoint settings change only on restart")
+        if todo.restart_only:
+            log.warning("changed options take effect only after a restart",
+                        extra={"options": ", ".join(todo.restart_only)})
         self.config = new
         self.metrics.config_reloads.labels("ok").inc()
         self.metrics.config_last_reload_success.set(time.time())
@@ -446,11 +451,6 @@ class Daemon:
             return "disabled"
         scheme = "https" if self.config.metrics.tls_cert_file else "http"
         return f"{scheme}://{self.config.metrics.listen_address}:{self.server.port}/metrics"
-
-
-def _collectors_changed(old: Config, new: Config) -> bool:
-    keep = {"agent", "metrics", "pipeline", "scheduler", "detection", "sinks", "elasticsearch"}
-    return old.model_dump(exclude=keep) != new.model_dump(exclude=keep)
 
 
 def _mtimes(paths: list[Path]) -> dict[Path, float]:

@@ -217,6 +217,12 @@ class AgentMetrics:
             "open alert's next update.",
             ["rule", "reason"], registry=registry,
         )
+        self.bad_timestamps = Counter(
+            "vedette_detection_bad_timestamps_total",
+            "Events whose timestamp is not a plausible time (NaN, before 1970, after 5000): "
+            "matched by single-event rules, never placed in a correlation window.",
+            registry=registry,
+        )
         # Host collectors (agent/collectors: process, sockets, auth/web/audit logs, FIM, modules)
         self.process_events_lost = Counter(
             "vedette_process_events_lost_total",

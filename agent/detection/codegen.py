@@ -9,6 +9,7 @@ takes ``(fields, low)``: the event's flat field dict and its :class:`Lowered` vi
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -206,9 +207,15 @@ def _compile_leaf(leaf: Leaf) -> Predicate:
     raise AssertionError(kind)
 
 
+def _elements(value: Any) -> tuple[Any, ...]:
+    """A field value as the values a test is applied to: any element of a list matches."""
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return (value,)
+
+
 def _cidr(name: str, nets: tuple[Any, ...]) -> Predicate:
-    def match(f: dict[str, Any], low: Lowered) -> bool:
-        v = f.get(name)
+    def one(v: Any) -> bool:
         if not isinstance(v, str):
             return False
         try:
@@ -216,6 +223,12 @@ def _cidr(name: str, nets: tuple[Any, ...]) -> Predicate:
         except ValueError:
             return False
         return any(ip.version == n.version and ip in n for n in nets)
+
+    def match(f: dict[str, Any], low: Lowered) -> bool:
+        v = f.get(name)
+        if v.__class__ is str:
+            return one(v)
+        return isinstance(v, list | tuple) and any(one(x) for x in v)
     return match
 
 
@@ -228,37 +241,54 @@ _CMP: dict[CompareOperators, Callable[[float, float], bool]] = {
 }
 
 
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def number(value: Any) -> float | None:
-    """Numeric value of an event field (numbers or numeric strings; never booleans)."""
+    """Numeric value of an event field: numbers, or text that is exactly a decimal number
+    (ASCII digits, optional sign, fraction and exponent; no spaces, underscores, ``inf`` or
+    ``nan``, which Python's ``float()`` would accept); never booleans."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and len(value) < 64:
-        try:
-            return float(value)
-        except ValueError:
-            return None
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, str) and len(value) < 64 and _DECIMAL.fullmatch(value):
+        n = float(value)
+        return n if math.isfinite(n) else None
     return None
 
 
 def _compare(name: str, op: CompareOperators, limit: float) -> Predicate:
     test = _CMP[op]
 
-    def match(f: dict[str, Any], low: Lowered) -> bool:
-        n = number(f.get(name))
+    def one(v: Any) -> bool:
+        n = number(v)
         return n is not None and test(n, limit)
+
+    def match(f: dict[str, Any], low: Lowered) -> bool:
+        v = f.get(name)
+        if isinstance(v, list | tuple):
+            return any(one(x) for x in v)
+        return one(v)
     return match
 
 
 def _fieldref(name: str, other: str, mode: str) -> Predicate:
-    def match(f: dict[str, Any], low: Lowered) -> bool:
-        a, b = low[name], low[other]
-        if not isinstance(a, str) or not isinstance(b, str):
-            return False
+    """Compare two fields (lowered); with lists, any element of one against any of the other."""
+    def one(a: str, b: str) -> bool:
         if mode == "prefix":
             return a.startswith(b)
         if mode == "suffix":
             return a.endswith(b)
+        if mode == "contains":
+            return b in a
         return a == b
+
+    def match(f: dict[str, Any], low: Lowered) -> bool:
+        a, b = low[name], low[other]
+        if a is None or b is None:
+            return False
+        if a.__class__ is str and b.__class__ is str:
+            return one(a, b)
+        return any(one(x, y) for x in _elements(a) for y in _elements(b))
     return match

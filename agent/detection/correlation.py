@@ -19,6 +19,11 @@ trickle:
   one-second buckets (:func:`tally`): a second's events leave the window together, when the newest
   of them does (at most one second late, never early).
 
+A late event (older than its group's newest, within the engine's late allowance) is also
+placed in every window that contains it: :mod:`agent.detection.late_windows` evaluates the
+windows ending at each event in ``[ts, ts + timespan)`` over the group's bounded history, and
+temporal_ordered is always decided there, by timestamps (not by arrival).
+
 This is the straightforward implementation of every correlation type. The engine evaluates
 event_count and value_count rules without timers with :mod:`agent.detection.counting` instead
 (its hot path); tests hold the two to the same firings on random streams.
@@ -36,6 +41,15 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from agent.detection.codegen import number
+from agent.detection.late_windows import (
+    Entry,
+    insert,
+    late_windows,
+    measure_for,
+    ordered,
+    record,
+    window,
+)
 from agent.detection.rule import CorrelationRule, CorrelationType
 from agent.events import Event
 
@@ -195,10 +209,10 @@ def bucket_count(buckets: deque[list[Any]]) -> int:
 
 
 class _Group:
-    __slots__ = ("armed", "buckets", "first", "last", "late", "n", "queue", "seen", "seq",
+    __slots__ = ("armed", "buckets", "first", "history", "last", "late", "n", "queue", "seen",
                  "total")
 
-    def __init__(self, ts: float, steps: int, cap: int | None, seen: bool) -> None:
+    def __init__(self, ts: float, cap: int | None, seen: bool) -> None:
         # Parts a type does not use are shared empty containers, never written.
         bare = cap is not None
         # event_count: the newest timestamps
@@ -214,7 +228,8 @@ class _Group:
         self.armed = True
         self.first = ts
         self.last = ts
-        self.seq: list[float | None] | None = [None] * steps if steps else None
+        # recent events, for the windows of late events (agent.detection.late_windows)
+        self.history: list[Entry] = []
 
 
 _NO_QUEUE: deque[float] = deque(maxlen=0)
@@ -277,9 +292,13 @@ class GroupTable(ABC, Generic[G]):
 
 
 class CorrelationState(GroupTable["_Group"]):
-    def __init__(self, rule: CorrelationRule) -> None:
+    def __init__(self, rule: CorrelationRule, late_allowance: float = 5.0) -> None:
         super().__init__(rule)
-        self._steps = len(rule.rules) if rule.type is CorrelationType.TEMPORAL_ORDERED else 0
+        self._ids = rule.type in (CorrelationType.TEMPORAL, CorrelationType.TEMPORAL_ORDERED)
+        self._keep = rule.timespan + late_allowance
+        self._window_measure = measure_for(rule)
+        self.unplaced = 0
+        """Events refused because their timestamp cannot be placed in a window (NaN, huge)."""
         self._seen = rule.type in (CorrelationType.VALUE_COUNT, CorrelationType.TEMPORAL)
         self._summed = rule.type in (CorrelationType.VALUE_SUM, CorrelationType.VALUE_AVG)
         self._distinct = rule.type is CorrelationType.VALUE_COUNT
@@ -289,7 +308,7 @@ class CorrelationState(GroupTable["_Group"]):
         self._timer = rule.has_timer
 
     def _new_group(self, ts: float) -> _Group:
-        return _Group(ts, self._steps, self._cap if self._bare else None, self._seen)
+        return _Group(ts, self._cap if self._bare else None, self._seen)
 
     # ------------------------------------------------------------------ events
 
@@ -302,6 +321,9 @@ class CorrelationState(GroupTable["_Group"]):
             return None
         key, existing = found
         ts = event.timestamp
+        if not ts - rule.timespan < ts:  # NaN, or so large that the window has no length
+            self.unplaced += 1
+            return None
         payload: Any = None
         if self._distinct:
             payload = fields.get(rule.value_field[matched[0]])
@@ -313,20 +335,30 @@ class CorrelationState(GroupTable["_Group"]):
             if payload is None:
                 return None
         group = self._place(key, existing, ts)
+        late = ts < group.last
+        entry = (ts, tuple(matched) if self._ids else payload)
+        if late:
+            insert(group.history, entry)
+        else:
+            record(group.history, entry, ts - self._keep)
         if ts > group.last - rule.timespan:  # else older than the window: nothing to count
             if rule.type is CorrelationType.TEMPORAL:
                 for rid in matched:
                     self._add(group, ts, rid)
             else:
                 self._add(group, ts, payload)
-        if group.seq is not None:
-            self._advance_sequence(group, matched, ts)
         if ts > group.last:  # noqa: PLR1730 - hot path, no max() call
             group.last = ts
         if self._timer:  # decided by tick(); keep only the window meanwhile
             self._expire(group, group.last)
             return None
-        return self._evaluate(key, group, group.last)
+        firing = self._evaluate(key, group, group.last)
+        if firing is None and late:
+            hit = late_windows(group.history, ts, rule.timespan, self._window_measure)
+            if hit is not None:  # a window ending at or after the late event holds
+                start, count, value = hit
+                firing = Firing(key, self._names, start, count, value, group.armed)
+        return firing
 
     def _add(self, group: _Group, ts: float, payload: Any) -> None:
         if self._bare:
@@ -338,19 +370,6 @@ class CorrelationState(GroupTable["_Group"]):
         tally(group.buckets, ts, x)
         group.n += 1
         group.total += x
-
-    def _advance_sequence(self, group: _Group, matched: list[str], ts: float) -> None:
-        seq = group.seq
-        assert seq is not None
-        span = self.rule.timespan
-        steps = self.rule.rules
-        for k in sorted((steps.index(rid) for rid in matched), reverse=True):
-            if k == 0:
-                seq[0] = ts
-            else:
-                start = seq[k - 1]
-                if start is not None and ts - start <= span:
-                    seq[k] = start
 
     def _expire(self, group: _Group, end: float) -> None:
         limit = end - self.rule.timespan
@@ -368,8 +387,6 @@ class CorrelationState(GroupTable["_Group"]):
             group.total -= bucket[3]
         if not buckets:
             group.total = 0.0  # no rounding residue left behind
-        if group.seq is not None:
-            group.seq = [s if s is not None and s > limit else None for s in group.seq]
 
     def _measure(self, group: _Group) -> tuple[bool, float]:
         rule = self.rule
@@ -391,9 +408,8 @@ class CorrelationState(GroupTable["_Group"]):
                 return rule.expression(seen), value
             if rule.op is None:
                 return len(seen) == len(set(rule.rules)), value
-        else:  # temporal_ordered
-            assert group.seq is not None
-            return group.seq[-1] is not None, float(sum(s is not None for s in group.seq))
+        else:  # temporal_ordered: by timestamps, over the group's recent events
+            return ordered(rule.rules, window(group.history, group.last, rule.timespan))
         return rule.condition_met(value), value
 
     def _evaluate(self, key: tuple[Any, ...], group: _Group, end: float) -> Firing | None:

@@ -44,6 +44,14 @@ from agent.detection.correlation import (
     tally,
 )
 from agent.detection.keys import values_of
+from agent.detection.late_windows import (
+    HISTORY,
+    Entry,
+    insert,
+    late_windows,
+    measure_for,
+    record,
+)
 from agent.detection.lifecycle import AlertBook
 from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
 from agent.events import Event
@@ -64,7 +72,8 @@ def supports(rule: CorrelationRule) -> bool:
 
 
 class _Window:
-    __slots__ = ("armed", "buckets", "front", "late", "order", "queue", "rebuilt", "seen")
+    __slots__ = ("armed", "buckets", "front", "history", "late", "order", "queue", "rebuilt",
+                 "seen")
 
     def __init__(self, cap: int | None, ts: float) -> None:
         # A group uses the parts of its rule's type; the others are shared empty containers
@@ -88,6 +97,8 @@ class _Window:
         self.front = ts
         """value_count: nothing in ``seen`` or ``buckets`` leaves the window before this."""
         self.armed = True
+        self.history: list[Entry] = []
+        """recent ``(timestamp, value)``, for the windows of late events (late_windows)"""
 
     def sight(self, value: Any, ts: float, newest: float) -> None:
         """Record ``value`` at ``ts`` (late when older than the group's ``newest``)."""
@@ -147,7 +158,7 @@ _NO_BUCKETS: deque[list[Any]] = deque(maxlen=0)
 class CountingState(GroupTable["_Window"]):
     """Sliding-window event_count/value_count groups of one rule (bounded LRU)."""
 
-    def __init__(self, rule: CorrelationRule) -> None:
+    def __init__(self, rule: CorrelationRule, late_allowance: float = 5.0) -> None:
         if not supports(rule):
             raise ValueError(f"{rule.type.value} with {rule.op} needs the reference state")
         super().__init__(rule)
@@ -156,6 +167,10 @@ class CountingState(GroupTable["_Window"]):
         self._test = OPERATORS[rule.op or "gte"]
         self._threshold = rule.threshold if rule.threshold is not None else 1.0
         self._cap = None if self._distinct else count_cap(rule.op, self._threshold)
+        self._keep = self._span + late_allowance
+        self.unplaced = 0
+        """Events refused because their timestamp cannot be placed in a window (NaN, huge)."""
+        self._window_measure = measure_for(rule)
 
     def _new_group(self, ts: float) -> _Window:
         return _Window(self._cap, ts)
@@ -177,9 +192,23 @@ class CountingState(GroupTable["_Window"]):
                 return None
             value = hashable(value)
         ts = event.timestamp
+        if not ts - self._span < ts:  # NaN, or so large that the window has no length
+            self.unplaced += 1
+            return None
         group = self._place(key, existing, ts)
+        late = existing is not None and ts < self._newest(group)
+        if late:
+            insert(group.history, (ts, value))
+        else:
+            record(group.history, (ts, value), ts - self._keep)
         self._insert(group, ts, value)
-        return self._evaluate(key, group)
+        firing = self._evaluate(key, group)
+        if firing is None and late:
+            hit = late_windows(group.history, ts, self._span, self._window_measure)
+            if hit is not None:  # a window ending at or after the late event holds
+                start, count, n = hit
+                firing = Firing(key, self._names, start, count, n, group.armed)
+        return firing
 
     def _insert(self, group: _Window, ts: float, value: Any) -> None:
         """Put one event in its place (late events within the allowance go back in time)."""
@@ -241,6 +270,7 @@ class CountingState(GroupTable["_Window"]):
         open_get, open_touch, grow = book.open.get, book.open.move_to_end, book.grow
         max_evidence, interval = book.max_evidence, book.options.update_interval
         observe, ids = self.observe, [base_id]
+        cap = HISTORY
 
         def slow(event: Event) -> list[Alert] | None:
             firing = observe(ids, event)
@@ -258,6 +288,8 @@ class CountingState(GroupTable["_Window"]):
             if group is None:  # new (or None in the key: no group has one): the full path
                 return slow(event)
             ts = event.timestamp
+            if not ts - span < ts:  # not a usable time: the full path refuses it
+                return slow(event)
             if distinct:
                 value = fields.get(value_field)
                 if value is None:
@@ -272,6 +304,10 @@ class CountingState(GroupTable["_Window"]):
                 except TypeError:  # unhashable (a list): slow() counts its text
                     return slow(event)
                 touch(key)
+                history = group.history  # record(), inlined: the bound, not the horizon
+                history.append((ts, value))
+                if len(history) > cap:
+                    del history[0]
                 if ts - last[0] < 1.0:  # the same second (exact: Sterbenz)
                     last[1] = ts
                     last[2] += 1
@@ -286,6 +322,10 @@ class CountingState(GroupTable["_Window"]):
                 if queue[-1] > ts:
                     return slow(event)
                 touch(key)
+                history = group.history
+                history.append((ts, None))
+                if len(history) > cap:
+                    del history[0]
                 queue.append(ts)
                 limit = ts - span
                 while queue[0] <= limit:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.alerts import Alert, RuleRef
@@ -60,6 +60,9 @@ class Engine:
         self.states: dict[str, State] = {}
         self.watermark = -math.inf
         self.late_events = 0
+        self.bad_timestamps = 0
+        """Events whose timestamp is not a time (NaN, before 1970, after year 5000): they match
+        single-event rules but feed no correlation window and never move the watermark."""
         self.evaluations = 0
         self._pending: list[Alert] = []
         self._plans: dict[str, _Plan] = {}
@@ -68,6 +71,12 @@ class Engine:
         self._drop_seen: dict[str, int] = {}
         self._reported: dict[str, list[int]] = {}
         self.swap(ruleset)
+
+    def reconfigure(self, options: EngineOptions) -> None:
+        """Use ``options`` from now on, except the late allowance: every correlation window
+        and history was built with the current one (changing it needs a restart)."""
+        self.options = replace(options,
+                               late_allowance_seconds=self.options.late_allowance_seconds)
 
     # ------------------------------------------------------------------ rules
 
@@ -89,9 +98,9 @@ class Engine:
                     states[rule.id] = self.states[rule.id]
                     states[rule.id].rule = rule
                 elif supports(rule):
-                    states[rule.id] = CountingState(rule)
+                    states[rule.id] = CountingState(rule, self._late_allowance)
                 else:
-                    states[rule.id] = CorrelationState(rule)
+                    states[rule.id] = CorrelationState(rule, self._late_allowance)
         for rule_id, book in self.books.items():
             if books.get(rule_id) is not book:
                 now = max((a.alert.last_seen for a in book.open.values()), default=0.0)
@@ -156,7 +165,7 @@ class Engine:
             return []
         ts = event.timestamp
         watermark = self.watermark
-        if ts > watermark:
+        if ts > watermark and ts <= _SANE_TIME[1]:
             self.watermark = ts
         fields = event.fields
         # Predicates are pure functions of the fields their route reads: identical values
@@ -204,6 +213,9 @@ class Engine:
                 late = ts < watermark - self._late_allowance
                 if late:
                     self.late_events += 1
+                elif not _SANE_TIME[0] <= ts <= _SANE_TIME[1]:  # absurd: never in a window
+                    late = True
+                    self.bad_timestamps += 1
             if late:
                 continue
             feeds, shared = plan
@@ -325,6 +337,9 @@ class Engine:
         self.evaluations = 0
         m.late_events.inc(self.late_events)
         self.late_events = 0
+        if self.bad_timestamps:
+            m.bad_timestamps.inc(self.bad_timestamps)
+            self.bad_timestamps = 0
         for rule_id, book in self.books.items():
             seen = self._reported.setdefault(rule_id, [0, 0, 0])
             state = self.states.get(rule_id)
@@ -343,6 +358,9 @@ class Engine:
 
 
 _new_lowered = Lowered.__new__
+_SANE_TIME = (0.0, 95_617_584_000.0)  # 1970-01-01 .. 5000-01-01 (a float's µs still exact)
+
+
 def _pick(fields: dict[str, Any], *names: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for group in names:

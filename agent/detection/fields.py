@@ -139,6 +139,11 @@ _NET_HEALTH = (
 _LOG_SERVICES = (
     "sshd", "auth", "sudo", "syslog", "cron", "su", "vsftpd", "clamav", "guacamole", "auditd",
 )
+# Sigma field names of log services: sudo's own keys (``USER=#-1``) as its parser maps them.
+_LOG_SIGMA: dict[str, dict[str, str]] = {
+    "sudo": {"USER": "user.target.name", "COMMAND": "process.command_line",
+             "TTY": "process.tty.name", "PWD": "process.working_directory"},
+}
 # Host collectors (agent/collectors; docs/events.md "Host collectors").
 _HOST_PROCESS = (
     "process.io.socket", "process.io.socket_fds", "vedette.process.io.local_socket_fds",
@@ -219,6 +224,7 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
     *(
         _entry("linux", None, service, fields=(MESSAGE, "host.name", "log.file.path",
                                                 "process.name", "process.pid", *_HOST_AUTH),
+               sigma=_LOG_SIGMA.get(service),
                description=f"{service} log lines (keyword rules)")
         for service in _LOG_SERVICES if service != "auditd"
     ),

@@ -147,10 +147,10 @@ def _leaf(name: str, value: Any, keyword: bool) -> Tree:
         if value.contains_placeholder():
             raise Unsupported("uses placeholders (%name%) that need values from a pipeline")
         return _string_leaf(name, value, keyword)
-    if isinstance(value, SigmaBool):
-        return Leaf(name, "eq", ["true" if value.boolean else "false"])
-    if isinstance(value, SigmaNumber):
-        return Leaf(name, "eq", [text(value.number)])
+    if isinstance(value, SigmaBool | SigmaNumber):
+        # a keyword is a substring of the message whatever its YAML type (`keywords: [6]`)
+        word = text(value.boolean if isinstance(value, SigmaBool) else value.number)
+        return Leaf(name, "contains" if keyword else "eq", [word])
     if isinstance(value, SigmaNull):
         return Leaf(name, "null")
     if isinstance(value, SigmaExists):
@@ -162,7 +162,9 @@ def _leaf(name: str, value: Any, keyword: bool) -> Tree:
     if isinstance(value, SigmaCompareExpression):
         return Leaf(name, "cmp", [(value.op, float(value.number.number))])
     if isinstance(value, SigmaFieldReference):
-        mode = "prefix" if value.starts_with else "suffix" if value.ends_with else "eq"
+        # pySigma: |startswith sets starts_with, |endswith ends_with, |contains both
+        mode = ("contains" if value.starts_with and value.ends_with else
+                "prefix" if value.starts_with else "suffix" if value.ends_with else "eq")
         return Leaf(name, "ref", [(value.field, mode)])
     raise Unsupported(f"value type {type(value).__name__} is not supported")
 

@@ -9,7 +9,6 @@ possibly match (exact value of a field, or the basename of ``process.executable`
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ import re2 as _re2  # google-re2: the linear-time guarantee; a declared dependen
 
 from agent.detection.codegen import literal
 from agent.detection.matcher import Leaf, Tree, referenced_fields
+from agent.detection.regex_literals import regex_literals
 from agent.detection.rule import CorrelationRule, DetectionRule, Rule
 from agent.events import LogSource
 
@@ -87,77 +87,6 @@ def _string_key(name: str, kind: str, value: Any, cased: bool) -> Key | None:
     if kind == "eq" and name not in BASENAME_FIELDS:
         return (name, "eq", value)
     return (name, "sub", value)
-
-
-MAX_ALTERNATIVES = 16
-
-
-def regex_literals(pattern: str) -> frozenset[str] | None:
-    """Lower-cased strings one of which every match of ``pattern`` contains, or ``None``.
-
-    Walks the top level of the parsed pattern: runs of literals, literal character classes and
-    groups of literal alternatives (``-(W|R)`` → ``-w``/``-r``) form a required run; anything
-    else ends it. The run with the longest shortest alternative (at least 2 characters) wins.
-    """
-    try:
-        items = list(_sre_parse(pattern))
-    except Exception:  # not parseable by Python (RE2-only syntax): no key, still correct
-        return None
-    best: set[str] = set()
-    run: set[str] = {""}
-
-    def close() -> None:
-        nonlocal best, run
-        if min(map(len, run)) > min(map(len, best), default=1):
-            best = run
-        run = {""}
-
-    for op, arg in items:
-        choices = _literal_choices(op, arg)
-        if choices is None or len(run) * len(choices) > MAX_ALTERNATIVES:
-            close()
-            continue
-        run = {r + c for r in run for c in choices}
-    close()
-    return frozenset(s.lower() for s in best) if best else None
-
-
-def _literal_choices(op: Any, arg: Any) -> set[str] | None:
-    """The literal strings one parsed item can match, or ``None`` when not only literals."""
-    name = str(op)
-    if name == "LITERAL":
-        return {chr(arg)}
-    if name == "IN" and all(str(o) == "LITERAL" for o, _ in arg):
-        return {chr(a) for _, a in arg}
-    if name == "SUBPATTERN":
-        inner = list(arg[-1])
-        if len(inner) == 1 and str(inner[0][0]) == "BRANCH":
-            out: set[str] = set()
-            for branch in inner[0][1][1]:
-                choices = _sequence_choices(list(branch))
-                if choices is None:
-                    return None
-                out |= choices
-            return out if len(out) <= MAX_ALTERNATIVES else None
-        return _sequence_choices(inner)
-    return None
-
-
-def _sequence_choices(items: list[Any]) -> set[str] | None:
-    out = {""}
-    for op, arg in items:
-        choices = _literal_choices(op, arg)
-        if choices is None or len(out) * len(choices) > MAX_ALTERNATIVES:
-            return None
-        out = {o + c for o in out for c in choices}
-    return out
-
-
-def _sre_parse(pattern: str) -> Any:
-    return _SRE_PARSER.parse(pattern)
-
-
-_SRE_PARSER: Any = importlib.import_module("re._parser")  # private, stable since 3.11
 
 
 class Substrings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import signal
@@ -92,6 +93,25 @@ def test_sighup_with_broken_config_keeps_the_old_one(agent_factory) -> None:
         lambda: agent.sample("vedette_config_reloads_total", {"result": "ok"}) == 1,
         what="good reload counted",
     )
+    assert agent.stop() == 0
+
+
+def test_sighup_names_the_options_that_need_a_restart(agent_factory) -> None:
+    agent: AgentProcess = agent_factory().start()
+    config = copy.deepcopy(agent.config)
+    config.setdefault("detection", {})["late_allowance_seconds"] = 30
+    config["detection"]["meta_alert_threshold"] = 7
+    config.setdefault("pipeline", {})["queue_size"] = 4096
+    agent.write_config(config)
+    agent.send_signal(signal.SIGHUP)
+    agent.wait_for(
+        lambda: agent.sample("vedette_config_reloads_total", {"result": "ok"}) == 1,
+        what="reload counted",
+    )
+    agent.wait_for(lambda: "only after a restart" in agent.logs(), what="restart warning")
+    logs = agent.logs()
+    assert "detection.late_allowance_seconds" in logs and "pipeline.queue_size" in logs
+    assert "detection.meta_alert_threshold" not in logs  # applied in place
     assert agent.stop() == 0
 
 
