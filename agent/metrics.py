@@ -350,7 +350,7 @@ class AgentMetrics:
         )
         self.es_spool_dropped = Counter(
             "vedette_es_spool_dropped_total",
-            "Documents dropped from the spool before delivery, by reason (overflow, age, corrupt).",
+            "Documents dropped from the spool before delivery, by reason (overflow, disk_full, age, corrupt).",
             ["reason"], registry=registry,
         )
         self.es_spool_superseded = Counter(

@@ -173,7 +173,12 @@ class ElasticsearchSink:
             self.metrics.es_spool_superseded.inc(result.superseded)
         dropped = len(result.evicted) + (1 if result.refused else 0)
         if dropped:
-            self.metrics.es_spool_dropped.labels("overflow").inc(dropped)
+            if result.disk_full:  # the file system could not take it (not the spool's limit)
+                self.metrics.es_spool_dropped.labels("disk_full").inc()
+                dropped -= 1
+            if dropped:
+                self.metrics.es_spool_dropped.labels("overflow").inc(dropped)
+            dropped += 1 if result.disk_full else 0
             with self._lock:
                 self._overflow_pending += dropped
 
@@ -336,7 +341,13 @@ class ShipReport:
 
     @property
     def complete(self) -> bool:
-        return self.still_spooled == 0
+        return self.still_spooled == 0 and self.dropped == 0
+
+    @property
+    def undelivered(self) -> int:
+        """Alerts not delivered: dropped by the spool (full, or a full disk) or still spooled
+        (``delivered``/``duplicates``/``dead_lettered`` count bulk items, two per alert)."""
+        return self.dropped + self.still_spooled
 
 
 def ship_alerts(
@@ -371,6 +382,6 @@ def ship_alerts(
 
 
 def _dropped(metrics: AgentMetrics) -> float:
-    value = metrics.registry.get_sample_value(
-        "vedette_es_spool_dropped_total", {"reason": "overflow"})
-    return value or 0.0
+    return sum(metrics.registry.get_sample_value(
+        "vedette_es_spool_dropped_total", {"reason": reason}) or 0.0
+        for reason in ("overflow", "disk_full"))

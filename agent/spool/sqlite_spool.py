@@ -14,10 +14,14 @@ records are deleted; whatever is still in the table after a crash is shipped aga
 (deterministic ``_id`` + ``create`` make that idempotent).
 
 Disk bound: the payload kept is limited to ``PAYLOAD_RATIO`` of ``max_bytes`` and the WAL to
-``WAL_RATIO`` of it, leaving room for SQLite's page overhead, so that database + WAL + shared
-memory file stay under ``max_bytes``. And when the file system itself is down to
-``min_free_bytes``, the spool stops growing (new records evict old ones as when full), so it
-never fills the disk even with a limit larger than the free space.
+``WAL_RATIO`` of it (and to ``WAL_FS_RATIO`` of the file system), leaving room for SQLite's page
+overhead, so that database + WAL + shared memory file stay under ``max_bytes``. When the file
+system itself is down to its free-space floor — ``min_free_bytes``, but never more than
+``FLOOR_FS_RATIO`` of the file system's size, so a small disk is not "full" from the start —
+the spool stops growing beyond what it holds (or ``LOW_DISK_RESERVE``, so an empty spool keeps
+taking records while they are shipped): new records evict old ones as when full. A write the
+disk really cannot take (``SQLITE_FULL``) is retried once after the WAL is checkpointed and
+truncated, then refused (``AppendResult.disk_full``) — counted by the caller, never raised.
 """
 
 from __future__ import annotations
@@ -43,6 +47,13 @@ FsyncPolicy = Literal["always", "batch", "never"]
 
 PAYLOAD_RATIO = 0.35
 WAL_RATIO = 0.1
+WAL_FS_RATIO = 0.1
+"""The WAL may take at most this share of the file system (before a checkpoint resets it)."""
+FLOOR_FS_RATIO = 0.05
+"""The free-space floor is at most this share of the file system's size."""
+LOW_DISK_RESERVE = 256 * 1024
+"""Payload bytes the spool may always hold, even below the floor (records shipped at once)."""
+MIN_WAL_BYTES = 64 * 1024
 KEYS_SLACK = 20_000
 """``keys`` entries of records that are gone, beyond twice the records, before a compaction."""
 
@@ -89,6 +100,7 @@ class AppendResult:
     evicted: list[tuple[str, int]] = field(default_factory=list)  # (kind, severity) dropped
     superseded: int = 0
     refused: bool = False
+    disk_full: bool = False  # refused because the file system could not take the write
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,8 @@ class Spool:
         self.by_severity = by_severity
         self.min_free_bytes = min_free_bytes
         self._free_bytes = free_bytes or (lambda: shutil.disk_usage(path.parent).free)
+        self._fs_floor: int | None = None
+        self._full_logged = -60.0
         self._clock = clock
         self._lock = threading.Lock()
         self._unsynced = False
@@ -168,7 +182,12 @@ class Spool:
             self._recount()
 
     def _connect(self) -> sqlite3.Connection:
-        return connect(self.path, self.fsync, int(self.max_bytes * WAL_RATIO))
+        wal = int(self.max_bytes * WAL_RATIO)
+        try:
+            wal = min(wal, int(shutil.disk_usage(self.path.parent).total * WAL_FS_RATIO))
+        except OSError:
+            pass
+        return connect(self.path, self.fsync, max(MIN_WAL_BYTES, wal))
 
     def _recount(self) -> None:
         self.removals += 1
@@ -199,38 +218,72 @@ class Spool:
             if size > self.payload_budget:
                 result.refused = True
                 return result
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._sync_foreign()
-                if key:
-                    self._supersede(key, result)
-                budget = self._budget(size)
-                if self._bytes + size > budget and not self._evict(
-                    self._bytes + size - budget, severity, result
-                ):
-                    result.refused = True
-                    self._db.execute("COMMIT")
-                    return result
-                cur = self._db.execute(
-                    "INSERT INTO records (kind, key, severity, created, crc, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (kind, key, severity, self._clock(), zlib.crc32(body), body),
-                )
-                if key:
-                    self._db.execute("INSERT OR REPLACE INTO keys (key, seq) VALUES (?, ?)",
-                                     (key, cur.lastrowid))
+                return self._append(kind, severity, body, key, result)
+            except sqlite3.OperationalError as exc:
+                if not _disk_full(exc):
+                    raise
+            # The WAL may hold most of the used space: checkpoint and truncate it, try again.
+            self._truncate_wal()
+            result = AppendResult(seq=0)
+            try:
+                return self._append(kind, severity, body, key, result)
+            except sqlite3.OperationalError as exc:
+                if not _disk_full(exc):
+                    raise
+                return AppendResult(seq=0, refused=True, disk_full=True)
+
+    def _truncate_wal(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self._db.execute("PRAGMA incremental_vacuum").fetchall()
+        except sqlite3.OperationalError as exc:
+            self._log_full(exc)
+
+    def _log_full(self, exc: Exception) -> None:
+        """One warning a minute at most while the disk stays full (refusals are counted)."""
+        now = time.monotonic()
+        if now - self._full_logged >= 60.0:
+            self._full_logged = now
+            log.warning("spool %s: the file system is full (%s)", self.path, exc)
+
+    def _append(self, kind: str, severity: int, body: bytes, key: str,
+                result: AppendResult) -> AppendResult:
+        size = len(body)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._sync_foreign()
+            if key:
+                self._supersede(key, result)
+            budget = self._budget(size)
+            if self._bytes + size > budget and not self._evict(
+                self._bytes + size - budget, severity, result
+            ):
+                result.refused = True
                 self._db.execute("COMMIT")
-            except BaseException:
-                try:
-                    self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # no transaction left (e.g. a corrupt file): the original error wins
-                raise
-            self._records += 1
-            self._bytes += size
-            self._unsynced = True
-            result.seq = int(cur.lastrowid or 0)
-            return result
+                return result
+            cur = self._db.execute(
+                "INSERT INTO records (kind, key, severity, created, crc, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, key, severity, self._clock(), zlib.crc32(body), body),
+            )
+            if key:
+                self._db.execute("INSERT OR REPLACE INTO keys (key, seq) VALUES (?, ?)",
+                                 (key, cur.lastrowid))
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # no transaction left (e.g. a corrupt file): the original error wins
+            if isinstance(exc, sqlite3.OperationalError) and _disk_full(exc):
+                self._recount()  # supersede/evict above were rolled back with it
+            raise
+        self._records += 1
+        self._bytes += size
+        self._unsynced = True
+        result.seq = int(cur.lastrowid or 0)
+        return result
 
     def _supersede(self, key: str, result: AppendResult) -> None:
         """Delete the record ``key`` last named, if it is still spooled (it was not sent)."""
@@ -266,12 +319,19 @@ class Spool:
         if self.min_free_bytes <= 0:
             return self.payload_budget
         try:
-            free = self._free_bytes()
+            free, floor = self._free_bytes(), self._floor()
         except OSError:
             return self.payload_budget
-        if free - size * 2 < self.min_free_bytes:
-            return min(self.payload_budget, self._bytes)
+        if free - size * 2 < floor:
+            return min(self.payload_budget, max(self._bytes, LOW_DISK_RESERVE))
         return self.payload_budget
+
+    def _floor(self) -> int:
+        """``min_free_bytes``, at most ``FLOOR_FS_RATIO`` of the file system (read once)."""
+        if self._fs_floor is None:
+            total = shutil.disk_usage(self.path.parent).total
+            self._fs_floor = min(self.min_free_bytes, int(total * FLOOR_FS_RATIO))
+        return self._fs_floor
 
     def _evict(self, need: int, severity: int, result: AppendResult) -> bool:
         """Free ``need`` payload bytes: lowest severity (≤ ``severity``) and oldest first, or,
@@ -412,8 +472,16 @@ class Spool:
                 self._compact_keys()
             if not self._unsynced and self.fsync != "never":
                 return
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self._db.execute("PRAGMA incremental_vacuum").fetchall()
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self._db.execute("PRAGMA incremental_vacuum").fetchall()
+            except sqlite3.OperationalError as exc:
+                if not _disk_full(exc):
+                    raise
+                # a full disk: the WAL stays (committed records are safe in it); next sync
+                # tries again — and appends that cannot be written are counted as refused
+                self._log_full(exc)
+                return
             self._unsynced = False
 
     @_recovering
@@ -445,6 +513,10 @@ class Spool:
             except sqlite3.Error as exc:  # pragma: no cover - best effort on shutdown
                 log.warning("spool %s: final checkpoint failed: %s", self.path, exc)
             self._db.close()
+
+
+def _disk_full(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
 def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
