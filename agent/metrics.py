@@ -358,6 +358,12 @@ class AgentMetrics:
             "Unsent alert snapshots replaced in the spool by a newer snapshot of the same alert.",
             registry=registry,
         )
+        self.es_spool_recovered = Counter(
+            "vedette_es_spool_recovered_total",
+            "Records carried over from a damaged spool file into a new one (the rest is in "
+            "vedette_es_spool_dropped_total{reason=\"corrupt\"}).",
+            registry=registry,
+        )
         self.es_auth_failures = Counter(
             "vedette_es_auth_failures_total",
             "Requests Elasticsearch refused with 401/403 (wrong or insufficient credentials).",

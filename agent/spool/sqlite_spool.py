@@ -33,12 +33,14 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
 from typing import Concatenate, Literal, NamedTuple, ParamSpec, TypeVar
 
+from agent.spool.salvage import SalvageReport, salvage
 from agent.spool.sqlite_file import connect
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,9 @@ def _recovering(
     method: Callable[Concatenate[Spool, _P], _R],
 ) -> Callable[Concatenate[Spool, _P], _R]:
     """A database found corrupt while running ("database disk image is malformed") is moved
-    aside and replaced by an empty one, then the call is retried once: the agent keeps
-    spooling new alerts instead of failing every emit (what was spooled is counted lost)."""
+    aside and replaced by a new one holding every record salvage could read, then the call is
+    retried once: the agent keeps spooling instead of failing every emit (what salvage could
+    not read is counted lost)."""
 
     @wraps(method)
     def wrapper(self: Spool, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -124,6 +127,7 @@ class Spool:
         clock: Callable[[], float] = time.time,
         min_free_bytes: int = 0,
         free_bytes: Callable[[], int] | None = None,
+        salvage_shell: str | None = "sqlite3",
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
@@ -139,6 +143,8 @@ class Spool:
         self._lock = threading.Lock()
         self._unsynced = False
         self.corrupt = 0  # records lost to corruption since the last reset (shipper counts them)
+        self.salvage_shell = salvage_shell  # the sqlite3 shell for ``.recover`` (None: scan)
+        self._salvaged: list[SalvageReport] = []
         # Bumped whenever records go other than by ``ack`` (superseded, evicted, expired,
         # corrupt, another connection's change): readers holding records check ``present``.
         self.removals = 0
@@ -158,28 +164,90 @@ class Spool:
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:
-            # An unreadable spool must not keep the agent down: keep it aside for forensics.
-            self._move_aside(exc)
-            return self._connect()
+            # An unreadable spool must not keep the agent down: keep it aside for forensics,
+            # and carry over every record that can still be read.
+            aside = self._move_aside(exc)
+            db = self._connect()
+            self._salvage_into(db, aside)
+            return db
 
-    def _move_aside(self, exc: Exception) -> None:
+    def _move_aside(self, exc: Exception) -> Path:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
+        n = 1
+        while aside.exists():
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}.{n}")
+            n += 1
         log.error("spool %s unreadable (%s); moved aside to %s", self.path, exc, aside)
         for suffix in ("", "-wal", "-shm"):
             src = Path(f"{self.path}{suffix}")
             if src.exists():
                 src.replace(Path(f"{aside}{suffix}"))
+        return aside
 
     def _recover(self, exc: Exception) -> None:
         with self._lock:
-            self.corrupt += self._records
             try:
                 self._db.close()
             except sqlite3.Error:
                 pass
-            self._move_aside(exc)
+            aside = self._move_aside(exc)
             self._db = self._connect()
+            self._salvage_into(self._db, aside)
             self._recount()
+
+    def _salvage_into(self, db: sqlite3.Connection, aside: Path) -> None:
+        """Copy every readable record of the damaged file ``aside`` into the new ``db``."""
+        rows, report = salvage(aside, self.salvage_shell)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR IGNORE INTO records (seq, kind, key, severity, created,"
+                           " crc, body) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("INSERT OR REPLACE INTO keys (key, seq) SELECT key, max(seq)"
+                       " FROM records WHERE key != '' GROUP BY key")
+            db.execute("UPDATE meta SET value = (SELECT count(*) FROM records)"
+                       " WHERE name = 'records'")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:  # e.g. no room left for the copy: the file stays aside
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            log.error("spool %s: salvaged records could not be stored (%s)", self.path, exc)
+            report = SalvageReport(aside, 0, report.lost + report.recovered, report.method,
+                                   report.exact)
+        self.corrupt += report.lost
+        self._salvaged.append(report)
+        log.error("spool %s: salvaged %d records from the damaged file (%s), %d lost%s",
+                  self.path, report.recovered, report.method, report.lost,
+                  "" if report.exact else " (estimated)")
+
+    def take_salvage_reports(self) -> list[SalvageReport]:
+        """Salvages since the last call (the sink counts them and raises its alert)."""
+        with self._lock:
+            reports, self._salvaged = self._salvaged, []
+        return reports
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction that also stores the record counter (``meta.records``);
+        on failure it is rolled back and the in-memory counters read again."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._sync_foreign()
+            yield
+            self._db.execute("UPDATE meta SET value = ? WHERE name = 'records'",
+                             (self._records,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # no transaction left (e.g. a corrupt file): the original error wins
+            try:
+                self._recount()
+            except sqlite3.Error:
+                pass
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         wal = int(self.max_bytes * WAL_RATIO)
@@ -250,9 +318,7 @@ class Spool:
     def _append(self, kind: str, severity: int, body: bytes, key: str,
                 result: AppendResult) -> AppendResult:
         size = len(body)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._sync_foreign()
+        with self._write():
             if key:
                 self._supersede(key, result)
             budget = self._budget(size)
@@ -260,7 +326,6 @@ class Spool:
                 self._bytes + size - budget, severity, result
             ):
                 result.refused = True
-                self._db.execute("COMMIT")
                 return result
             cur = self._db.execute(
                 "INSERT INTO records (kind, key, severity, created, crc, body)"
@@ -270,17 +335,8 @@ class Spool:
             if key:
                 self._db.execute("INSERT OR REPLACE INTO keys (key, seq) VALUES (?, ?)",
                                  (key, cur.lastrowid))
-            self._db.execute("COMMIT")
-        except BaseException as exc:
-            try:
-                self._db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # no transaction left (e.g. a corrupt file): the original error wins
-            if isinstance(exc, sqlite3.OperationalError) and _disk_full(exc):
-                self._recount()  # supersede/evict above were rolled back with it
-            raise
-        self._records += 1
-        self._bytes += size
+            self._records += 1
+            self._bytes += size
         self._unsynced = True
         result.seq = int(cur.lastrowid or 0)
         return result
@@ -393,7 +449,8 @@ class Spool:
                           len(bad))
                 self.corrupt += len(bad)
                 self.removals += 1
-                self._delete(bad)
+                with self._write():
+                    self._delete(bad)
         return out
 
     @_recovering
@@ -413,7 +470,7 @@ class Spool:
     @_recovering
     def ack(self, seqs: Iterable[int]) -> int:
         """Delete delivered records; returns how many were still present."""
-        with self._lock:
+        with self._lock, self._write():
             return self._delete(list(seqs))
 
     def _delete(self, seqs: list[int]) -> int:
@@ -453,12 +510,13 @@ class Spool:
             ).fetchone()
             if oldest is None or oldest[0] >= cutoff:
                 return []
-            rows = self._db.execute(
-                "DELETE FROM records WHERE created < ? RETURNING kind, severity, length(body)",
-                (cutoff,),
-            ).fetchall()
-            for _, _, length in rows:
-                self._forget(length)
+            with self._write():
+                rows = self._db.execute(
+                    "DELETE FROM records WHERE created < ? RETURNING kind, severity,"
+                    " length(body)", (cutoff,),
+                ).fetchall()
+                for _, _, length in rows:
+                    self._forget(length)
             self.removals += 1
             return [(kind, severity) for kind, severity, _ in rows]
 
