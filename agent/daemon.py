@@ -31,6 +31,7 @@ from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
 from agent.config import Config, load_config, read_secret
 from agent.detection import Engine, EngineOptions, LoadReport, load_rules
+from agent.detection.checkpoint import AlertCheckpoint
 from agent.errors import AgentError, CollectorError, ConfigErrors
 from agent.identity import Identity, detect_identity
 from agent.metrics import AgentMetrics
@@ -77,6 +78,9 @@ class Daemon:
         self._rule_mtimes: dict[Path, float] = {}
         report = self._load_rules(config)
         self.engine = Engine(report.ruleset, self.metrics, self._engine_options(config))
+        # open alerts of the previous run (kill -9, power loss) carry on under their ids
+        self.alert_state = AlertCheckpoint(self.state_dir / "alert-state.json")
+        self.alert_state.restore(self.engine.books)
         self.router = AlertRouter(
             build_sinks(config, self.identity, self.metrics),
             self.metrics,
@@ -89,6 +93,7 @@ class Daemon:
             config.pipeline.queue_size,
             config.pipeline.batch_size,
             config.pipeline.tick_seconds,
+            checkpoint=lambda: self.alert_state.save(self.engine.books),
         )
         self.registry.register(QueueDepthCollector(self.pipeline))
         self.scheduler = Scheduler(self.metrics, config.scheduler.misfire_grace_seconds)
