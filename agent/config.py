@@ -241,7 +241,8 @@ class ElasticsearchSection(Section):
     )
     spool_overflow: Literal["drop_lowest_severity", "drop_oldest"] = "drop_lowest_severity"
     spool_min_free_bytes: int = Field(
-        256 * 1024 * 1024, ge=0, description="stop growing the spool below this free space"
+        64 * 1024 * 1024, ge=0,
+        description="stop growing the spool below this free space (at most 5 % of the disk)",
     )
     dead_letter_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     ship_events: bool = False

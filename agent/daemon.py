@@ -39,6 +39,7 @@ from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
 from agent.config import Config, load_config, read_secret
 from agent.detection import Engine, EngineOptions, LoadReport
+from agent.detection.checkpoint import AlertCheckpoint
 from agent.detection.sources import (
     blind_spots,
     load_configured,
@@ -105,6 +106,9 @@ class Daemon:
             raise StartupRefused(refused)
         self.health = Health(self.metrics)
         self.engine = Engine(report.ruleset, self.metrics, self._engine_options(config))
+        # open alerts of the previous run (kill -9, power loss) carry on under their ids
+        self.alert_state = AlertCheckpoint(self.state_dir / "alert-state.json")
+        self.alert_state.restore(self.engine.books)
         self.router = AlertRouter(
             self._build_sinks(config),
             self.metrics,
@@ -117,6 +121,7 @@ class Daemon:
             config.pipeline.queue_size,
             config.pipeline.batch_size,
             config.pipeline.tick_seconds,
+            checkpoint=lambda: self.alert_state.save(self.engine.books),
         )
         self.registry.register(QueueDepthCollector(self.pipeline))
         self.scheduler = Scheduler(self.metrics, config.scheduler.misfire_grace_seconds)

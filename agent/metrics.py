@@ -373,12 +373,18 @@ class AgentMetrics:
         )
         self.es_spool_dropped = Counter(
             "vedette_es_spool_dropped_total",
-            "Documents dropped from the spool before delivery, by reason (overflow, age, corrupt).",
+            "Documents dropped from the spool before delivery, by reason (overflow, disk_full, age, corrupt).",
             ["reason"], registry=registry,
         )
         self.es_spool_superseded = Counter(
             "vedette_es_spool_superseded_total",
             "Unsent alert snapshots replaced in the spool by a newer snapshot of the same alert.",
+            registry=registry,
+        )
+        self.es_spool_recovered = Counter(
+            "vedette_es_spool_recovered_total",
+            "Records carried over from a damaged spool file into a new one (the rest is in "
+            "vedette_es_spool_dropped_total{reason=\"corrupt\"}).",
             registry=registry,
         )
         self.es_auth_failures = Counter(

@@ -6,6 +6,15 @@ thread must never stall behind detection. One worker thread owns the detector: i
 events in batches, advances the detector's timers with wall-clock time every tick, flushes the
 sinks, and runs control requests (rule swaps) between batches so the detector is never touched
 by two threads.
+
+End-to-end acknowledgement (the Filebeat-registry / Vector model) for replayable sources (log
+files, the journal, event files): :meth:`Pipeline.publish_acked` queues a *block* — events and
+an ``ack`` callback — as one item, waiting for room instead of dropping. The worker evaluates
+blocks whole; at the next tick, after the sinks' flush and only when no sink holds alerts in
+its retry buffer, it first writes the detection checkpoint (``checkpoint``: open alerts, so
+that a restart continues them) and then calls the acks of every block evaluated since, in
+order, then each distinct ``commit`` once (the source writes its acknowledged positions). A
+crash before that re-reads those blocks after the restart: at least once, never lost.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
@@ -28,6 +38,30 @@ from agent.sinks.router import AlertRouter
 log = logging.getLogger(__name__)
 
 _SAMPLE_EVERY = 64  # time one event in 64 for the detection-latency histogram
+
+
+@dataclass(slots=True)
+class _Block:
+    """Events of a replayable source and the acknowledgement of their position."""
+
+    events: list[Event]
+    ack: Callable[[], None]
+    commit: Callable[[], None] | None
+
+
+class _Publisher:
+    """``publish`` for one collector, with the acknowledging path (``acked``) beside it."""
+
+    def __init__(self, pipeline: Pipeline, collector: str) -> None:
+        self._pipeline = pipeline
+        self._collector = collector
+
+    def __call__(self, events: Iterable[Event]) -> int:
+        return self._pipeline.publish(events, self._collector)
+
+    def acked(self, events: list[Event], ack: Callable[[], None],
+              commit: Callable[[], None] | None, stop: threading.Event) -> bool:
+        return self._pipeline.publish_acked(events, self._collector, ack, commit, stop)
 
 
 class Detector(Protocol):
@@ -46,11 +80,12 @@ class Pipeline:
         batch_size: int = 512,
         tick_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
+        checkpoint: Callable[[], None] | None = None,
     ) -> None:
         self.detector = detector
         self.router = router
         self._metrics = metrics
-        self._queue: queue.Queue[Event] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[Event | _Block] = queue.Queue(maxsize=queue_size)
         self._capacity = queue_size
         self._batch_size = batch_size
         self._tick = tick_seconds
@@ -63,6 +98,9 @@ class Pipeline:
         self._dropped_full = metrics.events_dropped.labels("queue", "queue_full")
         self._dropped_stopped = metrics.events_dropped.labels("queue", "shutdown")
         self._seen = 0
+        self.checkpoint = checkpoint
+        self._unacked: list[_Block] = []  # evaluated, waiting for the sinks and the checkpoint
+        self._changed = False  # alerts dispatched since the last checkpoint (state changed)
         self.heartbeat = time.monotonic()  # last loop of the detection thread (watchdog)
 
     # ------------------------------------------------------------------ producers (any thread)
@@ -89,7 +127,31 @@ class Pipeline:
         return accepted
 
     def publisher(self, collector: str) -> Callable[[Iterable[Event]], int]:
-        return lambda events: self.publish(events, collector)
+        return _Publisher(self, collector)
+
+    def publish_acked(self, events: list[Event], collector: str, ack: Callable[[], None],
+                      commit: Callable[[], None] | None, stop: threading.Event) -> bool:
+        """Queue a block from a replayable source; waits while the queue is more than half
+        full (back-pressure: the source reads on later, nothing is dropped). False when the
+        pipeline or ``stop`` stopped first: the block is not acknowledged."""
+        block = _Block(list(events), ack, commit)
+        room = self._capacity // 2
+        while True:
+            with self._gate:
+                if self._stop.is_set():
+                    return False
+                if self._queue.qsize() < room:
+                    try:
+                        self._queue.put_nowait(block)
+                    except queue.Full:
+                        pass
+                    else:
+                        if block.events:
+                            self._metrics.events_published.labels(collector).inc(
+                                len(block.events))
+                        return True
+            if stop.wait(0.05):
+                return False
 
     def call_in_worker(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the detection thread between batches (e.g. swap the rule set)."""
@@ -139,6 +201,7 @@ class Pipeline:
             if now >= next_tick or (self._stop.is_set() and not batch):
                 self._advance(now)
                 self.router.flush()
+                self._acknowledge()
                 next_tick = now + self._tick
             if self._stop.is_set():
                 with self._gate:
@@ -146,9 +209,37 @@ class Pipeline:
                 if done:
                     self._advance(self._clock())
                     self.router.flush()
+                    self._acknowledge()
                     return
 
-    def _take(self, n: int, wait: float) -> Iterator[Event]:
+    def _acknowledge(self) -> None:
+        """After a flush: checkpoint, then acknowledge the blocks evaluated since the last one,
+        in order — unless a sink still holds alerts in its retry buffer (not yet durable)."""
+        if not (self._unacked or self._changed) or not self.router.settled():
+            return
+        if self.checkpoint is not None:
+            try:
+                self.checkpoint()
+            except Exception:
+                log.exception("detection checkpoint failed; positions not acknowledged")
+                return
+        self._changed = False
+        blocks, self._unacked = self._unacked, []
+        commits: dict[Callable[[], None], None] = {}
+        for block in blocks:
+            try:
+                block.ack()
+            except Exception:
+                log.exception("acknowledging a source position failed")
+            if block.commit is not None:
+                commits[block.commit] = None
+        for commit in commits:
+            try:
+                commit()
+            except Exception:
+                log.exception("saving acknowledged source positions failed")
+
+    def _take(self, n: int, wait: float) -> Iterator[Event | _Block]:
         try:
             yield self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
         except queue.Empty:
@@ -159,7 +250,14 @@ class Pipeline:
             except queue.Empty:
                 return
 
-    def _evaluate(self, batch: list[Event]) -> None:
+    def _evaluate(self, items: list[Event | _Block]) -> None:
+        batch: list[Event] = []
+        for item in items:
+            if type(item) is _Block:
+                batch.extend(item.events)
+                self._unacked.append(item)
+            else:
+                batch.append(item)  # type: ignore[arg-type]
         process = self.detector.process
         for event in batch:
             self._seen += 1
@@ -175,6 +273,7 @@ class Pipeline:
                 log.exception("detection failed on an event")
                 continue
             if alerts:
+                self._changed = True
                 self.router.dispatch(alerts)
         self._processed.inc(len(batch))
         if self.router.ships_events:
@@ -187,6 +286,7 @@ class Pipeline:
             log.exception("detection timers failed")
             return
         if alerts:
+            self._changed = True
             self.router.dispatch(alerts)
 
     def _run_control(self, fn: Callable[[], None]) -> None:

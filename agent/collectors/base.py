@@ -24,6 +24,29 @@ from agent.events import Event
 Publish = Callable[[Iterable[Event]], int]
 """Hand events to the pipeline; returns how many were accepted (the rest were dropped)."""
 
+Ack = Callable[[], None]
+"""Called (on the detection thread, in publish order) once every event of a block and every
+block before it has been evaluated and the alerts they produced are durable in the sinks."""
+
+
+def publish_acked(publish: Publish, events: list[Event], ack: Ack, commit: Ack | None,
+                  stop: threading.Event) -> bool:
+    """Hand a block of events read from a replayable source (a log file, the journal) to the
+    pipeline with end-to-end acknowledgement: the pipeline waits for room instead of dropping,
+    and calls ``ack`` (then ``commit``, once per tick) when the block is safe — the source
+    persists only acknowledged positions. False when ``stop`` was set first (not acknowledged:
+    the block is read again after a restart). A ``publish`` without the acknowledging path (a
+    test's plain function) publishes and acknowledges at once."""
+    acked = getattr(publish, "acked", None)
+    if acked is not None:
+        return bool(acked(events, ack, commit, stop))
+    if events:
+        publish(events)
+    ack()
+    if commit is not None:
+        commit()
+    return True
+
 
 @runtime_checkable
 class PollingCollector(Protocol):

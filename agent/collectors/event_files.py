@@ -3,16 +3,19 @@
 This is how other tools (or tests) feed events to the detection engine without a dedicated
 collector: each line is ``{"@timestamp": …, "logsource": {"product": …}, <ECS fields>}``.
 Malformed lines are counted in ``vedette_input_errors_total{source="event_file"}`` and skipped.
+Positions are stored only once the pipeline acknowledged the events read before them
+(:func:`~agent.collectors.base.publish_acked`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 from pathlib import Path
 
-from agent.collectors.base import Publish
+from agent.collectors.base import Publish, publish_acked
 from agent.collectors.tail import FileTailer, OffsetStore
 from agent.events import Event
 from agent.metrics import AgentMetrics
@@ -30,7 +33,8 @@ class EventFileCollector:
         metrics: AgentMetrics,
         interval_seconds: float = 1.0,
     ) -> None:
-        self._tailers = [FileTailer(p, offsets) for p in paths]
+        self._tailers = [FileTailer(p, offsets, remember=False) for p in paths]
+        self._published: dict[str, tuple[int, int]] = {}
         self._offsets = offsets
         self._metrics = metrics
         self._interval = interval_seconds
@@ -57,11 +61,27 @@ class EventFileCollector:
         try:
             while not stop.is_set():
                 events = self.poll()
-                if events:
-                    publish(events)
-                self._offsets.save()
+                moved = self._moved_positions()
+                if (events or moved) and not publish_acked(
+                    publish, events, functools.partial(self._acknowledged, moved),
+                    self._offsets.save, stop,
+                ):
+                    break  # stopping: not acknowledged, read again after the restart
                 stop.wait(self._interval)
         finally:
             for tailer in self._tailers:
                 tailer.close()
-            self._offsets.save()
+            self._offsets.save()  # acknowledged positions only
+
+    def _moved_positions(self) -> dict[str, tuple[int, int]]:
+        moved: dict[str, tuple[int, int]] = {}
+        for tailer in self._tailers:
+            position = tailer.position()
+            if position is not None and self._published.get(tailer.key) != position:
+                moved[tailer.key] = position
+        self._published.update(moved)
+        return moved
+
+    def _acknowledged(self, positions: dict[str, tuple[int, int]]) -> None:
+        for key, (inode, offset) in positions.items():
+            self._offsets.set(key, inode, offset)

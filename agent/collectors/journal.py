@@ -6,10 +6,14 @@ The command line is fixed (no shell, nothing from configuration except the journ
 ``__CURSOR`` is kept in the state dir so a restart resumes after it (``--after-cursor``); on the
 first start the journal is followed from its end (``--lines=0``). Entries are decoded by
 :class:`~agent.collectors.log_decoders.JournalDecoder` into the same events as auth.log lines.
+The cursor saved is the last one the pipeline acknowledged (every event read up to it
+evaluated and its alerts durable; :func:`~agent.collectors.base.publish_acked`), not the
+last one read.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -20,7 +24,7 @@ import time
 from pathlib import Path
 
 from agent.collectors.auth_context import AuthContext
-from agent.collectors.base import Publish
+from agent.collectors.base import Publish, publish_acked
 from agent.collectors.log_decoders import JournalDecoder
 from agent.collectors.log_tail import LOGIN_ACTIONS
 from agent.metrics import AgentMetrics
@@ -28,6 +32,10 @@ from agent.metrics import AgentMetrics
 log = logging.getLogger(__name__)
 _CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"\\]{1,512})"')
 MAX_LINE = 1 << 20
+
+
+def _nothing() -> None:
+    return None
 
 
 def journal_argv(journalctl: str, cursor: str | None) -> list[str]:
@@ -49,6 +57,18 @@ class JournalCollector:
         problem = (lambda s, r: metrics.input_errors.labels(s, r).inc()) if metrics else None
         self._decoder = (JournalDecoder(on_problem=problem, context=context) if problem
                          else JournalDecoder(context=context))
+        self._acked: str | None = None  # the newest acknowledged cursor, not yet saved
+        self._ack_lock = threading.Lock()
+
+    def _acknowledge(self, cursor: str) -> None:
+        with self._ack_lock:
+            self._acked = cursor
+
+    def _save_acknowledged(self) -> None:
+        with self._ack_lock:
+            cursor, self._acked = self._acked, None
+        if cursor:
+            self._save_cursor(cursor)
 
     def _load_cursor(self) -> str | None:
         try:
@@ -78,20 +98,18 @@ class JournalCollector:
         fd = proc.stdout.fileno()
         buffer = b""
         cursor: str | None = None
+        read_any = False
         try:
             while not stop.is_set():
                 ready, _, _ = select.select([fd], [], [], 0.5)
                 if not ready:
-                    if cursor:
-                        self._save_cursor(cursor)
-                        cursor = None
                     if self._context is not None:
                         self._context.save()
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     status = proc.wait()
-                    if saved and cursor is None and time.monotonic() - started < 5:
+                    if saved and not read_any and time.monotonic() - started < 5:
                         # a cursor the journal no longer has (vacuumed, other machine id):
                         # forget it so the restart follows from the end instead of failing
                         # the same way forever
@@ -104,21 +122,26 @@ class JournalCollector:
                     if self._metrics is not None:
                         self._metrics.input_errors.labels("journal", "too_long").inc()
                 events = []
+                cursor = None
                 for line in lines:
                     events.extend(self._decoder.feed(line))
                     m = _CURSOR.search(line)
                     if m:
                         cursor = m.group(1).decode("ascii", "replace")
+                        read_any = True
                 if self._metrics is not None and lines:
                     self._metrics.log_lines.labels("journal").inc(len(lines))
                     for event in events:
                         if event.get("event.action") in LOGIN_ACTIONS:
                             self._metrics.logins.labels(event.get("event.outcome")).inc()
-                if events:
-                    publish(events)
+                if (events or cursor) and not publish_acked(
+                    publish, events,
+                    functools.partial(self._acknowledge, cursor) if cursor else _nothing,
+                    self._save_acknowledged, stop,
+                ):
+                    break  # stopping: not acknowledged, read again after the restart
         finally:
-            if cursor:
-                self._save_cursor(cursor)
+            self._save_acknowledged()
             proc.terminate()
             try:
                 proc.wait(5)

@@ -10,10 +10,16 @@ itself as ``vedette``/``log_integrity`` events: ``truncated`` when it shrank wit
 written rotated sibling (``<name>.1``: that is logrotate's copytruncate, reported as
 ``rotated``), and ``deleted`` when the path is gone for longer than ``deleted_grace_seconds``
 (rename rotation recreates it at once).
+
+Positions are acknowledged end to end: each poll's events go to the pipeline as one block with
+the file positions reached (:func:`~agent.collectors.base.publish_acked`), and the offsets
+file holds only positions the pipeline acknowledged — a ``kill -9`` re-reads what was still in
+the queue instead of skipping it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -21,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.collectors.base import Publish
+from agent.collectors.base import Publish, publish_acked
 from agent.collectors.log_decoders import LineDecoder
 from agent.collectors.tail import FileTailer, OffsetStore
 from agent.events import Event, LogSource
@@ -68,25 +74,40 @@ class LogTailCollector:
         self._reported_deleted: set[Path] = set()
         self._sizes: dict[Path, int] = {}
         self._signatures: dict[Path, tuple[int, int, int] | None] = {}  # stat before last read
-        self._unsaved = False  # offsets moved since they were last written
+        self._published: dict[str, tuple[int, int]] = {}
 
     def run(self, publish: Publish, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
                 events = self.poll_once()
-                if events:
-                    publish(events)
-                else:
-                    if self._unsaved:  # write offsets once per burst, not on every idle poll
-                        self._offsets.save()
-                        self._unsaved = False
+                moved = self._moved_positions()
+                if (events or moved) and not publish_acked(
+                    publish, events, functools.partial(self._acknowledged, moved),
+                    self._offsets.save, stop,
+                ):
+                    break  # stopping: not acknowledged, read again after the restart
+                if not events:
                     if self._on_idle is not None:
                         self._on_idle()
                     stop.wait(self._poll)
         finally:
             for tailer in self._tailers.values():
                 tailer.close()
-            self._offsets.save()
+            self._offsets.save()  # acknowledged positions only
+
+    def _moved_positions(self) -> dict[str, tuple[int, int]]:
+        """File positions reached since the last published block."""
+        moved: dict[str, tuple[int, int]] = {}
+        for tailer in self._tailers.values():
+            position = tailer.position()
+            if position is not None and self._published.get(tailer.key) != position:
+                moved[tailer.key] = position
+        self._published.update(moved)
+        return moved
+
+    def _acknowledged(self, positions: dict[str, tuple[int, int]]) -> None:
+        for key, (inode, offset) in positions.items():
+            self._offsets.set(key, inode, offset)
 
     def poll_once(self) -> list[Event]:
         """Read every file once; the events of the new lines (public for tests and replay)."""
@@ -109,7 +130,7 @@ class LogTailCollector:
             if st is None:
                 return out
             tailer = FileTailer(path, self._offsets, start_at_end=self._start_at_end,
-                                max_read_bytes=self._max_read)
+                                max_read_bytes=self._max_read, remember=False)
             self._tailers[path] = tailer
             self._decoders[path] = self._decoder_for(path)
         elif signature is not None and self._signatures.get(path) == signature:
@@ -125,8 +146,6 @@ class LogTailCollector:
         if result.truncated_lines and self._metrics is not None:
             self._metrics.input_errors.labels(decoder.source, "too_long").inc(
                 result.truncated_lines)
-        if result.lines or result.rotated or result.shrunk:
-            self._unsaved = True
         # remembered only after a read that found nothing: a backlog larger than one read
         # (``max_read_bytes``) is read on the next polls although the file does not change
         self._signatures[path] = None if result.lines else signature

@@ -6,6 +6,10 @@ then the new one from its start) and copytruncate (the file shrank below our off
 again at 0). Offsets are kept in an :class:`OffsetStore` in the state dir so a restart resumes
 where the agent stopped; a file whose inode changed while the agent was down is read from its
 start. Over-long lines are cut at ``max_line_bytes`` and reported, never buffered unboundedly.
+
+With ``remember=False`` the tailer never writes the store itself: :meth:`FileTailer.position`
+says where its reading stands, and the collector stores a position only once the pipeline has
+acknowledged everything read before it (end-to-end acknowledgement, :mod:`agent.pipeline`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class OffsetStore:
         self._path = path
         self._lock = threading.Lock()
         self._data: dict[str, dict[str, int]] = {}
+        self._saved = ""
         if path is not None:
             try:
                 loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -48,14 +53,31 @@ class OffsetStore:
             self._data[key] = {"inode": inode, "offset": offset}
 
     def save(self) -> None:
+        """Write atomically and durably (fsync of the file, then of the directory after the
+        rename): a power loss leaves the previous or the new positions, never a torn file."""
         if self._path is None:
             return
         with self._lock:
             text = json.dumps(self._data, sort_keys=True)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self._path)
+            if text == self._saved:
+                return
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_name(self._path.name + ".tmp")
+            with tmp.open("w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self._path)
+            try:
+                fd = os.open(self._path.parent, os.O_RDONLY)
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._saved = text
 
 
 @dataclass
@@ -76,8 +98,12 @@ class FileTailer:
         start_at_end: bool = False,
         max_line_bytes: int = 64 * 1024,
         max_read_bytes: int = 8 * 1024 * 1024,
+        remember: bool = True,
     ) -> None:
         self.path = path
+        self.key = key or str(path)
+        self._remember_in_store = remember
+        self._position: tuple[int, int] | None = None
         self._offsets = offsets
         self._key = key or str(path)
         self._start_at_end = start_at_end
@@ -167,10 +193,17 @@ class FileTailer:
             result.lines.append(self._partial)
             self._partial = b""
 
+    def position(self) -> tuple[int, int] | None:
+        """``(inode, offset)`` of the first byte not yet returned as a line (None before the
+        file was first opened)."""
+        return self._position
+
     def _remember(self) -> None:
         if self._file is not None and not self._file.closed:
-            offset = self._file.tell() - len(self._partial)
-            self._offsets.set(self._key, self._inode, max(0, offset))
+            offset = max(0, self._file.tell() - len(self._partial))
+            self._position = (self._inode, offset)
+            if self._remember_in_store:
+                self._offsets.set(self._key, self._inode, offset)
 
     def _close(self) -> None:
         if self._file is not None:

@@ -8,13 +8,15 @@ N`` prints the first N lines no parser took; :mod:`agent.replay_logs`), and a bi
 refused with what it looks like. With
 ``--json`` stdout gets one ECS alert document per line instead (the final state of each alert).
 
-Exit codes: 0 done (alerts or not), 1 the input could not be read, 2 bad rules/config.
+Exit codes: 0 done (alerts or not), 1 the input could not be read, 2 bad rules/config,
+3 with ``--ship``: alerts not delivered to Elasticsearch (dropped, still spooled, no spool).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -44,7 +46,7 @@ from agent.sinks.factory import BUILDERS
 
 EXIT_INPUT = 1
 EXIT_USAGE = 2
-EXIT_UNSHIPPED = 3  # --ship timed out with alerts still spooled (the next backfill sends them)
+EXIT_UNSHIPPED = 3  # --ship: alerts not delivered (still spooled, dropped, or no spool at all)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -196,13 +198,24 @@ def ship(config: Config, alerts: list[Alert], timeout: float) -> int:
         return 0
     try:
         report = ship_alerts(config, identity, metrics, alerts, timeout)
-    except (ConfigErrors, SinkError) as exc:
+    except ConfigErrors as exc:
         print(f"vedette replay --ship: {safe(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except (SinkError, sqlite3.Error, OSError) as exc:  # e.g. a full disk under the spool
+        print(f"vedette replay --ship: {len(alerts)} alert(s) not delivered to Elasticsearch: "
+              f"{safe(exc)}", file=sys.stderr)
+        return EXIT_UNSHIPPED
     print(
         f"elasticsearch: {report.delivered} delivered, {report.duplicates} already there, "
-        f"{report.dead_lettered} dead-lettered, {report.still_spooled} still spooled "
-        f"({report.elapsed_seconds:.1f} s)",
+        f"{report.dead_lettered} dead-lettered, {report.dropped} dropped (spool full), "
+        f"{report.still_spooled} still spooled ({report.elapsed_seconds:.1f} s)",
         file=sys.stderr,
     )
-    return 0 if report.complete else EXIT_UNSHIPPED
+    if not report.complete:
+        print(f"vedette replay --ship: {report.undelivered} of {report.emitted} alert(s) not "
+              "delivered to Elasticsearch"
+              + (f" ({report.dropped} dropped: spool or disk full)" if report.dropped else "")
+              + (f" ({report.still_spooled} stay spooled for the next backfill)"
+                 if report.still_spooled else ""), file=sys.stderr)
+        return EXIT_UNSHIPPED
+    return 0

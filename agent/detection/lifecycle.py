@@ -154,6 +154,22 @@ class AlertBook:
                 out.append(self._emit(entry, now))
         return out
 
+    def export_open(self) -> list[tuple[Any, Alert, float, bool]]:
+        """The open alerts as ``(key, alert, last_emit, dirty)`` (for the checkpoint)."""
+        return [(key, e.alert, e.last_emit, e.dirty) for key, e in self.open.items()]
+
+    def restore_open(self, entries: list[tuple[Any, Alert, float, bool]]) -> int:
+        """Put checkpointed open alerts back (after a restart); those already open (the same
+        key) are kept as they are. Returns how many were restored."""
+        restored = 0
+        for key, alert, last_emit, dirty in entries:
+            if key in self.open or len(self.open) >= self.options.max_groups:
+                continue
+            alert.rule = self.ref
+            self.open[key] = _Open(alert, last_emit, dirty)
+            restored += 1
+        return restored
+
     def close_all(self, now: float) -> list[Alert]:
         items = list(self.open.items())
         self.open.clear()

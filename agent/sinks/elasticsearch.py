@@ -39,6 +39,7 @@ from agent.sinks.es_deadletter import DeadLetterFile
 from agent.sinks.es_docs import alert_bulk_lines, alert_severity, event_bulk_lines, stream_labels
 from agent.sinks.es_shipper import Shipper, ShipperCounts, ShipperSettings
 from agent.spool import AppendResult, Spool
+from agent.spool.salvage import SalvageReport
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ AUTH_RULE = RuleRef(
     level="high",
     description="Elasticsearch answered 401/403 to the agent's bulk requests; alerts are kept "
     "in the spool until the API key or password is fixed.",
+    ruleset="vedette-internal",
+)
+CORRUPT_RULE = RuleRef(
+    id="vedette-internal-es-spool-corrupt",
+    title="Elasticsearch spool damaged: records salvaged",
+    level="high",
+    description="The Elasticsearch spool file was damaged (disk or file system fault). Every "
+    "readable record was carried over into a new spool; the damaged file is kept beside it.",
     ruleset="vedette-internal",
 )
 _INTERNAL_WINDOW = 3600.0
@@ -105,6 +114,8 @@ class ElasticsearchSink:
         self._internal: dict[str, _InternalAlert] = {}
         self._overflow_pending = 0
         self._auth_pending: str | None = None
+        self._salvage_pending: list[SalvageReport] = []
+        self._note_salvage()
         self.shipper = Shipper(
             self.spool, self._client, bulk_headers(section), json_headers(section), metrics,
             self.dead_letter, stream_labels(self.namespace), _settings(section),
@@ -173,7 +184,12 @@ class ElasticsearchSink:
             self.metrics.es_spool_superseded.inc(result.superseded)
         dropped = len(result.evicted) + (1 if result.refused else 0)
         if dropped:
-            self.metrics.es_spool_dropped.labels("overflow").inc(dropped)
+            if result.disk_full:  # the file system could not take it (not the spool's limit)
+                self.metrics.es_spool_dropped.labels("disk_full").inc()
+                dropped -= 1
+            if dropped:
+                self.metrics.es_spool_dropped.labels("overflow").inc(dropped)
+            dropped += 1 if result.disk_full else 0
             with self._lock:
                 self._overflow_pending += dropped
 
@@ -181,8 +197,26 @@ class ElasticsearchSink:
         with self._lock:
             self._auth_pending = detail
 
+    def _note_salvage(self) -> None:
+        """Count what the spool salvaged from a damaged file; the alert follows on a tick."""
+        reports = self.spool.take_salvage_reports()
+        for report in reports:
+            self.metrics.es_spool_recovered.inc(report.recovered)
+        with self._lock:
+            self._salvage_pending += reports
+
     def _raise_internal(self) -> None:
         """Called by the shipper thread about once a second."""
+        self._note_salvage()
+        if self.on_alert is not None:  # set by the router just after construction
+            with self._lock:
+                salvaged, self._salvage_pending = self._salvage_pending, []
+            for report in salvaged:
+                self._internal_alert(
+                    CORRUPT_RULE, max(1, report.lost),
+                    f"Elasticsearch spool damaged: {report.recovered} records salvaged, "
+                    f"{report.lost} lost{'' if report.exact else ' (estimated)'}; the damaged "
+                    f"file is kept as {report.aside.name}")
         with self._lock:
             overflow, self._overflow_pending = self._overflow_pending, 0
             auth, self._auth_pending = self._auth_pending, None
@@ -336,7 +370,13 @@ class ShipReport:
 
     @property
     def complete(self) -> bool:
-        return self.still_spooled == 0
+        return self.still_spooled == 0 and self.dropped == 0
+
+    @property
+    def undelivered(self) -> int:
+        """Alerts not delivered: dropped by the spool (full, or a full disk) or still spooled
+        (``delivered``/``duplicates``/``dead_lettered`` count bulk items, two per alert)."""
+        return self.dropped + self.still_spooled
 
 
 def ship_alerts(
@@ -371,6 +411,6 @@ def ship_alerts(
 
 
 def _dropped(metrics: AgentMetrics) -> float:
-    value = metrics.registry.get_sample_value(
-        "vedette_es_spool_dropped_total", {"reason": "overflow"})
-    return value or 0.0
+    return sum(metrics.registry.get_sample_value(
+        "vedette_es_spool_dropped_total", {"reason": reason}) or 0.0
+        for reason in ("overflow", "disk_full"))

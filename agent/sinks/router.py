@@ -101,6 +101,12 @@ class AlertRouter:
                 except Exception as exc:
                     log.error("sink close failed", extra={"sink": sink.name, "error": str(exc)})
 
+    def settled(self) -> bool:
+        """No sink holds alerts in its retry buffer: everything dispatched so far was taken
+        (and, after :meth:`flush`, made durable) by every sink."""
+        with self._lock:
+            return not any(self._pending.values())
+
     def pending(self, sink_name: str) -> int:
         return len(self._pending.get(sink_name, ()))
 

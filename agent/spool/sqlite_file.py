@@ -5,6 +5,9 @@ every acknowledged record an update at a random place of that index: two thirds 
 an acknowledgement. The ``keys`` table maps each key to its newest record instead;
 acknowledgements leave it alone and :class:`~agent.spool.sqlite_spool.Spool` removes the
 entries of records that are gone in bulk, touching each of its pages once.
+
+``meta.records`` is the number of records, written in the same transaction as every change:
+after damage it tells how many records salvage could not read (:mod:`agent.spool.salvage`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_eviction ON records(severity, seq);
 CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
 _MIGRATE_KEY_INDEX = (
     "INSERT OR REPLACE INTO keys (key, seq)"
@@ -61,7 +65,11 @@ def connect(path: Path, fsync: Literal["always", "batch", "never"], wal_bytes: i
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """A spool written by the first layout (an index on ``records(key)``) gets its ``keys``."""
+    """A spool written by the first layout (an index on ``records(key)``) gets its ``keys``;
+    one without the record counter gets it."""
+    if db.execute("SELECT 1 FROM meta WHERE name = 'records'").fetchone() is None:
+        db.execute("INSERT OR IGNORE INTO meta (name, value)"
+                   " SELECT 'records', count(*) FROM records")
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index'"
                   " AND name = 'records_key'").fetchone():
         db.execute("BEGIN IMMEDIATE")

@@ -14,10 +14,14 @@ records are deleted; whatever is still in the table after a crash is shipped aga
 (deterministic ``_id`` + ``create`` make that idempotent).
 
 Disk bound: the payload kept is limited to ``PAYLOAD_RATIO`` of ``max_bytes`` and the WAL to
-``WAL_RATIO`` of it, leaving room for SQLite's page overhead, so that database + WAL + shared
-memory file stay under ``max_bytes``. And when the file system itself is down to
-``min_free_bytes``, the spool stops growing (new records evict old ones as when full), so it
-never fills the disk even with a limit larger than the free space.
+``WAL_RATIO`` of it (and to ``WAL_FS_RATIO`` of the file system), leaving room for SQLite's page
+overhead, so that database + WAL + shared memory file stay under ``max_bytes``. When the file
+system itself is down to its free-space floor — ``min_free_bytes``, but never more than
+``FLOOR_FS_RATIO`` of the file system's size, so a small disk is not "full" from the start —
+the spool stops growing beyond what it holds (or ``LOW_DISK_RESERVE``, so an empty spool keeps
+taking records while they are shipped): new records evict old ones as when full. A write the
+disk really cannot take (``SQLITE_FULL``) is retried once after the WAL is checkpointed and
+truncated, then refused (``AppendResult.disk_full``) — counted by the caller, never raised.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
 from typing import Concatenate, Literal, NamedTuple, ParamSpec, TypeVar
 
+from agent.spool.salvage import SalvageReport, salvage
 from agent.spool.sqlite_file import connect
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,13 @@ FsyncPolicy = Literal["always", "batch", "never"]
 
 PAYLOAD_RATIO = 0.35
 WAL_RATIO = 0.1
+WAL_FS_RATIO = 0.1
+"""The WAL may take at most this share of the file system (before a checkpoint resets it)."""
+FLOOR_FS_RATIO = 0.05
+"""The free-space floor is at most this share of the file system's size."""
+LOW_DISK_RESERVE = 256 * 1024
+"""Payload bytes the spool may always hold, even below the floor (records shipped at once)."""
+MIN_WAL_BYTES = 64 * 1024
 KEYS_SLACK = 20_000
 """``keys`` entries of records that are gone, beyond twice the records, before a compaction."""
 
@@ -54,8 +67,9 @@ def _recovering(
     method: Callable[Concatenate[Spool, _P], _R],
 ) -> Callable[Concatenate[Spool, _P], _R]:
     """A database found corrupt while running ("database disk image is malformed") is moved
-    aside and replaced by an empty one, then the call is retried once: the agent keeps
-    spooling new alerts instead of failing every emit (what was spooled is counted lost)."""
+    aside and replaced by a new one holding every record salvage could read, then the call is
+    retried once: the agent keeps spooling instead of failing every emit (what salvage could
+    not read is counted lost)."""
 
     @wraps(method)
     def wrapper(self: Spool, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -89,6 +103,7 @@ class AppendResult:
     evicted: list[tuple[str, int]] = field(default_factory=list)  # (kind, severity) dropped
     superseded: int = 0
     refused: bool = False
+    disk_full: bool = False  # refused because the file system could not take the write
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +127,7 @@ class Spool:
         clock: Callable[[], float] = time.time,
         min_free_bytes: int = 0,
         free_bytes: Callable[[], int] | None = None,
+        salvage_shell: str | None = "sqlite3",
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
@@ -121,10 +137,14 @@ class Spool:
         self.by_severity = by_severity
         self.min_free_bytes = min_free_bytes
         self._free_bytes = free_bytes or (lambda: shutil.disk_usage(path.parent).free)
+        self._fs_floor: int | None = None
+        self._full_logged = -60.0
         self._clock = clock
         self._lock = threading.Lock()
         self._unsynced = False
         self.corrupt = 0  # records lost to corruption since the last reset (shipper counts them)
+        self.salvage_shell = salvage_shell  # the sqlite3 shell for ``.recover`` (None: scan)
+        self._salvaged: list[SalvageReport] = []
         # Bumped whenever records go other than by ``ack`` (superseded, evicted, expired,
         # corrupt, another connection's change): readers holding records check ``present``.
         self.removals = 0
@@ -144,31 +164,98 @@ class Spool:
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:
-            # An unreadable spool must not keep the agent down: keep it aside for forensics.
-            self._move_aside(exc)
-            return self._connect()
+            # An unreadable spool must not keep the agent down: keep it aside for forensics,
+            # and carry over every record that can still be read.
+            aside = self._move_aside(exc)
+            db = self._connect()
+            self._salvage_into(db, aside)
+            return db
 
-    def _move_aside(self, exc: Exception) -> None:
+    def _move_aside(self, exc: Exception) -> Path:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
+        n = 1
+        while aside.exists():
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}.{n}")
+            n += 1
         log.error("spool %s unreadable (%s); moved aside to %s", self.path, exc, aside)
         for suffix in ("", "-wal", "-shm"):
             src = Path(f"{self.path}{suffix}")
             if src.exists():
                 src.replace(Path(f"{aside}{suffix}"))
+        return aside
 
     def _recover(self, exc: Exception) -> None:
         with self._lock:
-            self.corrupt += self._records
             try:
                 self._db.close()
             except sqlite3.Error:
                 pass
-            self._move_aside(exc)
+            aside = self._move_aside(exc)
             self._db = self._connect()
+            self._salvage_into(self._db, aside)
             self._recount()
 
+    def _salvage_into(self, db: sqlite3.Connection, aside: Path) -> None:
+        """Copy every readable record of the damaged file ``aside`` into the new ``db``."""
+        rows, report = salvage(aside, self.salvage_shell)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR IGNORE INTO records (seq, kind, key, severity, created,"
+                           " crc, body) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("INSERT OR REPLACE INTO keys (key, seq) SELECT key, max(seq)"
+                       " FROM records WHERE key != '' GROUP BY key")
+            db.execute("UPDATE meta SET value = (SELECT count(*) FROM records)"
+                       " WHERE name = 'records'")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:  # e.g. no room left for the copy: the file stays aside
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            log.error("spool %s: salvaged records could not be stored (%s)", self.path, exc)
+            report = SalvageReport(aside, 0, report.lost + report.recovered, report.method,
+                                   report.exact)
+        self.corrupt += report.lost
+        self._salvaged.append(report)
+        log.error("spool %s: salvaged %d records from the damaged file (%s), %d lost%s",
+                  self.path, report.recovered, report.method, report.lost,
+                  "" if report.exact else " (estimated)")
+
+    def take_salvage_reports(self) -> list[SalvageReport]:
+        """Salvages since the last call (the sink counts them and raises its alert)."""
+        with self._lock:
+            reports, self._salvaged = self._salvaged, []
+        return reports
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction that also stores the record counter (``meta.records``);
+        on failure it is rolled back and the in-memory counters read again."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._sync_foreign()
+            yield
+            self._db.execute("UPDATE meta SET value = ? WHERE name = 'records'",
+                             (self._records,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # no transaction left (e.g. a corrupt file): the original error wins
+            try:
+                self._recount()
+            except sqlite3.Error:
+                pass
+            raise
+
     def _connect(self) -> sqlite3.Connection:
-        return connect(self.path, self.fsync, int(self.max_bytes * WAL_RATIO))
+        wal = int(self.max_bytes * WAL_RATIO)
+        try:
+            wal = min(wal, int(shutil.disk_usage(self.path.parent).total * WAL_FS_RATIO))
+        except OSError:
+            pass
+        return connect(self.path, self.fsync, max(MIN_WAL_BYTES, wal))
 
     def _recount(self) -> None:
         self.removals += 1
@@ -199,38 +286,60 @@ class Spool:
             if size > self.payload_budget:
                 result.refused = True
                 return result
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._sync_foreign()
-                if key:
-                    self._supersede(key, result)
-                budget = self._budget(size)
-                if self._bytes + size > budget and not self._evict(
-                    self._bytes + size - budget, severity, result
-                ):
-                    result.refused = True
-                    self._db.execute("COMMIT")
-                    return result
-                cur = self._db.execute(
-                    "INSERT INTO records (kind, key, severity, created, crc, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (kind, key, severity, self._clock(), zlib.crc32(body), body),
-                )
-                if key:
-                    self._db.execute("INSERT OR REPLACE INTO keys (key, seq) VALUES (?, ?)",
-                                     (key, cur.lastrowid))
-                self._db.execute("COMMIT")
-            except BaseException:
-                try:
-                    self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # no transaction left (e.g. a corrupt file): the original error wins
-                raise
+                return self._append(kind, severity, body, key, result)
+            except sqlite3.OperationalError as exc:
+                if not _disk_full(exc):
+                    raise
+            # The WAL may hold most of the used space: checkpoint and truncate it, try again.
+            self._truncate_wal()
+            result = AppendResult(seq=0)
+            try:
+                return self._append(kind, severity, body, key, result)
+            except sqlite3.OperationalError as exc:
+                if not _disk_full(exc):
+                    raise
+                return AppendResult(seq=0, refused=True, disk_full=True)
+
+    def _truncate_wal(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self._db.execute("PRAGMA incremental_vacuum").fetchall()
+        except sqlite3.OperationalError as exc:
+            self._log_full(exc)
+
+    def _log_full(self, exc: Exception) -> None:
+        """One warning a minute at most while the disk stays full (refusals are counted)."""
+        now = time.monotonic()
+        if now - self._full_logged >= 60.0:
+            self._full_logged = now
+            log.warning("spool %s: the file system is full (%s)", self.path, exc)
+
+    def _append(self, kind: str, severity: int, body: bytes, key: str,
+                result: AppendResult) -> AppendResult:
+        size = len(body)
+        with self._write():
+            if key:
+                self._supersede(key, result)
+            budget = self._budget(size)
+            if self._bytes + size > budget and not self._evict(
+                self._bytes + size - budget, severity, result
+            ):
+                result.refused = True
+                return result
+            cur = self._db.execute(
+                "INSERT INTO records (kind, key, severity, created, crc, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, key, severity, self._clock(), zlib.crc32(body), body),
+            )
+            if key:
+                self._db.execute("INSERT OR REPLACE INTO keys (key, seq) VALUES (?, ?)",
+                                 (key, cur.lastrowid))
             self._records += 1
             self._bytes += size
-            self._unsynced = True
-            result.seq = int(cur.lastrowid or 0)
-            return result
+        self._unsynced = True
+        result.seq = int(cur.lastrowid or 0)
+        return result
 
     def _supersede(self, key: str, result: AppendResult) -> None:
         """Delete the record ``key`` last named, if it is still spooled (it was not sent)."""
@@ -266,12 +375,19 @@ class Spool:
         if self.min_free_bytes <= 0:
             return self.payload_budget
         try:
-            free = self._free_bytes()
+            free, floor = self._free_bytes(), self._floor()
         except OSError:
             return self.payload_budget
-        if free - size * 2 < self.min_free_bytes:
-            return min(self.payload_budget, self._bytes)
+        if free - size * 2 < floor:
+            return min(self.payload_budget, max(self._bytes, LOW_DISK_RESERVE))
         return self.payload_budget
+
+    def _floor(self) -> int:
+        """``min_free_bytes``, at most ``FLOOR_FS_RATIO`` of the file system (read once)."""
+        if self._fs_floor is None:
+            total = shutil.disk_usage(self.path.parent).total
+            self._fs_floor = min(self.min_free_bytes, int(total * FLOOR_FS_RATIO))
+        return self._fs_floor
 
     def _evict(self, need: int, severity: int, result: AppendResult) -> bool:
         """Free ``need`` payload bytes: lowest severity (≤ ``severity``) and oldest first, or,
@@ -333,7 +449,8 @@ class Spool:
                           len(bad))
                 self.corrupt += len(bad)
                 self.removals += 1
-                self._delete(bad)
+                with self._write():
+                    self._delete(bad)
         return out
 
     @_recovering
@@ -353,7 +470,7 @@ class Spool:
     @_recovering
     def ack(self, seqs: Iterable[int]) -> int:
         """Delete delivered records; returns how many were still present."""
-        with self._lock:
+        with self._lock, self._write():
             return self._delete(list(seqs))
 
     def _delete(self, seqs: list[int]) -> int:
@@ -393,12 +510,13 @@ class Spool:
             ).fetchone()
             if oldest is None or oldest[0] >= cutoff:
                 return []
-            rows = self._db.execute(
-                "DELETE FROM records WHERE created < ? RETURNING kind, severity, length(body)",
-                (cutoff,),
-            ).fetchall()
-            for _, _, length in rows:
-                self._forget(length)
+            with self._write():
+                rows = self._db.execute(
+                    "DELETE FROM records WHERE created < ? RETURNING kind, severity,"
+                    " length(body)", (cutoff,),
+                ).fetchall()
+                for _, _, length in rows:
+                    self._forget(length)
             self.removals += 1
             return [(kind, severity) for kind, severity, _ in rows]
 
@@ -412,8 +530,16 @@ class Spool:
                 self._compact_keys()
             if not self._unsynced and self.fsync != "never":
                 return
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self._db.execute("PRAGMA incremental_vacuum").fetchall()
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self._db.execute("PRAGMA incremental_vacuum").fetchall()
+            except sqlite3.OperationalError as exc:
+                if not _disk_full(exc):
+                    raise
+                # a full disk: the WAL stays (committed records are safe in it); next sync
+                # tries again — and appends that cannot be written are counted as refused
+                self._log_full(exc)
+                return
             self._unsynced = False
 
     @_recovering
@@ -445,6 +571,10 @@ class Spool:
             except sqlite3.Error as exc:  # pragma: no cover - best effort on shutdown
                 log.warning("spool %s: final checkpoint failed: %s", self.path, exc)
             self._db.close()
+
+
+def _disk_full(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
 def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -56,13 +57,32 @@ def test_lines_become_events_and_metrics(tmp_path: Path) -> None:
     assert late.get("message").endswith("partial message")
 
 
+def _run_once(collector: LogTailCollector) -> list[Event]:
+    """One poll through ``run`` with a plain publish function (acknowledged at once)."""
+    got: list[Event] = []
+    stop = threading.Event()
+
+    def publish(events: Iterable[Event]) -> int:
+        got.extend(events)
+        return len(got)
+
+    def idle() -> None:
+        stop.set()
+
+    collector._on_idle = idle
+    collector.run(publish, stop)
+    return got
+
+
 def test_restart_resumes_and_rotation_is_followed(tmp_path: Path) -> None:
     log = tmp_path / "auth.log"
     state = tmp_path / "off.json"
     log.write_text(FAIL.format(1))
     first = _collector(log, state)
-    assert len(first.poll_once()) == 1
-    first._offsets.save()
+    assert len(first.poll_once()) == 1  # read, never acknowledged: not remembered
+    assert len(_collector(log, state).poll_once()) == 1
+    assert _run_once(first) == []  # its position (after line 1) acknowledged and saved
+    assert _run_once(_collector(log, state)) == []
     with log.open("a") as fh:
         fh.write(FAIL.format(2))
     second = _collector(log, state)

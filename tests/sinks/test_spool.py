@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import sqlite3
 import zlib
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.spool import Spool, sqlite_spool
+from agent.spool.sqlite_spool import LOW_DISK_RESERVE
 
 MB = 1 << 20
 
@@ -222,14 +224,30 @@ def test_stops_growing_when_the_file_system_is_nearly_full(tmp_path: Path) -> No
     spool = Spool(tmp_path / "s.db", 64 * MB, 3600, min_free_bytes=5 * MB,
                   free_bytes=lambda: free[0])
     for _ in range(10):
-        assert spool.append("alert", 3, b"a" * 10_000).evicted == []
-    free[0] = 5 * MB  # now at the reserve: new records replace old ones
-    result = spool.append("alert", 3, b"b" * 10_000)
+        assert spool.append("alert", 3, b"a" * 100_000).evicted == []
+    free[0] = 5 * MB  # now at the floor: new records replace old ones
+    result = spool.append("alert", 3, b"b" * 100_000)
     assert result.evicted == [("alert", 3)] and len(spool) == 10
-    assert spool.append("alert", 5, b"c" * 10_000).evicted == [("alert", 3)]
+    assert spool.append("alert", 5, b"c" * 100_000).evicted == [("alert", 3)]
+
+
+def test_an_empty_spool_below_the_floor_still_takes_records(tmp_path: Path) -> None:
+    """Below the floor the spool keeps a small reserve: while Elasticsearch takes what it is
+    given, a nearly full disk costs nothing (the old rule refused every record)."""
     empty = Spool(tmp_path / "e.db", 64 * MB, 3600, min_free_bytes=5 * MB,
                   free_bytes=lambda: 1 * MB)
-    assert empty.append("alert", 5, b"x" * 100).refused  # nothing to evict: refused, counted
+    for _ in range(20):
+        result = empty.append("alert", 5, b"x" * 10_000)
+        assert not result.refused and not result.evicted
+    assert empty.append("alert", 1, b"y" * (LOW_DISK_RESERVE - 100_000)).refused
+
+
+def test_the_floor_is_at_most_a_share_of_the_file_system(tmp_path: Path) -> None:
+    total = shutil.disk_usage(tmp_path).total
+    huge = Spool(tmp_path / "h.db", 64 * MB, 3600, min_free_bytes=total,  # floor > the disk
+                 free_bytes=lambda: total // 2)
+    assert not huge.append("alert", 3, b"z" * 400_000).refused
+    assert huge.append("alert", 3, b"z" * 400_000).evicted == []
 
 
 def test_corruption_found_while_running_starts_a_fresh_spool(tmp_path: Path) -> None:
