@@ -211,7 +211,7 @@ class ProcessExecCollector:
         return out
 
     def _from_facts(self, facts: ExecFacts) -> Event:
-        info = self._reader.read(facts.pid)  # extras only: it may be gone or exec'd again
+        info = self._reader.read(facts.pid, extras_only=True)  # may be gone or exec'd again
         same = not info.gone and info.executable == facts.executable
         info.ppid = facts.ppid or info.ppid
         info.executable = facts.executable or (info.executable if same else None)

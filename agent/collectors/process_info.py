@@ -59,11 +59,23 @@ class ProcReader:
             self._ticks = 100
         self._boot = _boot_time(proc_root)
 
-    def read(self, pid: int, *, full: bool = True) -> ProcInfo:
+    def read(self, pid: int, *, full: bool = True, extras_only: bool = False) -> ProcInfo:
         """What ``/proc/<pid>`` says; ``full=False`` (parents and grandparents) stops after
-        executable, command line, name, ids and parent pid — all an ancestor is described by."""
+        executable, command line, name, ids and parent pid — all an ancestor is described by.
+        ``extras_only``: the caller has the kernel's exec facts (argv, ids, cwd) and wants only
+        the executable link, start time, container and stdio sockets."""
         base = f"{self._root}/{pid}"
         info = ProcInfo(pid)
+        if extras_only:
+            exe = _readlink(f"{base}/exe")
+            if exe is None:
+                info.gone = True
+                return info
+            if exe.endswith(" (deleted)"):
+                info.deleted, exe = True, exe[: -len(" (deleted)")]
+            info.executable = exe
+            self._extras(base, info)
+            return info
         # the most valuable facts first: a short-lived process may be gone a moment later
         exe = _readlink(f"{base}/exe")
         if exe is not None:
@@ -92,6 +104,11 @@ class ProcReader:
         if not full:
             return info
         info.cwd = _readlink(f"{base}/cwd")
+        self._extras(base, info)
+        return info
+
+    @staticmethod
+    def _extras(base: str, info: ProcInfo) -> None:
         stat = _read_text(f"{base}/stat", 2048, whole=True)
         if stat and ")" in stat:
             rest = stat.rsplit(")", 1)[1].split()
@@ -108,7 +125,6 @@ class ProcReader:
             inet = _network_fds(base, sockets)
             info.socket_fds = tuple(fd for fd in sockets if fd in inet)
             info.unix_socket_fds = tuple(fd for fd in sockets if fd not in inet)
-        return info
 
     def pids(self) -> list[int]:
         """The process ids under the proc root (empty when it cannot be listed)."""
