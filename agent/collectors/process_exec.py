@@ -46,6 +46,8 @@ from agent.collectors.proc_connector import ProcConnector, ProcEvent
 from agent.collectors.process_info import (
     ProcInfo,
     ProcReader,
+    interactive_shell,
+    is_shell,
     process_fields,
     uid_change_fields,
 )
@@ -312,6 +314,11 @@ class ProcessExecCollector:
         if self._host:
             fields["host.name"] = self._host
         fields.update(process_fields(self._reader, info, parent, grand))
+        if is_shell(info):  # the socket→shell relation through a pty or socketpair relay
+            fields["vedette.process.interactive_shell"] = interactive_shell(info.args)
+            if parent is not None and fields["vedette.process.interactive_shell"]:
+                fields["vedette.process.parent.network_socket"] = \
+                    self._reader.holds_network_socket(parent.pid)
         return Event(now, PROCESS_CREATION, fields)
 
     def _lookup(self, pid: int) -> ProcInfo | None:

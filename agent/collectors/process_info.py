@@ -45,6 +45,9 @@ class ProcInfo:
     start_ticks: int | None = None
     container_id: str | None = None
     socket_fds: tuple[int, ...] = ()  # stdio fds that are TCP/UDP sockets
+    socket_inode: str | None = None  # inode of the first of them: shared by a whole session
+    stdin_pipe: str | None = None  # pipe inodes of stdin/stdout: ``curl … | sh`` relates by them
+    stdout_pipe: str | None = None
     unix_socket_fds: tuple[int, ...] = ()  # stdio fds that are other sockets (journald …)
     gone: bool = False  # the process exited before anything could be read
 
@@ -119,12 +122,30 @@ class ProcReader:
             m = _CONTAINER.search(cgroup)
             if m:
                 info.container_id = m.group(1) or m.group(2)
-        sockets = {fd: link[8:-1] for fd in (0, 1, 2)
-                   if (link := _readlink(f"{base}/fd/{fd}") or "").startswith("socket:[")}
+        links = [_readlink(f"{base}/fd/{fd}") or "" for fd in (0, 1, 2)]
+        sockets = {fd: link[8:-1] for fd, link in enumerate(links) if link.startswith("socket:[")}
+        if links[0].startswith("pipe:["):
+            info.stdin_pipe = links[0][6:-1]
+        if links[1].startswith("pipe:["):
+            info.stdout_pipe = links[1][6:-1]
         if sockets:
             inet = _network_fds(base, sockets)
             info.socket_fds = tuple(fd for fd in sockets if fd in inet)
             info.unix_socket_fds = tuple(fd for fd in sockets if fd not in inet)
+            if info.socket_fds:
+                info.socket_inode = sockets[info.socket_fds[0]]
+
+    def holds_network_socket(self, pid: int, limit: int = 1024) -> bool:
+        """Whether the process has a TCP/UDP socket open on any descriptor (the relay of a
+        shell whose stdio is a pty or socketpair: ``pty.spawn``, ``ncat -e``, ``socat EXEC``)."""
+        base = f"{self._root}/{pid}"
+        try:
+            fds = os.listdir(f"{base}/fd")[:limit]
+        except OSError:
+            return False
+        sockets = {int(fd): link[8:-1] for fd in fds if fd.isdigit()
+                   and (link := _readlink(f"{base}/fd/{fd}") or "").startswith("socket:[")}
+        return bool(sockets) and bool(_network_fds(base, sockets))
 
     def pids(self) -> list[int]:
         """The process ids under the proc root (empty when it cannot be listed)."""
@@ -193,6 +214,12 @@ def process_fields(reader: ProcReader, info: ProcInfo, parent: ProcInfo | None,
         f["process.io.socket_fds"] = list(info.socket_fds)
     if info.unix_socket_fds:
         f["vedette.process.io.local_socket_fds"] = list(info.unix_socket_fds)
+    if info.socket_inode:
+        f["vedette.process.io.socket_inode"] = info.socket_inode
+    if info.stdin_pipe:
+        f["vedette.process.io.stdin_pipe"] = info.stdin_pipe
+    if info.stdout_pipe:
+        f["vedette.process.io.stdout_pipe"] = info.stdout_pipe
     if info.deleted:
         f["process.executable_deleted"] = True
     if parent is not None and not parent.gone:
@@ -226,6 +253,23 @@ def uid_change_fields(reader: ProcReader, info: ProcInfo, parent: ProcInfo | Non
         f["vedette.process.previous_uid"] = str(previous[0])
         f["vedette.process.previous_euid"] = str(previous[1])
     return f
+
+
+def is_shell(info: ProcInfo) -> bool:
+    name = os.path.basename(info.executable) if info.executable else info.comm
+    return name in SHELLS
+
+
+def interactive_shell(args: list[str] | None) -> bool:
+    """A shell that reads commands from its stdio: no ``-c`` and no script operand."""
+    if not args:
+        return False
+    for arg in args[1:]:
+        if not arg.startswith("-"):
+            return False  # a script (or -c's command)
+        if not arg.startswith("--") and "c" in arg[1:]:
+            return False  # -c, -ec, -ic …
+    return True
 
 
 def _describe(f: dict[str, Any], prefix: str, info: ProcInfo) -> None:

@@ -148,6 +148,11 @@ _HOST_PROCESS = (
     "process.parent.parent.command_line", "process.parent.parent.args", "user.effective.id",
     "user.effective.name", "group.id", "container.id", "process.start", "event.kind",
     "event.category", "event.type", "event.dataset", "vedette.process.source",
+    # exec facts from audit, and the socket/pipe relations of issue 17 (docs/host.md)
+    "vedette.process.io.socket_inode", "vedette.process.io.stdin_pipe",
+    "vedette.process.io.stdout_pipe", "vedette.process.interactive_shell",
+    "vedette.process.parent.network_socket", "user.audit.id", "vedette.process.audit_session",
+    "process.tty.name", "vedette.process.script", "vedette.download.path",
 )
 _HOST_CONNECTION = (
     "event.kind", "event.category", "event.action", "event.dataset", "network.type", "user.id",
@@ -268,7 +273,7 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         fields=("event.kind", "event.category", "event.action", "event.dataset", "server.ip",
                 "server.port", "network.transport", "network.type", "vedette.socket.wildcard",
                 "process.pid", "process.name", "process.executable", "user.id", "user.name",
-                "host.name"),
+                "host.name", "process.args", "process.command_line"),
         description="listening sockets appearing (listening_started) or going away",
     ),
     _entry(
