@@ -7,7 +7,7 @@ for about a millisecond. An exec counts as covered when its event carries
 ``process.executable`` = the shell and ``process.args`` = the three arguments exactly. Modes:
 
 * ``audit``: exec facts from the kernel's audit records (:mod:`agent.collectors.audit_netlink`);
-  latency = publish time − the audit record's kernel timestamp (millisecond resolution);
+  latency = publish time - the audit record's kernel timestamp (millisecond resolution);
 * ``connector``: proc connector + ``/proc`` read (the fallback), for comparison.
 
 CPU per exec is the collector thread's own CPU time (``pthread_getcpuclockid``) over the run
