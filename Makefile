@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 # Debian packages the test suite drives (promtool, systemd-analyze, attack and lab tools).
 TEST_DEBS := prometheus systemd iproute2 tcpdump nmap hping3 masscan hydra dsniff iodine \
-             openssh-server openssh-client tcpreplay fail2ban curl sshpass
+             openssh-server openssh-client tcpreplay fail2ban curl sshpass \
+             ncat socat
 # Extra packages only the benchmarks compare against.
 BENCH_DEBS := prometheus-node-exporter
 

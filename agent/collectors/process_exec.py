@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from agent.collectors.audit_exec import ExecAssembler, ExecFacts
 from agent.collectors.audit_netlink import AuditRecord
 from agent.collectors.base import Publish
+from agent.collectors.download_args import download_path
 from agent.collectors.proc_connector import ProcConnector, ProcEvent
 from agent.collectors.process_info import (
     ProcInfo,
@@ -49,6 +50,8 @@ from agent.collectors.process_info import (
     interactive_shell,
     is_shell,
     process_fields,
+    script_path,
+    stdin_program,
     uid_change_fields,
 )
 from agent.collectors.process_poll import ProcessPoller
@@ -314,6 +317,17 @@ class ProcessExecCollector:
         if self._host:
             fields["host.name"] = self._host
         fields.update(process_fields(self._reader, info, parent, grand))
+        ran = script_path(info)
+        fields["vedette.process.file"] = ran or info.executable
+        if ran:
+            fields["vedette.process.script"] = ran
+        if info.args and info.executable and info.executable.endswith(("/curl", "/wget")):
+            target = download_path(info.args, info.cwd) or info.stdout_file
+            if target:
+                fields["vedette.download.path"] = target
+        from_stdin = stdin_program(info)
+        if from_stdin is not None:
+            fields["vedette.process.stdin_program"] = from_stdin
         if is_shell(info):  # the socket→shell relation through a pty or socketpair relay
             fields["vedette.process.interactive_shell"] = interactive_shell(info.args)
             if parent is not None and fields["vedette.process.interactive_shell"]:

@@ -48,6 +48,7 @@ class ProcInfo:
     socket_inode: str | None = None  # inode of the first of them: shared by a whole session
     stdin_pipe: str | None = None  # pipe inodes of stdin/stdout: ``curl … | sh`` relates by them
     stdout_pipe: str | None = None
+    stdout_file: str | None = None  # stdout redirected to a file (``curl … > /tmp/x``)
     unix_socket_fds: tuple[int, ...] = ()  # stdio fds that are other sockets (journald …)
     gone: bool = False  # the process exited before anything could be read
 
@@ -128,6 +129,8 @@ class ProcReader:
             info.stdin_pipe = links[0][6:-1]
         if links[1].startswith("pipe:["):
             info.stdout_pipe = links[1][6:-1]
+        elif links[1].startswith("/") and not links[1].startswith("/dev/"):
+            info.stdout_file = links[1]
         if sockets:
             inet = _network_fds(base, sockets)
             info.socket_fds = tuple(fd for fd in sockets if fd in inet)
@@ -253,6 +256,53 @@ def uid_change_fields(reader: ProcReader, info: ProcInfo, parent: ProcInfo | Non
         f["vedette.process.previous_uid"] = str(previous[0])
         f["vedette.process.previous_euid"] = str(previous[1])
     return f
+
+
+INTERPRETERS = ("python", "perl", "ruby", "php", "node", "lua", "tclsh", "awk", "gawk")
+
+
+def script_path(info: ProcInfo) -> str | None:
+    """The script file a shell or interpreter runs (``sh /tmp/x``, or the kernel's ``#!``
+    rewrite of ``/tmp/x`` to ``/bin/sh /tmp/x``): the first operand, made absolute."""
+    args = info.args
+    if not args or len(args) < 2 or not info.executable:
+        return None
+    name = os.path.basename(info.executable)
+    if name not in SHELLS and not name.startswith(INTERPRETERS):
+        return None
+    shell = name in SHELLS
+    for arg in args[1:4]:
+        if arg == "-c" or (shell and arg.startswith("-") and not arg.startswith("--")
+                           and "c" in arg):
+            return None  # -c: the operand is a command, not a file
+        if not shell and arg in ("-m", "-e", "-E", "-r"):
+            return None  # a module or an inline program
+        if not arg.startswith("-"):
+            if not arg.startswith("/"):
+                if not info.cwd:
+                    return None
+                arg = os.path.join(info.cwd, arg)
+            return os.path.normpath(arg)
+    return None
+
+
+def stdin_program(info: ProcInfo) -> bool | None:
+    """Whether a shell or interpreter reads its program from stdin (``curl … | sh``,
+    ``| python3``, ``| perl -``); ``None`` for other programs."""
+    args = info.args
+    if not args or not info.executable:
+        return None
+    name = os.path.basename(info.executable)
+    if name in SHELLS:
+        return interactive_shell(args)
+    if not name.startswith(INTERPRETERS):
+        return None
+    for arg in args[1:]:
+        if arg == "-":
+            return True
+        if arg in ("-c", "-e", "-E", "-r", "-m") or not arg.startswith("-"):
+            return False
+    return True
 
 
 def is_shell(info: ProcInfo) -> bool:

@@ -152,7 +152,8 @@ _HOST_PROCESS = (
     "vedette.process.io.socket_inode", "vedette.process.io.stdin_pipe",
     "vedette.process.io.stdout_pipe", "vedette.process.interactive_shell",
     "vedette.process.parent.network_socket", "user.audit.id", "vedette.process.audit_session",
-    "process.tty.name", "vedette.process.script", "vedette.download.path",
+    "process.tty.name", "vedette.process.script", "vedette.process.file",
+    "vedette.download.path", "vedette.process.stdin_program",
 )
 _HOST_CONNECTION = (
     "event.kind", "event.category", "event.action", "event.dataset", "network.type", "user.id",
