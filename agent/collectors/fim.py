@@ -84,9 +84,21 @@ class WatchList:
         self.files = set(files)
         self.dirs = set(dirs)
         self.exclude = tuple(exclude)
+        self.user_homes = user_homes
         if user_homes:
-            for home in _homes(root):
-                self.files.update(f"{home.rstrip('/')}/{name}" for name in USER_FILES)
+            self.refresh_homes()
+
+    def refresh_homes(self) -> set[str]:
+        """Add the files of homes in ``/etc/passwd`` not watched yet (a user created after
+        start); returns the logical paths added."""
+        added: set[str] = set()
+        for home in _homes(self.root):
+            for name in USER_FILES:
+                path = f"{home.rstrip('/')}/{name}"
+                if path not in self.files:
+                    added.add(path)
+        self.files.update(added)
+        return added
 
     @classmethod
     def default(cls, root: Path, extra: Iterable[str] = (), exclude: Iterable[str] = ()

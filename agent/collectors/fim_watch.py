@@ -47,6 +47,7 @@ from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 NAME = "fim"
+PASSWD = "/etc/passwd"
 _EVENT_TYPE = {"created": "creation", "modified": "change", "deleted": "deletion",
                "attributes_changed": "change"}
 
@@ -84,6 +85,7 @@ class FimCollector:
         for target in (*watch.files, *watch.dirs):
             self._ancestors.update(_parents(os.path.dirname(target.rstrip("/"))))
         self.ready = threading.Event()  # set once the baseline is in place (tests)
+        self._rearm = False  # new watch targets (a new user's home) need inotify watches
 
     # ------------------------------------------------------------------ running
 
@@ -160,7 +162,22 @@ class FimCollector:
                 changes.append(change)
         if changes:
             self._dirty_baseline = True
+        if PASSWD in logical_paths and self._watch.user_homes:
+            self._add_homes()
         return self._events(changes, "inotify")
+
+    def _add_homes(self) -> None:
+        """A user was added: watch their home's files from now on. What ``useradd -m`` put
+        there (the skeleton's ``.bashrc``) becomes the baseline silently; what changes later
+        (an appended ``.bashrc``, a new ``authorized_keys``) is reported."""
+        for logical in self._watch.refresh_homes():
+            self._ancestors.update(_parents(os.path.dirname(logical)))
+            state = file_state(self._watch.real(self._watch.root, logical), None,
+                               max_hash_bytes=self._max_hash, on_problem=self._problem)
+            if state is not None:
+                self._states[logical] = state
+                self._dirty_baseline = True
+            self._rearm = True
 
     # ------------------------------------------------------------------ inotify
 
@@ -196,7 +213,8 @@ class FimCollector:
                 rearm = True
                 dirty.update(t for t in self._watch.files if t.startswith(logical + "/"))
         events = self.check(dirty)
-        if rearm:
+        if rearm or self._rearm:
+            self._rearm = False
             self._arm(inotify)
         return events
 
