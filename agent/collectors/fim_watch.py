@@ -47,7 +47,7 @@ from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 NAME = "fim"
-PASSWD = "/etc/passwd"
+PASSWD = "/etc/passwd"  # noqa: S105 - a path, not a secret
 _EVENT_TYPE = {"created": "creation", "modified": "change", "deleted": "deletion",
                "attributes_changed": "change"}
 
