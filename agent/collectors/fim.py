@@ -37,6 +37,7 @@ DEFAULT_DIRS = (
     "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly", "/var/spool/cron",
     "/etc/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/user", "/etc/pam.d",
     "/etc/profile.d", "/etc/ld.so.conf.d", "/etc/update-motd.d", "/etc/init.d",
+    "/var/www",  # web roots: a dropped web shell (rules/file/web_shell_file_created.yml)
 )
 USER_FILES = (".ssh/authorized_keys", ".ssh/authorized_keys2", ".bashrc", ".profile",
               ".bash_profile", ".bash_login", ".bash_logout")
