@@ -285,6 +285,15 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         description="processes keeping a CPU busy, with the age of their executable",
     ),
     _entry(
+        "vedette", "process_state",
+        fields=("event.kind", "event.category", "event.type", "event.action", "event.dataset",
+                "process.pid", "process.name", "process.executable", "process.args",
+                "process.command_line", "process.parent.pid", "process.start", "user.id",
+                "user.name", "host.name", "vedette.process.memfd",
+                "vedette.process.executable_replaced"),
+        description="running processes whose executable was deleted (executable_deleted)",
+    ),
+    _entry(
         "vedette", "process_uid_change",
         fields=("event.kind", "event.category", "event.type", "event.action", "event.dataset",
                 "process.pid", "process.executable", "process.name", "process.args",

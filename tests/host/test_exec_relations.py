@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from agent.collectors.download_args import download_path
@@ -64,3 +67,35 @@ def test_interactive_shell() -> None:
     assert interactive_shell(["bash", "--login"])
     assert not interactive_shell(["sh", "-c", "x"]) and not interactive_shell(["sh", "-ec"])
     assert not interactive_shell(["sh", "x.sh"]) and not interactive_shell([])
+
+
+def test_deleted_executable_is_reported_once_and_replacement_is_told(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from agent.collectors.deleted_exe import DeletedExecutableCollector
+
+    if os.geteuid() != 0 and not os.access("/proc/self/exe", os.R_OK):
+        pytest.skip("needs /proc")
+    gone, kept = tmp_path / "gone", tmp_path / "kept"
+    shutil.copy("/bin/sleep", gone)
+    shutil.copy("/bin/sleep", kept)
+    procs = [subprocess.Popen([str(p), "30"]) for p in (gone, kept)]
+    try:
+        time.sleep(0.2)
+        gone.unlink()
+        kept.unlink()
+        shutil.copy("/bin/sleep", kept)  # an upgrade put a new file at the path
+        collector = DeletedExecutableCollector()
+        events = {e.get("process.pid"): e for e in collector.collect()}
+        first, second = events[procs[0].pid], events[procs[1].pid]
+        assert first.get("process.executable") == str(gone)
+        assert first.get("vedette.process.executable_replaced") is False
+        assert second.get("vedette.process.executable_replaced") is True
+        assert first.get("process.args") == [str(gone), "30"]
+        assert not [e for e in collector.collect() if e.get("process.pid") == procs[0].pid]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
