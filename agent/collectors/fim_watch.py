@@ -42,6 +42,7 @@ from agent.collectors.inotify import (
     IN_Q_OVERFLOW,
     Inotify,
 )
+from agent.collectors.package_activity import PackageManager, running_package_manager
 from agent.events import FILE_EVENT, Event, format_timestamp
 from agent.metrics import AgentMetrics
 
@@ -67,7 +68,9 @@ class FimCollector:
         settle_seconds: float = 0.1,
         host_name: str = "",
         clock: Callable[[], float] = time.time,
+        package_manager: Callable[[], PackageManager | None] = running_package_manager,
     ) -> None:
+        self._package_manager = package_manager
         self._watch = watch
         self._baseline_path = baseline_path
         self._metrics = metrics
@@ -294,10 +297,15 @@ class FimCollector:
     def _events(self, changes: list[Change], source: str) -> list[Event]:
         now = self._clock()
         out = []
+        manager = self._package_manager() if changes and source == "inotify" else None
         for change in changes:
             if self._metrics is not None:
                 self._metrics.fim_changes.labels(change.action).inc()
-            out.append(Event(now, FILE_EVENT, self._fields(change, source)))
+            fields = self._fields(change, source)
+            if manager is not None:  # changed while a package transaction runs
+                fields["vedette.fim.package_manager"] = manager.executable
+                fields["vedette.fim.package_transaction"] = str(manager.pid)
+            out.append(Event(now, FILE_EVENT, fields))
         return out
 
     def _fields(self, change: Change, source: str) -> dict[str, Any]:

@@ -162,7 +162,8 @@ _FILE_STATE = ("mode", "uid", "gid", "size", "inode", "mtime", "target_path")
 _HOST_FILE = (
     "event.kind", "event.category", "event.type", "event.dataset", "file.directory",
     "file.type", "file.owner", "file.hash.sha256", "vedette.fim.source", "vedette.fim.changes",
-    "vedette.fim.previous.sha256", *(f"file.{k}" for k in _FILE_STATE),
+    "vedette.fim.previous.sha256", "vedette.fim.package_manager",
+    "vedette.fim.package_transaction", *(f"file.{k}" for k in _FILE_STATE),
     *(f"vedette.fim.previous.{k}" for k in _FILE_STATE),
 )
 _HOST_AUDITD = (
