@@ -42,7 +42,7 @@ from agent.collectors.inotify import (
     IN_Q_OVERFLOW,
     Inotify,
 )
-from agent.collectors.package_activity import PackageManager, running_package_manager
+from agent.collectors.package_activity import PackageManager, package_activity
 from agent.events import FILE_EVENT, Event, format_timestamp
 from agent.metrics import AgentMetrics
 
@@ -68,7 +68,7 @@ class FimCollector:
         settle_seconds: float = 0.1,
         host_name: str = "",
         clock: Callable[[], float] = time.time,
-        package_manager: Callable[[], PackageManager | None] = running_package_manager,
+        package_manager: Callable[[], PackageManager | None] = package_activity,
     ) -> None:
         self._package_manager = package_manager
         self._watch = watch
@@ -304,7 +304,7 @@ class FimCollector:
             fields = self._fields(change, source)
             if manager is not None:  # changed while a package transaction runs
                 fields["vedette.fim.package_manager"] = manager.executable
-                fields["vedette.fim.package_transaction"] = str(manager.pid)
+                fields["vedette.fim.package_transaction"] = manager.transaction
             out.append(Event(now, FILE_EVENT, fields))
         return out
 

@@ -5,7 +5,9 @@ changes while ``dpkg``/``rpm`` (or apt, dnf, yum, zypper driving them) is runnin
 almost always the package's own. :func:`running_package_manager` scans ``/proc`` for such a
 process — by the *executable path* the kernel reports (``/proc/<pid>/exe``), never by ``comm``,
 which any process can set to ``dpkg`` — and returns the outermost one (apt rather than the
-dpkg it runs), whose pid then names the transaction: FIM events carry
+dpkg it runs), whose pid then names the transaction (when none runs any more, a package
+database changed in the last 10 s names it: a short ``dpkg -i`` may be over before the change
+is read); FIM events carry
 ``vedette.fim.package_manager`` and ``vedette.fim.package_transaction`` and the persistence
 rules fold them into one low alert per transaction. A root attacker can still hide a change
 behind a real ``dpkg -i`` of their own package; that is folded to low too (docs/host.md).
@@ -14,6 +16,7 @@ behind a real ``dpkg -i`` of their own package; that is folded to low too (docs/
 from __future__ import annotations
 
 import os
+import time
 from typing import NamedTuple
 
 MANAGERS = frozenset({
@@ -27,6 +30,33 @@ _INTERPRETED = ("unattended-upgrade", "yum", "dnf")  # python scripts: exe is py
 class PackageManager(NamedTuple):
     pid: int
     executable: str
+    transaction: str = ""
+
+
+# A transaction that just ended: dpkg rewrites its status file (and the updates journal) at
+# the end of each run, rpm its database. A unit unpacked by a ``dpkg -i`` that takes 0.2 s may
+# be seen only after dpkg exited.
+DATABASES = (("/var/lib/dpkg/updates", "/usr/bin/dpkg"), ("/var/lib/dpkg/status", "/usr/bin/dpkg"),
+             ("/var/lib/rpm/rpmdb.sqlite", "/usr/bin/rpm"),
+             ("/var/lib/rpm/Packages", "/usr/bin/rpm"))
+RECENT_SECONDS = 10.0
+
+
+def package_activity(proc_root: str = "/proc", fs_root: str = "/",
+                     now: float | None = None) -> PackageManager | None:
+    """A running package manager, else one whose database changed in the last seconds."""
+    running = running_package_manager(proc_root)
+    if running is not None:
+        return running._replace(transaction=str(running.pid))
+    now = time.time() if now is None else now
+    for path, exe in DATABASES:
+        try:
+            mtime = os.stat(os.path.join(fs_root, path.lstrip("/"))).st_mtime
+        except OSError:
+            continue
+        if abs(now - mtime) <= RECENT_SECONDS:
+            return PackageManager(0, exe, f"{os.path.basename(exe)}@{int(mtime)}")
+    return None
 
 
 def running_package_manager(proc_root: str = "/proc") -> PackageManager | None:
