@@ -5,8 +5,10 @@ path, not by user; this reads the output path from the arguments the kernel repo
 ``-o FILE``/``--output FILE``/``-oFILE``/``--output=FILE`` and ``-O``/``--remote-name`` (the
 URL's last segment in the working directory); wget ``-O FILE``/``--output-document=FILE`` and
 ``-P DIR``/``--directory-prefix=DIR``, otherwise the URL's last segment (``index.html`` for
-none). ``-`` (stdout) is no file. The result is a normalised absolute path, or ``None`` when it
-cannot be known (no URL, stdout, no cwd for a relative name). Hand-written: no library parses
+none). ``-`` (stdout) is no file. :func:`build_output` does the same for a compiler's or
+linker's ``-o``: a developer's freshly built program is told apart from a downloaded one. The
+result is a normalised absolute path, or ``None`` when it cannot be known (no URL, stdout, no
+cwd for a relative name). Hand-written: no library parses
 these two tools' option syntax, and only a handful of options matter.
 """
 
@@ -113,3 +115,22 @@ def _wget(args: list[str], cwd: str | None) -> str | None:
     name = _remote_name(urls[-1]) or "index.html"
     base = _absolute(prefix, cwd) if prefix else cwd
     return _absolute(name, base)
+
+
+COMPILERS = frozenset({"gcc", "cc", "g++", "c++", "clang", "clang++", "ld", "ld.bfd",
+                       "ld.gold", "ld.lld", "collect2", "rustc", "go", "tcc"})
+
+
+def build_output(args: list[str], cwd: str | None) -> str | None:
+    """The file a compiler or linker writes (``-o FILE`` / ``-oFILE``), absolute."""
+    if not args:
+        return None
+    name = posixpath.basename(args[0])
+    if name not in COMPILERS and not name.startswith(("gcc-", "clang-", "x86_64-linux-gnu-")):
+        return None
+    for i, a in enumerate(args[1:MAX_ARGS], start=1):
+        if a == "-o" and i + 1 < len(args):
+            return _absolute(args[i + 1], cwd)
+        if a.startswith("-o") and len(a) > 2:
+            return _absolute(a[2:], cwd)
+    return None

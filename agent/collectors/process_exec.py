@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from agent.collectors.audit_exec import ExecAssembler, ExecFacts
 from agent.collectors.audit_netlink import AuditRecord
 from agent.collectors.base import Publish
-from agent.collectors.download_args import download_path
+from agent.collectors.download_args import build_output, download_path
 from agent.collectors.proc_connector import ProcConnector, ProcEvent
 from agent.collectors.process_info import (
     ProcInfo,
@@ -62,6 +62,7 @@ from agent.metrics import AgentMetrics
 log = logging.getLogger(__name__)
 NAME = "process"
 _CACHE = 8192
+BUILT_SECONDS = 3600.0  # a program a compiler/linker wrote within the hour is "built locally"
 PROCESS_UID_CHANGE = LogSource("vedette", "process_uid_change")
 
 
@@ -118,6 +119,7 @@ class ProcessExecCollector:
         self._parents: OrderedDict[int, int] = OrderedDict()  # pid -> ppid from fork events
         self._infos: OrderedDict[int, ProcInfo] = OrderedDict()  # live processes seen
         self._ids: OrderedDict[int, tuple[int, int]] = OrderedDict()  # pid -> (uid, euid)
+        self._built: OrderedDict[str, float] = OrderedDict()  # compiler output -> when
         self._kernel_facts = kernel_facts
         self._assembler = ExecAssembler()
         self.mode = "starting"
@@ -317,6 +319,13 @@ class ProcessExecCollector:
         if self._host:
             fields["host.name"] = self._host
         fields.update(process_fields(self._reader, info, parent, grand))
+        if info.args:
+            built = build_output(info.args, info.cwd)
+            if built:
+                self._remember(self._built, built, now)
+        if info.executable and (when := self._built.get(info.executable)) is not None \
+                and now - when < BUILT_SECONDS:
+            fields["vedette.process.built_locally"] = True
         ran = script_path(info)
         fields["vedette.process.file"] = ran or info.executable
         if ran:
@@ -366,7 +375,7 @@ class ProcessExecCollector:
             self._metrics.collector_degraded.labels(NAME).set(value)
 
     @staticmethod
-    def _remember(cache: OrderedDict[int, Any], key: int, value: Any) -> None:
+    def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         cache[key] = value
         cache.move_to_end(key)
         if len(cache) > _CACHE:

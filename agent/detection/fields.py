@@ -153,7 +153,7 @@ _HOST_PROCESS = (
     "vedette.process.io.stdout_pipe", "vedette.process.interactive_shell",
     "vedette.process.parent.network_socket", "user.audit.id", "vedette.process.audit_session",
     "process.tty.name", "vedette.process.script", "vedette.process.file",
-    "vedette.download.path", "vedette.process.stdin_program",
+    "vedette.download.path", "vedette.process.stdin_program", "vedette.process.built_locally",
 )
 _HOST_CONNECTION = (
     "event.kind", "event.category", "event.action", "event.dataset", "network.type", "user.id",

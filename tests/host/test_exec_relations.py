@@ -94,3 +94,13 @@ def test_deleted_executable_is_reported_once_and_replacement_is_told(tmp_path: P
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_build_output() -> None:
+    from agent.collectors.download_args import build_output  # noqa: PLC0415
+
+    assert build_output(["gcc", "-O2", "-o", "hello", "hello.c"], "/tmp/b") == "/tmp/b/hello"
+    assert build_output(["/usr/lib/gcc/x86_64-linux-gnu/12/collect2", "-ohello"], "/t") == \
+        "/t/hello"
+    assert build_output(["go", "build", "-o", "/tmp/x"], "/") == "/tmp/x"
+    assert build_output(["curl", "-o", "/tmp/x"], "/") is None
