@@ -11,9 +11,11 @@ against a process that lives a millisecond. :class:`AuditSocket` follows the Aud
   ``AUDIT_NLGRP_READLOG`` (``CAP_AUDIT_READ``) and receive a copy of every record.
 
 Either way one syscall-exit rule per ABI for ``execve``/``execveat`` is added with a key of
-this agent instance (``vedette-<pid>``), so two instances never delete each other's rule, and
+this agent instance (``vedette-<pid>-<n>``), so two instances never delete each other's rule, and
 removed again on close; a rule left by an instance that died without closing (its pid is gone)
-is removed at start. No library: Debian's ``python3-audit`` bindings are not installable into
+is removed at start. While another instance's rule remains, closing leaves auditing enabled
+for it (that instance listens on the multicast group, which the kernel serves with or without
+a registered receiver). No library: Debian's ``python3-audit`` bindings are not installable into
 a venv and auparse reads files, not the socket; the protocol is a few fixed structs
 (``<linux/audit.h>``).
 """
@@ -21,6 +23,7 @@ a venv and auparse reads files, not the socket; the protocol is a few fixed stru
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import platform
 import select
@@ -57,6 +60,7 @@ AUDIT_BITMASK_SIZE = 64
 AUDIT_MAX_FIELDS = 64
 KEY_PREFIX = "vedette-"
 BACKLOG_LIMIT = 8192
+_INSTANCES = itertools.count(1)
 
 # (audit arch, execve, execveat) per ABI the kernel can run on this machine
 _ABIS: dict[str, list[tuple[int, int, int]]] = {
@@ -223,7 +227,7 @@ class AuditSocket:
     refuses (no ``CAP_AUDIT_CONTROL``, no audit support, in a container)."""
 
     def __init__(self, rcvbuf_bytes: int = 16 << 20, *, become_daemon: bool = True) -> None:
-        self.key = f"{KEY_PREFIX}{os.getpid()}"
+        self.key = f"{KEY_PREFIX}{os.getpid()}-{next(_INSTANCES)}"
         self.lost = 0
         self.mode = "multicast"
         self._restore: AuditStatus | None = None
@@ -330,6 +334,10 @@ class AuditSocket:
             except OSError:
                 pass
         self._rules = []
+        if self._restore is not None and self._other_instances():
+            # another agent instance (multicast mode) still needs auditing on: leave it on,
+            # give up only the receiver registration (closing our socket does that)
+            self._restore = None
         if self._restore is not None:
             r, self._restore = self._restore, None
             try:
@@ -347,13 +355,22 @@ class AuditSocket:
             self._sock = None
         self._ctl.close()
 
+    def _other_instances(self) -> bool:
+        try:
+            rules = self._ctl.rules()
+        except OSError:
+            return False
+        for raw in rules:
+            key = rule_key(raw) or ""
+            pid = _key_pid(key)
+            if key != self.key and pid is not None and _alive(pid):
+                return True
+        return False
+
     def _remove_stale_rules(self) -> None:
         for raw in self._ctl.rules():
-            key = rule_key(raw)
-            if key is None or not key.startswith(KEY_PREFIX):
-                continue
-            pid = key[len(KEY_PREFIX):]
-            if pid.isdigit() and not _alive(int(pid)):
+            pid = _key_pid(rule_key(raw) or "")
+            if pid is not None and not _alive(pid):
                 try:
                     self._ctl.request(AUDIT_DEL_RULE, raw)
                 except OSError:
@@ -394,6 +411,14 @@ def _set_rcvbuf(sock: socket.socket, size: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, 33, size)  # SO_RCVBUFFORCE
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def _key_pid(key: str) -> int | None:
+    """The agent pid in a rule key ``vedette-<pid>-<n>`` (``None`` for other keys)."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    pid = key[len(KEY_PREFIX):].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
 
 
 def _alive(pid: int) -> bool:

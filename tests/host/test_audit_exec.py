@@ -202,3 +202,28 @@ def _status_and_keys() -> tuple[tuple[int, int, int], set[str]]:
     finally:
         control.close()
     return (st.enabled, st.pid, st.backlog_limit), keys
+
+
+@needs_audit
+def test_second_instance_listens_and_keeps_auditing_after_the_first_stops() -> None:
+    before = _status_and_keys()
+    first = AuditSocket()
+    try:
+        second = AuditSocket()  # a second agent on the host: multicast, its own rule
+        try:
+            assert (first.mode, second.mode) == ("daemon", "multicast")
+            first.close()
+            assert _status_and_keys()[0][0] == 1  # still enabled for the second one
+            marker = f"m{os.getpid()}second"
+            subprocess.run(["/bin/true", marker], check=True)
+            deadline = time.monotonic() + 5
+            seen = False
+            while time.monotonic() < deadline and not seen:
+                seen = any(marker in r.text or marker.encode().hex().upper() in r.text
+                           for r in second.receive(0.2))
+            assert seen
+        finally:
+            second.close()
+    finally:
+        first.close()
+    assert _status_and_keys() == before
