@@ -282,7 +282,8 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         "vedette", "process_cpu",
         fields=("event.kind", "event.category", "event.action", "event.dataset", "process.pid",
                 "process.name", "process.executable", "process.command_line", "process.cpu.pct",
-                "vedette.process.executable_age", "user.id", "user.name", "host.name"),
+                "vedette.process.executable_age", "user.id", "user.name", "host.name",
+                "vedette.process.age_seconds"),
         description="processes keeping a CPU busy, with the age of their executable",
     ),
     _entry(
