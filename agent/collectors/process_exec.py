@@ -184,7 +184,7 @@ class ProcessExecCollector:
         fds: list[Any] = [kernel]
         if hasattr(source, "fileno"):
             fds.append(source)
-        lost = kernel_lost = 0
+        lost = connector_lost = kernel_lost = 0
         next_check = self._clock() + 5.0
         while not stop.is_set():
             ready, _, _ = select.select(fds, [], [], 0.5)
@@ -199,9 +199,9 @@ class ProcessExecCollector:
                 if dropped > kernel_lost:
                     self._lost(dropped - kernel_lost)
                     kernel_lost = dropped
-            if kernel.lost != lost or source.lost != 0:
-                self._lost(kernel.lost - lost + source.lost)
-                lost, source.lost = kernel.lost, 0
+            if kernel.lost != lost or source.lost != connector_lost:
+                self._lost(kernel.lost - lost + source.lost - connector_lost)
+                lost, connector_lost = kernel.lost, source.lost
             if events:
                 publish(events)
 
@@ -228,10 +228,11 @@ class ProcessExecCollector:
         info.comm = facts.comm or info.comm
         info.uid, info.euid = facts.uid, facts.euid
         info.gid = facts.gid if facts.gid is not None else info.gid
-        info.gone = False
+        alive, info.gone = not info.gone, False
         if not facts.complete and self._metrics is not None:
             self._metrics.process_enrichment_failures.inc()
-        self._remember(self._infos, facts.pid, info)
+        if alive:  # a process already gone may have had its exit handled: do not cache it
+            self._remember(self._infos, facts.pid, info)
         event = self._event(facts.timestamp, info, "audit")
         if facts.auid is not None:
             event.fields["user.audit.id"] = str(facts.auid)
