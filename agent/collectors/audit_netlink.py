@@ -300,11 +300,13 @@ class AuditSocket:
             return []
         return self.drain()
 
-    def drain(self) -> list[AuditRecord]:
+    def drain(self, max_datagrams: int = 128) -> list[AuditRecord]:
+        """What is queued, up to ``max_datagrams`` (one record each: ~25 execs), so a burst is
+        published in small batches instead of after the whole backlog is parsed."""
         out: list[AuditRecord] = []
         if self._sock is None:
             return out
-        for _ in range(1024):
+        for _ in range(max_datagrams):
             try:
                 data = self._sock.recv(1 << 16, socket.MSG_DONTWAIT)
             except BlockingIOError:
