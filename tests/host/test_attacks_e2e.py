@@ -175,12 +175,6 @@ def need(*tools: str) -> None:
         pytest.skip(f"missing tools: {missing}")
 
 
-def noisy_alerts(agent: AgentProcess, since: float) -> list[str]:
-    """Alerts above ``low`` since a time (benign counterparts must raise none)."""
-    return [a["rule"]["name"] for a in agent.alerts() if _first_seen(a) >= since
-            and a.get("event", {}).get("severity", 0) > LOW]
-
-
 # -- shells ---------------------------------------------------------------------------------
 
 def test_python_pty_reverse_shell(agent: AgentProcess, netns: str, procs: Procs) -> None:
