@@ -7,7 +7,8 @@ DEVSTAMP := $(VENV)/.installed-dev
 # Debian packages the test suite drives (promtool, systemd-analyze, attack and lab tools;
 # python3-venv builds the .deb's venv on Debian's own python3 in tests/test_deb.py).
 TEST_DEBS := prometheus systemd iproute2 tcpdump nmap hping3 masscan hydra dsniff iodine \
-             openssh-server openssh-client tcpreplay fail2ban curl sshpass python3-venv sqlite3
+             openssh-server openssh-client tcpreplay fail2ban curl sshpass python3-venv sqlite3 \
+             ncat socat
 # Extra packages only the benchmarks compare against.
 BENCH_DEBS := prometheus-node-exporter
 

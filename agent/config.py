@@ -394,6 +394,10 @@ class ProcessSection(Section):
     fallback_polling: bool = Field(
         True, description="poll /proc when the proc connector is unavailable (degraded coverage)"
     )
+    kernel_exec_facts: bool = Field(
+        True, description="take exec facts (argv, executable, cwd, ids) from kernel audit "
+        "records (needs CAP_AUDIT_CONTROL and CAP_AUDIT_READ; falls back to /proc reads)"
+    )
     poll_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="/proc polling interval in fallback mode"
     )

@@ -234,6 +234,12 @@ class AgentMetrics:
             "Exec events whose process exited before /proc could be read (event sent unenriched).",
             registry=registry,
         )
+        self.process_exec_source = Gauge(
+            "vedette_process_exec_source",
+            "1 for where exec facts come from: audit (kernel audit records), connector (proc "
+            "connector + /proc read), poll (/proc polling).",
+            ["source"], registry=registry,
+        )
         self.log_lines = Counter(
             "vedette_log_lines_total",
             "Lines read by a host log collector (auth_log, journal, web_log, auditd).",

@@ -37,6 +37,7 @@ DEFAULT_DIRS = (
     "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly", "/var/spool/cron",
     "/etc/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/user", "/etc/pam.d",
     "/etc/profile.d", "/etc/ld.so.conf.d", "/etc/update-motd.d", "/etc/init.d",
+    "/var/www",  # web roots: a dropped web shell (rules/file/web_shell_file_created.yml)
 )
 USER_FILES = (".ssh/authorized_keys", ".ssh/authorized_keys2", ".bashrc", ".profile",
               ".bash_profile", ".bash_login", ".bash_logout")
@@ -84,9 +85,21 @@ class WatchList:
         self.files = set(files)
         self.dirs = set(dirs)
         self.exclude = tuple(exclude)
+        self.user_homes = user_homes
         if user_homes:
-            for home in _homes(root):
-                self.files.update(f"{home.rstrip('/')}/{name}" for name in USER_FILES)
+            self.refresh_homes()
+
+    def refresh_homes(self) -> set[str]:
+        """Add the files of homes in ``/etc/passwd`` not watched yet (a user created after
+        start); returns the logical paths added."""
+        added: set[str] = set()
+        for home in _homes(self.root):
+            for name in USER_FILES:
+                path = f"{home.rstrip('/')}/{name}"
+                if path not in self.files:
+                    added.add(path)
+        self.files.update(added)
+        return added
 
     @classmethod
     def default(cls, root: Path, extra: Iterable[str] = (), exclude: Iterable[str] = ()

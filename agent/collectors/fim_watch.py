@@ -42,11 +42,13 @@ from agent.collectors.inotify import (
     IN_Q_OVERFLOW,
     Inotify,
 )
+from agent.collectors.package_activity import PackageManager, package_activity
 from agent.events import FILE_EVENT, Event, format_timestamp
 from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 NAME = "fim"
+PASSWD = "/etc/passwd"  # noqa: S105 - a path, not a secret
 _EVENT_TYPE = {"created": "creation", "modified": "change", "deleted": "deletion",
                "attributes_changed": "change"}
 
@@ -66,7 +68,9 @@ class FimCollector:
         settle_seconds: float = 0.1,
         host_name: str = "",
         clock: Callable[[], float] = time.time,
+        package_manager: Callable[[], PackageManager | None] = package_activity,
     ) -> None:
+        self._package_manager = package_manager
         self._watch = watch
         self._baseline_path = baseline_path
         self._metrics = metrics
@@ -85,6 +89,7 @@ class FimCollector:
             self._ancestors.update(_parents(os.path.dirname(target.rstrip("/"))))
         self.ready = threading.Event()  # set once the baseline is in place (tests)
         self._unreadable = 0  # watched paths the last scan could not read (permission)
+        self._rearm = False  # new watch targets (a new user's home) need inotify watches
 
     # ------------------------------------------------------------------ running
 
@@ -164,7 +169,22 @@ class FimCollector:
                 changes.append(change)
         if changes:
             self._dirty_baseline = True
+        if PASSWD in logical_paths and self._watch.user_homes:
+            self._add_homes()
         return self._events(changes, "inotify")
+
+    def _add_homes(self) -> None:
+        """A user was added: watch their home's files from now on. What ``useradd -m`` put
+        there (the skeleton's ``.bashrc``) becomes the baseline silently; what changes later
+        (an appended ``.bashrc``, a new ``authorized_keys``) is reported."""
+        for logical in self._watch.refresh_homes():
+            self._ancestors.update(_parents(os.path.dirname(logical)))
+            state = file_state(self._watch.real(self._watch.root, logical), None,
+                               max_hash_bytes=self._max_hash, on_problem=self._problem)
+            if state is not None:
+                self._states[logical] = state
+                self._dirty_baseline = True
+            self._rearm = True
 
     # ------------------------------------------------------------------ inotify
 
@@ -200,7 +220,8 @@ class FimCollector:
                 rearm = True
                 dirty.update(t for t in self._watch.files if t.startswith(logical + "/"))
         events = self.check(dirty)
-        if rearm:
+        if rearm or self._rearm:
+            self._rearm = False
             self._arm(inotify)
         return events
 
@@ -282,10 +303,15 @@ class FimCollector:
     def _events(self, changes: list[Change], source: str) -> list[Event]:
         now = self._clock()
         out = []
+        manager = self._package_manager() if changes and source == "inotify" else None
         for change in changes:
             if self._metrics is not None:
                 self._metrics.fim_changes.labels(change.action).inc()
-            out.append(Event(now, FILE_EVENT, self._fields(change, source)))
+            fields = self._fields(change, source)
+            if manager is not None:  # changed while a package transaction runs
+                fields["vedette.fim.package_manager"] = manager.executable
+                fields["vedette.fim.package_transaction"] = manager.transaction
+            out.append(Event(now, FILE_EVENT, fields))
         return out
 
     def _fields(self, change: Change, source: str) -> dict[str, Any]:

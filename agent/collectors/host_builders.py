@@ -14,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.collectors.audit_netlink import AuditSocket
 from agent.collectors.auth_context import AuthContext, privileged_users
+from agent.collectors.deleted_exe import DeletedExecutableCollector
 from agent.collectors.fim import WatchList
 from agent.collectors.fim_watch import FimCollector
 from agent.collectors.journal import JournalCollector
@@ -48,7 +50,9 @@ def build_process(ctx: CollectorContext) -> list[AnyCollector]:
         return []
     out: list[AnyCollector] = [ProcessExecCollector(
         ProcReader(PROC), ctx.metrics, fallback=section.fallback_polling,
-        poll_interval_seconds=section.poll_interval_seconds, host_name=ctx.identity.host_name)]
+        poll_interval_seconds=section.poll_interval_seconds, host_name=ctx.identity.host_name,
+        kernel_facts=AuditSocket if section.kernel_exec_facts else None)]
+    out.append(DeletedExecutableCollector(10.0, PROC, host_name=ctx.identity.host_name))
     if section.cpu_sampling:
         out.append(ProcessCpuCollector(
             section.cpu_interval_seconds, threshold=section.cpu_threshold, proc_root=PROC,

@@ -135,6 +135,9 @@ class ProcConnector:
             raise
         self.lost = 0
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     def receive(self, timeout: float) -> list[ProcEvent]:
         """Events available within ``timeout`` seconds (drains what is queued)."""
         ready, _, _ = select.select([self._sock], [], [], timeout)

@@ -6,7 +6,10 @@ elapsed time, as a fraction of one core) and reports the processes at or above `
 as ``vedette``/``process_cpu`` events. Each event says how long ago this *executable* was first
 seen by the agent (``vedette.process.executable_age``, seconds): executables running when the
 agent first started, and every one seen since, are remembered in the state dir, so a miner
-dropped yesterday is "new" while the database that has been running for months is not.
+dropped yesterday is "new" while the database that has been running for months is not. A
+process started since the previous run is judged by its share since it started (at least 5 s
+old), so a busy newcomer is reported at the first sample; ``vedette.process.age_seconds`` says
+how long the process has run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from agent.events import Event, LogSource
 
 PROCESS_CPU = LogSource("vedette", "process_cpu")
 MAX_KNOWN = 50_000
+MIN_AGE = 5.0
 
 
 class ProcessCpuCollector:
@@ -62,15 +66,22 @@ class ProcessCpuCollector:
             if exe and exe not in self._known and len(self._known) < MAX_KNOWN:
                 self._known[exe] = now
                 self._dirty = True
+        uptime = _uptime(f"{self._proc}/uptime")
         if self._previous_at is not None and mono > self._previous_at:
             elapsed = mono - self._previous_at
             for key, (ticks, comm) in current.items():
                 before = self._previous.get(key)
+                age = uptime - key[1] / self._hz if uptime is not None else None
                 if before is None:
-                    continue
-                share = (ticks - before) / self._hz / elapsed
+                    # started since the last run: its share since it started, so a miner
+                    # is seen at the first sample, not after 5 (age >= 5 s: no noise)
+                    if age is None or not MIN_AGE <= age <= elapsed + 1:
+                        continue
+                    share = ticks / self._hz / age
+                else:
+                    share = (ticks - before) / self._hz / elapsed
                 if share >= self._threshold:
-                    events.append(self._event(now, key[0], exes.get(key), comm, share))
+                    events.append(self._event(now, key[0], exes.get(key), comm, share, age))
         self._previous = {k: v[0] for k, v in current.items()}
         self._previous_at = mono
         self._exe_of = exes
@@ -105,12 +116,15 @@ class ProcessCpuCollector:
             out[(int(pid), start)] = (ticks, comm)
         return out
 
-    def _event(self, now: float, pid: int, exe: str | None, comm: str, share: float) -> Event:
+    def _event(self, now: float, pid: int, exe: str | None, comm: str, share: float,
+               age: float | None = None) -> Event:
         f: dict[str, Any] = {
             "event.kind": "metric", "event.category": "process", "event.action": "cpu_busy",
             "event.dataset": "vedette.process_cpu", "process.pid": pid, "process.name": comm,
             "process.cpu.pct": round(share, 3),
         }
+        if age is not None:
+            f["vedette.process.age_seconds"] = int(age)
         if exe:
             f["process.executable"] = exe
             f["vedette.process.executable_age"] = int(now - self._known.get(exe, now))
@@ -154,6 +168,14 @@ class ProcessCpuCollector:
             os.replace(tmp, self._known_file)
         except OSError:
             pass
+
+
+def _uptime(path: str) -> float | None:
+    try:
+        with open(path, "rb") as fh:
+            return float(fh.read(64).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _readlink(path: str) -> str | None:

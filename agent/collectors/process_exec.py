@@ -12,6 +12,14 @@ namespace), the collector logs one warning, sets ``vedette_collector_degraded{co
 "process"}`` to 1 and polls ``/proc`` instead (:mod:`agent.collectors.process_poll`), which
 misses short-lived processes.
 
+When the kernel's audit subsystem can be used (``CAP_AUDIT_CONTROL``; :mod:`agent.collectors.
+audit_netlink`), the exec facts — pid, ppid, uid/euid/gid, executable, full argv, cwd — come
+from the audit records of the ``execve`` itself (:mod:`agent.collectors.audit_exec`), not from
+a later ``/proc`` read that a millisecond-long process wins; ``/proc`` then only adds what audit
+does not say (socket-typed stdio, container, start time), best effort. The proc connector stays
+open for forks, exits and uid changes. ``vedette_process_exec_source{source}`` is 1 for the
+source in use: ``audit``, ``connector`` (proc connector + ``/proc``) or ``poll``.
+
 uid changes (the kernel's ``PROC_EVENT_UID``: real or effective uid changed, or a setuid program
 was executed) become ``vedette``/``process_uid_change`` events. The ids each process had before
 are tracked per pid from the connector stream alone — read once from ``/proc`` at start,
@@ -24,18 +32,26 @@ reported by each thread) is not reported. Polling mode sees no uid changes.
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from agent.collectors.audit_exec import ExecAssembler, ExecFacts
+from agent.collectors.audit_netlink import AuditRecord
 from agent.collectors.base import Publish
+from agent.collectors.download_args import build_output, download_path
 from agent.collectors.proc_connector import ProcConnector, ProcEvent
 from agent.collectors.process_info import (
     ProcInfo,
     ProcReader,
+    interactive_shell,
+    is_shell,
     process_fields,
+    script_path,
+    stdin_program,
     uid_change_fields,
 )
 from agent.collectors.process_poll import ProcessPoller
@@ -46,6 +62,7 @@ from agent.metrics import AgentMetrics
 log = logging.getLogger(__name__)
 NAME = "process"
 _CACHE = 8192
+BUILT_SECONDS = 3600.0  # a program a compiler/linker wrote within the hour is "built locally"
 PROCESS_UID_CHANGE = LogSource("vedette", "process_uid_change")
 
 
@@ -55,6 +72,24 @@ class EventSource(Protocol):
     def receive(self, timeout: float) -> list[ProcEvent]: ...
 
     def close(self) -> None: ...
+
+
+class KernelExecSource(Protocol):
+    """Audit records of execs (:class:`~agent.collectors.audit_netlink.AuditSocket`)."""
+
+    lost: int
+    mode: str
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> list[AuditRecord]: ...
+
+    def kernel_lost(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+SOURCES = ("audit", "connector", "poll")
 
 
 class ProcessExecCollector:
@@ -71,6 +106,7 @@ class ProcessExecCollector:
         poll_interval_seconds: float = 1.0,
         host_name: str = "",
         clock: Callable[[], float] = time.time,
+        kernel_facts: Callable[[], KernelExecSource] | None = None,
     ) -> None:
         self._reader = reader
         self._metrics = metrics
@@ -83,6 +119,9 @@ class ProcessExecCollector:
         self._parents: OrderedDict[int, int] = OrderedDict()  # pid -> ppid from fork events
         self._infos: OrderedDict[int, ProcInfo] = OrderedDict()  # live processes seen
         self._ids: OrderedDict[int, tuple[int, int]] = OrderedDict()  # pid -> (uid, euid)
+        self._built: OrderedDict[str, float] = OrderedDict()  # compiler output -> when
+        self._kernel_facts = kernel_facts
+        self._assembler = ExecAssembler()
         self.mode = "starting"
 
     def run(self, publish: Publish, stop: threading.Event) -> None:
@@ -96,10 +135,20 @@ class ProcessExecCollector:
                         "short-lived processes will be missed", exc.strerror or exc,
                         self._poll_interval)
             self._degraded(1)
+            self._source("poll")
             self._run_polling(publish, stop)
             return
         self._degraded(0)
         self.seed_uids()
+        kernel = self._open_kernel_facts()
+        if kernel is not None:
+            try:
+                self._run_audit(source, kernel, publish, stop)
+            finally:
+                kernel.close()
+                source.close()
+            return
+        self._source("connector")
         self.mode = "connector"
         lost = 0
         try:
@@ -115,6 +164,84 @@ class ProcessExecCollector:
         finally:
             source.close()
 
+    def _open_kernel_facts(self) -> KernelExecSource | None:
+        if self._kernel_facts is None:
+            return None
+        try:
+            kernel = self._kernel_facts()
+        except OSError as exc:
+            log.warning("audit exec facts unavailable (%s): exec details come from /proc, "
+                        "which a process that exits at once can escape",
+                        exc.strerror or exc)
+            return None
+        log.info("exec facts from the kernel audit subsystem (%s mode)", kernel.mode)
+        return kernel
+
+    def _run_audit(self, source: EventSource, kernel: KernelExecSource, publish: Publish,
+                   stop: threading.Event) -> None:
+        self.mode = "audit"
+        self._source("audit")
+        fds: list[Any] = [kernel]
+        if hasattr(source, "fileno"):
+            fds.append(source)
+        lost = connector_lost = kernel_lost = 0
+        next_check = self._clock() + 5.0
+        while not stop.is_set():
+            ready, _, _ = select.select(fds, [], [], 0.5)
+            events = self.handle(source.receive(0.0) if source in ready or len(fds) == 1
+                                 else [])
+            events.extend(self.handle_records(kernel.drain() if kernel in ready else []))
+            now = self._clock()
+            if now >= next_check:  # records the kernel dropped, an EOE that never came
+                next_check = now + 5.0
+                events.extend(self._from_facts(f) for f in self._assembler.expire(now))
+                dropped = kernel.kernel_lost()
+                if dropped > kernel_lost:
+                    self._lost(dropped - kernel_lost)
+                    kernel_lost = dropped
+            if kernel.lost != lost or source.lost != connector_lost:
+                self._lost(kernel.lost - lost + source.lost - connector_lost)
+                lost, connector_lost = kernel.lost, source.lost
+            if events:
+                publish(events)
+
+    def _lost(self, count: int) -> None:
+        if self._metrics is not None and count > 0:
+            self._metrics.process_events_lost.inc(count)
+
+    def handle_records(self, records: list[AuditRecord]) -> list[Event]:
+        """Turn audit records into process_creation events (public for tests)."""
+        out: list[Event] = []
+        for record in records:
+            for facts in self._assembler.add(record):
+                out.append(self._from_facts(facts))
+        return out
+
+    def _from_facts(self, facts: ExecFacts) -> Event:
+        info = self._reader.read(facts.pid, extras_only=True)  # may be gone or exec'd again
+        same = not info.gone and info.executable == facts.executable
+        info.ppid = facts.ppid or info.ppid
+        info.executable = facts.executable or (info.executable if same else None)
+        info.deleted = info.deleted and same
+        info.args = facts.args if facts.args is not None else (info.args if same else None)
+        info.cwd = facts.cwd or info.cwd
+        info.comm = facts.comm or info.comm
+        info.uid, info.euid = facts.uid, facts.euid
+        info.gid = facts.gid if facts.gid is not None else info.gid
+        alive, info.gone = not info.gone, False
+        if not facts.complete and self._metrics is not None:
+            self._metrics.process_enrichment_failures.inc()
+        if alive:  # a process already gone may have had its exit handled: do not cache it
+            self._remember(self._infos, facts.pid, info)
+        event = self._event(facts.timestamp, info, "audit")
+        if facts.auid is not None:
+            event.fields["user.audit.id"] = str(facts.auid)
+        if facts.session is not None:
+            event.fields["vedette.process.audit_session"] = str(facts.session)
+        if facts.tty:
+            event.fields["process.tty.name"] = facts.tty
+        return event
+
     def handle(self, batch: list[ProcEvent]) -> list[Event]:
         """Turn connector events into process_creation and process_uid_change events (public
         for tests)."""
@@ -127,7 +254,8 @@ class ProcessExecCollector:
                     if ids is not None:
                         self._remember(self._ids, pe.pid, ids)
             elif pe.kind == "exec":
-                out.append(self._exec_event(pe.pid))
+                if self.mode != "audit":  # audit mode: the exec's own records describe it
+                    out.append(self._exec_event(pe.pid))
             elif pe.kind == "uid":
                 event = self._uid_event(pe)
                 if event is not None:
@@ -192,6 +320,29 @@ class ProcessExecCollector:
         if self._host:
             fields["host.name"] = self._host
         fields.update(process_fields(self._reader, info, parent, grand))
+        if info.args:
+            built = build_output(info.args, info.cwd)
+            if built:
+                self._remember(self._built, built, now)
+        if info.executable and (when := self._built.get(info.executable)) is not None \
+                and now - when < BUILT_SECONDS:
+            fields["vedette.process.built_locally"] = True
+        ran = script_path(info)
+        fields["vedette.process.file"] = ran or info.executable
+        if ran:
+            fields["vedette.process.script"] = ran
+        if info.args and info.executable and info.executable.endswith(("/curl", "/wget")):
+            target = download_path(info.args, info.cwd) or info.stdout_file
+            if target:
+                fields["vedette.download.path"] = target
+        from_stdin = stdin_program(info)
+        if from_stdin is not None:
+            fields["vedette.process.stdin_program"] = from_stdin
+        if is_shell(info):  # the socket→shell relation through a pty or socketpair relay
+            fields["vedette.process.interactive_shell"] = interactive_shell(info.args)
+            if parent is not None and fields["vedette.process.interactive_shell"]:
+                fields["vedette.process.parent.network_socket"] = \
+                    self._reader.holds_network_socket(parent.pid)
         return Event(now, PROCESS_CREATION, fields)
 
     def _lookup(self, pid: int) -> ProcInfo | None:
@@ -215,12 +366,17 @@ class ProcessExecCollector:
             if events:
                 publish(events)
 
+    def _source(self, active: str) -> None:
+        if self._metrics is not None:
+            for name in SOURCES:
+                self._metrics.process_exec_source.labels(name).set(int(name == active))
+
     def _degraded(self, value: int) -> None:
         if self._metrics is not None:
             self._metrics.collector_degraded.labels(NAME).set(value)
 
     @staticmethod
-    def _remember(cache: OrderedDict[int, Any], key: int, value: Any) -> None:
+    def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         cache[key] = value
         cache.move_to_end(key)
         if len(cache) > _CACHE:

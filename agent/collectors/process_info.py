@@ -45,6 +45,10 @@ class ProcInfo:
     start_ticks: int | None = None
     container_id: str | None = None
     socket_fds: tuple[int, ...] = ()  # stdio fds that are TCP/UDP sockets
+    socket_inode: str | None = None  # inode of the first of them: shared by a whole session
+    stdin_pipe: str | None = None  # pipe inodes of stdin/stdout: ``curl … | sh`` relates by them
+    stdout_pipe: str | None = None
+    stdout_file: str | None = None  # stdout redirected to a file (``curl … > /tmp/x``)
     unix_socket_fds: tuple[int, ...] = ()  # stdio fds that are other sockets (journald …)
     gone: bool = False  # the process exited before anything could be read
 
@@ -59,11 +63,23 @@ class ProcReader:
             self._ticks = 100
         self._boot = _boot_time(proc_root)
 
-    def read(self, pid: int, *, full: bool = True) -> ProcInfo:
+    def read(self, pid: int, *, full: bool = True, extras_only: bool = False) -> ProcInfo:
         """What ``/proc/<pid>`` says; ``full=False`` (parents and grandparents) stops after
-        executable, command line, name, ids and parent pid — all an ancestor is described by."""
+        executable, command line, name, ids and parent pid — all an ancestor is described by.
+        ``extras_only``: the caller has the kernel's exec facts (argv, ids, cwd) and wants only
+        the executable link, start time, container and stdio sockets."""
         base = f"{self._root}/{pid}"
         info = ProcInfo(pid)
+        if extras_only:
+            exe = _readlink(f"{base}/exe")
+            if exe is None:
+                info.gone = True
+                return info
+            if exe.endswith(" (deleted)"):
+                info.deleted, exe = True, exe[: -len(" (deleted)")]
+            info.executable = exe
+            self._extras(base, info)
+            return info
         # the most valuable facts first: a short-lived process may be gone a moment later
         exe = _readlink(f"{base}/exe")
         if exe is not None:
@@ -92,6 +108,11 @@ class ProcReader:
         if not full:
             return info
         info.cwd = _readlink(f"{base}/cwd")
+        self._extras(base, info)
+        return info
+
+    @staticmethod
+    def _extras(base: str, info: ProcInfo) -> None:
         stat = _read_text(f"{base}/stat", 2048, whole=True)
         if stat and ")" in stat:
             rest = stat.rsplit(")", 1)[1].split()
@@ -102,13 +123,32 @@ class ProcReader:
             m = _CONTAINER.search(cgroup)
             if m:
                 info.container_id = m.group(1) or m.group(2)
-        sockets = {fd: link[8:-1] for fd in (0, 1, 2)
-                   if (link := _readlink(f"{base}/fd/{fd}") or "").startswith("socket:[")}
+        links = [_readlink(f"{base}/fd/{fd}") or "" for fd in (0, 1, 2)]
+        sockets = {fd: link[8:-1] for fd, link in enumerate(links) if link.startswith("socket:[")}
+        if links[0].startswith("pipe:["):
+            info.stdin_pipe = links[0][6:-1]
+        if links[1].startswith("pipe:["):
+            info.stdout_pipe = links[1][6:-1]
+        elif links[1].startswith("/") and not links[1].startswith("/dev/"):
+            info.stdout_file = links[1]
         if sockets:
             inet = _network_fds(base, sockets)
             info.socket_fds = tuple(fd for fd in sockets if fd in inet)
             info.unix_socket_fds = tuple(fd for fd in sockets if fd not in inet)
-        return info
+            if info.socket_fds:
+                info.socket_inode = sockets[info.socket_fds[0]]
+
+    def holds_network_socket(self, pid: int, limit: int = 1024) -> bool:
+        """Whether the process has a TCP/UDP socket open on any descriptor (the relay of a
+        shell whose stdio is a pty or socketpair: ``pty.spawn``, ``ncat -e``, ``socat EXEC``)."""
+        base = f"{self._root}/{pid}"
+        try:
+            fds = os.listdir(f"{base}/fd")[:limit]
+        except OSError:
+            return False
+        sockets = {int(fd): link[8:-1] for fd in fds if fd.isdigit()
+                   and (link := _readlink(f"{base}/fd/{fd}") or "").startswith("socket:[")}
+        return bool(sockets) and bool(_network_fds(base, sockets))
 
     def pids(self) -> list[int]:
         """The process ids under the proc root (empty when it cannot be listed)."""
@@ -177,6 +217,12 @@ def process_fields(reader: ProcReader, info: ProcInfo, parent: ProcInfo | None,
         f["process.io.socket_fds"] = list(info.socket_fds)
     if info.unix_socket_fds:
         f["vedette.process.io.local_socket_fds"] = list(info.unix_socket_fds)
+    if info.socket_inode:
+        f["vedette.process.io.socket_inode"] = info.socket_inode
+    if info.stdin_pipe:
+        f["vedette.process.io.stdin_pipe"] = info.stdin_pipe
+    if info.stdout_pipe:
+        f["vedette.process.io.stdout_pipe"] = info.stdout_pipe
     if info.deleted:
         f["process.executable_deleted"] = True
     if parent is not None and not parent.gone:
@@ -210,6 +256,70 @@ def uid_change_fields(reader: ProcReader, info: ProcInfo, parent: ProcInfo | Non
         f["vedette.process.previous_uid"] = str(previous[0])
         f["vedette.process.previous_euid"] = str(previous[1])
     return f
+
+
+INTERPRETERS = ("python", "perl", "ruby", "php", "node", "lua", "tclsh", "awk", "gawk")
+
+
+def script_path(info: ProcInfo) -> str | None:
+    """The script file a shell or interpreter runs (``sh /tmp/x``, or the kernel's ``#!``
+    rewrite of ``/tmp/x`` to ``/bin/sh /tmp/x``): the first operand, made absolute."""
+    args = info.args
+    if not args or len(args) < 2 or not info.executable:
+        return None
+    name = os.path.basename(info.executable)
+    if name not in SHELLS and not name.startswith(INTERPRETERS):
+        return None
+    shell = name in SHELLS
+    for arg in args[1:4]:
+        if arg == "-c" or (shell and arg.startswith("-") and not arg.startswith("--")
+                           and "c" in arg):
+            return None  # -c: the operand is a command, not a file
+        if not shell and arg in ("-m", "-e", "-E", "-r"):
+            return None  # a module or an inline program
+        if not arg.startswith("-"):
+            if not arg.startswith("/"):
+                if not info.cwd:
+                    return None
+                arg = os.path.join(info.cwd, arg)
+            return os.path.normpath(arg)
+    return None
+
+
+def stdin_program(info: ProcInfo) -> bool | None:
+    """Whether a shell or interpreter reads its program from stdin (``curl … | sh``,
+    ``| python3``, ``| perl -``); ``None`` for other programs."""
+    args = info.args
+    if not args or not info.executable:
+        return None
+    name = os.path.basename(info.executable)
+    if name in SHELLS:
+        return interactive_shell(args)
+    if not name.startswith(INTERPRETERS):
+        return None
+    for arg in args[1:]:
+        if arg == "-":
+            return True
+        if arg in ("-c", "-e", "-E", "-r", "-m") or not arg.startswith("-"):
+            return False
+    return True
+
+
+def is_shell(info: ProcInfo) -> bool:
+    name = os.path.basename(info.executable) if info.executable else info.comm
+    return name in SHELLS
+
+
+def interactive_shell(args: list[str] | None) -> bool:
+    """A shell that reads commands from its stdio: no ``-c`` and no script operand."""
+    if not args:
+        return False
+    for arg in args[1:]:
+        if not arg.startswith("-"):
+            return False  # a script (or -c's command)
+        if not arg.startswith("--") and "c" in arg[1:]:
+            return False  # -c, -ec, -ic …
+    return True
 
 
 def _describe(f: dict[str, Any], prefix: str, info: ProcInfo) -> None:

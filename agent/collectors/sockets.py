@@ -89,6 +89,7 @@ class Owner(NamedTuple):
     pid: int
     name: str | None
     executable: str | None
+    args: tuple[str, ...] = ()
 
 
 def socket_owners(proc_root: Path, inodes: set[int]) -> dict[int, Owner]:
@@ -130,7 +131,13 @@ def _owner(base: str, pid: int) -> Owner:
             name: str | None = fh.read(64).strip()
     except OSError:
         name = None
-    return Owner(pid, name, exe)
+    try:
+        with open(f"{base}/cmdline", "rb") as fh:
+            raw = fh.read(4096)
+    except OSError:
+        raw = b""
+    args = tuple(a.decode("utf-8", "replace") for a in raw.rstrip(b"\0").split(b"\0") if raw)
+    return Owner(pid, name, exe, args)
 
 
 class SocketsCollector:
@@ -233,6 +240,9 @@ class SocketsCollector:
                 f["process.name"] = owner.name
             if owner.executable:
                 f["process.executable"] = owner.executable
+            if owner.args:  # what a listener runs for each client (ncat -e, socat EXEC:)
+                f["process.args"] = list(owner.args)
+                f["process.command_line"] = " ".join(owner.args)
         if self._host:
             f["host.name"] = self._host
         return f

@@ -153,6 +153,12 @@ _HOST_PROCESS = (
     "process.parent.parent.command_line", "process.parent.parent.args", "user.effective.id",
     "user.effective.name", "group.id", "container.id", "process.start", "event.kind",
     "event.category", "event.type", "event.dataset", "vedette.process.source",
+    # exec facts from audit, and the socket/pipe relations of issue 17 (docs/host.md)
+    "vedette.process.io.socket_inode", "vedette.process.io.stdin_pipe",
+    "vedette.process.io.stdout_pipe", "vedette.process.interactive_shell",
+    "vedette.process.parent.network_socket", "user.audit.id", "vedette.process.audit_session",
+    "process.tty.name", "vedette.process.script", "vedette.process.file",
+    "vedette.download.path", "vedette.process.stdin_program", "vedette.process.built_locally",
 )
 _HOST_CONNECTION = (
     "event.kind", "event.category", "event.action", "event.dataset", "network.type", "user.id",
@@ -161,7 +167,8 @@ _FILE_STATE = ("mode", "uid", "gid", "size", "inode", "mtime", "target_path")
 _HOST_FILE = (
     "event.kind", "event.category", "event.type", "event.dataset", "file.directory",
     "file.type", "file.owner", "file.hash.sha256", "vedette.fim.source", "vedette.fim.changes",
-    "vedette.fim.previous.sha256", *(f"file.{k}" for k in _FILE_STATE),
+    "vedette.fim.previous.sha256", "vedette.fim.package_manager",
+    "vedette.fim.package_transaction", *(f"file.{k}" for k in _FILE_STATE),
     *(f"vedette.fim.previous.{k}" for k in _FILE_STATE),
 )
 _HOST_AUDITD = (
@@ -275,15 +282,25 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         fields=("event.kind", "event.category", "event.action", "event.dataset", "server.ip",
                 "server.port", "network.transport", "network.type", "vedette.socket.wildcard",
                 "process.pid", "process.name", "process.executable", "user.id", "user.name",
-                "host.name"),
+                "host.name", "process.args", "process.command_line"),
         description="listening sockets appearing (listening_started) or going away",
     ),
     _entry(
         "vedette", "process_cpu",
         fields=("event.kind", "event.category", "event.action", "event.dataset", "process.pid",
                 "process.name", "process.executable", "process.command_line", "process.cpu.pct",
-                "vedette.process.executable_age", "user.id", "user.name", "host.name"),
+                "vedette.process.executable_age", "user.id", "user.name", "host.name",
+                "vedette.process.age_seconds"),
         description="processes keeping a CPU busy, with the age of their executable",
+    ),
+    _entry(
+        "vedette", "process_state",
+        fields=("event.kind", "event.category", "event.type", "event.action", "event.dataset",
+                "process.pid", "process.name", "process.executable", "process.args",
+                "process.command_line", "process.parent.pid", "process.start", "user.id",
+                "user.name", "host.name", "vedette.process.memfd",
+                "vedette.process.executable_replaced"),
+        description="running processes whose executable was deleted (executable_deleted)",
     ),
     _entry(
         "vedette", "process_uid_change",

@@ -10,6 +10,11 @@ Suppression: a group whose alert closed less than ``cooldown`` seconds ago does 
 one, and a rule may open at most ``max_alerts_per_minute`` alerts; triggers dropped by either are
 counted in :attr:`AlertBook.dropped` (the engine raises a meta-alert when that grows fast). Open
 alerts beyond ``max_groups`` are closed oldest-first.
+
+A ``critical`` rule (a reverse shell, a web shell: a technique repeated is not noise) is never
+silenced: during its group's cooldown a new trigger opens a new alert, and past the per-minute
+cap it is folded into the rule's most recent open alert (``count``, evidence) instead of being
+dropped (counted in :attr:`AlertBook.folded`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class AlertBook:
         self.coalesced = 0
         """Updates folded into an open alert without being sent."""
         self.evicted = 0
+        self.folded = 0
+        """Triggers of a critical rule past the per-minute cap, folded into an open alert."""
+        self.critical = ref.level == "critical"
 
     def __len__(self) -> int:
         return len(self.open)
@@ -71,15 +79,20 @@ class AlertBook:
             return []
         until = self.cooldown_until.get(key)
         if until is not None:
-            if ts < until:
+            if ts < until and not self.critical:
                 self.dropped += 1
                 return []
             del self.cooldown_until[key]
         while self.opened_at and self.opened_at[0] <= ts - 60.0:
             self.opened_at.popleft()
         if len(self.opened_at) >= opts.max_alerts_per_minute:
-            self.dropped += 1
-            return []
+            if self.critical and self.open:
+                self.folded += 1
+                last_key = next(reversed(self.open))
+                return self.grow(last_key, self.open[last_key], ts, count, evidence)
+            if not self.critical:
+                self.dropped += 1
+                return []
         self.opened_at.append(ts)
         alert = Alert(
             id=alert_id(self.ref.id, group, window_start),

@@ -140,3 +140,21 @@ def test_engine_metrics(tmp_path: Path) -> None:
     assert value("vedette_rule_evaluations_total") == 1  # same executable: memoised after one
     assert value("vedette_alerts_suppressed_total", {"rule": rid, "reason": "coalesced"}) == 1
     assert value("vedette_alerts_suppressed_total", {"rule": rid, "reason": "dropped"}) == 1
+
+
+def test_critical_rule_is_never_silenced_by_cooldown_or_cap(tmp_path: Path) -> None:
+    rule = curl_rule(quiet_period=10, cooldown=300, group_by=["User"], max_alerts_per_minute=3)
+    rule["level"] = "critical"
+    engine = engine_for(tmp_path, rule)
+    book_id = "5d0c9d4e-6f1c-4b8e-9d55-0000000000c1"
+    first = engine.process(curl(T0))
+    assert [a.status for a in engine.advance(T0 + 11)] == [Status.CLOSED]
+    again = engine.process(curl(T0 + 20))  # inside the cooldown: a new alert, not a drop
+    assert [a.status for a in again] == [Status.OPEN] and again[0].id != first[0].id
+    assert engine.process(curl(T0 + 21, user="bob"))  # third alert this minute
+    # past the cap: folded into the most recent open alert, never dropped
+    assert not engine.process(curl(T0 + 22, user="carol"))
+    book = engine.books[book_id]
+    assert book.dropped == 0 and book.folded == 1
+    closed = [a for a in engine.advance(T0 + 40) if a.status is Status.CLOSED]
+    assert sum(a.count for a in closed) == 3  # every trigger is counted in an alert

