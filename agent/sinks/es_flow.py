@@ -33,6 +33,7 @@ class StreamGates:
         self._rng = rng or random.Random()
         self._clock = clock
         self._gates: dict[str, _Gate] = {}
+        self.recoveries = 0  # closed streams that got accepted again since the start
 
     def closed(self) -> set[str]:
         """Streams that must not be sent right now."""
@@ -57,7 +58,8 @@ class StreamGates:
 
     def accepted(self, streams: Iterable[str]) -> None:
         for stream in streams:
-            self._gates.pop(stream, None)
+            if self._gates.pop(stream, None) is not None:
+                self.recoveries += 1
 
 
 class BatchSizer:

@@ -20,7 +20,8 @@ hold up the history). A per-item 401/403 (``security_exception``: a missing inde
 is an auth problem, not a bad document: kept spooled, retried behind its gate, counted and
 reported to ``on_auth_failure`` like a refused request. Records whose remaining items all wait
 behind closed gates are dropped from memory past a bound (they stay spooled) and read again
-once every gate is open, so memory stays bounded and the open streams keep their room.
+once a closed stream was accepted again and every gate is open, so memory stays bounded and
+the open streams keep their room.
 
 Whole-request failures (connection refused, timeout, TLS, 401/403, 429, 5xx, malformed
 response) keep the batch and back off exponentially with jitter; 401/403 are also logged
@@ -138,6 +139,7 @@ class Shipper:
         self._sizer = BatchSizer(settings.batch_max_docs, settings.batch_max_bytes)
         metrics.es_batch_docs.set(self._sizer.docs)
         self._rescan_after: int | None = None  # re-read the spool from here once gates open
+        self._rescan_mark = 0  # gates' recoveries when records were last dropped from memory
         self._setup_warned = False
         self._auth_logged_at = 0.0
         self._last_maintenance = 0.0
@@ -235,12 +237,17 @@ class Shipper:
         """Keep up to PIPELINE_DEPTH batches' worth of sendable records in memory (records
         waiting only on closed gates do not count, up to PARKED_BATCHES batches of them)."""
         pending = self._pending
-        if not closed and self._rescan_after is not None:
-            self._last_seq = min(self._last_seq, self._rescan_after)  # parked ones: read again
+        if (self._rescan_after is not None and not closed
+                and self._gates.recoveries > self._rescan_mark):
+            # The streams recovered: read the parked records dropped from memory again.
+            self._last_seq = min(self._last_seq, self._rescan_after)
             self._rescan_after = None
         docs = size = 0
         parked: list[int] = []
-        for seq, p in pending.items():
+        if not closed:  # the usual case: every pending item counts
+            docs = sum(len(p.items) for p in pending.values())
+            size = sum(len(p.record.body) for p in pending.values())
+        for seq, p in pending.items() if closed else ():
             active = sum(1 for i in p.items if i.stream not in closed)
             if active or any(i.sent for i in p.items):
                 docs += active
@@ -255,6 +262,7 @@ class Shipper:
             first = parked[-over] - 1
             self._rescan_after = first if self._rescan_after is None else min(
                 self._rescan_after, first)
+            self._rescan_mark = self._gates.recoveries
         room_docs = PIPELINE_DEPTH * self.settings.batch_max_docs - docs
         room_bytes = PIPELINE_DEPTH * self.settings.batch_max_bytes - size
         if room_docs <= 0 or room_bytes <= 0:
