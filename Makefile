@@ -12,7 +12,11 @@ TEST_DEBS := prometheus systemd iproute2 tcpdump nmap hping3 masscan hydra dsnif
 # Extra packages only the benchmarks compare against.
 BENCH_DEBS := prometheus-node-exporter
 
-.PHONY: run test lint typecheck unit bench venv dev-venv debs clean lock test-latest deb
+# The real Elasticsearch of the tests (tests/es_server/real_node.py): Elastic's test distribution
+# from Maven Central, cached in .cache/elasticsearch/ (keep in step with real_node.ES_VERSION).
+ES_VERSION := 9.2.0
+
+.PHONY: run test lint typecheck unit bench venv dev-venv debs clean lock test-latest deb es-dist
 
 # Installs come from the committed lock files (exact versions, sha256 hashes: pip --require-hashes);
 # pyproject.toml keeps the version ranges for people who install the wheel into their own env.
@@ -77,6 +81,12 @@ debs:
 	  else echo "missing Debian packages (tests needing them will skip):$$missing"; fi; \
 	fi
 
+# On CI a failure to fetch is a failure; elsewhere the real-ES tests then skip, saying why.
+es-dist: $(DEVSTAMP)
+	@bash tests/es_server/fetch-distribution.sh $(ES_VERSION) $(BIN)/python || { \
+	  if [ -n "$${CI:-}" ]; then echo "cannot fetch the Elasticsearch test distribution" >&2; exit 1; fi; \
+	  echo "warning: no Elasticsearch test distribution; the real-ES tests will skip" >&2; }
+
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check agent tests bench
 
@@ -86,10 +96,10 @@ typecheck: $(DEVSTAMP)
 unit: $(DEVSTAMP)
 	$(BIN)/pytest -q
 
-test: $(DEVSTAMP) debs lint typecheck
+test: $(DEVSTAMP) debs es-dist lint typecheck
 	$(BIN)/pytest -q
 
-bench: $(DEVSTAMP)
+bench: $(DEVSTAMP) es-dist
 	$(MAKE) debs EXTRA_DEBS="$(BENCH_DEBS)"
 	$(BIN)/python -m bench
 

@@ -363,7 +363,8 @@ class AgentMetrics:
         )
         self.es_retries = Counter(
             "vedette_es_retries_total",
-            "Bulk items kept for another attempt, by reason (rejected, unavailable, cluster_block).",
+            "Bulk items kept for another attempt, by reason (rejected, unavailable, cluster_block, "
+            "auth: a per-item 401/403 such as a missing index privilege).",
             ["reason"], registry=registry,
         )
         self.es_request_failures = Counter(
@@ -415,6 +416,11 @@ class AgentMetrics:
             "vedette_es_reachable",
             "1 when the last request to Elasticsearch got an HTTP answer, 0 when it did not.",
             registry=registry,
+        )
+        self.es_batch_docs = Gauge(
+            "vedette_es_batch_docs",
+            "Current bulk batch size limit in documents (halved when a request times out, "
+            "grown back as requests are answered; at most batch_max_docs).", registry=registry,
         )
         # Configuration
         self.config_reloads = Counter(

@@ -1,4 +1,7 @@
-"""Elasticsearch shipping: spool write cost, shipping throughput, detection-to-ack latency.
+"""Elasticsearch shipping against the FAKE server: spool write cost, throughput, latency.
+
+Rows measured against the fake say "FAKE ES"; the same figures against a real Elasticsearch
+node are bench_shipping_real.py's ("real ES").
 
 The fake Elasticsearch (tests/es_server) runs in its own process on loopback, so that the
 agent's shipper and the server do not share one interpreter lock. It still shares the two
@@ -138,7 +141,7 @@ def _throughput(result: BenchResult, tmp: Path, raw: bool, latest: bool) -> None
         raise AssertionError(f"server holds {stored}/{stored_latest} of {THROUGHPUT_ALERTS}")
     shipped = THROUGHPUT_ALERTS - len(sink.spool) - first_batch
     docs = shipped * (2 if latest else 1)
-    label = "shipping throughput" + ("" if raw else ", fake parses every document") + (
+    label = "FAKE ES: shipping throughput" + ("" if raw else ", fake parses every document") + (
         "" if latest else ", latest_index off")
     result.add(label, shipped / elapsed, "alerts/s", ">= 20000" if raw and latest else "",
                note=f"{shipped} alerts = {docs} docs in {elapsed:.2f} s "
@@ -239,13 +242,13 @@ def _latency(result: BenchResult, tmp: Path) -> None:
         server.stop()
     latencies = sorted(acked[s] - emitted[s] for s in emitted if s in acked)
     if not latencies:
-        result.add("detection-to-acknowledged p99", float("inf"), "s", "<= 1")
+        result.add("FAKE ES: detection-to-acknowledged p99", float("inf"), "s", "<= 1")
         return
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     note = f"{len(latencies)}/{len(emitted)} acknowledged, batch_max_age 0.2 s"
-    result.add("detection-to-acknowledged p50", p50, "s", note=note)
-    result.add("detection-to-acknowledged p99", p99, "s", "<= 1", note=note)
+    result.add("FAKE ES: detection-to-acknowledged p50", p50, "s", note=note)
+    result.add("FAKE ES: detection-to-acknowledged p99", p99, "s", "<= 1", note=note)
 
 
 def run() -> BenchResult:

@@ -9,7 +9,11 @@ acknowledge stays in the spool and is shipped after the next start.
 Internal alerts (``on_alert``): spool overflow (documents dropped) and refused credentials
 raise an alert of rule ``vedette-internal-es-spool-overflow`` / ``vedette-internal-es-auth``
 (one per hour window, updated at most once a minute), from the shipper thread — never from
-inside ``emit``.
+inside ``emit``. Their id is drawn from the rule, the host, the moment of the first occurrence
+and a random value of this sink instance: unique across restarts (a restart within the hour
+must not reuse an id whose documents Elasticsearch already has, or the new alert would vanish
+as 409s), and fixed for the alert's lifetime, so every retry of a spooled snapshot carries the
+same ``_id`` and stays idempotent.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import random
 import sqlite3
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -112,6 +117,7 @@ class ElasticsearchSink:
         self._events_rng = random.Random()
         self._lock = threading.Lock()
         self._internal: dict[str, _InternalAlert] = {}
+        self._instance = uuid.uuid4().hex  # makes internal alert ids unique across restarts
         self._overflow_pending = 0
         self._auth_pending: str | None = None
         self._salvage_pending: list[SalvageReport] = []
@@ -236,8 +242,9 @@ class ElasticsearchSink:
         state = self._internal.get(rule.id)
         if state is None or state.window != window:
             group = {"host.name": self.identity.host_name}
-            state = _InternalAlert(window, Alert(alert_id(rule.id, group, window), rule, group,
-                                                 now, now, count=0, message=message))
+            ident = alert_id(f"{rule.id}/{self._instance}", group, now)
+            state = _InternalAlert(window, Alert(ident, rule, group, now, now, count=0,
+                                                 message=message))
             self._internal[rule.id] = state
         state.alert.count += count
         state.alert.last_seen = now

@@ -6,6 +6,8 @@ per-item status                              outcome
 200/201                                      delivered
 409                                          already there: duplicate avoided
 429, 5xx, ``cluster_block_exception``        retried
+401/403 (``security_exception``: a missing   kept spooled as an auth problem, retried
+index privilege)
 other 4xx (mapping, parsing, bad index)      dead-letter file, never blocks the queue
 ===========================================  ======================================
 
@@ -44,6 +46,8 @@ def classify_item(status: int, error_type: str) -> tuple[Outcome, str]:
         return Outcome.DUPLICATE, ""
     if error_type == "cluster_block_exception":
         return Outcome.RETRY, "cluster_block"
+    if status in (401, 403):
+        return Outcome.RETRY, "auth"  # a privilege the operator must grant: nothing is lost
     if status == 429:
         return Outcome.RETRY, "rejected"
     if status >= 500 or status == 0:

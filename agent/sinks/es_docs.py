@@ -14,6 +14,12 @@ Every alert snapshot (open, each update, close) becomes two bulk operations, bot
 
 Raw events (optional) are ``create``\\ d into ``logs-vedette.events-<ns>`` with an ``_id`` hashed
 from their content, so a resend is a 409 too.
+
+Long strings: any string value over ``MAX_STRING_BYTES`` (8 KiB of UTF-8) is cut at a character
+boundary before it is spooled, and the document says so: its dotted path is listed in
+``vedette.truncated`` and ``tags`` gets ``vedette_truncated``. (The mapping's ``ignore_above``
+already keeps every indexed term under Lucene's 32,766-byte limit; the cut bounds the document
+and the spool. The JSON-lines sink keeps the full value.)
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ EVENTS_DATASET = "vedette.events"
 STREAM_ALERTS = "alerts"
 STREAM_LATEST = "alerts_latest"
 STREAM_EVENTS = "events"
+MAX_STRING_BYTES = 8192
+TRUNCATED_TAG = "vedette_truncated"
 
 
 def alerts_stream(namespace: str) -> str:
@@ -64,10 +72,46 @@ def alert_severity(alert: Alert) -> int:
     return LEVELS.get(alert.rule.level, LEVELS["medium"])[0]
 
 
+def _cut(value: str, limit: int) -> str:
+    raw = value.encode("utf-8", "surrogatepass")
+    return raw[:limit].decode("utf-8", "ignore") if len(raw) > limit else value
+
+
+def _truncate(value: Any, path: str, cut: list[str], limit: int) -> Any:
+    if isinstance(value, str):
+        # UTF-8 is at most 4 bytes a character: shorter strings need no encoding to check.
+        if len(value) * 4 <= limit:
+            return value
+        short = _cut(value, limit)
+        if short is not value:
+            cut.append(path)
+        return short
+    if isinstance(value, dict):
+        return {k: _truncate(v, f"{path}.{k}" if path else str(k), cut, limit)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_truncate(v, path, cut, limit) for v in value]
+    return value
+
+
+def truncate_long_strings(doc: dict[str, Any], limit: int = MAX_STRING_BYTES) -> dict[str, Any]:
+    """``doc`` with every string over ``limit`` UTF-8 bytes cut, marked in the document."""
+    cut: list[str] = []
+    out: dict[str, Any] = _truncate(doc, "", cut, limit)
+    if cut:
+        vedette = out.get("vedette")
+        if not isinstance(vedette, dict):
+            vedette = out["vedette"] = {}
+        vedette["truncated"] = sorted(set(cut))
+        tags = out.get("tags")
+        out["tags"] = [*(tags if isinstance(tags, list) else []), TRUNCATED_TAG]
+    return out
+
+
 def alert_bulk_lines(
     alert: Alert, identity: Identity, namespace: str, latest: bool = True
 ) -> bytes:
-    doc = _dumps(to_ecs(alert, identity, namespace))
+    doc = _dumps(truncate_long_strings(to_ecs(alert, identity, namespace)))
     history = _dumps(
         {"create": {"_index": alerts_stream(namespace), "_id": f"{alert.id}-{alert.revision}"}}
     )
@@ -109,7 +153,7 @@ def event_document(event: Event, identity: Identity, namespace: str) -> dict[str
 
 
 def event_bulk_lines(event: Event, identity: Identity, namespace: str) -> bytes:
-    doc = _dumps(event_document(event, identity, namespace))
+    doc = _dumps(truncate_long_strings(event_document(event, identity, namespace)))
     # The id covers the host and the event's own content: a resend is a 409, not a duplicate.
     doc_id = hashlib.sha256(identity.agent_id.encode() + b"\0" + doc).hexdigest()[:32]
     action = _dumps({"create": {"_index": events_stream(namespace), "_id": doc_id}})

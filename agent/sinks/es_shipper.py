@@ -13,13 +13,25 @@ request only goes out when a full batch is waiting; under light load batches lin
 completion order does not matter because every write is idempotent. A response with
 ``errors: false`` (every item 2xx) is acknowledged without reading its items one by one.
 
-Retried items go out again after the initial backoff when part of the batch was accepted,
-with exponential backoff and jitter when all of it was refused (a saturated cluster).
+Retried items wait behind their stream's gate (:mod:`agent.sinks.es_flow`): the initial
+delay when part of the stream was accepted, exponential backoff with jitter when all of it was
+refused — while the other streams go on shipping (a per-item 503 on the latest index does not
+hold up the history). A per-item 401/403 (``security_exception``: a missing index privilege)
+is an auth problem, not a bad document: kept spooled, retried behind its gate, counted and
+reported to ``on_auth_failure`` like a refused request. Records whose remaining items all wait
+behind closed gates are dropped from memory past a bound (they stay spooled) and read again
+once a closed stream was accepted again and every gate is open, so memory stays bounded and
+the open streams keep their room.
+
 Whole-request failures (connection refused, timeout, TLS, 401/403, 429, 5xx, malformed
 response) keep the batch and back off exponentially with jitter; 401/403 are also logged
-loudly, counted and reported to ``on_auth_failure``. 413 splits the batch in halves; a single
-document too large for the cluster is dead-lettered. The index setup runs before the first
-bulk request and again after every reconnection.
+loudly, counted and reported to ``on_auth_failure``. A timeout also halves the batch size
+(grown back as requests are answered). 413 splits the batch in halves; a single document too
+large for the cluster is dead-lettered. The index setup runs before the first bulk request and
+again after every reconnection; a setup that failed (a 503, any object not installed) is not
+marked done: on a transient failure nothing is shipped until it succeeds (shipping into a data
+stream created without Vedette's templates would fix the wrong mapping until rollover), on a
+permanent one shipping goes on and the setup is retried every ``SETUP_RETRY_SECONDS``.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch, TransportError
+from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch, TransportError
 
 from agent.metrics import AgentMetrics
 from agent.sinks.es_bulk import (
@@ -52,12 +64,15 @@ from agent.sinks.es_bulk import (
 )
 from agent.sinks.es_deadletter import DeadLetterFile
 from agent.sinks.es_docs import split_items
+from agent.sinks.es_flow import BatchSizer, StreamGates
 from agent.sinks.es_templates import install
 from agent.spool import Spool
 
 log = logging.getLogger(__name__)
 
 PIPELINE_DEPTH = 2
+SETUP_RETRY_SECONDS = 300.0
+PARKED_BATCHES = 8  # records waiting only on closed gates kept in memory: this many batches
 
 
 @dataclass
@@ -118,6 +133,13 @@ class Shipper:
         self._last_seq = 0
         self._failures = 0
         self._needs_setup = settings.setup_templates
+        self._setup_retry_at = 0.0  # monotonic; a permanent setup failure waits this long
+        self._gates = StreamGates(settings.backoff_initial_seconds, settings.backoff_max_seconds,
+                                  random.Random())
+        self._sizer = BatchSizer(settings.batch_max_docs, settings.batch_max_bytes)
+        metrics.es_batch_docs.set(self._sizer.docs)
+        self._rescan_after: int | None = None  # re-read the spool from here once gates open
+        self._rescan_mark = 0  # gates' recoveries when records were last dropped from memory
         self._setup_warned = False
         self._auth_logged_at = 0.0
         self._last_maintenance = 0.0
@@ -167,10 +189,14 @@ class Shipper:
         now = self.clock()
         if now - self._last_maintenance >= self.settings.maintenance_interval_seconds:
             self._maintain(now)
-        self._fill()
-        ready = [(p, i) for p in self._pending.values() for i in p.items if not i.sent]
+        closed = self._gates.closed()
+        self._fill(closed)
+        ready = [(p, i) for p in self._pending.values() for i in p.items
+                 if not i.sent and i.stream not in closed]
         if not ready and not self._inflight:
-            self._wake.wait(self.settings.maintenance_interval_seconds)
+            wait = self.settings.maintenance_interval_seconds
+            reopen = self._gates.next_open()
+            self._wake.wait(wait if reopen is None else min(wait, reopen))
             self._wake.clear()
             return
         if ready and not self._inflight:
@@ -179,7 +205,8 @@ class Shipper:
                 self._wake.wait(min(linger, self.settings.maintenance_interval_seconds))
                 self._wake.clear()
                 return
-            if self._needs_setup and not self._setup():
+            if (self._needs_setup and time.monotonic() >= self._setup_retry_at
+                    and not self._setup()):
                 self._backoff()
                 return
             self._submit(ready)
@@ -190,9 +217,9 @@ class Shipper:
         self._collect(self._inflight.popleft())
 
     def _full(self, ready: Batch) -> bool:
-        if len(ready) >= self.settings.batch_max_docs:
+        if len(ready) >= self._sizer.docs:
             return True
-        size, limit = 0, self.settings.batch_max_bytes
+        size, limit = 0, self._sizer.bytes
         for _, item in ready:
             size += len(item.action) + len(item.source)
             if size >= limit:
@@ -206,17 +233,45 @@ class Shipper:
         oldest = min(p.record.created for p, _ in ready)
         return max(0.0, oldest + self.settings.batch_max_age_seconds - now)
 
-    def _fill(self) -> None:
-        """Keep up to PIPELINE_DEPTH batches' worth of records in memory."""
-        docs = sum(len(p.items) for p in self._pending.values())
-        size = sum(len(p.record.body) for p in self._pending.values())
+    def _fill(self, closed: set[str]) -> None:
+        """Keep up to PIPELINE_DEPTH batches' worth of sendable records in memory (records
+        waiting only on closed gates do not count, up to PARKED_BATCHES batches of them)."""
+        pending = self._pending
+        if (self._rescan_after is not None and not closed
+                and self._gates.recoveries > self._rescan_mark):
+            # The streams recovered: read the parked records dropped from memory again.
+            self._last_seq = min(self._last_seq, self._rescan_after)
+            self._rescan_after = None
+        docs = size = 0
+        parked: list[int] = []
+        if not closed:  # the usual case: every pending item counts
+            docs = sum(len(p.items) for p in pending.values())
+            size = sum(len(p.record.body) for p in pending.values())
+        for seq, p in pending.items() if closed else ():
+            active = sum(1 for i in p.items if i.stream not in closed)
+            if active or any(i.sent for i in p.items):
+                docs += active
+                size += len(p.record.body)
+            else:
+                parked.append(seq)
+        over = len(parked) - PARKED_BATCHES * self.settings.batch_max_docs
+        if over > 0:
+            parked.sort()
+            for seq in parked[-over:]:  # the newest: they are read again first
+                del pending[seq]
+            first = parked[-over] - 1
+            self._rescan_after = first if self._rescan_after is None else min(
+                self._rescan_after, first)
+            self._rescan_mark = self._gates.recoveries
         room_docs = PIPELINE_DEPTH * self.settings.batch_max_docs - docs
         room_bytes = PIPELINE_DEPTH * self.settings.batch_max_bytes - size
         if room_docs <= 0 or room_bytes <= 0:
             return
-        streams, pending = self.streams, self._pending
+        streams = self.streams
         for record in self.spool.read(self._last_seq, room_docs, room_bytes):
             self._last_seq = record.seq
+            if record.seq in pending:
+                continue  # read again after parked records were dropped from memory
             items = [BulkItem(a, src, stream_of(a, streams)) for a, src in split_items(record.body)]
             if items:
                 pending[record.seq] = PendingRecord(record, items)
@@ -268,7 +323,8 @@ class Shipper:
             self._request_failed(exc)
             return False
         self.metrics.es_reachable.set(1)
-        self._needs_setup = False
+        if report.forbidden or report.ok:
+            self._needs_setup = False
         if report.forbidden:
             self.metrics.es_setup.labels("forbidden").inc()
             if not self._setup_warned:
@@ -282,7 +338,15 @@ class Shipper:
                 log.info("Elasticsearch index setup: %s", "; ".join(changed))
         else:
             self.metrics.es_setup.labels("error").inc()
-            log.warning("Elasticsearch index setup incomplete: %s", "; ".join(report.lines()))
+            if self._failures == 0:
+                log.warning("Elasticsearch index setup incomplete (%s): %s",
+                            "retrying before shipping" if report.transient else
+                            f"shipping anyway, retried in {SETUP_RETRY_SECONDS:.0f} s",
+                            "; ".join(report.lines()))
+            if report.transient:
+                self._count_failure("unavailable")
+                return False  # busy cluster: nothing ships into streams without our templates
+            self._setup_retry_at = time.monotonic() + SETUP_RETRY_SECONDS
         return True
 
     # ------------------------------------------------------------------ sending
@@ -290,7 +354,13 @@ class Shipper:
     def _submit(self, ready: Batch) -> None:
         if self._forget_dropped():
             ready = [(p, i) for p, i in ready if p.record.seq in self._pending]
-        batch = ready[: max(self.settings.batch_max_docs, 1)]
+        batch: Batch = []
+        size, max_docs, max_bytes = 0, self._sizer.docs, self._sizer.bytes
+        for pair in ready:
+            size += len(pair[1].action) + len(pair[1].source)
+            if batch and (len(batch) >= max_docs or size > max_bytes):
+                break
+            batch.append(pair)
         if not batch:
             return
         for _, item in batch:
@@ -319,9 +389,17 @@ class Shipper:
             return
         except TransportError as exc:
             self._unsend(batch)
+            if isinstance(exc, ConnectionTimeout):
+                before = self._sizer.docs
+                self.metrics.es_batch_docs.set(self._sizer.timed_out(len(batch)))
+                if self._sizer.docs < before:
+                    log.warning("Elasticsearch bulk request of %d documents timed out; batches "
+                                "of %d from now on (grown back as requests succeed)",
+                                len(batch), self._sizer.docs)
             self._request_failed(exc)
             self._backoff()
             return
+        self.metrics.es_batch_docs.set(self._sizer.answered())
         self.metrics.es_bulk_seconds.observe(time.perf_counter() - request.started)
         self.metrics.es_reachable.set(1)
         results = response.body.get("items") if isinstance(response.body, dict) else None
@@ -334,18 +412,11 @@ class Shipper:
             return
         self.metrics.es_last_success.set(self.clock())
         if response.body.get("errors") is False:
-            retried = self._apply_delivered(batch)
+            self._apply_delivered(batch)
         else:
-            retried = self._apply(batch, results)
+            self._apply(batch, results)  # refused items wait behind their stream's gate
         self._unsend(batch)
-        if retried == len(batch):
-            self._backoff()  # everything refused: the cluster is saturated, back off more
-        elif retried:
-            # Partly accepted: retry the rest after the initial delay, without growing it.
-            self._failures = 0
-            self._stop.wait(self.settings.backoff_initial_seconds * self._rng.uniform(0.5, 1.0))
-        else:
-            self._failures = 0
+        self._failures = 0
 
     @staticmethod
     def _unsend(batch: Batch) -> None:
@@ -354,6 +425,9 @@ class Shipper:
 
     def _apply(self, items: Batch, results: list[Any]) -> int:
         retried = 0
+        refused_streams: set[str] = set()
+        final_streams: set[str] = set()
+        auth: str | None = None
         done: set[int] = set()
         shipped: dict[str, int] = {}
         duplicates: dict[str, int] = {}
@@ -367,7 +441,11 @@ class Shipper:
             if outcome is Outcome.RETRY:
                 retried += 1
                 reasons[reason] = reasons.get(reason, 0) + 1
+                refused_streams.add(item.stream)
+                if reason == "auth":
+                    auth = f"HTTP {status} {etype} on the {item.stream} stream"
                 continue
+            final_streams.add(item.stream)
             if outcome is Outcome.DELIVERED:
                 shipped[item.stream] = shipped.get(item.stream, 0) + 1
             elif outcome is Outcome.DUPLICATE:
@@ -385,6 +463,11 @@ class Shipper:
         for reason, n in reasons.items():
             self.counts.retried_items += n
             self.metrics.es_retries.labels(reason).inc(n)
+        for stream in refused_streams:
+            self._gates.refused(stream, partly_accepted=stream in final_streams)
+        self._gates.accepted(final_streams - refused_streams)
+        if auth is not None:
+            self._auth_refused(auth)
         return retried
 
     def _apply_delivered(self, items: Batch) -> int:
@@ -398,6 +481,7 @@ class Shipper:
             done.add(pending.record.seq)
         self._ack(done)
         self._count_delivered(shipped)
+        self._gates.accepted(shipped)
         return 0
 
     def _count_delivered(self, shipped: dict[str, int]) -> None:
@@ -439,22 +523,27 @@ class Shipper:
         self.counts.request_failures[reason] = self.counts.request_failures.get(reason, 0) + 1
         self.metrics.es_request_failures.labels(reason).inc()
 
+    def _auth_refused(self, detail: str) -> None:
+        """A 401/403 (a whole request, or items of a stream): counted, logged loudly every five
+        minutes and reported to ``on_auth_failure`` (the internal alert)."""
+        self.metrics.es_auth_failures.inc()
+        now = self.clock()
+        if now - self._auth_logged_at >= 300:
+            self._auth_logged_at = now
+            log.error("ELASTICSEARCH REFUSED OUR CREDENTIALS (%s): alerts stay spooled until"
+                      " the API key/password or the role's privileges are fixed", detail)
+            if self.on_auth_failure is not None:
+                self.on_auth_failure(detail)
+
     def _request_failed(self, exc: Exception) -> None:
         reason = request_failure_reason(exc)
         self._count_failure(reason)
         http_answer = isinstance(exc, ApiError)
         self.metrics.es_reachable.set(1 if http_answer else 0)
-        if not http_answer:
+        if not http_answer and not isinstance(exc, ConnectionTimeout):
             self._needs_setup = self.settings.setup_templates  # reinstall after reconnecting
         if reason == "auth":
-            self.metrics.es_auth_failures.inc()
-            now = self.clock()
-            if now - self._auth_logged_at >= 300:
-                self._auth_logged_at = now
-                log.error("ELASTICSEARCH REFUSED OUR CREDENTIALS (%s): alerts stay spooled until"
-                          " the API key/password is fixed", describe(exc))
-                if self.on_auth_failure is not None:
-                    self.on_auth_failure(describe(exc))
+            self._auth_refused(describe(exc))
         elif self._failures == 0:
             log.warning("Elasticsearch request failed (%s: %s); retrying with backoff", reason,
                         describe(exc))

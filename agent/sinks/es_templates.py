@@ -5,21 +5,38 @@ policy). :func:`install` reads what the cluster has and only PUTs what is missin
 so running it at every start, after every reconnect and from ``vedette es setup`` costs a few
 GETs. Without the privilege to read or write templates it reports ``forbidden``; the shipper
 logs one warning and ships anyway (the built-in ``logs-*-*`` template then applies).
+
+Clusters without some modules (Elastic's test distribution has neither ILM nor the
+``match_only_text``, ``wildcard`` and ``constant_keyword`` mappers) are detected from their own
+answers and adapted to: a mapper type the cluster says "does not exist" is replaced by its
+nearest core type (``text``, ``keyword``) and the PUT retried; a cluster without the ILM API
+(``no handler found``) gets the data-stream lifecycle (``data_retention``) instead of the ILM
+policy. The adaptations are listed in the report (``vedette es setup`` prints them).
+
+Term limit: Lucene refuses a term over 32,766 bytes, and the whole document with it. Every
+``keyword`` and ``flattened`` field has ``ignore_above: 1024`` (characters, so at most 4 KiB of
+UTF-8): a longer value stays in ``_source`` but is not indexed. :mod:`es_docs` also truncates
+very long strings (and says so in the document).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2  # 2: ignore_above on flattened fields
 PRIORITY = 500  # above the built-in logs-*-* (100) and the 200 reserved for users' overrides
 ILM_POLICY = "vedette"
 MAPPINGS = "vedette@mappings"
 SETTINGS = "vedette@settings"
+IGNORE_ABOVE = 1024  # characters; 4 bytes each at most, far below Lucene's 32,766-byte term
+# Mapper types of optional modules → the core type that replaces them on a cluster without it.
+FALLBACK_TYPES = {"match_only_text": "text", "wildcard": "keyword", "constant_keyword": "keyword"}
+_MISSING_TYPE = re.compile(r"The mapper type \[(\w+)\] declared on field")
 
 # ECS field types (elasticsearch.md §5); everything not listed is a keyword via the dynamic
 # template. The free-form maps of the alert (group, matched, evidence) are ``flattened``.
@@ -96,11 +113,13 @@ _FIELDS: dict[str, str | dict[str, Any]] = {
     "vedette.matched": "flattened",
     "vedette.evidence": "flattened",
     "vedette.logsource": "flattened",
+    "vedette.truncated": "keyword",
 }
 
 
-def ecs_properties(fields: Mapping[str, str | dict[str, Any]] = _FIELDS) -> dict[str, Any]:
-    """Dotted field → type map to nested ``properties``."""
+def ecs_properties(fields: Mapping[str, str | dict[str, Any]] = _FIELDS,
+                   replaced: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Dotted field → type map to nested ``properties`` (types in ``replaced`` swapped)."""
     root: dict[str, Any] = {}
     for dotted, spec in fields.items():
         node = root
@@ -108,8 +127,10 @@ def ecs_properties(fields: Mapping[str, str | dict[str, Any]] = _FIELDS) -> dict
         for part in parts[:-1]:
             node = node.setdefault(part, {"properties": {}})["properties"]
         mapping: dict[str, Any] = {"type": spec} if isinstance(spec, str) else dict(spec)
-        if mapping.get("type") == "keyword":
-            mapping["ignore_above"] = 1024
+        if replaced and mapping.get("type") in replaced:
+            mapping["type"] = replaced[mapping["type"]]
+        if mapping.get("type") in ("keyword", "flattened"):
+            mapping["ignore_above"] = IGNORE_ABOVE
         node[parts[-1]] = mapping
     return root
 
@@ -140,25 +161,46 @@ def _index_template(pattern: str, data_stream: bool) -> dict[str, Any]:
     return body
 
 
-def desired_objects(delete_after_days: int = 90) -> list[tuple[str, str, dict[str, Any]]]:
+@dataclass
+class Adaptations:
+    """What this cluster lacks and what replaces it (empty: the full default distribution)."""
+
+    replaced: dict[str, str] = field(default_factory=dict)  # mapper type → core type
+    ilm: bool = True  # False: data-stream lifecycle (``data_retention``) instead of ILM
+
+    def notes(self) -> list[str]:
+        out = [f"adapted   mapper type {old} -> {new} (the cluster lacks {old})"
+               for old, new in sorted(self.replaced.items())]
+        if not self.ilm:
+            out.append("adapted   no ILM on the cluster: data-stream lifecycle data_retention "
+                       "instead of the ILM policy")
+        return out
+
+
+def desired_objects(
+    delete_after_days: int = 90, adapt: Adaptations | None = None
+) -> list[tuple[str, str, dict[str, Any]]]:
     """(kind, name, body) in install order: ILM, component templates, index templates."""
+    adapt = adapt or Adaptations()
     mappings = {
         "template": {"mappings": {
             "dynamic_templates": [{"strings_as_keyword": {
                 "match_mapping_type": "string",
-                "mapping": {"type": "keyword", "ignore_above": 1024}}}],
-            "properties": ecs_properties(),
+                "mapping": {"type": "keyword", "ignore_above": IGNORE_ABOVE}}}],
+            "properties": ecs_properties(replaced=adapt.replaced),
         }},
         "version": TEMPLATE_VERSION,
         "_meta": {"managed_by": "vedette"},
     }
-    settings = {
-        "template": {"settings": {"index.lifecycle.name": ILM_POLICY}},
-        "version": TEMPLATE_VERSION,
-        "_meta": {"managed_by": "vedette"},
-    }
+    template: dict[str, Any] = (
+        {"settings": {"index.lifecycle.name": ILM_POLICY}} if adapt.ilm
+        else {"lifecycle": {"data_retention": f"{delete_after_days}d"}})
+    settings = {"template": template, "version": TEMPLATE_VERSION,
+                "_meta": {"managed_by": "vedette"}}
+    objects: list[tuple[str, str, dict[str, Any]]] = [
+        ("ilm", ILM_POLICY, _ilm_policy(delete_after_days))] if adapt.ilm else []
     return [
-        ("ilm", ILM_POLICY, _ilm_policy(delete_after_days)),
+        *objects,
         ("component", MAPPINGS, mappings),
         ("component", SETTINGS, settings),
         ("index", "logs-vedette.alerts", _index_template("logs-vedette.alerts-*", True)),
@@ -174,6 +216,8 @@ _PATHS = {"ilm": "/_ilm/policy/", "component": "/_component_template/",
 @dataclass
 class SetupReport:
     actions: list[tuple[str, str, str]] = field(default_factory=list)  # kind, name, outcome
+    statuses: list[int] = field(default_factory=list)  # HTTP status of each failed object
+    adaptations: Adaptations = field(default_factory=Adaptations)
 
     @property
     def forbidden(self) -> bool:
@@ -183,8 +227,14 @@ class SetupReport:
     def ok(self) -> bool:
         return all(o in ("created", "updated", "unchanged") for _, _, o in self.actions)
 
+    @property
+    def transient(self) -> bool:
+        """A failure worth retrying soon (429, 5xx): the cluster was busy, not refusing."""
+        return any(s == 429 or s >= 500 for s in self.statuses)
+
     def lines(self) -> list[str]:
-        return [f"{outcome:9} {kind} {name}" for kind, name, outcome in self.actions]
+        return self.adaptations.notes() + [
+            f"{outcome:9} {kind} {name}" for kind, name, outcome in self.actions]
 
 
 def _installed_version(kind: str, name: str, body: Mapping[str, Any]) -> int | None:
@@ -197,24 +247,48 @@ def _installed_version(kind: str, name: str, body: Mapping[str, Any]) -> int | N
     return version if isinstance(version, int) else None
 
 
+def _no_handler(exc: ApiError) -> bool:
+    """The cluster has no such API (a module it lacks), as opposed to a missing object."""
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) else body
+    return exc.status_code in (400, 404, 405, 410) and isinstance(error, str) and (
+        "no handler found" in error or "Incorrect HTTP method" in error)
+
+
+def _missing_type(exc: ApiError) -> str | None:
+    found = _MISSING_TYPE.search(str(exc.body)) if exc.status_code == 400 else None
+    return found.group(1) if found else None
+
+
 def install(
     client: Elasticsearch, headers: Mapping[str, str], delete_after_days: int = 90
 ) -> SetupReport:
     """Install what is missing or outdated. Connection errors and 401 propagate (the caller
     retries or reports); 403 stops with ``forbidden``; other API errors are reported per
-    object."""
+    object (their status in ``statuses``)."""
     report = SetupReport()
-    for kind, name, body in desired_objects(delete_after_days):
+    adapt = report.adaptations
+    objects = desired_objects(delete_after_days, adapt)
+    index = 0
+    force = False  # after an adaptation: PUT everything again (a stored object may have the type)
+    while index < len(objects):
+        kind, name, body = objects[index]
+        index += 1
         path = _PATHS[kind] + name
         try:
             try:
                 current = client.perform_request("GET", path, headers=headers).body
                 installed = _installed_version(kind, name, current)
             except ApiError as exc:
+                if kind == "ilm" and _no_handler(exc):
+                    adapt.ilm = False  # no ILM module: the lifecycle goes into the settings
+                    objects = desired_objects(delete_after_days, adapt)
+                    index = 0
+                    continue
                 if exc.status_code != 404:
                     raise
                 installed = None
-            if installed is not None and installed >= TEMPLATE_VERSION:
+            if installed is not None and installed >= TEMPLATE_VERSION and not force:
                 report.actions.append((kind, name, "unchanged"))
                 continue
             client.perform_request("PUT", path, headers=headers, body=body)
@@ -225,5 +299,13 @@ def install(
             if exc.status_code == 403:
                 report.actions.append((kind, name, "forbidden"))
                 return report
+            missing = _missing_type(exc)
+            if missing in FALLBACK_TYPES and missing not in adapt.replaced:
+                adapt.replaced[missing] = FALLBACK_TYPES[missing]
+                objects = desired_objects(delete_after_days, adapt)
+                index, force = 0, True  # everything again, with the type replaced
+                report.actions.clear()
+                continue
+            report.statuses.append(exc.status_code)
             report.actions.append((kind, name, f"failed ({exc.status_code} {exc.message})"))
     return report

@@ -74,6 +74,10 @@ class Faults:
     item_statuses: dict[str, list[int]] = field(default_factory=dict)  # _id → statuses to return
     item_status_rate: dict[int, float] = field(default_factory=dict)  # status → probability
     reset_mid_response: int = 0  # next N bulk responses are cut off after the writes
+    index_item_status: dict[str, int] = field(default_factory=dict)  # index → status, every item
+    item_error_types: dict[int, tuple[str, str]] = field(default_factory=dict)  # status → error
+    delay_per_doc_seconds: float = 0.0  # a bulk request takes this long per item (slow node)
+    template_statuses: list[int] = field(default_factory=list)  # next ILM/template requests
     max_content_length: int = 100 * 1024 * 1024
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
@@ -323,7 +327,7 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
         parts = [p for p in path.split("/") if p]
         is_bulk = bool(parts) and parts[-1] == "_bulk"
         if is_bulk:
-            injected = self._inject_whole(fake, len(raw))
+            injected = self._inject_whole(fake, len(raw), raw.count(b"\n") // 2)
             if injected:
                 return injected
         privs = principal[1]
@@ -334,10 +338,13 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
         except (ValueError, KeyError, json.JSONDecodeError) as exc:
             return self._error(400, "parse_exception", f"request body is invalid: {exc}")
 
-    def _inject_whole(self, fake: FakeElasticsearch, length: int) -> tuple[int, Any, int] | None:
+    def _inject_whole(self, fake: FakeElasticsearch, length: int, raw_items: int = 0
+                      ) -> tuple[int, Any, int] | None:
         f = fake.faults
         if f.delay_seconds:
             time.sleep(f.delay_seconds)
+        if f.delay_per_doc_seconds and raw_items:
+            time.sleep(f.delay_per_doc_seconds * raw_items)
         if length > f.max_content_length:
             self._send(413, None)
             return 413, None, 0
@@ -373,6 +380,10 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
             return self._bulk(fake, parts[0] if len(parts) == 2 else None, raw, params)
         head = parts[0]
         kinds = {"_component_template": "component", "_index_template": "index"}
+        if head in ("_ilm", *kinds) and fake.faults.template_statuses:
+            status = fake.faults.template_statuses.pop(0)
+            type_, reason = _WHOLE_ERRORS.get(status, ("exception", "injected"))
+            return self._error(status, type_, reason)
         if head == "_ilm" and len(parts) == 3 and parts[1] == "policy":
             return self._template(cluster, "ilm", parts[2], method, raw, privs, user)
         if head in kinds and len(parts) == 2:
@@ -438,6 +449,8 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
         queued = f.item_statuses.get(doc_id or "")
         if queued:
             injected = queued.pop(0)
+        elif name in f.index_item_status:
+            injected = f.index_item_status[name]
         else:
             for status, rate in f.item_status_rate.items():
                 if f.rng.random() < rate:
@@ -445,7 +458,8 @@ class _Handler(AdminEndpoints, BaseHTTPRequestHandler):
                     break
         base = {"_index": name, "_id": doc_id}
         if injected is not None and injected >= 300:
-            type_, reason = _ITEM_ERRORS.get(injected, ("exception", "injected"))
+            type_, reason = f.item_error_types.get(injected) or _ITEM_ERRORS.get(
+                injected, ("exception", "injected"))
             return {**base, "status": injected, "error": {"type": type_, "reason": reason}}
         if name is None:
             return {**base, "status": 400,
