@@ -11,17 +11,14 @@ import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from agent.config import NetworkSection
 from agent.events import Event
 from agent.netevents import records
 from agent.netevents.direction import Direction
+from agent.netevents.entries import BITMAP_SLOTS, SATURATED, Aggregate, Flow
 
-BITMAP_SLOTS = 4096
-"""Linear-counting bitmap size per aggregate: distinct sources exact to a few percent up to
-~10 000 per second, saturating at ``SATURATED``."""
-SATURATED = int(BITMAP_SLOTS * math.log(BITMAP_SLOTS))
 _METRIC_PROTOCOLS = frozenset(("tcp", "udp", "icmp", "ipv6-icmp", "fragment"))
 
 
@@ -65,6 +62,15 @@ class ProcessorStats:
     """Datagrams on a DNS port with a whole DNS header and QR = 0 (within budget or not)."""
     dns_responses: Counter[str] = field(default_factory=Counter)
     """Datagrams on a DNS port with a whole DNS header and QR = 1, by :data:`DNS_RCODE_LABEL`."""
+    evasion: Counter[str] = field(default_factory=Counter)
+    """Traffic shaped to slip past a sensor: ``fragment_overlap``, ``tiny_fragment`` (a first
+    fragment without the whole transport header), ``ipv6_unusual_chain``,
+    ``ipv6_chain_too_long``."""
+    fragments: Counter[str] = field(default_factory=Counter)
+    """What reassembly dropped (:mod:`agent.netdecode.defrag` reasons: timeouts, duplicates,
+    overlaps, refusals)."""
+    reassembled: int = 0
+    """Datagrams rebuilt from fragments."""
 
     def add_traffic(self, protocol: str, direction: str, packets: int, nbytes: int) -> None:
         if protocol not in _METRIC_PROTOCOLS and protocol != "arp":
@@ -85,7 +91,7 @@ def estimate_sources(bitmap: bytearray | None) -> int:
 
 
 def aggregate_events(
-    agg: dict[tuple[bytes, int, int], list[Any]],
+    agg: dict[tuple[bytes, int, int], Aggregate],
     settings: NetworkSection,
     direction: Direction,
     stats: ProcessorStats,
@@ -93,13 +99,13 @@ def aggregate_events(
 ) -> list[Event]:
     """``network_traffic`` events of the busy destinations of one second (largest first)."""
     floor = settings.aggregate_min_packets
-    busy = [(k, v) for k, v in agg.items() if v[0] >= floor or v[3] >= floor]
+    busy = [(k, v) for k, v in agg.items() if v.packets >= floor or v.synack >= floor]
     if len(busy) > settings.max_aggregate_events:
         stats.table_overflows["aggregate_events"] += len(busy) - settings.max_aggregate_events
         busy = heapq.nlargest(settings.max_aggregate_events, busy, key=_packets)
     out = [
         records.traffic_event(
-            ts, dst, port, proto, counts, estimate_sources(counts[6]),
+            ts, dst, port, proto, counts, estimate_sources(counts.sources),
             "inbound" if direction.is_local(dst) else "outbound", 1.0,
         )
         for (dst, port, proto), counts in busy
@@ -109,7 +115,7 @@ def aggregate_events(
 
 
 def flow_events(
-    flows: dict[tuple[bytes, bytes, int], list[Any]],
+    flows: dict[tuple[bytes, bytes, int], Flow],
     settings: NetworkSection,
     direction: Direction,
     stats: ProcessorStats,
@@ -119,22 +125,22 @@ def flow_events(
     of = direction.of
     add = stats.add_traffic
     name = records.transport_name
-    for (src, dst, proto), (packets, nbytes, _first, _last) in flows.items():
-        add(name(proto), of(src, dst), packets, nbytes)
+    for (src, dst, proto), flow in flows.items():
+        add(name(proto), of(src, dst), flow.packets, flow.bytes)
     floor = settings.flow_min_bytes
     chosen = heapq.nlargest(
         settings.max_flow_events,
-        (item for item in flows.items() if item[1][1] >= floor),
-        key=lambda item: item[1][1],
+        (item for item in flows.items() if item[1].bytes >= floor),
+        key=lambda item: item[1].bytes,
     )
     out = [
-        records.flow_event(ts, src, dst, proto, p, b, first, last, of(src, dst))
-        for (src, dst, proto), (p, b, first, last) in chosen
+        records.flow_event(ts, src, dst, proto, f.packets, f.bytes, f.first, f.last,
+                           of(src, dst))
+        for (src, dst, proto), f in chosen
     ]
     stats.events["flow"] += len(out)
     return out
 
 
-def _packets(item: tuple[Any, list[Any]]) -> int:
-    count: int = item[1][0]
-    return count
+def _packets(item: tuple[tuple[bytes, int, int], Aggregate]) -> int:
+    return item[1].packets
