@@ -30,7 +30,7 @@ import numpy.typing as npt
 from agent.netdecode.columns import PacketColumns
 from agent.netevents.analyzers.icmp import ICMP4_PROBES
 from agent.netevents.entries import Counts, Flow
-from agent.netevents.state import TrafficState
+from agent.netevents.state import ALL_PORTS, TrafficState
 from agent.netevents.summaries import DNS_RCODE_LABEL
 
 BULK_MIN_PACKETS = 128
@@ -209,7 +209,6 @@ class _Group:
         "dst",
         "flow",
         "kind",
-        "late",
         "members",
         "port",
         "proto",
@@ -230,7 +229,6 @@ class _Group:
         self.flow: Flow | None = None
         self.taken: npt.NDArray[np.intp] | None = None
         self.sources: list[bytes] = []
-        self.late = 0
 
 
 class CountOnly:
@@ -241,10 +239,11 @@ class CountOnly:
     for ICMP, one type). After each watched packet the processor calls :meth:`check`. Once the
     group's event budget for the second is spent and its flow and aggregate exist (or cannot
     exist: a SYN flood's new-flow budget is spent too), every later packet of the group would
-    only add to counters — those are marked in :attr:`skip` and added up by :meth:`apply`. What
-    depends on packet order stays per packet: at a skipped packet's turn the processor records
-    whether the global event budget was spent (:meth:`late`) and sets its flow's last-seen time
-    (:meth:`touch`, for packets marked 2 in :attr:`skip`). Indices are relative to the range.
+    only add to counters — those are marked in :attr:`skip` and added up by :meth:`apply` (their
+    events are refused by a per-key budget, which is checked before the class pools, so they
+    never touch those). What depends on packet order stays per packet: at a skipped packet's
+    turn the processor sets its flow's last-seen time (:meth:`touch`, for packets marked 2 in
+    :attr:`skip`). Indices are relative to the range.
     """
 
     def __init__(
@@ -315,10 +314,6 @@ class CountOnly:
         flow = self._group_of[rel].flow
         assert flow is not None
         flow.last = ts
-
-    def late(self, rel: int) -> None:
-        """Skipped packet ``rel`` has its turn after the global event budget was spent."""
-        self._group_of[rel].late += 1
 
     def check(self, rel: int) -> None:
         """After watched packet ``rel``: skip the rest of its group once only counting is left."""
@@ -394,11 +389,11 @@ class CountOnly:
                 entry = state.aggregates.get((group.dst, 0, group.proto))
             if kind == SYN_FLOOD:
                 stats.tcp_control["syn"] += n
+                self._count_host(group, n, nbytes)
             elif kind in (DNS_FROM_CLIENT, DNS_TO_CLIENT):
                 self._count_dns(group.taken + self.start)
-            if kind not in (UDP, ICMP):
+            if kind not in (UDP, ICMP):  # each refused by its per-key budget
                 stats.suppressed += n
-                stats.over_global_budget += group.late
             if entry is None:
                 # The aggregate table was full: each packet would have found no room.
                 stats.table_overflows["aggregates"] += n
@@ -412,6 +407,18 @@ class CountOnly:
             elif kind == ICMP_PROBE:
                 entry.echo += n
             # UDP and ICMP probes set their one source's bitmap slot on the packets before.
+
+    def _count_host(self, group: _Group, n: int, nbytes: int) -> None:
+        """The skipped SYNs of a flood in their destination's all-ports aggregate."""
+        host = self.state.aggregates.get((group.dst, ALL_PORTS, 6))
+        if host is None:  # the table was full: each packet would have found no room
+            self.state.stats.table_overflows["aggregates"] += n
+            return
+        host.packets += n
+        host.bytes += nbytes
+        host.syn += n
+        slots = np.fromiter(map(hash, group.sources), dtype=np.int64, count=n) & 4095
+        np.frombuffer(host.source_bitmap(), dtype=np.uint8)[slots] = 1
 
     def _count_dns(self, rows: npt.NDArray[np.intp]) -> None:
         """What the DNS analyzer (:mod:`agent.netevents.analyzers.dns`) counts for skipped DNS

@@ -13,7 +13,7 @@ SATURATED = int(BITMAP_SLOTS * math.log(BITMAP_SLOTS))
 class Aggregate:
     """One destination's counters for the current second."""
 
-    __slots__ = ("bytes", "echo", "packets", "rst", "sources", "syn", "synack")
+    __slots__ = ("bytes", "echo", "first_source", "packets", "rst", "sources", "syn", "synack")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -22,16 +22,39 @@ class Aggregate:
         self.synack = 0
         self.rst = 0
         self.echo = 0
+        self.first_source: bytes | None = None
+        """The one source seen, until a second one allocates :attr:`sources`."""
         self.sources: bytearray | None = None
-        """Linear-counting bitmap of the sources (allocated with the first one)."""
+        """Linear-counting bitmap of the sources (4 KiB: only once there are two; a flood to
+        random ports makes tens of thousands of aggregates with one source each)."""
 
     def source_bitmap(self) -> bytearray:
         if self.sources is None:
             self.sources = bytearray(BITMAP_SLOTS)
+            if self.first_source is not None:
+                self.sources[hash(self.first_source) & (BITMAP_SLOTS - 1)] = 1
         return self.sources
 
     def add_source(self, src: bytes) -> None:
-        (self.sources or self.source_bitmap())[hash(src) & (BITMAP_SLOTS - 1)] = 1
+        sources = self.sources
+        if sources is None:
+            first = self.first_source
+            if first is None:
+                self.first_source = src
+                return
+            if first == src:
+                return
+            sources = self.source_bitmap()
+        sources[hash(src) & (BITMAP_SLOTS - 1)] = 1
+
+    def source_count(self) -> int:
+        """Linear counting: ``-m ln(zero slots / m)``."""
+        if self.sources is None:
+            return 0 if self.first_source is None else 1
+        zeros = self.sources.count(0)
+        if zeros == 0:
+            return SATURATED
+        return round(-BITMAP_SLOTS * math.log(zeros / BITMAP_SLOTS))
 
 
 class Flow:

@@ -142,7 +142,6 @@ class PacketProcessor:
         self.stats.bytes += int(cols.wire.sum())
         buffer = cols.buffer
         state = self.state
-        budgets = state.budgets
         kinds = (bulk_ops.classify(cols, self.port_masks)
                  if bulk and n >= bulk_ops.BULK_MIN_PACKETS else None)
         for first, last, rolls in bulk_ops.seconds(cols.timestamps, state.next_second):
@@ -164,8 +163,6 @@ class PacketProcessor:
                 if skipped:
                     if skipped == 2:
                         counting.touch(rel, ts)
-                    if budgets.global_spent():
-                        counting.late(rel)
                     continue
                 self._packet(out, ts, linktype, buffer[start:stop], wire, interface)
                 if watch[rel]:

@@ -216,6 +216,10 @@ class TrafficState:
             if a is not None:
                 a.packets += counts.packets
                 a.bytes += counts.bytes
+            h = agg.get((dst, ALL_PORTS, PROTO_TCP))
+            if h is not None:
+                h.packets += counts.packets
+                h.bytes += counts.bytes
         return out
 
     def _flush_aggregates(self, ts: float) -> list[Event]:

@@ -8,7 +8,6 @@ them into events and account protocol/direction traffic for the metrics.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final
@@ -17,7 +16,7 @@ from agent.config import NetworkSection
 from agent.events import Event
 from agent.netevents import records
 from agent.netevents.direction import Direction
-from agent.netevents.entries import BITMAP_SLOTS, SATURATED, Aggregate, Flow
+from agent.netevents.entries import Aggregate, Flow
 
 _METRIC_PROTOCOLS = frozenset(("tcp", "udp", "icmp", "ipv6-icmp", "fragment"))
 
@@ -53,7 +52,10 @@ class ProcessorStats:
     events: Counter[str] = field(default_factory=Counter)
     suppressed: int = 0
     over_global_budget: int = 0
-    """Of ``suppressed``: dropped because ``max_events_per_second`` was spent (detection blind)."""
+    """Of ``suppressed``: dropped because a share of ``max_events_per_second`` was spent
+    (detection blind for someone, not thinned)."""
+    over_budget_pools: Counter[str] = field(default_factory=Counter)
+    """``over_global_budget`` by pool: ``new_sources``, ``known_sources``, ``dns_arp``."""
     table_overflows: Counter[str] = field(default_factory=Counter)
     traffic: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     tcp_control: Counter[str] = field(default_factory=Counter)
@@ -80,16 +82,6 @@ class ProcessorStats:
         slot[1] += nbytes
 
 
-def estimate_sources(bitmap: bytearray | None) -> int:
-    """Linear counting: ``-m ln(zero slots / m)``."""
-    if bitmap is None:
-        return 0
-    zeros = bitmap.count(0)
-    if zeros == 0:
-        return SATURATED
-    return round(-BITMAP_SLOTS * math.log(zeros / BITMAP_SLOTS))
-
-
 def aggregate_events(
     agg: dict[tuple[bytes, int, int], Aggregate],
     settings: NetworkSection,
@@ -100,18 +92,35 @@ def aggregate_events(
     """``network_traffic`` events of the busy destinations of one second (largest first)."""
     floor = settings.aggregate_min_packets
     busy = [(k, v) for k, v in agg.items() if v.packets >= floor or v.synack >= floor]
+    if any(k[1] < 0 for k, _ in busy):
+        busy = _spread_hosts(agg, busy)
     if len(busy) > settings.max_aggregate_events:
         stats.table_overflows["aggregate_events"] += len(busy) - settings.max_aggregate_events
         busy = heapq.nlargest(settings.max_aggregate_events, busy, key=_packets)
     out = [
         records.traffic_event(
-            ts, dst, port, proto, counts, estimate_sources(counts.sources),
+            ts, dst, port, proto, counts, counts.source_count(),
             "inbound" if direction.is_local(dst) else "outbound", 1.0,
         )
         for (dst, port, proto), counts in busy
     ]
     stats.events["traffic"] += len(out)
     return out
+
+
+def _spread_hosts(
+    agg: dict[tuple[bytes, int, int], Aggregate],
+    busy: list[tuple[tuple[bytes, int, int], Aggregate]],
+) -> list[tuple[tuple[bytes, int, int], Aggregate]]:
+    """All-ports TCP aggregates (port -1) are kept only where no one service took half of the
+    host's SYNs: a flood or scan spread over ports. A busy service (or a flood to one port)
+    is already its own aggregate and must not count twice."""
+    top: dict[bytes, int] = {}
+    for (dst, port, proto), a in agg.items():
+        if proto == 6 and port >= 0 and a.syn > top.get(dst, 0):
+            top[dst] = a.syn
+    return [(k, v) for k, v in busy
+            if k[1] >= 0 or top.get(k[0], 0) * 2 < v.syn]
 
 
 def flow_events(

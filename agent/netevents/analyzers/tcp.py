@@ -2,13 +2,17 @@
 counters and the ``network_packet`` events of control segments.
 
 A control segment is a SYN, a SYN-ACK, an RST or any segment without ACK (FIN/NULL/Xmas
-probes); it becomes an event within the budgets. Ordinary segments (ACK without SYN/RST) of
-known connections only count (per connection, in bulk when they can; the processor does that
-before any analyzer). An ordinary segment without payload of a connection never seen — no
-SYN-ACK, no earlier segment: what the probes of ACK, Window and Maimon scans are — is an event
-too, with ``tcp.connection_state: untracked``, and counts as ``untracked`` control segment. The
-connection table (:meth:`~agent.netevents.state.TrafficState.connection_known`) learns from
-SYN-ACKs and from segments, never from SYNs (a spoofed flood must not fill it).
+probes); it becomes an event within the budgets. A SYN also opens the destination's
+all-ports aggregate (:data:`~agent.netevents.state.ALL_PORTS`), which every later TCP packet
+toward it counts in: a flood to random ports has no busy service, only a busy host.
+
+Ordinary segments (ACK without SYN/RST) of known connections only count (per connection, in
+bulk when they can; the processor does that before any analyzer). An ordinary segment without
+payload of a connection never seen — no SYN-ACK, no earlier segment: what the probes of ACK,
+Window and Maimon scans are — is an event too, with ``tcp.connection_state: untracked``, and
+counts as ``untracked`` control segment. The connection table
+(:meth:`~agent.netevents.state.TrafficState.connection_known`) learns from SYN-ACKs and from
+segments, never from SYNs (a spoofed flood must not fill it).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from agent.events import Event
 from agent.netdecode.layers import PROTO_TCP
 from agent.netevents import records
 from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.state import ALL_PORTS
 from agent.netevents.summaries import TCP_CONTROL_KIND
 
 
@@ -37,6 +42,15 @@ class TcpAnalyzer(Analyzer):
         if a is not None:
             a.packets += 1
             a.bytes += pkt.wire
+        syn = flags & 0x12 == 0x02
+        host_key = (pkt.dst, ALL_PORTS, PROTO_TCP)
+        h = state.aggregate(host_key) if syn else state.aggregates.get(host_key)
+        if h is not None:
+            h.packets += 1
+            h.bytes += pkt.wire
+            if syn:
+                h.syn += 1
+                h.add_source(pkt.src)
         untracked = False
         if (flags & 0x16) == 0x10:  # ACK without SYN/RST: an ordinary segment
             key = connection_key(pkt)
@@ -48,7 +62,7 @@ class TcpAnalyzer(Analyzer):
             untracked = True
         else:
             state.stats.tcp_control[TCP_CONTROL_KIND[flags]] += 1
-            if flags & 0x12 == 0x02:  # SYN (with the aggregate table full: not counted)
+            if syn:  # SYN (with the aggregate table full: not counted)
                 if a is not None:
                     a.syn += 1
                     a.add_source(pkt.src)
