@@ -21,7 +21,6 @@ types, malformed frames) goes through the per-packet path in order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy.typing as npt
 
 from agent.netdecode.columns import PacketColumns
 from agent.netevents.analyzers.icmp import ICMP4_PROBES
-from agent.netevents.entries import Counts, Flow
+from agent.netevents.entries import Counts, Flow, source_slots
 from agent.netevents.state import ALL_PORTS, TrafficState
 from agent.netevents.summaries import DNS_RCODE_LABEL
 
@@ -228,7 +227,7 @@ class _Group:
         """Destination port (SYN floods), ``-type - 1`` (ICMP budget key) or 0."""
         self.flow: Flow | None = None
         self.taken: npt.NDArray[np.intp] | None = None
-        self.sources: list[bytes] = []
+        self.sources: npt.NDArray[np.uint32] = np.zeros(0, dtype=np.uint32)
 
 
 class CountOnly:
@@ -255,7 +254,9 @@ class CountOnly:
         self.start = start
         self.skip = bytearray(stop - start)
         self.watch = bytearray(stop - start)
-        self._group_of: dict[int, _Group] = {}
+        self._group_at: list[int] | None = None
+        """Index into :attr:`_groups` of each watched packet (relative index)."""
+        self._group_index = np.zeros(stop - start, dtype=np.int32)
         self._groups: list[_Group] = []
         if kinds is None:
             return
@@ -306,18 +307,23 @@ class CountOnly:
                                members, values[0].to_bytes(4, "big"),
                                values[1].to_bytes(4, "big"), values[2], -icmp_type - 1)
             self._groups.append(group)
-            self._group_of.update(zip(members.tolist(), repeat(group)))
+            self._group_index[members] = len(self._groups) - 1
             watch[members] = 1
+
+    def _group(self, rel: int) -> _Group:
+        if self._group_at is None:
+            self._group_at = self._group_index.tolist()
+        return self._groups[self._group_at[rel]]
 
     def touch(self, rel: int, ts: float) -> None:
         """Skipped packet ``rel`` (marked 2) has its turn at ``ts``: its flow's last-seen time."""
-        flow = self._group_of[rel].flow
+        flow = self._group(rel).flow
         assert flow is not None
         flow.last = ts
 
     def check(self, rel: int) -> None:
         """After watched packet ``rel``: skip the rest of its group once only counting is left."""
-        group = self._group_of[rel]
+        group = self._group(rel)
         if not self._saturated(group):
             return
         np.frombuffer(self.watch, dtype=np.uint8)[group.members] = 0
@@ -354,18 +360,15 @@ class CountOnly:
 
     def _without_flows(self, group: _Group, later: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
         """SYNs from sources that have a flow still update it packet by packet."""
-        sources: list[bytes] = (
-            np.ascontiguousarray(self.cols.head[later + self.start, 26:30]).view("V4").ravel()
-            .tolist()
-        )
-        has_flow = np.fromiter(
-            map(self.state.flows.__contains__, zip(sources, repeat(group.dst), repeat(6))),
-            dtype=np.bool_, count=len(sources),
-        )
-        if has_flow.any():
-            sources = [s for s, flowing in zip(sources, has_flow.tolist(), strict=True)
-                       if not flowing]
-            later = later[~has_flow]
+        sources = np.ascontiguousarray(self.cols.head[later + self.start, 26:30]).view(">u4")
+        sources = sources.ravel().astype(np.uint32)
+        flowing = [int.from_bytes(src, "big") for src, dst, proto in self.state.flows
+                   if dst == group.dst and proto == 6]
+        if flowing:
+            has_flow = np.isin(sources, np.array(flowing, dtype=np.uint32))
+            if has_flow.any():
+                sources = sources[~has_flow]
+                later = later[~has_flow]
         group.sources = sources
         return later
 
@@ -402,8 +405,8 @@ class CountOnly:
             entry.bytes += nbytes
             if kind == SYN_FLOOD:
                 entry.syn += n
-                slots = np.fromiter(map(hash, group.sources), dtype=np.int64, count=n) & 4095
-                np.frombuffer(entry.source_bitmap(), dtype=np.uint8)[slots] = 1
+                np.frombuffer(entry.source_bitmap(), dtype=np.uint8)[
+                    source_slots(group.sources)] = 1
             elif kind == ICMP_PROBE:
                 entry.echo += n
             # UDP and ICMP probes set their one source's bitmap slot on the packets before.
@@ -417,8 +420,7 @@ class CountOnly:
         host.packets += n
         host.bytes += nbytes
         host.syn += n
-        slots = np.fromiter(map(hash, group.sources), dtype=np.int64, count=n) & 4095
-        np.frombuffer(host.source_bitmap(), dtype=np.uint8)[slots] = 1
+        np.frombuffer(host.source_bitmap(), dtype=np.uint8)[source_slots(group.sources)] = 1
 
     def _count_dns(self, rows: npt.NDArray[np.intp]) -> None:
         """What the DNS analyzer (:mod:`agent.netevents.analyzers.dns`) counts for skipped DNS

@@ -71,6 +71,9 @@ from agent.threatintel.feeds import IntelSet
 
 IntelSource = Callable[[], IntelSet | None]
 Handlers = tuple[Callable[[list[Event], Packet], None], ...]
+_CHUNK = 2048
+"""Packets of a range walked per step; each step leaves out those already known to be
+count-only (a flood past its budgets), so they cost no Python step at all."""
 _V6_EXT_FIRST = bytes(1 if p in (0, 43, 44, 51, 60, 135, 139, 140) else 0 for p in range(256))
 
 
@@ -153,20 +156,26 @@ class PacketProcessor:
                 idx = self._bulk_segments(cols, kinds, first, last)
             counting = bulk_ops.CountOnly(state, self.port_masks, cols, kinds, first, last)
             skip, watch = counting.skip, counting.watch
-            starts = cols.offsets[idx]
-            for rel, ts, linktype, start, stop, wire in zip(
-                (idx - first).tolist(), cols.timestamps[idx].tolist(),
-                cols.linktypes[idx].tolist(), starts.tolist(),
-                (starts + cols.caplen[idx]).tolist(), cols.wire[idx].tolist(), strict=True,
-            ):
-                skipped = skip[rel]
-                if skipped:
-                    if skipped == 2:
-                        counting.touch(rel, ts)
-                    continue
-                self._packet(out, ts, linktype, buffer[start:stop], wire, interface)
-                if watch[rel]:
-                    counting.check(rel)
+            skip_marks = np.frombuffer(skip, dtype=np.uint8)
+            for at in range(0, len(idx), _CHUNK):
+                chunk = idx[at:at + _CHUNK]
+                if at:  # packets of a saturated flood without a flow: nothing to do in order
+                    chunk = chunk[skip_marks[chunk - first] != 1]
+                starts = cols.offsets[chunk]
+                for rel, ts, linktype, start, stop, wire in zip(
+                    (chunk - first).tolist(), cols.timestamps[chunk].tolist(),
+                    cols.linktypes[chunk].tolist(), starts.tolist(),
+                    (starts + cols.caplen[chunk]).tolist(), cols.wire[chunk].tolist(),
+                    strict=True,
+                ):
+                    skipped = skip[rel]
+                    if skipped:
+                        if skipped == 2:
+                            counting.touch(rel, ts)
+                        continue
+                    self._packet(out, ts, linktype, buffer[start:stop], wire, interface)
+                    if watch[rel]:
+                        counting.check(rel)
             counting.apply()
         return out
 
