@@ -327,6 +327,12 @@ class AgentMetrics:
             "Entries not tracked because a bounded capture table was full, by table.",
             ["table"], registry=registry,
         )
+        self.capture_evasion = Counter(
+            "vedette_capture_evasion_total",
+            "Packets shaped to slip past a sensor, by kind: fragment_overlap, tiny_fragment, "
+            "ipv6_unusual_chain, ipv6_chain_too_long.",
+            ["kind"], registry=registry,
+        )
         self.threat_intel_networks = Gauge(
             "vedette_threat_intel_networks", "Networks loaded from each threat-intel feed.",
             ["feed"], registry=registry,

@@ -115,7 +115,7 @@ from agent.config import Config
 from agent.detection.engine import Engine
 from agent.detection.loader import load_rules
 from agent.netdecode.pcapfile import CaptureReader
-from agent.netevents.pcap_input import LAST_PCAP, pcap_events
+from agent.netevents.pcap_input import pcap_events
 from agent.replay import run
 report = load_rules([Path(sys.argv[2])])
 engine = Engine(report.ruleset)
@@ -131,11 +131,12 @@ if len(sys.argv) > 3:
             pass
     reader_only = time.perf_counter() - t0
 t0 = time.perf_counter()
-result = run(engine, pcap_events(Path(sys.argv[1]), Config()), 1000.0)
+events = pcap_events(Path(sys.argv[1]), Config())
+result = run(engine, events, 1000.0)
 elapsed = time.perf_counter() - t0
 print(json.dumps({"seconds": elapsed, "decode_only_seconds": decode_only,
                   "reader_only_seconds": reader_only,
-                  "packets": LAST_PCAP.processor.packets,
+                  "packets": events.stats.processor.packets,
                   "events": result.events, "alerts": len(result.alerts),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

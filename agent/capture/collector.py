@@ -6,6 +6,8 @@ publishes the events. It also
 
 * rescans interfaces every ``capture.rescan_seconds`` (new ones are opened, vanished ones closed);
 * advances the processor with wall time, so aggregates of a quiet second still flush;
+* exports the processor's counters to the metrics every second and at shutdown (after
+  flushing the open second), so a short run shows them too;
 * every ``capture.health_interval_seconds`` reads the kernel's PACKET_STATISTICS per ring,
   updates the metrics and emits one ``vedette/capture_health`` event per interface, which the
   ``capture_degraded`` rule turns into a "network detection degraded" alert.
@@ -38,6 +40,9 @@ from agent.netevents.summaries import ProcessorStats
 log = logging.getLogger(__name__)
 
 DEGRADED_RATIO = 0.01
+EXPORT_SECONDS = 1.0
+"""Processor counters (packets, TCP control, DNS, errors, budgets) reach the metrics this often
+(the kernel ring statistics stay on the health interval), and once more at shutdown."""
 _POLL_MS = 100
 _BROKEN = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
@@ -66,6 +71,7 @@ class PacketCaptureCollector:
         self._warned: set[str] = set()
         self._seen = ProcessorStats()
         self._health_due = 0.0
+        self._export_due = 0.0
 
     # ------------------------------------------------------------------ interfaces
 
@@ -155,15 +161,26 @@ class PacketCaptureCollector:
                         if len(events) >= 4096:
                             publish(events)
                             events = []
-                events.extend(self.processor.advance(self._clock()))
-                if self._clock() >= self._health_due:
+                now = self._clock()
+                events.extend(self.processor.advance(now))
+                if now >= self._health_due:
                     events.extend(self.health())
+                elif now >= self._export_due:
+                    self._export_processor_stats()
+                    self._export_due = now + EXPORT_SECONDS
                 if events:
                     publish(events)
         finally:
             for ring in self.rings.values():
                 ring.close()
             self.rings.clear()
+            # What the last second saw: its aggregates, and every counter up to the end.
+            try:
+                tail = self.processor.flush()
+                if tail:
+                    publish(tail)
+            finally:
+                self._export_processor_stats()
 
     # ------------------------------------------------------------------ health and metrics
 
@@ -234,6 +251,7 @@ class PacketCaptureCollector:
             seen.suppressed = stats.suppressed
             seen.over_global_budget = stats.over_global_budget
         _increase(m.capture_table_overflows, stats.table_overflows, seen.table_overflows)
+        _increase(m.capture_evasion, stats.evasion, seen.evasion)
 
 
 def _increase(metric: PromCounter, now: Counter[str], seen: Counter[str]) -> None:

@@ -24,7 +24,7 @@ from typing import TextIO
 
 from prometheus_client import CollectorRegistry
 
-from agent.alerts import Alert, to_ecs
+from agent.alerts import Alert, RuleRef, alert_id, to_ecs
 from agent.collectors.log_decoders import LINE_DECODERS
 from agent.commands.common import print_config_errors
 from agent.config import Config, load_config
@@ -38,7 +38,7 @@ from agent.identity import detect_identity
 from agent.logs import safe
 from agent.metrics import AgentMetrics
 from agent.netdecode.pcapfile import CaptureFormatError
-from agent.netevents.pcap_input import LAST_PCAP
+from agent.netevents.pcap_input import PcapEvents, PcapStats
 from agent.replay import INPUTS, run
 from agent.replay_logs import LineAccount, binary_reason, log_events
 from agent.sinks.elasticsearch import ship_alerts
@@ -47,6 +47,18 @@ from agent.sinks.factory import BUILDERS
 EXIT_INPUT = 1
 EXIT_USAGE = 2
 EXIT_UNSHIPPED = 3  # --ship: alerts not delivered (still spooled, dropped, or no spool at all)
+
+DEGRADED_RULE = RuleRef(
+    id="vedette-internal-replay-degraded",
+    title="Network detection degraded during the capture: event budget exhausted",
+    level="high",
+    description="Probe, DNS or ARP events of the replayed capture were refused by the "
+    "per-second event budget (network.max_events_per_second), so some sources went "
+    "unanalysed: silence from the scan, sweep and DNS rules over that span is not evidence of "
+    "safety. Raised by the replay itself, whatever rules are loaded.",
+    tags=("attack.defense-evasion", "attack.t1562"),
+    ruleset="vedette-internal",
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -134,6 +146,15 @@ def replay_command(args: argparse.Namespace) -> int:
         bar.close()
     elapsed = time.monotonic() - started
     alerts = list(result.alerts.values())
+    stats = events.stats if isinstance(events, PcapEvents) else None
+    degraded = _degradation(stats, alerts, result.last_ts or 0.0)
+    if degraded is not None:
+        alerts.append(degraded)
+    failed = stats is not None and stats.error is not None
+    if failed:
+        assert stats is not None and stats.error is not None
+        print(f"vedette replay: {safe(stats.error)}; the alerts of what was read before it "
+              "are kept", file=sys.stderr)
     if args.ship:
         shipped = ship(config, alerts, args.ship_timeout)
         if shipped != 0:
@@ -144,20 +165,48 @@ def replay_command(args: argparse.Namespace) -> int:
         out = sys.stdout
         for alert in alerts:
             out.write(json.dumps(to_ecs(alert, identity), default=str, sort_keys=True) + "\n")
-        return 0
-    _summary(args, alerts, result.events, elapsed, account)
-    return 0
+        return EXIT_INPUT if failed else 0
+    _summary(args, alerts, result.events, elapsed, account, stats)
+    return EXIT_INPUT if failed else 0
+
+
+def _degradation(stats: PcapStats | None, alerts: list[Alert], last: float) -> Alert | None:
+    """The replay's own alert when events were refused by the overall budget (unless the
+    ``capture_budget_exhausted`` rule already said so from the replay's health events)."""
+    if stats is None or not stats.processor.over_global_budget:
+        return None
+    if any(a.rule.title.startswith("Network detection degraded") for a in alerts):
+        return None
+    p = stats.processor
+    group = {"capture.events_over_global_budget": p.over_global_budget}
+    pools = sorted(p.over_budget_pools.items())
+    return Alert(alert_id(DEGRADED_RULE.id, group, last), DEGRADED_RULE, group, last, last,
+                 count=p.over_global_budget,
+                 matched={f"capture.over_budget.{k}": v for k, v in pools},
+                 message=f"{p.over_global_budget} events refused by the event budget ("
+                         + ", ".join(f"{k}: {v}" for k, v in pools) + ")")
 
 
 def _summary(args: argparse.Namespace, alerts: list[Alert], events: int, elapsed: float,
-             account: LineAccount) -> None:
-    if args.kind == "pcap":
-        stats = LAST_PCAP.processor
+             account: LineAccount, pcap: PcapStats | None) -> None:
+    if pcap is not None:
+        stats = pcap.processor
         errors = sum(stats.errors.values())
         print(f"{stats.packets:,} packets, {events:,} events, {errors:,} undecodable, "
               f"{stats.suppressed:,} over budget, {elapsed:.2f} s")
-        if LAST_PCAP.truncated_records:
-            print(f"warning: the file ends with {LAST_PCAP.truncated_records} truncated record(s)")
+        if stats.over_global_budget:
+            pools = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.over_budget_pools.items()))
+            print(f"detection degraded: {stats.over_global_budget:,} events refused by "
+                  f"network.max_events_per_second ({pools})")
+        if stats.reassembled or stats.evasion:
+            evasion = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.evasion.items()))
+            print(f"{stats.reassembled:,} datagrams reassembled from fragments"
+                  + (f"; evasion: {evasion}" if evasion else ""))
+        if pcap.truncated_records:
+            print(f"warning: the file ends with {pcap.truncated_records} truncated record(s)")
+        if pcap.bad_timestamps:
+            print(f"warning: {pcap.bad_timestamps} record(s) skipped for an implausible "
+                  "timestamp")
     else:
         print(f"{account.summary()}; {events:,} events, {elapsed:.2f} s")
         for number, verdict, text in account.unparsed:

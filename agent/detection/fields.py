@@ -110,6 +110,8 @@ _NET_PACKET = (
     "network.type", "tcp.flags.syn", "tcp.flags.ack", "tcp.flags.rst", "tcp.flags.fin",
     "tcp.flags.psh", "tcp.flags.urg", "tcp.flags.value", "icmp.type", "icmp.code",
     "icmp.original.transport", "icmp.original.destination.ip", "icmp.original.destination.port",
+    "tcp.connection_state", "network.fragments", "ipv6.extension_headers",
+    "ipv6.extension_chain", "ipv6.unusual_extension_chain", "event.action",
 )
 _NET_TRAFFIC = (
     "network.type", "traffic.interval_seconds", "traffic.packets", "traffic.bytes",

@@ -48,6 +48,12 @@ PROTO_ICMPV6: Final = 58
 PROTO_FRAGMENT: Final = 44
 
 _V6_EXT: Final = frozenset((0, 43, 60, 51, 135, 139, 140))
+V6_EXT_NAMES: Final = {0: "hop_by_hop", 43: "routing", 44: "fragment", 51: "ah", 60: "dstopts",
+                       135: "mobility", 139: "hip", 140: "shim6"}
+MAX_V6_HEADERS: Final = 32
+"""Extension headers walked at most; a longer chain is ``ipv6_chain_too_long`` (no real stack
+sends more than a handful: RFC 8200 orders at most one of each, destination options twice)."""
+V6_CHAIN_TOO_LONG: Final = "ipv6_chain_too_long"
 _HH = struct.Struct("!HH").unpack_from
 
 TRUNCATED: Final = "truncated"
@@ -124,7 +130,7 @@ def decode(data: bytes, linktype: int) -> Decoded | str:
         proto = data[off + 9]
         src = data[off + 12:off + 16]
         dst = data[off + 16:off + 20]
-        if (data[off + 6] & 0x1F) | data[off + 7]:
+        if (data[off + 6] & 0x3F) | data[off + 7]:  # MF or an offset: a fragment
             return 4, src, dst, PROTO_FRAGMENT, 0, 0, 0, off + ihl, end
         l4 = off + ihl
         family = 4
@@ -137,22 +143,13 @@ def decode(data: bytes, linktype: int) -> Decoded | str:
         proto = data[off + 6]
         src = data[off + 8:off + 24]
         dst = data[off + 24:off + 40]
-        l4 = off + 40
         family = 6
-        hops = 0
-        while proto in _V6_EXT or proto == PROTO_FRAGMENT:
-            hops += 1
-            if hops > 8 or n < l4 + 8:
-                return TRUNCATED if n < l4 + 8 else BAD_IP_HEADER
-            if proto == PROTO_FRAGMENT:
-                if ((data[l4 + 2] << 8) | data[l4 + 3]) & 0xFFF8:
-                    return 6, src, dst, PROTO_FRAGMENT, 0, 0, 0, l4 + 8, end
-                proto = data[l4]
-                l4 += 8
-                continue
-            length = (data[l4 + 1] + 2) * 4 if proto == 51 else (data[l4 + 1] + 1) * 8
-            proto = data[l4]
-            l4 += length
+        chain = ipv6_chain(data, off)
+        if isinstance(chain, str):
+            return chain
+        proto, l4, frag = chain[0], chain[1], chain[3]
+        if frag >= 0:
+            return 6, src, dst, PROTO_FRAGMENT, 0, 0, 0, l4, end
     elif etype == ETH_ARP:
         if n < off + 28:
             return TRUNCATED
@@ -179,6 +176,87 @@ def decode(data: bytes, linktype: int) -> Decoded | str:
             return TRUNCATED
         return family, src, dst, proto, data[l4], data[l4 + 1], 0, l4 + 4, end
     return family, src, dst, proto, 0, 0, 0, l4, end
+
+
+V6Chain = tuple[int, int, tuple[int, ...], int]
+"""``(upper protocol, its offset, extension header types in order, fragment header offset or
+-1)`` — the fragment header is reported only for a real fragment (offset or M flag set); an
+atomic fragment (RFC 6946) is walked through like any other header."""
+
+
+def ipv6_chain(data: bytes, off: int) -> V6Chain | str:
+    """Walk the extension headers after the IPv6 header at ``off`` (at most
+    :data:`MAX_V6_HEADERS`); a reason string when the chain is cut or too long."""
+    n = len(data)
+    proto = data[off + 6]
+    l4 = off + 40
+    headers: list[int] = []
+    while proto in _V6_EXT or proto == PROTO_FRAGMENT:
+        if len(headers) >= MAX_V6_HEADERS:
+            return V6_CHAIN_TOO_LONG
+        if n < l4 + 8:
+            return TRUNCATED
+        headers.append(proto)
+        if proto == PROTO_FRAGMENT:
+            if ((data[l4 + 2] << 8) | data[l4 + 3]) & 0xFFF9:  # offset or M: a fragment
+                return data[l4], l4 + 8, tuple(headers), l4
+            proto = data[l4]
+            l4 += 8
+            continue
+        length = (data[l4 + 1] + 2) * 4 if proto == 51 else (data[l4 + 1] + 1) * 8
+        proto = data[l4]
+        l4 += length
+    return proto, l4, tuple(headers), -1
+
+
+def unusual_chain(headers: tuple[int, ...]) -> bool:
+    """An extension header chain no ordinary stack sends: a header repeated (destination
+    options may appear twice), hop-by-hop anywhere but first, more than four headers, or an
+    atomic fragment header (RFC 6946: a fragment of one, used to slip past filters)."""
+    if len(headers) > 4:
+        return True
+    if 0 in headers[1:]:
+        return True
+    if headers.count(PROTO_FRAGMENT) and headers[-1] == PROTO_FRAGMENT:
+        return True
+    return any(headers.count(h) > (2 if h == 60 else 1) for h in set(headers))
+
+
+Fragment = tuple[tuple[bytes, bytes, int, int], int, bool, bytes, bytes, int, tuple[int, ...]]
+"""``(key, offset, more, header, payload, protocol, IPv6 extension headers before it)``."""
+
+
+def fragment_of(data: bytes, linktype: int) -> Fragment | str:
+    """What reassembly needs of a frame :func:`decode` found to be a fragment: the key
+    (source, destination, IPv4 protocol or -1, identification), the payload's offset in the
+    datagram, the "more fragments" flag, the header to rebuild the datagram with (IPv4: the
+    fragment's own; IPv6: the fixed header naming the fragmented protocol), the payload bytes
+    (up to the datagram's end) and the upper protocol."""
+    link = link_payload(data, linktype)
+    if isinstance(link, str):
+        return link
+    _, off = link
+    n = len(data)
+    if data[off] >> 4 == 4:
+        ihl = (data[off] & 15) * 4
+        total = (data[off + 2] << 8) | data[off + 3]
+        end = min(off + total, n) if total >= ihl else n
+        field = (data[off + 6] << 8) | data[off + 7]
+        proto = data[off + 9]
+        key = (data[off + 12:off + 16], data[off + 16:off + 20], proto,
+               (data[off + 4] << 8) | data[off + 5])
+        return (key, (field & 0x1FFF) * 8, bool(field & 0x2000), data[off:off + ihl],
+                data[off + ihl:end], proto, ())
+    chain = ipv6_chain(data, off)
+    if isinstance(chain, str):
+        return chain
+    proto, start, headers, frag = chain
+    end = min(off + 40 + ((data[off + 4] << 8) | data[off + 5]), n)
+    field = (data[frag + 2] << 8) | data[frag + 3]
+    ident = int.from_bytes(data[frag + 4:frag + 8], "big")
+    key = (data[off + 8:off + 24], data[off + 24:off + 40], -1, ident)
+    header = data[off:off + 6] + bytes([proto]) + data[off + 7:off + 40]
+    return key, field & 0xFFF8, bool(field & 1), header, data[start:end], proto, headers[:-1]
 
 
 def quoted_transport(data: bytes, off: int, end: int, family: int) -> tuple[int, bytes, int] | None:

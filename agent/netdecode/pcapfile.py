@@ -40,6 +40,10 @@ _PCAPNG_SHB = 0x0A0D0D0A
 _NG_IDB, _NG_EPB, _NG_SPB, _NG_OPB = 1, 6, 3, 2
 
 
+MAX_TIMESTAMP = float(1 << 32)
+"""The latest plausible packet time (2106, where classic pcap's 32-bit seconds end)."""
+
+
 class RawPacket(NamedTuple):
     """A :data:`Frame` with names, for code that builds frames by hand (tests, tools)."""
 
@@ -66,6 +70,9 @@ class CaptureReader:
         self.path = str(path)
         self.truncated_records = 0
         self.skipped_blocks = 0
+        self.bad_timestamps = 0
+        """Records skipped for a timestamp past :data:`MAX_TIMESTAMP` (a hostile or broken
+        ``if_tsresol``: one tick per second gives ~2^58 s, which no clock downstream holds)."""
         self.packets_read = 0
         self.bytes_total = 0
         with open(self.path, "rb") as fh:
@@ -315,7 +322,11 @@ class CaptureReader:
             self.skipped_blocks += 1
             return None
         linktype, scale = interfaces[ifid]
-        return (((hi << 32) | lo) * scale, linktype, self._mm[start:start + cap], orig)
+        ts = ((hi << 32) | lo) * scale
+        if not ts <= MAX_TIMESTAMP:
+            self.bad_timestamps += 1
+            return None
+        return (ts, linktype, self._mm[start:start + cap], orig)
 
 
 def _tsresol(mm: mmap.mmap, order: str, off: int, end: int) -> float:

@@ -21,18 +21,16 @@ types, malformed frames) goes through the per-packet path in order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import repeat
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.netdecode.columns import PacketColumns
-from agent.netevents.protocols import ICMP4_PROBES
+from agent.netevents.analyzers.icmp import ICMP4_PROBES
+from agent.netevents.entries import Counts, Flow, source_slots
+from agent.netevents.state import ALL_PORTS, TrafficState
 from agent.netevents.summaries import DNS_RCODE_LABEL
-
-if TYPE_CHECKING:
-    from agent.netevents.processor import PacketProcessor
 
 BULK_MIN_PACKETS = 128
 """Smaller batches (a quiet link's ring block) go packet by packet: numpy's fixed cost per batch
@@ -43,36 +41,47 @@ FLOOD_MIN_PACKETS = 32
 _Mask = npt.NDArray[np.bool_]
 
 
+class PortMasks(NamedTuple):
+    """Ports (64k tables) with a port analyzer: TCP segments on ``tcp`` ports are never
+    ordinary, UDP datagrams on ``udp_other`` ports never count-only; ``dns`` ports are counted
+    as DNS."""
+
+    tcp: _Mask
+    dns: _Mask
+    udp_other: _Mask
+
+
 class Kinds(NamedTuple):
     ordinary: _Mask
-    """Ethernet/IPv4/TCP segments with ACK and without SYN/RST, not on a DNS port."""
+    """Ethernet/IPv4/TCP segments with ACK and without SYN/RST, on no analyzed port."""
     syn: _Mask
     """Ethernet/IPv4/TCP segments with SYN and without ACK."""
     light: _Mask
     """Ethernet/IPv4 UDP and ICMP datagrams without options, unfragmented, headers whole."""
 
 
-def classify(cols: PacketColumns, dns_port: npt.NDArray[np.bool_]) -> Kinds:
+def classify(cols: PacketColumns, masks: PortMasks) -> Kinds:
     """The fast-path conditions of :meth:`PacketProcessor._packet`, for the whole batch.
-    Segments to or from a DNS port (``dns_port[port]``) are never ordinary: their payload may
-    be DNS over TCP."""
+    Segments to or from a port a TCP analyzer reads (DNS over TCP) are never ordinary."""
     head = cols.head
     caplen = cols.caplen
     ipv4 = (
         (cols.linktypes == 1) & (caplen >= 34)
         & (head[:, 14] == 0x45) & (head[:, 12] == 8) & (head[:, 13] == 0)
-        & (((head[:, 20] & 0x1F) | head[:, 21]) == 0)
+        & (((head[:, 20] & 0x3F) | head[:, 21]) == 0)
     )
     proto = head[:, 23]
     tcp = ipv4 & (caplen >= 54) & (proto == 6)
     flags = head[:, 47]
     total = (head[:, 16].astype(np.int64) << 8) | head[:, 17]
-    light = ipv4 & ((total >= 20) | (total == 0)) & (
-        ((proto == 17) & (caplen >= 42)) | ((proto == 1) & (caplen >= 38)))
     sport = (head[:, 34].astype(np.intp) << 8) | head[:, 35]
     dport = (head[:, 36].astype(np.intp) << 8) | head[:, 37]
-    dns = dns_port[sport] | dns_port[dport]
-    return Kinds(tcp & ((flags & 0x16) == 0x10) & ~dns, tcp & ((flags & 0x12) == 0x02), light)
+    light = ipv4 & ((total >= 20) | (total == 0)) & (
+        ((proto == 17) & (caplen >= 42) & ~(masks.udp_other[sport] | masks.udp_other[dport]))
+        | ((proto == 1) & (caplen >= 38)))
+    analyzed = masks.tcp[sport] | masks.tcp[dport]
+    return Kinds(tcp & ((flags & 0x16) == 0x10) & ~analyzed, tcp & ((flags & 0x12) == 0x02),
+                 light)
 
 
 def groups(
@@ -148,31 +157,44 @@ def _roll_points_sequential(timestamps: list[float], next_second: float) -> list
 
 
 def count_segments(
-    segments: dict[bytes, list[int]], cols: PacketColumns, idx: npt.NDArray[np.intp],
-    max_keys: int,
-) -> bool:
-    """Add the ordinary segments ``idx`` to the per-connection counters, in first-seen order.
+    state: TrafficState, cols: PacketColumns, idx: npt.NDArray[np.intp]
+) -> npt.NDArray[np.bool_] | None:
+    """Add the ordinary segments ``idx`` of known connections (counted this second already,
+    or in the connection table) to the per-connection counters, in first-seen order; which of
+    ``idx`` were counted. The others (a connection never seen: maybe an ACK-scan probe) are
+    left to the per-packet path.
 
-    Returns ``False`` without changing anything when the table cannot take every new
+    Returns ``None`` without changing anything when the table cannot take every new
     connection: the caller then processes those packets one by one, like the per-packet path.
     """
+    segments = state.segments
     keys = np.ascontiguousarray(cols.head[idx, 26:38])
     first, inverse, packets = groups(keys.view(">u4"))
     names: list[bytes] = keys[first].view("V12").ravel().tolist()
-    known = sum(map(segments.__contains__, names))
-    if len(segments) + len(names) - known > max_keys:
-        return False
+    counted = np.fromiter(map(segments.__contains__, names), dtype=np.bool_, count=len(names))
+    present = int(np.count_nonzero(counted))
+    if present < len(names):
+        counted |= np.fromiter(map(state.connection_known, names), dtype=np.bool_,
+                               count=len(names))
+    if len(segments) + len(names) - present > state.max_keys:
+        # Room for every new connection, counted here or not: the per-packet path then never
+        # finds the table full either, whatever the order.
+        return None
+    rows: npt.NDArray[np.bool_] = counted[inverse]
     nbytes = np.bincount(inverse, weights=cols.wire[idx], minlength=len(first))
-    for name, count, size in zip(
-        names, packets.tolist(), nbytes.astype(np.int64).tolist(), strict=True
+    for name, count, size, take in zip(
+        names, packets.tolist(), nbytes.astype(np.int64).tolist(), counted.tolist(),
+        strict=True,
     ):
+        if not take:
+            continue
         seg = segments.get(name)
         if seg is None:
-            segments[name] = [count, size]
+            segments[name] = Counts(count, size)
         else:
-            seg[0] += count
-            seg[1] += size
-    return True
+            seg.packets += count
+            seg.bytes += size
+    return rows
 
 
 # What a group of count-only packets is, and so what it counts.
@@ -186,7 +208,6 @@ class _Group:
         "dst",
         "flow",
         "kind",
-        "late",
         "members",
         "port",
         "proto",
@@ -204,10 +225,9 @@ class _Group:
         self.proto = proto
         self.port = port
         """Destination port (SYN floods), ``-type - 1`` (ICMP budget key) or 0."""
-        self.flow: list[Any] | None = None
+        self.flow: Flow | None = None
         self.taken: npt.NDArray[np.intp] | None = None
-        self.sources: list[bytes] = []
-        self.late = 0
+        self.sources: npt.NDArray[np.uint32] = np.zeros(0, dtype=np.uint32)
 
 
 class CountOnly:
@@ -218,22 +238,25 @@ class CountOnly:
     for ICMP, one type). After each watched packet the processor calls :meth:`check`. Once the
     group's event budget for the second is spent and its flow and aggregate exist (or cannot
     exist: a SYN flood's new-flow budget is spent too), every later packet of the group would
-    only add to counters — those are marked in :attr:`skip` and added up by :meth:`apply`. What
-    depends on packet order stays per packet: at a skipped packet's turn the processor records
-    whether the global event budget was spent (:meth:`late`) and sets its flow's last-seen time
-    (:meth:`touch`, for packets marked 2 in :attr:`skip`). Indices are relative to the range.
+    only add to counters — those are marked in :attr:`skip` and added up by :meth:`apply` (their
+    events are refused by a per-key budget, which is checked before the class pools, so they
+    never touch those). What depends on packet order stays per packet: at a skipped packet's
+    turn the processor sets its flow's last-seen time (:meth:`touch`, for packets marked 2 in
+    :attr:`skip`). Indices are relative to the range.
     """
 
     def __init__(
-        self, proc: PacketProcessor, cols: PacketColumns, kinds: Kinds | None, start: int,
-        stop: int,
+        self, state: TrafficState, masks: PortMasks, cols: PacketColumns, kinds: Kinds | None,
+        start: int, stop: int,
     ) -> None:
-        self.proc = proc
+        self.state = state
         self.cols = cols
         self.start = start
         self.skip = bytearray(stop - start)
         self.watch = bytearray(stop - start)
-        self._group_of: dict[int, _Group] = {}
+        self._group_at: list[int] | None = None
+        """Index into :attr:`_groups` of each watched packet (relative index)."""
+        self._group_index = np.zeros(stop - start, dtype=np.int32)
         self._groups: list[_Group] = []
         if kinds is None:
             return
@@ -251,7 +274,7 @@ class CountOnly:
             key[:, 0:2] = np.ascontiguousarray(head[:, 26:34]).view(">u4")
             proto = head[:, 23]
             key[:, 2] = proto
-            dns_port = proc._dns_port_mask
+            dns_port = masks.dns
             sport = (head[:, 34].astype(np.int64) << 8) | head[:, 35]
             dport = (head[:, 36].astype(np.int64) << 8) | head[:, 37]
             udp_kind = np.where(dns_port[sport], DNS_TO_CLIENT,
@@ -284,22 +307,23 @@ class CountOnly:
                                members, values[0].to_bytes(4, "big"),
                                values[1].to_bytes(4, "big"), values[2], -icmp_type - 1)
             self._groups.append(group)
-            self._group_of.update(zip(members.tolist(), repeat(group)))
+            self._group_index[members] = len(self._groups) - 1
             watch[members] = 1
+
+    def _group(self, rel: int) -> _Group:
+        if self._group_at is None:
+            self._group_at = self._group_index.tolist()
+        return self._groups[self._group_at[rel]]
 
     def touch(self, rel: int, ts: float) -> None:
         """Skipped packet ``rel`` (marked 2) has its turn at ``ts``: its flow's last-seen time."""
-        flow = self._group_of[rel].flow
+        flow = self._group(rel).flow
         assert flow is not None
-        flow[3] = ts
-
-    def late(self, rel: int) -> None:
-        """Skipped packet ``rel`` has its turn after the global event budget was spent."""
-        self._group_of[rel].late += 1
+        flow.last = ts
 
     def check(self, rel: int) -> None:
         """After watched packet ``rel``: skip the rest of its group once only counting is left."""
-        group = self._group_of[rel]
+        group = self._group(rel)
         if not self._saturated(group):
             return
         np.frombuffer(self.watch, dtype=np.uint8)[group.members] = 0
@@ -312,46 +336,45 @@ class CountOnly:
 
     def _saturated(self, group: _Group) -> bool:
         """Whether the group's packets only count from now on (keeps its flow for later)."""
-        p = self.proc
+        state = self.state
+        budgets = state.budgets
         if group.kind == SYN_FLOOD:
-            return (p._dst_count.get((group.dst, group.port), 0) >= p._max_dst
-                    and p._flow_starts.get(group.dst, 0) >= p._max_flow_starts)
-        flow = p._flows.get((group.src, group.dst, group.proto))
+            return (budgets.destination_spent(group.dst, group.port)
+                    and state.new_flows_spent(group.dst))
+        flow = state.flows.get((group.src, group.dst, group.proto))
         if flow is None:
             return False
-        if p._agg.get((group.dst, 0, group.proto)) is None and len(p._agg) < p._max_keys:
+        if (state.aggregates.get((group.dst, 0, group.proto)) is None
+                and len(state.aggregates) < state.max_keys):
             return False
         if group.kind in (DNS_FROM_CLIENT, DNS_TO_CLIENT):
             client = group.dst if group.kind == DNS_TO_CLIENT else group.src
-            if p._aux_count.get(b"dns" + client, 0) < p.settings.max_dns_events_per_client:
+            if not budgets.aux_spent(b"dns" + client, state.settings.max_dns_events_per_client):
                 return False
-        elif group.kind in (ICMP_PROBE, ICMP_ERROR) and (
-                p._dst_count.get((group.dst, group.port), 0) < p._max_dst
-                and p._src_count.get(group.src, 0) < p._max_src):
+        elif group.kind in (ICMP_PROBE, ICMP_ERROR) and not (
+                budgets.destination_spent(group.dst, group.port)
+                or budgets.source_spent(group.src)):
             return False
         group.flow = flow
         return True
 
     def _without_flows(self, group: _Group, later: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
         """SYNs from sources that have a flow still update it packet by packet."""
-        sources: list[bytes] = (
-            np.ascontiguousarray(self.cols.head[later + self.start, 26:30]).view("V4").ravel()
-            .tolist()
-        )
-        has_flow = np.fromiter(
-            map(self.proc._flows.__contains__, zip(sources, repeat(group.dst), repeat(6))),
-            dtype=np.bool_, count=len(sources),
-        )
-        if has_flow.any():
-            sources = [s for s, flowing in zip(sources, has_flow.tolist(), strict=True)
-                       if not flowing]
-            later = later[~has_flow]
+        sources = np.ascontiguousarray(self.cols.head[later + self.start, 26:30]).view(">u4")
+        sources = sources.ravel().astype(np.uint32)
+        flowing = [int.from_bytes(src, "big") for src, dst, proto in self.state.flows
+                   if dst == group.dst and proto == 6]
+        if flowing:
+            has_flow = np.isin(sources, np.array(flowing, dtype=np.uint32))
+            if has_flow.any():
+                sources = sources[~has_flow]
+                later = later[~has_flow]
         group.sources = sources
         return later
 
     def apply(self) -> None:
         """Add the skipped packets to the counters the per-packet path would have changed."""
-        proc, stats = self.proc, self.proc.stats
+        state, stats = self.state, self.state.stats
         for group in self._groups:
             if group.taken is None:
                 continue
@@ -361,38 +384,49 @@ class CountOnly:
             if kind == SYN_FLOOD:
                 stats.table_overflows["flows_per_destination"] += n
                 stats.add_traffic("tcp", "unknown", n, nbytes)
-                entry = proc._agg.get((group.dst, group.port, 6))
+                entry = state.aggregates.get((group.dst, group.port, 6))
             else:
                 assert group.flow is not None
-                group.flow[0] += n
-                group.flow[1] += nbytes
-                entry = proc._agg.get((group.dst, 0, group.proto))
+                group.flow.packets += n
+                group.flow.bytes += nbytes
+                entry = state.aggregates.get((group.dst, 0, group.proto))
             if kind == SYN_FLOOD:
                 stats.tcp_control["syn"] += n
+                self._count_host(group, n, nbytes)
             elif kind in (DNS_FROM_CLIENT, DNS_TO_CLIENT):
                 self._count_dns(group.taken + self.start)
-            if kind not in (UDP, ICMP):
+            if kind not in (UDP, ICMP):  # each refused by its per-key budget
                 stats.suppressed += n
-                stats.over_global_budget += group.late
             if entry is None:
                 # The aggregate table was full: each packet would have found no room.
                 stats.table_overflows["aggregates"] += n
                 continue
-            entry[0] += n
-            entry[1] += nbytes
+            entry.packets += n
+            entry.bytes += nbytes
             if kind == SYN_FLOOD:
-                entry[2] += n
-                bitmap = entry[6] or proc._bitmap(entry)
-                slots = np.fromiter(map(hash, group.sources), dtype=np.int64, count=n) & 4095
-                np.frombuffer(bitmap, dtype=np.uint8)[slots] = 1
+                entry.syn += n
+                np.frombuffer(entry.source_bitmap(), dtype=np.uint8)[
+                    source_slots(group.sources)] = 1
             elif kind == ICMP_PROBE:
-                entry[5] += n
+                entry.echo += n
             # UDP and ICMP probes set their one source's bitmap slot on the packets before.
 
+    def _count_host(self, group: _Group, n: int, nbytes: int) -> None:
+        """The skipped SYNs of a flood in their destination's all-ports aggregate."""
+        host = self.state.aggregates.get((group.dst, ALL_PORTS, 6))
+        if host is None:  # the table was full: each packet would have found no room
+            self.state.stats.table_overflows["aggregates"] += n
+            return
+        host.packets += n
+        host.bytes += nbytes
+        host.syn += n
+        np.frombuffer(host.source_bitmap(), dtype=np.uint8)[source_slots(group.sources)] = 1
+
     def _count_dns(self, rows: npt.NDArray[np.intp]) -> None:
-        """What :func:`agent.netevents.protocols.dns` counts for skipped DNS datagrams ``rows``
+        """What the DNS analyzer (:mod:`agent.netevents.analyzers.dns`) counts for skipped DNS
+        datagrams ``rows``
         (Ethernet/IPv4 without options: the DNS header starts at byte 42)."""
-        cols, stats = self.cols, self.proc.stats
+        cols, stats = self.cols, self.state.stats
         head = cols.head[rows]
         total = (head[:, 16].astype(np.int64) << 8) | head[:, 17]
         caplen = cols.caplen[rows]

@@ -7,12 +7,16 @@ exactly the live path. Packet timestamps are the clock: when a packet belongs to
 the previous second's aggregates are emitted; live capture also calls :meth:`advance` with
 wall time so quiet links still flush.
 
-What a packet does is defined per packet (:meth:`PacketProcessor._packet`: one decode to a
-tuple, one flow-table update, one per-destination aggregate update, maybe an event), but most
-packets only count, and those are counted for the whole batch with numpy
-(:mod:`agent.netevents.bulk`): ordinary segments of established TCP connections, and floods
-whose event budget for the second is spent. The result is the same, event for event and
-counter for counter (``tests/network/test_bulk.py``). Events are produced for:
+The path is the one Zeek and Suricata use: **decode** (:mod:`agent.netdecode.layers`; IP
+fragments reassembled by :class:`~agent.netdecode.defrag.Reassembler`, IPv6 extension headers
+walked) → the **traffic state** (:mod:`agent.netevents.state`: flows, connections,
+per-destination aggregates, budgets) → the **protocol analyzers** registered by IP protocol or
+port (:mod:`agent.netevents.analyzers`) → events. What a packet does is defined per packet
+(:meth:`PacketProcessor._packet`), but most packets only count, and those are counted for the
+whole batch with numpy (:mod:`agent.netevents.bulk`): ordinary segments of known TCP
+connections, and floods whose event budget for the second is spent. The result is the same,
+event for event and counter for counter (``tests/network/test_bulk.py``). Events are produced
+for:
 
 * **control packets** (``vedette/network_packet``): TCP SYN, SYN-ACK, RST and any segment
   without ACK (FIN/NULL/Xmas probes), ICMP echo/timestamp requests and unreachables (with the
@@ -33,9 +37,7 @@ destinations) still delivers each probe. Every table is bounded by ``max_tracked
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,21 +45,36 @@ import numpy.typing as npt
 from agent.config import NetworkSection
 from agent.events import Event
 from agent.netdecode.columns import Frame, PacketColumns
-from agent.netdecode.layers import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, decode
+from agent.netdecode.defrag import OVERLAP, Reassembled, Reassembler
+from agent.netdecode.layers import (
+    LINKTYPE_RAW,
+    PROTO_FRAGMENT,
+    PROTO_TCP,
+    PROTO_UDP,
+    V6_CHAIN_TOO_LONG,
+    decode,
+    fragment_of,
+    ipv6_chain,
+    link_payload,
+    unusual_chain,
+)
 from agent.netevents import bulk as bulk_ops
-from agent.netevents import protocols, records
+from agent.netevents import records
+from agent.netevents.analyzers import ANALYZERS, PROTO_ARP, Analyzer, Packet
+from agent.netevents.analyzers.arp import ArpAnalyzer
+from agent.netevents.analyzers.dns import DnsAnalyzer
 from agent.netevents.arp import ArpTracker
 from agent.netevents.direction import Direction
-from agent.netevents.summaries import (
-    BITMAP_SLOTS,
-    TCP_CONTROL_KIND,
-    ProcessorStats,
-    aggregate_events,
-    flow_events,
-)
+from agent.netevents.state import Counts, TrafficState
+from agent.netevents.summaries import ProcessorStats
 from agent.threatintel.feeds import IntelSet
 
 IntelSource = Callable[[], IntelSet | None]
+Handlers = tuple[Callable[[list[Event], Packet], None], ...]
+_CHUNK = 2048
+"""Packets of a range walked per step; each step leaves out those already known to be
+count-only (a flood past its budgets), so they cost no Python step at all."""
+_V6_EXT_FIRST = bytes(1 if p in (0, 43, 44, 51, 60, 135, 139, 140) else 0 for p in range(256))
 
 
 class PacketProcessor:
@@ -69,30 +86,36 @@ class PacketProcessor:
     ) -> None:
         self.settings = settings
         self.direction = Direction(settings.local_networks)
-        self.arp = ArpTracker([*settings.gateways, *gateways])
         self.stats = ProcessorStats()
-        self._intel = intel
-        self._dns_ports = frozenset(settings.dns_ports)
-        # The same set as a 64k table: indexed per packet (bytes) and per batch (numpy).
-        self._is_dns_port = bytes(1 if port in self._dns_ports else 0 for port in range(65536))
-        self._dns_port_mask = np.frombuffer(self._is_dns_port, dtype=np.uint8).astype(np.bool_)
-        self._max_dst = settings.max_events_per_destination
-        self._max_src = settings.max_events_per_source
-        self._max_total = settings.max_events_per_second
-        self._max_keys = settings.max_tracked_keys
-        self._second = -1
-        self._next_second = -math.inf
-        self._flow_deadline = -math.inf
-        self._flow_interval = settings.flow_interval_seconds
-        self._agg: dict[tuple[bytes, int, int], list[Any]] = {}
-        self._segments: dict[bytes, list[int]] = {}
-        self._flows: dict[tuple[bytes, bytes, int], list[Any]] = {}
-        self._dst_count: dict[tuple[bytes, int], int] = {}
-        self._src_count: dict[bytes, int] = {}
-        self._aux_count: dict[bytes, int] = {}
-        self._flow_starts: dict[bytes, int] = {}
-        self._max_flow_starts = settings.max_new_flows_per_destination
-        self._emitted = 0
+        self.state = TrafficState(settings, self.stats, self.direction, intel)
+        self.arp = ArpTracker([*settings.gateways, *gateways])
+        self.defrag = Reassembler(counts=self.stats.fragments)
+        by_proto: dict[int, list[Callable[[list[Event], Packet], None]]] = {}
+        by_port: dict[tuple[int, int], list[Callable[[list[Event], Packet], None]]] = {}
+        self.analyzers: list[Analyzer] = []
+        dns: DnsAnalyzer | None = None
+        for cls in ANALYZERS:
+            analyzer = (ArpAnalyzer(self.state, self.arp) if cls is ArpAnalyzer
+                        else cls(self.state))
+            self.analyzers.append(analyzer)
+            if isinstance(analyzer, DnsAnalyzer):
+                dns = analyzer
+            for proto in analyzer.protocols:
+                by_proto.setdefault(proto, []).append(analyzer.packet)
+            for transport in analyzer.transports:
+                for port in analyzer.ports():
+                    by_port.setdefault((transport, port), []).append(analyzer.packet)
+        self._by_proto: dict[int, Handlers] = {k: tuple(v) for k, v in by_proto.items()}
+        self._by_port: dict[tuple[int, int], Handlers] = {k: tuple(v) for k, v in by_port.items()}
+        # Ports with a port analyzer, as 64k tables: indexed per packet (bytes) and per batch.
+        self._tcp_ports = bytes(1 if (PROTO_TCP, p) in by_port else 0 for p in range(65536))
+        self._udp_ports = bytes(1 if (PROTO_UDP, p) in by_port else 0 for p in range(65536))
+        dns_mask = dns.port_mask if dns is not None else np.zeros(65536, dtype=np.bool_)
+        self.port_masks = bulk_ops.PortMasks(
+            tcp=np.frombuffer(self._tcp_ports, dtype=np.uint8).astype(np.bool_),
+            dns=dns_mask,
+            udp_other=np.frombuffer(self._udp_ports, dtype=np.uint8).astype(np.bool_) & ~dns_mask,
+        )
 
     # ------------------------------------------------------------------ hot path
 
@@ -108,7 +131,7 @@ class PacketProcessor:
     ) -> list[Event]:
         """Decode a columnar batch; returns the events it produced (in packet-time order).
 
-        Ordinary segments of established TCP connections (Ethernet/IPv4, no SYN/RST) are counted
+        Ordinary segments of known TCP connections (Ethernet/IPv4, no SYN/RST) are counted
         per connection in bulk; so are busy groups whose event budget for the second is spent
         (:class:`~agent.netevents.bulk.CountOnly`: SYN floods, UDP, DNS and ICMP floods); every
         other packet takes :meth:`_packet` in order. ``bulk=False`` sends every packet through
@@ -121,41 +144,46 @@ class PacketProcessor:
         self.stats.packets += n
         self.stats.bytes += int(cols.wire.sum())
         buffer = cols.buffer
-        kinds = (bulk_ops.classify(cols, self._dns_port_mask)
+        state = self.state
+        kinds = (bulk_ops.classify(cols, self.port_masks)
                  if bulk and n >= bulk_ops.BULK_MIN_PACKETS else None)
-        max_total = self._max_total
-        for first, last, rolls in bulk_ops.seconds(cols.timestamps, self._next_second):
+        for first, last, rolls in bulk_ops.seconds(cols.timestamps, state.next_second):
             if rolls:
-                out.extend(self._roll(float(cols.timestamps[first])))
+                out.extend(state.roll(float(cols.timestamps[first])))
             if kinds is None:
                 idx = np.arange(first, last)
             else:
                 idx = self._bulk_segments(cols, kinds, first, last)
-            counting = bulk_ops.CountOnly(self, cols, kinds, first, last)
+            counting = bulk_ops.CountOnly(state, self.port_masks, cols, kinds, first, last)
             skip, watch = counting.skip, counting.watch
-            starts = cols.offsets[idx]
-            for rel, ts, linktype, start, stop, wire in zip(
-                (idx - first).tolist(), cols.timestamps[idx].tolist(),
-                cols.linktypes[idx].tolist(), starts.tolist(),
-                (starts + cols.caplen[idx]).tolist(), cols.wire[idx].tolist(), strict=True,
-            ):
-                skipped = skip[rel]
-                if skipped:
-                    if skipped == 2:
-                        counting.touch(rel, ts)
-                    if self._emitted >= max_total:
-                        counting.late(rel)
-                    continue
-                self._packet(out, ts, linktype, buffer[start:stop], wire, interface)
-                if watch[rel]:
-                    counting.check(rel)
+            skip_marks = np.frombuffer(skip, dtype=np.uint8)
+            for at in range(0, len(idx), _CHUNK):
+                chunk = idx[at:at + _CHUNK]
+                if at:  # packets of a saturated flood without a flow: nothing to do in order
+                    chunk = chunk[skip_marks[chunk - first] != 1]
+                starts = cols.offsets[chunk]
+                for rel, ts, linktype, start, stop, wire in zip(
+                    (chunk - first).tolist(), cols.timestamps[chunk].tolist(),
+                    cols.linktypes[chunk].tolist(), starts.tolist(),
+                    (starts + cols.caplen[chunk]).tolist(), cols.wire[chunk].tolist(),
+                    strict=True,
+                ):
+                    skipped = skip[rel]
+                    if skipped:
+                        if skipped == 2:
+                            counting.touch(rel, ts)
+                        continue
+                    self._packet(out, ts, linktype, buffer[start:stop], wire, interface)
+                    if watch[rel]:
+                        counting.check(rel)
             counting.apply()
         return out
 
     def _bulk_segments(
         self, cols: PacketColumns, kinds: bulk_ops.Kinds, start: int, stop: int
     ) -> npt.NDArray[np.intp]:
-        """Count the ordinary segments of ``start:stop``; the indices left for :meth:`_packet`.
+        """Count the ordinary segments of ``start:stop`` whose connection is known; the indices
+        left for :meth:`_packet`.
 
         When the per-connection table cannot take every new connection of the range, nothing is
         counted in bulk and every packet of the range goes through :meth:`_packet` in order
@@ -163,10 +191,14 @@ class PacketProcessor:
         """
         ordinary = kinds.ordinary[start:stop]
         idx = np.flatnonzero(ordinary)
-        if len(idx) and bulk_ops.count_segments(
-                self._segments, cols, idx + start, self._max_keys):
-            return np.flatnonzero(~ordinary) + start
-        return np.arange(start, stop)
+        if not len(idx):
+            return np.arange(start, stop)
+        counted = bulk_ops.count_segments(self.state, cols, idx + start)
+        if counted is None:
+            return np.arange(start, stop)
+        rest = np.ones(stop - start, dtype=np.bool_)
+        rest[idx[counted]] = False
+        return np.flatnonzero(rest) + start
 
     def _packet(
         self, out: list[Event], ts: float, linktype: int, data: bytes, wire: int,
@@ -175,239 +207,149 @@ class PacketProcessor:
         """Everything one packet does (its second already rolled)."""
         if (linktype == 1 and len(data) >= 54 and data[23] == PROTO_TCP
                 and data[14] == 0x45 and data[12] == 8 and data[13] == 0
-                and not (data[20] & 0x1F) | data[21]):
-            # Fast path, most of the traffic: Ethernet, IPv4 without options, unfragmented,
-            # TCP. Same result as decode(); everything else takes the general path.
-            flags = data[47]
-            sport = (data[34] << 8) | data[35]
-            dport = (data[36] << 8) | data[37]
-            dns_port = self._is_dns_port[sport] or self._is_dns_port[dport]
-            if flags & 0x16 == 0x10 and not dns_port:
-                # An ordinary segment (ACK, no SYN/RST) only counts: per connection (addresses
-                # + ports, one slice), folded into flows and aggregates when the second ends.
-                ckey = data[26:38]
-                seg = self._segments.get(ckey)
-                if seg is not None:
-                    seg[0] += 1
-                    seg[1] += wire
-                    return
-                if len(self._segments) < self._max_keys:
-                    self._segments[ckey] = [1, wire]
-                    return
-            if dns_port:  # DNS over TCP reads the payload: decode() finds where it is
-                r = decode(data, linktype)
-                if isinstance(r, str):
-                    self.stats.errors[r] += 1
-                    return
-                family, src, dst, proto, sport, dport, flags, l4, end = r
-            else:
-                family, proto, l4, end = 4, PROTO_TCP, 0, 0
-                src = data[26:30]
-                dst = data[30:34]
-        else:
-            r = decode(data, linktype)
-            if isinstance(r, str):
-                self.stats.errors[r] += 1
+                and not (data[20] & 0x3F) | data[21] and data[47] & 0x16 == 0x10
+                and not self._tcp_ports[(data[34] << 8) | data[35]]
+                and not self._tcp_ports[(data[36] << 8) | data[37]]):
+            # Fast path, most of the traffic: an ordinary segment (ACK, no SYN/RST) of a known
+            # connection on Ethernet, IPv4 without options, unfragmented, on no port an
+            # analyzer reads, only counts: per connection (addresses + ports, one slice),
+            # folded into flows and aggregates when the second ends.
+            state = self.state
+            segments = state.segments
+            ckey = data[26:38]
+            seg = segments.get(ckey)
+            if seg is not None:
+                seg.packets += 1
+                seg.bytes += wire
                 return
-            family, src, dst, proto, sport, dport, flags, l4, end = r
+            if len(segments) < state.max_keys and (
+                    state.connection_known(ckey) or _has_payload(data)):
+                state.remember_connection(ckey)
+                segments[ckey] = Counts(1, wire)
+                return
+        r = decode(data, linktype)
+        if isinstance(r, str):
+            self.stats.errors[r] += 1
+            if r == V6_CHAIN_TOO_LONG:
+                self.stats.evasion[r] += 1
+            return
+        family, src, dst, proto, sport, dport, flags, l4, end = r
         if family == 0:
-            protocols.arp(self, out, ts, data, src, dst, l4, wire, interface)
+            self._dispatch(out, PROTO_ARP, Packet(ts, 0, src, dst, 0, 0, 0, 0, data, l4, end,
+                                                  wire, interface))
             return
-        fkey = (src, dst, proto)
-        flow = self._flows.get(fkey)
-        if flow is None:
-            self._new_flow(out, ts, fkey, wire)
-        else:
-            flow[0] += 1
-            flow[1] += wire
-            flow[3] = ts
-        agg = self._agg
+        if proto == PROTO_FRAGMENT:
+            self._fragment(out, ts, linktype, data, wire, interface, src, dst)
+            return
+        self._datagram(out, Packet(ts, family, src, dst, proto, sport, dport, flags, data, l4,
+                                   end, wire, interface, 0, self._v6_headers(family, data,
+                                                                             linktype)))
+
+    def _datagram(self, out: list[Event], pkt: Packet) -> None:
+        """A whole IP datagram: its flow, then its analyzers."""
+        proto = pkt.proto
+        self.state.count_flow(out, pkt.ts, (pkt.src, pkt.dst, proto), pkt.wire)
+        self._dispatch(out, proto, pkt)
         if proto == PROTO_TCP:
-            akey = (dst, dport, PROTO_TCP)
-            a = agg.get(akey) or self._new_aggregate(akey)
-            if a is not None:
-                a[0] += 1
-                a[1] += wire
-            if end > l4 and (sport in self._dns_ports or dport in self._dns_ports):
-                protocols.dns_tcp(self, out, ts, family, src, dst, sport, dport, flags, data,
-                                  l4, end, wire, interface)
-            if (flags & 0x16) == 0x10:  # ACK without SYN/RST: ordinary segment
-                return
-            self.stats.tcp_control[TCP_CONTROL_KIND[flags]] += 1
-            if flags & 0x12 == 0x02:  # SYN (with the aggregate table full: not counted)
-                if a is not None:
-                    a[2] += 1
-                    bitmap = a[6] or self._bitmap(a)
-                    bitmap[hash(src) & 4095] = 1
-            elif flags & 0x16 != 0:  # SYN-ACK or RST: counted on the sender's service
-                skey = (src, sport, PROTO_TCP)
-                s = agg.get(skey) or self._new_aggregate(skey)
-                if s is not None:
-                    s[3 if flags & 0x02 else 4] += 1
-            if self._admit(src, dst, dport):
-                self.stats.events["packet"] += 1
-                out.append(records.tcp_packet(
-                    ts, family, src, dst, sport, dport, flags,
-                    self.direction.of(src, dst), wire, interface,
-                ))
+            ports = self._tcp_ports
         elif proto == PROTO_UDP:
-            akey = (dst, 0, PROTO_UDP)
-            a = agg.get(akey) or self._new_aggregate(akey)
-            if a is not None:
-                a[0] += 1
-                a[1] += wire
-                bitmap = a[6] or self._bitmap(a)
-                bitmap[hash(src) & 4095] = 1
-            if sport in self._dns_ports or dport in self._dns_ports:
-                protocols.dns(self, out, ts, family, src, dst, sport, dport, data, l4, end,
-                              wire, interface)
-        elif proto in (PROTO_ICMP, PROTO_ICMPV6):
-            protocols.icmp(self, out, ts, family, src, dst, proto, sport, dport, data, l4, end,
-                           wire, interface)
-
-    def _admit(self, src: bytes, dst: bytes, port: int) -> bool:
-        """Spend one unit of the per-destination, per-source and global budgets."""
-        if self._emitted >= self._max_total:
-            self.stats.suppressed += 1
-            self.stats.over_global_budget += 1
-            return False
-        dkey = (dst, port)
-        d = self._dst_count.get(dkey, 0)
-        s = self._src_count.get(src, 0)
-        if d >= self._max_dst or s >= self._max_src:
-            self.stats.suppressed += 1
-            return False
-        if d or len(self._dst_count) < self._max_keys:
-            self._dst_count[dkey] = d + 1
-        if s or len(self._src_count) < self._max_keys:
-            self._src_count[src] = s + 1
-        self._emitted += 1
-        return True
-
-    def _admit_aux(self, key: bytes, limit: int) -> bool:
-        """Budget of DNS clients and ARP senders (their own table, same global cap)."""
-        if self._emitted >= self._max_total:
-            self.stats.suppressed += 1
-            self.stats.over_global_budget += 1
-            return False
-        c = self._aux_count.get(key, 0)
-        if c >= limit:
-            self.stats.suppressed += 1
-            return False
-        if c or len(self._aux_count) < self._max_keys:
-            self._aux_count[key] = c + 1
-        self._emitted += 1
-        return True
-
-    def _new_aggregate(self, key: tuple[bytes, int, int]) -> list[Any] | None:
-        if len(self._agg) >= self._max_keys:
-            self.stats.table_overflows["aggregates"] += 1
-            return None
-        entry: list[Any] = [0, 0, 0, 0, 0, 0, None]
-        self._agg[key] = entry
-        return entry
-
-    @staticmethod
-    def _bitmap(entry: list[Any]) -> bytearray:
-        entry[6] = bytearray(BITMAP_SLOTS)
-        bitmap: bytearray = entry[6]
-        return bitmap
-
-    def _new_flow(
-        self, out: list[Event], ts: float, key: tuple[bytes, bytes, int], wire: int,
-        packets: int = 1,
-    ) -> None:
-        src, dst, proto = key
-        started = self._flow_starts.get(dst, 0)
-        if started >= self._max_flow_starts or len(self._flows) >= self.settings.max_flows:
-            # A spoofed-source flood must not fill the flow table: its packets are measured
-            # by the per-destination aggregates instead.
-            table = "flows" if started < self._max_flow_starts else "flows_per_destination"
-            self.stats.table_overflows[table] += packets
-            self.stats.add_traffic(records.transport_name(proto), "unknown", packets, wire)
+            ports = self._udp_ports
+        else:
             return
-        if started or len(self._flow_starts) < self._max_keys:
-            self._flow_starts[dst] = started + 1
-        self._flows[key] = [packets, wire, ts, ts]
-        intel = self._intel() if self._intel is not None else None
-        if intel is None or not len(intel):
+        if ports[pkt.sport] or ports[pkt.dport]:
+            handlers = self._by_port.get((proto, pkt.dport)) or self._by_port[(proto, pkt.sport)]
+            for handler in handlers:
+                handler(out, pkt)
+
+    def _dispatch(self, out: list[Event], proto: int, pkt: Packet) -> None:
+        for handler in self._by_proto.get(proto, ()):
+            handler(out, pkt)
+
+    def _v6_headers(self, family: int, data: bytes, linktype: int) -> tuple[int, ...]:
+        """The IPv6 extension header chain of a datagram that has one (evidence: counted when
+        unusual)."""
+        if family != 6:
+            return ()
+        link = link_payload(data, linktype)
+        if isinstance(link, str) or not _V6_EXT_FIRST[data[link[1] + 6]]:
+            return ()
+        chain = ipv6_chain(data, link[1])
+        if isinstance(chain, str):
+            return ()
+        headers = chain[2]
+        if unusual_chain(headers):
+            self.stats.evasion["ipv6_unusual_chain"] += 1
+        return headers
+
+    def _fragment(self, out: list[Event], ts: float, linktype: int, data: bytes, wire: int,
+                  interface: str | None, src: bytes, dst: bytes) -> None:
+        """One IP fragment: counted as fragment traffic; reassembled, the whole datagram goes
+        the way of any packet (its flow, its analyzers) with ``fragments`` set."""
+        self.stats.add_traffic("fragment", self.direction.of(src, dst), 1, wire)
+        frag = fragment_of(data, linktype)
+        if isinstance(frag, str):
+            self.stats.errors[frag] += 1
             return
-        matched, feed = src, intel.match(src)
-        if feed is None:
-            matched, feed = dst, intel.match(dst)
-        if feed is not None:
-            self.stats.events["threat_intel"] += 1
-            out.append(records.intel_event(
-                ts, src, dst, proto, matched, feed, self.direction.of(src, dst)
-            ))
+        key, offset, more, header, payload, proto, before = frag
+        transport = 20 if proto == PROTO_TCP else 8
+        result = self.defrag.add(ts, key, offset, more, header, payload, transport)
+        if result is None:
+            return
+        if isinstance(result, str):
+            if result == OVERLAP:
+                self._evasion(out, ts, src, dst, proto, OVERLAP, wire, interface)
+            else:
+                self.stats.table_overflows["fragments"] += 1
+            return
+        self._reassembled(out, ts, result, before, src, dst, interface)
+
+    def _reassembled(self, out: list[Event], ts: float, whole: Reassembled,
+                     before: tuple[int, ...], src: bytes, dst: bytes,
+                     interface: str | None) -> None:
+        self.stats.reassembled += 1
+        if whole.tiny:
+            self._evasion(out, ts, src, dst, whole.packet[9] if len(src) == 4
+                          else whole.packet[6], "tiny_fragment", len(whole.packet), interface)
+        r = decode(whole.packet, LINKTYPE_RAW)
+        if isinstance(r, str):
+            self.stats.errors[r] += 1
+            return
+        family, src, dst, proto, sport, dport, flags, l4, end = r
+        if proto == PROTO_FRAGMENT:  # a fragment inside a fragment: never from a real stack
+            self.stats.errors["bad_ip_header"] += 1
+            return
+        headers = self._v6_headers(family, whole.packet, LINKTYPE_RAW)
+        self._datagram(out, Packet(ts, family, src, dst, proto, sport, dport, flags,
+                                   whole.packet, l4, end, len(whole.packet), interface,
+                                   whole.fragments, (*before, PROTO_FRAGMENT, *headers)
+                                   if family == 6 else ()))
+
+    def _evasion(self, out: list[Event], ts: float, src: bytes, dst: bytes, proto: int,
+                 action: str, wire: int, interface: str | None) -> None:
+        """Traffic shaped to slip past a sensor: counted, and an event within the budgets."""
+        self.stats.evasion[action] += 1
+        if self.state.budgets.admit(src, dst, -256):
+            self.stats.events["packet"] += 1
+            out.append(records.evasion_event(ts, src, dst, proto, action,
+                                             self.direction.of(src, dst), wire, interface))
 
     # ------------------------------------------------------------------ time
 
     def advance(self, now: float) -> list[Event]:
         """Emit what intervals ended before ``now`` (wall time in live capture)."""
-        if now >= self._next_second and self._second >= 0:
-            return self._roll(now)
+        state = self.state
+        if now >= state.next_second and state.second >= 0:
+            return state.roll(now)
         return []
 
     def flush(self) -> list[Event]:
         """End of input: emit the open second's aggregates and the open flow interval."""
-        if self._second < 0:
-            return []
-        end = self._second + 0.999999
-        out = self._fold_segments(end)
-        out.extend(self._flush_aggregates(end))
-        out.extend(self._flush_flows(end))
-        self._second = -1
-        self._next_second = -math.inf
-        self._flow_deadline = -math.inf
-        return out
+        return self.state.flush()
 
-    def _roll(self, ts: float) -> list[Event]:
-        out: list[Event] = []
-        if self._second >= 0:
-            out = self._fold_segments(self._second + 0.999999)
-            out.extend(self._flush_aggregates(self._second + 0.999999))
-        self._dst_count = {}
-        self._src_count = {}
-        self._aux_count = {}
-        self._flow_starts = {}
-        self._emitted = 0
-        self._second = int(ts)
-        self._next_second = self._second + 1
-        if ts >= self._flow_deadline:
-            if self._flow_deadline > -math.inf:
-                out.extend(self._flush_flows(self._flow_deadline - 1e-6))
-            interval = self._flow_interval
-            self._flow_deadline = (ts // interval + 1) * interval
-        return out
 
-    def _fold_segments(self, ts: float) -> list[Event]:
-        """Add the second's per-connection segment counts to the flows and aggregates."""
-        segments, self._segments = self._segments, {}
-        out: list[Event] = []
-        flows, agg = self._flows, self._agg
-        for key, (packets, nbytes) in segments.items():
-            src, dst = key[:4], key[4:8]
-            fkey = (src, dst, PROTO_TCP)
-            flow = flows.get(fkey)
-            if flow is None:
-                self._new_flow(out, ts, fkey, nbytes, packets)
-            else:
-                flow[0] += packets
-                flow[1] += nbytes
-                flow[3] = ts
-            # Only destinations that saw SYNs, UDP or ICMP this second have an aggregate; data
-            # segments complete their counts (the SYN ratio) without creating one per client.
-            a = agg.get((dst, (key[10] << 8) | key[11], PROTO_TCP))
-            if a is not None:
-                a[0] += packets
-                a[1] += nbytes
-        return out
-
-    def _flush_aggregates(self, ts: float) -> list[Event]:
-        agg, self._agg = self._agg, {}
-        return aggregate_events(agg, self.settings, self.direction, self.stats, ts)
-
-    def _flush_flows(self, ts: float) -> list[Event]:
-        flows, self._flows = self._flows, {}
-        return flow_events(flows, self.settings, self.direction, self.stats, ts)
+def _has_payload(data: bytes) -> bool:
+    """Whether an Ethernet/IPv4 (no options) TCP segment carries data (TSO frames, total
+    length 0, are measured by the captured bytes)."""
+    total = (data[16] << 8) | data[17]
+    end = min(14 + total, len(data)) if total else len(data)
+    return end > 34 + (data[46] >> 4) * 4

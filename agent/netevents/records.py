@@ -10,8 +10,16 @@ from typing import Any, Final
 
 from agent.events import Event, LogSource
 from agent.netdecode.dns import DnsMessage, qtype_name, rcode_name
-from agent.netdecode.layers import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from agent.netdecode.layers import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    V6_EXT_NAMES,
+    unusual_chain,
+)
 from agent.netevents.direction import ip_text, mac_text
+from agent.netevents.entries import Aggregate
 from agent.netevents.names import analyse
 
 NETWORK_PACKET: Final = LogSource("vedette", "network_packet")
@@ -49,9 +57,27 @@ def _ip_fields(
     return fields
 
 
+def packet_evidence(fragments: int, v6_headers: tuple[int, ...],
+                    untracked: bool) -> dict[str, Any] | None:
+    """Fields a packet event carries when it arrived in an unusual shape (``None``: none)."""
+    if not (fragments or v6_headers or untracked):
+        return None
+    fields: dict[str, Any] = {}
+    if fragments:
+        fields["network.fragments"] = fragments
+    if v6_headers:
+        fields["ipv6.extension_headers"] = len(v6_headers)
+        fields["ipv6.extension_chain"] = [V6_EXT_NAMES.get(h, str(h)) for h in v6_headers]
+        fields["ipv6.unusual_extension_chain"] = unusual_chain(v6_headers)
+    if untracked:
+        fields["tcp.connection_state"] = "untracked"
+    return fields
+
+
 def tcp_packet(
     ts: float, family: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
     direction: str, wire_length: int, interface: str | None,
+    evidence: dict[str, Any] | None = None,
 ) -> Event:
     fields = _ip_fields(family, src, dst, PROTO_TCP, direction, wire_length, interface)
     fields["event.dataset"] = "network.packet"
@@ -64,13 +90,28 @@ def tcp_packet(
     fields["tcp.flags.ack"] = bool(flags & 0x10)
     fields["tcp.flags.urg"] = bool(flags & 0x20)
     fields["tcp.flags.value"] = flags
+    if evidence:
+        fields.update(evidence)
+    return Event(ts, NETWORK_PACKET, fields)
+
+
+def evasion_event(
+    ts: float, src: bytes, dst: bytes, proto: int, action: str, direction: str,
+    wire_length: int, interface: str | None,
+) -> Event:
+    """Traffic shaped to slip past a sensor (``event.action``: ``fragment_overlap``,
+    ``tiny_fragment``)."""
+    fields = _ip_fields(4 if len(src) == 4 else 6, src, dst, proto, direction, wire_length,
+                        interface)
+    fields["event.dataset"] = "network.packet"
+    fields["event.action"] = action
     return Event(ts, NETWORK_PACKET, fields)
 
 
 def icmp_packet(
     ts: float, family: int, src: bytes, dst: bytes, proto: int, icmp_type: int, code: int,
     quoted: tuple[int, bytes, int] | None, direction: str, wire_length: int,
-    interface: str | None,
+    interface: str | None, evidence: dict[str, Any] | None = None,
 ) -> Event:
     fields = _ip_fields(family, src, dst, proto, direction, wire_length, interface)
     fields["event.dataset"] = "network.packet"
@@ -82,6 +123,8 @@ def icmp_packet(
         fields["icmp.original.destination.ip"] = ip_text(q_dst)
         if q_port:
             fields["icmp.original.destination.port"] = q_port
+    if evidence:
+        fields.update(evidence)
     return Event(ts, NETWORK_PACKET, fields)
 
 
@@ -141,10 +184,11 @@ def arp_event(
 
 
 def traffic_event(
-    ts: float, dst: bytes, port: int, proto: int, counts: list[Any], sources: int,
+    ts: float, dst: bytes, port: int, proto: int, counts: Aggregate, sources: int,
     direction: str, interval: float,
 ) -> Event:
-    packets, nbytes, syn, synack, rst, echo = counts[:6]
+    packets, nbytes, syn = counts.packets, counts.bytes, counts.syn
+    synack, rst, echo = counts.synack, counts.rst, counts.echo
     fields: dict[str, Any] = {
         "event.dataset": "network.traffic",
         "destination.ip": ip_text(dst),
@@ -156,7 +200,7 @@ def traffic_event(
         "traffic.bytes": nbytes,
         "traffic.source_count": sources,
     }
-    if port:
+    if port > 0:
         fields["destination.port"] = port
     if proto == PROTO_TCP:
         fields["traffic.syn"] = syn

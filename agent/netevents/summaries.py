@@ -8,20 +8,16 @@ them into events and account protocol/direction traffic for the metrics.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from agent.config import NetworkSection
 from agent.events import Event
 from agent.netevents import records
 from agent.netevents.direction import Direction
+from agent.netevents.entries import Aggregate, Flow
 
-BITMAP_SLOTS = 4096
-"""Linear-counting bitmap size per aggregate: distinct sources exact to a few percent up to
-~10 000 per second, saturating at ``SATURATED``."""
-SATURATED = int(BITMAP_SLOTS * math.log(BITMAP_SLOTS))
 _METRIC_PROTOCOLS = frozenset(("tcp", "udp", "icmp", "ipv6-icmp", "fragment"))
 
 
@@ -56,7 +52,10 @@ class ProcessorStats:
     events: Counter[str] = field(default_factory=Counter)
     suppressed: int = 0
     over_global_budget: int = 0
-    """Of ``suppressed``: dropped because ``max_events_per_second`` was spent (detection blind)."""
+    """Of ``suppressed``: dropped because a share of ``max_events_per_second`` was spent
+    (detection blind for someone, not thinned)."""
+    over_budget_pools: Counter[str] = field(default_factory=Counter)
+    """``over_global_budget`` by pool: ``new_sources``, ``known_sources``, ``dns_arp``."""
     table_overflows: Counter[str] = field(default_factory=Counter)
     traffic: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     tcp_control: Counter[str] = field(default_factory=Counter)
@@ -65,6 +64,15 @@ class ProcessorStats:
     """Datagrams on a DNS port with a whole DNS header and QR = 0 (within budget or not)."""
     dns_responses: Counter[str] = field(default_factory=Counter)
     """Datagrams on a DNS port with a whole DNS header and QR = 1, by :data:`DNS_RCODE_LABEL`."""
+    evasion: Counter[str] = field(default_factory=Counter)
+    """Traffic shaped to slip past a sensor: ``fragment_overlap``, ``tiny_fragment`` (a first
+    fragment without the whole transport header), ``ipv6_unusual_chain``,
+    ``ipv6_chain_too_long``."""
+    fragments: Counter[str] = field(default_factory=Counter)
+    """What reassembly dropped (:mod:`agent.netdecode.defrag` reasons: timeouts, duplicates,
+    overlaps, refusals)."""
+    reassembled: int = 0
+    """Datagrams rebuilt from fragments."""
 
     def add_traffic(self, protocol: str, direction: str, packets: int, nbytes: int) -> None:
         if protocol not in _METRIC_PROTOCOLS and protocol != "arp":
@@ -74,18 +82,8 @@ class ProcessorStats:
         slot[1] += nbytes
 
 
-def estimate_sources(bitmap: bytearray | None) -> int:
-    """Linear counting: ``-m ln(zero slots / m)``."""
-    if bitmap is None:
-        return 0
-    zeros = bitmap.count(0)
-    if zeros == 0:
-        return SATURATED
-    return round(-BITMAP_SLOTS * math.log(zeros / BITMAP_SLOTS))
-
-
 def aggregate_events(
-    agg: dict[tuple[bytes, int, int], list[Any]],
+    agg: dict[tuple[bytes, int, int], Aggregate],
     settings: NetworkSection,
     direction: Direction,
     stats: ProcessorStats,
@@ -93,13 +91,15 @@ def aggregate_events(
 ) -> list[Event]:
     """``network_traffic`` events of the busy destinations of one second (largest first)."""
     floor = settings.aggregate_min_packets
-    busy = [(k, v) for k, v in agg.items() if v[0] >= floor or v[3] >= floor]
+    busy = [(k, v) for k, v in agg.items() if v.packets >= floor or v.synack >= floor]
+    if any(k[1] < 0 for k, _ in busy):
+        busy = _spread_hosts(agg, busy)
     if len(busy) > settings.max_aggregate_events:
         stats.table_overflows["aggregate_events"] += len(busy) - settings.max_aggregate_events
         busy = heapq.nlargest(settings.max_aggregate_events, busy, key=_packets)
     out = [
         records.traffic_event(
-            ts, dst, port, proto, counts, estimate_sources(counts[6]),
+            ts, dst, port, proto, counts, counts.source_count(),
             "inbound" if direction.is_local(dst) else "outbound", 1.0,
         )
         for (dst, port, proto), counts in busy
@@ -108,8 +108,23 @@ def aggregate_events(
     return out
 
 
+def _spread_hosts(
+    agg: dict[tuple[bytes, int, int], Aggregate],
+    busy: list[tuple[tuple[bytes, int, int], Aggregate]],
+) -> list[tuple[tuple[bytes, int, int], Aggregate]]:
+    """All-ports TCP aggregates (port -1) are kept only where no one service took half of the
+    host's SYNs: a flood or scan spread over ports. A busy service (or a flood to one port)
+    is already its own aggregate and must not count twice."""
+    top: dict[bytes, int] = {}
+    for (dst, port, proto), a in agg.items():
+        if proto == 6 and port >= 0 and a.syn > top.get(dst, 0):
+            top[dst] = a.syn
+    return [(k, v) for k, v in busy
+            if k[1] >= 0 or top.get(k[0], 0) * 2 < v.syn]
+
+
 def flow_events(
-    flows: dict[tuple[bytes, bytes, int], list[Any]],
+    flows: dict[tuple[bytes, bytes, int], Flow],
     settings: NetworkSection,
     direction: Direction,
     stats: ProcessorStats,
@@ -119,22 +134,22 @@ def flow_events(
     of = direction.of
     add = stats.add_traffic
     name = records.transport_name
-    for (src, dst, proto), (packets, nbytes, _first, _last) in flows.items():
-        add(name(proto), of(src, dst), packets, nbytes)
+    for (src, dst, proto), flow in flows.items():
+        add(name(proto), of(src, dst), flow.packets, flow.bytes)
     floor = settings.flow_min_bytes
     chosen = heapq.nlargest(
         settings.max_flow_events,
-        (item for item in flows.items() if item[1][1] >= floor),
-        key=lambda item: item[1][1],
+        (item for item in flows.items() if item[1].bytes >= floor),
+        key=lambda item: item[1].bytes,
     )
     out = [
-        records.flow_event(ts, src, dst, proto, p, b, first, last, of(src, dst))
-        for (src, dst, proto), (p, b, first, last) in chosen
+        records.flow_event(ts, src, dst, proto, f.packets, f.bytes, f.first, f.last,
+                           of(src, dst))
+        for (src, dst, proto), f in chosen
     ]
     stats.events["flow"] += len(out)
     return out
 
 
-def _packets(item: tuple[Any, list[Any]]) -> int:
-    count: int = item[1][0]
-    return count
+def _packets(item: tuple[tuple[bytes, int, int], Aggregate]) -> int:
+    return item[1].packets

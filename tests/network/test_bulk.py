@@ -376,9 +376,11 @@ def test_floods_toward_a_full_aggregate_table_count_its_overflows() -> None:
     network = NetworkSection(max_events_per_destination=3, max_new_flows_per_destination=5,
                              max_tracked_keys=1024)
     fast, slow, got, want = both(frames, network, batch=len(frames))
-    # 76 scan probes past the 1024 slots, then all 600 flood packets: one overflow each (a SYN
-    # without room is not also counted as a SYN-ACK of its source's service).
-    assert slow.stats.table_overflows["aggregates"] == 76 + 600
+    # 77 scan probes past the 1024 slots (one is the scanned host's all-ports aggregate), then
+    # all 600 flood packets: one overflow each, and the 300 SYNs once more for their host's
+    # all-ports aggregate (a SYN without room is not also counted as a SYN-ACK of its source's
+    # service).
+    assert slow.stats.table_overflows["aggregates"] == 77 + 600 + 300
     assert _flat(got) == _flat(want)
     assert _stats(fast) == _stats(slow)
     assert fast.per_packet < len(frames) - 500

@@ -113,12 +113,13 @@ c = PacketCaptureCollector(cfg.capture, cfg.network, m)
 got = []
 stop = threading.Event()
 t = threading.Thread(target=c.run, args=(lambda e: got.extend(e) or 0, stop)); t.start()
-deadline = time.monotonic() + 30  # ready once the ring is open on the interface (no fixed sleep)
-while not m.registry.get_sample_value("vedette_capture_interfaces") and time.monotonic() < deadline:
+for _ in range(300):  # until the ring is open (slow on a loaded machine)
+    if c.rings:
+        break
     time.sleep(0.05)
-time.sleep(0.2)
-print("READY", flush=True)
-import sys; sys.stdin.readline()  # the test sends a line once its probes are done
+print("ready", flush=True)
+import sys
+sys.stdin.readline()
 time.sleep(1.5); stop.set(); t.join()
 print(json.dumps([[e.logsource.category, e.fields] for e in got]))
 print(m.registry.get_sample_value("vedette_capture_interfaces"))
@@ -137,11 +138,13 @@ for port in range(1, 31):
         capture = subprocess.Popen(["ip", "netns", "exec", ns, python, "-c", code], cwd=repo,
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-        assert capture.stdout is not None
-        assert capture.stdout.readline().strip() == "READY"  # a loaded machine: no fixed sleep
+        assert capture.stdout is not None and capture.stdin is not None
+        assert capture.stdout.readline().strip() == "ready"
         subprocess.run(["ip", "netns", "exec", peer, python, "-c", probe], check=True,
                        timeout=30)
-        out, err = capture.communicate(input="done\n", timeout=60)
+        capture.stdin.write("\n")
+        capture.stdin.flush()
+        out, err = capture.communicate(timeout=60)
         assert capture.returncode == 0, err
         lines = out.splitlines()
         events = json.loads(lines[0])
@@ -296,3 +299,71 @@ def test_block_columns_never_read_past_the_block() -> None:
     cols = block_columns(cut, 48, 2, 1)
     assert [len(f[2]) for f in cols.frames()] == [100, 50]
     assert len(block_columns(block, len(block) + 8, 5, 1)) == 0  # a chain outside the block
+
+
+def test_counters_are_exported_within_seconds_and_at_shutdown() -> None:
+    """A health interval of a minute: the processor's counters still reach the metrics every
+    second while running (before any health event) and once more when the collector stops."""
+    ns, peer = f"vdexp{os.getpid()}", f"vdexq{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run(["ip", "netns", "add", peer], check=True)
+    try:
+        def ipn(name: str, *args: str) -> None:
+            subprocess.run(["ip", "-n", name, *args], check=True)
+
+        ipn(ns, "link", "add", "vea", "type", "veth", "peer", "name", "veb", "netns", peer)
+        ipn(ns, "addr", "add", "198.18.10.1/24", "dev", "vea")
+        ipn(peer, "addr", "add", "198.18.10.2/24", "dev", "veb")
+        ipn(ns, "link", "set", "vea", "up")
+        ipn(peer, "link", "set", "veb", "up")
+        code = """
+import threading, time, sys
+from prometheus_client import CollectorRegistry
+from agent.metrics import AgentMetrics
+from agent.config import Config
+from agent.capture.collector import PacketCaptureCollector
+cfg = Config.model_validate({"capture": {"health_interval_seconds": 60,
+                             "ring_blocks": 4, "ring_block_bytes": 65536}})
+m = AgentMetrics(CollectorRegistry())
+c = PacketCaptureCollector(cfg.capture, cfg.network, m)
+stop = threading.Event()
+t = threading.Thread(target=c.run, args=(lambda e: 0, stop)); t.start()
+for _ in range(300):  # until the ring is open (slow on a loaded machine)
+    if c.rings:
+        break
+    time.sleep(0.05)
+print("ready", flush=True)
+sys.stdin.readline()
+time.sleep(2.0)
+syn = lambda: m.registry.get_sample_value("vedette_capture_tcp_control_total", {"kind": "syn"})
+print(syn() or 0, flush=True)
+stop.set(); t.join()
+print(syn() or 0, flush=True)
+"""
+        probe = """
+import socket
+for port in range(1, 21):
+    s = socket.socket(); s.settimeout(0.2)
+    try: s.connect(("198.18.10.1", port))
+    except OSError: pass
+    s.close()
+"""
+        repo = Path(__file__).resolve().parents[2]
+        python = str(repo / ".venv/bin/python")
+        capture = subprocess.Popen(["ip", "netns", "exec", ns, python, "-c", code], cwd=repo,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert capture.stdout is not None and capture.stdin is not None
+        assert capture.stdout.readline().strip() == "ready"
+        subprocess.run(["ip", "netns", "exec", peer, python, "-c", probe], check=True,
+                       timeout=30)
+        capture.stdin.write("\n")
+        capture.stdin.flush()
+        out, err = capture.communicate(timeout=60)
+        assert capture.returncode == 0, err
+        running, stopped = (float(x) for x in out.split())
+        assert running >= 20  # exported within ~a second, long before the health interval
+        assert stopped >= running
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        subprocess.run(["ip", "netns", "del", peer], check=False)

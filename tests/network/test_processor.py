@@ -132,7 +132,8 @@ def test_tcp_control_and_dns_are_counted_past_every_budget() -> None:
     truncated = c.at(c.eth() / IP(src=SERVER, dst="10.1.0.53") / UDP(sport=5, dport=53)
                      / b"\x00\x01", T0 + 0.3)
     proc, _ = run([*pkts, truncated])
-    assert dict(proc.stats.tcp_control) == {"syn": 400, "syn_ack": 1, "rst": 1, "no_ack": 2}
+    assert dict(proc.stats.tcp_control) == {"syn": 400, "syn_ack": 1, "rst": 1, "no_ack": 2,
+                                            "untracked": 1}  # the lone ACK of port 1003
     assert proc.stats.dns_queries == 300  # past max_dns_events_per_client (200 events)
     assert dict(proc.stats.dns_responses) == {
         "noerror": 1, "nxdomain": 2, "servfail": 1, "refused": 1, "other": 1}
@@ -276,4 +277,7 @@ def test_global_budget_exhaustion_is_counted_apart() -> None:
     settings = NetworkSection(max_events_per_second=5)
     pkts = [c.tcp(T0 + i * 0.01, ATTACKER, f"10.1.0.{i + 1}", 40000, 80, "S") for i in range(20)]
     proc, _ = run(pkts, settings)
-    assert proc.stats.suppressed == 15 and proc.stats.over_global_budget == 15
+    # 70 % of the budget (3) is for control packets: 1 from a new source, 2 from known ones.
+    assert proc.stats.events["packet"] == 3
+    assert proc.stats.suppressed == 17 and proc.stats.over_global_budget == 17
+    assert proc.stats.over_budget_pools == {"known_sources": 17}

@@ -1,0 +1,83 @@
+"""TCP: per-service aggregates (packets, SYN, SYN-ACK, RST, distinct sources), control-segment
+counters and the ``network_packet`` events of control segments.
+
+A control segment is a SYN, a SYN-ACK, an RST or any segment without ACK (FIN/NULL/Xmas
+probes); it becomes an event within the budgets. A SYN also opens the destination's
+all-ports aggregate (:data:`~agent.netevents.state.ALL_PORTS`), which every later TCP packet
+toward it counts in: a flood to random ports has no busy service, only a busy host.
+
+Ordinary segments (ACK without SYN/RST) of known connections only count (per connection, in
+bulk when they can; the processor does that before any analyzer). An ordinary segment without
+payload of a connection never seen — no SYN-ACK, no earlier segment: what the probes of ACK,
+Window and Maimon scans are — is an event too, with ``tcp.connection_state: untracked``, and
+counts as ``untracked`` control segment. The connection table
+(:meth:`~agent.netevents.state.TrafficState.connection_known`) learns from SYN-ACKs and from
+segments, never from SYNs (a spoofed flood must not fill it).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from agent.events import Event
+from agent.netdecode.layers import PROTO_TCP
+from agent.netevents import records
+from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.state import ALL_PORTS
+from agent.netevents.summaries import TCP_CONTROL_KIND
+
+
+def connection_key(pkt: Packet) -> bytes:
+    return pkt.src + pkt.dst + pkt.sport.to_bytes(2, "big") + pkt.dport.to_bytes(2, "big")
+
+
+class TcpAnalyzer(Analyzer):
+    name: ClassVar[str] = "tcp"
+    protocols: ClassVar[tuple[int, ...]] = (PROTO_TCP,)
+
+    def packet(self, out: list[Event], pkt: Packet) -> None:
+        state = self.state
+        flags = pkt.flags
+        a = state.aggregate((pkt.dst, pkt.dport, PROTO_TCP))
+        if a is not None:
+            a.packets += 1
+            a.bytes += pkt.wire
+        syn = flags & 0x12 == 0x02
+        host_key = (pkt.dst, ALL_PORTS, PROTO_TCP)
+        h = state.aggregate(host_key) if syn else state.aggregates.get(host_key)
+        if h is not None:
+            h.packets += 1
+            h.bytes += pkt.wire
+            if syn:
+                h.syn += 1
+                h.add_source(pkt.src)
+        untracked = False
+        if (flags & 0x16) == 0x10:  # ACK without SYN/RST: an ordinary segment
+            key = connection_key(pkt)
+            if pkt.end > pkt.l4 or state.connection_known(key):
+                state.remember_connection(key)
+                return
+            state.remember_connection(key)
+            state.stats.tcp_control["untracked"] += 1
+            untracked = True
+        else:
+            state.stats.tcp_control[TCP_CONTROL_KIND[flags]] += 1
+            if syn:  # SYN (with the aggregate table full: not counted)
+                if a is not None:
+                    a.syn += 1
+                    a.add_source(pkt.src)
+            elif flags & 0x16 != 0:  # SYN-ACK or RST: counted on the sender's service
+                s = state.aggregate((pkt.src, pkt.sport, PROTO_TCP))
+                if s is not None:
+                    if flags & 0x02:
+                        s.synack += 1
+                        state.remember_connection(connection_key(pkt))
+                    else:
+                        s.rst += 1
+        if state.budgets.admit(pkt.src, pkt.dst, pkt.dport):
+            state.stats.events["packet"] += 1
+            out.append(records.tcp_packet(
+                pkt.ts, pkt.family, pkt.src, pkt.dst, pkt.sport, pkt.dport, flags,
+                state.direction.of(pkt.src, pkt.dst), pkt.wire, pkt.interface,
+                records.packet_evidence(pkt.fragments, pkt.v6_headers, untracked),
+            ))

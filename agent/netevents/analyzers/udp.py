@@ -1,0 +1,22 @@
+"""UDP: the per-destination aggregate (all ports: packets, bytes, distinct sources) floods are
+measured by. Applications on UDP (DNS) are port analyzers of their own."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from agent.events import Event
+from agent.netdecode.layers import PROTO_UDP
+from agent.netevents.analyzers.base import Analyzer, Packet
+
+
+class UdpAnalyzer(Analyzer):
+    name: ClassVar[str] = "udp"
+    protocols: ClassVar[tuple[int, ...]] = (PROTO_UDP,)
+
+    def packet(self, out: list[Event], pkt: Packet) -> None:
+        a = self.state.aggregate((pkt.dst, 0, PROTO_UDP))
+        if a is not None:
+            a.packets += 1
+            a.bytes += pkt.wire
+            a.add_source(pkt.src)
