@@ -114,6 +114,28 @@ class HostMetricsSection(Section):
     )
 
 
+class TrustedSource(Section):
+    """Events whose ``field`` is in ``cidrs`` or equals one of ``values`` never alert."""
+
+    field: str = Field("source.ip", min_length=1, description="event field compared (ECS name)")
+    cidrs: list[str] = Field(default_factory=list, description="addresses or networks")
+    values: list[str] = Field(default_factory=list, description="exact values (case-sensitive)")
+    rules: list[str] = Field(
+        default_factory=list, description="rule ids or names it applies to; empty = every rule"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TrustedSource:
+        if bool(self.cidrs) == bool(self.values):
+            raise ValueError("give exactly one of cidrs or values")
+        for cidr in self.cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or network") from None
+        return self
+
+
 class DetectionSection(Section):
     rule_paths: list[Path] = Field(
         default_factory=list, description="rule files/dirs; empty = the rules shipped with Vedette"
@@ -127,6 +149,14 @@ class DetectionSection(Section):
     )
     watch_rules: bool = Field(True, description="reload when a rule file changes")
     watch_interval_seconds: float = Field(5.0, gt=0)
+    disabled_rules: list[str] = Field(
+        default_factory=list, description="rule ids or names never evaluated (docs/tuning.md)"
+    )
+    trusted_sources: list[TrustedSource] = Field(
+        default_factory=list,
+        description="silence matches by field value, e.g. [{cidrs: [10.0.0.0/8], rules: "
+        "[ssh_bruteforce]}, {field: user.name, values: [backup]}] (docs/tuning.md)",
+    )
 
     def resolved_rule_paths(self) -> list[Path]:
         if self.rule_paths:

@@ -31,6 +31,7 @@ from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
 from agent.config import Config, load_config, read_secret
 from agent.detection import Engine, EngineOptions, LoadReport, load_rules
+from agent.detection.tuning import apply_config
 from agent.errors import AgentError, CollectorError, ConfigErrors
 from agent.identity import Identity, detect_identity
 from agent.metrics import AgentMetrics
@@ -235,6 +236,12 @@ class Daemon:
             log.error("rule error", extra={"error": str(err)})
         for rejection in report.rejections:
             log.info("rule rejected", extra={"rejection": str(rejection)})
+        if not report.errors:  # detection.disabled_rules and trusted_sources (docs/tuning.md)
+            tuned = apply_config(report.ruleset, config.detection.disabled_rules,
+                                 config.detection.trusted_sources, self.metrics)
+            report.ruleset = tuned.ruleset
+            for note in tuned.notes:
+                log.warning("rule tuning", extra={"note": note})
         log.info("rules loaded", extra={"summary": report.summary_line()})
         self._rule_mtimes = _mtimes(paths + list(config.detection.extra_rule_paths))
         return report

@@ -38,8 +38,11 @@ from typing import Any
 from agent.alerts import Alert, Status
 from agent.collectors.log_decoders import DECODERS as LOG_DECODERS
 from agent.detection.engine import Engine, EngineOptions
+from agent.detection.filters import CompiledFilter
 from agent.detection.loader import LoadReport
 from agent.detection.rule import CorrelationRule, Rule
+from agent.detection.ruleset import Ruleset
+from agent.detection.tuning import with_filters
 from agent.detection.yamlsafe import read_documents
 from agent.errors import RuleError
 from agent.events import Event, parse_timestamp
@@ -267,6 +270,8 @@ def run_tests(
     options = options or EngineOptions()
     out = TestReport()
     span = horizon(report, options.late_allowance_seconds)
+    # a rule's fixtures test the rule: local filters (tested by their own fixtures) stay out
+    bare = Ruleset(report.ruleset.detections, report.ruleset.correlations)
     for file, rules in sorted(rules_by_file(report).items()):
         if own_only and all(r.ref.ruleset != "vedette" for r in rules):
             continue
@@ -288,7 +293,7 @@ def run_tests(
                 negative |= ids - expected
                 continue
             try:
-                sent = run_case(Engine(report.ruleset, None, options), case, span)
+                sent = run_case(Engine(bare, None, options), case, span)
             except Exception as exc:  # a decoder refusing its input fails the case, not the run
                 reason = exc.location_text() if isinstance(exc, RuleError) else (
                     f"{case.input}: {type(exc).__name__}: {exc}")
@@ -303,7 +308,57 @@ def run_tests(
         for rule in alerting:
             out.coverage.append(Coverage(rule.id, rule.ref.title, file, rule.id in positive,
                                          rule.id in negative))
+    _run_filter_tests(report, out, rule_id, options, span, execute)
     return out
+
+
+def _run_filter_tests(
+    report: LoadReport, out: TestReport, rule_id: str | None, options: EngineOptions,
+    span: float, execute: bool,
+) -> None:
+    """Fixtures of filter files: each case runs with and without the file's filters.
+
+    A filter is *positive*-tested by a case in which it silences an alert its rules raise
+    without it, and *negative*-tested by a case in which one of its rules still alerts.
+    """
+    by_file: dict[str, list[CompiledFilter]] = {}
+    for flt in report.filters.filters:
+        if flt.ruleset == "vedette":
+            by_file.setdefault(flt.source.path, []).append(flt)
+    ruleset = report.ruleset
+    for file, flts in sorted(by_file.items()):
+        targets = {rid for f in flts for rid in f.targets}
+        rules: list[Rule] = [r for r in ruleset.detections if r.id in targets and r.output]
+        rules += [c for c in ruleset.correlations if targets & set(c.rules)]
+        if rule_id is not None and all(rule_id not in (r.id, r.name) for r in rules) \
+                and all(rule_id != f.id for f in flts):
+            continue
+        try:
+            cases = load_cases(Path(file), rules)
+        except RuleError as exc:
+            out.errors.append(exc)
+            cases = []
+        ids = {r.id for r in rules}
+        unfiltered = with_filters(ruleset, report.filters, frozenset(f.id for f in flts))
+        silences = lets_through = bool(cases) and not execute  # unexecuted: has cases
+        for case in cases if execute else []:
+            try:
+                sent = run_case(Engine(ruleset, None, options), case, span)
+                bare = run_case(Engine(unfiltered, None, options), case, span)
+            except Exception as exc:  # a decoder refusing its input fails the case
+                reason = exc.location_text() if isinstance(exc, RuleError) else (
+                    f"{case.input}: {type(exc).__name__}: {exc}")
+                out.results.append(CaseResult(file, case.name, False, [reason]))
+                continue
+            problems = check_case(case, ids, sent)
+            opened = sum(1 for _, a in sent if a.status is Status.OPEN and a.rule.id in ids)
+            without = sum(1 for _, a in bare if a.status is Status.OPEN and a.rule.id in ids)
+            silences |= without > opened
+            lets_through |= opened > 0
+            out.results.append(CaseResult(file, case.name, not problems, problems, opened))
+        for flt in flts:
+            out.coverage.append(Coverage(flt.id, f"filter: {flt.title}", file, silences,
+                                         lets_through))
 
 
 def junit_xml(report: TestReport, strict: bool = False) -> str:

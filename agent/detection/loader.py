@@ -22,7 +22,7 @@ from sigma.exceptions import SigmaConditionError, SigmaError, SigmaRuleLocation
 from sigma.rule import SigmaRule
 
 from agent.alerts import RuleRef
-from agent.detection import correlation_compiler
+from agent.detection import correlation_compiler, filters, tuning
 from agent.detection.codegen import compile_tree
 from agent.detection.fields import lookup
 from agent.detection.matcher import (
@@ -67,6 +67,8 @@ class LoadReport:
     failed: int = 0
     """Rule documents (or whole files) that could not be loaded."""
     files: int = 0
+    filters: filters.FilterSet = field(default_factory=filters.FilterSet)
+    """Sigma filters (compiled into ``ruleset.tuning``) and notes about them."""
 
     @property
     def compiled(self) -> int:
@@ -77,8 +79,15 @@ class LoadReport:
         return self.compiled + len(self.rejections) + self.failed
 
     def summary_line(self) -> str:
-        return (f"{self.total} rules: {self.compiled} compiled, {len(self.rejections)} rejected, "
-                f"{len(self.errors)} errors")
+        line = (f"{_n(self.total, 'rule')}: {self.compiled} compiled, "
+                f"{len(self.rejections)} rejected, {_n(len(self.errors), 'error')}")
+        if self.filters.filters:
+            line += f"; {_n(len(self.filters.filters), 'filter')}"
+        return line
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 @dataclass
@@ -138,6 +147,7 @@ class _Loader:
         self.files = 0
         self.candidates: list[_Candidate] = []
         self.ids: dict[str, Source] = {}
+        self.filter_docs: list[filters.FilterDoc] = []
 
     # -------------------------------------------------------------- reading
 
@@ -164,6 +174,9 @@ class _Loader:
         src = str(file)
         if not isinstance(doc.data, dict):
             self.error(RuleError("a rule document must be a mapping", src, doc.line))
+            return
+        if filters.is_filter(doc.data):  # compiled in finish(), against the loaded rules
+            self.filter_docs.append(filters.FilterDoc(file, doc, lines, ruleset))
             return
         if "action" in doc.data:
             self.error(RuleError("multi-document 'action' collections are not supported; "
@@ -233,7 +246,13 @@ class _Loader:
         silent = set(outcome.silenced)
         final = [replace(d, output=False) if d.id in silent else d for d in detections.values()]
         ruleset = Ruleset(tuple(final), tuple(outcome.correlations))
-        return LoadReport(ruleset, self.errors, self.rejections, self.failed, self.files)
+        rejected_ids = frozenset(r.rule_id for r in self.rejections)
+        filter_set = filters.compile_filters(self.filter_docs, ruleset, self.ids, rejected_ids)
+        self.errors.extend(filter_set.errors)  # not rule documents: not in self.failed
+        if filter_set.filters:
+            ruleset = tuning.with_filters(ruleset, filter_set)
+        return LoadReport(ruleset, self.errors, self.rejections, self.failed, self.files,
+                          filter_set)
 
     def compile_detection(self, cand: _Candidate) -> DetectionRule | Rejection:
         rule = cand.rule

@@ -37,7 +37,7 @@ def errors_of(folder: Path, text: str) -> list[str]:
 
 def test_good_rule_and_summary_line(tmp_path: Path) -> None:
     report = load(tmp_path, GOOD)
-    assert report.summary_line() == "1 rules: 1 compiled, 0 rejected, 0 errors"
+    assert report.summary_line() == "1 rule: 1 compiled, 0 rejected, 0 errors"
     assert report.ruleset.detections[0].ref.title == "good"
 
 
@@ -102,7 +102,7 @@ def test_invalid_sigma_is_a_located_error(
     err = report.errors[0]
     assert err.path == str(path) and needle in err.reason
     assert err.line == line, (err.line, path.read_text())
-    assert report.summary_line() == "1 rules: 0 compiled, 0 rejected, 1 errors"
+    assert report.summary_line() == "1 rule: 0 compiled, 0 rejected, 1 error"
 
 
 def test_catastrophic_backtracking_regex_runs_in_linear_time(tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ def test_fixture_folders_are_not_rules(tmp_path: Path) -> None:
     write_rules(tmp_path, GOOD, name="r.yml")
     (tmp_path / "r.tests").mkdir()
     (tmp_path / "r.tests" / "expect.yml").write_text("cases: []\n")
-    assert load_rules([tmp_path]).summary_line() == "1 rules: 1 compiled, 0 rejected, 0 errors"
+    assert load_rules([tmp_path]).summary_line() == "1 rule: 1 compiled, 0 rejected, 0 errors"
 
 
 def test_correlation_options_are_checked_against_the_base_logsource(tmp_path: Path) -> None:
