@@ -236,13 +236,17 @@ class Daemon:
             log.error("rule error", extra={"error": str(err)})
         for rejection in report.rejections:
             log.info("rule rejected", extra={"rejection": str(rejection)})
+        log.info("rules loaded", extra={"summary": report.summary_line()})
         if not report.errors:  # detection.disabled_rules and trusted_sources (docs/tuning.md)
-            tuned = apply_config(report.ruleset, config.detection.disabled_rules,
-                                 config.detection.trusted_sources, self.metrics)
+            det = config.detection
+            tuned = apply_config(report.ruleset, det.disabled_rules, det.trusted_sources,
+                                 self.metrics)
             report.ruleset = tuned.ruleset
             for note in tuned.notes:
                 log.warning("rule tuning", extra={"note": note})
-        log.info("rules loaded", extra={"summary": report.summary_line()})
+            if tuned.disabled or det.trusted_sources:
+                log.info("rule tuning", extra={"disabled_rules": len(tuned.disabled),
+                                               "trusted_sources": len(det.trusted_sources)})
         self._rule_mtimes = _mtimes(paths + list(config.detection.extra_rule_paths))
         return report
 

@@ -170,5 +170,13 @@ def _print_results(result: TestReport, verbose: bool, strict: bool) -> None:
         what = "no fixtures" if c.status == "untested" else f"{c.status} fixture"
         print(f"{label}: {c.file}: rule {c.rule_id} ({c.title}): {what}")
     passed = sum(1 for r in result.results if r.passed)
-    print(f"{len(result.results)} cases: {passed} passed, {len(result.results) - passed} failed; "
-          f"{len(result.coverage)} rules, {len(gaps)} without positive and negative fixtures")
+    filters = sum(1 for c in result.coverage if c.title.startswith("filter: "))
+    tested = _n(len(result.coverage) - filters, "rule") + (
+        f" and {_n(filters, 'filter')}" if filters else "")
+    print(f"{_n(len(result.results), 'case')}: {passed} passed, "
+          f"{len(result.results) - passed} failed; {tested}, {len(gaps)} without positive "
+          "and negative fixtures")
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")

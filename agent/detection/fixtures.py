@@ -30,6 +30,7 @@ the input path and yielding :class:`~agent.events.Event` objects.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,7 @@ from agent.detection.ruleset import Ruleset
 from agent.detection.tuning import with_filters
 from agent.detection.yamlsafe import read_documents
 from agent.errors import RuleError
-from agent.events import Event, parse_timestamp
+from agent.events import Event, format_timestamp, parse_timestamp
 from agent.netevents.pcap_input import PCAP_DECODERS
 
 Decoder = Callable[[Path], Iterator[Event]]
@@ -151,48 +152,127 @@ def rules_by_file(report: LoadReport) -> dict[str, list[Rule]]:
     return out
 
 
+CASE_KEYS = frozenset({"name", "input", "kind", "expect", "flush"})
+EXPECT_KEYS = frozenset({"rule", "group", "count", "min_count", "at", "tolerance"})
+
+
 def load_cases(rule_file: Path, rules: list[Rule]) -> list[Case]:
-    """Parse ``<name>.tests/expect.yml``; :class:`RuleError` on any problem."""
+    """Parse ``<name>.tests/expect.yml``; :class:`RuleError` (with the line) on any problem."""
     folder = tests_dir(rule_file)
     expect = folder / EXPECT_FILE
     if not expect.is_file():
         return []
-    docs, _ = read_documents(expect)
+    docs, lines = read_documents(expect)
     data = docs[0].data if docs else None
     src = str(expect)
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise RuleError("expect.yml needs a 'cases' list", src, 1)
+    where = _Lines(lines)
     names = {r.name: r.id for r in rules if r.name} | {r.id: r.id for r in rules}
     default = rules[-1].id if rules else ""
     cases = []
     for i, raw in enumerate(data["cases"], 1):
+        at = where.item(i)
         if not isinstance(raw, dict) or "input" not in raw:
-            raise RuleError(f"case {i}: needs at least 'input' (and 'expect')", src)
+            raise RuleError(f"case {i}: needs at least 'input' (and 'expect')", src, at)
+        unknown = sorted(set(map(str, raw)) - CASE_KEYS)
+        if unknown:
+            raise RuleError(f"case {i}: unknown key {unknown[0]!r} (valid: "
+                            f"{', '.join(sorted(CASE_KEYS))})", src, where.key(unknown[0], at))
         name = str(raw.get("name", f"case {i}"))
         inp = folder / str(raw["input"])
         kind = str(raw.get("kind") or inp.suffix.lstrip("."))
         if kind not in DECODERS:
             raise RuleError(f"case {name!r}: unknown input kind {kind!r} "
-                            f"(registered: {', '.join(sorted(DECODERS))})", src)
+                            f"(registered: {', '.join(sorted(DECODERS))})", src,
+                            where.key("kind" if "kind" in raw else "input", at))
         if not inp.is_file() or folder.resolve() not in inp.resolve().parents:
-            raise RuleError(f"case {name!r}: input {raw['input']!r} not found in {folder}", src)
+            raise RuleError(f"case {name!r}: input {raw['input']!r} not found in {folder}", src,
+                            where.key("input", at))
+        if not isinstance(raw.get("expect") or [], list):
+            raise RuleError(f"case {name!r}: 'expect' must be a list of alerts ([] for none)",
+                            src, where.key("expect", at))
         exps = []
         for e in raw.get("expect") or []:
+            e_at = where.expectation(at)
             if not isinstance(e, dict):
-                raise RuleError(f"case {name!r}: each expectation is a mapping", src)
+                raise RuleError(f"case {name!r}: each expectation is a mapping", src, e_at)
             ref = str(e.get("rule", default))
             if ref not in names:
                 raise RuleError(f"case {name!r}: rule {ref!r} is not defined in {rule_file.name}",
-                                src)
-            unknown = set(e) - {"rule", "group", "count", "min_count", "at", "tolerance"}
+                                src, where.key("rule", e_at))
+            unknown = sorted(set(map(str, e)) - EXPECT_KEYS)
             if unknown:
-                raise RuleError(f"case {name!r}: unknown keys {sorted(unknown)}", src)
-            exps.append(Expectation(
-                names[ref], e.get("group"), e.get("count"), e.get("min_count"),
-                parse_timestamp(e["at"]) if "at" in e else None, float(e.get("tolerance", 1.0)),
-            ))
+                raise RuleError(f"case {name!r}: unknown key {unknown[0]!r} in an expectation "
+                                f"(valid: {', '.join(sorted(EXPECT_KEYS))})", src,
+                                where.key(unknown[0], e_at))
+            try:
+                when = parse_timestamp(e["at"]) if "at" in e else None
+            except ValueError:
+                raise RuleError(f"case {name!r}: 'at' must be an RFC 3339 time such as "
+                                f"\"2026-01-01T00:00:50Z\", not {e['at']!r}", src,
+                                where.key("at", e_at)) from None
+            try:
+                tolerance = float(e.get("tolerance", 1.0))
+            except (TypeError, ValueError):
+                raise RuleError(f"case {name!r}: 'tolerance' must be a number of seconds", src,
+                                where.key("tolerance", e_at)) from None
+            exps.append(Expectation(names[ref], e.get("group"), e.get("count"),
+                                    e.get("min_count"), when, tolerance))
         cases.append(Case(name, inp, kind, exps, bool(raw.get("flush", True))))
     return cases
+
+
+class _Lines:
+    """Approximate lines of cases, expectations and keys in expect.yml, for error messages.
+
+    Reads the text, not the YAML tree: a case starts at a ``- `` item of the ``cases`` list's
+    indentation, a key is the next ``key:`` after a given line.
+    """
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.items: list[int] = []
+        indent = None
+        inside = False
+        for n, line in enumerate(lines, 1):
+            stripped = line.lstrip()
+            if not inside:
+                inside = stripped.startswith("cases:")
+                continue
+            if not stripped or stripped.startswith("#"):
+                continue
+            if stripped.startswith("- "):
+                col = len(line) - len(stripped)
+                indent = col if indent is None else indent
+                if col == indent:
+                    self.items.append(n)
+        self._cursor = 0
+
+    def item(self, i: int) -> int:
+        self._cursor = self.items[i - 1] if i - 1 < len(self.items) else 1
+        return self._cursor
+
+    def expectation(self, case_line: int) -> int:
+        """The next list item after the previous expectation (or the case's ``expect:``)."""
+        start = max(self._cursor, case_line)
+        for n in range(start + 1, len(self.lines) + 1):
+            text = self.lines[n - 1].lstrip()
+            if text.startswith("- ") and n not in self.items:
+                self._cursor = n
+                return n
+            if n in self.items:
+                break
+        return case_line
+
+    def key(self, key: str, from_line: int) -> int:
+        pattern = re.compile(rf"(^|[\s{{,-])['\"]?{re.escape(key)}['\"]?\s*:")
+        for n in range(from_line, len(self.lines) + 1):
+            if n != from_line and n in self.items:
+                break
+            if pattern.search(self.lines[n - 1]):
+                return n
+        return from_line
 
 
 def run_case(engine: Engine, case: Case, horizon: float) -> list[tuple[float, Alert]]:
@@ -214,7 +294,16 @@ def run_case(engine: Engine, case: Case, horizon: float) -> list[tuple[float, Al
     return sent
 
 
-def check_case(case: Case, file_rules: set[str], sent: list[tuple[float, Alert]]) -> list[str]:
+def check_case(
+    case: Case, file_rules: set[str], sent: list[tuple[float, Alert]],
+    titles: dict[str, str] | None = None,
+) -> list[str]:
+    titles = titles or {}
+
+    def rule(rule_id: str) -> str:
+        title = titles.get(rule_id)
+        return f"{title!r} ({rule_id})" if title else rule_id
+
     opened: dict[str, tuple[float, Alert]] = {}
     final: dict[str, Alert] = {}
     for when, alert in sent:
@@ -236,20 +325,22 @@ def check_case(case: Case, file_rules: set[str], sent: list[tuple[float, Alert]]
             hit = alert_id
             break
         if hit is None:
-            problems.append(f"expected an alert of {exp.rule} group={exp.group} — none")
+            group = f" group={exp.group}" if exp.group is not None else ""
+            problems.append(f"expected an alert of {rule(exp.rule)}{group}: none was raised")
             continue
         when, alert = unmatched.pop(hit)
         count = final[hit].count
         if exp.count is not None and count != exp.count:
-            problems.append(f"{exp.rule}: count {count}, expected {exp.count}")
+            problems.append(f"{rule(exp.rule)}: count {count}, expected {exp.count}")
         if exp.min_count is not None and count < exp.min_count:
-            problems.append(f"{exp.rule}: count {count}, expected at least {exp.min_count}")
+            problems.append(f"{rule(exp.rule)}: count {count}, expected at least "
+                            f"{exp.min_count}")
         if exp.at is not None and abs(when - exp.at) > exp.tolerance:
-            problems.append(f"{exp.rule}: fired at {when:.3f}, expected {exp.at:.3f} "
-                            f"± {exp.tolerance:g} s")
+            problems.append(f"{rule(exp.rule)}: fired at {format_timestamp(when)}, expected "
+                            f"{format_timestamp(exp.at)} ± {exp.tolerance:g} s")
     for when, alert in unmatched.values():
-        problems.append(f"unexpected alert of {alert.rule.id} ({alert.rule.title}) "
-                        f"group={alert.group} at {when:.3f}")
+        problems.append(f"unexpected alert of {alert.rule.title!r} ({alert.rule.id}) "
+                        f"group={alert.group} at {format_timestamp(when)}")
     return problems
 
 
@@ -286,6 +377,7 @@ def run_tests(
         positive: set[str] = set()
         negative: set[str] = set()
         ids = {r.id for r in alerting}
+        titles = {r.id: r.ref.title for r in rules}
         for case in cases:
             if not execute:
                 expected = {e.rule for e in case.expect}
@@ -299,7 +391,7 @@ def run_tests(
                     f"{case.input}: {type(exc).__name__}: {exc}")
                 out.results.append(CaseResult(file, case.name, False, [reason]))
                 continue
-            problems = check_case(case, ids, sent)
+            problems = check_case(case, ids, sent, titles)
             expected = {e.rule for e in case.expect}
             positive |= expected
             negative |= ids - expected
@@ -350,7 +442,7 @@ def _run_filter_tests(
                     f"{case.input}: {type(exc).__name__}: {exc}")
                 out.results.append(CaseResult(file, case.name, False, [reason]))
                 continue
-            problems = check_case(case, ids, sent)
+            problems = check_case(case, ids, sent, {r.id: r.ref.title for r in rules})
             opened = sum(1 for _, a in sent if a.status is Status.OPEN and a.rule.id in ids)
             without = sum(1 for _, a in bare if a.status is Status.OPEN and a.rule.id in ids)
             silences |= without > opened

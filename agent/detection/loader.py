@@ -22,7 +22,7 @@ from sigma.exceptions import SigmaConditionError, SigmaError, SigmaRuleLocation
 from sigma.rule import SigmaRule
 
 from agent.alerts import RuleRef
-from agent.detection import correlation_compiler, filters, tuning
+from agent.detection import authoring, correlation_compiler, filters, tuning
 from agent.detection.codegen import compile_tree
 from agent.detection.fields import lookup
 from agent.detection.matcher import (
@@ -284,6 +284,12 @@ class _Loader:
         tree: Tree = trees[0] if len(trees) == 1 else Node("or", list(trees))
         used = referenced_fields(tree)
         missing = [f for f in used if entry.resolve(f) is None]
+        for name in missing if cand.ruleset == OWN_RULESET or entry.product == "vedette" else ():
+            hint = authoring.typo(entry, name) if name != "message" else None
+            if hint is not None:  # a misspelt field is an error, not a rejection
+                at = authoring.field_line(cand.lines, cand.doc_span, name)
+                raise RuleError(f"unknown field {name!r} for {entry.key_text} events: {hint}",
+                                src, at or _key_line(cand, "detection"))
         if missing:
             what = "keywords need a raw message line, which" if missing == ["message"] else \
                 f"needs field(s) {', '.join(missing)}, which"
@@ -314,7 +320,12 @@ class _Loader:
         try:
             return RuleOptions.from_attribute(cand.rule.custom_attributes.get(OPTIONS_KEY))
         except ValueError as exc:
-            raise RuleError(str(exc), cand.source.path, _key_line(cand, OPTIONS_KEY)) from None
+            line = _key_line(cand, OPTIONS_KEY)
+            key = re.search(rf"{OPTIONS_KEY}\.([\w-]+)", str(exc))  # the offending option's line
+            if key is not None:
+                line = _guess_line(f"'{key.group(1)}:'", cand.lines, replace(
+                    cand, doc_span=(line, cand.doc_span[1])), line)
+            raise RuleError(str(exc), cand.source.path, line) from None
 
 
 def content_hash(doc: dict[str, Any], ruleset: str) -> str:
@@ -342,7 +353,8 @@ def _rule_ref(cand: _Candidate) -> RuleRef:
 
 def _sigma_reason(exc: BaseException) -> str:
     text = str(exc.args[0]) if isinstance(exc, SigmaError) and exc.args else str(exc)
-    return re.sub(r"\s+in \S+\.ya?ml$", "", text.strip()) or type(exc).__name__
+    return authoring.explain(re.sub(r"\s+in \S+\.ya?ml$", "", text.strip())
+                             or type(exc).__name__)
 
 
 def _key_line(cand: _Candidate, key: str) -> int:
@@ -365,5 +377,11 @@ def _guess_line(reason: str, lines: Sequence[str], where: Any, default: int) -> 
     if "condition" in reason.lower():
         for i in range(span[0] - 1, min(span[1], len(lines))):
             if lines[i].lstrip().startswith("condition"):
+                return i + 1
+    key = authoring.reason_key(reason)  # e.g. "No detections defined": the detection key
+    if key is not None:
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*:")
+        for i in range(span[0] - 1, min(span[1], len(lines))):
+            if pattern.match(lines[i]):
                 return i + 1
     return default

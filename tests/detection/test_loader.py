@@ -204,9 +204,13 @@ def test_vedette_options_are_validated_with_their_line(tmp_path: Path) -> None:
     path = write_rules(tmp_path, doc)
     report = load_rules([tmp_path])
     assert len(report.errors) == 1 and "unknown option vedette.cooldwn" in report.errors[0].reason
-    assert path.read_text().splitlines()[report.errors[0].line - 1].startswith("vedette:")
-    doc = rule_doc({"sel": {"Image": "x"}, "condition": "sel"}, vedette={"max_groups": -1})
-    assert load(tmp_path, doc).errors
+    # the line of the offending option, not only of the vedette: block
+    assert path.read_text().splitlines()[report.errors[0].line - 1].strip() == "cooldwn: 5"
+    doc = rule_doc({"sel": {"Image": "x"}, "condition": "sel"},
+                   vedette={"fields": ["user.name"], "max_groups": -1})
+    errors = load(tmp_path, doc).errors
+    assert errors and path.read_text().splitlines()[errors[0].line - 1].strip() == \
+        "max_groups: -1"
 
 
 def test_missing_path_and_errors_counted(tmp_path: Path) -> None:
