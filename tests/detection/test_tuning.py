@@ -142,3 +142,20 @@ def test_config_accepts_tuning(tmp_path: Path) -> None:
     assert det.disabled_rules == ["ssh_bruteforce"]
     assert det.trusted_sources[0].field == "source.ip"
     assert det.trusted_sources[1].values == ["backup"]
+
+
+def test_trusted_network_matching_is_strict() -> None:
+    from agent.detection.tuning import Trusted, _Networks  # noqa: PLC0415
+
+    nets = _Networks(["10.0.0.0/8", "198.51.100.7", "2001:db8::/32"])
+    for text in ("10.1.2.3", "198.51.100.7", "2001:db8::1", "2001:DB8:0:0::ff",
+                 "2001:db8::2%eth0"):
+        assert nets(text), text
+    for text in ("11.0.0.1", "198.51.100.8", "2001:db9::1", "10.1.2", "010.1.2.3x", "", "x",
+                 "::ffff:10.1.2.3", "10.1.2.3/8", " 10.1.2.3"):
+        assert not nets(text), text
+    entry = Trusted("process.args", frozenset({"--backup"}).__contains__, None)
+    assert entry.matches({"process.args": ["tar", "--backup"]})
+    assert not entry.matches({"process.args": ["tar"]}) and not entry.matches({})
+    assert Trusted("destination.port", frozenset({"22"}).__contains__, None).matches(
+        {"destination.port": 22})
