@@ -159,3 +159,19 @@ def test_trusted_network_matching_is_strict() -> None:
     assert not entry.matches({"process.args": ["tar"]}) and not entry.matches({})
     assert Trusted("destination.port", frozenset({"22"}).__contains__, None).matches(
         {"destination.port": 22})
+
+
+def test_rules_commands_show_config_tuning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli import main  # noqa: PLC0415
+
+    config = tmp_path / "v.yaml"
+    config.write_text(f"detection:\n  rule_paths: [{AUTH}]\n"
+                      "  disabled_rules: [ssh_bruteforce, no_such_rule]\n")
+    assert main(["rules", "validate", "--no-lint", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "detection.disabled_rules: no loaded rule 'no_such_rule'" in out
+    assert main(["rules", "list", "--config", str(config)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if BRUTE in line)
+    assert "DISABLED" in row
