@@ -31,7 +31,7 @@ from agent.collectors.base import PollingCollector, StreamingCollector
 from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
 from agent.config import Config, load_config, read_secret
 from agent.detection import Engine, EngineOptions, LoadReport, load_rules
-from agent.detection.tuning import apply_config
+from agent.detection.tuning import apply_config, disabled_count
 from agent.errors import AgentError, CollectorError, ConfigErrors
 from agent.identity import Identity, detect_identity
 from agent.metrics import AgentMetrics
@@ -78,6 +78,7 @@ class Daemon:
         self._rule_mtimes: dict[Path, float] = {}
         report = self._load_rules(config)
         self.engine = Engine(report.ruleset, self.metrics, self._engine_options(config))
+        self.metrics.rules_disabled.set_function(lambda: disabled_count(self.engine.ruleset))
         self.router = AlertRouter(
             build_sinks(config, self.identity, self.metrics),
             self.metrics,
@@ -237,16 +238,15 @@ class Daemon:
         for rejection in report.rejections:
             log.info("rule rejected", extra={"rejection": str(rejection)})
         log.info("rules loaded", extra={"summary": report.summary_line()})
-        if not report.errors:  # detection.disabled_rules and trusted_sources (docs/tuning.md)
-            det = config.detection
-            tuned = apply_config(report.ruleset, det.disabled_rules, det.trusted_sources,
-                                 self.metrics)
-            report.ruleset = tuned.ruleset
-            for note in tuned.notes:
-                log.warning("rule tuning", extra={"note": note})
-            if tuned.disabled or det.trusted_sources:
-                log.info("rule tuning", extra={"disabled_rules": len(tuned.disabled),
-                                               "trusted_sources": len(det.trusted_sources)})
+        det = config.detection  # disabled_rules and trusted_sources (docs/tuning.md)
+        tuned = apply_config(report.ruleset, det.disabled_rules, det.trusted_sources,
+                             self.metrics)
+        report.ruleset = tuned.ruleset
+        for note in tuned.notes:
+            log.warning("rule tuning", extra={"note": note})
+        if tuned.disabled or det.trusted_sources:
+            log.info("rule tuning", extra={"disabled_rules": len(tuned.disabled),
+                                           "trusted_sources": len(det.trusted_sources)})
         self._rule_mtimes = _mtimes(paths + list(config.detection.extra_rule_paths))
         return report
 

@@ -208,8 +208,8 @@ class AgentMetrics:
         )
         self.rules_disabled = Gauge(
             "vedette_rules_disabled",
-            "Loaded rules not evaluated (detection.disabled_rules, and correlations counting "
-            "a disabled rule).", registry=registry,
+            "Loaded rules the running rule set leaves out (detection.disabled_rules, and "
+            "correlations counting a disabled rule).", registry=registry,
         )
         # Host collectors (agent/collectors: process, sockets, auth/web/audit logs, FIM, modules)
         self.process_events_lost = Counter(

@@ -105,6 +105,8 @@ class Tuning:
 
     filters: dict[str, tuple[tuple[str, Predicate], ...]] = field(default_factory=dict)
     trusted: tuple[Trusted, ...] = ()
+    disabled: frozenset[str] = frozenset()
+    """Ids of the loaded rules removed by ``detection.disabled_rules`` (for the gauge)."""
     silenced: dict[tuple[str, str], int] = field(default_factory=dict)
     """(rule id, reason) → matches silenced so far (also in the metric, when bound)."""
     _counters: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
@@ -139,6 +141,8 @@ class Tuning:
     def admit(self, matched: list[DetectionRule], event: Event) -> list[DetectionRule]:
         """The matched rules whose match stands (the engine's hook; a new list if any fell)."""
         watched = self._watched
+        if watched is not None and not watched:  # only disabled rules: nothing to check
+            return matched
         out: list[DetectionRule] | None = None
         for i, rule in enumerate(matched):
             if (watched is None or rule.id in watched) and not self._passes(rule.id, event):
@@ -217,7 +221,7 @@ def with_filters(ruleset: Ruleset, filters: FilterSet, exclude: frozenset[str] =
     """``ruleset`` carrying the compiled filters (all but ``exclude``d filter ids)."""
     by_rule = filters.by_rule(exclude)
     old = ruleset.tuning
-    tuning = Tuning(by_rule, old.trusted if old else ())
+    tuning = Tuning(by_rule, old.trusted if old else (), old.disabled if old else frozenset())
     return _rebuild(ruleset.detections, ruleset.correlations, tuning)
 
 
@@ -255,15 +259,19 @@ def apply_config(
         trusted.append(Trusted(entry.field, test, rules))
     old = ruleset.tuning
     filters = {k: v for k, v in (old.filters if old else {}).items() if k not in off}
-    tuning = Tuning(filters, tuple(trusted))
+    tuning = Tuning(filters, tuple(trusted), frozenset(off))
     out = _rebuild(detections, correlations, tuning)
     tuning.bind(metrics, out.by_id)
-    if metrics is not None:
-        metrics.rules_disabled.set(len(off))
     return Tuned(out, notes, frozenset(off))
+
+
+def disabled_count(ruleset: Ruleset) -> int:
+    """Loaded rules the running set leaves out (``vedette_rules_disabled``, read at scrape)."""
+    return len(ruleset.tuning.disabled) if ruleset.tuning is not None else 0
 
 
 def _rebuild(detections: tuple[DetectionRule, ...], correlations: tuple[CorrelationRule, ...],
              tuning: Tuning) -> Ruleset:
     """A new set (its routes are built for the new rules); no tuning object when idle."""
-    return Ruleset(detections, correlations, tuning=tuning if tuning.active else None)
+    idle = not (tuning.active or tuning.disabled)
+    return Ruleset(detections, correlations, tuning=None if idle else tuning)

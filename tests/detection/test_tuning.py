@@ -175,3 +175,27 @@ def test_rules_commands_show_config_tuning(
     assert main(["rules", "list", "--config", str(config)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if BRUTE in line)
     assert "DISABLED" in row
+
+
+def test_daemon_applies_tuning_even_when_another_rule_file_is_broken(tmp_path: Path) -> None:
+    """A broken local rule must not re-enable what the operator disabled."""
+    import yaml  # noqa: PLC0415
+
+    from agent.daemon import Daemon  # noqa: PLC0415
+
+    broken = tmp_path / "local"
+    broken.mkdir()
+    (broken / "bad.yml").write_text("title: x\nid: [\n")
+    config = tmp_path / "v.yaml"
+    config.write_text(yaml.safe_dump({
+        "agent": {"state_dir": str(tmp_path / "state")}, "metrics": {"enabled": False},
+        "sinks": {"jsonl": {"path": str(tmp_path / "a.jsonl")}},
+        "detection": {"rule_paths": [str(AUTH), str(broken)], "watch_rules": False,
+                      "disabled_rules": ["ssh_bruteforce"]},
+    }))
+    daemon = Daemon(config, load_config(config, environ={}))
+    try:
+        assert BRUTE not in daemon.engine.ruleset.by_id and SPRAY in daemon.engine.ruleset.by_id
+        assert daemon.registry.get_sample_value("vedette_rules_disabled") == 1
+    finally:
+        daemon.router.close()
