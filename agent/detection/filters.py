@@ -191,6 +191,10 @@ def _compile(
                     notes.append(f"{src}:{line}: note: filter {parsed.title!r} names correlation "
                                  f"{text}; it filters its base rule events, which also feed: "
                                  + ", ".join(others))
+    if not targets:
+        notes.append(f"{src}:{line}: note: filter {parsed.title!r} applies to no loaded rule "
+                     "(none of its logsource carries its fields)" if isinstance(refs, str) else
+                     f"{src}:{line}: note: filter {parsed.title!r} applies to no loaded rule")
     return CompiledFilter(fid, parsed.title, Source(src, line), fdoc.ruleset, tuple(named),
                           targets)
 

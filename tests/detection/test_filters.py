@@ -287,3 +287,13 @@ def test_unused_net_logsource_is_not_targeted_by_any(tmp_path: Path) -> None:
     engine = Engine(report.ruleset)
     assert opened(run(engine, [Event(T0, NET, {"destination.port": 4444,
                                                "user.name": "backup"})]))
+
+
+def test_filter_that_applies_to_nothing_is_a_note(tmp_path: Path) -> None:
+    curl_rule(tmp_path)
+    doc = filter_doc("any")
+    doc["filter"] = {"rules": "any", "s": {"dns.question.name": "x"}, "condition": "not s"}
+    write_rules(tmp_path, doc, name="filters.yml")
+    report = load_rules([tmp_path])
+    assert not report.errors
+    assert any("applies to no loaded rule" in n for n in report.filters.notes)
