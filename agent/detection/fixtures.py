@@ -30,28 +30,25 @@ the input path and yielding :class:`~agent.events.Event` objects.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from agent.alerts import Alert, Status
 from agent.collectors.log_decoders import DECODERS as LOG_DECODERS
 from agent.detection.engine import Engine, EngineOptions
+from agent.detection.expect_file import Case, load_cases
 from agent.detection.filters import CompiledFilter
 from agent.detection.loader import LoadReport
 from agent.detection.rule import CorrelationRule, Rule
 from agent.detection.ruleset import Ruleset
 from agent.detection.tuning import with_filters
-from agent.detection.yamlsafe import read_documents
 from agent.errors import RuleError
-from agent.events import Event, format_timestamp, parse_timestamp
+from agent.events import Event, format_timestamp
 from agent.netevents.pcap_input import PCAP_DECODERS
 
 Decoder = Callable[[Path], Iterator[Event]]
 DECODERS: dict[str, Decoder] = {}
-EXPECT_FILE = "expect.yml"
 MAX_FIXTURE_EVENTS = 1_000_000
 
 
@@ -79,30 +76,6 @@ for _kind, _decoder in LOG_DECODERS.items():
 # Capture files (pcap, pcapng) through the production packet processor (network issue).
 for _kind, _decoder in PCAP_DECODERS.items():
     register_decoder(_kind, _decoder)
-
-
-def tests_dir(rule_file: Path) -> Path:
-    return rule_file.with_name(rule_file.stem + ".tests")
-
-
-@dataclass
-class Expectation:
-    rule: str
-    group: dict[str, Any] | None = None
-    count: int | None = None
-    min_count: int | None = None
-    at: float | None = None
-    tolerance: float = 1.0
-
-
-@dataclass
-class Case:
-    name: str
-    input: Path
-    kind: str
-    expect: list[Expectation]
-    flush: bool = True
-    """Run the timers past the last event (close alerts, fire lt/lte windows)."""
 
 
 @dataclass
@@ -150,129 +123,6 @@ def rules_by_file(report: LoadReport) -> dict[str, list[Rule]]:
     for rules in out.values():
         rules.sort(key=lambda r: r.source.line)
     return out
-
-
-CASE_KEYS = frozenset({"name", "input", "kind", "expect", "flush"})
-EXPECT_KEYS = frozenset({"rule", "group", "count", "min_count", "at", "tolerance"})
-
-
-def load_cases(rule_file: Path, rules: list[Rule]) -> list[Case]:
-    """Parse ``<name>.tests/expect.yml``; :class:`RuleError` (with the line) on any problem."""
-    folder = tests_dir(rule_file)
-    expect = folder / EXPECT_FILE
-    if not expect.is_file():
-        return []
-    docs, lines = read_documents(expect)
-    data = docs[0].data if docs else None
-    src = str(expect)
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise RuleError("expect.yml needs a 'cases' list", src, 1)
-    where = _Lines(lines)
-    names = {r.name: r.id for r in rules if r.name} | {r.id: r.id for r in rules}
-    default = rules[-1].id if rules else ""
-    cases = []
-    for i, raw in enumerate(data["cases"], 1):
-        at = where.item(i)
-        if not isinstance(raw, dict) or "input" not in raw:
-            raise RuleError(f"case {i}: needs at least 'input' (and 'expect')", src, at)
-        unknown = sorted(set(map(str, raw)) - CASE_KEYS)
-        if unknown:
-            raise RuleError(f"case {i}: unknown key {unknown[0]!r} (valid: "
-                            f"{', '.join(sorted(CASE_KEYS))})", src, where.key(unknown[0], at))
-        name = str(raw.get("name", f"case {i}"))
-        inp = folder / str(raw["input"])
-        kind = str(raw.get("kind") or inp.suffix.lstrip("."))
-        if kind not in DECODERS:
-            raise RuleError(f"case {name!r}: unknown input kind {kind!r} "
-                            f"(registered: {', '.join(sorted(DECODERS))})", src,
-                            where.key("kind" if "kind" in raw else "input", at))
-        if not inp.is_file() or folder.resolve() not in inp.resolve().parents:
-            raise RuleError(f"case {name!r}: input {raw['input']!r} not found in {folder}", src,
-                            where.key("input", at))
-        if not isinstance(raw.get("expect") or [], list):
-            raise RuleError(f"case {name!r}: 'expect' must be a list of alerts ([] for none)",
-                            src, where.key("expect", at))
-        exps = []
-        for e in raw.get("expect") or []:
-            e_at = where.expectation(at)
-            if not isinstance(e, dict):
-                raise RuleError(f"case {name!r}: each expectation is a mapping", src, e_at)
-            ref = str(e.get("rule", default))
-            if ref not in names:
-                raise RuleError(f"case {name!r}: rule {ref!r} is not defined in {rule_file.name}",
-                                src, where.key("rule", e_at))
-            unknown = sorted(set(map(str, e)) - EXPECT_KEYS)
-            if unknown:
-                raise RuleError(f"case {name!r}: unknown key {unknown[0]!r} in an expectation "
-                                f"(valid: {', '.join(sorted(EXPECT_KEYS))})", src,
-                                where.key(unknown[0], e_at))
-            try:
-                when = parse_timestamp(e["at"]) if "at" in e else None
-            except ValueError:
-                raise RuleError(f"case {name!r}: 'at' must be an RFC 3339 time such as "
-                                f"\"2026-01-01T00:00:50Z\", not {e['at']!r}", src,
-                                where.key("at", e_at)) from None
-            try:
-                tolerance = float(e.get("tolerance", 1.0))
-            except (TypeError, ValueError):
-                raise RuleError(f"case {name!r}: 'tolerance' must be a number of seconds", src,
-                                where.key("tolerance", e_at)) from None
-            exps.append(Expectation(names[ref], e.get("group"), e.get("count"),
-                                    e.get("min_count"), when, tolerance))
-        cases.append(Case(name, inp, kind, exps, bool(raw.get("flush", True))))
-    return cases
-
-
-class _Lines:
-    """Approximate lines of cases, expectations and keys in expect.yml, for error messages.
-
-    Reads the text, not the YAML tree: a case starts at a ``- `` item of the ``cases`` list's
-    indentation, a key is the next ``key:`` after a given line.
-    """
-
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-        self.items: list[int] = []
-        indent = None
-        inside = False
-        for n, line in enumerate(lines, 1):
-            stripped = line.lstrip()
-            if not inside:
-                inside = stripped.startswith("cases:")
-                continue
-            if not stripped or stripped.startswith("#"):
-                continue
-            if stripped.startswith("- "):
-                col = len(line) - len(stripped)
-                indent = col if indent is None else indent
-                if col == indent:
-                    self.items.append(n)
-        self._cursor = 0
-
-    def item(self, i: int) -> int:
-        self._cursor = self.items[i - 1] if i - 1 < len(self.items) else 1
-        return self._cursor
-
-    def expectation(self, case_line: int) -> int:
-        """The next list item after the previous expectation (or the case's ``expect:``)."""
-        start = max(self._cursor, case_line)
-        for n in range(start + 1, len(self.lines) + 1):
-            text = self.lines[n - 1].lstrip()
-            if text.startswith("- ") and n not in self.items:
-                self._cursor = n
-                return n
-            if n in self.items:
-                break
-        return case_line
-
-    def key(self, key: str, from_line: int) -> int:
-        pattern = re.compile(rf"(^|[\s{{,-])['\"]?{re.escape(key)}['\"]?\s*:")
-        for n in range(from_line, len(self.lines) + 1):
-            if n != from_line and n in self.items:
-                break
-            if pattern.search(self.lines[n - 1]):
-                return n
-        return from_line
 
 
 def run_case(engine: Engine, case: Case, horizon: float) -> list[tuple[float, Alert]]:
@@ -370,7 +220,7 @@ def run_tests(
             continue
         alerting = [r for r in rules if getattr(r, "output", True)]
         try:
-            cases = load_cases(Path(file), rules)
+            cases = load_cases(Path(file), rules, DECODERS)
         except RuleError as exc:
             out.errors.append(exc)
             cases = []
@@ -426,7 +276,7 @@ def _run_filter_tests(
                 and all(rule_id != f.id for f in flts):
             continue
         try:
-            cases = load_cases(Path(file), rules)
+            cases = load_cases(Path(file), rules, DECODERS)
         except RuleError as exc:
             out.errors.append(exc)
             cases = []
