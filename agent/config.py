@@ -132,6 +132,28 @@ class HostMetricsSection(Section):
     )
 
 
+class TrustedSource(Section):
+    """Events whose ``field`` is in ``cidrs`` or equals one of ``values`` never alert."""
+
+    field: str = Field("source.ip", min_length=1, description="event field compared (ECS name)")
+    cidrs: list[str] = Field(default_factory=list, description="addresses or networks")
+    values: list[str] = Field(default_factory=list, description="exact values (case-sensitive)")
+    rules: list[str] = Field(
+        default_factory=list, description="rule ids or names it applies to; empty = every rule"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TrustedSource:
+        if bool(self.cidrs) == bool(self.values):
+            raise ValueError("give exactly one of cidrs or values")
+        for cidr in self.cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or network") from None
+        return self
+
+
 class DetectionSection(Section):
     shipped_rules: bool = Field(
         True, description="load the rules shipped with Vedette first (then rule_paths)"
@@ -156,6 +178,14 @@ class DetectionSection(Section):
         False, description="load rule paths other users can write to (refused by default)"
     )
     watch_interval_seconds: float = Field(5.0, gt=0)
+    disabled_rules: list[str] = Field(
+        default_factory=list, description="rule ids or names never evaluated (docs/tuning.md)"
+    )
+    trusted_sources: list[TrustedSource] = Field(
+        default_factory=list,
+        description="silence matches by field value, e.g. [{cidrs: [10.0.0.0/8], rules: "
+        "[ssh_bruteforce]}, {field: user.name, values: [backup]}] (docs/tuning.md)",
+    )
 
     def shipped_rule_paths(self) -> list[Path]:
         """The shipped rule folder, unless ``shipped_rules`` is off (or none is installed)."""

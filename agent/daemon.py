@@ -46,6 +46,7 @@ from agent.detection.sources import (
     path_problems,
     watched_paths,
 )
+from agent.detection.tuning import apply_config, disabled_count
 from agent.errors import AgentError, CollectorError, ConfigErrors, StartupRefused
 from agent.health import Health
 from agent.identity import Identity, detect_identity
@@ -109,6 +110,7 @@ class Daemon:
         # open alerts of the previous run (kill -9, power loss) carry on under their ids
         self.alert_state = AlertCheckpoint(self.state_dir / "alert-state.json")
         self.alert_state.restore(self.engine.books)
+        self.metrics.rules_disabled.set_function(lambda: disabled_count(self.engine.ruleset))
         self.router = AlertRouter(
             self._build_sinks(config),
             self.metrics,
@@ -305,6 +307,15 @@ class Daemon:
         for override in report.overrides:
             log.info("local rule override", extra={"override": override})
         log.info("rules loaded", extra={"summary": report.summary_line()})
+        det = config.detection  # disabled_rules and trusted_sources (docs/tuning.md)
+        tuned = apply_config(report.ruleset, det.disabled_rules, det.trusted_sources,
+                             self.metrics)
+        report.ruleset = tuned.ruleset
+        for note in tuned.notes:
+            log.warning("rule tuning", extra={"note": note})
+        if tuned.disabled or det.trusted_sources:
+            log.info("rule tuning", extra={"disabled_rules": len(tuned.disabled),
+                                           "trusted_sources": len(det.trusted_sources)})
         self._rule_mtimes = _mtimes(watched_paths(config.detection))
         return report
 

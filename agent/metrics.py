@@ -223,6 +223,17 @@ class AgentMetrics:
             "matched by single-event rules, never placed in a correlation window.",
             registry=registry,
         )
+        self.rule_matches_silenced = Counter(
+            "vedette_rule_matches_silenced_total",
+            "Rule matches silenced before alerting or counting, by rule and reason (filter: a "
+            "Sigma filter, trusted_source: detection.trusted_sources).",
+            ["rule", "reason"], registry=registry,
+        )
+        self.rules_disabled = Gauge(
+            "vedette_rules_disabled",
+            "Loaded rules the running rule set leaves out (detection.disabled_rules, and "
+            "correlations counting a disabled rule).", registry=registry,
+        )
         # Host collectors (agent/collectors: process, sockets, auth/web/audit logs, FIM, modules)
         self.process_events_lost = Counter(
             "vedette_process_events_lost_total",

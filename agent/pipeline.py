@@ -193,10 +193,11 @@ class Pipeline:
         while True:
             self.heartbeat = time.monotonic()
             batch = list(self._take(self._batch_size, max(0.0, next_tick - self._clock())))
-            if batch:
-                self._evaluate(batch)
+            # requests posted while waiting (a rule swap after SIGHUP) apply to this batch
             while not self._control.empty():
                 self._run_control(self._control.get_nowait())
+            if batch:
+                self._evaluate(batch)
             now = self._clock()
             if now >= next_tick or (self._stop.is_set() and not batch):
                 self._advance(now)

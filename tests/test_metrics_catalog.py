@@ -90,6 +90,8 @@ def test_catalog_covers_every_sample_name_of_agent_metrics() -> None:
     metrics = AgentMetrics(registry)
     metrics.events_dropped.labels("queue", "queue_full").inc()
     metrics.job_duration.labels("host").observe(0.1)
+    metrics.rule_matches_silenced.labels(rule="vedette.ssh_bruteforce", reason="filter").inc()
+    metrics.rules_disabled.set(1)
     for family in registry.collect():
         for sample in family.samples:
             assert sample.name in known, sample.name
@@ -110,6 +112,7 @@ def full_registry() -> CollectorRegistry:
     metrics.events_dropped.labels("queue", "queue_full").inc(3)
     metrics.job_duration.labels("host_metrics").observe(0.02)
     metrics.alerts.labels("vedette.ssh_bruteforce", "high").inc()
+    metrics.rule_matches_silenced.labels("vedette.ssh_bruteforce", "trusted_source").inc()
     return registry
 
 

@@ -18,6 +18,7 @@ from agent.detection.lint import lint
 from agent.detection.loader import LoadReport, load_rules
 from agent.detection.rule import CorrelationRule, Rule
 from agent.detection.sources import load_configured
+from agent.detection.tuning import Tuned, apply_config
 from agent.errors import ConfigErrors
 
 EXIT_FAILED = 1
@@ -63,24 +64,34 @@ def _paths(args: argparse.Namespace) -> list[Path]:
 
 
 def _load(args: argparse.Namespace) -> LoadReport | None:
+    report, _ = _load_tuned(args)
+    return report
+
+
+def _load_tuned(args: argparse.Namespace) -> tuple[LoadReport | None, Tuned | None]:
+    """The rules, and (configured rule paths only) the config's disabled/trusted tuning."""
     if args.paths:
-        return load_rules(args.paths)
+        return load_rules(args.paths), None
     try:
         config = load_config(args.config)
     except ConfigErrors as exc:
         print_config_errors(exc)
-        return None
-    return load_configured(config.detection)
+        return None, None
+    report = load_configured(config.detection)
+    det = config.detection
+    return report, apply_config(report.ruleset, det.disabled_rules, det.trusted_sources)
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    report = _load(args)
+    report, tuned = _load_tuned(args)
     if report is None:
         return EXIT_FAILED
     for err in report.errors:
         print(err.location_text())
     for rejection in report.rejections:
         print(rejection)
+    for note in [*report.filters.notes, *(tuned.notes if tuned else [])]:
+        print(note)
     if not args.no_lint:
         for warning in lint(_paths(args)):
             print(warning)
@@ -98,17 +109,24 @@ def _logsource(rule: Rule, report: LoadReport) -> str:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    report = _load(args)
+    report, tuned = _load_tuned(args)
     if report is None:
         return EXIT_FAILED
     coverage = run_tests(report, own_only=False, execute=False).coverage
     status = {c.rule_id: c.status for c in coverage}
+    disabled = tuned.disabled if tuned else frozenset()
     rows = [("ID", "TITLE", "LEVEL", "LOGSOURCE", "CORRELATION", "TESTS")]
     for rule in report.ruleset.rules():
         kind = rule.type.value if isinstance(rule, CorrelationRule) else "-"
         test = status.get(rule.id, "silent (base rule)")
+        if rule.id in disabled:
+            test = "DISABLED (detection.disabled_rules)"
         rows.append((rule.id, rule.ref.title[:60], rule.ref.level, _logsource(rule, report),
                      kind, test))
+    for flt in report.filters.filters:
+        names = [report.ruleset.by_id[r].ref.title for r in flt.named] or ["any"]
+        rows.append((flt.id, f"filter: {flt.title}"[:60], "-", ", ".join(names)[:60],
+                     "filter", status.get(flt.id, "untested")))
     _table(rows)
     print(report.summary_line())
     return EXIT_FAILED if report.errors else 0
@@ -153,5 +171,13 @@ def _print_results(result: TestReport, verbose: bool, strict: bool) -> None:
         what = "no fixtures" if c.status == "untested" else f"{c.status} fixture"
         print(f"{label}: {c.file}: rule {c.rule_id} ({c.title}): {what}")
     passed = sum(1 for r in result.results if r.passed)
-    print(f"{len(result.results)} cases: {passed} passed, {len(result.results) - passed} failed; "
-          f"{len(result.coverage)} rules, {len(gaps)} without positive and negative fixtures")
+    filters = sum(1 for c in result.coverage if c.title.startswith("filter: "))
+    tested = _n(len(result.coverage) - filters, "rule") + (
+        f" and {_n(filters, 'filter')}" if filters else "")
+    print(f"{_n(len(result.results), 'case')}: {passed} passed, "
+          f"{len(result.results) - passed} failed; {tested}, {len(gaps)} without positive "
+          "and negative fixtures")
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")

@@ -199,6 +199,11 @@ class Engine:
                 entry.missed(key, fields, matched)
         if not matched:
             return []
+        tuning = self.ruleset.tuning
+        if tuning is not None:  # filters and trusted sources (agent/detection/tuning.py)
+            matched = tuning.admit(matched, event)
+            if not matched:
+                return []
         out: list[Alert] = []
         pending: dict[State, list[str]] | None = None
         late: bool | None = None

@@ -33,21 +33,22 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from agent.alerts import Alert, Status
 from agent.collectors.log_decoders import DECODERS as LOG_DECODERS
 from agent.detection.engine import Engine, EngineOptions
+from agent.detection.expect_file import Case, load_cases
+from agent.detection.filters import CompiledFilter
 from agent.detection.loader import LoadReport
 from agent.detection.rule import CorrelationRule, Rule
-from agent.detection.yamlsafe import read_documents
+from agent.detection.ruleset import Ruleset
+from agent.detection.tuning import with_filters
 from agent.errors import RuleError
-from agent.events import Event, parse_timestamp
+from agent.events import Event, format_timestamp
 from agent.netevents.pcap_input import PCAP_DECODERS
 
 Decoder = Callable[[Path], Iterator[Event]]
 DECODERS: dict[str, Decoder] = {}
-EXPECT_FILE = "expect.yml"
 MAX_FIXTURE_EVENTS = 1_000_000
 
 
@@ -75,30 +76,6 @@ for _kind, _decoder in LOG_DECODERS.items():
 # Capture files (pcap, pcapng) through the production packet processor (network issue).
 for _kind, _decoder in PCAP_DECODERS.items():
     register_decoder(_kind, _decoder)
-
-
-def tests_dir(rule_file: Path) -> Path:
-    return rule_file.with_name(rule_file.stem + ".tests")
-
-
-@dataclass
-class Expectation:
-    rule: str
-    group: dict[str, Any] | None = None
-    count: int | None = None
-    min_count: int | None = None
-    at: float | None = None
-    tolerance: float = 1.0
-
-
-@dataclass
-class Case:
-    name: str
-    input: Path
-    kind: str
-    expect: list[Expectation]
-    flush: bool = True
-    """Run the timers past the last event (close alerts, fire lt/lte windows)."""
 
 
 @dataclass
@@ -148,50 +125,6 @@ def rules_by_file(report: LoadReport) -> dict[str, list[Rule]]:
     return out
 
 
-def load_cases(rule_file: Path, rules: list[Rule]) -> list[Case]:
-    """Parse ``<name>.tests/expect.yml``; :class:`RuleError` on any problem."""
-    folder = tests_dir(rule_file)
-    expect = folder / EXPECT_FILE
-    if not expect.is_file():
-        return []
-    docs, _ = read_documents(expect)
-    data = docs[0].data if docs else None
-    src = str(expect)
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise RuleError("expect.yml needs a 'cases' list", src, 1)
-    names = {r.name: r.id for r in rules if r.name} | {r.id: r.id for r in rules}
-    default = rules[-1].id if rules else ""
-    cases = []
-    for i, raw in enumerate(data["cases"], 1):
-        if not isinstance(raw, dict) or "input" not in raw:
-            raise RuleError(f"case {i}: needs at least 'input' (and 'expect')", src)
-        name = str(raw.get("name", f"case {i}"))
-        inp = folder / str(raw["input"])
-        kind = str(raw.get("kind") or inp.suffix.lstrip("."))
-        if kind not in DECODERS:
-            raise RuleError(f"case {name!r}: unknown input kind {kind!r} "
-                            f"(registered: {', '.join(sorted(DECODERS))})", src)
-        if not inp.is_file() or folder.resolve() not in inp.resolve().parents:
-            raise RuleError(f"case {name!r}: input {raw['input']!r} not found in {folder}", src)
-        exps = []
-        for e in raw.get("expect") or []:
-            if not isinstance(e, dict):
-                raise RuleError(f"case {name!r}: each expectation is a mapping", src)
-            ref = str(e.get("rule", default))
-            if ref not in names:
-                raise RuleError(f"case {name!r}: rule {ref!r} is not defined in {rule_file.name}",
-                                src)
-            unknown = set(e) - {"rule", "group", "count", "min_count", "at", "tolerance"}
-            if unknown:
-                raise RuleError(f"case {name!r}: unknown keys {sorted(unknown)}", src)
-            exps.append(Expectation(
-                names[ref], e.get("group"), e.get("count"), e.get("min_count"),
-                parse_timestamp(e["at"]) if "at" in e else None, float(e.get("tolerance", 1.0)),
-            ))
-        cases.append(Case(name, inp, kind, exps, bool(raw.get("flush", True))))
-    return cases
-
-
 def run_case(engine: Engine, case: Case, horizon: float) -> list[tuple[float, Alert]]:
     """Feed a case's events; returns every alert snapshot with the virtual time it was sent."""
     sent: list[tuple[float, Alert]] = []
@@ -211,7 +144,16 @@ def run_case(engine: Engine, case: Case, horizon: float) -> list[tuple[float, Al
     return sent
 
 
-def check_case(case: Case, file_rules: set[str], sent: list[tuple[float, Alert]]) -> list[str]:
+def check_case(
+    case: Case, file_rules: set[str], sent: list[tuple[float, Alert]],
+    titles: dict[str, str] | None = None,
+) -> list[str]:
+    titles = titles or {}
+
+    def rule(rule_id: str) -> str:
+        title = titles.get(rule_id)
+        return f"{title!r} ({rule_id})" if title else rule_id
+
     opened: dict[str, tuple[float, Alert]] = {}
     final: dict[str, Alert] = {}
     for when, alert in sent:
@@ -233,20 +175,22 @@ def check_case(case: Case, file_rules: set[str], sent: list[tuple[float, Alert]]
             hit = alert_id
             break
         if hit is None:
-            problems.append(f"expected an alert of {exp.rule} group={exp.group} — none")
+            group = f" group={exp.group}" if exp.group is not None else ""
+            problems.append(f"expected an alert of {rule(exp.rule)}{group}: none was raised")
             continue
         when, alert = unmatched.pop(hit)
         count = final[hit].count
         if exp.count is not None and count != exp.count:
-            problems.append(f"{exp.rule}: count {count}, expected {exp.count}")
+            problems.append(f"{rule(exp.rule)}: count {count}, expected {exp.count}")
         if exp.min_count is not None and count < exp.min_count:
-            problems.append(f"{exp.rule}: count {count}, expected at least {exp.min_count}")
+            problems.append(f"{rule(exp.rule)}: count {count}, expected at least "
+                            f"{exp.min_count}")
         if exp.at is not None and abs(when - exp.at) > exp.tolerance:
-            problems.append(f"{exp.rule}: fired at {when:.3f}, expected {exp.at:.3f} "
-                            f"± {exp.tolerance:g} s")
+            problems.append(f"{rule(exp.rule)}: fired at {format_timestamp(when)}, expected "
+                            f"{format_timestamp(exp.at)} ± {exp.tolerance:g} s")
     for when, alert in unmatched.values():
-        problems.append(f"unexpected alert of {alert.rule.id} ({alert.rule.title}) "
-                        f"group={alert.group} at {when:.3f}")
+        problems.append(f"unexpected alert of {alert.rule.title!r} ({alert.rule.id}) "
+                        f"group={alert.group} at {format_timestamp(when)}")
     return problems
 
 
@@ -267,6 +211,8 @@ def run_tests(
     options = options or EngineOptions()
     out = TestReport()
     span = horizon(report, options.late_allowance_seconds)
+    # a rule's fixtures test the rule: local filters (tested by their own fixtures) stay out
+    bare = Ruleset(report.ruleset.detections, report.ruleset.correlations)
     for file, rules in sorted(rules_by_file(report).items()):
         if own_only and all(r.ref.ruleset != "vedette" for r in rules):
             continue
@@ -274,13 +220,14 @@ def run_tests(
             continue
         alerting = [r for r in rules if getattr(r, "output", True)]
         try:
-            cases = load_cases(Path(file), rules)
+            cases = load_cases(Path(file), rules, DECODERS)
         except RuleError as exc:
             out.errors.append(exc)
             cases = []
         positive: set[str] = set()
         negative: set[str] = set()
         ids = {r.id for r in alerting}
+        titles = {r.id: r.ref.title for r in rules}
         for case in cases:
             if not execute:
                 expected = {e.rule for e in case.expect}
@@ -288,13 +235,13 @@ def run_tests(
                 negative |= ids - expected
                 continue
             try:
-                sent = run_case(Engine(report.ruleset, None, options), case, span)
+                sent = run_case(Engine(bare, None, options), case, span)
             except Exception as exc:  # a decoder refusing its input fails the case, not the run
                 reason = exc.location_text() if isinstance(exc, RuleError) else (
                     f"{case.input}: {type(exc).__name__}: {exc}")
                 out.results.append(CaseResult(file, case.name, False, [reason]))
                 continue
-            problems = check_case(case, ids, sent)
+            problems = check_case(case, ids, sent, titles)
             expected = {e.rule for e in case.expect}
             positive |= expected
             negative |= ids - expected
@@ -303,7 +250,57 @@ def run_tests(
         for rule in alerting:
             out.coverage.append(Coverage(rule.id, rule.ref.title, file, rule.id in positive,
                                          rule.id in negative))
+    _run_filter_tests(report, out, rule_id, options, span, execute)
     return out
+
+
+def _run_filter_tests(
+    report: LoadReport, out: TestReport, rule_id: str | None, options: EngineOptions,
+    span: float, execute: bool,
+) -> None:
+    """Fixtures of filter files: each case runs with and without the file's filters.
+
+    A filter is *positive*-tested by a case in which it silences an alert its rules raise
+    without it, and *negative*-tested by a case in which one of its rules still alerts.
+    """
+    by_file: dict[str, list[CompiledFilter]] = {}
+    for flt in report.filters.filters:
+        if flt.ruleset == "vedette":
+            by_file.setdefault(flt.source.path, []).append(flt)
+    ruleset = report.ruleset
+    for file, flts in sorted(by_file.items()):
+        targets = {rid for f in flts for rid in f.targets}
+        rules: list[Rule] = [r for r in ruleset.detections if r.id in targets and r.output]
+        rules += [c for c in ruleset.correlations if targets & set(c.rules)]
+        if rule_id is not None and all(rule_id not in (r.id, r.name) for r in rules) \
+                and all(rule_id != f.id for f in flts):
+            continue
+        try:
+            cases = load_cases(Path(file), rules, DECODERS)
+        except RuleError as exc:
+            out.errors.append(exc)
+            cases = []
+        ids = {r.id for r in rules}
+        unfiltered = with_filters(ruleset, report.filters, frozenset(f.id for f in flts))
+        silences = lets_through = bool(cases) and not execute  # unexecuted: has cases
+        for case in cases if execute else []:
+            try:
+                sent = run_case(Engine(ruleset, None, options), case, span)
+                bare = run_case(Engine(unfiltered, None, options), case, span)
+            except Exception as exc:  # a decoder refusing its input fails the case
+                reason = exc.location_text() if isinstance(exc, RuleError) else (
+                    f"{case.input}: {type(exc).__name__}: {exc}")
+                out.results.append(CaseResult(file, case.name, False, [reason]))
+                continue
+            problems = check_case(case, ids, sent, {r.id: r.ref.title for r in rules})
+            opened = sum(1 for _, a in sent if a.status is Status.OPEN and a.rule.id in ids)
+            without = sum(1 for _, a in bare if a.status is Status.OPEN and a.rule.id in ids)
+            silences |= without > opened
+            lets_through |= opened > 0
+            out.results.append(CaseResult(file, case.name, not problems, problems, opened))
+        for flt in flts:
+            out.coverage.append(Coverage(flt.id, f"filter: {flt.title}", file, silences,
+                                         lets_through))
 
 
 def junit_xml(report: TestReport, strict: bool = False) -> str:

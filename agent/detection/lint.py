@@ -46,10 +46,22 @@ def lint(paths: Iterable[Path]) -> list[LintWarning]:
     offline = [v for name, v in sorted(validators.items()) if name not in ONLINE_VALIDATORS]
     try:
         collection = SigmaCollection.load_ruleset(files, collect_errors=True)
-        rules: Any = iter(collection.rules)
-        issues = SigmaValidator(offline).validate_rules(rules)
-    except Exception as exc:  # the loader reports broken files; lint stays best effort
-        return [LintWarning("<rules>", "-", "lint", f"validators could not run: {exc}")]
+    except Exception:  # the loader reports broken files with file:line; lint is best effort
+        return []
+    # Rules pySigma could not parse are the loader's errors; validators would only crash on
+    # them (internal exception text is no help to an author), so they are left out. Should a
+    # validator still fail, each rule is validated alone so that one rule costs only its own
+    # findings (the cross-rule checks, such as duplicate titles, then run per rule).
+    good: list[Any] = [r for r in collection.rules if not getattr(r, "errors", None)]
+    issues: list[Any] = []
+    try:
+        issues = list(SigmaValidator(offline).validate_rules(iter(good)))
+    except Exception:
+        for rule in good:
+            try:
+                issues.extend(SigmaValidator(offline).validate_rules(iter([rule])))
+            except Exception:  # noqa: S112 - a validator bug must not hide other findings
+                continue
     out = []
     for issue in issues:
         affected: list[Any] = list(issue.rules) or [None]

@@ -22,7 +22,7 @@ from sigma.exceptions import SigmaConditionError, SigmaError, SigmaRuleLocation
 from sigma.rule import SigmaRule
 
 from agent.alerts import RuleRef
-from agent.detection import correlation_compiler
+from agent.detection import authoring, correlation_compiler, filters, tuning
 from agent.detection.codegen import compile_tree
 from agent.detection.fields import lookup
 from agent.detection.matcher import (
@@ -72,6 +72,8 @@ class LoadReport:
     """``file:line: overrides <id> (first defined at file:line)`` for every local override."""
     internal_alerts: list[Any] = field(default_factory=list)
     """Alerts the agent raises about the load itself (``agent.alerts.Alert``: refused paths)."""
+    filters: filters.FilterSet = field(default_factory=filters.FilterSet)
+    """Sigma filters (compiled into ``ruleset.tuning``) and notes about them."""
 
     @property
     def compiled(self) -> int:
@@ -82,8 +84,15 @@ class LoadReport:
         return self.compiled + len(self.rejections) + self.failed
 
     def summary_line(self) -> str:
-        return (f"{self.total} rules: {self.compiled} compiled, {len(self.rejections)} rejected, "
-                f"{len(self.errors)} errors")
+        line = (f"{_n(self.total, 'rule')}: {self.compiled} compiled, "
+                f"{len(self.rejections)} rejected, {_n(len(self.errors), 'error')}")
+        if self.filters.filters:
+            line += f"; {_n(len(self.filters.filters), 'filter')}"
+        return line
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 @dataclass
@@ -156,6 +165,7 @@ class _Loader:
         """0: shipped and third-party paths; each local path (which may override) one more."""
         self.layers: dict[str, int] = {}
         self.overrides: list[str] = []
+        self.filter_docs: list[filters.FilterDoc] = []
 
     # -------------------------------------------------------------- reading
 
@@ -182,6 +192,9 @@ class _Loader:
         src = str(file)
         if not isinstance(doc.data, dict):
             self.error(RuleError("a rule document must be a mapping", src, doc.line))
+            return
+        if filters.is_filter(doc.data):  # compiled in finish(), against the loaded rules
+            self.filter_docs.append(filters.FilterDoc(file, doc, lines, ruleset))
             return
         if "action" in doc.data:
             self.error(RuleError("multi-document 'action' collections are not supported; "
@@ -257,8 +270,13 @@ class _Loader:
         silent = set(outcome.silenced)
         final = [replace(d, output=False) if d.id in silent else d for d in detections.values()]
         ruleset = Ruleset(tuple(final), tuple(outcome.correlations))
+        rejected_ids = frozenset(r.rule_id for r in self.rejections)
+        filter_set = filters.compile_filters(self.filter_docs, ruleset, self.ids, rejected_ids)
+        self.errors.extend(filter_set.errors)  # not rule documents: not in self.failed
+        if filter_set.filters:
+            ruleset = tuning.with_filters(ruleset, filter_set)
         return LoadReport(ruleset, self.errors, self.rejections, self.failed, self.files,
-                          self.overrides)
+                          self.overrides, filters=filter_set)
 
     def compile_detection(self, cand: _Candidate) -> DetectionRule | Rejection:
         rule = cand.rule
@@ -291,6 +309,12 @@ class _Loader:
         tree: Tree = trees[0] if len(trees) == 1 else Node("or", list(trees))
         used = referenced_fields(tree)
         missing = [f for f in used if entry.resolve(f) is None]
+        for name in missing if cand.ruleset == OWN_RULESET or entry.product == "vedette" else ():
+            hint = authoring.typo(entry, name) if name != "message" else None
+            if hint is not None:  # a misspelt field is an error, not a rejection
+                at = authoring.field_line(cand.lines, cand.doc_span, name)
+                raise RuleError(f"unknown field {name!r} for {entry.key_text} events: {hint}",
+                                src, at or _key_line(cand, "detection"))
         if missing:
             what = "keywords need a raw message line, which" if missing == ["message"] else \
                 f"needs field(s) {', '.join(missing)}, which"
@@ -321,7 +345,12 @@ class _Loader:
         try:
             return RuleOptions.from_attribute(cand.rule.custom_attributes.get(OPTIONS_KEY))
         except ValueError as exc:
-            raise RuleError(str(exc), cand.source.path, _key_line(cand, OPTIONS_KEY)) from None
+            line = _key_line(cand, OPTIONS_KEY)
+            key = re.search(rf"{OPTIONS_KEY}\.([\w-]+)", str(exc))  # the offending option's line
+            if key is not None:
+                line = _guess_line(f"'{key.group(1)}:'", cand.lines, replace(
+                    cand, doc_span=(line, cand.doc_span[1])), line)
+            raise RuleError(str(exc), cand.source.path, line) from None
 
 
 def content_hash(doc: dict[str, Any], ruleset: str) -> str:
@@ -349,7 +378,8 @@ def _rule_ref(cand: _Candidate) -> RuleRef:
 
 def _sigma_reason(exc: BaseException) -> str:
     text = str(exc.args[0]) if isinstance(exc, SigmaError) and exc.args else str(exc)
-    return re.sub(r"\s+in \S+\.ya?ml$", "", text.strip()) or type(exc).__name__
+    return authoring.explain(re.sub(r"\s+in \S+\.ya?ml$", "", text.strip())
+                             or type(exc).__name__)
 
 
 def _key_line(cand: _Candidate, key: str) -> int:
@@ -372,5 +402,11 @@ def _guess_line(reason: str, lines: Sequence[str], where: Any, default: int) -> 
     if "condition" in reason.lower():
         for i in range(span[0] - 1, min(span[1], len(lines))):
             if lines[i].lstrip().startswith("condition"):
+                return i + 1
+    key = authoring.reason_key(reason)  # e.g. "No detections defined": the detection key
+    if key is not None:
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*:")
+        for i in range(span[0] - 1, min(span[1], len(lines))):
+            if pattern.match(lines[i]):
                 return i + 1
     return default

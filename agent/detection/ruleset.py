@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import re2 as _re2  # google-re2: the linear-time guarantee; a declared dependency, no fallback
 
@@ -20,6 +20,9 @@ from agent.detection.matcher import Leaf, Tree, referenced_fields
 from agent.detection.regex_literals import regex_literals
 from agent.detection.rule import CorrelationRule, DetectionRule, Rule
 from agent.events import LogSource
+
+if TYPE_CHECKING:
+    from agent.detection.tuning import Tuning
 
 BASENAME_FIELDS = frozenset({"process.executable", "process.parent.executable", "file.path"})
 MAX_ROUTES = 1024
@@ -156,6 +159,8 @@ class Ruleset:
         default_factory=dict, repr=False, compare=False
     )
     _active: tuple[DetectionRule, ...] = field(default=(), init=False, repr=False, compare=False)
+    tuning: Tuning | None = field(default=None, repr=False, compare=False)
+    """Filters and trusted sources checked after a match (:mod:`agent.detection.tuning`)."""
 
     def __post_init__(self) -> None:
         for rule in self.rules():

@@ -37,7 +37,7 @@ def errors_of(folder: Path, text: str) -> list[str]:
 
 def test_good_rule_and_summary_line(tmp_path: Path) -> None:
     report = load(tmp_path, GOOD)
-    assert report.summary_line() == "1 rules: 1 compiled, 0 rejected, 0 errors"
+    assert report.summary_line() == "1 rule: 1 compiled, 0 rejected, 0 errors"
     assert report.ruleset.detections[0].ref.title == "good"
 
 
@@ -102,7 +102,7 @@ def test_invalid_sigma_is_a_located_error(
     err = report.errors[0]
     assert err.path == str(path) and needle in err.reason
     assert err.line == line, (err.line, path.read_text())
-    assert report.summary_line() == "1 rules: 0 compiled, 0 rejected, 1 errors"
+    assert report.summary_line() == "1 rule: 0 compiled, 0 rejected, 1 error"
 
 
 def test_catastrophic_backtracking_regex_runs_in_linear_time(tmp_path: Path) -> None:
@@ -204,9 +204,13 @@ def test_vedette_options_are_validated_with_their_line(tmp_path: Path) -> None:
     path = write_rules(tmp_path, doc)
     report = load_rules([tmp_path])
     assert len(report.errors) == 1 and "unknown option vedette.cooldwn" in report.errors[0].reason
-    assert path.read_text().splitlines()[report.errors[0].line - 1].startswith("vedette:")
-    doc = rule_doc({"sel": {"Image": "x"}, "condition": "sel"}, vedette={"max_groups": -1})
-    assert load(tmp_path, doc).errors
+    # the line of the offending option, not only of the vedette: block
+    assert path.read_text().splitlines()[report.errors[0].line - 1].strip() == "cooldwn: 5"
+    doc = rule_doc({"sel": {"Image": "x"}, "condition": "sel"},
+                   vedette={"fields": ["user.name"], "max_groups": -1})
+    errors = load(tmp_path, doc).errors
+    assert errors and path.read_text().splitlines()[errors[0].line - 1].strip() == \
+        "max_groups: -1"
 
 
 def test_missing_path_and_errors_counted(tmp_path: Path) -> None:
@@ -228,7 +232,7 @@ def test_fixture_folders_are_not_rules(tmp_path: Path) -> None:
     write_rules(tmp_path, GOOD, name="r.yml")
     (tmp_path / "r.tests").mkdir()
     (tmp_path / "r.tests" / "expect.yml").write_text("cases: []\n")
-    assert load_rules([tmp_path]).summary_line() == "1 rules: 1 compiled, 0 rejected, 0 errors"
+    assert load_rules([tmp_path]).summary_line() == "1 rule: 1 compiled, 0 rejected, 0 errors"
 
 
 def test_correlation_options_are_checked_against_the_base_logsource(tmp_path: Path) -> None:

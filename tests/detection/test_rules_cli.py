@@ -47,7 +47,7 @@ def test_validate_prints_located_errors_rejections_and_summary(
     (tmp_path / "bad.yml").write_text("title: x\nid: [\n")
     assert main(["rules", "validate", str(tmp_path)]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "3 rules: 1 compiled, 1 rejected, 1 errors"
+    assert out[-1] == "3 rules: 1 compiled, 1 rejected, 1 error"
     assert any(line.startswith(f"{tmp_path / 'bad.yml'}:") for line in out)
     assert any("rejected" in line and "LogonId" in line for line in out)
     (tmp_path / "bad.yml").unlink()
@@ -176,7 +176,7 @@ def test_default_paths_come_from_the_config(
                                                    "rule_paths": [str(rules)]}}))
     assert main(["rules", "validate", "--config", str(config)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "1 rules: 1 compiled, 0 rejected, 0 errors"
+    assert out[-1] == "1 rule: 1 compiled, 0 rejected, 0 errors"
 
 
 def test_junit_lists_fixture_gaps_in_strict_mode(tmp_path: Path) -> None:
