@@ -87,10 +87,12 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
 
     # auto: the journal when this host has one (its entries carry who really wrote them, see
     # journal_trust), the syslog files otherwise (docs/host.md "Trust boundaries")
+    # (with auto and neither a journal nor any of the files, nothing is followed: degraded below)
     journal_present = any(os.path.isdir(d) for d in JOURNAL_DIRS)
     journal_auto = section.journal == "auto" and journal_present and os.access(
         section.journalctl, os.X_OK)
-    if section.paths and (section.journal != "auto" or not journal_auto):
+    any_file = any(p.exists() for p in section.paths)
+    if section.paths and not journal_auto and (any_file or section.journal != "auto"):
         out.append(LogTailCollector(
             "auth_logs", list(section.paths), decoder,
             OffsetStore(ctx.state_dir / "offsets-auth-logs.json"), ctx.metrics,
