@@ -234,6 +234,9 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
+            problems = preflight.check(new, self.config_path)
+            if problems:
+                raise ConfigErrors(problems)
         except ConfigErrors as exc:
             self.metrics.config_reloads.labels("error").inc()
             for err in exc.errors:

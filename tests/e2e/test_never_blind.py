@@ -183,3 +183,16 @@ def test_an_invalid_cidr_is_exit_2(agent_factory: Factory) -> None:
     errors = refused(agent, 2)
     assert len(errors) == 1 and "network.local_networks.0: '10.0.0.0/33' is not a CIDR" in \
         errors[0]
+
+
+def test_a_reload_to_a_config_with_an_unusable_file_is_refused(
+    agent_factory: Factory, tmp_path: Path
+) -> None:
+    agent = agent_factory(QUIET).start()
+    agent.config["threat_intel"] = {"files": [str(tmp_path / "no-feed.txt")]}
+    agent.write_config()
+    agent.send_signal(signal.SIGHUP)
+    agent.wait_for(lambda: (agent.sample("vedette_config_reloads_total",
+                                         {"result": "error"}) or 0) >= 1, what="refused reload")
+    assert f"threat_intel.files.0: {tmp_path / 'no-feed.txt'}: cannot read" in agent.logs()
+    assert agent.stop() == 0

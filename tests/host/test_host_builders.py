@@ -85,3 +85,19 @@ def test_auto_prefers_the_journal_over_syslog_files(tmp_path: Path,
 def test_config_rejects_relative_fim_paths() -> None:
     with pytest.raises(ValidationError):
         Config.model_validate({"fim": {"paths": ["etc/passwd"]}})
+
+
+def test_auth_logs_without_any_source_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.collectors.host_builders as host_builders  # noqa: PLC0415
+
+    monkeypatch.setattr(host_builders, "JOURNAL_DIRS", (str(tmp_path / "no-journal"),))
+    missing = str(tmp_path / "nope.log")
+    nothing = _ctx(tmp_path, auth_logs={"paths": [missing]})
+    with pytest.raises(CollectorError, match="no authentication log to follow"):
+        BUILDERS["auth_logs"](nothing)
+    forced = _ctx(tmp_path, auth_logs={"paths": [missing], "journal": "on",
+                                       "journalctl": "/bin/true"})
+    with pytest.raises(CollectorError, match="no systemd journal"):
+        BUILDERS["auth_logs"](forced)
