@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 BRUTE = "37b4f665-86db-49b5-b86f-fa53159d6c25"      # SSH brute force from one source
 FAILURE = "46a857c9-db04-4b90-b89d-bd4c940f3350"    # its base rule (one failed attempt)
 SPRAY = "76a389f4-f83f-5834-acbe-89aa1717759e"      # SSH password spraying
+WAIT = 30.0  # seconds; the CI machine is shared
 SCANNER = "198.18.0.7"
 OTHER = "198.18.0.66"
 
@@ -66,6 +67,10 @@ def _groups(agent: AgentProcess, rule: str) -> set[str]:
             if a["rule"]["id"] == rule}
 
 
+def _wait(agent: AgentProcess, predicate: Callable[[], bool], what: str) -> None:
+    agent.wait_for(predicate, timeout=WAIT, what=what)
+
+
 def _processed(agent: AgentProcess) -> float:
     return agent.sample("vedette_events_processed_total", {"stage": "detection"}) or 0.0
 
@@ -74,7 +79,7 @@ def _after_lines(agent: AgentProcess, write: Callable[[], None], lines: int) -> 
     """Write log lines and wait until detection processed them all."""
     before = _processed(agent)
     write()
-    agent.wait_for(lambda: _processed(agent) >= before + lines, what=f"{lines} auth events")
+    _wait(agent, lambda: _processed(agent) >= before + lines, what=f"{lines} auth events")
 
 
 def test_sigma_filter_silences_one_source_of_a_shipped_rule(
@@ -91,10 +96,10 @@ def test_sigma_filter_silences_one_source_of_a_shipped_rule(
     }).start()
     _after_lines(agent, lambda: _fail(auth_log, SCANNER, 8), 8)
     _fail(auth_log, OTHER, 6)
-    agent.wait_for(lambda: OTHER in _groups(agent, BRUTE), what="brute-force alert for OTHER")
+    _wait(agent, lambda: OTHER in _groups(agent, BRUTE), what="brute-force alert for OTHER")
     assert _groups(agent, BRUTE) == {OTHER}
     # the filter names the brute-force rule only: spraying still sees the scanner
-    agent.wait_for(lambda: SCANNER in _groups(agent, SPRAY), what="spraying alert")
+    _wait(agent, lambda: SCANNER in _groups(agent, SPRAY), what="spraying alert")
     assert agent.sample("vedette_rule_matches_silenced_total",
                         {"rule": FAILURE, "reason": "filter"}) == 8
     assert agent.stop() == 0
@@ -112,11 +117,11 @@ def test_disabled_rules_and_trusted_sources_survive_sighup(
 
     # a reload with the same configuration keeps both
     agent.send_signal(signal.SIGHUP)
-    agent.wait_for(lambda: agent.sample("vedette_config_reloads_total", {"result": "ok"}) == 1,
+    _wait(agent, lambda: agent.sample("vedette_config_reloads_total", {"result": "ok"}) == 1,
                    what="first reload")
     _after_lines(agent, lambda: _fail(auth_log, SCANNER, 6), 6)
     _fail(auth_log, OTHER, 6)
-    agent.wait_for(lambda: OTHER in _groups(agent, BRUTE), what="brute force of OTHER")
+    _wait(agent, lambda: OTHER in _groups(agent, BRUTE), what="brute force of OTHER")
     assert _groups(agent, BRUTE) == {OTHER}
     assert _groups(agent, SPRAY) == set()  # disabled, although both sources sprayed 6 names
     assert agent.sample("vedette_rule_matches_silenced_total",
@@ -127,19 +132,19 @@ def test_disabled_rules_and_trusted_sources_survive_sighup(
     config["detection"] = {"watch_rules": False}
     agent.write_config(config)
     agent.send_signal(signal.SIGHUP)
-    agent.wait_for(lambda: agent.sample("vedette_config_reloads_total", {"result": "ok"}) == 2,
+    _wait(agent, lambda: agent.sample("vedette_config_reloads_total", {"result": "ok"}) == 2,
                    what="second reload")
     # the gauge describes the running rule set: it follows once the swap is in
-    agent.wait_for(lambda: agent.sample("vedette_rules_disabled") == 0, what="gauge after swap")
+    _wait(agent, lambda: agent.sample("vedette_rules_disabled") == 0, what="gauge after swap")
     _fail(auth_log, SCANNER, 6, user="admin")
-    agent.wait_for(lambda: SCANNER in _groups(agent, SPRAY), what="spraying alert after reload")
-    agent.wait_for(lambda: SCANNER in _groups(agent, BRUTE), what="scanner alerts after reload")
+    _wait(agent, lambda: SCANNER in _groups(agent, SPRAY), what="spraying alert after reload")
+    _wait(agent, lambda: SCANNER in _groups(agent, BRUTE), what="scanner alerts after reload")
 
     # a broken tuning entry is refused: the running set stays
     config["detection"] = {"watch_rules": False, "trusted_sources": [{"cidrs": ["nope"]}]}
     agent.config_path.write_text(yaml.safe_dump(config))
     agent.send_signal(signal.SIGHUP)
-    agent.wait_for(lambda: agent.sample("vedette_config_reloads_total", {"result": "error"}) == 1,
+    _wait(agent, lambda: agent.sample("vedette_config_reloads_total", {"result": "error"}) == 1,
                    what="refused reload")
     assert "not an IP address or network" in agent.logs()
     assert agent.stop() == 0
