@@ -51,7 +51,12 @@ def test_idle_connections_hold_no_thread_and_are_closed_once_counted(
             assert _scrape(server.port) == 200
         warnings = [r for r in caplog.records if r.name == "agent.metrics_http"]
         assert len(warnings) == 1 and "idle" in warnings[0].getMessage()
-        assert "Traceback" not in capfd.readouterr().err
+        # socketserver's handle_error would print this banner and a traceback per connection
+        # (a "--- Logging error ---" from a handler an earlier test left on a closed stream is
+        # not the server's)
+        err = capfd.readouterr().err
+        assert "Exception occurred during processing of request" not in err
+        assert "TimeoutError" not in err
     finally:
         for sock in idle:
             sock.close()

@@ -21,7 +21,10 @@ fields say so:
   them only the executable is checked;
 * an entry that claims one of the programs whose messages Vedette classifies, but has none of
   these fields (``_TRANSPORT=kernel``, an export stripped of them), cannot be attributed and is
-  refused as well.
+  refused as well;
+* any other identifier is trusted, unless its message is one Vedette classifies (a
+  ``pam_unix`` failure, a ``new user:`` line): then it must come from root (``_UID=0``) or from
+  an executable of that name in a system directory.
 
 A refused entry is never a login or an account change: the caller turns it into a
 ``vedette``/``log_forgery`` event (rule ``log_forgery``).
@@ -60,14 +63,12 @@ PROGRAMS: dict[str, Program] = {
     "login": _program("login", root=True),
     **{name: _program(name, root=True) for name in (
         "useradd", "userdel", "usermod", "groupadd", "groupdel", "groupmod", "chpasswd",
-        "newusers", "chage", "adduser", "deluser", "addgroup", "delgroup")},
+        "newusers", "chage")},
     **{name: _program(name, root=False) for name in ("passwd", "gpasswd", "chfn", "chsh")},
 }
 # Where genuine programs live: only root can write there, so a copy of logger named
-# ~/bin/sudo is not sudo.
-SYSTEM_DIRS = frozenset({"/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/lib/openssh",
-                         "/usr/libexec/openssh", "/usr/libexec", "/usr/local/bin",
-                         "/usr/local/sbin"})
+# ~/bin/sudo is not sudo (/usr/lib/openssh/sshd-session, /usr/lib/polkit-1/… are under /usr).
+SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/")
 _COMM_MAX = 15  # TASK_COMM_LEN - 1: /proc/PID/comm is cut
 
 
@@ -93,13 +94,15 @@ def verify(entry: dict[str, Any], claimed: str, classified: bool) -> Verdict:
     entries from programs Vedette does not know are trusted unless their message is one.
     """
     program = PROGRAMS.get(claimed)
-    if program is None:
-        if not classified:
-            return TRUSTED
-        # an unknown identifier with an auth message (pam_unix from a PAM-using program): the
-        # process must at least be the program it names
-        program = _program(claimed, root=False)
     uid, exe = _str(entry, "_UID"), _str(entry, "_EXE")
+    if program is None:
+        if not classified or uid == "0":
+            # root can write anything anyway, and root daemons log auth messages under many
+            # identifiers (adduser is a Perl script, "(systemd)" opens PAM sessions)
+            return TRUSTED
+        # an unknown identifier with an auth message (pam_unix from a PAM-using helper such
+        # as polkit-agent-helper-1): the process must at least be the program it names
+        program = _program(claimed, root=False)
     comm, unit = _str(entry, "_COMM"), _str(entry, "_SYSTEMD_UNIT")
     if uid is None and exe is None and comm is None and unit is None:
         return Verdict(False, "no_trusted_fields")
@@ -107,7 +110,7 @@ def verify(entry: dict[str, Any], claimed: str, classified: bool) -> Verdict:
         return Verdict(False, "wrong_uid")
     if exe is not None:
         directory, _, name = exe.removesuffix(" (deleted)").rpartition("/")
-        ok = name in program.names and directory in SYSTEM_DIRS
+        ok = name in program.names and (directory + "/").startswith(SYSTEM_PREFIXES)
     elif not program.root:
         ok = False  # setuid programs: only the executable proves it (anyone can set a comm)
     elif comm is not None:

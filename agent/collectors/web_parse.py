@@ -137,17 +137,13 @@ def _request_fields(fields: dict[str, Any], request: str) -> None:
     # the server logs the request line as received: spaces inside the target are the client's
     method, _, rest = request.partition(" ")
     head, _, version = rest.rpartition(" ")
-    if _METHOD.fullmatch(method) and head.startswith("/") and version.startswith("HTTP/"):
+    if _METHOD.fullmatch(method) and head and version.startswith("HTTP/"):
         fields["http.request.method"] = method
         target = head
         fields["http.version"] = version[5:]
     elif _METHOD.fullmatch(method) and rest.startswith("/"):
         fields["http.request.method"] = method  # HTTP/0.9 style (or a cut request line)
         target = rest
-    elif _METHOD.fullmatch(method) and "://" in head and version.startswith("HTTP/"):
-        fields["http.request.method"] = method  # absolute-form (proxy requests)
-        target = head
-        fields["http.version"] = version[5:]
     else:
         target = request
     fields["url.original"] = target

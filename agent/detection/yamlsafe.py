@@ -6,7 +6,10 @@ documents and huge files are refused with ``file:line: reason`` instead of eatin
 the C stack. Only safe loaders are used.
 
 A symlink is followed only to a ``.yml``/``.yaml`` file: a link to ``/etc/shadow`` in a rule
-folder is refused without being read, so no error message can quote its content.
+folder is refused without being read, so no error message can quote its content. A linked
+YAML file must also look like a rule file (every document a mapping with ``detection``,
+``correlation`` or a fixture's ``cases``); otherwise it is refused before pySigma's messages,
+which quote values, can show what is in it (a netplan file's Wi-Fi password).
 """
 
 from __future__ import annotations
@@ -48,7 +51,16 @@ def read_documents(path: Path) -> tuple[list[Document], list[str]]:
         text = read_text(path, LIMITS)
     except YamlRefused as exc:
         raise RuleError(exc.reason, src, exc.line) from None
-    return parse_documents(text, src), text.splitlines()
+    docs = parse_documents(text, src)
+    if path.is_symlink() and not all(_rule_shaped(d.data) for d in docs):
+        raise RuleError("symlink to a YAML file that is not a rule file (content not shown)",
+                        src)
+    return docs, text.splitlines()
+
+
+def _rule_shaped(data: Any) -> bool:
+    return data is None or (isinstance(data, dict) and not {"detection", "correlation",
+                                                             "cases"}.isdisjoint(data))
 
 
 def parse_documents(text: str, src: str = "<input>") -> list[Document]:

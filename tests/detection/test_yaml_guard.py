@@ -93,14 +93,20 @@ def test_symlinks_to_files_that_are_not_rule_files_are_not_read(
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "linked.yml").symlink_to(secret)
+    netplan = tmp_path / "01-wifi.yaml"  # YAML, but not a rule: pySigma would quote it
+    netplan.write_text("network:\n  wifis:\n    wlan0:\n      password: SECRET5\n"
+                       "level: SECRET6\n")
+    (rules / "netplan.yml").symlink_to(netplan)
     (tmp_path / "real.yml").write_text(RULE)
     (rules / "also.yml").symlink_to(tmp_path / "real.yml")  # to a rule file: followed
     report = load_rules([rules])
     assert report.compiled == 1
-    (error,) = report.errors
-    assert "SECRET" not in str(error)
-    assert str(error) == (f"{rules / 'linked.yml'}: symlink to a file that is not a .yml/.yaml "
-                          "rule file (not read)")
+    linked, netplan_error = sorted(report.errors, key=str)
+    assert "SECRET" not in str(linked) + str(netplan_error)
+    assert str(linked) == (f"{rules / 'linked.yml'}: symlink to a file that is not a .yml/.yaml "
+                           "rule file (not read)")
+    assert str(netplan_error) == (f"{rules / 'netplan.yml'}: symlink to a YAML file that is not "
+                                  "a rule file (content not shown)")
     assert main(["rules", "validate", str(rules)]) == 1
     out = capsys.readouterr()
     assert "SECRET" not in out.out + out.err and "linked.yml" in out.out + out.err

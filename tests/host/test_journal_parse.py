@@ -19,7 +19,7 @@ def test_journal_fixture() -> None:
     events = list(decode_journal_file(FIXTURES / "journal.jsonl",
                                       on_problem=lambda s, r: problems.append((s, r))))
     assert sorted(r for _, r in problems) == [
-        "bad_json", "bad_json", "bad_message", "bad_timestamp", "invalid_utf8"]
+        "bad_json", "bad_json", "bad_message", "bad_timestamp", "forged", "invalid_utf8"]
     assert len(events) == 4
     first = events[0].fields
     assert (first["event.action"], first["event.outcome"], first["source.ip"]) == (
@@ -121,3 +121,14 @@ def test_implausible_journal_timestamps_are_refused_and_counted() -> None:
     entry["__REALTIME_TIMESTAMP"] = str(2 ** 58 * 10 ** 6)
     assert decoder.feed(json.dumps(entry).encode()) == []
     assert problems == ["bad_timestamp"]
+
+
+def test_root_writers_and_system_helpers_with_other_identifiers_are_trusted() -> None:
+    pam = "pam_unix(polkit-1:auth): authentication failure; logname= uid=1000 euid=0 tty= " \
+          "ruser=alice rhost=  user=alice"
+    helper = _one(_entry(pam, SYSLOG_IDENTIFIER="polkit-agent-helper-1", _UID="1000",
+                         _EXE="/usr/lib/polkit-1/polkit-agent-helper-1"))
+    assert helper.get("event.action") == "pam_auth_failure"
+    adduser = _one(_entry("new group: name=svc, GID=1001", SYSLOG_IDENTIFIER="adduser",
+                          _UID="0", _EXE="/usr/bin/perl", _COMM="adduser"))
+    assert adduser.get("event.action") == "group_created"
