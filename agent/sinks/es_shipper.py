@@ -32,6 +32,11 @@ again after every reconnection; a setup that failed (a 503, any object not insta
 marked done: on a transient failure nothing is shipped until it succeeds (shipping into a data
 stream created without Vedette's templates would fix the wrong mapping until rollover), on a
 permanent one shipping goes on and the setup is retried every ``SETUP_RETRY_SECONDS``.
+
+(Over 400 lines on purpose: the loop, the per-item accounting and the failure handling all
+work on the same in-memory state — pending records, in-flight requests, gates — which a split
+would have to expose between modules; the pieces without that state live in ``es_bulk`` and
+``es_flow``.)
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ basic and API-key auth with per-user privileges (401 ``security_exception`` with
 ``WWW-Authenticate``, 403 for missing privileges); TLS with optional client certificates.
 
 Fault injection (:class:`Faults`): down (listener closed → connection refused, open keep-alive
-connections dropped), slow responses, whole-request statuses (429/503/413/…), per-item statuses
-by ``_id`` or at random, connection reset in the middle of a bulk response (after the writes were
-applied, as when a real node dies after indexing), and a ``max_content_length`` → 413.
+connections dropped), slow responses (per request or per bulk item), whole-request statuses
+(429/503/413/…), statuses of ILM/template requests, per-item statuses by ``_id``, at random or
+for every item into one index (with a chosen error type, e.g. ``security_exception``),
+connection reset in the middle of a bulk response (after the writes were applied, as when a
+real node dies after indexing), and a ``max_content_length`` → 413.
 
 Unsure points: real ES answers 413 from its HTTP layer with an empty body — so does this fake — and
 (we believe) measures the inflated body of a gzip request, as this fake does;
