@@ -5,8 +5,8 @@ Exec facts taken from the kernel's own audit records (``SYSCALL`` + ``EXECVE`` +
 against a process that lives a millisecond. :class:`AuditSocket` follows the Auditbeat model:
 
 * no audit daemon registered (``audit_status.pid == 0``): become it — register our port as
-  the receiver, enable auditing and raise the backlog limit; :meth:`AuditSocket.close` puts
-  ``enabled``, ``pid`` and ``backlog_limit`` back as they were;
+  the receiver, enable auditing and raise the backlog limit (the last instance to close
+  unregisters and puts ``enabled`` and ``backlog_limit`` back as they were);
 * a daemon (auditd) already registered: join the read-only multicast group
   ``AUDIT_NLGRP_READLOG`` (``CAP_AUDIT_READ``) and receive a copy of every record.
 
