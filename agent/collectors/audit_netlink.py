@@ -5,13 +5,15 @@ Exec facts taken from the kernel's own audit records (``SYSCALL`` + ``EXECVE`` +
 against a process that lives a millisecond. :class:`AuditSocket` follows the Auditbeat model:
 
 * no audit daemon registered (``audit_status.pid == 0``): become it — register our port as
-  the receiver, enable auditing and raise the backlog limit; :meth:`AuditSocket.close` puts
-  ``enabled``, ``pid`` and ``backlog_limit`` back as they were;
+  the receiver, enable auditing and raise the backlog limit (the last instance to close
+  unregisters and puts ``enabled`` and ``backlog_limit`` back as they were);
 * a daemon (auditd) already registered: join the read-only multicast group
   ``AUDIT_NLGRP_READLOG`` (``CAP_AUDIT_READ``) and receive a copy of every record.
 
 Either way one syscall-exit rule per ABI for ``execve``/``execveat`` is added with a key of
-this agent instance (``vedette-<pid>-<n>``), so two instances never delete each other's rule, and
+this agent instance (``vedette-<pid>-<n>-<enabled>-<backlog>``: the audit state before the first
+instance, so whichever instance stops last — or the next to start after one was killed —
+can put it back), so two instances never delete each other's rule, and
 removed again on close; a rule left by an instance that died without closing (its pid is gone)
 is removed at start. While another instance's rule remains, closing leaves auditing enabled
 for it (that instance listens on the multicast group, which the kernel serves with or without
@@ -227,16 +229,20 @@ class AuditSocket:
     refuses (no ``CAP_AUDIT_CONTROL``, no audit support, in a container)."""
 
     def __init__(self, rcvbuf_bytes: int = 16 << 20, *, become_daemon: bool = True) -> None:
-        self.key = f"{KEY_PREFIX}{os.getpid()}-{next(_INSTANCES)}"
         self.lost = 0
         self.mode = "multicast"
-        self._restore: AuditStatus | None = None
         self._rules: list[bytes] = []
         self._sock: socket.socket | None = None
         self._ctl = AuditControl()
+        self._original: tuple[int, int] | None = None  # (enabled, backlog) before any agent
         try:
             before = self._ctl.status()
-            self._remove_stale_rules()
+            # the state before the first agent instance, carried in every instance's rule key
+            # (also a dead one's: an agent killed with SIGKILL is undone by the next start)
+            inherited = self._scan_rules()
+            self._original = inherited or (before.enabled, before.backlog_limit)
+            self.key = (f"{KEY_PREFIX}{os.getpid()}-{next(_INSTANCES)}"
+                        f"-{self._original[0]}-{self._original[1]}")
             self._sock = self._open_receiver(before, rcvbuf_bytes, become_daemon)
             for rule in exec_rules(self.key):
                 try:
@@ -260,7 +266,6 @@ class AuditSocket:
                 _set_rcvbuf(sock, rcvbuf)
                 sock.bind((0, 0))
                 port = sock.getsockname()[0]
-                self._restore = before
                 # the kernel takes the registering socket's port from the request itself
                 self._send_status(sock, AUDIT_STATUS_ENABLED | AUDIT_STATUS_PID
                                   | AUDIT_STATUS_BACKLOG_LIMIT, 1, os.getpid(),
@@ -269,7 +274,6 @@ class AuditSocket:
                 return sock
             except OSError as exc:
                 sock.close()
-                self._restore = None
                 if exc.errno != errno.EEXIST:  # lost a race with another daemon: listen
                     raise
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_AUDIT)
@@ -281,7 +285,6 @@ class AuditSocket:
             sock.close()
             raise
         if not before.enabled:
-            self._restore = before._replace(pid=-1)  # enable only; leave the daemon alone
             self._ctl.request(AUDIT_SET, _STATUS.pack(AUDIT_STATUS_ENABLED, 1, 0, 0, 0, 0, 0, 0,
                                                   0, 0))
         self.mode = "multicast"
@@ -336,20 +339,16 @@ class AuditSocket:
             except OSError:
                 pass
         self._rules = []
-        if self._restore is not None and self._other_instances():
-            # another agent instance (multicast mode) still needs auditing on: leave it on,
-            # give up only the receiver registration (closing our socket does that)
-            self._restore = None
-        if self._restore is not None:
-            r, self._restore = self._restore, None
+        original, self._original = self._original, None
+        if original is not None and self._scan_rules(live_only=True) is None:
+            # the last agent instance out puts auditing back as it was before the first one
+            # (while another instance's rule remains, auditing stays on for it)
+            mask = AUDIT_STATUS_ENABLED | AUDIT_STATUS_BACKLOG_LIMIT
+            if self.mode == "daemon":
+                mask |= AUDIT_STATUS_PID
             try:
-                if r.pid == -1:
-                    self._ctl.request(AUDIT_SET, _STATUS.pack(AUDIT_STATUS_ENABLED, r.enabled,
-                                                          0, 0, 0, 0, 0, 0, 0, 0))
-                else:
-                    self._ctl.request(AUDIT_SET, _STATUS.pack(
-                        AUDIT_STATUS_ENABLED | AUDIT_STATUS_PID | AUDIT_STATUS_BACKLOG_LIMIT,
-                        r.enabled, 0, 0, 0, r.backlog_limit, 0, 0, 0, 0))
+                self._ctl.request(AUDIT_SET, _STATUS.pack(mask, original[0], 0, 0, 0,
+                                                          original[1], 0, 0, 0, 0))
             except OSError:
                 pass
         if self._sock is not None:
@@ -357,26 +356,28 @@ class AuditSocket:
             self._sock = None
         self._ctl.close()
 
-    def _other_instances(self) -> bool:
+    def _scan_rules(self, *, live_only: bool = False) -> tuple[int, int] | None:
+        """The original (enabled, backlog) recorded by other agent instances' rules; stale
+        rules (dead instances) are removed. ``live_only``: only live instances count."""
         try:
             rules = self._ctl.rules()
         except OSError:
-            return False
+            return None
+        found: tuple[int, int] | None = None
         for raw in rules:
-            key = rule_key(raw) or ""
-            pid = _key_pid(key)
-            if key != self.key and pid is not None and _alive(pid):
-                return True
-        return False
-
-    def _remove_stale_rules(self) -> None:
-        for raw in self._ctl.rules():
-            pid = _key_pid(rule_key(raw) or "")
-            if pid is not None and not _alive(pid):
+            parsed = _parse_key(rule_key(raw) or "")
+            if parsed is None or raw in self._rules:
+                continue
+            pid, original = parsed
+            if _alive(pid):
+                found = original
+            elif not live_only:
+                found = found or original
                 try:
                     self._ctl.request(AUDIT_DEL_RULE, raw)
                 except OSError:
                     pass
+        return found
 
     def _send_status(self, sock: socket.socket, mask: int, enabled: int, pid: int,
                      backlog: int, port: int) -> None:
@@ -415,12 +416,14 @@ def _set_rcvbuf(sock: socket.socket, size: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
-def _key_pid(key: str) -> int | None:
-    """The agent pid in a rule key ``vedette-<pid>-<n>`` (``None`` for other keys)."""
+def _parse_key(key: str) -> tuple[int, tuple[int, int]] | None:
+    """``vedette-<pid>-<n>-<enabled>-<backlog>`` → (pid, (enabled, backlog))."""
     if not key.startswith(KEY_PREFIX):
         return None
-    pid = key[len(KEY_PREFIX):].split("-", 1)[0]
-    return int(pid) if pid.isdigit() else None
+    parts = key[len(KEY_PREFIX):].split("-")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), (min(int(parts[2]), 1), int(parts[3]))
 
 
 def _alive(pid: int) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -227,3 +228,20 @@ def test_second_instance_listens_and_keeps_auditing_after_the_first_stops() -> N
     finally:
         first.close()
     assert _status_and_keys() == before
+
+
+@needs_audit
+def test_an_instance_killed_without_closing_is_undone_by_the_next(tmp_path: Path) -> None:
+    before = _status_and_keys()
+    code = ("import os, time\nfrom agent.collectors.audit_netlink import AuditSocket\n"
+            "s = AuditSocket()\nprint(s.mode, flush=True)\ntime.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"daemon"
+    finally:
+        child.kill()  # SIGKILL: no close(), its rule and the enabled state stay behind
+        child.wait()
+    assert _status_and_keys() != before
+    AuditSocket().close()  # the next instance removes the dead one's rule and, being the
+    assert _status_and_keys() == before  # last one out, restores the recorded state

@@ -26,6 +26,10 @@ def _agent(agent_factory: Callable[..., AgentProcess], feed: Path, server: FakeE
     return agent_factory({
         "inputs": {"event_files": [str(feed)], "event_files_interval_seconds": 0.2},
         "host_metrics": {"enabled": False},
+        # only the fed events: alerts of the real host (its processes, sockets, files) would
+        # change what reaches the fake cluster
+        **{section: {"enabled": False} for section in (
+            "process", "sockets", "fim", "kernel_modules", "auth_logs", "web_logs", "auditd")},
         "detection": {"late_allowance_seconds": 120},
         "elasticsearch": {"hosts": [server.url], "batch_max_age_seconds": 0.1, **es},
     }).start()
