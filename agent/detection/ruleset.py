@@ -50,11 +50,22 @@ def discriminator(tree: Tree) -> frozenset[Key] | None:
     return frozenset().union(*(s for s in subs if s))
 
 
+LOW_CARDINALITY = frozenset({
+    "type", "SYSCALL", "event.action", "event.outcome", "event.category", "event.type",
+    "network.direction", "network.transport", "network.initiated",
+})
+"""Fields with a handful of values, most events carrying the common ones (auditd's ``type``
+is EXECVE or SYSCALL on most records): an exact key on them selects little."""
+
+
 def _selectivity(keys: frozenset[Key]) -> tuple[int, int, int]:
-    """Lower is better: exact lookups before substring search, few keys, long literals."""
+    """Lower is better: exact lookups before substring search (except on fields of a handful
+    of values, after substrings of 4+ characters), few keys, long literals."""
     exact = all(k[1] in _EXACT for k in keys)
     shortest = min(len(k[2]) for k in keys)
-    return (0 if exact else 1 if shortest >= 3 else 2, len(keys), -shortest)
+    if exact and all(k[0] in LOW_CARDINALITY for k in keys):
+        return (2, len(keys), -shortest)
+    return (0 if exact else 1 if shortest >= 4 else 3, len(keys), -shortest)
 
 
 def _leaf_keys(leaf: Leaf) -> frozenset[Key] | None:

@@ -68,6 +68,7 @@ class Figures:
     pairs: int = 0
     agree: int = 0
     matches: int = 0
+    oracle_matches: int = 0
     explained: Counter[str] = field(default_factory=Counter)
     unexplained: list[str] = field(default_factory=list)
     unconvertible: list[str] = field(default_factory=list)
@@ -77,7 +78,8 @@ class Figures:
         pct = 100.0 * self.agree / self.pairs if self.pairs else 0.0
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.explained.items()))
         return (f"differential: {self.rules} rules, {self.pairs} (rule, event) pairs, "
-                f"{self.matches} engine matches; agree {self.agree} ({pct:.3f} %); explained "
+                f"{self.matches} engine / {self.oracle_matches} oracle matches; agree "
+                f"{self.agree} ({pct:.3f} %); explained "
                 f"differences: {parts or 'none'}; unexplained {len(self.unexplained)}; rules "
                 f"the oracle cannot convert {len(self.unconvertible)}; index misses "
                 f"{len(self.index_misses)}")
@@ -354,6 +356,7 @@ def run(report: LoadReport, paths: list[Path], seed: int = 14) -> Figures:
             figures.pairs += 1
             got = bool(det.predicate(event, Lowered(event)))
             figures.matches += got
+            figures.oracle_matches += want
             if got and all(c is not det for c in route.candidates(Lowered(event))):
                 figures.index_misses.append(f"{det.id} {det.ref.title}: {event!r}")
             if got == want:
