@@ -140,7 +140,7 @@ class Pipeline:
         full (back-pressure: the source reads on later, nothing is dropped). False when the
         pipeline or ``stop`` stopped first: the block is not acknowledged."""
         block = _Block(list(events), ack, commit)
-        room = self._capacity // 2
+        room = max(1, self._capacity // 2)
         while True:
             with self._gate:
                 if self._stop.is_set():
