@@ -38,6 +38,9 @@ from agent.sinks.router import AlertRouter
 log = logging.getLogger(__name__)
 
 _SAMPLE_EVERY = 64  # time one event in 64 for the detection-latency histogram
+CHECKPOINT_SHARE = 10.0
+"""A checkpoint that took *d* seconds is written again only after ``CHECKPOINT_SHARE`` times *d*:
+the detection thread spends at most a tenth of its time on checkpoints (acknowledgements wait)."""
 
 
 @dataclass(slots=True)
@@ -101,6 +104,8 @@ class Pipeline:
         self.checkpoint = checkpoint
         self._unacked: list[_Block] = []  # evaluated, waiting for the sinks and the checkpoint
         self._changed = False  # alerts dispatched since the last checkpoint (state changed)
+        self._checkpointed = 0.0  # monotonic time of the last checkpoint, and what it took
+        self._cost = 0.0
         self.heartbeat = time.monotonic()  # last loop of the detection thread (watchdog)
 
     # ------------------------------------------------------------------ producers (any thread)
@@ -135,7 +140,7 @@ class Pipeline:
         full (back-pressure: the source reads on later, nothing is dropped). False when the
         pipeline or ``stop`` stopped first: the block is not acknowledged."""
         block = _Block(list(events), ack, commit)
-        room = self._capacity // 2
+        room = max(1, self._capacity // 2)
         while True:
             with self._gate:
                 if self._stop.is_set():
@@ -210,20 +215,25 @@ class Pipeline:
                 if done:
                     self._advance(self._clock())
                     self.router.flush()
-                    self._acknowledge()
+                    self._acknowledge(final=True)
                     return
 
-    def _acknowledge(self) -> None:
+    def _acknowledge(self, final: bool = False) -> None:
         """After a flush: checkpoint, then acknowledge the blocks evaluated since the last one,
         in order — unless a sink still holds alerts in its retry buffer (not yet durable)."""
         if not (self._unacked or self._changed) or not self.router.settled():
             return
         if self.checkpoint is not None:
+            started = time.monotonic()
+            if not final and started - self._checkpointed < CHECKPOINT_SHARE * self._cost:
+                return  # a large checkpoint: written less often than every tick
             try:
                 self.checkpoint()
             except Exception:
                 log.exception("detection checkpoint failed; positions not acknowledged")
                 return
+            self._checkpointed = time.monotonic()
+            self._cost = self._checkpointed - started
         self._changed = False
         blocks, self._unacked = self._unacked, []
         commits: dict[Callable[[], None], None] = {}

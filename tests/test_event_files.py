@@ -7,12 +7,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from foundation_helpers import fresh_metrics, value, wait_until
+from foundation_helpers import RecordingSink, fresh_metrics, make_alert, value, wait_until
 
 from agent.collectors.base import StreamingCollector
 from agent.collectors.event_files import EventFileCollector
 from agent.collectors.tail import OffsetStore
 from agent.events import Event, LogSource
+from agent.pipeline import Pipeline
+from agent.sinks.router import AlertRouter
 
 GOOD = {
     "@timestamp": "2023-11-14T22:13:20Z",
@@ -104,3 +106,40 @@ def test_run_publishes_until_stopped_and_saves_offsets(tmp_path: Path) -> None:
     write_lines(path, [json.dumps({**GOOD, "n": 3}).encode()])
     again = EventFileCollector([path], OffsetStore(state), fresh_metrics())
     assert [e.fields["n"] for e in again.poll()] == [3]
+
+
+def test_positions_wait_for_the_pipeline_acknowledgement(tmp_path: Path) -> None:
+    """Through a real pipeline whose sink fails, nothing is acknowledged: a restart reads the
+    same events again; once the sink takes them, the position is saved."""
+    class OneAlertPerEvent:
+        def process(self, ev: Event) -> list[object]:
+            return [make_alert(rule_id=f"r{ev.fields['n']}")]
+
+        def advance(self, now: float) -> list[object]:
+            return []
+
+    path = tmp_path / "events.jsonl"
+    state = tmp_path / "offsets.json"
+    write_lines(path, [json.dumps({**GOOD, "n": n}).encode() for n in range(3)])
+    sink = RecordingSink(failing=True)
+    pipeline = Pipeline(OneAlertPerEvent(), AlertRouter([sink], fresh_metrics()),  # type: ignore[arg-type]
+                        fresh_metrics(), tick_seconds=0.05)
+    pipeline.start()
+    collector = EventFileCollector([path], OffsetStore(state), fresh_metrics(),
+                                   interval_seconds=0.02)
+    stop = threading.Event()
+    worker = threading.Thread(target=collector.run, args=(pipeline.publisher("ef"), stop))
+    worker.start()
+    try:
+        assert wait_until(lambda: sink.emit_attempts >= 3)
+        assert not wait_until(state.exists, 0.5)  # not durable anywhere: not acknowledged
+        again = EventFileCollector([path], OffsetStore(state), fresh_metrics())
+        assert len(again.poll()) == 3  # a restart now reads them again
+        sink.failing = False
+        assert wait_until(state.exists, 5)
+    finally:
+        stop.set()
+        worker.join(2)
+        pipeline.stop()
+    assert len(sink.emitted) == 3
+    assert EventFileCollector([path], OffsetStore(state), fresh_metrics()).poll() == []

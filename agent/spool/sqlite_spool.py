@@ -22,6 +22,11 @@ the spool stops growing beyond what it holds (or ``LOW_DISK_RESERVE``, so an emp
 taking records while they are shipped): new records evict old ones as when full. A write the
 disk really cannot take (``SQLITE_FULL``) is retried once after the WAL is checkpointed and
 truncated, then refused (``AppendResult.disk_full``) — counted by the caller, never raised.
+
+Why one ~600-line module: every method keeps the same invariants inside one transaction (the
+in-memory counters, ``meta.records``, the ``keys`` map, the disk budget) under one lock;
+splitting it would hand those private counters across modules. The file layout lives in
+:mod:`agent.spool.sqlite_file`, salvage of a damaged file in :mod:`agent.spool.salvage`.
 """
 
 from __future__ import annotations

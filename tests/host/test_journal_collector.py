@@ -102,3 +102,41 @@ def test_a_cursor_journalctl_rejects_is_forgotten(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="status 1"):  # the daemon restarts the collector
         collector.run(lambda e: 0, threading.Event())
     assert not cursor.exists()
+
+
+class _HoldingPublish:
+    """A publish with the acknowledging path that holds every acknowledgement back."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.acks: list[tuple[object, object]] = []
+
+    def __call__(self, events: object) -> int:
+        raise AssertionError("replayable sources publish through acked()")
+
+    def acked(self, events: list[Event], ack: object, commit: object,
+              stop: threading.Event) -> bool:
+        self.events.extend(events)
+        self.acks.append((ack, commit))
+        return True
+
+
+def test_the_cursor_saved_is_the_acknowledged_one(tmp_path: Path) -> None:
+    cursor = tmp_path / "state" / "journal.cursor"
+    collector = JournalCollector(str(_fake_journalctl(tmp_path)), cursor)
+    publish = _HoldingPublish()
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.run, args=(publish, stop))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not publish.events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.7)  # an idle select: the old follower saved the read cursor here
+    assert publish.events and not cursor.exists()  # read, evaluated by no one: not saved
+    ack, commit = publish.acks[0]
+    ack()  # type: ignore[operator]
+    commit()  # type: ignore[operator]
+    assert cursor.read_text() == "s=abc;i=42"
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
