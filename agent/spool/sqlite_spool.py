@@ -541,11 +541,30 @@ class Spool:
             except sqlite3.OperationalError as exc:
                 if not _disk_full(exc):
                     raise
-                # a full disk: the WAL stays (committed records are safe in it); next sync
-                # tries again — and appends that cannot be written are counted as refused
+                # a full disk: the WAL stays (committed records are in it) and the checkpoint is
+                # tried again next sync; appends that cannot be written are counted as refused.
+                # The WAL itself is fsynced here, which needs no free space, so what callers
+                # acknowledge after sync() (source positions) survives a power loss.
                 self._log_full(exc)
+                if self._fsync_wal():
+                    self._unsynced = False
                 return
             self._unsynced = False
+
+    def _fsync_wal(self) -> bool:
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return True  # no WAL: every commit is already in the main file
+        except OSError:
+            return False
+        try:
+            os.fsync(fd)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     @_recovering
     def stats(self) -> SpoolStats:
