@@ -368,7 +368,8 @@ class NetworkSection(Section):
         1000, ge=1, description="per-packet events per second from one address"
     )
     max_events_per_second: int = Field(
-        20000, ge=1, description="all per-packet events per second (the detection budget)"
+        20000, ge=1,
+        description="per-packet events per second of each class (control packets; DNS and ARP)",
     )
     max_arp_events_per_mac: int = Field(
         50, ge=1, description="ARP events per second per sender MAC"

@@ -14,10 +14,14 @@ the median, minimum and maximum packets/s and peak RSS are reported (never best-
   with a vertical scan (one source, 1000 ports, 100 probes/s) inside it.
 
 Files are written with numpy (the flood) or from byte templates (the mix), not with scapy per
-packet. ``bench/results/packet_baseline.json`` holds the same measurements of the packet path
-as it was before the analyzer restructuring (commit 59973db), measured with this file.
+packet. Peak RSS is the replay process's own ``VmHWM`` (``ru_maxrss`` would carry the
+benchmark parent's high-water mark across the exec: Linux keeps it, so the first runs of this
+file reported ~270 MB for the flood that is really ~110 MB; the baseline's parent generated
+nothing, so its figures were not inflated). ``bench/results/packet_baseline.json`` holds the
+same measurements of the packet path as it was before the analyzer restructuring (commit
+59973db), measured with this file.
 
-``python -m bench packet``; about five minutes.
+``python -m bench packet``; five to fifteen minutes depending on the machine's load.
 """
 
 from __future__ import annotations
@@ -150,7 +154,7 @@ def generate_flood(path: Path, count: int = 2_000_000, rate: float = 100_000.0,
 
 
 _REPLAY = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from agent.config import Config
 from agent.detection.engine import Engine
@@ -161,9 +165,10 @@ engine = Engine(load_rules([Path(sys.argv[2])]).ruleset)
 t0 = time.perf_counter()
 result = run(engine, pcap_events(Path(sys.argv[1]), Config()), 1000.0)
 elapsed = time.perf_counter() - t0
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 print(json.dumps({"seconds": elapsed, "events": result.events,
                   "alerts": sorted({a.rule.title for a in result.alerts.values()}),
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": int(hwm[0].split()[1]) / 1024}))
 """
 
 

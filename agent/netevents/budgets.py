@@ -6,11 +6,11 @@ Each second, at most ``max_events_per_destination`` control-packet events toward
 (address, port), ``max_events_per_source`` from one address, ``max_dns_events_per_client``
 about one DNS client, ``max_arp_events_per_mac`` from one ARP sender.
 
-``max_events_per_second`` bounds them all, and is shared out so that one flood cannot spend it
-for everyone (a first-come budget let a spoofed SYN flood to random ports hide a scan):
+``max_events_per_second`` bounds each class of them, and is shared out so that one flood cannot
+spend it for everyone (a first-come budget let a spoofed SYN flood to random ports hide a scan):
 
-* **per class**: :data:`CONTROL_SHARE` of it for control packets (TCP, ICMP, evasion events),
-  the rest for DNS and ARP — a SYN flood cannot silence DNS tunnel detection, nor a DNS flood
+* **per class**: control packets (TCP, ICMP, evasion events) and DNS/ARP each have a budget
+  of their own of that size — a SYN flood cannot silence DNS tunnel detection, nor a DNS flood
   the scans;
 * **per source**, within the control class: a source's first attempt of the second draws on
   the *new sources* pool (:data:`NEW_SOURCE_SHARE` of the class), its later attempts on the
@@ -36,7 +36,6 @@ from typing import Final
 from agent.config import NetworkSection
 from agent.netevents.summaries import ProcessorStats
 
-CONTROL_SHARE: Final = 0.7
 NEW_SOURCE_SHARE: Final = 0.25
 SKETCH_BITS: Final = 20
 _MASK: Final = (1 << SKETCH_BITS) - 1
@@ -50,10 +49,9 @@ class Budgets:
         self.max_destination = settings.max_events_per_destination
         self.max_source = settings.max_events_per_source
         self.max_total = settings.max_events_per_second
-        self.max_control = max(1, int(self.max_total * CONTROL_SHARE))
-        self.max_new = max(1, int(self.max_control * NEW_SOURCE_SHARE))
-        self.max_known = max(1, self.max_control - self.max_new)
-        self.max_aux = max(1, self.max_total - self.max_control)
+        self.max_new = max(1, int(self.max_total * NEW_SOURCE_SHARE))
+        self.max_known = max(1, self.max_total - self.max_new)
+        self.max_aux = self.max_total
         self.max_keys = settings.max_tracked_keys
         self.emitted = 0
         self.new = 0

@@ -217,6 +217,16 @@ def test_raw_tcp_scans(lab: Lab, agent: Agent, flag: str, source: str, rule: str
     assert doc["destination"]["ip"] == TGT and took < DEADLINE
 
 
+def test_syn_scan_in_8_byte_fragments(lab: Lab, agent: Agent) -> None:
+    """nmap -f: every probe in 8-byte IP fragments; reassembled, they are SYNs of a scan."""
+    started = time.monotonic()
+    source = "198.18.0.48"
+    with _nmap(lab, "-sS", "-f", "-S", source, "-e", "e0", "-p", "1-200", TGT):
+        doc, took = agent.wait_alert("port_scan_vertical", started,
+                                     lambda d: d["source"]["ip"] == source)
+    assert doc["destination"]["ip"] == TGT and took < DEADLINE
+
+
 def test_connect_scan(lab: Lab, agent: Agent) -> None:
     started = time.monotonic()
     with _nmap(lab, "-sT", "-p", "1-200", TGT):
