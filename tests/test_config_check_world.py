@@ -145,3 +145,21 @@ def test_credentials_inside_urls_are_masked(
     shown = yaml.safe_load(out)
     assert shown["elasticsearch"]["hosts"] == ["http://elastic:********@es1.example:9200",
                                                "https://es2.example"]
+
+
+def test_rule_errors_alone_do_not_claim_run_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` starts with a broken local filter (it logs the rule error); check says so."""
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "f.yml").write_text(
+        "title: bad filter\nid: 8f5a3d0e-2b7c-4e91-a6d4-3c2b1a0f9e88\n"
+        "logsource: {product: linux, service: sshd}\n"
+        "filter:\n  rules: [ssh_brutefroce]\n  s:\n    source.ip|cidr: 198.51.100.0/29\n"
+        "  condition: not s\n")
+    code, out, err = run_check(capsys, tmp_path, f"detection:\n  rule_paths: [{local}]\n")
+    assert code == 1
+    assert len(err) == 1 and "unknown rule 'ssh_brutefroce'" in err[0]
+    assert "would refuse to start" not in out
+    assert out.rstrip().endswith("would start without the rules and filters in error")

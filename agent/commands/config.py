@@ -71,15 +71,21 @@ def check_command(args: argparse.Namespace) -> int:
     detection = config.detection
     missing = {str(p) for p in [*detection.rule_paths, *detection.extra_rule_paths]
                if not p.exists()}  # reported once, by blind_spots, with the option's name
-    problems += [f"rule error: {err.location_text()}" for err in report.errors
-                 if err.path not in missing]
+    rule_errors = [f"rule error: {err.location_text()}" for err in report.errors
+                   if err.path not in missing]
     where = _config_name(args.config)
-    problems += [f"{where}: {reason}" for reason in blind_spots(config, report)]
+    blind = [f"{where}: {reason}" for reason in blind_spots(config, report)]
+    fatal = len(problems) + len(blind)  # rule errors alone: `run` starts without those files
+    problems += rule_errors + blind
     print(f"# rules: {report.summary_line()}")
     for problem in problems:
         print(problem, file=sys.stderr)
-    if problems:
+    if fatal:
         print(f"# checks: {len(problems)} problem(s); `vedette run` would refuse to start")
+        return EXIT_INVALID
+    if problems:
+        print(f"# checks: {len(problems)} problem(s); `vedette run` would start without the "
+              "rules and filters in error")
         return EXIT_INVALID
     print("# checks: files, addresses, filter, rules" + (", port" if args.live else "") + ": ok")
     return 0
