@@ -163,3 +163,13 @@ def test_rule_errors_alone_do_not_claim_run_would_refuse(
     assert len(err) == 1 and "unknown rule 'ssh_brutefroce'" in err[0]
     assert "would refuse to start" not in out
     assert out.rstrip().endswith("would start without the rules and filters in error")
+
+
+def test_unknown_disabled_rule_is_a_note_not_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in disabled_rules is shown by check (the fleet's validation step), exit 0."""
+    code, out, err = run_check(capsys, tmp_path,
+                               "detection:\n  disabled_rules: [ssh_brutefroce]\n")
+    assert (code, err) == (0, [])
+    assert "# note: detection.disabled_rules: no loaded rule 'ssh_brutefroce'" in out

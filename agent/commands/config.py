@@ -51,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def check_command(args: argparse.Namespace) -> int:
     from agent.detection.sources import blind_spots, load_configured  # noqa: PLC0415 - pySigma
+    from agent.detection.tuning import apply_config  # noqa: PLC0415
 
     try:
         config = load_config(args.config)
@@ -78,6 +79,9 @@ def check_command(args: argparse.Namespace) -> int:
     fatal = len(problems) + len(blind)  # rule errors alone: `run` starts without those files
     problems += rule_errors + blind
     print(f"# rules: {report.summary_line()}")
+    tuned = apply_config(report.ruleset, detection.disabled_rules, detection.trusted_sources)
+    for note in tuned.notes:  # a typo'd id in disabled_rules: a warning, as in `run`'s log
+        print(f"# note: {note}")
     for problem in problems:
         print(problem, file=sys.stderr)
     if fatal:
