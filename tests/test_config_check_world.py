@@ -173,3 +173,14 @@ def test_unknown_disabled_rule_is_a_note_not_a_failure(
                                "detection:\n  disabled_rules: [ssh_brutefroce]\n")
     assert (code, err) == (0, [])
     assert "# note: detection.disabled_rules: no loaded rule 'ssh_brutefroce'" in out
+
+
+def test_a_bad_trusted_source_cidr_is_one_plain_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The schema's own validator message, located, without pydantic's "Value error," prefix."""
+    code, _, err = run_check(capsys, tmp_path,
+                             "detection:\n  trusted_sources:\n    - cidrs: [10.0.0.300/8]\n")
+    assert code == 1
+    assert err[0] == (f"{tmp_path / 'vedette.yaml'}:3: detection.trusted_sources.0: "
+                      "'10.0.0.300/8' is not an IP address or network")
