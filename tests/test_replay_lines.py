@@ -100,3 +100,12 @@ def test_a_log_with_the_nul_block_of_an_unclean_shutdown_is_still_replayed(
     exe = tmp_path / "ls"
     exe.write_bytes(Path("/bin/ls").read_bytes()[:8192])
     assert binary_reason(exe) == "binary data (NUL bytes), not a text log"
+
+
+def test_a_missing_file_is_one_plain_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.log"
+    assert main(["replay", str(missing), "--log", "auth"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"vedette replay: {missing}: No such file or directory")
