@@ -184,3 +184,17 @@ def test_a_bad_trusted_source_cidr_is_one_plain_line(
     assert code == 1
     assert err[0] == (f"{tmp_path / 'vedette.yaml'}:3: detection.trusted_sources.0: "
                       "'10.0.0.300/8' is not an IP address or network")
+
+
+def test_disabling_every_rule_fails_check_as_it_refuses_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "rules/auth/ssh_bruteforce.yml", rules)
+    code, out, err = run_check(
+        capsys, tmp_path, f"detection:\n  shipped_rules: false\n  rule_paths: [{rules}]\n"
+        "  disabled_rules: [ssh_auth_failure]\n")
+    assert code == 1
+    assert len(err) == 1 and "no rules loaded" in err[0]
+    assert out.rstrip().endswith("`vedette run` would refuse to start")

@@ -74,14 +74,15 @@ def check_command(args: argparse.Namespace) -> int:
                if not p.exists()}  # reported once, by blind_spots, with the option's name
     rule_errors = [f"rule error: {err.location_text()}" for err in report.errors
                    if err.path not in missing]
-    where = _config_name(args.config)
-    blind = [f"{where}: {reason}" for reason in blind_spots(config, report)]
-    fatal = len(problems) + len(blind)  # rule errors alone: `run` starts without those files
-    problems += rule_errors + blind
     print(f"# rules: {report.summary_line()}")
     tuned = apply_config(report.ruleset, detection.disabled_rules, detection.trusted_sources)
     for note in tuned.notes:  # a typo'd id in disabled_rules: a warning, as in `run`'s log
         print(f"# note: {note}")
+    report.ruleset = tuned.ruleset  # as `run` does: disabling every rule leaves it blind
+    where = _config_name(args.config)
+    blind = [f"{where}: {reason}" for reason in blind_spots(config, report)]
+    fatal = len(problems) + len(blind)  # rule errors alone: `run` starts without those files
+    problems += rule_errors + blind
     for problem in problems:
         print(problem, file=sys.stderr)
     if fatal:
