@@ -681,6 +681,8 @@ def _located(
         reason = err["msg"]
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
+        elif err["type"] == "value_error":  # our validators' own message, without pydantic's prefix
+            reason = reason.removeprefix("Value error, ")
         env = next(
             (env_sources[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in env_sources), None
         )

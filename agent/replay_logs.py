@@ -47,9 +47,20 @@ def binary_reason(path: Path) -> str | None:
     for magic, what in _MAGIC:
         if head.startswith(magic):
             return f"binary data, {what}"
-    if b"\x00" in head:
+    if b"\x00" in head and _control_share(head.replace(b"\x00", b"")) > MAX_CONTROL_SHARE:
         return "binary data (NUL bytes), not a text log"
     return None
+
+
+MAX_CONTROL_SHARE = 0.10
+"""Past this share of control bytes (besides NUL runs) a file is binary: a text log with the
+NUL-filled blocks an unclean shutdown leaves is still a log (executables: 15-40 %)."""
+
+
+def _control_share(data: bytes) -> float:
+    if not data:
+        return 1.0
+    return sum(1 for b in data if (b < 0x20 and b not in b"\t\n\r") or b == 0x7F) / len(data)
 
 
 @dataclass

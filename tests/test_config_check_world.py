@@ -145,3 +145,56 @@ def test_credentials_inside_urls_are_masked(
     shown = yaml.safe_load(out)
     assert shown["elasticsearch"]["hosts"] == ["http://elastic:********@es1.example:9200",
                                                "https://es2.example"]
+
+
+def test_rule_errors_alone_do_not_claim_run_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` starts with a broken local filter (it logs the rule error); check says so."""
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "f.yml").write_text(
+        "title: bad filter\nid: 8f5a3d0e-2b7c-4e91-a6d4-3c2b1a0f9e88\n"
+        "logsource: {product: linux, service: sshd}\n"
+        "filter:\n  rules: [ssh_brutefroce]\n  s:\n    source.ip|cidr: 198.51.100.0/29\n"
+        "  condition: not s\n")
+    code, out, err = run_check(capsys, tmp_path, f"detection:\n  rule_paths: [{local}]\n")
+    assert code == 1
+    assert len(err) == 1 and "unknown rule 'ssh_brutefroce'" in err[0]
+    assert "would refuse to start" not in out
+    assert out.rstrip().endswith("would start without the rules and filters in error")
+
+
+def test_unknown_disabled_rule_is_a_note_not_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in disabled_rules is shown by check (the fleet's validation step), exit 0."""
+    code, out, err = run_check(capsys, tmp_path,
+                               "detection:\n  disabled_rules: [ssh_brutefroce]\n")
+    assert (code, err) == (0, [])
+    assert "# note: detection.disabled_rules: no loaded rule 'ssh_brutefroce'" in out
+
+
+def test_a_bad_trusted_source_cidr_is_one_plain_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The schema's own validator message, located, without pydantic's "Value error," prefix."""
+    code, _, err = run_check(capsys, tmp_path,
+                             "detection:\n  trusted_sources:\n    - cidrs: [10.0.0.300/8]\n")
+    assert code == 1
+    assert err[0] == (f"{tmp_path / 'vedette.yaml'}:3: detection.trusted_sources.0: "
+                      "'10.0.0.300/8' is not an IP address or network")
+
+
+def test_disabling_every_rule_fails_check_as_it_refuses_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "rules/auth/ssh_bruteforce.yml", rules)
+    code, out, err = run_check(
+        capsys, tmp_path, f"detection:\n  shipped_rules: false\n  rule_paths: [{rules}]\n"
+        "  disabled_rules: [ssh_auth_failure]\n")
+    assert code == 1
+    assert len(err) == 1 and "no rules loaded" in err[0]
+    assert out.rstrip().endswith("`vedette run` would refuse to start")

@@ -86,3 +86,26 @@ def test_binary_input_says_what_it_is_instead_of_zero_events(
     captured = capsys.readouterr()
     assert f"vedette replay: {path}: {what}" in captured.err
     assert "0 events" not in captured.out
+
+
+def test_a_log_with_the_nul_block_of_an_unclean_shutdown_is_still_replayed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ext4 leaves zero-filled blocks in logs after a power loss: that is a log, not binary."""
+    path = tmp_path / "auth.log"
+    path.write_bytes(AUTH + b"\x00" * 4096 + AUTH)
+    assert binary_reason(path) is None
+    assert main(["replay", str(path), "--log", "auth"]) == 0
+    assert " parsed" in capsys.readouterr().out
+    exe = tmp_path / "ls"
+    exe.write_bytes(Path("/bin/ls").read_bytes()[:8192])
+    assert binary_reason(exe) == "binary data (NUL bytes), not a text log"
+
+
+def test_a_missing_file_is_one_plain_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.log"
+    assert main(["replay", str(missing), "--log", "auth"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"vedette replay: {missing}: No such file or directory")

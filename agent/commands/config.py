@@ -51,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def check_command(args: argparse.Namespace) -> int:
     from agent.detection.sources import blind_spots, load_configured  # noqa: PLC0415 - pySigma
+    from agent.detection.tuning import apply_config  # noqa: PLC0415
 
     try:
         config = load_config(args.config)
@@ -71,15 +72,25 @@ def check_command(args: argparse.Namespace) -> int:
     detection = config.detection
     missing = {str(p) for p in [*detection.rule_paths, *detection.extra_rule_paths]
                if not p.exists()}  # reported once, by blind_spots, with the option's name
-    problems += [f"rule error: {err.location_text()}" for err in report.errors
-                 if err.path not in missing]
-    where = _config_name(args.config)
-    problems += [f"{where}: {reason}" for reason in blind_spots(config, report)]
+    rule_errors = [f"rule error: {err.location_text()}" for err in report.errors
+                   if err.path not in missing]
     print(f"# rules: {report.summary_line()}")
+    tuned = apply_config(report.ruleset, detection.disabled_rules, detection.trusted_sources)
+    for note in tuned.notes:  # a typo'd id in disabled_rules: a warning, as in `run`'s log
+        print(f"# note: {note}")
+    report.ruleset = tuned.ruleset  # as `run` does: disabling every rule leaves it blind
+    where = _config_name(args.config)
+    blind = [f"{where}: {reason}" for reason in blind_spots(config, report)]
+    fatal = len(problems) + len(blind)  # rule errors alone: `run` starts without those files
+    problems += rule_errors + blind
     for problem in problems:
         print(problem, file=sys.stderr)
-    if problems:
+    if fatal:
         print(f"# checks: {len(problems)} problem(s); `vedette run` would refuse to start")
+        return EXIT_INVALID
+    if problems:
+        print(f"# checks: {len(problems)} problem(s); `vedette run` would start without the "
+              "rules and filters in error")
         return EXIT_INVALID
     print("# checks: files, addresses, filter, rules" + (", port" if args.live else "") + ": ok")
     return 0

@@ -140,7 +140,9 @@ def replay_command(args: argparse.Namespace) -> int:
     except (OSError, CaptureFormatError) as exc:
         if bar is not None:
             bar.close()
-        print(f"vedette replay: {safe(exc)}", file=sys.stderr)
+        what = (f"{exc.filename}: {exc.strerror}"
+                if isinstance(exc, OSError) and exc.filename and exc.strerror else exc)
+        print(f"vedette replay: {safe(what)}", file=sys.stderr)
         return EXIT_INPUT
     if bar is not None:
         bar.close()

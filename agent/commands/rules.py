@@ -92,8 +92,8 @@ def validate_command(args: argparse.Namespace) -> int:
         print(rejection)
     for note in [*report.filters.notes, *(tuned.notes if tuned else [])]:
         print(note)
-    if not args.no_lint:
-        for warning in lint(_paths(args)):
+    if not args.no_lint:  # per folder: a local rule with a shipped rule's id is an override
+        for warning in (w for path in _paths(args) for w in lint([path])):
             print(warning)
     print(report.summary_line())
     if report.errors or (args.strict and report.rejections):

@@ -165,6 +165,7 @@ class _Loader:
         """0: shipped and third-party paths; each local path (which may override) one more."""
         self.layers: dict[str, int] = {}
         self.overrides: list[str] = []
+        self.overridden: set[str] = set()
         self.filter_docs: list[filters.FilterDoc] = []
 
     # -------------------------------------------------------------- reading
@@ -224,6 +225,7 @@ class _Loader:
                                   f"{self.ids[rule_id]})")
             self.candidates = [c for c in self.candidates if c.rule_id != rule_id]
             del self.ids[rule_id]
+            self.overridden.add(rule_id)
         if rule_id in self.ids:
             self.error(RuleError(f"duplicate rule id {rule_id} (first defined at "
                                  f"{self.ids[rule_id]})", src, doc.line))
@@ -267,6 +269,7 @@ class _Loader:
             self.error(err)
         for rej in outcome.rejections:
             self.rejections.append(Rejection(*rej))
+        self.rejections = [r for r in self.rejections if not self._override_rejected(r)]
         silent = set(outcome.silenced)
         final = [replace(d, output=False) if d.id in silent else d for d in detections.values()]
         ruleset = Ruleset(tuple(final), tuple(outcome.correlations))
@@ -277,6 +280,14 @@ class _Loader:
             ruleset = tuning.with_filters(ruleset, filter_set)
         return LoadReport(ruleset, self.errors, self.rejections, self.failed, self.files,
                           self.overrides, filters=filter_set)
+
+    def _override_rejected(self, rej: Rejection) -> bool:
+        """A rejected override is an error: it replaced a loaded rule, so neither would run."""
+        if rej.rule_id not in self.overridden:
+            return False
+        self.error(RuleError(f"rejected override of {rej.rule_id} ({rej.title}), so neither it "
+                             f"nor the rule it replaces runs: {rej.reason}", rej.path, rej.line))
+        return True
 
     def compile_detection(self, cand: _Candidate) -> DetectionRule | Rejection:
         rule = cand.rule

@@ -71,6 +71,21 @@ def test_a_local_folder_overrides_a_shipped_rule_by_id_and_adds_rules(tmp_path: 
     assert report.summary_line().startswith("2 rules: 2 compiled")
 
 
+def test_a_rejected_override_is_an_error_not_a_silent_loss(tmp_path: Path) -> None:
+    """An override that cannot run took the shipped rule's place: that fails validate."""
+    shipped = tmp_path / "shipped"
+    write(shipped, "u.yml", rule("33333333-3333-4333-8333-333333333333", "shipped U"))
+    override = write(tmp_path / "local", "u.yml", UNSUPPORTED)
+    report = load_rules([shipped], local_paths=[tmp_path / "local"])
+    assert not report.rejections and not list(report.ruleset.rules())
+    assert [(e.path, e.line) for e in report.errors] == [(str(override), 1)]
+    assert report.errors[0].reason.startswith(
+        "rejected override of 33333333-3333-4333-8333-333333333333 (needs a field nobody")
+    # a local rule that replaces nothing stays a plain rejection
+    alone = load_rules([], local_paths=[tmp_path / "local"])
+    assert len(alone.rejections) == 1 and not alone.errors
+
+
 def test_duplicate_ids_within_one_layer_stay_errors(tmp_path: Path) -> None:
     local = tmp_path / "local"
     write(local, "a.yml", rule(ID_A, "one"))

@@ -197,3 +197,24 @@ def test_validate_prints_pysigma_lint_warnings_without_failing(
     assert "warning" in out and "DanglingDetectionIssue" in out and "NumberAsStringIssue" in out
     assert main(["rules", "validate", "--no-lint", str(tmp_path)]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+def test_a_local_override_of_a_shipped_rule_id_is_no_lint_collision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The documented override (a local rule with a shipped rule's id) is not linted as a
+    duplicate: lint runs per rule folder; a collision inside one folder still warns."""
+    shipped, local = tmp_path / "shipped", tmp_path / "local"
+    curl_rule(shipped)
+    curl_rule(local)
+    config = tmp_path / "vedette.yaml"
+    config.write_text(yaml.safe_dump({"detection": {"shipped_rules": False,
+                                                   "rule_paths": [str(shipped), str(local)]}}))
+    assert main(["rules", "validate", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "IdentifierCollisionIssue" not in out and "DuplicateTitleIssue" not in out
+    write_rules(local, rule_doc({"sel": {"Image|endswith": "/curl"}, "condition": "sel"},
+                                id="5d0c9d4e-6f1c-4b8e-9d55-0000000000e1", name="curl_two",
+                                title="curl use"), name="curl2.yml")
+    main(["rules", "validate", "--config", str(config)])
+    assert "DuplicateTitleIssue" in capsys.readouterr().out
