@@ -85,7 +85,9 @@ def test_item_503_on_latest_does_not_hold_up_history(
         sink.close()
     assert _count(server, LATEST) == n and _count(server, ALERTS) == n
     assert sink.counts.dead_lettered == 0
-    assert sample(sink.metrics, "vedette_es_retries_total", reason="unavailable") >= n
+    # the 503s were retries, not losses; how many depends on timing (records parked past the
+    # in-memory bound are re-read from the spool once the stream recovers, not retried)
+    assert sample(sink.metrics, "vedette_es_retries_total", reason="unavailable") > 0
 
 
 def test_setup_failing_with_503_is_retried_before_shipping(
