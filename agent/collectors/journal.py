@@ -27,6 +27,7 @@ from agent.collectors.auth_context import AuthContext
 from agent.collectors.base import Publish, publish_acked
 from agent.collectors.log_decoders import JournalDecoder
 from agent.collectors.log_tail import LOGIN_ACTIONS
+from agent.durable import write_durably
 from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,7 @@ class JournalCollector:
 
     def _save_cursor(self, cursor: str) -> None:
         try:
-            self._cursor_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._cursor_file.with_name(self._cursor_file.name + ".tmp")
-            tmp.write_text(cursor, encoding="utf-8")
-            os.replace(tmp, self._cursor_file)
+            write_durably(self._cursor_file, cursor)
         except OSError as exc:
             log.warning("cannot save journal cursor: %s", exc)
 

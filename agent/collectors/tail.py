@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from agent.durable import write_durably
+
 
 class OffsetStore:
     """``{key: {"inode": int, "offset": int}}`` in one JSON file, written atomically."""
@@ -61,22 +63,7 @@ class OffsetStore:
             text = json.dumps(self._data, sort_keys=True)
             if text == self._saved:
                 return
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._path.with_name(self._path.name + ".tmp")
-            with tmp.open("w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._path)
-            try:
-                fd = os.open(self._path.parent, os.O_RDONLY)
-            except OSError:
-                fd = -1
-            if fd >= 0:
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            write_durably(self._path, text)
             self._saved = text
 
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agent.alerts import Alert, RuleRef, Status
 from agent.detection.lifecycle import AlertBook
+from agent.durable import write_durably
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +89,7 @@ class AlertCheckpoint:
                 rules[rule_id] = entries
         text = json.dumps({"version": VERSION, "rules": rules}, default=str,
                           ensure_ascii=True, separators=(",", ":"))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_durably(self.path, text)
 
     def restore(self, books: Mapping[str, AlertBook]) -> int:
         """Put the checkpointed open alerts back into ``books``; rules no longer loaded are
