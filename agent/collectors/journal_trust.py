@@ -23,8 +23,9 @@ fields say so:
   these fields (``_TRANSPORT=kernel``, an export stripped of them), cannot be attributed and is
   refused as well;
 * any other identifier is trusted, unless its message is one Vedette classifies (a
-  ``pam_unix`` failure, a ``new user:`` line): then it must come from root (``_UID=0``) or from
-  an executable of that name in a system directory.
+  ``pam_unix`` failure, a ``new user:`` line): then it must come from root (``_UID=0``) or be
+  one of the known setuid PAM helpers (``SETUID_PAM_HELPERS``) run from its executable in a
+  system directory (``logger -t logger …`` or a script logging as ``python3`` is refused).
 
 A refused entry is never a login or an account change: the caller turns it into a
 ``vedette``/``log_forgery`` event (rule ``log_forgery``).
@@ -68,6 +69,9 @@ PROGRAMS: dict[str, Program] = {
 }
 # Where genuine programs live: only root can write there, so a copy of logger named
 # ~/bin/sudo is not sudo (/usr/lib/openssh/sshd-session, /usr/lib/polkit-1/… are under /usr).
+# setuid/setgid programs (real uid: the invoking user) that log PAM messages of their own
+SETUID_PAM_HELPERS = frozenset({"polkit-agent-helper-1", "pkexec", "unix_chkpwd", "newgrp",
+                                "sg", "doas"})
 SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/")
 _COMM_MAX = 15  # TASK_COMM_LEN - 1: /proc/PID/comm is cut
 
@@ -100,8 +104,11 @@ def verify(entry: dict[str, Any], claimed: str, classified: bool) -> Verdict:
             # root can write anything anyway, and root daemons log auth messages under many
             # identifiers (adduser is a Perl script, "(systemd)" opens PAM sessions)
             return TRUSTED
-        # an unknown identifier with an auth message (pam_unix from a PAM-using helper such
-        # as polkit-agent-helper-1): the process must at least be the program it names
+        # an unknown identifier with an auth message from a non-root writer: only a known
+        # setuid PAM helper (polkit-agent-helper-1), and only its own executable; anything
+        # else (logger, python3, perl) writes whatever its unprivileged user wants
+        if claimed not in SETUID_PAM_HELPERS:
+            return Verdict(False, "wrong_uid")
         program = _program(claimed, root=False)
     comm, unit = _str(entry, "_COMM"), _str(entry, "_SYSTEMD_UNIT")
     if uid is None and exe is None and comm is None and unit is None:

@@ -19,11 +19,13 @@ MAX_LINE_CHARS = 16 * 1024
 # * CSI ``ESC [ params intermediates final`` without a space among the intermediates (a space
 #   would let ``ESC [`` at the end of a user name swallow `` f`` of `` from``);
 # * OSC ``ESC ] ... BEL`` or ``ESC ] ... ESC \``: the terminator is *required* (an unterminated
-#   OSC would otherwise delete the rest of the line, trusted suffix included);
+#   OSC would otherwise delete the rest of the line, trusted suffix included) and, like CSI, no
+#   space inside (else one opened in sudo's PWD and closed in the command line would delete
+#   sudo's own `` ; USER=root ; COMMAND=`` between them);
 # * two-byte escapes, except the string introducers (``P X [ ] ^ _``), whose strings run to a
 #   terminator.
 # Any other ESC stays in the text as a visible ``\x1b`` (see _CONTROL), nothing after it lost.
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[!-/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-OQ-WYZ\\])")
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[!-/]*[@-~]|\][^\x07\x1b ]*(?:\x07|\x1b\\)|[@-OQ-WYZ\\])")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _NEEDS_WORK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _NEEDS_WORK_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")

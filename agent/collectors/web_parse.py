@@ -38,8 +38,12 @@ from agent.events import Event, LogSource
 WEB_ACCESS = LogSource("vedette", "web_access")
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
+# %u (the Basic-auth user name) is the client's: the servers escape quotes and control bytes
+# in it but not spaces or brackets, so it is whatever comes before the first `` [time] "``
+# (it cannot contain the ``"``), and the time must have the exact CLF shape.
+_CLF_TIME = r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}"
 _LINE = re.compile(
-    r"(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+|\"[^\"]*\") \[(?P<time>[^\]]{20,40})\] "
+    r"(?P<host>\S+) (?P<ident>\S+) (?P<user>.*?) \[(?P<time>" + _CLF_TIME + r")\] "
     + _QUOTED.replace("(", "(?P<request>", 1)
     + r" (?P<status>\d{3}|-) (?P<bytes>\d+|-)"
     + r"(?: " + _QUOTED.replace("(", "(?P<referrer>", 1)
@@ -47,8 +51,8 @@ _LINE = re.compile(
     + r"(?P<rest>\s.*)?",
     re.DOTALL,
 )
-_PREFIX = (r"(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+|\"[^\"]*\") "
-           r"\[(?P<time>[^\]]{20,40})\] ")
+_PREFIX = (r"(?P<host>\S+) (?P<ident>\S+) (?P<user>.*?) "
+           r"\[(?P<time>" + _CLF_TIME + r")\] ")
 # a cut line: the request line runs to the end (no closing quote), perhaps in mid-escape
 _CUT_REQUEST = re.compile(_PREFIX + r'"(?P<request>(?:[^"\\]|\\.)*)\\?', re.DOTALL)
 _CUT_CLIENT = re.compile(_PREFIX, re.DOTALL)

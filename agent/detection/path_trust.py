@@ -12,6 +12,9 @@ refused *as a whole* when any of them is:
 * writable by a group other than root's and the agent's own (``g+w``);
 * owned by someone other than root and the agent's own user.
 
+A symlink is judged by its target *and* every folder above the target (whoever can write the
+target's folder can put another file in its place).
+
 A refused path loads nothing; its reason is a rule error (``file: reason``), so a hot reload
 that meets one keeps the previous rules, and :func:`integrity_alert` turns the refusal into an
 alert of its own (the rules meant to catch the tampering may be the refused ones). The
@@ -87,7 +90,11 @@ def check_path(configured: Path) -> UnsafePath | None:
             path = stack.pop()
             st = path.lstat()
             if stat.S_ISLNK(st.st_mode):
-                st = path.stat()  # the loader follows links: check what they point to
+                st = path.stat()  # the loader follows links: check what they point to,
+                for parent in reversed(path.resolve().parents):  # and the folders above it
+                    reason = _problem(parent.stat(), parent=True)
+                    if reason is not None:
+                        return UnsafePath(configured, parent, reason)
             reason = _problem(st, parent=False)
             if reason is not None:
                 return UnsafePath(configured, path, reason)

@@ -73,6 +73,23 @@ def test_a_symlink_is_judged_by_its_target(tmp_path: Path) -> None:
     assert unsafe is not None and unsafe.culprit == rules / "link.yml"
 
 
+def test_a_symlink_into_a_folder_others_can_write_is_refused(tmp_path: Path) -> None:
+    # the target file is root's and 0644, but its folder is another user's: he can rename
+    # it away and put his own file (or a link) in its place between the check and the load
+    rules = _rules(tmp_path)
+    home = tmp_path / "home-bob"
+    home.mkdir()
+    os.chown(home, 4242, 4242)
+    home.chmod(0o755)
+    target = home / "r.yml"
+    target.write_text(RULE.replace("su_to_root", "su_to_root_3"))
+    target.chmod(0o644)
+    (rules / "link.yml").symlink_to(target)
+    unsafe = check_path(rules)
+    assert unsafe is not None and unsafe.culprit == home
+    assert unsafe.reason == "is owned by uid 4242"
+
+
 def test_refused_paths_are_errors_alerts_and_a_metric(tmp_path: Path) -> None:
     rules = _rules(tmp_path)
     rules.chmod(0o777)

@@ -10,7 +10,8 @@ import pytest
 from agent.cli import main
 from agent.config import load_config
 from agent.detection import load_rules
-from agent.errors import ConfigErrors
+from agent.detection.yamlsafe import read_documents
+from agent.errors import ConfigErrors, RuleError
 from agent.yamlguard import YamlLimits, YamlRefused, check_events
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,3 +111,22 @@ def test_symlinks_to_files_that_are_not_rule_files_are_not_read(
     assert main(["rules", "validate", str(rules)]) == 1
     out = capsys.readouterr()
     assert "SECRET" not in out.out + out.err and "linked.yml" in out.out + out.err
+
+
+@pytest.mark.parametrize("number", [":".join(["59"] * 150_000), "0x" + "f" * 200_000,
+                                    "0b" + "1" * 900_000])
+def test_a_huge_number_is_refused_before_it_is_constructed(tmp_path: Path, number: str) -> None:
+    # YAML 1.1 sexagesimal ints (1:2:3) are built digit by digit: 450 KB took 11 s to construct
+    path = tmp_path / "num.yml"
+    path.write_text(RULE.replace("detection:", f"n: {number}\ndetection:", 1))
+    started = time.monotonic()
+    with pytest.raises(RuleError, match="number of more than"):
+        read_documents(path)
+    assert time.monotonic() - started < 5
+
+
+def test_long_strings_that_are_not_numbers_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "str.yml"
+    path.write_text(RULE.replace("detection:", f"n: a{'1:' * 5000}1\ndetection:", 1))
+    docs, _ = read_documents(path)
+    assert docs[0].data["n"].startswith("a1:")

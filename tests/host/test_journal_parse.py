@@ -132,3 +132,16 @@ def test_root_writers_and_system_helpers_with_other_identifiers_are_trusted() ->
     adduser = _one(_entry("new group: name=svc, GID=1001", SYSLOG_IDENTIFIER="adduser",
                           _UID="0", _EXE="/usr/bin/perl", _COMM="adduser"))
     assert adduser.get("event.action") == "group_created"
+
+
+def test_a_user_writer_named_after_itself_cannot_forge_classified_messages() -> None:
+    # `logger -t logger …` or a python3 script logging as "python3": the executable is the
+    # program the identifier names, but it writes whatever its (unprivileged) user wants
+    pam = "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh " \
+          "ruser= rhost=198.18.7.7  user=root"
+    for ident, exe in (("logger", "/usr/bin/logger"), ("python3", "/usr/bin/python3"),
+                       ("perl", "/usr/bin/perl")):
+        for msg in (pam, "new user: name=x, UID=0, GID=0, home=/, shell=/bin/sh"):
+            fields = _one(_entry(msg, SYSLOG_IDENTIFIER=ident, _UID="1000", _EXE=exe)).fields
+            assert fields["event.action"] == "forged_entry", (ident, msg)
+            assert "source.ip" not in fields

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.collectors.auth_parse import sudo_fields
 from agent.collectors.line_clean import ANSI_ESCAPES, CONTROL_CHARS, clean_line
 from agent.collectors.log_decoders import AuthDecoder
 from agent.collectors.syslog_parse import SyslogClock
@@ -44,3 +45,14 @@ def test_unterminated_sequences_stay_visible() -> None:
     assert text == "user\\x1b]rest of the line" and problems == frozenset({CONTROL_CHARS})
     text, _ = clean_line("user\x1b[ from x")
     assert text == "user\\x1b[ from x"
+
+
+def test_an_osc_cannot_span_trusted_text_between_two_attacker_fields() -> None:
+    # sudo writes its own `` ; USER=root ; COMMAND=`` between the user's PWD and command line:
+    # an OSC opened in the directory name and closed in an argument must not delete it
+    raw = ("alice : TTY=pts/0 ; PWD=/tmp/x\x1b] ; USER=root ; COMMAND=/bin/sh -c id \x07"
+           " ; USER=nobody ; COMMAND=/bin/true")
+    fields = sudo_fields(clean_line(raw).text)
+    assert fields is not None
+    assert fields.get("user.target.name") != "nobody"
+    assert "/bin/sh -c id" in fields["process.command_line"]

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.collectors.log_decoders import decode_web_file
-from agent.collectors.web_parse import parse_clf_time, web_event
+from agent.collectors.web_parse import parse_clf_time, web_event, web_fields
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "web"
 
@@ -102,3 +102,17 @@ def test_an_oversized_unparseable_line_still_names_its_client(tmp_path: Path) ->
     assert [(e.get("source.ip"), e.get("event.action")) for e in events] == [
         ("198.18.7.8", "unparsed")]
     assert events[0].get("vedette.web.line_bytes") == len(line)
+
+
+def test_a_basic_auth_user_name_with_spaces_cannot_hide_the_request() -> None:
+    # nginx and Apache escape quotes and control bytes in %u, not spaces or brackets
+    for user in ("a b", "x [21/Nov/2030:10:00:46 +0000]", "x [AAAAAAAAAAAA", "-"):
+        line = (f'198.18.5.5 - {user} [21/Nov/2026:10:00:46 +0000] '
+                '"GET /index.php?id=1%27%20OR%201=1-- HTTP/1.1" 200 12 "-" "sqlmap/1.7"')
+        parsed = web_fields(line)
+        assert parsed is not None, user
+        ts, fields = parsed
+        assert fields["source.ip"] == "198.18.5.5"
+        assert fields["url.query"] == "id=1%27%20OR%201=1--"
+        assert fields.get("user.name", "-") == user
+        assert ts == web_fields(line.replace(f" {user} ", " - "))[0]  # type: ignore[index]
