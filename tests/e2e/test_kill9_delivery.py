@@ -80,7 +80,8 @@ def _agent(agent_factory: Any, server: FakeElasticsearch, tmp_path: Path) -> Age
     log = tmp_path / "auth.log"
     log.touch()
     return agent_factory({
-        "detection": {"rule_paths": [str(rules)], "watch_rules": False},
+        # only this rule (no shipped rules: host collectors would raise unrelated alerts)
+        "detection": {"rule_paths": [str(rules)], "shipped_rules": False, "watch_rules": False},
         "auth_logs": {"paths": [str(log)], "journal": "off", "start_at_end": False,
                       "poll_interval_seconds": 0.05, "watch_integrity": False},
         "web_logs": {"enabled": False}, "fim": {"enabled": False},
