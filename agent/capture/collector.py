@@ -72,12 +72,6 @@ class PacketCaptureCollector:
         self._seen = ProcessorStats()
         self._health_due = 0.0
         self._export_due = 0.0
-        # the common series exist from the start (at 0), so the first packet of a kind does not
-        # make a new series appear mid-run (rate() and dashboards see a continuous series)
-        for protocol in ("tcp", "udp", "icmp", "ipv6-icmp"):
-            for direction in ("inbound", "outbound", "internal", "external"):
-                metrics.capture_packets.labels(protocol, direction)
-                metrics.capture_bytes.labels(protocol, direction)
 
     # ------------------------------------------------------------------ interfaces
 
