@@ -14,23 +14,13 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.rule_texts import process_rule
 
 pytestmark = pytest.mark.slow
 
 SHIPPED_ID = "0ea20e89-7a90-4fd0-8343-248249429291"  # rules/process: exec_from_tmp
 NEW_ID = "44444444-4444-4444-8444-444444444444"
-NEW_RULE = f"""title: Netcat started (local rule)
-id: {NEW_ID}
-status: stable
-logsource:
-  product: linux
-  category: process_creation
-detection:
-  selection:
-    Image|endswith: /nc
-  condition: selection
-level: medium
-"""
+NEW_RULE = process_rule(NEW_ID, title="Netcat started (local rule)")
 
 
 def _shipped_rule_text() -> str:

@@ -9,36 +9,11 @@ import pytest
 from agent.config import Config, DetectionSection
 from agent.detection.loader import load_rules
 from agent.detection.sources import blind_spots, load_configured, path_problems
+from tests.rule_texts import process_rule, unsupported_field_rule
 
-RULE = """title: {title}
-id: {rule_id}
-status: stable
-description: test rule
-author: test
-date: 2026-11-21
-logsource:
-  product: linux
-  category: process_creation
-detection:
-  selection:
-    Image|endswith: /{image}
-  condition: selection
-level: {level}
-"""
 ID_A = "11111111-1111-4111-8111-111111111111"
 ID_B = "22222222-2222-4222-8222-222222222222"
-UNSUPPORTED = """title: needs a field nobody produces
-id: 33333333-3333-4333-8333-333333333333
-status: stable
-logsource:
-  product: linux
-  category: file_event
-detection:
-  selection:
-    NoSuchField: x
-  condition: selection
-level: low
-"""
+UNSUPPORTED = unsupported_field_rule("33333333-3333-4333-8333-333333333333")
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -49,7 +24,7 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 
 def rule(rule_id: str, title: str, image: str = "nc", level: str = "low") -> str:
-    return RULE.format(rule_id=rule_id, title=title, image=image, level=level)
+    return process_rule(rule_id, title=title, image=image, level=level)
 
 
 def config(**detection: object) -> Config:

@@ -18,26 +18,13 @@ import pytest
 
 from agent.events import format_timestamp
 from tests.conftest import REPO, AgentProcess
+from tests.rule_texts import ONLY_TEST_COLLECTORS, process_rule
 
 pytestmark = pytest.mark.e2e
 
 Factory = Callable[..., AgentProcess]
-RULE = """title: Netcat started
-id: 77777777-7777-4777-8777-777777777777
-status: stable
-logsource:
-  product: linux
-  category: process_creation
-detection:
-  selection:
-    Image|endswith: /nc
-  condition: selection
-level: high
-"""
-ONLY_FEED = {"auth_logs": {"enabled": False}, "web_logs": {"enabled": False},
-             "auditd": {"enabled": False}, "kernel_modules": {"enabled": False},
-             "process": {"enabled": False}, "sockets": {"enabled": False},
-             "fim": {"enabled": False}}
+RULE = process_rule("77777777-7777-4777-8777-777777777777", level="high")
+ONLY_FEED = ONLY_TEST_COLLECTORS
 
 
 def setup(agent_factory: Factory, tmp_path: Path, **extra: Any) -> tuple[AgentProcess, Path]:

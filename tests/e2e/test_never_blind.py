@@ -14,40 +14,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import AgentProcess
+from tests.rule_texts import ONLY_TEST_COLLECTORS, process_rule, unsupported_field_rule
 
 pytestmark = pytest.mark.e2e
 
 Factory = Callable[..., AgentProcess]
-# Collectors whose health depends on the machine (a container has no /proc/modules, maybe no
-# proc connector, no auth log) are off: these tests choose what is degraded.
-QUIET = {"auth_logs": {"enabled": False}, "web_logs": {"enabled": False},
-         "auditd": {"enabled": False}, "kernel_modules": {"enabled": False},
-         "process": {"enabled": False}, "sockets": {"enabled": False},
-         "fim": {"enabled": False}}
-PROCESS_RULE = """title: Netcat started
-id: 55555555-5555-4555-8555-555555555555
-status: stable
-logsource:
-  product: linux
-  category: process_creation
-detection:
-  selection:
-    Image|endswith: /nc
-  condition: selection
-level: medium
-"""
-FIM_RULE_NOBODY_CAN_RUN = """title: needs a field file events never carry
-id: 66666666-6666-4666-8666-666666666666
-status: stable
-logsource:
-  product: linux
-  category: file_event
-detection:
-  selection:
-    NoSuchField: x
-  condition: selection
-level: low
-"""
+QUIET = ONLY_TEST_COLLECTORS
+PROCESS_RULE = process_rule("55555555-5555-4555-8555-555555555555")
+FIM_RULE_NOBODY_CAN_RUN = unsupported_field_rule("66666666-6666-4666-8666-666666666666")
 
 
 def refused(agent: AgentProcess, code: int) -> list[str]:
