@@ -21,17 +21,25 @@ types, malformed frames) goes through the per-packet path in order.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.netdecode.columns import PacketColumns
+from agent.netevents.analyzers.base import (
+    DNS_FROM_CLIENT,
+    DNS_TO_CLIENT,
+    ICMP,
+    ICMP_ERROR,
+    ICMP_PROBE,
+    SYN_FLOOD,
+    UDP,
+)
 from agent.netevents.analyzers.icmp import ICMP4_PROBES
 from agent.netevents.entries import Counts, Flow, source_slots
 from agent.netevents.state import ALL_PORTS, TrafficState
-from agent.netevents.summaries import DNS_RCODE_LABEL
 
 BULK_MIN_PACKETS = 128
 """Smaller batches (a quiet link's ring block) go packet by packet: numpy's fixed cost per batch
@@ -274,8 +282,7 @@ def add_segments(state: TrafficState, cols: PacketColumns, rows: npt.NDArray[np.
             seg.bytes += size
 
 
-# What a group of count-only packets is, and so what it counts.
-SYN_FLOOD, UDP, DNS_FROM_CLIENT, DNS_TO_CLIENT, ICMP, ICMP_PROBE, ICMP_ERROR = range(7)
+BulkCounter = Callable[[PacketColumns, npt.NDArray[np.intp]], None]
 
 
 class _Group:
@@ -286,8 +293,8 @@ class _Group:
         "flow",
         "flowing",
         "kind",
-        "partial",
         "members",
+        "partial",
         "port",
         "proto",
         "sources",
@@ -332,8 +339,13 @@ class CountOnly:
     def __init__(
         self, state: TrafficState, masks: PortMasks, cols: PacketColumns, kinds: Kinds | None,
         start: int, stop: int, latest: float = math.inf,
+        bulk_counters: Mapping[int, Sequence[BulkCounter]] | None = None,
     ) -> None:
         self.state = state
+        self.bulk_counters = bulk_counters or {}
+        """The analyzers' vectorised counters (:meth:`Analyzer.count_bulk
+        <agent.netevents.analyzers.base.Analyzer.count_bulk>`) by group kind: what their
+        per-packet handler counts for the skipped packets of such a group."""
         self.cols = cols
         self.start = start
         times = cols.timestamps[start:stop]
@@ -516,7 +528,8 @@ class CountOnly:
                 stats.tcp_control["syn"] += n
                 self._count_host(group, n, nbytes)
             elif kind in (DNS_FROM_CLIENT, DNS_TO_CLIENT):
-                self._count_dns(group.taken + self.start)
+                for counter in self.bulk_counters.get(kind, ()):
+                    counter(self.cols, group.taken + self.start)
             if kind not in (UDP, ICMP):  # each refused by its per-key budget
                 stats.suppressed += n
             if entry is None:
@@ -543,8 +556,7 @@ class CountOnly:
             for flow, size, ts in zip(flows, wire, times, strict=True):
                 flow.packets += 1
                 flow.bytes += size
-                if ts > flow.last:
-                    flow.last = ts
+                flow.last = max(flow.last, ts)
             n -= len(flows)
             nbytes -= sum(wire)
         return n, nbytes
@@ -559,19 +571,3 @@ class CountOnly:
         host.bytes += nbytes
         host.syn += n
         np.frombuffer(host.source_bitmap(), dtype=np.uint8)[source_slots(group.sources)] = 1
-
-    def _count_dns(self, rows: npt.NDArray[np.intp]) -> None:
-        """What the DNS analyzer (:mod:`agent.netevents.analyzers.dns`) counts for skipped DNS
-        datagrams ``rows``
-        (Ethernet/IPv4 without options: the DNS header starts at byte 42)."""
-        cols, stats = self.cols, self.state.stats
-        head = cols.head[rows]
-        total = (head[:, 16].astype(np.int64) << 8) | head[:, 17]
-        caplen = cols.caplen[rows]
-        end = np.where(total == 0, caplen, np.minimum(14 + total, caplen))
-        whole = end >= 42 + 12
-        response = whole & (head[:, 44] >= 0x80)
-        stats.dns_queries += int(np.count_nonzero(whole)) - int(np.count_nonzero(response))
-        codes = np.bincount(head[response, 45] & 0x0F, minlength=16)
-        for code in np.flatnonzero(codes).tolist():
-            stats.dns_responses[DNS_RCODE_LABEL[code]] += int(codes[code])

@@ -106,6 +106,13 @@ class PacketProcessor:
             for transport in analyzer.transports:
                 for port in analyzer.ports():
                     by_port.setdefault((transport, port), []).append(analyzer.packet)
+        counters: dict[int, list[bulk_ops.BulkCounter]] = {}
+        for analyzer in self.analyzers:
+            for kind in analyzer.bulk_kinds:
+                counters.setdefault(kind, []).append(analyzer.count_bulk)
+        self.bulk_counters: dict[int, tuple[bulk_ops.BulkCounter, ...]] = {
+            k: tuple(v) for k, v in counters.items()}
+        """Each count-only group kind's vectorised counters (the analyzers' ``count_bulk``)."""
         self._by_proto: dict[int, Handlers] = {k: tuple(v) for k, v in by_proto.items()}
         self._by_port: dict[tuple[int, int], Handlers] = {k: tuple(v) for k, v in by_port.items()}
         self._latest = -math.inf
@@ -161,7 +168,7 @@ class PacketProcessor:
             else:
                 idx, later = self._bulk_segments(cols, kinds, first, last)
             counting = bulk_ops.CountOnly(state, self.port_masks, cols, kinds, first, last,
-                                          self._latest)
+                                          self._latest, self.bulk_counters)
             skip, watch = counting.skip, counting.watch
             skip_marks = np.frombuffer(skip, dtype=np.uint8)
             for at in range(0, len(idx), _CHUNK):
