@@ -6,11 +6,12 @@ publishes the events. It also
 
 * rescans interfaces every ``capture.rescan_seconds`` (new ones are opened, vanished ones closed);
 * advances the processor with wall time, so aggregates of a quiet second still flush;
-* exports the processor's counters to the metrics every second and at shutdown (after
-  flushing the open second), so a short run shows them too;
-* every ``capture.health_interval_seconds`` reads the kernel's PACKET_STATISTICS per ring,
-  updates the metrics and emits one ``vedette/capture_health`` event per interface, which the
-  ``capture_degraded`` rule turns into a "network detection degraded" alert.
+* exports the processor's counters and the kernel's PACKET_STATISTICS of every ring (packets,
+  drops) to the metrics every second and at shutdown (after flushing the open second, before
+  the rings close), so a short run shows them too;
+* every ``capture.health_interval_seconds`` emits one ``vedette/capture_health`` event per
+  interface with the interval's kernel counters, which the ``capture_degraded`` rule turns into
+  a "network detection degraded" alert.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ log = logging.getLogger(__name__)
 
 DEGRADED_RATIO = 0.01
 EXPORT_SECONDS = 1.0
-"""Processor counters (packets, TCP control, DNS, errors, budgets) reach the metrics this often
-(the kernel ring statistics stay on the health interval), and once more at shutdown."""
+"""Processor counters (packets, TCP control, DNS, errors, budgets) and the kernel ring
+statistics reach the metrics this often, and once more at shutdown."""
 _POLL_MS = 100
 _BROKEN = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
@@ -70,6 +71,9 @@ class PacketCaptureCollector:
         }
         self._warned: set[str] = set()
         self._seen = ProcessorStats()
+        self._interval: dict[str, list[int]] = {}
+        """Kernel (packets, drops, freezes) per interface since the last health event (the
+        kernel resets its counters on every read)."""
         self._health_due = 0.0
         self._export_due = 0.0
 
@@ -167,13 +171,17 @@ class PacketCaptureCollector:
                     events.extend(self.health())
                 elif now >= self._export_due:
                     self._export_processor_stats()
+                    self.export_ring_stats()
                     self._export_due = now + EXPORT_SECONDS
                 if events:
                     publish(events)
         finally:
-            for ring in self.rings.values():
-                ring.close()
-            self.rings.clear()
+            try:
+                self.export_ring_stats()  # what the kernel counted since the last export
+            finally:
+                for ring in self.rings.values():
+                    ring.close()
+                self.rings.clear()
             # What the last second saw: its aggregates, and every counter up to the end.
             try:
                 tail = self.processor.flush()
@@ -195,14 +203,13 @@ class PacketCaptureCollector:
             log.warning("capture event budget exhausted: probes were not analysed",
                         extra={"events": over_budget, "max_events_per_second": limit})
         out: list[Event] = []
-        for name, ring in self.rings.items():
-            try:
-                packets, drops, freezes = ring.statistics()
-            except OSError:
+        self.export_ring_stats()
+        for name in self.rings:
+            interval = self._interval.pop(name, None)
+            if interval is None:
                 continue
+            packets, drops, freezes = interval
             m = self.metrics
-            m.capture_ring_packets.labels(name).inc(packets)
-            m.capture_ring_drops.labels(name).inc(drops)
             ratio = drops / packets if packets else 0.0
             m.capture_degraded.labels(name).set(1 if ratio >= DEGRADED_RATIO else 0)
             if drops:
@@ -221,6 +228,24 @@ class PacketCaptureCollector:
                 fields["host.name"] = self.host_name
             out.append(Event(now, CAPTURE_HEALTH, fields))
         return out
+
+    def export_ring_stats(self) -> None:
+        """Each ring's kernel counters since the last read → the metrics, and into the
+        interval the next health event reports."""
+        m = self.metrics
+        for name, ring in self.rings.items():
+            try:
+                packets, drops, freezes = ring.statistics()
+            except OSError:
+                continue
+            if packets:
+                m.capture_ring_packets.labels(name).inc(packets)
+            if drops:
+                m.capture_ring_drops.labels(name).inc(drops)
+            total = self._interval.setdefault(name, [0, 0, 0])
+            total[0] += packets
+            total[1] += drops
+            total[2] += freezes
 
     def _export_processor_stats(self) -> None:
         stats, seen, m = self.processor.stats, self._seen, self.metrics

@@ -59,15 +59,17 @@ class Budgets:
         self.aux = 0
         self._row1 = bytearray(1 << SKETCH_BITS)
         self._row2 = bytearray(1 << SKETCH_BITS)
+        self._dirty = False
         self._destinations: dict[tuple[bytes, int], int] = {}
         self._sources: dict[bytes, int] = {}
         self._aux: dict[bytes, int] = {}
 
     def reset(self) -> None:
         self.emitted = self.new = self.known = self.aux = 0
-        if any(self._row1):
+        if self._dirty:
             self._row1 = bytearray(1 << SKETCH_BITS)
             self._row2 = bytearray(1 << SKETCH_BITS)
+            self._dirty = False
         self._destinations = {}
         self._sources = {}
         self._aux = {}
@@ -87,6 +89,7 @@ class Budgets:
             row1[i] = a + 1
         if b < 255:
             row2[j] = b + 1
+        self._dirty = True
         return a > 0 and b > 0
 
     def _refuse(self, pool: str) -> bool:
@@ -116,8 +119,16 @@ class Budgets:
         if d >= self.max_destination or s >= self.max_source:
             self.stats.suppressed += 1
             return False
-        known = self._seen(src)
-        if known:
+        h = hash(src)  # self._seen(src), inline: this runs for every control packet
+        i, j = h & _MASK, (h >> SKETCH_BITS) & _MASK
+        row1, row2 = self._row1, self._row2
+        a, b = row1[i], row2[j]
+        if a < 255:
+            row1[i] = a + 1
+        if b < 255:
+            row2[j] = b + 1
+        self._dirty = True
+        if a and b:
             if self.known >= self.max_known:
                 return self._refuse("known_sources")
             self.known += 1

@@ -16,21 +16,35 @@ packet, with exactly the state changes the per-packet path would make:
 
 Everything else (control packets with events to make, DNS, ARP, ICMP, fragments, other link
 types, malformed frames) goes through the per-packet path in order.
+
+(Longer than the project's ~400 lines: the flood groups of :class:`CountOnly` share one
+grouping, one skip/watch bookkeeping and one proof obligation — equality with the per-packet
+path — and are kept together until each protocol's share moves beside its analyzer, as DNS's
+did: :meth:`~agent.netevents.analyzers.base.Analyzer.count_bulk`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.netdecode.columns import PacketColumns
+from agent.netevents.analyzers.base import (
+    DNS_FROM_CLIENT,
+    DNS_TO_CLIENT,
+    ICMP,
+    ICMP_ERROR,
+    ICMP_PROBE,
+    SYN_FLOOD,
+    UDP,
+)
 from agent.netevents.analyzers.icmp import ICMP4_PROBES
 from agent.netevents.entries import Counts, Flow, source_slots
 from agent.netevents.state import ALL_PORTS, TrafficState
-from agent.netevents.summaries import DNS_RCODE_LABEL
 
 BULK_MIN_PACKETS = 128
 """Smaller batches (a quiet link's ring block) go packet by packet: numpy's fixed cost per batch
@@ -58,6 +72,14 @@ class Kinds(NamedTuple):
     """Ethernet/IPv4/TCP segments with SYN and without ACK."""
     light: _Mask
     """Ethernet/IPv4 UDP and ICMP datagrams without options, unfragmented, headers whole."""
+    synack: _Mask
+    """Ethernet/IPv4/TCP segments with SYN and ACK (they teach the connection table)."""
+    learners: _Mask
+    """Ethernet/IPv4/TCP segments that may teach the connection table from the per-packet
+    path besides ``ordinary`` ones: SYN-ACKs, and ordinary segments on analyzed ports."""
+    opaque: _Mask
+    """Frames that might carry an IPv4 TCP segment in another shape (VLAN tags, IP options,
+    fragments, other link types, short headers): they could teach the connection table too."""
 
 
 def classify(cols: PacketColumns, masks: PortMasks) -> Kinds:
@@ -80,8 +102,13 @@ def classify(cols: PacketColumns, masks: PortMasks) -> Kinds:
         ((proto == 17) & (caplen >= 42) & ~(masks.udp_other[sport] | masks.udp_other[dport]))
         | ((proto == 1) & (caplen >= 38)))
     analyzed = masks.tcp[sport] | masks.tcp[dport]
-    return Kinds(tcp & ((flags & 0x16) == 0x10) & ~analyzed, tcp & ((flags & 0x12) == 0x02),
-                 light)
+    plain_ordinary = tcp & ((flags & 0x16) == 0x10)
+    synack = tcp & ((flags & 0x12) == 0x12)
+    ethertype = (head[:, 12].astype(np.int64) << 8) | head[:, 13]
+    opaque = ((cols.linktypes != 1) | np.isin(ethertype, (0x8100, 0x88A8, 0x9100))
+              | ((ethertype == 0x0800) & ~(ipv4 & ((proto != 6) | tcp))))
+    return Kinds(plain_ordinary & ~analyzed, tcp & ((flags & 0x12) == 0x02), light, synack,
+                 synack | (plain_ordinary & analyzed), opaque)
 
 
 def groups(
@@ -197,8 +224,70 @@ def count_segments(
     return rows
 
 
-# What a group of count-only packets is, and so what it counts.
-SYN_FLOOD, UDP, DNS_FROM_CLIENT, DNS_TO_CLIENT, ICMP, ICMP_PROBE, ICMP_ERROR = range(7)
+def learnt_in_range(
+    state: TrafficState, cols: PacketColumns, kinds: Kinds, start: int, stop: int,
+    rows: npt.NDArray[np.intp],
+) -> npt.NDArray[np.bool_] | None:
+    """Which of ``rows`` (ordinary segments of ``start:stop`` whose connection was unknown when
+    the range began) will find it known at their turn; ``None`` when that cannot be told.
+
+    In the per-packet path such a segment is counted, and changes nothing else, once its
+    connection was learnt (:meth:`~agent.netevents.state.TrafficState.remember_connection`)
+    by an earlier packet of the range: a SYN-ACK of the connection (either direction) or an
+    earlier ordinary segment of it (each one not yet counted this second is remembered, with
+    an event or not). The first of them is left to the per-packet path (it may be an
+    ACK-scan probe); the later ones are the handshake's last ACK, data and FIN of a connection
+    opened within the batch — most of a busy server's new connections. That holds only when
+    every learning succeeds and nothing else can teach the table: the table has room for every
+    packet of the range that may learn (``None`` otherwise), and no frame of the range carries
+    TCP in another shape (:attr:`Kinds.opaque`: it could teach the same connection).
+    """
+    if kinds.opaque[start:stop].any():
+        return None
+    synacks = np.flatnonzero(kinds.synack[start:stop]) + start
+    others = int(np.count_nonzero(kinds.learners[start:stop]))
+    if len(state.connections) + len(rows) + others > state.max_keys:
+        return None
+    learners = np.sort(np.concatenate((rows, synacks)))
+    head = cols.head[learners]
+    words = np.ascontiguousarray(head[:, 26:38]).view(">u4").astype(np.uint64)
+    ports = words[:, 2]
+    a = (words[:, 0] << np.uint64(16)) | (ports >> np.uint64(16))
+    b = (words[:, 1] << np.uint64(16)) | (ports & np.uint64(0xFFFF))
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    key = np.empty((len(learners), 4), dtype=np.uint32)
+    key[:, 0] = (low >> np.uint64(32)).astype(np.uint32)
+    key[:, 1] = (low & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    key[:, 2] = (high >> np.uint64(32)).astype(np.uint32)
+    key[:, 3] = (high & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    first, _, _ = groups(key)
+    later = np.ones(len(learners), dtype=np.bool_)
+    later[first] = False
+    known: npt.NDArray[np.bool_] = later[np.searchsorted(learners, rows)]
+    return known
+
+
+def add_segments(state: TrafficState, cols: PacketColumns, rows: npt.NDArray[np.intp]) -> None:
+    """Count the ordinary segments ``rows`` of connections known at their turn (any order: a
+    counted segment only adds to its connection's counters)."""
+    if not len(rows):
+        return
+    segments = state.segments
+    keys = np.ascontiguousarray(cols.head[rows, 26:38])
+    first, inverse, packets = groups(keys.view(">u4"))
+    names: list[bytes] = keys[first].view("V12").ravel().tolist()
+    nbytes = np.bincount(inverse, weights=cols.wire[rows], minlength=len(first))
+    for name, count, size in zip(names, packets.tolist(), nbytes.astype(np.int64).tolist(),
+                                 strict=True):
+        seg = segments.get(name)
+        if seg is None:
+            segments[name] = Counts(count, size)
+        else:
+            seg.packets += count
+            seg.bytes += size
+
+
+BulkCounter = Callable[[PacketColumns, npt.NDArray[np.intp]], None]
 
 
 class _Group:
@@ -207,8 +296,10 @@ class _Group:
     __slots__ = (
         "dst",
         "flow",
+        "flowing",
         "kind",
         "members",
+        "partial",
         "port",
         "proto",
         "sources",
@@ -226,6 +317,11 @@ class _Group:
         self.port = port
         """Destination port (SYN floods), ``-type - 1`` (ICMP budget key) or 0."""
         self.flow: Flow | None = None
+        self.flowing: list[tuple[npt.NDArray[np.intp], list[Flow]]] = []
+        """SYN floods: skipped SYNs whose source has a flow toward the destination (their
+        relative indices, and the flow of each)."""
+        self.partial = False
+        """SYN floods: some SYNs were taken while the destination could still start flows."""
         self.taken: npt.NDArray[np.intp] | None = None
         self.sources: npt.NDArray[np.uint32] = np.zeros(0, dtype=np.uint32)
 
@@ -247,11 +343,21 @@ class CountOnly:
 
     def __init__(
         self, state: TrafficState, masks: PortMasks, cols: PacketColumns, kinds: Kinds | None,
-        start: int, stop: int,
+        start: int, stop: int, latest: float = math.inf,
+        bulk_counters: Mapping[int, Sequence[BulkCounter]] | None = None,
     ) -> None:
         self.state = state
+        self.bulk_counters = bulk_counters or {}
+        """The analyzers' vectorised counters (:meth:`Analyzer.count_bulk
+        <agent.netevents.analyzers.base.Analyzer.count_bulk>`) by group kind: what their
+        per-packet handler counts for the skipped packets of such a group."""
         self.cols = cols
         self.start = start
+        times = cols.timestamps[start:stop]
+        self.ordered = bool(len(times)) and bool(times[0] >= latest) and bool(
+            (times[1:] >= times[:-1]).all())
+        """Times of the range never go back, nor behind any packet before it (``latest``):
+        the last-seen time of a flow is then the latest time of its packets."""
         self.skip = bytearray(stop - start)
         self.watch = bytearray(stop - start)
         self._group_at: list[int] | None = None
@@ -326,21 +432,40 @@ class CountOnly:
         group = self._group(rel)
         if not self._saturated(group):
             return
+        if group.kind == SYN_FLOOD:
+            self._check_syn(group, rel)
+            return
         np.frombuffer(self.watch, dtype=np.uint8)[group.members] = 0
         later = group.members[group.members > rel]
-        if group.kind == SYN_FLOOD:
-            later = self._without_flows(group, later)
         if len(later):
             np.frombuffer(self.skip, dtype=np.uint8)[later] = 1 if group.flow is None else 2
             group.taken = later
+
+    def _check_syn(self, group: _Group, rel: int) -> None:
+        """A SYN flood whose destination budget is spent: take what only counts now. Until the
+        destination's new-flow budget is spent too, that is (in an :attr:`ordered` range) the
+        SYNs of sources with a flow; the group stays watched for the rest, taken once it is."""
+        spent = self.state.new_flows_spent(group.dst)
+        if not spent and (group.partial or not self.ordered):
+            return
+        skip = np.frombuffer(self.skip, dtype=np.uint8)
+        later = group.members[group.members > rel]
+        later = later[skip[later] == 0]
+        later = self._syn_flows(group, later, spent)
+        if spent:
+            np.frombuffer(self.watch, dtype=np.uint8)[group.members] = 0
+        else:
+            group.partial = True
+        if len(later):
+            skip[later] = 1
+            group.taken = later if group.taken is None else np.concatenate((group.taken, later))
 
     def _saturated(self, group: _Group) -> bool:
         """Whether the group's packets only count from now on (keeps its flow for later)."""
         state = self.state
         budgets = state.budgets
-        if group.kind == SYN_FLOOD:
-            return (budgets.destination_spent(group.dst, group.port)
-                    and state.new_flows_spent(group.dst))
+        if group.kind == SYN_FLOOD:  # which SYNs only count then: see _syn_flows
+            return budgets.destination_spent(group.dst, group.port)
         flow = state.flows.get((group.src, group.dst, group.proto))
         if flow is None:
             return False
@@ -358,18 +483,30 @@ class CountOnly:
         group.flow = flow
         return True
 
-    def _without_flows(self, group: _Group, later: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-        """SYNs from sources that have a flow still update it packet by packet."""
+    def _syn_flows(self, group: _Group, later: npt.NDArray[np.intp], spent: bool
+                   ) -> npt.NDArray[np.intp]:
+        """Which of the SYNs ``later`` (their events refused by the destination's budget) only
+        count: those from a source without a flow once the destination's new-flow budget is
+        spent (each is refused a flow), and — when the range is :attr:`ordered` — those from a
+        source with a flow toward it (they update it). The others stay per packet."""
         sources = np.ascontiguousarray(self.cols.head[later + self.start, 26:30]).view(">u4")
         sources = sources.ravel().astype(np.uint32)
-        flowing = [int.from_bytes(src, "big") for src, dst, proto in self.state.flows
-                   if dst == group.dst and proto == 6]
-        if flowing:
-            has_flow = np.isin(sources, np.array(flowing, dtype=np.uint32))
-            if has_flow.any():
-                sources = sources[~has_flow]
-                later = later[~has_flow]
-        group.sources = sources
+        flows = {int.from_bytes(src, "big"): flow for (src, dst, proto), flow
+                 in self.state.flows.items() if dst == group.dst and proto == 6}
+        if flows:
+            has_flow = np.isin(sources, np.fromiter(flows, dtype=np.uint32, count=len(flows)))
+        else:
+            has_flow = np.zeros(len(sources), dtype=np.bool_)
+        if self.ordered:
+            keep = None if spent else has_flow
+        else:
+            keep = ~has_flow if spent else np.zeros(len(sources), dtype=np.bool_)
+        if keep is not None:
+            later, sources, has_flow = later[keep], sources[keep], has_flow[keep]
+        if self.ordered and has_flow.any():
+            group.flowing.append((later[has_flow],
+                                  [flows[s] for s in sources[has_flow].tolist()]))
+        group.sources = np.concatenate((group.sources, sources))
         return later
 
     def apply(self) -> None:
@@ -382,8 +519,10 @@ class CountOnly:
             nbytes = int(self.cols.wire[group.taken + self.start].sum())
             kind = group.kind
             if kind == SYN_FLOOD:
-                stats.table_overflows["flows_per_destination"] += n
-                stats.add_traffic("tcp", "unknown", n, nbytes)
+                flowless, flowless_bytes = self._count_syn_flows(group, n, nbytes)
+                if flowless:
+                    stats.table_overflows["flows_per_destination"] += flowless
+                    stats.add_traffic("tcp", "unknown", flowless, flowless_bytes)
                 entry = state.aggregates.get((group.dst, group.port, 6))
             else:
                 assert group.flow is not None
@@ -394,7 +533,8 @@ class CountOnly:
                 stats.tcp_control["syn"] += n
                 self._count_host(group, n, nbytes)
             elif kind in (DNS_FROM_CLIENT, DNS_TO_CLIENT):
-                self._count_dns(group.taken + self.start)
+                for counter in self.bulk_counters.get(kind, ()):
+                    counter(self.cols, group.taken + self.start)
             if kind not in (UDP, ICMP):  # each refused by its per-key budget
                 stats.suppressed += n
             if entry is None:
@@ -411,6 +551,21 @@ class CountOnly:
                 entry.echo += n
             # UDP and ICMP probes set their one source's bitmap slot on the packets before.
 
+    def _count_syn_flows(self, group: _Group, n: int, nbytes: int) -> tuple[int, int]:
+        """The skipped SYNs of sources with a flow, in their flows; (packets, bytes) of the
+        others (each refused a new flow)."""
+        for at, flows in group.flowing:
+            rows = at + self.start
+            wire = self.cols.wire[rows].tolist()
+            times = self.cols.timestamps[rows].tolist()
+            for flow, size, ts in zip(flows, wire, times, strict=True):
+                flow.packets += 1
+                flow.bytes += size
+                flow.last = max(flow.last, ts)
+            n -= len(flows)
+            nbytes -= sum(wire)
+        return n, nbytes
+
     def _count_host(self, group: _Group, n: int, nbytes: int) -> None:
         """The skipped SYNs of a flood in their destination's all-ports aggregate."""
         host = self.state.aggregates.get((group.dst, ALL_PORTS, 6))
@@ -421,19 +576,3 @@ class CountOnly:
         host.bytes += nbytes
         host.syn += n
         np.frombuffer(host.source_bitmap(), dtype=np.uint8)[source_slots(group.sources)] = 1
-
-    def _count_dns(self, rows: npt.NDArray[np.intp]) -> None:
-        """What the DNS analyzer (:mod:`agent.netevents.analyzers.dns`) counts for skipped DNS
-        datagrams ``rows``
-        (Ethernet/IPv4 without options: the DNS header starts at byte 42)."""
-        cols, stats = self.cols, self.state.stats
-        head = cols.head[rows]
-        total = (head[:, 16].astype(np.int64) << 8) | head[:, 17]
-        caplen = cols.caplen[rows]
-        end = np.where(total == 0, caplen, np.minimum(14 + total, caplen))
-        whole = end >= 42 + 12
-        response = whole & (head[:, 44] >= 0x80)
-        stats.dns_queries += int(np.count_nonzero(whole)) - int(np.count_nonzero(response))
-        codes = np.bincount(head[response, 45] & 0x0F, minlength=16)
-        for code in np.flatnonzero(codes).tolist():
-            stats.dns_responses[DNS_RCODE_LABEL[code]] += int(codes[code])

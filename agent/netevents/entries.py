@@ -67,7 +67,10 @@ class Aggregate:
             if first == src:
                 return
             sources = self.source_bitmap()
-        sources[source_slot(src)] = 1
+        if len(src) == 4:  # source_slot(), inline for the common case
+            sources[((int.from_bytes(src, "big") * _MIX) & _U64) >> 52] = 1
+        else:
+            sources[source_slot(src)] = 1
 
     def source_count(self) -> int:
         """Linear counting: ``-m ln(zero slots / m)``."""

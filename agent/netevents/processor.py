@@ -33,10 +33,14 @@ per DNS client, per ARP sender and overall, each per second. A flood therefore c
 ~``max_events_per_destination`` events plus one aggregate per second, while a scan (many
 destinations) still delivers each probe. Every table is bounded by ``max_tracked_keys``/
 ``max_flows``; what does not fit is counted, never silently lost.
+
+(A little over the project's ~400 lines: :meth:`PacketProcessor._packet` reads plain
+Ethernet/IPv4 TCP and UDP inline, the hot path, rather than through :func:`decode`.)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -105,8 +109,19 @@ class PacketProcessor:
             for transport in analyzer.transports:
                 for port in analyzer.ports():
                     by_port.setdefault((transport, port), []).append(analyzer.packet)
+        counters: dict[int, list[bulk_ops.BulkCounter]] = {}
+        for analyzer in self.analyzers:
+            for kind in analyzer.bulk_kinds:
+                counters.setdefault(kind, []).append(analyzer.count_bulk)
+        self.bulk_counters: dict[int, tuple[bulk_ops.BulkCounter, ...]] = {
+            k: tuple(v) for k, v in counters.items()}
+        """Each count-only group kind's vectorised counters (the analyzers' ``count_bulk``)."""
         self._by_proto: dict[int, Handlers] = {k: tuple(v) for k, v in by_proto.items()}
         self._by_port: dict[tuple[int, int], Handlers] = {k: tuple(v) for k, v in by_port.items()}
+        self._latest = -math.inf
+        """The latest packet time processed (a range behind it is not ``ordered``)."""
+        self._tcp_handlers = self._by_proto.get(PROTO_TCP, ())
+        self._udp_handlers = self._by_proto.get(PROTO_UDP, ())
         # Ports with a port analyzer, as 64k tables: indexed per packet (bytes) and per batch.
         self._tcp_ports = bytes(1 if (PROTO_TCP, p) in by_port else 0 for p in range(65536))
         self._udp_ports = bytes(1 if (PROTO_UDP, p) in by_port else 0 for p in range(65536))
@@ -150,11 +165,13 @@ class PacketProcessor:
         for first, last, rolls in bulk_ops.seconds(cols.timestamps, state.next_second):
             if rolls:
                 out.extend(state.roll(float(cols.timestamps[first])))
+            later: npt.NDArray[np.intp] | None = None
             if kinds is None:
                 idx = np.arange(first, last)
             else:
-                idx = self._bulk_segments(cols, kinds, first, last)
-            counting = bulk_ops.CountOnly(state, self.port_masks, cols, kinds, first, last)
+                idx, later = self._bulk_segments(cols, kinds, first, last)
+            counting = bulk_ops.CountOnly(state, self.port_masks, cols, kinds, first, last,
+                                          self._latest, self.bulk_counters)
             skip, watch = counting.skip, counting.watch
             skip_marks = np.frombuffer(skip, dtype=np.uint8)
             for at in range(0, len(idx), _CHUNK):
@@ -176,14 +193,19 @@ class PacketProcessor:
                     self._packet(out, ts, linktype, buffer[start:stop], wire, interface)
                     if watch[rel]:
                         counting.check(rel)
+            if later is not None:
+                bulk_ops.add_segments(state, cols, later)
             counting.apply()
+            self._latest = max(self._latest, float(cols.timestamps[first:last].max()))
         return out
 
     def _bulk_segments(
         self, cols: PacketColumns, kinds: bulk_ops.Kinds, start: int, stop: int
-    ) -> npt.NDArray[np.intp]:
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp] | None]:
         """Count the ordinary segments of ``start:stop`` whose connection is known; the indices
-        left for :meth:`_packet`.
+        left for :meth:`_packet`, and those of segments whose connection a packet of the range
+        teaches before their turn (:func:`~agent.netevents.bulk.learnt_in_range`: counted
+        after the range's per-packet steps, by :func:`~agent.netevents.bulk.add_segments`).
 
         When the per-connection table cannot take every new connection of the range, nothing is
         counted in bulk and every packet of the range goes through :meth:`_packet` in order
@@ -192,40 +214,100 @@ class PacketProcessor:
         ordinary = kinds.ordinary[start:stop]
         idx = np.flatnonzero(ordinary)
         if not len(idx):
-            return np.arange(start, stop)
+            return np.arange(start, stop), None
         counted = bulk_ops.count_segments(self.state, cols, idx + start)
         if counted is None:
-            return np.arange(start, stop)
+            return np.arange(start, stop), None
         rest = np.ones(stop - start, dtype=np.bool_)
         rest[idx[counted]] = False
-        return np.flatnonzero(rest) + start
+        later = None
+        unknown = idx[~counted] + start
+        if len(unknown):
+            known = bulk_ops.learnt_in_range(self.state, cols, kinds, start, stop, unknown)
+            if known is not None:
+                later = unknown[known]
+                rest[later - start] = False
+        return np.flatnonzero(rest) + start, later
 
     def _packet(
         self, out: list[Event], ts: float, linktype: int, data: bytes, wire: int,
         interface: str | None,
     ) -> None:
         """Everything one packet does (its second already rolled)."""
-        if (linktype == 1 and len(data) >= 54 and data[23] == PROTO_TCP
-                and data[14] == 0x45 and data[12] == 8 and data[13] == 0
-                and not (data[20] & 0x3F) | data[21] and data[47] & 0x16 == 0x10
-                and not self._tcp_ports[(data[34] << 8) | data[35]]
-                and not self._tcp_ports[(data[36] << 8) | data[37]]):
-            # Fast path, most of the traffic: an ordinary segment (ACK, no SYN/RST) of a known
-            # connection on Ethernet, IPv4 without options, unfragmented, on no port an
-            # analyzer reads, only counts: per connection (addresses + ports, one slice),
-            # folded into flows and aggregates when the second ends.
-            state = self.state
-            segments = state.segments
-            ckey = data[26:38]
-            seg = segments.get(ckey)
-            if seg is not None:
-                seg.packets += 1
-                seg.bytes += wire
+        if (linktype == 1 and len(data) >= 34 and data[14] == 0x45 and data[12] == 8
+                and data[13] == 0 and not (data[20] & 0x3F) | data[21]):
+            # Ethernet, IPv4 without options, unfragmented: most of the traffic, read here
+            # with the result decode() gives (tests/network/test_decode.py holds them equal).
+            proto = data[23]
+            n = len(data)
+            if proto == PROTO_TCP and n >= 48:
+                if (n >= 54 and data[47] & 0x16 == 0x10
+                        and not self._tcp_ports[(data[34] << 8) | data[35]]
+                        and not self._tcp_ports[(data[36] << 8) | data[37]]):
+                    # An ordinary segment (ACK, no SYN/RST) of a known connection on no port
+                    # an analyzer reads only counts: per connection (addresses + ports, one
+                    # slice), folded into flows and aggregates when the second ends.
+                    state = self.state
+                    segments = state.segments
+                    ckey = data[26:38]
+                    seg = segments.get(ckey)
+                    if seg is not None:
+                        seg.packets += 1
+                        seg.bytes += wire
+                        return
+                    if len(segments) < state.max_keys and (
+                            state.connection_known(ckey) or _has_payload(data)):
+                        state.remember_connection(ckey)
+                        segments[ckey] = Counts(1, wire)
+                        return
+                hlen = (data[46] >> 4) * 4
+                if hlen < 20:
+                    self.stats.errors["bad_ip_header"] += 1
+                    return
+                total = (data[16] << 8) | data[17]
+                if total < 20:
+                    if total:
+                        self.stats.errors["bad_ip_header"] += 1
+                        return
+                    total = n - 14
+                pkt = Packet(ts, 4, data[26:30], data[30:34], PROTO_TCP,
+                             (data[34] << 8) | data[35], (data[36] << 8) | data[37], data[47],
+                             data, 34 + hlen, min(14 + total, n), wire, interface)
+                fkey = (pkt.src, pkt.dst, PROTO_TCP)
+                flow = self.state.flows.get(fkey)
+                if flow is None:
+                    self.state.new_flow(out, ts, fkey, wire)
+                else:  # state.count_flow(), inline
+                    flow.packets += 1
+                    flow.bytes += wire
+                    flow.last = ts
+                for handler in self._tcp_handlers:
+                    handler(out, pkt)
+                if self._tcp_ports[pkt.sport] or self._tcp_ports[pkt.dport]:
+                    self._ported(out, pkt)
                 return
-            if len(segments) < state.max_keys and (
-                    state.connection_known(ckey) or _has_payload(data)):
-                state.remember_connection(ckey)
-                segments[ckey] = Counts(1, wire)
+            if proto == PROTO_UDP and n >= 42:
+                total = (data[16] << 8) | data[17]
+                if total < 20:
+                    if total:
+                        self.stats.errors["bad_ip_header"] += 1
+                        return
+                    total = n - 14
+                pkt = Packet(ts, 4, data[26:30], data[30:34], PROTO_UDP,
+                             (data[34] << 8) | data[35], (data[36] << 8) | data[37], 0,
+                             data, 42, min(14 + total, n), wire, interface)
+                fkey = (pkt.src, pkt.dst, PROTO_UDP)
+                flow = self.state.flows.get(fkey)
+                if flow is None:
+                    self.state.new_flow(out, ts, fkey, wire)
+                else:  # state.count_flow(), inline
+                    flow.packets += 1
+                    flow.bytes += wire
+                    flow.last = ts
+                for handler in self._udp_handlers:
+                    handler(out, pkt)
+                if self._udp_ports[pkt.sport] or self._udp_ports[pkt.dport]:
+                    self._ported(out, pkt)
                 return
         r = decode(data, linktype)
         if isinstance(r, str):
@@ -257,9 +339,14 @@ class PacketProcessor:
         else:
             return
         if ports[pkt.sport] or ports[pkt.dport]:
-            handlers = self._by_port.get((proto, pkt.dport)) or self._by_port[(proto, pkt.sport)]
-            for handler in handlers:
-                handler(out, pkt)
+            self._ported(out, pkt)
+
+    def _ported(self, out: list[Event], pkt: Packet) -> None:
+        """The port analyzers of a TCP/UDP datagram on a port one reads (either side)."""
+        proto = pkt.proto
+        handlers = self._by_port.get((proto, pkt.dport)) or self._by_port[(proto, pkt.sport)]
+        for handler in handlers:
+            handler(out, pkt)
 
     def _dispatch(self, out: list[Event], proto: int, pkt: Packet) -> None:
         for handler in self._by_proto.get(proto, ()):

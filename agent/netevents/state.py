@@ -63,6 +63,8 @@ class TrafficState:
         self.connections: dict[bytes, int] = {}
         """TCP connections seen (addresses then ports, as first sent) → the second they were
         last active; bounded by ``max_tracked_keys``, aged when a second ends."""
+        self._known: set[bytes] = set()
+        """Both directions' keys of every entry of :attr:`connections` (one lookup a packet)."""
         self.flow_starts: dict[bytes, int] = {}
         self._intel = intel
         self.second = -1
@@ -126,21 +128,21 @@ class TrafficState:
     def connection_known(self, key: bytes) -> bool:
         """Whether the TCP connection (addresses then ports, as sent; either direction) was
         seen with a SYN-ACK or a counted segment."""
-        connections = self.connections
-        if key in connections:
-            return True
-        return _reverse(key) in connections
+        return key in self._known
 
     def remember_connection(self, key: bytes) -> None:
         """Add a connection (no-op when known either way). A full table refuses it (counted):
         entries are only dropped when a second ends, oldest first, so what is known stays the
         same throughout a second whichever path counts its segments."""
-        if self.connection_known(key):
+        known = self._known
+        if key in known:
             return
         if len(self.connections) >= self.max_keys:
             self.stats.table_overflows["connections"] += 1
             return
         self.connections[key] = self.second
+        known.add(key)
+        known.add(_reverse(key))
 
     def _age_connections(self, active: dict[bytes, Counts]) -> None:
         """Connections with segments this second are marked active now; when the table is
@@ -158,8 +160,11 @@ class TrafficState:
         limit = self.max_keys
         if len(connections) > limit * 3 // 4:
             ranked = sorted(connections.items(), key=_last_active)
+            known = self._known
             for key, _ in ranked[:len(connections) - limit // 2]:
                 del connections[key]
+                known.discard(key)
+                known.discard(_reverse(key))
 
     # ------------------------------------------------------------------ time
 
@@ -200,7 +205,11 @@ class TrafficState:
         self._age_connections(segments)
         out: list[Event] = []
         flows, agg = self.flows, self.aggregates
-        for key, counts in segments.items():
+        # In key order: the bulk and per-packet paths insert connections in different orders,
+        # and which of them may still start a flow (max_new_flows_per_destination) must not
+        # depend on that.
+        for key in sorted(segments):
+            counts = segments[key]
             src, dst = key[:4], key[4:8]
             fkey = (src, dst, PROTO_TCP)
             flow = flows.get(fkey)

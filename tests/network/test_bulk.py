@@ -353,6 +353,25 @@ def test_bulk_path_equals_per_packet_path_on_any_sequence(
     assert _stats(fast) == _stats(slow)
 
 
+def test_new_flows_of_counted_segments_do_not_depend_on_the_path() -> None:
+    """A known connection's segments counted in bulk and a new one's counted per packet, toward
+    a destination that may start one more flow: the same one gets it (found by hypothesis)."""
+    frames: list[Frame] = []
+    ts = 1000.0
+    for kind, client, server, dt in [("ack", 0, 0, -0.3), ("ack", 0, 0, 0.0), ("ack", 0, 1, 0.7),
+                                     ("data", 1, 0, 0.0), ("ack", 0, 0, 0.0)]:
+        ts += dt
+        frame = bytearray(TEMPLATES[kind])
+        frame[26:34] = _ip(CLIENTS[client]) + _ip(SERVERS[server])
+        frames.append((ts, 1, bytes(frame), len(frame)))
+    tight = NetworkSection(max_new_flows_per_destination=1, max_tracked_keys=1024)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bulk, "BULK_MIN_PACKETS", 1)
+        fast, slow, got, want = both(frames, tight, 3)
+    assert _flat(got) == _flat(want)
+    assert _stats(fast) == _stats(slow)
+
+
 def test_floods_toward_a_full_aggregate_table_count_its_overflows() -> None:
     """A scan fills the aggregate table; the SYN and UDP floods after it find no room."""
     rng = random.Random(12)

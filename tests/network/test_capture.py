@@ -224,6 +224,36 @@ def test_drops_become_metrics_and_a_health_event_the_degraded_rule_reads() -> No
     assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 10000
 
 
+def test_ring_counters_reach_the_metrics_every_export_and_at_shutdown() -> None:
+    """Kernel drops are metrics within a second (not only at the health interval), the health
+    event still reports the whole interval, and what was counted last is read before the
+    rings close."""
+    cfg = Config.model_validate({"capture": {"health_interval_seconds": 60}})
+    metrics = AgentMetrics(CollectorRegistry())
+    clock = [1000.0]
+    collector = PacketCaptureCollector(cfg.capture, cfg.network, metrics,
+                                       clock=lambda: clock[0])
+    ring = _FakeRing(1000, 10)
+    collector.rings["eth9"] = ring  # type: ignore[assignment]
+    value = metrics.registry.get_sample_value
+    collector.export_ring_stats()  # what run() does every EXPORT_SECONDS
+    assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 10
+    assert value("vedette_capture_ring_packets_total", {"interface": "eth9"}) == 1000
+    ring.stats = (500, 5, 0)
+    (event,) = collector.health()  # the interval: both reads
+    assert event.fields["capture.packets"] == 1500
+    assert event.fields["capture.drops"] == 15
+    assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 15
+    ring.stats = (200, 2, 0)
+    collector.rescan = lambda: None  # type: ignore[method-assign]
+    stop = threading.Event()
+    stop.set()  # run() stops at once: only its shutdown path runs
+    collector.run(lambda e: 0, stop)
+    assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 17
+    assert value("vedette_capture_ring_packets_total", {"interface": "eth9"}) == 1700
+    assert not collector.rings
+
+
 @pytest.mark.netns
 @pytest.mark.slow
 @pytest.mark.skipif(not _root_with_netns(), reason="needs root and iproute2")

@@ -13,12 +13,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar, Final
 
+import numpy as np
+import numpy.typing as npt
+
 from agent.config import NetworkSection
 from agent.events import Event
+from agent.netdecode.columns import PacketColumns
 from agent.netevents.state import TrafficState
 
 PROTO_ARP: Final = -1
 """Pseudo protocol of ARP frames (not IP) in the registry."""
+
+# What a group of count-only packets of a batch is (agent/netevents/bulk.py), and so which
+# analyzers' vectorised counters (Analyzer.bulk_kinds) count it.
+SYN_FLOOD, UDP, DNS_FROM_CLIENT, DNS_TO_CLIENT, ICMP, ICMP_PROBE, ICMP_ERROR = range(7)
 
 
 class Packet:
@@ -79,3 +87,13 @@ class Analyzer:
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
         raise NotImplementedError
+
+    bulk_kinds: ClassVar[tuple[int, ...]] = ()
+    """Count-only group kinds (:mod:`agent.netevents.bulk`: ``DNS_FROM_CLIENT``, …) whose
+    packets :meth:`count_bulk` counts; empty: the analyzer has no vectorised counter."""
+
+    def count_bulk(self, cols: PacketColumns, rows: npt.NDArray[np.intp]) -> None:
+        """Optional vectorised counter: add what :meth:`packet` would count for the frames
+        ``rows`` of ``cols`` (Ethernet/IPv4 without options, unfragmented) whose events the
+        budgets refuse anyway — the same counters, for a whole batch at once. Called only for
+        the group kinds in :attr:`bulk_kinds`."""

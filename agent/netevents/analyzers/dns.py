@@ -18,9 +18,10 @@ import numpy.typing as npt
 
 from agent.events import Event
 from agent.netdecode import dns as dnsparse
+from agent.netdecode.columns import PacketColumns
 from agent.netdecode.layers import PROTO_TCP, PROTO_UDP
 from agent.netevents import records
-from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.analyzers.base import DNS_FROM_CLIENT, DNS_TO_CLIENT, Analyzer, Packet
 from agent.netevents.state import TrafficState
 from agent.netevents.summaries import DNS_RCODE_LABEL
 
@@ -42,6 +43,23 @@ class DnsAnalyzer(Analyzer):
 
     def ports(self) -> Iterable[int]:
         return self.dns_ports
+
+    bulk_kinds: ClassVar[tuple[int, ...]] = (DNS_FROM_CLIENT, DNS_TO_CLIENT)
+
+    def count_bulk(self, cols: PacketColumns, rows: npt.NDArray[np.intp]) -> None:
+        """What :meth:`_datagram` counts for count-only DNS datagrams ``rows`` (Ethernet/IPv4
+        without options: the DNS header starts at byte 42)."""
+        stats = self.state.stats
+        head = cols.head[rows]
+        total = (head[:, 16].astype(np.int64) << 8) | head[:, 17]
+        caplen = cols.caplen[rows]
+        end = np.where(total == 0, caplen, np.minimum(14 + total, caplen))
+        whole = end >= 42 + 12
+        response = whole & (head[:, 44] >= 0x80)
+        stats.dns_queries += int(np.count_nonzero(whole)) - int(np.count_nonzero(response))
+        codes = np.bincount(head[response, 45] & 0x0F, minlength=16)
+        for code in np.flatnonzero(codes).tolist():
+            stats.dns_responses[DNS_RCODE_LABEL[code]] += int(codes[code])
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
         if pkt.proto == PROTO_UDP:

@@ -38,13 +38,17 @@ class TcpAnalyzer(Analyzer):
     def packet(self, out: list[Event], pkt: Packet) -> None:
         state = self.state
         flags = pkt.flags
-        a = state.aggregate((pkt.dst, pkt.dport, PROTO_TCP))
+        aggregates = state.aggregates
+        key = (pkt.dst, pkt.dport, PROTO_TCP)
+        a = aggregates.get(key) or state.aggregate(key)
         if a is not None:
             a.packets += 1
             a.bytes += pkt.wire
         syn = flags & 0x12 == 0x02
         host_key = (pkt.dst, ALL_PORTS, PROTO_TCP)
-        h = state.aggregate(host_key) if syn else state.aggregates.get(host_key)
+        h = aggregates.get(host_key)
+        if h is None and syn:
+            h = state.aggregate(host_key)
         if h is not None:
             h.packets += 1
             h.bytes += pkt.wire
@@ -53,11 +57,11 @@ class TcpAnalyzer(Analyzer):
                 h.add_source(pkt.src)
         untracked = False
         if (flags & 0x16) == 0x10:  # ACK without SYN/RST: an ordinary segment
-            key = connection_key(pkt)
-            if pkt.end > pkt.l4 or state.connection_known(key):
-                state.remember_connection(key)
+            ckey = connection_key(pkt)
+            if pkt.end > pkt.l4 or state.connection_known(ckey):
+                state.remember_connection(ckey)
                 return
-            state.remember_connection(key)
+            state.remember_connection(ckey)
             state.stats.tcp_control["untracked"] += 1
             untracked = True
         else:
@@ -68,10 +72,11 @@ class TcpAnalyzer(Analyzer):
                     a.add_source(pkt.src)
             elif flags & 0x16 != 0:  # SYN-ACK or RST: counted on the sender's service
                 s = state.aggregate((pkt.src, pkt.sport, PROTO_TCP))
+                if flags & 0x02:  # the connection is learnt even with the table full
+                    state.remember_connection(connection_key(pkt))
                 if s is not None:
                     if flags & 0x02:
                         s.synack += 1
-                        state.remember_connection(connection_key(pkt))
                     else:
                         s.rst += 1
         if state.budgets.admit(pkt.src, pkt.dst, pkt.dport):

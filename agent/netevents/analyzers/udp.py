@@ -15,7 +15,8 @@ class UdpAnalyzer(Analyzer):
     protocols: ClassVar[tuple[int, ...]] = (PROTO_UDP,)
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
-        a = self.state.aggregate((pkt.dst, 0, PROTO_UDP))
+        key = (pkt.dst, 0, PROTO_UDP)
+        a = self.state.aggregates.get(key) or self.state.aggregate(key)
         if a is not None:
             a.packets += 1
             a.bytes += pkt.wire
