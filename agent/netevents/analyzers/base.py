@@ -79,3 +79,12 @@ class Analyzer:
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
         raise NotImplementedError
+
+    def expire(self, now: float) -> list[Event]:
+        """Events of state that timed out by ``now`` (live capture calls it as time passes
+        without packets); none by default."""
+        return []
+
+    def flush(self) -> list[Event]:
+        """End of input: events of every open state; none by default."""
+        return []

@@ -1,0 +1,167 @@
+"""SSH on ``network.ssh_ports``: one ``network_ssh`` event per connection, with the version
+lines and the authentication attempts and outcome inferred from the encrypted packet sizes
+(:mod:`agent.netevents.analyzers.ssh_session` has the inference and its limits).
+
+A connection is tracked from its first segment that starts with a version line (``SSH-``): a
+spoofed SYN flood creates nothing, only completed handshakes do. The client is the side not
+on an SSH port (both on one: the sender toward the port). The event is emitted once:
+
+* when the authentication succeeds (``ssh.state: established``; the connection is then no
+  longer followed, so a long session or a bulk copy costs one dictionary look-up a segment);
+* when the connection ends (an RST, or a FIN from both sides: ``closed``), after
+  ``network.ssh_idle_timeout_seconds`` without a segment (``timeout``), or at the end of a
+  capture file (``end_of_capture``).
+
+State is bounded: at most ``network.max_ssh_connections`` connections; when full, idle ones
+are expired first, and a new connection that still finds no room is not followed (counted in
+``table_overflows["ssh"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar, Final
+
+from agent.events import Event, LogSource
+from agent.netdecode.layers import PROTO_TCP
+from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.analyzers.ssh_session import SshSession
+from agent.netevents.direction import ip_text
+from agent.netevents.state import TrafficState
+
+NETWORK_SSH: Final = LogSource("vedette", "network_ssh")
+EXPIRY_EVERY: Final = 1.0
+"""Seconds of packet time between two sweeps of idle connections."""
+
+
+def tcp_sequence(pkt: Packet) -> int | None:
+    """The TCP sequence number of a segment whose payload starts at ``pkt.l4`` (the header is
+    found by its length field and ports; ``None`` when it cannot be)."""
+    data, l4 = pkt.data, pkt.l4
+    ports = pkt.sport.to_bytes(2, "big") + pkt.dport.to_bytes(2, "big")
+    for words in (8, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15):
+        start = l4 - 4 * words
+        if start >= 0 and data[start + 12] >> 4 == words and data[start:start + 4] == ports:
+            return int.from_bytes(data[start + 4:start + 8], "big")
+    return None
+
+
+class SshAnalyzer(Analyzer):
+    name: ClassVar[str] = "ssh"
+    transports: ClassVar[tuple[int, ...]] = (PROTO_TCP,)
+
+    def __init__(self, state: TrafficState) -> None:
+        super().__init__(state)
+        self.ssh_ports = frozenset(state.settings.ssh_ports)
+        self.max_connections = state.settings.max_ssh_connections
+        self.idle_timeout = state.settings.ssh_idle_timeout_seconds
+        self.sessions: dict[bytes, SshSession] = {}
+        self.fins: dict[bytes, int] = {}
+        self.next_expiry = 0.0
+
+    def ports(self) -> Iterable[int]:
+        return self.ssh_ports
+
+    def packet(self, out: list[Event], pkt: Packet) -> None:
+        if pkt.ts >= self.next_expiry:
+            out.extend(self._sweep(pkt.ts))
+        if pkt.dport in self.ssh_ports:
+            key = pkt.src + pkt.dst + pkt.sport.to_bytes(2, "big") + pkt.dport.to_bytes(2, "big")
+            from_client = True
+        else:
+            key = pkt.dst + pkt.src + pkt.dport.to_bytes(2, "big") + pkt.sport.to_bytes(2, "big")
+            from_client = False
+        session = self.sessions.get(key)
+        payload = pkt.data[pkt.l4:pkt.end]
+        if session is None:
+            if not payload.startswith(b"SSH-") or not self._room(out, pkt.ts):
+                return
+            session = SshSession(pkt.ts, pkt.family, pkt.src if from_client else pkt.dst,
+                                 pkt.sport if from_client else pkt.dport,
+                                 pkt.dst if from_client else pkt.src,
+                                 pkt.dport if from_client else pkt.sport)
+            self.sessions[key] = session
+        session.last = pkt.ts
+        session.segment(from_client, tcp_sequence(pkt) if payload else None, payload, pkt.wire)
+        if session.success:
+            self._end(out, key, pkt.ts, "established")
+        elif pkt.flags & 0x04:
+            self._end(out, key, pkt.ts, "closed")
+        elif pkt.flags & 0x01:
+            fins = self.fins.get(key, 0) | (1 if from_client else 2)
+            if fins == 3:
+                self._end(out, key, pkt.ts, "closed")
+            else:
+                self.fins[key] = fins
+
+    def _room(self, out: list[Event], ts: float) -> bool:
+        if len(self.sessions) < self.max_connections:
+            return True
+        out.extend(self._sweep(ts))
+        if len(self.sessions) < self.max_connections:
+            return True
+        self.state.stats.table_overflows["ssh"] += 1
+        return False
+
+    def _end(self, out: list[Event], key: bytes, ts: float, how: str) -> None:
+        session = self.sessions.pop(key)
+        self.fins.pop(key, None)
+        session.close()
+        self.state.stats.events["ssh"] += 1
+        out.append(ssh_event(ts, session, how,
+                             self.state.direction.of(session.client, session.server)))
+
+    def expire(self, now: float) -> list[Event]:
+        """Connections idle for ``ssh_idle_timeout_seconds`` end as ``timeout`` (swept at
+        most every :data:`EXPIRY_EVERY` seconds)."""
+        return self._sweep(now) if now >= self.next_expiry else []
+
+    def _sweep(self, now: float) -> list[Event]:
+        self.next_expiry = now + EXPIRY_EVERY
+        out: list[Event] = []
+        limit = now - self.idle_timeout
+        for key in [k for k, s in self.sessions.items() if s.last <= limit]:
+            self._end(out, key, self.sessions[key].last, "timeout")
+        return out
+
+    def flush(self) -> list[Event]:
+        out: list[Event] = []
+        for key in list(self.sessions):
+            self._end(out, key, self.sessions[key].last, "end_of_capture")
+        return out
+
+
+def ssh_event(ts: float, s: SshSession, how: str, direction: str) -> Event:
+    """The ``network_ssh`` event of one connection (field catalogue: docs/events.md)."""
+    attempts = s.failures + (1 if s.success else 0)
+    fields: dict[str, Any] = {
+        "event.dataset": "network.ssh",
+        "event.action": f"ssh_{s.outcome}" if s.outcome != "unknown" else "ssh_connection",
+        "event.outcome": s.outcome,
+        "event.duration": int(max(0.0, ts - s.start) * 1e9),
+        "source.ip": ip_text(s.client),
+        "source.port": s.client_port,
+        "source.bytes": s.c.bytes,
+        "source.packets": s.c.packets,
+        "destination.ip": ip_text(s.server),
+        "destination.port": s.server_port,
+        "destination.bytes": s.s.bytes,
+        "destination.packets": s.s.packets,
+        "network.type": "ipv4" if s.family == 4 else "ipv6",
+        "network.transport": "tcp",
+        "network.iana_number": PROTO_TCP,
+        "network.direction": direction,
+        "network.bytes": s.c.bytes + s.s.bytes,
+        "ssh.auth_attempts": attempts,
+        "ssh.auth_failures": s.failures,
+        "ssh.auth_success": s.success,
+        "ssh.auth_outcome": s.outcome,
+        "ssh.auth_inference": s.basis,
+        "ssh.key_exchange": s.c.newkeys and s.s.newkeys,
+        "ssh.state": how,
+    }
+    if s.client_banner is not None:
+        fields["ssh.client"] = s.client_banner
+    if s.server_banner is not None:
+        fields["ssh.server"] = s.server_banner
+    return Event(ts, NETWORK_SSH, fields)

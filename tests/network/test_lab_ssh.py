@@ -1,0 +1,93 @@
+"""SSH password guessing and scripted logins against a real sshd, the agent capturing live in
+the server's namespace (rules/network only).
+
+30 scripted logins in under a minute (key and password) must raise nothing; hydra ``-t 4``
+(from the attacker) and ``-t 1`` (from the client namespace, so it is a new alert group) must
+raise ``ssh_wire_bruteforce`` naming the guesser as ``source``. The replay side of the same
+traffic is the rule fixture (rules/network/ssh_wire_bruteforce.tests/, captured by
+tests/network/make_ssh_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.network.lab import ADDRESSES, Lab, missing_tools
+from tests.network.make_ssh_fixtures import (
+    WORDS,
+    key_login,
+    lab_user,
+    password_login,
+    start_sshd,
+)
+from tests.network.test_lab import Agent
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+TGT, ATK, CLI = ADDRESSES["tgt"], ADDRESSES["atk"], ADDRESSES["cli"]
+
+if missing_tools() or shutil.which("hydra") is None or shutil.which("sshpass") is None:
+    pytest.skip("lab tools missing (hydra, sshpass, openssh-server …)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    workdir = tmp_path_factory.mktemp("sshlab")
+    workdir.chmod(0o755)  # sshd reads the authorized keys as the lab user
+    lab = Lab(workdir)
+    with lab_user():
+        try:
+            lab.up()
+            keys = workdir / "keys"
+            keys.mkdir()
+            start_sshd(lab, keys)
+            yield lab
+        finally:
+            lab.down()
+
+
+@pytest.fixture(scope="module")
+def agent(lab: Lab) -> Agent:
+    agent = Agent(lab, lab.workdir)
+    agent.wait_capturing()
+    time.sleep(0.5)
+    return agent
+
+
+def test_thirty_scripted_logins_in_a_minute_raise_nothing(lab: Lab, agent: Agent) -> None:
+    keys = lab.workdir / "keys"
+    started = time.monotonic()
+    codes = [key_login(lab, "cli", keys) if i % 2 else
+             password_login(lab, "cli", WORDS[20]) for i in range(30)]
+    took = time.monotonic() - started
+    assert codes == [0] * 30, (lab.workdir / "sshd.log").read_text()[-2000:]
+    assert took < 60
+    time.sleep(3)
+    assert agent.alerts() == []
+    assert agent.proc.poll() is None
+
+
+def _hydra(lab: Lab, role: str, tasks: int) -> None:
+    wordlist = lab.workdir / "words.txt"
+    wordlist.write_text("\n".join(WORDS) + "\n")
+    lab.spawn(role, "timeout", "150", "hydra", "-l", "vdsshlab", "-P", str(wordlist),
+              "-t", str(tasks), "-I", f"ssh://{TGT}", log=f"hydra-{role}.log")
+
+
+@pytest.mark.parametrize(("role", "source", "tasks"), [("atk", ATK, 4), ("cli", CLI, 1)])
+def test_hydra_guessing_is_caught_on_the_wire(lab: Lab, agent: Agent, role: str, source: str,
+                                              tasks: int) -> None:
+    started = time.monotonic()
+    _hydra(lab, role, tasks)
+    doc, took = agent.wait_alert("ssh_wire_bruteforce", started,
+                                 lambda d: d["source"]["ip"] == source, timeout=90)
+    assert doc["destination"]["ip"] == TGT
+    assert "T1110.001" in json.dumps(doc)
+    names = {d["rule"]["name"] for d in agent.alerts()}
+    assert not any("connection rate" in n for n in names), names
+    print(f"hydra -t {tasks}: alert after {took:.1f} s")
