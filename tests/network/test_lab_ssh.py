@@ -11,9 +11,12 @@ tests/network/make_ssh_fixtures.py).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,14 +41,14 @@ if missing_tools() or shutil.which("hydra") is None or shutil.which("sshpass") i
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     workdir = tmp_path_factory.mktemp("sshlab")
-    workdir.chmod(0o755)  # sshd reads the authorized keys as the lab user
     lab = Lab(workdir)
-    with lab_user():
+    # sshd reads the authorized keys as the lab user: a directory every user can traverse
+    with lab_user(), tempfile.TemporaryDirectory(prefix="vd-sshkeys-") as keydir:
+        os.chmod(keydir, 0o755)
         try:
             lab.up()
-            keys = workdir / "keys"
-            keys.mkdir()
-            start_sshd(lab, keys)
+            start_sshd(lab, Path(keydir))
+            (workdir / "keys").symlink_to(keydir)
             yield lab
         finally:
             lab.down()

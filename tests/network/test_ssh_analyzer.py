@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Packet
+from scapy.utils import rdpcap
 
 from agent.config import NetworkSection
 from agent.events import Event
+from agent.netdecode.pcapfile import RawPacket
 from agent.netevents.analyzers.ssh_session import MAX_BANNER_SHOWN
 from agent.netevents.pcap_input import decode_pcap_fixture
 from agent.netevents.processor import PacketProcessor
@@ -79,6 +81,20 @@ def test_inferred_counts_equal_what_sshd_logged(scenario: str) -> None:
     events = replayed(f"{scenario}.pcap")
     assert sum(e["ssh.auth_failures"] for e in events) == truth["failed"]
     assert sum(e["ssh.auth_success"] for e in events) == truth["accepted"]
+
+
+@pytest.mark.parametrize("scenario", ["password_fail", "hydra_t1", "logins_30"])
+def test_live_snap_length_cuts_change_nothing(scenario: str) -> None:
+    """Live capture keeps 512 bytes a frame (capture.snaplen): the key-exchange reply and the
+    NEWKEYS after it are cut off; sizes come from the wire length."""
+    full = [(float(p.time), bytes(p)) for p in rdpcap(str(FIXTURES / f"{scenario}.pcap"))]
+    cut = [RawPacket(ts, 1, frame[:512], len(frame)) for ts, frame in full]
+    proc = PacketProcessor(NetworkSection())
+    events = ssh_events(proc.process(cut) + proc.flush())
+    assert [(e["source.port"], e["ssh.auth_failures"], e["ssh.auth_success"]) for e in events] \
+        == [(e["source.port"], e["ssh.auth_failures"], e["ssh.auth_success"])
+            for e in replayed(f"{scenario}.pcap")]
+    assert events and all(e["ssh.key_exchange"] for e in events)
 
 
 # ---------------------------------------------------------------------- crafted streams

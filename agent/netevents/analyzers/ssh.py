@@ -73,6 +73,9 @@ class SshAnalyzer(Analyzer):
             from_client = False
         session = self.sessions.get(key)
         payload = pkt.data[pkt.l4:pkt.end]
+        # the true payload size: the frame may be cut by the snap length (not when the whole
+        # frame was captured: then Ethernet padding of a tiny frame must not count)
+        length = pkt.end - pkt.l4 if len(pkt.data) >= pkt.wire else pkt.wire - pkt.l4
         if session is None:
             if not payload.startswith(b"SSH-") or not self._room(out, pkt.ts):
                 return
@@ -82,7 +85,8 @@ class SshAnalyzer(Analyzer):
                                  pkt.dport if from_client else pkt.sport)
             self.sessions[key] = session
         session.last = pkt.ts
-        session.segment(from_client, tcp_sequence(pkt) if payload else None, payload, pkt.wire)
+        session.segment(from_client, tcp_sequence(pkt) if payload else None, payload, length,
+                        pkt.wire)
         if session.success:
             self._end(out, key, pkt.ts, "established")
         elif pkt.flags & 0x04:

@@ -49,6 +49,8 @@ MAX_CLEAR_PACKET: Final = 256 * 1024
 """A cleartext packet length beyond this is not SSH (RFC 4253 asks for 35000 at least)."""
 MSG_NEWKEYS: Final = 21
 MSG_KEXINIT: Final = 20
+NEWKEYS_SIZE: Final = 16
+"""SSH_MSG_NEWKEYS on the wire: 4 + 1 + 1 + 10 bytes of padding (block size 8)."""
 
 BANNER, CLEAR, ENCRYPTED, DEAD = 0, 1, 2, 3
 """Phases of one direction."""
@@ -63,8 +65,8 @@ def sanitise(raw: bytes) -> str:
 class Direction:
     """One side's byte stream: sequence tracking and the cleartext phase."""
 
-    __slots__ = ("banner", "bytes", "kexinit", "lines", "newkeys", "next_seq", "packets",
-                 "phase", "skip")
+    __slots__ = ("banner", "bytes", "kex_method", "kexinit", "lines", "newkeys", "next_seq",
+                 "packets", "phase", "skip")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
@@ -74,6 +76,7 @@ class Direction:
         self.skip = 0
         """Bytes of a cleartext packet still to come in later segments."""
         self.kexinit = False
+        self.kex_method = False
         self.newkeys = False
         self.packets = 0
         self.bytes = 0
@@ -85,7 +88,7 @@ class SshSession:
     __slots__ = ("accept_size", "c", "client", "client_port", "decided", "failure_size",
                  "failures", "family", "gap", "last", "last_other", "pending", "s",
                  "saw_client_encrypted", "server", "server_port", "skipped_banner", "start",
-                 "success", "version_error")
+                 "success", "truncated", "version_error")
 
     def __init__(self, ts: float, family: int, client: bytes, client_port: int,
                  server: bytes, server_port: int) -> None:
@@ -96,6 +99,7 @@ class SshSession:
         self.c = Direction()
         self.s = Direction()
         self.gap = False
+        self.truncated = False
         self.version_error = False
         self.saw_client_encrypted = False
         self.accept_size = 0
@@ -110,12 +114,14 @@ class SshSession:
 
     # ------------------------------------------------------------------ the byte streams
 
-    def segment(self, from_client: bool, seq: int | None, payload: bytes, wire: int) -> None:
-        """One TCP segment's payload (possibly empty) of one direction."""
+    def segment(self, from_client: bool, seq: int | None, payload: bytes, length: int,
+                wire: int) -> None:
+        """One TCP segment of one direction: ``payload`` as captured (the capture's snap
+        length may cut it), ``length`` its true size (from the frame's wire length)."""
         d = self.c if from_client else self.s
         d.packets += 1
         d.bytes += wire
-        if not payload or d.phase == DEAD:
+        if not length or d.phase == DEAD:
             return
         if seq is not None:
             if d.next_seq is not None:
@@ -126,16 +132,16 @@ class SshSession:
                     self.gap = True
                     d.phase = DEAD
                     return
-            d.next_seq = (seq + len(payload)) & 0xFFFFFFFF
+            d.next_seq = (seq + length) & 0xFFFFFFFF
         at = 0
         if d.phase == BANNER:
             at = self._banner(d, payload)
             if at < 0:
                 return
         if d.phase == CLEAR:
-            at = self._clear(d, payload, at)
-        if d.phase == ENCRYPTED and at < len(payload):
-            self._encrypted(from_client, len(payload) - at)
+            at = self._clear(d, payload, length, at)
+        if d.phase == ENCRYPTED and at < length:
+            self._encrypted(from_client, length - at)
 
     def _banner(self, d: Direction, payload: bytes) -> int:
         """Collect the version line; where the binary packets start, or -1 (more to come).
@@ -173,28 +179,39 @@ class SshSession:
         self.version_error = True
         d.phase = DEAD
 
-    def _clear(self, d: Direction, payload: bytes, at: int) -> int:
-        """Walk cleartext binary packets from ``at``; where NEWKEYS ended (or the end)."""
+    def _clear(self, d: Direction, payload: bytes, length: int, at: int) -> int:
+        """Walk cleartext binary packets from ``at``; where NEWKEYS ended (or the end).
+
+        A packet header past the captured bytes (a snap length of 512 cuts the segment that
+        carries a key-exchange reply and NEWKEYS) is taken for NEWKEYS, 16 bytes in every
+        cipher suite, once this side has sent a key-exchange method message (30-49): nothing
+        else comes between them (RFC 4253 §7-8). Otherwise the direction is lost."""
         n = len(payload)
         if d.skip:
-            used = min(d.skip, n - at)
+            used = min(d.skip, length - at)
             d.skip -= used
             at += used
-        while at < n:
-            if n - at < 6:  # a header split over segments: cannot follow the framing
+        while at < length:
+            if at + 6 > n:
+                if at >= n and d.kex_method:  # cut by the snap length: NEWKEYS (see above)
+                    d.newkeys = True
+                    d.phase = ENCRYPTED
+                    return at + NEWKEYS_SIZE
+                self.truncated = True
                 d.phase = DEAD
-                return n
-            length = int.from_bytes(payload[at:at + 4], "big")
-            if length < 5 or length > MAX_CLEAR_PACKET:
-                self._not_ssh(d)
-                return n
+                return length
+            size = 4 + int.from_bytes(payload[at:at + 4], "big")
             kind = payload[at + 5]
-            size = 4 + length
+            if size < 9 or size > MAX_CLEAR_PACKET:
+                self._not_ssh(d)
+                return length
             if kind == MSG_KEXINIT:
                 d.kexinit = True
-            if size > n - at:
-                d.skip = size - (n - at)
-                return n
+            elif 30 <= kind <= 49:
+                d.kex_method = True
+            if size > length - at:
+                d.skip = size - (length - at)
+                return length
             at += size
             if kind == MSG_NEWKEYS:
                 d.newkeys = True
@@ -261,6 +278,8 @@ class SshSession:
             return "not_ssh2"
         if self.gap:
             return "capture_gap"
+        if self.truncated:
+            return "capture_truncated"
         if not (self.c.newkeys and self.s.newkeys):
             return "no_key_exchange" if self.c.phase and self.s.phase else "no_banner"
         if not self.accept_size:
