@@ -72,12 +72,9 @@ class SshAnalyzer(Analyzer):
             key = pkt.dst + pkt.src + pkt.dport.to_bytes(2, "big") + pkt.sport.to_bytes(2, "big")
             from_client = False
         session = self.sessions.get(key)
-        payload = pkt.data[pkt.l4:pkt.end]
-        # the true payload size: the frame may be cut by the snap length (not when the whole
-        # frame was captured: then Ethernet padding of a tiny frame must not count)
-        length = pkt.end - pkt.l4 if len(pkt.data) >= pkt.wire else pkt.wire - pkt.l4
-        if session is None:
-            if not payload.startswith(b"SSH-") or not self._room(out, pkt.ts):
+        if session is None:  # most segments on the port: sessions done or never followed
+            if (pkt.end - pkt.l4 < 4 or not pkt.data.startswith(b"SSH-", pkt.l4)
+                    or not self._room(out, pkt.ts)):
                 return
             session = SshSession(pkt.ts, pkt.family, pkt.src if from_client else pkt.dst,
                                  pkt.sport if from_client else pkt.dport,
@@ -85,7 +82,11 @@ class SshAnalyzer(Analyzer):
                                  pkt.dport if from_client else pkt.sport)
             self.sessions[key] = session
         session.last = pkt.ts
-        session.segment(from_client, tcp_sequence(pkt) if payload else None, payload, length,
+        payload = pkt.data[pkt.l4:pkt.end]
+        # the true payload size: the frame may be cut by the snap length (not when the whole
+        # frame was captured: then Ethernet padding of a tiny frame must not count)
+        length = pkt.end - pkt.l4 if len(pkt.data) >= pkt.wire else pkt.wire - pkt.l4
+        session.segment(from_client, tcp_sequence(pkt) if length else None, payload, length,
                         pkt.wire)
         if session.success:
             self._end(out, key, pkt.ts, "established")
