@@ -92,3 +92,13 @@ def test_option_walk_is_bounded() -> None:
              / ICMPv6ND_NA(tgt="2001:db8::7") / Raw(many + b"\x02\x01" + bytes(6)), T0)
     _, events = nd_events([pkt])
     assert events == []  # the target option past MAX_OPTIONS is never read: no MAC, no event
+
+
+def test_a_solicitation_rebinding_a_known_address_is_an_event() -> None:
+    pkts = [nd.ns(T0, nd.SERVER_IP, nd.SERVER_MAC, nd.ROUTER_GUA),
+            nd.ns(T0 + 1, nd.SERVER_IP, nd.ATTACKER_MAC, nd.ROUTER_GUA),  # spoofed source
+            nd.ns(T0 + 2, nd.SERVER_IP, nd.ATTACKER_MAC, nd.ROUTER_GUA)]
+    _, [e] = nd_events(pkts)
+    assert e["nd.type"] == "neighbor_solicitation" and e["nd.target_ip"] == nd.SERVER_IP
+    assert e["nd.target_mac"] == "02-00-00-00-00-66"
+    assert e["nd.target_mac_previous"] == "02-00-00-00-00-10"

@@ -20,7 +20,8 @@ State (each bounded; oldest entry dropped first):
 Events (``vedette`` / ``ipv6_nd``, within the per-MAC budget of ARP,
 ``network.max_arp_events_per_mac``, twice that when something changed): every router
 advertisement and redirect; neighbour advertisements that are unsolicited, new or change a
-binding. Solicitations and routine solicited advertisements only update the tables.
+binding; solicitations whose source link-layer option changes a binding. Other solicitations
+and routine solicited advertisements only update the tables.
 ``nd.hop_limit_valid`` is false when the IPv6 hop limit is not 255: such a message was routed
 from off-link (receivers must drop it), itself evidence of forgery.
 """
@@ -138,7 +139,12 @@ class NdAnalyzer(Analyzer):
             fields, changed = self._advertisement(msg)
         elif kind in (NS, RS):
             if msg.source_mac is not None and any(pkt.src):  # :: (DAD) claims nothing
-                self._learn(pkt.src, msg.source_mac)
+                previous = self._learn(pkt.src, msg.source_mac)
+                if previous is not None:  # a solicitation poisons the receivers' caches too
+                    changed = True
+                    fields = {"nd.target_ip": ip_text(pkt.src),
+                              "nd.target_mac": mac_text(msg.source_mac),
+                              "nd.target_mac_previous": mac_text(previous)}
         elif kind == RA:
             fields, changed = self._router(pkt, msg)
         else:
