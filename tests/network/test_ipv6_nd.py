@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
 from scapy.packet import Packet, Raw
 
@@ -102,3 +104,14 @@ def test_a_solicitation_rebinding_a_known_address_is_an_event() -> None:
     assert e["nd.type"] == "neighbor_solicitation" and e["nd.target_ip"] == nd.SERVER_IP
     assert e["nd.target_mac"] == "02-00-00-00-00-66"
     assert e["nd.target_mac_previous"] == "02-00-00-00-00-10"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from([133, 134, 135, 136, 137]), body=st.binary(max_size=120),
+       hlim=st.integers(0, 255))
+def test_random_nd_bodies_never_crash(kind: int, body: bytes, hlim: int) -> None:
+    pkt = at(nd._l2(nd.ATTACKER_MAC) / IPv6(src="fe80::66", dst="ff02::1", nh=58, hlim=hlim)
+             / Raw(bytes((kind, 0, 0, 0)) + body), T0)
+    proc, events = nd_events([pkt])
+    assert len(events) <= 1
+    assert sum(proc.stats.errors.values()) + len(events) <= 1

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Packet
 from scapy.utils import rdpcap
@@ -239,3 +241,18 @@ def test_other_ports_are_configurable() -> None:
     assert run(conv.pkts)[1] == []
     _, [ev] = run(conv.pkts, NetworkSection(ssh_ports=[2222]))
     assert ev["destination.port"] == 2222 and ev["ssh.auth_success"] is True
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunks=st.lists(st.tuples(st.booleans(), st.binary(max_size=300)), max_size=12),
+       seq_jitter=st.lists(st.integers(-3000, 3000), max_size=12))
+def test_random_streams_after_version_lines_never_crash(
+        chunks: list[tuple[bool, bytes]], seq_jitter: list[int]) -> None:
+    conv = Conversation().send(False, b"SSH-2.0-srv\r\n").send(True, b"SSH-2.0-cli\r\n")
+    for i, (from_client, payload) in enumerate(chunks):
+        jitter = seq_jitter[i] if i < len(seq_jitter) else 0
+        conv.send(from_client, payload, seq=(conv.seq[from_client] + jitter) % 2**32)
+        conv.seq[from_client] += len(payload)
+    _, events = run(conv.close().pkts)
+    assert len(events) == 1
+    assert 0 <= events[0]["ssh.auth_failures"] <= len(chunks)
