@@ -1,5 +1,6 @@
-"""SSH password guessing and scripted logins against a real sshd, the agent capturing live in
-the server's namespace (rules/network only).
+"""SSH password guessing and scripted logins against a real sshd, and IPv6 neighbour-discovery
+spoofing sent with scapy from the segment, the agent capturing live in the server's namespace
+(rules/network only).
 
 30 scripted logins in under a minute (key and password) must raise nothing; hydra ``-t 4``
 (from the attacker) and ``-t 1`` (from the client namespace, so it is a new alert group) must
@@ -28,7 +29,7 @@ from tests.network.make_ssh_fixtures import (
     password_login,
     start_sshd,
 )
-from tests.network.test_lab import Agent
+from tests.network.test_lab import PYTHON, Agent
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -94,3 +95,37 @@ def test_hydra_guessing_is_caught_on_the_wire(lab: Lab, agent: Agent, role: str,
     names = {d["rule"]["name"] for d in agent.alerts()}
     assert not any("connection rate" in n for n in names), names
     print(f"hydra -t {tasks}: alert after {took:.1f} s")
+
+
+_ND_SEND = """
+import sys
+from scapy.all import Ether, IPv6, ICMPv6ND_NA, ICMPv6ND_RA, ICMPv6NDOptDstLLAddr, \\
+    ICMPv6NDOptSrcLLAddr, ICMPv6NDOptPrefixInfo, get_if_hwaddr, sendp
+mac = get_if_hwaddr("e0")
+kind, arg = sys.argv[1], sys.argv[2]
+ip6 = IPv6(src="fe80::" + sys.argv[3], dst="ff02::1", hlim=255)
+if kind == "na":
+    pkt = ip6 / ICMPv6ND_NA(tgt=arg, R=1, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=mac)
+else:
+    pkt = ip6 / ICMPv6ND_RA() / ICMPv6NDOptSrcLLAddr(lladdr=mac) / \\
+        ICMPv6NDOptPrefixInfo(prefix=arg, prefixlen=64)
+sendp(Ether(src=mac, dst="33:33:00:00:00:01") / pkt, iface="e0", count=2, verbose=False)
+"""
+
+
+def _nd(lab: Lab, role: str, *args: str) -> None:
+    r = lab.run(role, PYTHON, "-c", _ND_SEND, *args, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_ipv6_nd_spoofing_and_rogue_router_from_the_segment(lab: Lab, agent: Agent) -> None:
+    """scapy on the lab bridge: the gateway's advertisements first, then the attacker's."""
+    started = time.monotonic()
+    _nd(lab, "gw", "ra", "2001:db8:1::", "1")
+    _nd(lab, "gw", "na", "2001:db8:1::1", "1")
+    time.sleep(0.5)
+    _nd(lab, "atk", "na", "2001:db8:1::1", "66")
+    doc, _ = agent.wait_alert("ipv6_nd_spoofing", started, timeout=15)
+    assert "2001:db8:1::1" in json.dumps(doc)
+    _nd(lab, "atk", "ra", "2001:db8:bad::", "66")
+    agent.wait_alert("ipv6_rogue_router", started, timeout=15)
