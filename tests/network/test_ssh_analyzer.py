@@ -124,7 +124,8 @@ class Conversation:
         sp, dp = (self.sport, self.dport) if from_client else (self.dport, self.sport)
         s = self.seq[from_client] if seq is None else seq
         self.pkts.append(c.at(c.eth() / IP(src=src, dst=dst)
-                              / TCP(sport=sp, dport=dp, flags=flags, seq=s) / payload, self.ts))
+                              / TCP(sport=sp, dport=dp, flags=flags, seq=s,
+                                    ack=self.seq[not from_client]) / payload, self.ts))
         if advance and seq is None:
             self.seq[from_client] += len(payload)
         return self
@@ -194,7 +195,8 @@ def test_hostile_version_lines_are_bounded_and_sanitised() -> None:
 def test_a_line_that_never_ends_is_not_ssh() -> None:
     conv = Conversation()
     conv.send(True, b"SSH-2.0-" + b"B" * 1400)
-    conv.send(True, b"B" * 1400)
+    for _ in range(6):  # OpenSSH reads a version line up to 8192 bytes
+        conv.send(True, b"B" * 1400)
     _, [ev] = run(conv.close().pkts)
     assert ev["ssh.auth_inference"] == "not_ssh2"
     assert ev["ssh.client"].startswith("SSH-2.0-BBB")  # what was read, bounded

@@ -19,6 +19,7 @@ are expired first, and a new connection that still finds no room is not followed
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, ClassVar, Final
 
@@ -34,16 +35,22 @@ EXPIRY_EVERY: Final = 1.0
 """Seconds of packet time between two sweeps of idle connections."""
 
 
-def tcp_sequence(pkt: Packet) -> int | None:
-    """The TCP sequence number of a segment whose payload starts at ``pkt.l4`` (the header is
-    found by its length field and ports; ``None`` when it cannot be)."""
+def tcp_header(pkt: Packet) -> int | None:
+    """Where the TCP header of a segment whose payload starts at ``pkt.l4`` begins (found by
+    its length field and ports; ``None`` when it cannot be)."""
     data, l4 = pkt.data, pkt.l4
     ports = pkt.sport.to_bytes(2, "big") + pkt.dport.to_bytes(2, "big")
     for words in (8, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15):
         start = l4 - 4 * words
         if start >= 0 and data[start + 12] >> 4 == words and data[start:start + 4] == ports:
-            return int.from_bytes(data[start + 4:start + 8], "big")
+            return start
     return None
+
+
+def tcp_sequence(pkt: Packet) -> int | None:
+    """The TCP sequence number of a segment (``None`` when its header cannot be found)."""
+    start = tcp_header(pkt)
+    return None if start is None else int.from_bytes(pkt.data[start + 4:start + 8], "big")
 
 
 class SshAnalyzer(Analyzer):
@@ -57,6 +64,10 @@ class SshAnalyzer(Analyzer):
         self.idle_timeout = state.settings.ssh_idle_timeout_seconds
         self.sessions: dict[bytes, SshSession] = {}
         self.fins: dict[bytes, int] = {}
+        self.unconfirmed: OrderedDict[bytes, None] = OrderedDict()
+        """Connections whose two version lines were not both read yet, oldest first: what
+        makes room when the table is full (a flood of spoofed ``SSH-`` segments creates only
+        these, and cannot push out a connection in its key exchange or authentication)."""
         self.next_expiry = 0.0
 
     def ports(self) -> Iterable[int]:
@@ -81,18 +92,32 @@ class SshAnalyzer(Analyzer):
                                  pkt.dst if from_client else pkt.src,
                                  pkt.dport if from_client else pkt.sport)
             self.sessions[key] = session
+            self.unconfirmed[key] = None
         session.last = pkt.ts
         payload = pkt.data[pkt.l4:pkt.end]
         # the true payload size: the frame may be cut by the snap length (not when the whole
         # frame was captured: then Ethernet padding of a tiny frame must not count)
         length = pkt.end - pkt.l4 if len(pkt.data) >= pkt.wire else pkt.wire - pkt.l4
-        session.segment(from_client, tcp_sequence(pkt) if length else None, payload, length,
-                        pkt.wire)
+        header = tcp_header(pkt)
+        seq = None if header is None else int.from_bytes(pkt.data[header + 4:header + 8], "big")
+        if header is not None and pkt.flags & 0x10 and not from_client:
+            # the server's ACK says where the client's bytes start (not the other way round:
+            # a client's ACK the server drops as unacceptable would still be read here)
+            session.expect(True,
+                           int.from_bytes(pkt.data[header + 8:header + 12], "big"))
+        ends = pkt.flags & 0x05 and session.in_sequence(from_client, seq)
+        if pkt.flags & 0x05 and not ends:
+            self.state.stats.evasion["ssh_end_out_of_sequence"] += 1
+        session.segment(from_client, seq if length else None, payload, length, pkt.wire)
+        if key in self.unconfirmed and session.confirmed:
+            del self.unconfirmed[key]
         if session.success:
             self._end(out, key, pkt.ts, "established")
+        elif not ends:
+            return
         elif pkt.flags & 0x04:
             self._end(out, key, pkt.ts, "closed")
-        elif pkt.flags & 0x01:
+        else:
             fins = self.fins.get(key, 0) | (1 if from_client else 2)
             if fins == 3:
                 self._end(out, key, pkt.ts, "closed")
@@ -103,14 +128,20 @@ class SshAnalyzer(Analyzer):
         if len(self.sessions) < self.max_connections:
             return True
         out.extend(self._sweep(ts))
+        self.state.stats.table_overflows["ssh"] += 1
         if len(self.sessions) < self.max_connections:
             return True
-        self.state.stats.table_overflows["ssh"] += 1
+        if self.unconfirmed:  # dropped unreported: it never showed two live ends
+            key, _ = self.unconfirmed.popitem(last=False)
+            del self.sessions[key]
+            self.fins.pop(key, None)
+            return True
         return False
 
     def _end(self, out: list[Event], key: bytes, ts: float, how: str) -> None:
         session = self.sessions.pop(key)
         self.fins.pop(key, None)
+        self.unconfirmed.pop(key, None)
         session.close()
         self.state.stats.events["ssh"] += 1
         out.append(ssh_event(ts, session, how,

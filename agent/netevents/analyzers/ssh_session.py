@@ -40,6 +40,9 @@ from typing import Final
 
 MAX_BANNER: Final = 255
 """Bytes of the version line kept at most (RFC 4253: 255 including CR LF)."""
+MAX_LINE: Final = 8192
+"""Longest version line still read to its end: OpenSSH accepts 8192 bytes
+(``SSH_MAX_BANNER_LEN``), more than RFC 4253's 255, so a longer line is no reason to stop."""
 MAX_BANNER_SHOWN: Final = 160
 MAX_PRE_LINES: Final = 8
 """Lines a server may send before its version line."""
@@ -65,13 +68,15 @@ def sanitise(raw: bytes) -> str:
 class Direction:
     """One side's byte stream: sequence tracking and the cleartext phase."""
 
-    __slots__ = ("banner", "bytes", "kex_method", "kexinit", "lines", "newkeys", "next_seq",
-                 "packets", "phase", "skip")
+    __slots__ = ("banner", "bytes", "kex_method", "kexinit", "line", "lines", "newkeys",
+                 "next_seq", "packets", "phase", "skip")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
         self.phase = BANNER
         self.banner = bytearray()
+        self.line = 0
+        """Bytes of the current line read so far (only the first MAX_BANNER are kept)."""
         self.lines = 0
         self.skip = 0
         """Bytes of a cleartext packet still to come in later segments."""
@@ -114,6 +119,25 @@ class SshSession:
 
     # ------------------------------------------------------------------ the byte streams
 
+    def expect(self, from_client: bool, seq: int) -> None:
+        """Where one direction's bytes start, from the other side's acknowledgment number,
+        before that direction sent any payload (so that its first RST or FIN can be checked)."""
+        d = self.c if from_client else self.s
+        if d.next_seq is None:
+            d.next_seq = seq & 0xFFFFFFFF
+
+    def in_sequence(self, from_client: bool, seq: int | None) -> bool:
+        """Whether a RST or FIN at ``seq`` is at the sender's next byte: the receiver acts on
+        nothing else (RFC 5961 §3: an out-of-window RST is dropped, an in-window one only draws a
+        challenge ACK), so anyone may send one and stop the following of a connection."""
+        d = self.c if from_client else self.s
+        return seq is None or d.next_seq is None or seq == d.next_seq
+
+    @property
+    def confirmed(self) -> bool:
+        """Both version lines were read: two live ends, not one spoofed segment."""
+        return BANNER not in (self.c.phase, self.s.phase)
+
     def segment(self, from_client: bool, seq: int | None, payload: bytes, length: int,
                 wire: int) -> None:
         """One TCP segment of one direction: ``payload`` as captured (the capture's snap
@@ -121,7 +145,15 @@ class SshSession:
         d = self.c if from_client else self.s
         d.packets += 1
         d.bytes += wire
-        if not length or d.phase == DEAD:
+        if not length:
+            return
+        if from_client and self.s.phase == ENCRYPTED:
+            # the client spoke after the server's NEWKEYS: the server's answers count from
+            # now on, whatever the parse of the client's own stream says - a client can make
+            # that parse fail (junk the server drops for a bad checksum, an old timestamp or
+            # an unacceptable ACK, but the capture reads) and must not blind the answers
+            self.saw_client_encrypted = True
+        if d.phase == DEAD:
             return
         if seq is not None:
             if d.next_seq is not None:
@@ -147,14 +179,16 @@ class SshSession:
         """Collect the version line; where the binary packets start, or -1 (more to come).
 
         A server may send other lines before its version (RFC 4253 §4.2): at most
-        :data:`MAX_PRE_LINES` are skipped; a client may not."""
+        :data:`MAX_PRE_LINES` are skipped; a client may not. A line is read to its end up to
+        :data:`MAX_LINE` bytes, only its first :data:`MAX_BANNER` kept."""
         at = 0
         while True:
-            end = payload.find(b"\n", at, at + MAX_BANNER + 1)
+            end = payload.find(b"\n", at, at + MAX_LINE + 1 - d.line)
             take = payload[at:] if end < 0 else payload[at:end]
-            d.banner += take[:MAX_BANNER - len(d.banner)]
+            d.banner += take[:max(0, MAX_BANNER - len(d.banner))]
+            d.line += len(take)
             if end < 0:
-                if len(d.banner) >= MAX_BANNER:
+                if d.line >= MAX_LINE:
                     self._not_ssh(d)
                 return -1
             if d.banner.startswith(b"SSH-"):
@@ -164,6 +198,7 @@ class SshSession:
                 self._not_ssh(d)
                 return -1
             d.banner.clear()
+            d.line = 0
             at = end + 1
             if at >= len(payload):
                 return -1
