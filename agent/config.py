@@ -401,6 +401,19 @@ class NetworkSection(Section):
     dns_ports: list[int] = Field(
         default_factory=lambda: [53], description="UDP ports parsed as DNS"
     )
+    ssh_ports: list[int] = Field(
+        default_factory=lambda: [22],
+        description="TCP ports whose connections the SSH analyzer follows (empty: none)",
+    )
+    max_ssh_connections: int = Field(
+        4096, ge=16, description="SSH connections followed at once (more: counted, not followed)"
+    )
+    ssh_idle_timeout_seconds: float = Field(
+        300.0, gt=0, description="an SSH connection without a segment for this long is reported"
+    )
+    max_nd_neighbours: int = Field(
+        4096, ge=16, description="IPv6 neighbour table (address -> MAC) entries, oldest dropped"
+    )
 
 
 class ThreatIntelSection(Section):

@@ -134,6 +134,19 @@ _NET_ARP = (
     "arp.target_ip", "arp.target_mac", "arp.gratuitous", "arp.sender_is_gateway",
     "arp.sender_mac_previous",
 )
+_NET_SSH = (
+    "network.type", "event.action", "event.outcome", "event.duration", "source.bytes",
+    "source.packets", "destination.bytes", "destination.packets", "ssh.client", "ssh.server",
+    "ssh.auth_attempts", "ssh.auth_failures", "ssh.auth_success", "ssh.auth_outcome",
+    "ssh.auth_inference", "ssh.key_exchange", "ssh.state",
+)
+_NET_ND = (
+    "network.type", "event.action", "icmp.type", "nd.type", "nd.hop_limit_valid",
+    "nd.target_ip", "nd.target_mac", "nd.target_mac_previous", "nd.router", "nd.solicited",
+    "nd.override", "nd.new_neighbor", "nd.router_lifetime", "nd.managed", "nd.other_config",
+    "nd.prefixes", "nd.new_router", "nd.known_routers", "nd.new_prefixes",
+    "nd.new_prefix_count", "nd.redirect_destination",
+)
 _NET_HEALTH = (
     "capture.packets", "capture.drops", "capture.drop_ratio", "capture.freeze_drops",
     "capture.decode_errors", "capture.events_over_budget", "capture.events_over_global_budget",
@@ -264,6 +277,16 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         "vedette", "arp",
         fields=(*_NET_COMMON, *_NET_ARP),
         description="ARP requests and replies (with the capture's IP->MAC binding table)",
+    ),
+    _entry(
+        "vedette", "network_ssh",
+        fields=(*_NET_COMMON, *_NET_SSH),
+        description="one SSH connection: version lines, authentication inferred from the wire",
+    ),
+    _entry(
+        "vedette", "ipv6_nd",
+        fields=(*_NET_COMMON, *_NET_ND),
+        description="IPv6 neighbour discovery: advertisements, router advertisements, redirects",
     ),
     _entry(
         "vedette", "capture_health",

@@ -425,13 +425,17 @@ class PacketProcessor:
     def advance(self, now: float) -> list[Event]:
         """Emit what intervals ended before ``now`` (wall time in live capture)."""
         state = self.state
-        if now >= state.next_second and state.second >= 0:
-            return state.roll(now)
-        return []
+        out = state.roll(now) if now >= state.next_second and state.second >= 0 else []
+        for analyzer in self.analyzers:
+            out.extend(analyzer.expire(now))
+        return out
 
     def flush(self) -> list[Event]:
         """End of input: emit the open second's aggregates and the open flow interval."""
-        return self.state.flush()
+        out = self.state.flush()
+        for analyzer in self.analyzers:
+            out.extend(analyzer.flush())
+        return out
 
 
 def _has_payload(data: bytes) -> bool:

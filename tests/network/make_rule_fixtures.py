@@ -275,23 +275,28 @@ def dns_over_tcp_lookups() -> list[Packet]:
     return pkts
 
 
-def ssh_bruteforce() -> list[Packet]:
+def rdp_bruteforce() -> list[Packet]:
+    """SSH is judged by its authentication outcome (ssh_wire_bruteforce), not connections."""
     pkts = []
     for i in range(30):
         ts = T0 + i * 1.0
-        pkts.append(c.tcp(ts, ATTACKER, SERVER, 50000 + i, 22, "S"))
-        pkts.append(c.tcp(ts + 0.001, SERVER, ATTACKER, 22, 50000 + i, "SA"))
-        pkts.append(c.tcp(ts + 0.002, ATTACKER, SERVER, 50000 + i, 22, "A"))
+        pkts.append(c.tcp(ts, ATTACKER, SERVER, 50000 + i, 3389, "S"))
+        pkts.append(c.tcp(ts + 0.001, SERVER, ATTACKER, 3389, 50000 + i, "SA"))
+        pkts.append(c.tcp(ts + 0.002, ATTACKER, SERVER, 50000 + i, 3389, "A"))
     return pkts
 
 
-def ssh_admin() -> list[Packet]:
+def ssh_admin(port: int = 22) -> list[Packet]:
     pkts = []
     for i in range(8):
-        pkts += c.handshake(T0 + i * 4, CLIENT, SERVER, 51000 + i, 22)
+        pkts += c.handshake(T0 + i * 4, CLIENT, SERVER, 51000 + i, port)
     for i in range(5):  # one connection retransmitting its SYN: the same source port
-        pkts.append(c.tcp(T0 + 40 + i, "10.1.0.30", SERVER, 52000, 22, "S"))
+        pkts.append(c.tcp(T0 + 40 + i, "10.1.0.30", SERVER, 52000, port, "S"))
     return pkts
+
+
+def rdp_admin() -> list[Packet]:
+    return ssh_admin(3389)
 
 
 def mining() -> list[Packet]:
@@ -447,10 +452,10 @@ CASES: dict[str, list[Case]] = {
         ("lookups retried over TCP (TXT, DNSKEY, A)", dns_over_tcp_lookups, []),
     ],
     "login_port_bruteforce": [
-        ("30 SSH connections in 30 s", ssh_bruteforce,
+        ("30 RDP connections in 30 s", rdp_bruteforce,
          [expect("login_port_bruteforce", source__ip=ATTACKER, destination__ip=SERVER,
-                 destination__port="22")]),
-        ("an admin's sessions and a retransmitting client", ssh_admin, []),
+                 destination__port="3389")]),
+        ("an admin's sessions and a retransmitting client", rdp_admin, []),
     ],
     "mining_pool_port": [
         ("outbound to port 3333", mining,

@@ -290,9 +290,10 @@ def test_floods(lab: Lab, agent: Agent, args: tuple[str, ...], rule: str) -> Non
     time.sleep(1)  # let the target settle before the next flood
 
 
-def test_ssh_connection_rate_bruteforce(lab: Lab, agent: Agent) -> None:
+def test_login_port_connection_rate_bruteforce(lab: Lab, agent: Agent) -> None:
+    """RDP by connection rate (SSH is judged by its authentication: test_lab_ssh.py)."""
     started = time.monotonic()
-    with Tool(lab, "atk", "hping3", "-q", "-S", "-p", "22", "-a", "198.18.0.46", "-c", "30",
+    with Tool(lab, "atk", "hping3", "-q", "-S", "-p", "3389", "-a", "198.18.0.46", "-c", "30",
               "-i", "u30000", TGT):
         agent.wait_alert("login_port_bruteforce", started,
                          lambda d: d["source"]["ip"] == "198.18.0.46")

@@ -12,11 +12,14 @@ from agent.netevents.analyzers.arp import ArpAnalyzer
 from agent.netevents.analyzers.base import PROTO_ARP, Analyzer, Packet
 from agent.netevents.analyzers.dns import DnsAnalyzer
 from agent.netevents.analyzers.icmp import IcmpAnalyzer
+from agent.netevents.analyzers.ipv6_nd import NdAnalyzer
+from agent.netevents.analyzers.ssh import SshAnalyzer
 from agent.netevents.analyzers.tcp import TcpAnalyzer
 from agent.netevents.analyzers.udp import UdpAnalyzer
 
 ANALYZERS: tuple[type[Analyzer], ...] = (
-    TcpAnalyzer, UdpAnalyzer, IcmpAnalyzer, DnsAnalyzer, ArpAnalyzer,
+    TcpAnalyzer, UdpAnalyzer, IcmpAnalyzer, DnsAnalyzer, ArpAnalyzer, SshAnalyzer,
+    NdAnalyzer,
 )
 """Every analyzer, in dispatch order (transport analyzers before port analyzers)."""
 

@@ -97,3 +97,12 @@ class Analyzer:
         ``rows`` of ``cols`` (Ethernet/IPv4 without options, unfragmented) whose events the
         budgets refuse anyway — the same counters, for a whole batch at once. Called only for
         the group kinds in :attr:`bulk_kinds`."""
+
+    def expire(self, now: float) -> list[Event]:
+        """Events of state that timed out by ``now`` (live capture calls it as time passes
+        without packets); none by default."""
+        return []
+
+    def flush(self) -> list[Event]:
+        """End of input: events of every open state; none by default."""
+        return []

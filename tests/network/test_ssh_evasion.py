@@ -1,0 +1,132 @@
+"""Adversarial review of the SSH analyzer: a client that tries to stop being followed (forged
+ends, junk the server drops, long version lines) and a spoofed flood that fills the table."""
+
+from __future__ import annotations
+
+from agent.config import NetworkSection
+from tests.network.craft import T0
+from tests.network.test_ssh_analyzer import Conversation, clear, run
+
+GUESSES = 6
+
+
+def kex_and_auth(conv: Conversation) -> Conversation:
+    """``Conversation.up_to_auth`` after the version lines."""
+    conv.send(True, clear(20, 1560)).send(False, clear(20, 1088))
+    conv.send(True, clear(30, 1208)).send(False, clear(31, 1232) + clear(21, 16) + bytes(316))
+    conv.send(True, clear(21, 16)).send(True, bytes(44))
+    return conv.send(False, bytes(44)).send(True, bytes(68)).send(False, bytes(52))
+
+
+def banners(conv: Conversation, client: bytes = b"SSH-2.0-hydra\r\n") -> Conversation:
+    return conv.send(False, b"SSH-2.0-OpenSSH_9.2 Debian\r\n").send(True, client)
+
+
+def guesses(conv: Conversation, n: int = GUESSES) -> Conversation:
+    for _ in range(n):
+        conv.guess()
+    return conv
+
+
+def test_a_forged_rst_from_the_client_does_not_stop_the_count() -> None:
+    """The server drops a RST that is not at its next expected byte (RFC 5961); the sensor
+    used to end the connection on any RST and miss every later guess on it."""
+    conv = Conversation().up_to_auth()
+    conv.send(True, b"", "R", seq=conv.seq[True] + 70000)
+    conv.send(True, b"", "R", seq=conv.seq[True] - 1)
+    proc, [ev] = run(guesses(conv).close().pkts)
+    assert ev["ssh.auth_failures"] == GUESSES and ev["ssh.state"] == "closed"
+    assert proc.stats.evasion["ssh_end_out_of_sequence"] == 2
+
+
+def test_forged_fins_do_not_end_the_connection() -> None:
+    conv = Conversation().up_to_auth()
+    conv.send(True, b"", "FA", seq=conv.seq[True] + 5)
+    guesses(conv)
+    conv.send(True, b"", "FA", seq=conv.seq[True] + 9)
+    _, [ev] = run(conv.close().pkts)
+    assert ev["ssh.auth_failures"] == GUESSES and ev["ssh.state"] == "closed"
+
+
+def test_a_real_rst_still_ends_the_connection() -> None:
+    conv = guesses(Conversation().up_to_auth(), 2)
+    conv.send(True, b"", "R")
+    guesses(conv, 3)  # never reaches the server's application: not counted
+    _, [ev] = run(conv.pkts)
+    assert ev["ssh.state"] == "closed" and ev["ssh.auth_failures"] == 2
+
+
+def test_a_client_rst_before_its_first_byte_is_checked_against_the_servers_ack() -> None:
+    conv = Conversation().send(False, b"SSH-2.0-OpenSSH_9.2 Debian\r\n")
+    conv.send(True, b"", "R", seq=12345)  # the server acknowledged 1000, not 12345
+    conv.send(True, b"SSH-2.0-hydra\r\n")
+    _, [ev] = run(guesses(kex_and_auth(conv)).close().pkts)
+    assert ev["ssh.auth_failures"] == GUESSES
+
+
+def test_junk_the_server_dropped_does_not_blind_the_answers() -> None:
+    """A segment with a bad checksum (or an old timestamp, or an unacceptable ACK) is dropped
+    by the server but read by the sensor; the client then sends the real bytes at the same
+    sequence number (a 'retransmission' to the sensor). The client's parse is lost; the
+    server's answers must still be counted."""
+    conv = banners(Conversation())
+    conv.send(True, b"\xff\xff\xff\xff\x14" + bytes(60), seq=conv.seq[True])
+    _, [ev] = run(guesses(kex_and_auth(conv)).close().pkts)
+    assert ev["ssh.auth_failures"] == GUESSES
+
+
+def test_a_junk_packet_length_the_server_dropped_does_not_swallow_the_stream() -> None:
+    """Junk announcing a 200 kB cleartext packet would make the sensor skip the client's
+    NEWKEYS: the server's answers must still count."""
+    conv = banners(Conversation())
+    conv.send(True, (200_000).to_bytes(4, "big") + bytes((4, 20)) + bytes(58),
+              seq=conv.seq[True])
+    _, [ev] = run(guesses(kex_and_auth(conv)).close().pkts)
+    assert ev["ssh.auth_failures"] == GUESSES
+
+
+def test_a_segment_far_ahead_does_not_blind_the_answers() -> None:
+    conv = banners(Conversation())
+    conv.send(True, clear(20, 600), seq=conv.seq[True] + 900_000)  # out of window: dropped
+    _, [ev] = run(guesses(kex_and_auth(conv)).close().pkts)
+    assert ev["ssh.auth_failures"] == GUESSES
+
+
+def test_a_long_version_line_is_still_followed() -> None:
+    """OpenSSH accepts a version line up to 8192 bytes (SSH_MAX_BANNER_LEN); one over 255
+    used to mark the connection not_ssh2 and stop the inference."""
+    line = b"SSH-2.0-" + b"x" * 2000 + b"\r\n"
+    conv = Conversation()
+    conv.send(False, b"SSH-2.0-OpenSSH_9.2 Debian\r\n")
+    conv.send(True, line[:1400]).send(True, line[1400:])
+    _, [ev] = run(guesses(kex_and_auth(conv)).close().pkts)
+    assert ev["ssh.auth_failures"] == GUESSES
+    assert ev["ssh.client"].startswith("SSH-2.0-xxx") and len(ev["ssh.client"]) == 161
+
+
+def test_a_flood_of_spoofed_version_lines_cannot_hide_a_new_connection() -> None:
+    """One spoofed 'SSH-' segment per fake connection used to fill the table for the idle
+    timeout (300 s), and every real connection after it went unfollowed."""
+    pkts = []
+    for i in range(200):
+        fake = Conversation(client=f"198.19.{i // 250}.{i % 250 + 1}", sport=30000 + i)
+        pkts += fake.send(True, b"SSH-2.0-x\r\n").pkts
+    attacker = guesses(Conversation(sport=45000, ts=fake.ts + 1).up_to_auth()).close()
+    proc, events = run(pkts + attacker.pkts, NetworkSection(max_ssh_connections=16),
+                       flush=False)
+    [ev] = events
+    assert ev["source.port"] == 45000 and ev["ssh.auth_failures"] == GUESSES
+    assert proc.stats.table_overflows["ssh"] >= 184
+
+
+def test_a_full_table_of_confirmed_connections_refuses_new_ones() -> None:
+    """Connections past their version lines are never pushed out by newcomers."""
+    pkts = []
+    for i in range(16):
+        pkts += Conversation(sport=41000 + i, ts=T0 + i * 0.001).up_to_auth().guess().pkts
+    late = guesses(Conversation(sport=45000, ts=T0 + 1).up_to_auth()).close()
+    proc, events = run(pkts + late.pkts, NetworkSection(max_ssh_connections=16), flush=False)
+    assert events == []
+    events = [e.fields for e in proc.flush()
+              if e.logsource.category == "network_ssh"]
+    assert len(events) == 16 and all(e["ssh.auth_failures"] == 1 for e in events)
