@@ -6,7 +6,8 @@ forks and execs ``sh -c "true vedette-bench-<run>-<i>"`` 10,000 times; every suc
 for about a millisecond. An exec counts as covered when its event carries
 ``process.executable`` = the shell and ``process.args`` = the three arguments exactly. Modes:
 
-* ``audit``: exec facts from the kernel's audit records (:mod:`agent.collectors.audit_netlink`);
+* ``audit``: exec facts from the kernel's audit records
+  (:mod:`agent.collectors.host.process.audit_netlink`);
   latency = publish time - the audit record's kernel timestamp (millisecond resolution);
 * ``connector``: proc connector + ``/proc`` read (the fallback), for comparison.
 
@@ -28,9 +29,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.audit_netlink import AuditSocket
-from agent.collectors.process_exec import ProcessExecCollector
-from agent.collectors.process_info import ProcReader
+from agent.collectors.host.process.audit_netlink import AuditSocket
+from agent.collectors.host.process.collector import ProcessExecCollector
+from agent.collectors.host.process.procfs import ProcReader
 from agent.events import Event
 from agent.metrics import AgentMetrics
 from bench.common import BenchResult

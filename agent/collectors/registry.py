@@ -14,10 +14,10 @@ from pathlib import Path
 
 from agent.capture.builder import NETWORK_BUILDERS
 from agent.collectors.base import PollingCollector, StreamingCollector
-from agent.collectors.event_files import EventFileCollector
-from agent.collectors.host import HostMetricsCollector
-from agent.collectors.host_builders import HOST_BUILDERS
-from agent.collectors.tail import OffsetStore
+from agent.collectors.host.builders import HOST_BUILDERS
+from agent.collectors.host.resources import HostMetricsCollector
+from agent.collectors.logs.event_files import EventFileCollector
+from agent.collectors.logs.tailer import OffsetStore
 from agent.config import Config
 from agent.identity import Identity
 from agent.metrics import AgentMetrics

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from agent.collectors import host_builders
+from agent.collectors.host import builders as host_builders
 from agent.collectors.registry import BUILDERS, CollectorContext
 from agent.config import Config
 from agent.errors import CollectorError
@@ -90,7 +90,7 @@ def test_config_rejects_relative_fim_paths() -> None:
 def test_auth_logs_without_any_source_say_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agent.collectors.host_builders as host_builders  # noqa: PLC0415
+    import agent.collectors.host.builders as host_builders  # noqa: PLC0415
 
     monkeypatch.setattr(host_builders, "JOURNAL_DIRS", (str(tmp_path / "no-journal"),))
     missing = str(tmp_path / "nope.log")

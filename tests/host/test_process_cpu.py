@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from agent.collectors.process_cpu import ProcessCpuCollector
+from agent.collectors.host.process.cpu import ProcessCpuCollector
 
 
 def _proc(root: Path, pid: int, ticks: int, exe: str, start: int = 100) -> None:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from agent.collectors.base import Publish, publish_acked
-from agent.collectors.tail import FileTailer, OffsetStore
+from agent.collectors.logs.tailer import FileTailer, OffsetStore
 from agent.events import Event
 from agent.metrics import AgentMetrics
 

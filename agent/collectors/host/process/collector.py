@@ -1,23 +1,23 @@
 """Process executions as ``linux``/``process_creation`` events, as they happen.
 
 :class:`ProcessExecCollector` is a streaming collector. It subscribes to the proc connector
-(:mod:`agent.collectors.proc_connector`) and, for each exec, reads ``/proc`` at once
-(:mod:`agent.collectors.process_info`) for the executable, command line, user, working
+(:mod:`agent.collectors.host.process.connector`) and, for each exec, reads ``/proc`` at once
+(:mod:`agent.collectors.host.process.procfs`) for the executable, command line, user, working
 directory, container, socket-typed stdio and the parent and grandparent. A process that exits
 before it can be read still produces an event (pid, and the parent known from its fork event),
 counted in ``vedette_process_enrichment_failures_total``.
 
 When the connector cannot be opened (no ``CAP_NET_ADMIN``, not in the initial network
 namespace), the collector logs one warning, sets ``vedette_collector_degraded{collector=
-"process"}`` to 1 and polls ``/proc`` instead (:mod:`agent.collectors.process_poll`), which
+"process"}`` to 1 and polls ``/proc`` instead (:mod:`agent.collectors.host.process.poll`), which
 misses short-lived processes.
 
-When the kernel's audit subsystem can be used (``CAP_AUDIT_CONTROL``; :mod:`agent.collectors.
-audit_netlink`), the exec facts — pid, ppid, uid/euid/gid, executable, full argv, cwd — come
-from the audit records of the ``execve`` itself (:mod:`agent.collectors.audit_exec`), not from
-a later ``/proc`` read that a millisecond-long process wins; ``/proc`` then only adds what audit
-does not say (socket-typed stdio, container, start time), best effort. The proc connector stays
-open for forks, exits and uid changes. ``vedette_process_exec_source{source}`` is 1 for the
+When the kernel's audit subsystem can be used (``CAP_AUDIT_CONTROL``; :mod:`.audit_netlink`),
+the exec facts — pid, ppid, uid/euid/gid, executable, full argv, cwd — come from
+the audit records of the ``execve`` itself (:mod:`~agent.collectors.host.process.audit_exec`), not
+from a later ``/proc`` read that a millisecond-long process wins; ``/proc`` then only adds what
+audit does not say (socket-typed stdio, container, start time), best effort. The proc connector
+stays open for forks, exits and uid changes. ``vedette_process_exec_source{source}`` is 1 for the
 source in use: ``audit``, ``connector`` (proc connector + ``/proc``) or ``poll``.
 
 uid changes (the kernel's ``PROC_EVENT_UID``: real or effective uid changed, or a setuid program
@@ -39,12 +39,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from agent.collectors.audit_exec import ExecAssembler, ExecFacts
-from agent.collectors.audit_netlink import AuditRecord
 from agent.collectors.base import Publish
-from agent.collectors.download_args import build_output, download_path
-from agent.collectors.proc_connector import ProcConnector, ProcEvent
-from agent.collectors.process_info import (
+from agent.collectors.host.process.audit_exec import ExecAssembler, ExecFacts
+from agent.collectors.host.process.audit_netlink import AuditRecord
+from agent.collectors.host.process.connector import ProcConnector, ProcEvent
+from agent.collectors.host.process.download_args import build_output, download_path
+from agent.collectors.host.process.poll import ProcessPoller
+from agent.collectors.host.process.procfs import (
     ProcInfo,
     ProcReader,
     interactive_shell,
@@ -54,7 +55,6 @@ from agent.collectors.process_info import (
     stdin_program,
     uid_change_fields,
 )
-from agent.collectors.process_poll import ProcessPoller
 from agent.errors import CollectorError
 from agent.events import PROCESS_CREATION, Event, LogSource
 from agent.metrics import AgentMetrics
@@ -75,7 +75,7 @@ class EventSource(Protocol):
 
 
 class KernelExecSource(Protocol):
-    """Audit records of execs (:class:`~agent.collectors.audit_netlink.AuditSocket`)."""
+    """Audit records of execs (:class:`.audit_netlink.AuditSocket`)."""
 
     lost: int
     mode: str

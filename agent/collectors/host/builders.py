@@ -14,21 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.collectors.audit_netlink import AuditSocket
-from agent.collectors.auth_context import AuthContext, privileged_users
-from agent.collectors.deleted_exe import DeletedExecutableCollector
-from agent.collectors.fim import WatchList
-from agent.collectors.fim_watch import FimCollector
-from agent.collectors.journal import JournalCollector
-from agent.collectors.kmod import KernelModuleCollector
-from agent.collectors.log_decoders import AuditDecoder, AuthDecoder, LineDecoder, WebDecoder
-from agent.collectors.log_tail import LogTailCollector
-from agent.collectors.process_cpu import ProcessCpuCollector
-from agent.collectors.process_exec import ProcessExecCollector
-from agent.collectors.process_info import ProcReader
-from agent.collectors.sockets import SocketsCollector
-from agent.collectors.syslog_parse import SyslogClock
-from agent.collectors.tail import OffsetStore
+from agent.collectors.host.fim.baseline import WatchList
+from agent.collectors.host.fim.collector import FimCollector
+from agent.collectors.host.kmod import KernelModuleCollector
+from agent.collectors.host.process.audit_netlink import AuditSocket
+from agent.collectors.host.process.collector import ProcessExecCollector
+from agent.collectors.host.process.cpu import ProcessCpuCollector
+from agent.collectors.host.process.deleted_exe import DeletedExecutableCollector
+from agent.collectors.host.process.procfs import ProcReader
+from agent.collectors.host.sockets import SocketsCollector
+from agent.collectors.logs.collector import LogTailCollector
+from agent.collectors.logs.journal import JournalCollector
+from agent.collectors.logs.tailer import OffsetStore
+from agent.collectors.parsers.auth_context import AuthContext, privileged_users
+from agent.collectors.parsers.decoders import AuditDecoder, AuthDecoder, LineDecoder, WebDecoder
+from agent.collectors.parsers.syslog import SyslogClock
 from agent.errors import CollectorError
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.collectors.base import Publish
-from agent.collectors.fim import (
+from agent.collectors.host.fim.baseline import (
     Change,
     FileState,
     WatchList,
@@ -34,7 +34,7 @@ from agent.collectors.fim import (
     save_baseline,
     scan,
 )
-from agent.collectors.inotify import (
+from agent.collectors.host.fim.inotify import (
     IN_DELETE_SELF,
     IN_IGNORED,
     IN_ISDIR,
@@ -42,7 +42,7 @@ from agent.collectors.inotify import (
     IN_Q_OVERFLOW,
     Inotify,
 )
-from agent.collectors.package_activity import PackageManager, package_activity
+from agent.collectors.host.fim.package_activity import PackageManager, package_activity
 from agent.events import FILE_EVENT, Event, format_timestamp
 from agent.metrics import AgentMetrics
 

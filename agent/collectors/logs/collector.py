@@ -1,9 +1,10 @@
 """Follow log files and turn their lines into events: auth logs, web access logs, audit.log.
 
 :class:`LogTailCollector` is a streaming collector over one or more files, each followed by a
-:class:`~agent.collectors.tail.FileTailer` (rotation, copytruncate, restart offsets) and decoded
-by a :class:`~agent.collectors.log_decoders.LineDecoder`. It polls every ``poll_seconds``
-(0.25 s by default: alerts are not a poll interval late, and a poll is two ``stat`` calls).
+:class:`~agent.collectors.logs.tailer.FileTailer` (rotation, copytruncate, restart offsets) and
+decoded by a :class:`~agent.collectors.parsers.decoders.LineDecoder`. It polls every
+``poll_seconds`` (0.25 s by default: alerts are not a poll interval late, and a poll is two
+``stat`` calls).
 
 With ``watch_integrity`` (auth logs), the collector also reports what happens to the file
 itself as ``vedette``/``log_integrity`` events: ``truncated`` when it shrank without a freshly
@@ -28,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.collectors.base import Publish, publish_acked
-from agent.collectors.log_decoders import LineDecoder
-from agent.collectors.tail import FileTailer, OffsetStore
+from agent.collectors.logs.tailer import FileTailer, OffsetStore
+from agent.collectors.parsers.decoders import LineDecoder
 from agent.events import Event, LogSource
 from agent.metrics import AgentMetrics
 

@@ -1,0 +1,2 @@
+"""Host collectors: processes and their execs, sockets, kernel modules, file integrity,
+resources."""
