@@ -37,12 +37,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
-from agent.collectors.base import Publish
+from agent.collectors.base import AnyCollector, CollectorContext, Publish
 from agent.collectors.host.process.audit_exec import ExecAssembler, ExecFacts
-from agent.collectors.host.process.audit_netlink import AuditRecord
+from agent.collectors.host.process.audit_netlink import AuditRecord, AuditSocket
 from agent.collectors.host.process.connector import ProcConnector, ProcEvent
+from agent.collectors.host.process.cpu import ProcessCpuCollector
+from agent.collectors.host.process.deleted_exe import DeletedExecutableCollector
 from agent.collectors.host.process.download_args import build_output, download_path
 from agent.collectors.host.process.poll import ProcessPoller
 from agent.collectors.host.process.procfs import (
@@ -381,3 +384,22 @@ class ProcessExecCollector:
         cache.move_to_end(key)
         if len(cache) > _CACHE:
             cache.popitem(last=False)
+
+
+def build(ctx: CollectorContext) -> list[AnyCollector]:
+    """The ``process`` section: execs, programs running deleted, and (optionally) CPU use."""
+    section = ctx.config.process
+    if not section.enabled:
+        return []
+    proc = Path("/proc")
+    out: list[AnyCollector] = [ProcessExecCollector(
+        ProcReader(proc), ctx.metrics, fallback=section.fallback_polling,
+        poll_interval_seconds=section.poll_interval_seconds, host_name=ctx.identity.host_name,
+        kernel_facts=AuditSocket if section.kernel_exec_facts else None)]
+    out.append(DeletedExecutableCollector(10.0, proc, host_name=ctx.identity.host_name))
+    if section.cpu_sampling:
+        out.append(ProcessCpuCollector(
+            section.cpu_interval_seconds, threshold=section.cpu_threshold, proc_root=proc,
+            known_file=ctx.state_dir / "known-executables.json",
+            host_name=ctx.identity.host_name))
+    return out
