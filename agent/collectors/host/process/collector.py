@@ -401,5 +401,6 @@ def build(ctx: CollectorContext) -> list[AnyCollector]:
         out.append(ProcessCpuCollector(
             section.cpu_interval_seconds, threshold=section.cpu_threshold, proc_root=proc,
             known_file=ctx.state_dir / "known-executables.json",
-            host_name=ctx.identity.host_name))
+            host_name=ctx.identity.host_name,
+            young_interval_seconds=section.cpu_young_interval_seconds))
     return out
