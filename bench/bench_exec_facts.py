@@ -241,9 +241,4 @@ def run() -> BenchResult:
         result.add("audit_floor_latency_p99", statistics.median(p99), "ms",
                    note="kernel record time → received by a minimal reader (no processing) "
                         f"under the same exec loop: the kernel + scheduler share; {_spread(p99)}")
-    if min(r["mode_ok"] for r in floor) >= 1:
-        p99 = [r["p99_ms"] for r in floor]
-        result.add("audit_floor_latency_p99", statistics.median(p99), "ms",
-                   note="kernel record time → received by a minimal reader (no processing) "
-                        f"under the same exec loop: the kernel + scheduler share; {_spread(p99)}")
     return result

@@ -77,7 +77,8 @@ class _Collectors:
                              OffsetStore(workdir / "off2.json"), metrics, poll_seconds=0.5),
         ]
         self.polling: list[SocketsCollector | KernelModuleCollector | ProcessCpuCollector] = [
-            SocketsCollector(10.0, metrics=metrics), ProcessCpuCollector(30.0)]
+            SocketsCollector(10.0, metrics=metrics),
+            ProcessCpuCollector(30.0, young_interval_seconds=5.0)]  # the daemon's defaults
         if Path("/proc/modules").exists():
             self.polling.append(KernelModuleCollector(30.0))
         self.threads = [threading.Thread(target=c.run, args=(self._publish, self.stop),

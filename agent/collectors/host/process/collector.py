@@ -1,5 +1,8 @@
 """Process executions as ``linux``/``process_creation`` events, as they happen.
 
+(About 400 lines: the three exec sources — audit records, the proc connector, /proc polling —
+share the per-pid state kept here; what each reads lives in its own module beside this one.)
+
 :class:`ProcessExecCollector` is a streaming collector. It subscribes to the proc connector
 (:mod:`agent.collectors.host.process.connector`) and, for each exec, reads ``/proc`` at once
 (:mod:`agent.collectors.host.process.procfs`) for the executable, command line, user, working
