@@ -454,6 +454,11 @@ class ProcessSection(Section):
     cpu_threshold: float = Field(
         0.8, gt=0, le=64, description="CPU share of one core at which a process is reported"
     )
+    cpu_young_interval_seconds: float = Field(
+        5.0, ge=1, description="between CPU samples, how often processes started since the "
+        "last sample are checked (busy since their start: reported at once; >= "
+        "cpu_interval_seconds turns this off)"
+    )
 
 
 class SocketsSection(Section):

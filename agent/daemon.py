@@ -35,8 +35,13 @@ from prometheus_client.process_collector import ProcessCollector
 
 from agent import __version__, preflight, reload_plan
 from agent.alerts import Alert
-from agent.collectors.base import PollingCollector, StreamingCollector
-from agent.collectors.registry import BUILDERS, AnyCollector, CollectorContext
+from agent.collectors.base import (
+    AnyCollector,
+    CollectorContext,
+    PollingCollector,
+    StreamingCollector,
+)
+from agent.collectors.registry import BUILDERS
 from agent.config import Config, load_config, read_secret
 from agent.detection import Engine, EngineOptions, LoadReport
 from agent.detection.checkpoint import AlertCheckpoint

@@ -4,7 +4,7 @@
 through :data:`INPUTS`, a registry of *kind → decoder*; a decoder takes the file, the loaded
 config and an optional progress callback and yields events in file order. ``pcap`` (pcap and
 pcapng, :mod:`agent.netevents.pcap_input`) is built in, and every log kind of
-:data:`agent.collectors.log_decoders.DECODERS` is registered too, so ``--log auth`` works. A new
+:data:`agent.collectors.parsers.decoders.DECODERS` is registered too, so ``--log auth`` works. A new
 input kind is one line: ``INPUTS["kind"] = decoder``.
 
 Time is the events' own: before each event the engine's timers run up to its timestamp, and
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.alerts import Alert
-from agent.collectors.log_decoders import DECODERS as LOG_DECODERS
+from agent.collectors.parsers.decoders import DECODERS as LOG_DECODERS
 from agent.config import Config
 from agent.detection.engine import Engine
 from agent.events import Event

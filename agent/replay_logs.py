@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.collectors.log_decoders import GROUPING_KINDS, LINE_DECODERS, MALFORMED
+from agent.collectors.parsers.decoders import GROUPING_KINDS, LINE_DECODERS, MALFORMED
 from agent.events import Event
 
 SNIFF_BYTES = 8192

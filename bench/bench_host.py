@@ -22,18 +22,18 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.auth_context import AuthContext
-from agent.collectors.fim import WatchList
-from agent.collectors.fim_watch import FimCollector
-from agent.collectors.kmod import KernelModuleCollector
-from agent.collectors.log_decoders import AuthDecoder, WebDecoder
-from agent.collectors.log_tail import LogTailCollector
-from agent.collectors.process_cpu import ProcessCpuCollector
-from agent.collectors.process_exec import ProcessExecCollector
-from agent.collectors.process_info import ProcReader
-from agent.collectors.sockets import SocketsCollector
-from agent.collectors.syslog_parse import SyslogClock
-from agent.collectors.tail import OffsetStore
+from agent.collectors.host.fim.baseline import WatchList
+from agent.collectors.host.fim.collector import FimCollector
+from agent.collectors.host.kmod import KernelModuleCollector
+from agent.collectors.host.process.collector import ProcessExecCollector
+from agent.collectors.host.process.cpu import ProcessCpuCollector
+from agent.collectors.host.process.procfs import ProcReader
+from agent.collectors.host.sockets import SocketsCollector
+from agent.collectors.logs.collector import LogTailCollector
+from agent.collectors.logs.tailer import OffsetStore
+from agent.collectors.parsers.auth_context import AuthContext
+from agent.collectors.parsers.decoders import AuthDecoder, WebDecoder
+from agent.collectors.parsers.syslog import SyslogClock
 from agent.events import Event
 from agent.metrics import AgentMetrics
 from bench.common import BenchResult
@@ -77,7 +77,8 @@ class _Collectors:
                              OffsetStore(workdir / "off2.json"), metrics, poll_seconds=0.5),
         ]
         self.polling: list[SocketsCollector | KernelModuleCollector | ProcessCpuCollector] = [
-            SocketsCollector(10.0, metrics=metrics), ProcessCpuCollector(30.0)]
+            SocketsCollector(10.0, metrics=metrics),
+            ProcessCpuCollector(30.0, young_interval_seconds=5.0)]  # the daemon's defaults
         if Path("/proc/modules").exists():
             self.polling.append(KernelModuleCollector(30.0))
         self.threads = [threading.Thread(target=c.run, args=(self._publish, self.stop),

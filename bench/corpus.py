@@ -23,8 +23,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from agent.collectors.audit_parse import group_events, parse_record
-from agent.collectors.auth_parse import build_auth_event
+from agent.collectors.parsers.audit import group_events, parse_record
+from agent.collectors.parsers.auth import build_auth_event
 from agent.events import Event, LogSource
 
 T0 = 1_767_225_600.0

@@ -10,8 +10,8 @@ import pytest
 from foundation_helpers import RecordingSink, fresh_metrics, make_alert, value, wait_until
 
 from agent.collectors.base import StreamingCollector
-from agent.collectors.event_files import EventFileCollector
-from agent.collectors.tail import OffsetStore
+from agent.collectors.logs.event_files import EventFileCollector
+from agent.collectors.logs.tailer import OffsetStore
 from agent.events import Event, LogSource
 from agent.pipeline import Pipeline
 from agent.sinks.router import AlertRouter

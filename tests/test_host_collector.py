@@ -10,7 +10,7 @@ from foundation_helpers import FIXTURES, FakePsutil, cpu_times, disk_counters, n
 from prometheus_client import CollectorRegistry
 
 from agent.collectors.base import PollingCollector
-from agent.collectors.host import HostMetricsCollector
+from agent.collectors.host.resources import HostMetricsCollector
 from agent.events import HOST_METRICS
 from agent.metrics import catalog
 

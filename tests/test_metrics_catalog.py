@@ -11,7 +11,7 @@ from foundation_helpers import FIXTURES, FakePsutil, RecordingSink, fresh_metric
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from agent.collectors.host import HostMetricsCollector
+from agent.collectors.host.resources import HostMetricsCollector
 from agent.metrics import NAMESPACE, SCRAPE_TIME, AgentMetrics, MetricSpec, catalog
 from agent.pipeline import Pipeline, QueueDepthCollector
 from agent.sinks.router import AlertRouter

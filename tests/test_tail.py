@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collectors.tail import FileTailer, OffsetStore
+from agent.collectors.logs.tailer import FileTailer, OffsetStore
 
 
 def append(path: Path, data: bytes) -> None:

@@ -16,7 +16,7 @@ from agent.errors import CollectorError
 from agent.threatintel.reloader import ThreatIntelReloader
 
 if TYPE_CHECKING:
-    from agent.collectors.registry import AnyCollector, Builder, CollectorContext
+    from agent.collectors.base import AnyCollector, Builder, CollectorContext
 
 
 def check_capture_privilege() -> None:

@@ -11,15 +11,28 @@ Collectors never schedule or register themselves. Their constructor receives wha
 
 A collector may also expose Prometheus metrics read at scrape time by providing
 ``prometheus_collector()``; the names must be declared in :mod:`agent.metrics`.
+
+A :data:`Builder` turns the daemon's :class:`CollectorContext` into the collectors its config
+section asks for (an empty list when disabled). It lives beside its collector (a module-level
+``build``); each collector package (``host``, ``logs``, ``agent.capture``) lists its builders in
+one ``BUILDERS`` dict and :mod:`agent.collectors.registry` merges those. A builder raises
+:class:`~agent.errors.CollectorError` when the collector cannot run here (no privilege, no
+interface); the daemon then logs one clear warning, marks ``vedette_collector_degraded{collector}``
+and keeps every other collector running.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from agent.config import Config
 from agent.events import Event
+from agent.identity import Identity
+from agent.metrics import AgentMetrics
 
 Publish = Callable[[Iterable[Event]], int]
 """Hand events to the pipeline; returns how many were accepted (the rest were dropped)."""
@@ -63,3 +76,19 @@ class StreamingCollector(Protocol):
 
     def run(self, publish: Publish, stop: threading.Event) -> None:
         """Publish events until ``stop`` is set; return promptly after it is."""
+
+
+AnyCollector = PollingCollector | StreamingCollector
+
+
+@dataclass(frozen=True)
+class CollectorContext:
+    """What every builder receives from the daemon."""
+
+    config: Config
+    identity: Identity
+    metrics: AgentMetrics
+    state_dir: Path
+
+
+Builder = Callable[[CollectorContext], list[AnyCollector]]

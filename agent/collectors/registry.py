@@ -1,71 +1,29 @@
-"""Which collectors the daemon runs: one builder per collector, chosen by config.
+"""Which collectors the daemon runs: the builders of every collector package, by config section.
 
-A builder returns the collector(s) for its config section, or an empty list when disabled. It
-raises :class:`~agent.errors.CollectorError` when the collector cannot run here (no privilege,
-no interface); the daemon then logs one clear warning, marks
-``vedette_collector_degraded{collector}`` and keeps every other collector running.
+Each package lists its own builders (:data:`agent.collectors.host.BUILDERS`,
+:data:`agent.collectors.logs.BUILDERS`, :data:`agent.capture.builder.NETWORK_BUILDERS`); this
+module only merges them, in that order, and refuses two builders for one section name. The
+types a builder needs (:class:`~agent.collectors.base.CollectorContext`,
+:data:`~agent.collectors.base.Builder`) live in :mod:`agent.collectors.base`, so nothing a builder
+imports leads back here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-
 from agent.capture.builder import NETWORK_BUILDERS
-from agent.collectors.base import PollingCollector, StreamingCollector
-from agent.collectors.event_files import EventFileCollector
-from agent.collectors.host import HostMetricsCollector
-from agent.collectors.host_builders import HOST_BUILDERS
-from agent.collectors.tail import OffsetStore
-from agent.config import Config
-from agent.identity import Identity
-from agent.metrics import AgentMetrics
-
-AnyCollector = PollingCollector | StreamingCollector
+from agent.collectors.base import Builder
+from agent.collectors.host import BUILDERS as HOST_BUILDERS
+from agent.collectors.logs import BUILDERS as LOG_BUILDERS
 
 
-@dataclass(frozen=True)
-class CollectorContext:
-    config: Config
-    identity: Identity
-    metrics: AgentMetrics
-    state_dir: Path
+def _merge(*groups: dict[str, Builder]) -> dict[str, Builder]:
+    merged: dict[str, Builder] = {}
+    for group in groups:
+        for name, builder in group.items():
+            if name in merged:
+                raise RuntimeError(f"two collector builders for {name!r}")
+            merged[name] = builder
+    return merged
 
 
-Builder = Callable[[CollectorContext], list[AnyCollector]]
-
-
-def _host_metrics(ctx: CollectorContext) -> list[AnyCollector]:
-    section = ctx.config.host_metrics
-    if not section.enabled:
-        return []
-    return [
-        HostMetricsCollector(
-            interval_seconds=section.interval_seconds,
-            exclude_interfaces=section.exclude_interfaces,
-            exclude_fstypes=section.exclude_fstypes,
-            host_name=ctx.identity.host_name,
-        )
-    ]
-
-
-def _event_files(ctx: CollectorContext) -> list[AnyCollector]:
-    section = ctx.config.inputs
-    if not section.event_files:
-        return []
-    offsets = OffsetStore(ctx.state_dir / "offsets-event-files.json")
-    return [
-        EventFileCollector(
-            section.event_files, offsets, ctx.metrics, section.event_files_interval_seconds
-        )
-    ]
-
-
-BUILDERS: dict[str, Builder] = {
-    "host_metrics": _host_metrics,
-    "event_files": _event_files,
-}
-# Host collectors (process, sockets, auth_logs, web_logs, auditd, fim, kernel_modules)
-BUILDERS.update(HOST_BUILDERS)
-BUILDERS.update(NETWORK_BUILDERS)
+BUILDERS: dict[str, Builder] = _merge(HOST_BUILDERS, LOG_BUILDERS, NETWORK_BUILDERS)

@@ -25,7 +25,7 @@ from typing import TextIO
 from prometheus_client import CollectorRegistry
 
 from agent.alerts import Alert, RuleRef, alert_id, to_ecs
-from agent.collectors.log_decoders import LINE_DECODERS
+from agent.collectors.parsers.decoders import LINE_DECODERS
 from agent.commands.common import print_config_errors
 from agent.config import Config, load_config
 from agent.detection.engine import Engine, EngineOptions

@@ -315,7 +315,8 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         fields=("event.kind", "event.category", "event.action", "event.dataset", "process.pid",
                 "process.name", "process.executable", "process.command_line", "process.cpu.pct",
                 "vedette.process.executable_age", "user.id", "user.name", "host.name",
-                "vedette.process.age_seconds"),
+                "vedette.process.age_seconds", "vedette.process.remote.ip",
+                "vedette.process.remote.port"),
         description="processes keeping a CPU busy, with the age of their executable",
     ),
     _entry(

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.alerts import Alert, Status
-from agent.collectors.log_decoders import DECODERS as LOG_DECODERS
+from agent.collectors.parsers.decoders import DECODERS as LOG_DECODERS
 from agent.detection.engine import Engine, EngineOptions
 from agent.detection.expect_file import Case, load_cases
 from agent.detection.filters import CompiledFilter

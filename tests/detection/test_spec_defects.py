@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.collectors.auth_parse import build_auth_event
+from agent.collectors.parsers.auth import build_auth_event
 from agent.detection import Engine, load_rules
 from agent.events import LogSource
 from tests.detection.helpers import PROC, T0, engine_for, event, predicate, rule_doc

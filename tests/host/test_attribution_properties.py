@@ -18,9 +18,9 @@ import json
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from agent.collectors.line_clean import MAX_LINE_CHARS
-from agent.collectors.log_decoders import AuditDecoder, AuthDecoder, JournalDecoder, WebDecoder
-from agent.collectors.syslog_parse import SyslogClock
+from agent.collectors.parsers.decoders import AuditDecoder, AuthDecoder, JournalDecoder, WebDecoder
+from agent.collectors.parsers.line_clean import MAX_LINE_CHARS
+from agent.collectors.parsers.syslog import SyslogClock
 from agent.events import Event
 
 REAL = "203.0.113.66"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.audit_exec import ExecAssembler, decode_value
-from agent.collectors.audit_netlink import (
+from agent.collectors.host.process.audit_exec import ExecAssembler, decode_value
+from agent.collectors.host.process.audit_netlink import (
     AUDIT_CWD,
     AUDIT_EOE,
     AUDIT_EXECVE,
@@ -28,8 +28,8 @@ from agent.collectors.audit_netlink import (
     parse_messages,
     rule_key,
 )
-from agent.collectors.process_exec import ProcessExecCollector
-from agent.collectors.process_info import ProcReader
+from agent.collectors.host.process.collector import ProcessExecCollector
+from agent.collectors.host.process.procfs import ProcReader
 from agent.events import Event
 from agent.metrics import AgentMetrics
 
@@ -233,7 +233,7 @@ def test_second_instance_listens_and_keeps_auditing_after_the_first_stops() -> N
 @needs_audit
 def test_an_instance_killed_without_closing_is_undone_by_the_next(tmp_path: Path) -> None:
     before = _status_and_keys()
-    code = ("import os, time\nfrom agent.collectors.audit_netlink import AuditSocket\n"
+    code = ("import os, time\nfrom agent.collectors.host.process.audit_netlink import AuditSocket\n"
             "s = AuditSocket()\nprint(s.mode, flush=True)\ntime.sleep(60)\n")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                              cwd=Path(__file__).resolve().parents[2])

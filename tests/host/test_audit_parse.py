@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collectors.audit_parse import AuditJoiner, parse_record
-from agent.collectors.log_decoders import AuditDecoder, decode_audit_file
+from agent.collectors.parsers.audit import AuditJoiner, parse_record
+from agent.collectors.parsers.decoders import AuditDecoder, decode_audit_file
 from agent.detection import Engine, load_rules
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "auditd"

@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collectors.auth_context import AuthContext, privileged_users
-from agent.collectors.auth_parse import auth_event, auth_fields
-from agent.collectors.log_decoders import AuthDecoder, decode_auth_file, decode_sshd_file
-from agent.collectors.syslog_parse import SyslogClock, parse_syslog
+from agent.collectors.parsers.auth import auth_event, auth_fields
+from agent.collectors.parsers.auth_context import AuthContext, privileged_users
+from agent.collectors.parsers.decoders import AuthDecoder, decode_auth_file, decode_sshd_file
+from agent.collectors.parsers.syslog import SyslogClock, parse_syslog
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "auth"
 # 2026-11-25 12:00 local: every fixture date (Nov 21) is in 2026

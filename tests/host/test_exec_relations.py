@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.collectors.deleted_exe import DeletedExecutableCollector
-from agent.collectors.download_args import download_path
-from agent.collectors.process_info import (
+from agent.collectors.host.process.deleted_exe import DeletedExecutableCollector
+from agent.collectors.host.process.download_args import download_path
+from agent.collectors.host.process.procfs import (
     ProcInfo,
     interactive_shell,
     script_path,
@@ -97,7 +97,7 @@ def test_deleted_executable_is_reported_once_and_replacement_is_told(tmp_path: P
 
 
 def test_build_output() -> None:
-    from agent.collectors.download_args import build_output  # noqa: PLC0415
+    from agent.collectors.host.process.download_args import build_output  # noqa: PLC0415
 
     assert build_output(["gcc", "-O2", "-o", "hello", "hello.c"], "/tmp/b") == "/tmp/b/hello"
     assert build_output(["/usr/lib/gcc/x86_64-linux-gnu/12/collect2", "-ohello"], "/t") == \

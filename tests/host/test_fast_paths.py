@@ -12,21 +12,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collectors import process_info
-from agent.collectors.auth_context import AuthContext
-from agent.collectors.auth_parse import _CACHE_MAX, _CACHES, auth_event
-from agent.collectors.line_clean import clean_line, clean_lines
-from agent.collectors.log_decoders import AuthDecoder, WebDecoder
-from agent.collectors.log_tail import LogTailCollector
-from agent.collectors.proc_connector import (
+from agent.collectors.host.process import procfs as process_info
+from agent.collectors.host.process.connector import (
     PROC_CN_MCAST_LISTEN,
     WANTED_EVENTS,
     can_filter,
     control_message,
 )
-from agent.collectors.process_info import ProcReader, _read_bytes
-from agent.collectors.syslog_parse import SyslogClock
-from agent.collectors.tail import FileTailer, OffsetStore
+from agent.collectors.host.process.procfs import ProcReader, _read_bytes
+from agent.collectors.logs.collector import LogTailCollector
+from agent.collectors.logs.tailer import FileTailer, OffsetStore
+from agent.collectors.parsers.auth import _CACHE_MAX, _CACHES, auth_event
+from agent.collectors.parsers.auth_context import AuthContext
+from agent.collectors.parsers.decoders import AuthDecoder, WebDecoder
+from agent.collectors.parsers.line_clean import clean_line, clean_lines
+from agent.collectors.parsers.syslog import SyslogClock
 
 PROC = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
 REF = time.mktime((2026, 11, 25, 12, 0, 0, 0, 0, -1))

@@ -10,8 +10,15 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.fim import WatchList, _hash, diff, file_state, load_baseline, scan
-from agent.collectors.fim_watch import FimCollector
+from agent.collectors.host.fim.baseline import (
+    WatchList,
+    _hash,
+    diff,
+    file_state,
+    load_baseline,
+    scan,
+)
+from agent.collectors.host.fim.collector import FimCollector
 from agent.events import Event
 from agent.metrics import AgentMetrics
 

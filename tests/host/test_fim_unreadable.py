@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.fim import WatchList
-from agent.collectors.fim_watch import FimCollector
+from agent.collectors.host.fim.baseline import WatchList
+from agent.collectors.host.fim.collector import FimCollector
 from agent.metrics import AgentMetrics
 
 

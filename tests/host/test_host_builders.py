@@ -8,8 +8,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from agent.collectors import host_builders
-from agent.collectors.registry import BUILDERS, CollectorContext
+from agent.collectors.base import CollectorContext
+from agent.collectors.logs import auth as auth_builder
+from agent.collectors.registry import BUILDERS
 from agent.config import Config
 from agent.errors import CollectorError
 from agent.identity import Identity
@@ -74,10 +75,10 @@ def test_auto_prefers_the_journal_over_syslog_files(tmp_path: Path,
     (tmp_path / "auth.log").write_text("")
     (tmp_path / "journal").mkdir()
     section = {"paths": [str(tmp_path / "auth.log")], "journalctl": "/bin/true"}
-    monkeypatch.setattr(host_builders, "JOURNAL_DIRS", (str(tmp_path / "journal"),))
+    monkeypatch.setattr(auth_builder, "JOURNAL_DIRS", (str(tmp_path / "journal"),))
     assert [c.name for c in BUILDERS["auth_logs"](_ctx(tmp_path, auth_logs=section))] == [
         "journal"]
-    monkeypatch.setattr(host_builders, "JOURNAL_DIRS", (str(tmp_path / "no-journal"),))
+    monkeypatch.setattr(auth_builder, "JOURNAL_DIRS", (str(tmp_path / "no-journal"),))
     assert [c.name for c in BUILDERS["auth_logs"](_ctx(tmp_path, auth_logs=section))] == [
         "auth_logs"]
 
@@ -90,9 +91,8 @@ def test_config_rejects_relative_fim_paths() -> None:
 def test_auth_logs_without_any_source_say_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agent.collectors.host_builders as host_builders  # noqa: PLC0415
 
-    monkeypatch.setattr(host_builders, "JOURNAL_DIRS", (str(tmp_path / "no-journal"),))
+    monkeypatch.setattr(auth_builder, "JOURNAL_DIRS", (str(tmp_path / "no-journal"),))
     missing = str(tmp_path / "nope.log")
     nothing = _ctx(tmp_path, auth_logs={"paths": [missing]})
     with pytest.raises(CollectorError, match="no authentication log to follow"):

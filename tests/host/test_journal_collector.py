@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.inotify import IN_CREATE, IN_ISDIR, IN_MODIFY, parse_events
-from agent.collectors.journal import JournalCollector, journal_argv
+from agent.collectors.host.fim.inotify import IN_CREATE, IN_ISDIR, IN_MODIFY, parse_events
+from agent.collectors.logs.journal import JournalCollector, journal_argv
 from agent.events import Event
 from agent.metrics import AgentMetrics
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collectors.log_decoders import JournalDecoder, decode_journal_file
+from agent.collectors.parsers.decoders import JournalDecoder, decode_journal_file
 from agent.events import Event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "auth"

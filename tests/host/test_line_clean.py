@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agent.collectors.auth_parse import sudo_fields
-from agent.collectors.line_clean import ANSI_ESCAPES, CONTROL_CHARS, clean_line
-from agent.collectors.log_decoders import AuthDecoder
-from agent.collectors.syslog_parse import SyslogClock
+from agent.collectors.parsers.auth import sudo_fields
+from agent.collectors.parsers.decoders import AuthDecoder
+from agent.collectors.parsers.line_clean import ANSI_ESCAPES, CONTROL_CHARS, clean_line
+from agent.collectors.parsers.syslog import SyslogClock
 
 HEAD = b"Nov 21 10:00:46 web1 sshd[812]: "
 REAL = b" from 203.0.113.66 port 40022 ssh2"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.log_decoders import AuditDecoder, AuthDecoder, LineDecoder, WebDecoder
-from agent.collectors.log_tail import LogTailCollector
-from agent.collectors.syslog_parse import SyslogClock
-from agent.collectors.tail import OffsetStore
+from agent.collectors.logs.collector import LogTailCollector
+from agent.collectors.logs.tailer import OffsetStore
+from agent.collectors.parsers.decoders import AuditDecoder, AuthDecoder, LineDecoder, WebDecoder
+from agent.collectors.parsers.syslog import SyslogClock
 from agent.events import Event
 from agent.metrics import AgentMetrics
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.proc_connector import (
+from agent.collectors.host.process.collector import ProcessExecCollector
+from agent.collectors.host.process.connector import (
     CN_IDX_PROC,
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
@@ -22,9 +23,8 @@ from agent.collectors.proc_connector import (
     ProcEvent,
     parse_messages,
 )
-from agent.collectors.process_exec import ProcessExecCollector
-from agent.collectors.process_info import ProcReader
-from agent.collectors.process_poll import ProcessPoller
+from agent.collectors.host.process.poll import ProcessPoller
+from agent.collectors.host.process.procfs import ProcReader
 from agent.errors import CollectorError
 from agent.events import Event
 from agent.metrics import AgentMetrics

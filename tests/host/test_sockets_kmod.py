@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from agent.collectors.kmod import KernelModuleCollector, parse_modules
-from agent.collectors.sockets import SocketsCollector, parse_proc_net
+from agent.collectors.host.kmod import KernelModuleCollector, parse_modules
+from agent.collectors.host.sockets import SocketsCollector, parse_proc_net
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
 TCP = (FIXTURES / "net_tcp").read_text()

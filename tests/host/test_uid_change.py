@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.collectors.proc_connector import (
+from agent.collectors.host.process.collector import PROCESS_UID_CHANGE, ProcessExecCollector
+from agent.collectors.host.process.connector import (
     CN_IDX_PROC,
     PROC_CN_MCAST_LISTEN,
     PROC_EVENT_EXEC,
@@ -25,8 +26,7 @@ from agent.collectors.proc_connector import (
     control_message,
     parse_messages,
 )
-from agent.collectors.process_exec import PROCESS_UID_CHANGE, ProcessExecCollector
-from agent.collectors.process_info import ProcReader
+from agent.collectors.host.process.procfs import ProcReader
 from agent.detection import Engine, load_rules
 from agent.detection.fields import lookup
 from agent.events import Event

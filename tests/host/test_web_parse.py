@@ -7,8 +7,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.collectors.log_decoders import decode_web_file
-from agent.collectors.web_parse import parse_clf_time, web_event, web_fields
+from agent.collectors.parsers.decoders import decode_web_file
+from agent.collectors.parsers.web import parse_clf_time, web_event, web_fields
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "web"
 

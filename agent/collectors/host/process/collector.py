@@ -1,23 +1,26 @@
 """Process executions as ``linux``/``process_creation`` events, as they happen.
 
+(About 400 lines: the three exec sources — audit records, the proc connector, /proc polling —
+share the per-pid state kept here; what each reads lives in its own module beside this one.)
+
 :class:`ProcessExecCollector` is a streaming collector. It subscribes to the proc connector
-(:mod:`agent.collectors.proc_connector`) and, for each exec, reads ``/proc`` at once
-(:mod:`agent.collectors.process_info`) for the executable, command line, user, working
+(:mod:`agent.collectors.host.process.connector`) and, for each exec, reads ``/proc`` at once
+(:mod:`agent.collectors.host.process.procfs`) for the executable, command line, user, working
 directory, container, socket-typed stdio and the parent and grandparent. A process that exits
 before it can be read still produces an event (pid, and the parent known from its fork event),
 counted in ``vedette_process_enrichment_failures_total``.
 
 When the connector cannot be opened (no ``CAP_NET_ADMIN``, not in the initial network
 namespace), the collector logs one warning, sets ``vedette_collector_degraded{collector=
-"process"}`` to 1 and polls ``/proc`` instead (:mod:`agent.collectors.process_poll`), which
+"process"}`` to 1 and polls ``/proc`` instead (:mod:`agent.collectors.host.process.poll`), which
 misses short-lived processes.
 
-When the kernel's audit subsystem can be used (``CAP_AUDIT_CONTROL``; :mod:`agent.collectors.
-audit_netlink`), the exec facts — pid, ppid, uid/euid/gid, executable, full argv, cwd — come
-from the audit records of the ``execve`` itself (:mod:`agent.collectors.audit_exec`), not from
-a later ``/proc`` read that a millisecond-long process wins; ``/proc`` then only adds what audit
-does not say (socket-typed stdio, container, start time), best effort. The proc connector stays
-open for forks, exits and uid changes. ``vedette_process_exec_source{source}`` is 1 for the
+When the kernel's audit subsystem can be used (``CAP_AUDIT_CONTROL``; :mod:`.audit_netlink`),
+the exec facts — pid, ppid, uid/euid/gid, executable, full argv, cwd — come from
+the audit records of the ``execve`` itself (:mod:`~agent.collectors.host.process.audit_exec`), not
+from a later ``/proc`` read that a millisecond-long process wins; ``/proc`` then only adds what
+audit does not say (socket-typed stdio, container, start time), best effort. The proc connector
+stays open for forks, exits and uid changes. ``vedette_process_exec_source{source}`` is 1 for the
 source in use: ``audit``, ``connector`` (proc connector + ``/proc``) or ``poll``.
 
 uid changes (the kernel's ``PROC_EVENT_UID``: real or effective uid changed, or a setuid program
@@ -37,14 +40,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
-from agent.collectors.audit_exec import ExecAssembler, ExecFacts
-from agent.collectors.audit_netlink import AuditRecord
-from agent.collectors.base import Publish
-from agent.collectors.download_args import build_output, download_path
-from agent.collectors.proc_connector import ProcConnector, ProcEvent
-from agent.collectors.process_info import (
+from agent.collectors.base import AnyCollector, CollectorContext, Publish
+from agent.collectors.host.process.audit_exec import ExecAssembler, ExecFacts
+from agent.collectors.host.process.audit_netlink import AuditRecord, AuditSocket
+from agent.collectors.host.process.connector import ProcConnector, ProcEvent
+from agent.collectors.host.process.cpu import ProcessCpuCollector
+from agent.collectors.host.process.deleted_exe import DeletedExecutableCollector
+from agent.collectors.host.process.download_args import build_output, download_path
+from agent.collectors.host.process.poll import ProcessPoller
+from agent.collectors.host.process.procfs import (
     ProcInfo,
     ProcReader,
     interactive_shell,
@@ -54,7 +61,6 @@ from agent.collectors.process_info import (
     stdin_program,
     uid_change_fields,
 )
-from agent.collectors.process_poll import ProcessPoller
 from agent.errors import CollectorError
 from agent.events import PROCESS_CREATION, Event, LogSource
 from agent.metrics import AgentMetrics
@@ -75,7 +81,7 @@ class EventSource(Protocol):
 
 
 class KernelExecSource(Protocol):
-    """Audit records of execs (:class:`~agent.collectors.audit_netlink.AuditSocket`)."""
+    """Audit records of execs (:class:`.audit_netlink.AuditSocket`)."""
 
     lost: int
     mode: str
@@ -381,3 +387,23 @@ class ProcessExecCollector:
         cache.move_to_end(key)
         if len(cache) > _CACHE:
             cache.popitem(last=False)
+
+
+def build(ctx: CollectorContext) -> list[AnyCollector]:
+    """The ``process`` section: execs, programs running deleted, and (optionally) CPU use."""
+    section = ctx.config.process
+    if not section.enabled:
+        return []
+    proc = Path("/proc")
+    out: list[AnyCollector] = [ProcessExecCollector(
+        ProcReader(proc), ctx.metrics, fallback=section.fallback_polling,
+        poll_interval_seconds=section.poll_interval_seconds, host_name=ctx.identity.host_name,
+        kernel_facts=AuditSocket if section.kernel_exec_facts else None)]
+    out.append(DeletedExecutableCollector(10.0, proc, host_name=ctx.identity.host_name))
+    if section.cpu_sampling:
+        out.append(ProcessCpuCollector(
+            section.cpu_interval_seconds, threshold=section.cpu_threshold, proc_root=proc,
+            known_file=ctx.state_dir / "known-executables.json",
+            host_name=ctx.identity.host_name,
+            young_interval_seconds=section.cpu_young_interval_seconds))
+    return out

@@ -1,9 +1,10 @@
 """Follow log files and turn their lines into events: auth logs, web access logs, audit.log.
 
 :class:`LogTailCollector` is a streaming collector over one or more files, each followed by a
-:class:`~agent.collectors.tail.FileTailer` (rotation, copytruncate, restart offsets) and decoded
-by a :class:`~agent.collectors.log_decoders.LineDecoder`. It polls every ``poll_seconds``
-(0.25 s by default: alerts are not a poll interval late, and a poll is two ``stat`` calls).
+:class:`~agent.collectors.logs.tailer.FileTailer` (rotation, copytruncate, restart offsets) and
+decoded by a :class:`~agent.collectors.parsers.decoders.LineDecoder`. It polls every
+``poll_seconds`` (0.25 s by default: alerts are not a poll interval late, and a poll is two
+``stat`` calls).
 
 With ``watch_integrity`` (auth logs), the collector also reports what happens to the file
 itself as ``vedette``/``log_integrity`` events: ``truncated`` when it shrank without a freshly
@@ -27,9 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.collectors.base import Publish, publish_acked
-from agent.collectors.log_decoders import LineDecoder
-from agent.collectors.tail import FileTailer, OffsetStore
+from agent.collectors.base import AnyCollector, CollectorContext, Publish, publish_acked
+from agent.collectors.logs.tailer import FileTailer, OffsetStore
+from agent.collectors.parsers.decoders import AuditDecoder, LineDecoder, WebDecoder
 from agent.events import Event, LogSource
 from agent.metrics import AgentMetrics
 
@@ -202,3 +203,44 @@ def _shrink_kind(path: Path, now: float, window: float = 120.0) -> str:
     except OSError:
         return "truncated"
     return "rotated" if now - sibling.st_mtime <= window else "truncated"
+
+
+def input_problem(ctx: CollectorContext) -> Callable[[str, str], None]:
+    """``on_problem`` for decoders: counts ``vedette_input_errors_total{source, reason}``."""
+    def count(source: str, reason: str) -> None:
+        ctx.metrics.input_errors.labels(source, reason).inc()
+    return count
+
+
+def build_web_logs(ctx: CollectorContext) -> list[AnyCollector]:
+    """The ``web_logs`` section: access logs followed with the web decoder."""
+    section = ctx.config.web_logs
+    if not section.enabled or not section.paths:
+        return []
+    problem = input_problem(ctx)
+
+    def decoder(path: Path) -> LineDecoder:
+        return WebDecoder(path=str(path), on_problem=problem)
+
+    return [LogTailCollector(
+        "web_logs", list(section.paths), decoder,
+        OffsetStore(ctx.state_dir / "offsets-web-logs.json"), ctx.metrics,
+        poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
+        host_name=ctx.identity.host_name)]
+
+
+def build_auditd(ctx: CollectorContext) -> list[AnyCollector]:
+    """The ``auditd`` section: audit.log, when it exists or its path was configured."""
+    section = ctx.config.auditd
+    configured = "path" in section.model_fields_set
+    if not section.enabled or not (section.path.exists() or configured):
+        return []  # the default path without auditd installed: nothing to follow
+    problem = input_problem(ctx)
+
+    def decoder(path: Path) -> LineDecoder:
+        return AuditDecoder(on_problem=problem)
+
+    return [LogTailCollector(
+        "auditd", [section.path], decoder, OffsetStore(ctx.state_dir / "offsets-auditd.json"),
+        ctx.metrics, poll_seconds=section.poll_interval_seconds,
+        start_at_end=section.start_at_end, host_name=ctx.identity.host_name)]

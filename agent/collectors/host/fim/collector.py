@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.collectors.base import Publish
-from agent.collectors.fim import (
+from agent.collectors.base import AnyCollector, CollectorContext, Publish
+from agent.collectors.host.fim.baseline import (
     Change,
     FileState,
     WatchList,
@@ -34,7 +34,7 @@ from agent.collectors.fim import (
     save_baseline,
     scan,
 )
-from agent.collectors.inotify import (
+from agent.collectors.host.fim.inotify import (
     IN_DELETE_SELF,
     IN_IGNORED,
     IN_ISDIR,
@@ -42,7 +42,7 @@ from agent.collectors.inotify import (
     IN_Q_OVERFLOW,
     Inotify,
 )
-from agent.collectors.package_activity import PackageManager, package_activity
+from agent.collectors.host.fim.package_activity import PackageManager, package_activity
 from agent.events import FILE_EVENT, Event, format_timestamp
 from agent.metrics import AgentMetrics
 
@@ -358,3 +358,20 @@ def _state_fields(f: dict[str, Any], prefix: str, s: FileState) -> None:
             f["file.owner"] = pwd.getpwuid(s.uid).pw_name
         except (KeyError, OverflowError):
             pass
+
+
+def build(ctx: CollectorContext) -> list[AnyCollector]:
+    """The ``fim`` section's collector (the default watch list, or exactly the paths given)."""
+    section = ctx.config.fim
+    if not section.enabled:
+        return []
+    if section.default_watch_list:
+        watch = WatchList.default(section.root, section.paths, section.exclude)
+    else:
+        files = [p for p in section.paths if not (section.root / p.lstrip("/")).is_dir()]
+        dirs = [p for p in section.paths if p not in files]
+        watch = WatchList(section.root, files, dirs, section.exclude, user_homes=False)
+    return [FimCollector(watch, ctx.state_dir / "fim-baseline.json", ctx.metrics,
+                         rescan_interval_seconds=section.rescan_interval_seconds,
+                         max_hash_bytes=section.max_hash_bytes, use_inotify=section.inotify,
+                         host_name=ctx.identity.host_name)]

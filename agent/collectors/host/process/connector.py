@@ -140,9 +140,10 @@ class ProcConnector:
 
     def receive(self, timeout: float) -> list[ProcEvent]:
         """Events available within ``timeout`` seconds (drains what is queued)."""
-        ready, _, _ = select.select([self._sock], [], [], timeout)
-        if not ready:
-            return []
+        if timeout > 0:  # 0: the caller's select said ready; recv would not block anyway
+            ready, _, _ = select.select([self._sock], [], [], timeout)
+            if not ready:
+                return []
         events: list[ProcEvent] = []
         for _ in range(256):
             try:

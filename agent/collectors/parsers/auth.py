@@ -25,7 +25,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from agent.collectors.syslog_parse import SyslogClock, parse_header
+from agent.collectors.parsers.syslog import SyslogClock, parse_header
 from agent.events import Event, LogSource
 
 Fields = dict[str, Any]

@@ -5,7 +5,7 @@ The command line is fixed (no shell, nothing from configuration except the journ
 (auth and authpriv, where sshd, sudo, su, login and shadow-utils log). The last entry's
 ``__CURSOR`` is kept in the state dir so a restart resumes after it (``--after-cursor``); on the
 first start the journal is followed from its end (``--lines=0``). Entries are decoded by
-:class:`~agent.collectors.log_decoders.JournalDecoder` into the same events as auth.log lines.
+:class:`~agent.collectors.parsers.decoders.JournalDecoder` into the same events as auth.log lines.
 The cursor saved is the last one the pipeline acknowledged (every event read up to it
 evaluated and its alerts durable; :func:`~agent.collectors.base.publish_acked`), not the
 last one read.
@@ -23,10 +23,10 @@ import threading
 import time
 from pathlib import Path
 
-from agent.collectors.auth_context import AuthContext
 from agent.collectors.base import Publish, publish_acked
-from agent.collectors.log_decoders import JournalDecoder
-from agent.collectors.log_tail import LOGIN_ACTIONS
+from agent.collectors.logs.collector import LOGIN_ACTIONS
+from agent.collectors.parsers.auth_context import AuthContext
+from agent.collectors.parsers.decoders import JournalDecoder
 from agent.durable import write_durably
 from agent.metrics import AgentMetrics
 

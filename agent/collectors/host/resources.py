@@ -22,6 +22,7 @@ import psutil as _psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.collectors.base import AnyCollector, CollectorContext
 from agent.events import HOST_METRICS, Event
 
 _CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -289,3 +290,18 @@ def _per_key(
         for key, values in table.items():
             family.add_metric([key], values[i])
         yield family
+
+
+def build(ctx: CollectorContext) -> list[AnyCollector]:
+    """The ``host_metrics`` section's collector."""
+    section = ctx.config.host_metrics
+    if not section.enabled:
+        return []
+    return [
+        HostMetricsCollector(
+            interval_seconds=section.interval_seconds,
+            exclude_interfaces=section.exclude_interfaces,
+            exclude_fstypes=section.exclude_fstypes,
+            host_name=ctx.identity.host_name,
+        )
+    ]

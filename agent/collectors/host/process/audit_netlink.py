@@ -71,6 +71,9 @@ _ABIS: dict[str, list[tuple[int, int, int]]] = {
 }
 
 _NLMSG = struct.Struct("=IHHII")
+MAX_RECORD = 1 << 16  # receive buffer of one datagram (a record is at most ~9 KB)
+# what exec facts are assembled from (agent.collectors.host.process.audit_exec)
+EXEC_RECORD_TYPES = frozenset({AUDIT_SYSCALL, AUDIT_EXECVE, AUDIT_CWD, AUDIT_EOE})
 _STATUS = struct.Struct("=10I")  # mask … backlog_wait_time (the kernel accepts a prefix)
 _RULE_HEAD = struct.Struct(f"=3I{AUDIT_BITMASK_SIZE}I")
 _RULE_ARRAYS = struct.Struct(f"={AUDIT_MAX_FIELDS * 3}I")
@@ -303,15 +306,18 @@ class AuditSocket:
             return []
         return self.drain()
 
-    def drain(self, max_datagrams: int = 128) -> list[AuditRecord]:
+    def drain(self, max_datagrams: int = 128,
+              keep: frozenset[int] | None = EXEC_RECORD_TYPES) -> list[AuditRecord]:
         """What is queued, up to ``max_datagrams`` (one record each: ~25 execs), so a burst is
-        published in small batches instead of after the whole backlog is parsed."""
+        published in small batches instead of after the whole backlog is parsed. Only records
+        of the ``keep`` types are decoded (an exec also brings PATH, PROCTITLE, BPRM_FCAPS…
+        records, half of what arrives); ``None`` keeps all."""
         out: list[AuditRecord] = []
         if self._sock is None:
             return out
         for _ in range(max_datagrams):
             try:
-                data = self._sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                data = self._sock.recv(MAX_RECORD, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -319,6 +325,9 @@ class AuditSocket:
                     self.lost += 1
                     continue
                 raise
+            if keep is not None and len(data) >= _NLMSG.size \
+                    and _NLMSG.unpack_from(data, 0)[1] not in keep:
+                continue  # one record per datagram (see parse_messages)
             out.extend(parse_messages(data))
         return out
 

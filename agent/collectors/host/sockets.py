@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from agent.collectors.base import AnyCollector, CollectorContext
+from agent.errors import CollectorError
 from agent.events import NETWORK_CONNECTION, Event, LogSource
 from agent.metrics import AgentMetrics
 
@@ -274,3 +276,17 @@ def _listening(e: SocketEntry) -> bool:
 
 def _loopback(ip: str) -> bool:
     return ip.startswith("127.") or ip == "::1"
+
+
+def build(ctx: CollectorContext) -> list[AnyCollector]:
+    """The ``sockets`` section's collector; CollectorError without ``/proc/net/tcp``."""
+    section = ctx.config.sockets
+    if not section.enabled:
+        return []
+    proc = Path("/proc")
+    if not (proc / "net" / "tcp").exists():
+        raise CollectorError("/proc/net/tcp is not readable")
+    return [SocketsCollector(section.interval_seconds, outbound=section.outbound,
+                             include_loopback=section.include_loopback,
+                             max_events_per_run=section.max_events_per_run, proc_root=proc,
+                             metrics=ctx.metrics, host_name=ctx.identity.host_name)]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.collectors.process_info import ProcInfo, ProcReader
+from agent.collectors.host.process.procfs import ProcInfo, ProcReader
 from agent.events import Event, LogSource, format_timestamp
 
 PROCESS_STATE = LogSource("vedette", "process_state")

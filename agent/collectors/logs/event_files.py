@@ -15,8 +15,8 @@ import logging
 import threading
 from pathlib import Path
 
-from agent.collectors.base import Publish, publish_acked
-from agent.collectors.tail import FileTailer, OffsetStore
+from agent.collectors.base import AnyCollector, CollectorContext, Publish, publish_acked
+from agent.collectors.logs.tailer import FileTailer, OffsetStore
 from agent.events import Event
 from agent.metrics import AgentMetrics
 
@@ -85,3 +85,16 @@ class EventFileCollector:
     def _acknowledged(self, positions: dict[str, tuple[int, int]]) -> None:
         for key, (inode, offset) in positions.items():
             self._offsets.set(key, inode, offset)
+
+
+def build(ctx: CollectorContext) -> list[AnyCollector]:
+    """The ``inputs.event_files`` collector (nothing when no file is configured)."""
+    section = ctx.config.inputs
+    if not section.event_files:
+        return []
+    offsets = OffsetStore(ctx.state_dir / "offsets-event-files.json")
+    return [
+        EventFileCollector(
+            section.event_files, offsets, ctx.metrics, section.event_files_interval_seconds
+        )
+    ]

@@ -1,14 +1,14 @@
 """Line decoders shared by the log collectors, ``vedette replay --log`` and rule fixtures.
 
 A decoder turns raw lines (bytes as read from a file or a pipe) into events with the
-production parsers. Each line is sanitised first (:mod:`agent.collectors.line_clean`); what the
-sanitiser found and lines that do not parse are reported through ``on_problem(source, reason)``
-(wired to ``vedette_input_errors_total``), never raised.
+production parsers. Each line is sanitised first (:mod:`agent.collectors.parsers.line_clean`);
+what the sanitiser found and lines that do not parse are reported through
+``on_problem(source, reason)`` (wired to ``vedette_input_errors_total``), never raised.
 
 :data:`DECODERS` maps a log kind (``auth``, ``sshd``, ``journal-json``, ``auditd``, ``nginx``,
 ``apache``) to a function ``(path) -> Iterator[Event]`` that decodes a whole file; year-less
 syslog timestamps are resolved against the file's modification time (see
-:mod:`agent.collectors.syslog_parse`).
+:mod:`agent.collectors.parsers.syslog`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from agent.collectors.audit_parse import AuditJoiner, AuditRecord, group_events, parse_record
-from agent.collectors.auth_context import AuthContext
-from agent.collectors.auth_parse import auth_event, build_auth_event
-from agent.collectors.journal_parse import LOG_FORGERY, JournalError, journal_event
-from agent.collectors.line_clean import TOO_LONG, clean_line, clean_lines
-from agent.collectors.syslog_parse import SyslogClock
-from agent.collectors.web_parse import web_event
+from agent.collectors.parsers.audit import AuditJoiner, AuditRecord, group_events, parse_record
+from agent.collectors.parsers.auth import auth_event, build_auth_event
+from agent.collectors.parsers.auth_context import AuthContext
+from agent.collectors.parsers.journal import LOG_FORGERY, JournalError, journal_event
+from agent.collectors.parsers.line_clean import TOO_LONG, clean_line, clean_lines
+from agent.collectors.parsers.syslog import SyslogClock
+from agent.collectors.parsers.web import web_event
 from agent.events import Event
 
 OnProblem = Callable[[str, str], None]

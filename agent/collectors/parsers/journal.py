@@ -4,11 +4,11 @@ An entry is one JSON object per line. ``MESSAGE`` is a string, or an array of by
 the message was not valid UTF-8 (or ``null`` when too large); ``__REALTIME_TIMESTAMP`` is
 microseconds since the epoch as a decimal string. The program is ``SYSLOG_IDENTIFIER`` (falling
 back to ``_COMM``); the pid is journald's trusted ``_PID`` (``SYSLOG_PID`` only when journald
-recorded none). Every text goes through :func:`~agent.collectors.line_clean.clean_line`, so
+recorded none). Every text goes through :func:`~agent.collectors.parsers.line_clean.clean_line`, so
 journal input is as safe as file input.
 
 ``SYSLOG_IDENTIFIER`` is chosen by whoever writes the entry: before an entry counts as the
-program it names, :func:`agent.collectors.journal_trust.verify` checks it against the fields
+program it names, :func:`agent.collectors.parsers.journal_trust.verify` checks it against the fields
 journald itself recorded (``_UID``, ``_EXE``, ``_COMM``, ``_SYSTEMD_UNIT``). An entry that fails
 becomes a ``vedette``/``log_forgery`` event (``event.action: forged_entry``) that names the
 real writer, and never a login: the address and user in its message are not attributed.
@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent.collectors.auth_parse import build_auth_event
-from agent.collectors.journal_trust import verify
-from agent.collectors.line_clean import clean_line
+from agent.collectors.parsers.auth import build_auth_event
+from agent.collectors.parsers.journal_trust import verify
+from agent.collectors.parsers.line_clean import clean_line
 from agent.events import Event, LogSource
 
 LOG_FORGERY = LogSource("vedette", "log_forgery")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.collectors.process_info import ProcInfo, ProcReader
+from agent.collectors.host.process.procfs import ProcInfo, ProcReader
 
 
 class ProcessPoller:

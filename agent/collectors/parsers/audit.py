@@ -26,9 +26,9 @@ Decoding follows auparse (audit-userspace's ``auparse/ellist.c``), not a quote-a
   before them (an unencoded hostname) cannot override them.
 * Quoted values are unquoted; string-valued keys written as bare hex (``a1=2F746D70``,
   ``proctitle=6C73002D6C``, ``acct=726F6F7420``) are hex-decoded and the result goes through
-  :func:`~agent.collectors.line_clean.clean_line` like any log text (NULs in ``proctitle`` and
-  ``EXECVE`` arguments become spaces first). Numeric keys (the ``SYSCALL`` record's
-  ``a0``..``a3`` are raw register values) are left as they are.
+  :func:`~agent.collectors.parsers.line_clean.clean_line` like any log text (NULs in
+  ``proctitle`` and ``EXECVE`` arguments become spaces first). Numeric keys (the
+  ``SYSCALL`` record's ``a0``..``a3`` are raw register values) are left as they are.
 
 Why not auparse itself: Debian's ``python3-audit`` binding is built for the system Python and
 cannot be installed into the agent's virtual environment from the lock files, and it reads
@@ -46,7 +46,7 @@ import re
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
-from agent.collectors.line_clean import clean_line
+from agent.collectors.parsers.line_clean import clean_line
 from agent.events import Event, LogSource
 
 AUDITD = LogSource("linux", None, "auditd")

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from agent.collectors.base import AnyCollector, CollectorContext
+from agent.errors import CollectorError
 from agent.events import Event, LogSource
 
 KERNEL_MODULE = LogSource("vedette", "kernel_module")
@@ -73,3 +75,14 @@ class KernelModuleCollector:
         if self._host:
             fields["host.name"] = self._host
         return Event(now, KERNEL_MODULE, fields)
+
+
+def build(ctx: CollectorContext) -> list[AnyCollector]:
+    """The ``kernel_modules`` section's collector; CollectorError without ``/proc/modules``."""
+    section = ctx.config.kernel_modules
+    if not section.enabled:
+        return []
+    proc = Path("/proc")
+    if not (proc / "modules").exists():
+        raise CollectorError("/proc/modules does not exist (no module support or a sandbox)")
+    return [KernelModuleCollector(section.interval_seconds, proc, ctx.identity.host_name)]

@@ -17,7 +17,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from agent.collectors.audit_netlink import (
+from agent.collectors.host.process.audit_netlink import (
     AUDIT_CWD,
     AUDIT_EOE,
     AUDIT_EXECVE,

@@ -1,0 +1,1 @@
+"""File integrity: watch list and baseline, inotify, package-manager attribution."""
