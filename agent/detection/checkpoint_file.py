@@ -34,6 +34,7 @@ from agent.durable import write_durably
 
 FORMAT = "vedette-detection-checkpoint"
 VERSION = 2
+_MARKER = b'{"format":"' + FORMAT.encode() + b'"'
 MAX_BYTES = 256 * 1024 * 1024
 """A larger file is not read (the bounds keep a real one under ~10 MB)."""
 
@@ -77,8 +78,9 @@ def read(path: Path) -> Contents | None:
     try:
         header = json.loads(first)
     except ValueError as exc:
-        raise Refused("damaged" if first.startswith(b'{"') else "foreign",
-                      "the header is not JSON") from exc
+        ours = (_MARKER.startswith(first) or first.startswith(_MARKER)
+                or first.startswith(b'{"version":1'))
+        raise Refused("damaged" if ours else "foreign", "the header is not JSON") from exc
     if not isinstance(header, dict):
         raise Refused("foreign", "not a Vedette detection checkpoint")
     if "format" not in header and header.get("version") == 1 and not sep:
@@ -92,7 +94,7 @@ def read(path: Path) -> Contents | None:
         raise Refused("version", f"version {version!r}, this Vedette reads {VERSION} and 1")
     size, digest = header.get("bytes"), header.get("sha256")
     if not sep or size != len(rest):
-        raise Refused("damaged", f"truncated: {len(rest)} of {size!r} bytes")
+        raise Refused("damaged", f"torn or truncated: {len(rest)} bytes, the header says {size!r}")
     if hashlib.sha256(rest).hexdigest() != digest:
         raise Refused("damaged", "checksum mismatch")
     try:
