@@ -27,6 +27,10 @@ temporal_ordered is always decided there, by timestamps (not by arrival).
 This is the straightforward implementation of every correlation type. The engine evaluates
 event_count and value_count rules without timers with :mod:`agent.detection.counting` instead
 (its hot path); tests hold the two to the same firings on random streams.
+
+(Over 400 lines on purpose: the window parts, the group table both states share — with its
+checkpoint export/import — and the reference state work on the same group representation;
+the JSON encoding and the bounds live in :mod:`agent.detection.state_codec`.)
 """
 
 from __future__ import annotations
