@@ -196,7 +196,7 @@ def run() -> BenchResult:
                f"{2 * THROUGHPUT_ALERTS} docs a run; {load}")
         _add(result, "real ES: shipping throughput, emit to acknowledged", rates, "alerts/s",
              mix)
-        _add(result, "real ES: emit phase (render + truncate + spool commit), while shipping",
+        _add(result, "real ES: emit phase (render + spool), while shipping",
              emits, "alerts/s", mix)
         _add(result, "real ES: agent CPU per alert (this process only)", cpu, "us", mix)
         _add(result, "real ES: node CPU per alert (Elasticsearch JVM)", node_cpu, "us", mix)
