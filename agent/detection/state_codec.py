@@ -21,7 +21,7 @@ ENTRIES_TOTAL = 200_000
 """All correlation rules together write at most this many entries (4.3 MB of JSON measured,
 ~3 s to write on the loaded 2-core machine; the pipeline then checkpoints less often); each
 rule with groups gets an equal share, most recently used groups first. Groups beyond it are
-left out and counted (``vedette_checkpoint_groups_dropped_total``)."""
+left out; their number is the gauge ``vedette_checkpoint_groups_left_out``."""
 SUPPRESSION_KEPT = 10_000
 """Per rule: the newest cooldowns and per-minute-cap opening times kept."""
 
