@@ -239,7 +239,10 @@ class AgentMetrics:
             "Detection checkpoints (open alerts, correlation windows, cooldowns) not restored "
             "whole at start: unreadable, damaged (torn, checksum), foreign (not a checkpoint), "
             "version (written by a newer Vedette), old_version (read, without windows), "
-            "stale_rule (windows of a rule whose content changed).",
+            "stale_rule (windows of a rule whose content changed); and source positions files "
+            "refused: positions_damaged, positions_unreadable (those logs are read again from "
+            "their start), journal_cursor (the journal is read again from the cursor file's "
+            "time).",
             ["reason"], registry=registry,
         )
         self.checkpoint_groups_left_out = Gauge(

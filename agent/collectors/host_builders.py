@@ -28,7 +28,6 @@ from agent.collectors.process_exec import ProcessExecCollector
 from agent.collectors.process_info import ProcReader
 from agent.collectors.sockets import SocketsCollector
 from agent.collectors.syslog_parse import SyslogClock
-from agent.collectors.tail import OffsetStore
 from agent.errors import CollectorError
 
 if TYPE_CHECKING:
@@ -95,7 +94,7 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
     if section.paths and not journal_auto and (any_file or section.journal != "auto"):
         out.append(LogTailCollector(
             "auth_logs", list(section.paths), decoder,
-            OffsetStore(ctx.state_dir / "offsets-auth-logs.json"), ctx.metrics,
+            ctx.offsets("offsets-auth-logs.json"), ctx.metrics,
             poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
             watch_integrity=section.watch_integrity, host_name=ctx.identity.host_name,
             on_idle=context.save))
@@ -106,7 +105,7 @@ def build_auth_logs(ctx: CollectorContext) -> list[AnyCollector]:
 
         out.append(LogTailCollector(
             "sshd_logs", list(section.sshd_paths), bare,
-            OffsetStore(ctx.state_dir / "offsets-sshd-logs.json"), ctx.metrics,
+            ctx.offsets("offsets-sshd-logs.json"), ctx.metrics,
             poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
             host_name=ctx.identity.host_name, on_idle=context.save))
     if section.journal == "on" or journal_auto:
@@ -138,7 +137,7 @@ def build_web_logs(ctx: CollectorContext) -> list[AnyCollector]:
 
     return [LogTailCollector(
         "web_logs", list(section.paths), decoder,
-        OffsetStore(ctx.state_dir / "offsets-web-logs.json"), ctx.metrics,
+        ctx.offsets("offsets-web-logs.json"), ctx.metrics,
         poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
         host_name=ctx.identity.host_name)]
 
@@ -154,7 +153,7 @@ def build_auditd(ctx: CollectorContext) -> list[AnyCollector]:
         return AuditDecoder(on_problem=problem)
 
     return [LogTailCollector(
-        "auditd", [section.path], decoder, OffsetStore(ctx.state_dir / "offsets-auditd.json"),
+        "auditd", [section.path], decoder, ctx.offsets("offsets-auditd.json"),
         ctx.metrics, poll_seconds=section.poll_interval_seconds,
         start_at_end=section.start_at_end, host_name=ctx.identity.host_name)]
 

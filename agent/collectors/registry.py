@@ -32,6 +32,14 @@ class CollectorContext:
     metrics: AgentMetrics
     state_dir: Path
 
+    def offsets(self, name: str) -> OffsetStore:
+        """The positions file ``NAME`` in the state dir; a damaged one is counted in
+        ``vedette_checkpoint_problems_total`` (its files are then read from their start)."""
+        return OffsetStore(self.state_dir / name, on_problem=self._count_problem)
+
+    def _count_problem(self, reason: str) -> None:
+        self.metrics.checkpoint_problems.labels(reason=reason).inc()
+
 
 Builder = Callable[[CollectorContext], list[AnyCollector]]
 
@@ -54,7 +62,7 @@ def _event_files(ctx: CollectorContext) -> list[AnyCollector]:
     section = ctx.config.inputs
     if not section.event_files:
         return []
-    offsets = OffsetStore(ctx.state_dir / "offsets-event-files.json")
+    offsets = ctx.offsets("offsets-event-files.json")
     return [
         EventFileCollector(
             section.event_files, offsets, ctx.metrics, section.event_files_interval_seconds
