@@ -148,3 +148,25 @@ def test_a_rotation_with_a_backlog_larger_than_one_read_loses_nothing(tmp_path: 
     os.rename(log, tmp_path / "auth.log.1")
     _append(log, b"new\n")
     assert _read_all(tailer, rounds=100) == [*old, b"new"]
+
+
+def test_a_file_truncated_and_rewritten_while_down_is_read_from_its_start(
+    tmp_path: Path
+) -> None:
+    log, state = tmp_path / "auth.log", tmp_path / "offsets.json"
+    _append(log, b"aaaa\nbbbb\n")
+    _saved_run(log, state)  # position 10
+    with log.open("r+b") as handle:  # copytruncate, then the writer goes on, same inode
+        handle.truncate(0)
+    _append(log, b"cccccccccccccc\ndd\n")
+    result = FileTailer(log, OffsetStore(state), start_at_end=True).read()
+    assert result.shrunk and result.lines == [b"cccccccccccccc", b"dd"]
+
+
+def test_a_position_after_a_newline_resumes_there(tmp_path: Path) -> None:
+    log, state = tmp_path / "auth.log", tmp_path / "offsets.json"
+    _append(log, b"aaaa\nbbbb\n")
+    _saved_run(log, state)
+    _append(log, b"cc\n")
+    result = FileTailer(log, OffsetStore(state), start_at_end=True).read()
+    assert not result.shrunk and result.lines == [b"cc"]

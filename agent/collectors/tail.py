@@ -198,7 +198,9 @@ class FileTailer:
                 self._file, self._inode = handle, st.st_ino
         if saved is not None and saved[0] == st.st_ino:
             offset = saved[1]
-            if offset > st.st_size:
+            if offset > st.st_size or not _line_ends_before(handle, offset):
+                # shrunk, or truncated and written again past the offset while the agent
+                # was down (a saved position always follows a newline): start again at 0
                 result.shrunk = True
                 offset = 0
             handle.seek(offset)
@@ -249,6 +251,20 @@ class FileTailer:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _line_ends_before(handle: IO[bytes], offset: int) -> bool:
+    """The byte before ``offset`` is a newline (or ``offset`` is 0). A saved position is the
+    first byte after a returned line, so anything else means the content changed under it
+    (copytruncate and new writes while the agent was down); a position inside a cut over-long
+    line also fails this, and is read again from the start (duplicates, not a loss)."""
+    if offset == 0:
+        return True
+    try:
+        handle.seek(offset - 1)
+        return handle.read(1) == b"\n"
+    except OSError:
+        return False
 
 
 def _rotated_sibling(path: Path, inode: int, offset: int) -> IO[bytes] | None:
