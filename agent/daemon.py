@@ -112,9 +112,10 @@ class Daemon:
             raise StartupRefused(refused)
         self.health = Health(self.metrics)
         self.engine = Engine(report.ruleset, self.metrics, self._engine_options(config))
-        # open alerts of the previous run (kill -9, power loss) carry on under their ids
-        self.alert_state = AlertCheckpoint(self.state_dir / "alert-state.json")
-        self.alert_state.restore(self.engine.books)
+        # open alerts, correlation windows and cooldowns of the previous run (kill -9, power
+        # loss) carry on
+        self.alert_state = AlertCheckpoint(self.state_dir / "alert-state.json", self.metrics)
+        self.alert_state.restore_engine(self.engine)
         self.metrics.rules_disabled.set_function(lambda: disabled_count(self.engine.ruleset))
         self.router = AlertRouter(
             self._build_sinks(config),
@@ -128,7 +129,7 @@ class Daemon:
             config.pipeline.queue_size,
             config.pipeline.batch_size,
             config.pipeline.tick_seconds,
-            checkpoint=lambda: self.alert_state.save(self.engine.books),
+            checkpoint=lambda: self.alert_state.save_engine(self.engine),
         )
         self.registry.register(QueueDepthCollector(self.pipeline))
         self.scheduler = Scheduler(self.metrics, config.scheduler.misfire_grace_seconds)

@@ -234,6 +234,30 @@ class AgentMetrics:
             "Loaded rules the running rule set leaves out (detection.disabled_rules, and "
             "correlations counting a disabled rule).", registry=registry,
         )
+        self.checkpoint_problems = Counter(
+            "vedette_checkpoint_problems_total",
+            "Detection checkpoints (open alerts, correlation windows, cooldowns) not restored "
+            "whole at start: unreadable, damaged (torn, checksum), foreign (not a checkpoint), "
+            "version (written by a newer Vedette), old_version (read, without windows), "
+            "stale_rule (windows of a rule whose content changed); and source positions files "
+            "refused: positions_damaged, positions_unreadable (those logs are read again from "
+            "their start), journal_cursor (the journal is read again from the cursor file's "
+            "time).",
+            ["reason"], registry=registry,
+        )
+        self.checkpoint_groups_left_out = Gauge(
+            "vedette_checkpoint_groups_left_out",
+            "Correlation groups not in the last detection checkpoint (beyond its size bound, "
+            "or holding a value it cannot keep): their windows start empty after a crash.",
+            registry=registry,
+        )
+        self.state_write_failures = Counter(
+            "vedette_state_write_failures_total",
+            "Failed durable writes of agent state (checkpoint: the detection checkpoint, "
+            "positions: acknowledged source positions); retried at the next tick, source "
+            "positions stay where they were meanwhile.",
+            ["state"], registry=registry,
+        )
         # Host collectors (agent/collectors: process, sockets, auth/web/audit logs, FIM, modules)
         self.process_events_lost = Counter(
             "vedette_process_events_lost_total",

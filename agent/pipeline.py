@@ -103,6 +103,7 @@ class Pipeline:
         self._seen = 0
         self.checkpoint = checkpoint
         self._unacked: list[_Block] = []  # evaluated, waiting for the sinks and the checkpoint
+        self._commits: dict[Callable[[], None], None] = {}  # acknowledged, positions not saved
         self._changed = False  # alerts dispatched since the last checkpoint (state changed)
         self._checkpointed = 0.0  # monotonic time of the last checkpoint, and what it took
         self._cost = 0.0
@@ -220,35 +221,57 @@ class Pipeline:
 
     def _acknowledge(self, final: bool = False) -> None:
         """After a flush: checkpoint, then acknowledge the blocks evaluated since the last one,
-        in order — unless a sink still holds alerts in its retry buffer (not yet durable)."""
-        if not (self._unacked or self._changed) or not self.router.settled():
-            return
+        in order — unless a sink still holds alerts in its retry buffer (not yet durable) —
+        then save the acknowledged positions (those whose save failed before, too)."""
+        if (self._unacked or self._changed) and self.router.settled():
+            self._checkpoint_and_ack(final)
+        if self._commits:
+            self._save_positions()
+
+    def _checkpoint_and_ack(self, final: bool) -> None:
         if self.checkpoint is not None:
             started = time.monotonic()
             if not final and started - self._checkpointed < CHECKPOINT_SHARE * self._cost:
                 return  # a large checkpoint: written less often than every tick
             try:
                 self.checkpoint()
+            except OSError as exc:  # EIO, ENOSPC, EROFS: try again next tick
+                self._metrics.state_write_failures.labels("checkpoint").inc()
+                log.error("detection checkpoint not written (%s); source positions stay "
+                          "where they are until it is", exc.strerror or exc)
+                return
             except Exception:
+                self._metrics.state_write_failures.labels("checkpoint").inc()
                 log.exception("detection checkpoint failed; positions not acknowledged")
                 return
             self._checkpointed = time.monotonic()
             self._cost = self._checkpointed - started
         self._changed = False
         blocks, self._unacked = self._unacked, []
-        commits: dict[Callable[[], None], None] = {}
         for block in blocks:
             try:
                 block.ack()
             except Exception:
                 log.exception("acknowledging a source position failed")
             if block.commit is not None:
-                commits[block.commit] = None
+                self._commits[block.commit] = None
+
+    def _save_positions(self) -> None:
+        """Each source writes its acknowledged positions once; a failed write (EIO, ENOSPC)
+        is counted and tried again at the next tick, so the positions on disk catch up when
+        the disk recovers (until then a restart re-reads: at least once)."""
+        commits, self._commits = self._commits, {}
         for commit in commits:
             try:
                 commit()
-            except Exception:
-                log.exception("saving acknowledged source positions failed")
+            except Exception as exc:
+                self._commits[commit] = None
+                self._metrics.state_write_failures.labels("positions").inc()
+                if isinstance(exc, OSError):
+                    log.error("acknowledged source positions not saved (%s); retried next "
+                              "tick", exc.strerror or exc)
+                else:
+                    log.exception("saving acknowledged source positions failed")
 
     def _take(self, n: int, wait: float) -> Iterator[Event | _Block]:
         try:

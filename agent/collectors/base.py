@@ -90,5 +90,10 @@ class CollectorContext:
     metrics: AgentMetrics
     state_dir: Path
 
+    def state_problem(self, reason: str) -> None:
+        """Count a damaged or refused state file (a positions file: ``OffsetStore``'s
+        ``on_problem``) in ``vedette_checkpoint_problems_total``."""
+        self.metrics.checkpoint_problems.labels(reason=reason).inc()
+
 
 Builder = Callable[[CollectorContext], list[AnyCollector]]

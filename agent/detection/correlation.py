@@ -27,6 +27,10 @@ temporal_ordered is always decided there, by timestamps (not by arrival).
 This is the straightforward implementation of every correlation type. The engine evaluates
 event_count and value_count rules without timers with :mod:`agent.detection.counting` instead
 (its hot path); tests hold the two to the same firings on random streams.
+
+(Over 400 lines on purpose: the window parts, the group table both states share — with its
+checkpoint export/import — and the reference state work on the same group representation;
+the JSON encoding and the bounds live in :mod:`agent.detection.state_codec`.)
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
+from agent.detection import state_codec as codec
 from agent.detection.codegen import number
 from agent.detection.late_windows import (
     Entry,
@@ -137,6 +143,7 @@ def insert_capped(queue: deque[float], ts: float) -> None:
 
 
 _ORDER = itertools.count()
+_FIRST = itemgetter(0)
 
 
 def sight(seen: OrderedDict[Any, float], late: list[Any], value: Any, ts: float,
@@ -250,7 +257,14 @@ G = TypeVar("G")
 
 class GroupTable(ABC, Generic[G]):
     """The groups of one correlation rule, least recently used first, at most ``max_groups``
-    (the oldest is evicted and counted): what the reference and the counting state share."""
+    (the oldest is evicted and counted): what the reference and the counting state share.
+
+    :meth:`export_groups` and :meth:`import_groups` carry the windows across a restart (the
+    detection checkpoint, :mod:`agent.detection.checkpoint`), bounded by
+    :mod:`agent.detection.state_codec`."""
+
+    KIND = ""
+    """Which representation the groups have: a checkpoint is restored only into the same."""
 
     def __init__(self, rule: CorrelationRule) -> None:
         self.rule = rule
@@ -290,8 +304,64 @@ class GroupTable(ABC, Generic[G]):
     def _new_group(self, ts: float) -> G:
         """An empty group whose first event is at ``ts``."""
 
+    # ------------------------------------------------------------------ checkpoint
+
+    def export_groups(self, budget: int) -> tuple[list[dict[str, Any]], int]:
+        """The groups as JSON data, most recently used first until ``budget`` entries
+        (:func:`~agent.detection.state_codec.size`) are used; returned oldest first, with how
+        many groups were left out (beyond the budget, or holding a value JSON cannot keep)."""
+        out: list[dict[str, Any]] = []
+        used = 0
+        groups = self.groups
+        for key in reversed(groups):
+            try:
+                raw = self._export(groups[key])
+                raw["k"] = codec.encode(key)
+            except ValueError:
+                continue
+            n = codec.size(raw)
+            if used + n > budget:
+                break
+            out.append(raw)
+            used += n
+        out.reverse()
+        return out, len(groups) - len(out)
+
+    def import_groups(self, raws: Any) -> tuple[int, int]:
+        """Put exported groups back, oldest first (after a restart, before any event); returns
+        ``(restored, refused)``. A group that does not read back whole is refused."""
+        if not isinstance(raws, list):
+            return 0, 1
+        restored = refused = 0
+        for raw in raws:
+            try:
+                key = codec.decode(raw["k"])
+                if not isinstance(key, tuple) or len(key) != len(self._names):
+                    raise ValueError("not a group key")
+                group = self._import(raw)
+            except (KeyError, TypeError, ValueError, IndexError):
+                refused += 1
+                continue
+            self.groups[key] = group
+            self.groups.move_to_end(key)
+            if len(self.groups) > self.rule.options.max_groups:
+                self.groups.popitem(last=False)
+                self.evictions += 1
+            restored += 1
+        return restored, refused
+
+    @abstractmethod
+    def _export(self, group: G) -> dict[str, Any]:
+        """One group as JSON data (lists capped at ``ENTRIES_PER_LIST``, the newest kept)."""
+
+    @abstractmethod
+    def _import(self, raw: dict[str, Any]) -> G:
+        """A group read back from :meth:`_export`'s data; raises on anything inconsistent."""
+
 
 class CorrelationState(GroupTable["_Group"]):
+    KIND = "reference"
+
     def __init__(self, rule: CorrelationRule, late_allowance: float = 5.0) -> None:
         super().__init__(rule)
         self._ids = rule.type in (CorrelationType.TEMPORAL, CorrelationType.TEMPORAL_ORDERED)
@@ -309,6 +379,41 @@ class CorrelationState(GroupTable["_Group"]):
 
     def _new_group(self, ts: float) -> _Group:
         return _Group(ts, self._cap if self._bare else None, self._seen)
+
+    def _export(self, group: _Group) -> dict[str, Any]:
+        seen = sorted(((ts, v) for v, ts in group.seen.items()), key=_FIRST)
+        return {
+            "a": group.armed, "f": group.first, "l": group.last,
+            "q": codec.newest(list(group.queue)),
+            "s": [[ts, codec.encode(v)] for ts, v in codec.newest(seen)],
+            "b": [list(b) for b in codec.newest(list(group.buckets))],
+            "h": [[ts, codec.encode(p)] for ts, p in codec.newest(group.history)],
+        }
+
+    def _import(self, raw: dict[str, Any]) -> _Group:
+        first, last = codec.stamp(raw["f"]), codec.stamp(raw["l"])
+        group = self._new_group(first)
+        group.last = last
+        group.armed = bool(raw["a"])
+        if self._bare:
+            group.queue.extend(codec.stamps(raw["q"])[-self._cap:])
+        if self._seen:  # in time order, so forget() needs no late heap
+            for ts, value in codec.entries(raw["s"]):
+                group.seen[value] = ts
+        if not self._bare:
+            group.buckets.extend(codec.bucket(b) for b in raw["b"])
+            if any(a[0] >= b[0] for a, b in itertools.pairwise(group.buckets)):
+                raise ValueError("buckets out of time order")
+            group.n = sum(b[2] for b in group.buckets)
+            group.total = sum(b[3] for b in group.buckets)
+        history = codec.entries(raw["h"])
+        for _, payload in history:
+            if self._ids and not isinstance(payload, tuple):
+                raise ValueError("not the rule ids of a temporal entry")
+            if self._summed and (isinstance(payload, bool | str) or payload is None):
+                raise ValueError("not the number of a value_sum/value_avg entry")
+        group.history = history
+        return group
 
     # ------------------------------------------------------------------ events
 

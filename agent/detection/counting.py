@@ -33,6 +33,7 @@ from operator import itemgetter
 from typing import Any
 
 from agent.alerts import Alert
+from agent.detection import state_codec as codec
 from agent.detection.correlation import (
     Firing,
     GroupTable,
@@ -158,6 +159,8 @@ _NO_BUCKETS: deque[list[Any]] = deque(maxlen=0)
 class CountingState(GroupTable["_Window"]):
     """Sliding-window event_count/value_count groups of one rule (bounded LRU)."""
 
+    KIND = "counting"
+
     def __init__(self, rule: CorrelationRule, late_allowance: float = 5.0) -> None:
         if not supports(rule):
             raise ValueError(f"{rule.type.value} with {rule.op} needs the reference state")
@@ -174,6 +177,44 @@ class CountingState(GroupTable["_Window"]):
 
     def _new_group(self, ts: float) -> _Window:
         return _Window(self._cap, ts)
+
+    def _export(self, group: _Window) -> dict[str, Any]:
+        seen = sorted(((ts, v) for v, ts in group.seen.items()), key=_FIRST)
+        return {
+            "a": group.armed,
+            "q": codec.newest(list(group.queue)),
+            "s": [[ts, codec.encode(v)] for ts, v in codec.newest(seen)],
+            "b": [list(b) for b in codec.newest(list(group.buckets))],
+            "h": [[ts, codec.encode(p)] for ts, p in codec.newest(group.history)],
+        }
+
+    def _import(self, raw: dict[str, Any]) -> _Window:
+        """The group as :meth:`_Window.expire` leaves it: ``seen`` in time order, ``order``
+        its snapshot newest first, no late heap."""
+        history = codec.entries(raw["h"])
+        if self._distinct:
+            buckets = [codec.bucket(b) for b in raw["b"]]
+            if not buckets or any(a[0] >= b[0] for a, b in itertools.pairwise(buckets)):
+                raise ValueError("value_count buckets empty or out of time order")
+            newest = buckets[-1][1]
+            group = _Window(None, newest)
+            group.buckets.extend(buckets)
+            seen = [(ts, v) for ts, v in codec.entries(raw["s"]) if ts > newest - self._span]
+            group.seen.update((v, ts) for ts, v in seen)
+            group.order.extend(sorted(((ts, v) for v, ts in group.seen.items()), key=_FIRST,
+                                      reverse=True))
+            front = group.order[-1][0] if group.order else newest
+            group.front = min(front, buckets[0][1])
+        else:
+            queue = codec.stamps(raw["q"])
+            if not queue:
+                raise ValueError("event_count group without timestamps")
+            group = _Window(self._cap, queue[-1])
+            group.queue.extend(queue)
+            history = [(ts, None) for ts, _ in history]
+        group.armed = bool(raw["a"])
+        group.history = history
+        return group
 
     # ------------------------------------------------------------------ events
 

@@ -108,10 +108,21 @@ def truncate_long_strings(doc: dict[str, Any], limit: int = MAX_STRING_BYTES) ->
     return out
 
 
+def document_bytes(doc: dict[str, Any], limit: int = MAX_STRING_BYTES) -> bytes:
+    """``doc`` as JSON, with :func:`truncate_long_strings` applied only when it can matter: no
+    string is longer in UTF-8 than the whole serialized document, so a document of at most
+    ``limit`` bytes (nearly every alert) is sent as serialized, without walking it (the walk
+    was a quarter of the agent's CPU per alert)."""
+    raw = _dumps(doc)
+    if len(raw) <= limit:
+        return raw
+    return _dumps(truncate_long_strings(doc, limit))
+
+
 def alert_bulk_lines(
     alert: Alert, identity: Identity, namespace: str, latest: bool = True
 ) -> bytes:
-    doc = _dumps(truncate_long_strings(to_ecs(alert, identity, namespace)))
+    doc = document_bytes(to_ecs(alert, identity, namespace))
     history = _dumps(
         {"create": {"_index": alerts_stream(namespace), "_id": f"{alert.id}-{alert.revision}"}}
     )
@@ -153,7 +164,7 @@ def event_document(event: Event, identity: Identity, namespace: str) -> dict[str
 
 
 def event_bulk_lines(event: Event, identity: Identity, namespace: str) -> bytes:
-    doc = _dumps(truncate_long_strings(event_document(event, identity, namespace)))
+    doc = document_bytes(event_document(event, identity, namespace))
     # The id covers the host and the event's own content: a resend is a 409, not a duplicate.
     doc_id = hashlib.sha256(identity.agent_id.encode() + b"\0" + doc).hexdigest()[:32]
     action = _dumps({"create": {"_index": events_stream(namespace), "_id": doc_id}})

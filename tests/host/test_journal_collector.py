@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
 import threading
@@ -92,16 +93,50 @@ def test_inotify_records() -> None:
     assert parse_events(data[:-1]) == events[:2]  # truncated record ignored
 
 
-def test_a_cursor_journalctl_rejects_is_forgotten(tmp_path: Path) -> None:
+def test_a_cursor_journalctl_rejects_is_replaced_by_its_time(tmp_path: Path) -> None:
+    """A vacuumed or foreign cursor: the restart reads the journal again from the time the
+    cursor was saved (not from the end, which would skip what came after it), counted."""
     script = tmp_path / "journalctl"
     script.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(1)\n")
     script.chmod(0o755)
     cursor = tmp_path / "journal.cursor"
     cursor.write_text("s=gone;i=1")
-    collector = JournalCollector(str(script), cursor)
+    os.utime(cursor, (1_795_000_000, 1_795_000_000))
+    metrics = AgentMetrics(CollectorRegistry())
+    collector = JournalCollector(str(script), cursor, metrics)
     with pytest.raises(RuntimeError, match="status 1"):  # the daemon restarts the collector
         collector.run(lambda e: 0, threading.Event())
+    assert cursor.read_text() == "@1794999999"
+    assert metrics.registry.get_sample_value(
+        "vedette_checkpoint_problems_total", {"reason": "journal_cursor"}) == 1
+    assert "--since=@1794999999" in journal_argv("j", *collector._load_cursor())
+    # journalctl refusing the time too: forgotten, the next start follows from the end
+    with pytest.raises(RuntimeError, match="status 1"):
+        collector.run(lambda e: 0, threading.Event())
     assert not cursor.exists()
+
+
+@pytest.mark.parametrize("damage", [b"", b"s=abc\ni=2", b"x" * 600, b"\xff\xfe"])
+def test_a_damaged_cursor_file_reads_again_from_its_time(tmp_path: Path, damage: bytes) -> None:
+    cursor = tmp_path / "state" / "journal.cursor"
+    cursor.parent.mkdir()
+    cursor.write_bytes(damage)
+    os.utime(cursor, (1_795_000_000, 1_795_000_000))
+    metrics = AgentMetrics(CollectorRegistry())
+    collector = JournalCollector(str(_fake_journalctl(tmp_path)), cursor, metrics)
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.run, args=(lambda e: 0, stop))
+    thread.start()
+    argv_file = tmp_path / "argv.json"
+    deadline = time.monotonic() + 10
+    while not argv_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(10)
+    argv = json.loads(argv_file.read_text())
+    assert "--since=@1794999999" in argv and "--lines=0" not in argv  # not from the end
+    assert metrics.registry.get_sample_value(
+        "vedette_checkpoint_problems_total", {"reason": "journal_cursor"}) == 1
 
 
 class _HoldingPublish:

@@ -45,7 +45,9 @@ def build(ctx: CollectorContext) -> list[AnyCollector]:
     if section.paths and not journal_auto and (any_file or section.journal != "auto"):
         out.append(LogTailCollector(
             "auth_logs", list(section.paths), decoder,
-            OffsetStore(ctx.state_dir / "offsets-auth-logs.json"), ctx.metrics,
+            OffsetStore(
+                ctx.state_dir / "offsets-auth-logs.json",
+                on_problem=ctx.state_problem), ctx.metrics,
             poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
             watch_integrity=section.watch_integrity, host_name=ctx.identity.host_name,
             on_idle=context.save))
@@ -56,7 +58,9 @@ def build(ctx: CollectorContext) -> list[AnyCollector]:
 
         out.append(LogTailCollector(
             "sshd_logs", list(section.sshd_paths), bare,
-            OffsetStore(ctx.state_dir / "offsets-sshd-logs.json"), ctx.metrics,
+            OffsetStore(
+                ctx.state_dir / "offsets-sshd-logs.json",
+                on_problem=ctx.state_problem), ctx.metrics,
             poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
             host_name=ctx.identity.host_name, on_idle=context.save))
     if section.journal == "on" or journal_auto:

@@ -224,7 +224,8 @@ def build_web_logs(ctx: CollectorContext) -> list[AnyCollector]:
 
     return [LogTailCollector(
         "web_logs", list(section.paths), decoder,
-        OffsetStore(ctx.state_dir / "offsets-web-logs.json"), ctx.metrics,
+        OffsetStore(
+            ctx.state_dir / "offsets-web-logs.json", on_problem=ctx.state_problem), ctx.metrics,
         poll_seconds=section.poll_interval_seconds, start_at_end=section.start_at_end,
         host_name=ctx.identity.host_name)]
 
@@ -241,6 +242,7 @@ def build_auditd(ctx: CollectorContext) -> list[AnyCollector]:
         return AuditDecoder(on_problem=problem)
 
     return [LogTailCollector(
-        "auditd", [section.path], decoder, OffsetStore(ctx.state_dir / "offsets-auditd.json"),
+        "auditd", [section.path], decoder, OffsetStore(
+            ctx.state_dir / "offsets-auditd.json", on_problem=ctx.state_problem),
         ctx.metrics, poll_seconds=section.poll_interval_seconds,
         start_at_end=section.start_at_end, host_name=ctx.identity.host_name)]

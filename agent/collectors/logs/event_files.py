@@ -92,7 +92,8 @@ def build(ctx: CollectorContext) -> list[AnyCollector]:
     section = ctx.config.inputs
     if not section.event_files:
         return []
-    offsets = OffsetStore(ctx.state_dir / "offsets-event-files.json")
+    offsets = OffsetStore(
+        ctx.state_dir / "offsets-event-files.json", on_problem=ctx.state_problem)
     return [
         EventFileCollector(
             section.event_files, offsets, ctx.metrics, section.event_files_interval_seconds

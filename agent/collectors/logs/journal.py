@@ -8,7 +8,10 @@ first start the journal is followed from its end (``--lines=0``). Entries are de
 :class:`~agent.collectors.parsers.decoders.JournalDecoder` into the same events as auth.log lines.
 The cursor saved is the last one the pipeline acknowledged (every event read up to it
 evaluated and its alerts durable; :func:`~agent.collectors.base.publish_acked`), not the
-last one read.
+last one read. A cursor file that is damaged, or holds a cursor journalctl refuses (the journal
+vacuumed, another machine id), is counted (``vedette_checkpoint_problems_total{reason=
+"journal_cursor"}``) and replaced by ``@EPOCH``, the time it was saved (its mtime): the journal
+is read again from there (``--since``; duplicates, not a loss).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 _CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"\\]{1,512})"')
+_SINCE = re.compile(r"@[0-9]{1,12}")
 MAX_LINE = 1 << 20
 
 
@@ -39,9 +43,14 @@ def _nothing() -> None:
     return None
 
 
-def journal_argv(journalctl: str, cursor: str | None) -> list[str]:
+def journal_argv(journalctl: str, cursor: str | None, since: str | None = None) -> list[str]:
     argv = [journalctl, "--output=json", "--follow", "--no-pager"]
-    argv += [f"--after-cursor={cursor}"] if cursor else ["--lines=0"]
+    if cursor:
+        argv.append(f"--after-cursor={cursor}")
+    elif since:
+        argv.append(f"--since={since}")
+    else:
+        argv.append("--lines=0")
     return [*argv, "SYSLOG_FACILITY=4", "SYSLOG_FACILITY=10"]
 
 
@@ -71,12 +80,38 @@ class JournalCollector:
         if cursor:
             self._save_cursor(cursor)
 
-    def _load_cursor(self) -> str | None:
+    def _load_cursor(self) -> tuple[str | None, str | None]:
+        """``(cursor, since)`` to resume from: the saved cursor, or — when the cursor file is
+        damaged or holds a cursor journalctl refused — ``@EPOCH``, the time of the last
+        acknowledged cursor (the file's mtime), so the journal is read again from there
+        (duplicates, not a loss). ``(None, None)`` on a first start (no file)."""
         try:
             text = self._cursor_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None, None
+        except (OSError, ValueError) as exc:
+            return None, self._refuse(f"unreadable: {exc}")
+        if _SINCE.fullmatch(text):
+            return None, text
+        if text and "\n" not in text and len(text) <= 512:
+            return text, None
+        return None, self._refuse("not a journal cursor")
+
+    def _refuse(self, why: str) -> str | None:
+        """Count and log an unusable cursor; replace it with the time it was saved."""
+        try:
+            since: str | None = f"@{max(0, int(self._cursor_file.stat().st_mtime) - 1)}"
         except OSError:
-            return None
-        return text if text and "\n" not in text and len(text) <= 512 else None
+            since = None
+        log.error("%s: journal cursor refused (%s); reading the journal again from %s",
+                  self._cursor_file, why, since or "its end (the cursor's time is unknown)")
+        if self._metrics is not None:
+            self._metrics.checkpoint_problems.labels(reason="journal_cursor").inc()
+        if since is not None:
+            self._save_cursor(since)  # a crash before the first acknowledgement keeps it
+        else:
+            self._cursor_file.unlink(missing_ok=True)
+        return since
 
     def _save_cursor(self, cursor: str) -> None:
         try:
@@ -85,8 +120,8 @@ class JournalCollector:
             log.warning("cannot save journal cursor: %s", exc)
 
     def run(self, publish: Publish, stop: threading.Event) -> None:
-        saved = self._load_cursor()
-        argv = journal_argv(self._journalctl, saved)
+        saved, since = self._load_cursor()
+        argv = journal_argv(self._journalctl, saved, since)
         started = time.monotonic()
         # Own session: a Ctrl-C at the terminal stops the agent, which then ends journalctl
         # itself, instead of the signal killing journalctl first and looking like a failure.
@@ -107,11 +142,14 @@ class JournalCollector:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     status = proc.wait()
-                    if saved and not read_any and time.monotonic() - started < 5:
-                        # a cursor the journal no longer has (vacuumed, other machine id):
-                        # forget it so the restart follows from the end instead of failing
-                        # the same way forever
-                        self._cursor_file.unlink(missing_ok=True)
+                    if (saved or since) and not read_any and time.monotonic() - started < 5:
+                        # a cursor journalctl refuses (vacuumed, another machine id, damaged):
+                        # the restart reads again from the time it was saved; a refused time
+                        # is forgotten (the end) instead of failing the same way forever
+                        if saved:
+                            self._refuse("journalctl refused it")
+                        else:
+                            self._cursor_file.unlink(missing_ok=True)
                     raise RuntimeError(f"journalctl exited with status {status}")
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")

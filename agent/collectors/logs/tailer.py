@@ -15,35 +15,78 @@ acknowledged everything read before it (end-to-end acknowledgement, :mod:`agent.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from agent.durable import write_durably
 
+log = logging.getLogger(__name__)
+
 
 class OffsetStore:
-    """``{key: {"inode": int, "offset": int}}`` in one JSON file, written atomically."""
+    """``{key: {"inode": int, "offset": int}}`` in one JSON file, written atomically.
 
-    def __init__(self, path: Path | None) -> None:
+    A file that exists but cannot be used (unreadable, not JSON, not the expected shape, an
+    entry without an integer inode and offset) is **damaged**: it is moved aside to
+    ``NAME.refused``, ``on_problem`` is called with ``positions_damaged`` or
+    ``positions_unreadable`` (the daemon counts it in ``vedette_checkpoint_problems_total``)
+    and one error is logged. Its positions are lost, but no line is: while the store is
+    :attr:`damaged`, a tailer without a position starts at the beginning of its file even with
+    ``start_at_end`` (lines read again are duplicates with the same alert ids, never a loss).
+    """
+
+    def __init__(self, path: Path | None,
+                 on_problem: Callable[[str], None] | None = None) -> None:
         self._path = path
         self._lock = threading.Lock()
         self._data: dict[str, dict[str, int]] = {}
         self._saved = ""
+        self.damaged = False
         if path is not None:
-            try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-                if isinstance(loaded, dict):
-                    self._data = {
-                        k: v for k, v in loaded.items()
-                        if isinstance(v, dict)
-                        and isinstance(v.get("inode"), int)
-                        and isinstance(v.get("offset"), int)
-                    }
-            except (OSError, ValueError):
-                self._data = {}
+            self._load(path, on_problem)
+
+    def _load(self, path: Path, on_problem: Callable[[str], None] | None) -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:  # EIO, EACCES, not UTF-8
+            reason = "positions_damaged" if isinstance(exc, ValueError) else \
+                "positions_unreadable"
+            self._refuse(path, reason, str(exc), on_problem)
+            return
+        try:
+            loaded = json.loads(text)
+        except ValueError as exc:
+            self._refuse(path, "positions_damaged", f"not JSON: {exc}", on_problem)
+            return
+        valid = isinstance(loaded, dict) and all(
+            isinstance(v, dict) and type(v.get("inode")) is int
+            and type(v.get("offset")) is int and v["offset"] >= 0
+            for v in loaded.values())
+        if not valid:
+            self._refuse(path, "positions_damaged", "not a positions file", on_problem)
+            return
+        self._data = {k: {"inode": v["inode"], "offset": v["offset"]}
+                      for k, v in loaded.items()}
+        self._saved = json.dumps(self._data, sort_keys=True)
+
+    def _refuse(self, path: Path, reason: str, detail: str,
+                on_problem: Callable[[str], None] | None) -> None:
+        self.damaged = True
+        try:
+            os.replace(path, path.with_name(path.name + ".refused"))
+        except OSError:
+            pass
+        log.error("%s: source positions refused (%s: %s); the files it named are read again "
+                  "from their start", path, reason, detail[:200])
+        if on_problem is not None:
+            on_problem(reason)
 
     def get(self, key: str) -> tuple[int, int] | None:
         with self._lock:
@@ -118,8 +161,10 @@ class FileTailer:
             self._partial = b""
             self._discarding = False
         self._consume(result)
-        if st is not None and st.st_ino != self._inode:
-            # rotated by rename: the old file is drained above; switch to the new one
+        if (st is not None and st.st_ino != self._inode
+                and self._file.tell() >= os.fstat(self._file.fileno()).st_size):
+            # rotated by rename and the old file drained (a backlog larger than one read
+            # is read on the next calls first); switch to the new one
             self._consume(result, final=True)
             self._close()
             result.rotated = True
@@ -136,20 +181,30 @@ class FileTailer:
 
     def _open(self, result: TailResult, fresh: bool = False) -> bool:
         try:
-            handle = self.path.open("rb")
+            handle: IO[bytes] = self.path.open("rb")
         except OSError:
             return False
         st = os.fstat(handle.fileno())
         self._file, self._inode, self._partial = handle, st.st_ino, b""
         self._discarding = False  # a new file (or reopen) never starts inside a cut line
         saved = None if fresh else self._offsets.get(self._key)
+        if saved is not None and saved[0] != st.st_ino:
+            rotated = _rotated_sibling(self.path, saved[0], saved[1])
+            if rotated is not None:
+                # rotated by rename while the agent was down: finish the old file from the
+                # saved position first; read() then sees the new inode and switches to it
+                handle.close()
+                handle, st = rotated, os.fstat(rotated.fileno())
+                self._file, self._inode = handle, st.st_ino
         if saved is not None and saved[0] == st.st_ino:
             offset = saved[1]
-            if offset > st.st_size:
+            if offset > st.st_size or not _line_ends_before(handle, offset):
+                # shrunk, or truncated and written again past the offset while the agent
+                # was down (a saved position always follows a newline): start again at 0
                 result.shrunk = True
                 offset = 0
             handle.seek(offset)
-        elif saved is None and self._start_at_end and not fresh:
+        elif saved is None and self._start_at_end and not fresh and not self._offsets.damaged:
             handle.seek(0, os.SEEK_END)
         return True
 
@@ -196,3 +251,42 @@ class FileTailer:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _line_ends_before(handle: IO[bytes], offset: int) -> bool:
+    """The byte before ``offset`` is a newline (or ``offset`` is 0). A saved position is the
+    first byte after a returned line, so anything else means the content changed under it
+    (copytruncate and new writes while the agent was down); a position inside a cut over-long
+    line also fails this, and is read again from the start (duplicates, not a loss)."""
+    if offset == 0:
+        return True
+    try:
+        handle.seek(offset - 1)
+        return handle.read(1) == b"\n"
+    except OSError:
+        return False
+
+
+def _rotated_sibling(path: Path, inode: int, offset: int) -> IO[bytes] | None:
+    """The file beside ``path`` that a rename rotation made of the saved inode (``auth.log.1``,
+    ``auth.log-20261207``; not a compressed one), opened, or None. Only uncompressed siblings
+    whose name starts with the log's name are candidates, and only one at least ``offset``
+    bytes long."""
+    try:
+        names = [entry for entry in os.scandir(path.parent)
+                 if entry.name.startswith(path.name) and entry.name != path.name
+                 and not entry.name.endswith((".gz", ".xz", ".bz2", ".zst", ".tmp"))]
+    except OSError:
+        return None
+    for entry in names:
+        try:
+            if entry.inode() != inode or not entry.is_file(follow_symlinks=False):
+                continue
+            handle = open(entry.path, "rb")  # noqa: SIM115 - the tailer owns and closes it
+        except OSError:
+            continue
+        st = os.fstat(handle.fileno())
+        if st.st_ino == inode and st.st_size >= offset:
+            return handle
+        handle.close()
+    return None
