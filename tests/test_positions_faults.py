@@ -105,7 +105,8 @@ def test_the_daemon_counts_a_refused_positions_file(tmp_path: Path) -> None:
     metrics = AgentMetrics(CollectorRegistry())
     (tmp_path / "offsets-auth-logs.json").write_text("{torn")
     ctx = CollectorContext(None, None, metrics, tmp_path)  # type: ignore[arg-type]
-    assert ctx.offsets("offsets-auth-logs.json").damaged
+    store = OffsetStore(tmp_path / "offsets-auth-logs.json", on_problem=ctx.state_problem)
+    assert store.damaged
     assert metrics.registry.get_sample_value(
         "vedette_checkpoint_problems_total", {"reason": "positions_damaged"}) == 1
 
