@@ -249,6 +249,8 @@ class Daemon:
             self.collectors.start(new)
         if todo.swap_sinks:
             self._swap_sinks(new)
+        if todo.watch_rules:
+            self._add_housekeeping(new)
         if todo.restart_only:
             log.warning("changed options take effect only after a restart",
                         extra={"options": ", ".join(todo.restart_only)})
@@ -296,6 +298,7 @@ class Daemon:
     # ------------------------------------------------------------------ housekeeping
 
     def _add_housekeeping(self, config: Config) -> None:
+        self.scheduler.remove("watch_rules")  # a reload registers it again with new settings
         if config.detection.watch_rules:
             self.scheduler.add(
                 "watch_rules",
