@@ -106,7 +106,25 @@ class AlertBook:
             if fired is None:
                 alerts = book._matched(source, event)
             elif type(fired) is tuple:
-                alerts = book._more(fired, event)
+                entry = book.open.get(fired)
+                if entry is None:
+                    continue
+                alert = entry.alert
+                ts = event.timestamp
+                if ts - entry.last_emit >= book.options.update_interval:
+                    alerts = book._more(fired, event)
+                else:  # the hot path of a flood: _more() and grow() without a re-send
+                    book.open.move_to_end(fired)
+                    alert.count += 1
+                    if ts > alert.last_seen:
+                        alert.last_seen = ts
+                    elif ts < alert.first_seen:
+                        alert.first_seen = ts
+                    if len(alert.evidence) < book.max_evidence:
+                        alert.evidence.append(event.to_dict())
+                    entry.dirty = True
+                    book.coalesced += 1
+                    continue
             else:
                 assert isinstance(fired, Firing)
                 if fired.opened:
@@ -130,7 +148,9 @@ class AlertBook:
         if not names:  # hot path: one alert per rule, usually open already
             entry = self.open.get(())
             if entry is not None:
-                return self.grow((), entry, event.timestamp, 1, self._sample(entry, event))
+                sample = (event.to_dict() if len(entry.alert.evidence) < self.max_evidence
+                          else None)
+                return self.grow((), entry, event.timestamp, 1, sample)
         key = tuple(str(fields.get(f)) for f in names) if names else ()
         group = {f: fields.get(f) for f in names}
         entry = self.open.get(key)
@@ -140,27 +160,13 @@ class AlertBook:
 
     def _more(self, key: tuple[Any, ...], event: Event) -> list[Alert]:
         """A correlation group's condition stays true: more of its open alert, if any (the
-        message keeps the value that opened it)."""
+        message keeps the value that opened it). :meth:`apply` inlines the case where no
+        re-send is due."""
         entry = self.open.get(key)
         if entry is None:
             return []
-        ts = event.timestamp
-        evidence = self._sample(entry, event)
-        if ts - entry.last_emit >= self.options.update_interval:  # a re-send is due
-            return self.grow(key, entry, ts, 1, evidence)
-        # grow() without the emission, inlined: the hot path of a flood
-        self.open.move_to_end(key)
-        alert = entry.alert
-        alert.count += 1
-        if ts > alert.last_seen:
-            alert.last_seen = ts
-        elif ts < alert.first_seen:
-            alert.first_seen = ts
-        if evidence is not None:
-            alert.evidence.append(evidence)
-        entry.dirty = True
-        self.coalesced += 1
-        return []
+        sample = event.to_dict() if len(entry.alert.evidence) < self.max_evidence else None
+        return self.grow(key, entry, event.timestamp, 1, sample)
 
     def _fired(self, source: Source, firing: Firing, event: Event) -> list[Alert]:
         """A correlation group's condition became true at ``event``."""
