@@ -2,12 +2,14 @@
 
 Threads: the main thread waits for signals and performs reloads; the detection thread owns the
 engine (:mod:`agent.pipeline`); APScheduler's pool runs polling collectors and housekeeping;
-each streaming collector has a supervised thread; the metrics server has its own.
+each streaming collector has a supervised thread (:mod:`agent.supervisor`); the metrics server
+has its own.
 
 Signals: SIGTERM/SIGINT stop collectors, drain the queue, flush and close sinks, exit 0 (well
 within 10 s). SIGHUP reloads config and rules: the new config and rule set are validated
 completely first; if either is invalid the agent keeps running on the old ones and counts a
-failed reload.
+failed reload (validation: :mod:`agent.reload`; what each changed option needs:
+:mod:`agent.reload_plan`). This module composes those parts; it decides nothing they decide.
 
 Never blind while saying healthy: start-up is refused (exit 2, one line per reason) when
 :func:`agent.preflight.check` finds a file, address or filter that cannot work, or
@@ -24,7 +26,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -35,35 +36,25 @@ from prometheus_client.process_collector import ProcessCollector
 
 from agent import __version__, preflight, reload_plan
 from agent.alerts import Alert
-from agent.collectors.base import (
-    AnyCollector,
-    CollectorContext,
-    PollingCollector,
-    StreamingCollector,
-)
-from agent.collectors.registry import BUILDERS
 from agent.config import Config, load_config, read_secret
-from agent.detection import Engine, EngineOptions, LoadReport
+from agent.detection import Engine, EngineOptions
 from agent.detection.checkpoint import AlertCheckpoint
-from agent.detection.sources import (
-    blind_spots,
-    load_configured,
-    path_problems,
-    watched_paths,
-)
-from agent.detection.tuning import apply_config, disabled_count
-from agent.errors import AgentError, CollectorError, ConfigErrors, StartupRefused
+from agent.detection.sources import blind_spots, path_problems
+from agent.detection.tuning import disabled_count
+from agent.errors import AgentError, ConfigErrors, StartupRefused
 from agent.health import Health
 from agent.identity import Identity, detect_identity
 from agent.metrics import AgentMetrics
 from agent.metrics_server import MetricsServer
 from agent.pipeline import Pipeline, QueueDepthCollector
+from agent.reload import Candidate, RuleWatch, load_rules, prepare
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier
 from agent.sinks.base import Sink
 from agent.sinks.console import ConsoleSink, console_wanted, destinations
 from agent.sinks.factory import build_sinks
 from agent.sinks.router import AlertRouter
+from agent.supervisor import CollectorSupervisor
 
 log = logging.getLogger("vedette")
 UMASK = 0o027
@@ -71,13 +62,6 @@ UMASK = 0o027
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
-
-
-@dataclass
-class _Supervised:
-    collector: StreamingCollector
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
 
 
 class Daemon:
@@ -100,13 +84,14 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._supervised: list[_Supervised] = []
-        self._rule_mtimes: dict[Path, float] = {}
+        self._rule_watch = RuleWatch()
         self._internal_alerts: list[Alert] = []
         missing = [] if config.detection.allow_empty else path_problems(config.detection)
         if missing:
             raise StartupRefused(missing)
-        report = self._load_rules(config)
+        report = load_rules(config, self.metrics)
+        self._internal_alerts.extend(report.internal_alerts)  # sent by _send_internal
+        self._rule_watch.remember(config)
         refused = blind_spots(config, report)
         if refused:
             raise StartupRefused(refused)
@@ -133,8 +118,9 @@ class Daemon:
         )
         self.registry.register(QueueDepthCollector(self.pipeline))
         self.scheduler = Scheduler(self.metrics, config.scheduler.misfire_grace_seconds)
+        self.collectors = CollectorSupervisor(self.pipeline, self.scheduler, self.metrics,
+                                              self.registry, self.identity, self.state_dir)
         self.server: MetricsServer | None = None
-        self._prom_collectors: list[object] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -158,7 +144,7 @@ class Daemon:
             self.server.start()
         self.pipeline.start()
         self._send_internal()
-        self._start_collectors(self.config)
+        self.collectors.start(self.config)
         self._add_housekeeping(self.config)
         self.scheduler.start()
         if self.server is not None:
@@ -172,7 +158,7 @@ class Daemon:
                 "metrics": self._metrics_url(),
                 "sinks": sinks,
                 "state_dir": str(self.state_dir),
-                "collectors": ",".join(self._collector_names()),
+                "collectors": ",".join(self.collectors.names()),
             },
         )
         self.notifier.ready(f"running; sinks: {sinks}")
@@ -207,7 +193,7 @@ class Daemon:
         started = time.monotonic()
         self.notifier.stopping("draining queues and flushing sinks")
         log.info("stopping: draining queue and flushing sinks")
-        self._stop_collectors()
+        self.collectors.stop()
         self.scheduler.shutdown(wait=False)
         drained = self.pipeline.stop(self.config.pipeline.shutdown_timeout_seconds)
         self.router.close()
@@ -238,52 +224,38 @@ class Daemon:
     def reload(self) -> bool:
         """Re-read config and rules; keep the old ones unless both are valid."""
         self.notifier.reloading()
-        try:
-            new = load_config(self.config_path)
-            problems = preflight.check(new, self.config_path)
-            if problems:
-                raise ConfigErrors(problems)
-        except ConfigErrors as exc:
-            self.metrics.config_reloads.labels("error").inc()
-            for err in exc.errors:
-                log.error("reload refused: invalid configuration", extra={"error": str(err)})
-            self.notifier.ready("running on the previous configuration (reload failed)")
-            return False
-        report = self._load_rules(new)
+        candidate = prepare(self.config_path, self.metrics, self._rule_watch,
+                            self._internal_alerts.extend)
         self._send_internal()
-        blind = blind_spots(new, report)
-        if report.errors or blind:
-            self.metrics.config_reloads.labels("error").inc()
-            for reason in blind:
-                log.error("reload refused: the new rule set would leave the agent blind; "
-                          "keeping the previous one", extra={"reason": reason})
-            if report.errors:
-                log.error(
-                    "reload refused: rule errors; keeping the previous rule set",
-                    extra={"errors": len(report.errors)},
-                )
-            self.notifier.ready("running on the previous rules (reload failed)")
+        if candidate is None:
+            self.notifier.ready("running on the previous configuration and rules (reload failed)")
             return False
-        ruleset = report.ruleset
+        self._apply(candidate)
+        self.metrics.config_reloads.labels("ok").inc()
+        self.metrics.config_last_reload_success.set(time.time())
+        log.info("reloaded configuration and rules",
+                 extra={"summary": candidate.report.summary_line()})
+        self.notifier.ready("running (reloaded)")
+        return True
+
+    def _apply(self, candidate: Candidate) -> None:
+        new, ruleset = candidate.config, candidate.report.ruleset
         self.pipeline.call_in_worker(lambda: self.engine.swap(ruleset))
         todo = reload_plan.plan(self.config, new)
         if todo.engine_options:
             options = self._engine_options(new)
             self.pipeline.call_in_worker(lambda: self.engine.reconfigure(options))
         if todo.restart_collectors:
-            self._stop_collectors()
-            self._start_collectors(new)
+            self.collectors.stop()
+            self.collectors.start(new)
         if todo.swap_sinks:
             self._swap_sinks(new)
+        if todo.watch_rules:
+            self._add_housekeeping(new)
         if todo.restart_only:
             log.warning("changed options take effect only after a restart",
                         extra={"options": ", ".join(todo.restart_only)})
         self.config = new
-        self.metrics.config_reloads.labels("ok").inc()
-        self.metrics.config_last_reload_success.set(time.time())
-        log.info("reloaded configuration and rules", extra={"summary": report.summary_line()})
-        self.notifier.ready("running (reloaded)")
-        return True
 
     def _build_sinks(self, config: Config) -> list[Sink]:
         sinks = build_sinks(config, self.identity, self.metrics)
@@ -306,28 +278,6 @@ class Daemon:
 
     # ------------------------------------------------------------------ rules
 
-    def _load_rules(self, config: Config) -> LoadReport:
-        report = load_configured(config.detection, metrics=self.metrics)
-        self._internal_alerts.extend(report.internal_alerts)  # sent by _send_internal
-        for err in report.errors:
-            log.error("rule error", extra={"error": str(err)})
-        for rejection in report.rejections:
-            log.info("rule rejected", extra={"rejection": str(rejection)})
-        for override in report.overrides:
-            log.info("local rule override", extra={"override": override})
-        log.info("rules loaded", extra={"summary": report.summary_line()})
-        det = config.detection  # disabled_rules and trusted_sources (docs/tuning.md)
-        tuned = apply_config(report.ruleset, det.disabled_rules, det.trusted_sources,
-                             self.metrics)
-        report.ruleset = tuned.ruleset
-        for note in tuned.notes:
-            log.warning("rule tuning", extra={"note": note})
-        if tuned.disabled or det.trusted_sources:
-            log.info("rule tuning", extra={"disabled_rules": len(tuned.disabled),
-                                           "trusted_sources": len(det.trusted_sources)})
-        self._rule_mtimes = _mtimes(watched_paths(config.detection))
-        return report
-
     def _send_internal(self) -> None:
         """Alerts the agent raises about itself (refused rule paths), through the router."""
         alerts, self._internal_alerts = self._internal_alerts, []
@@ -342,113 +292,14 @@ class Daemon:
         )
 
     def _check_rule_files(self) -> None:
-        current = _mtimes(watched_paths(self.config.detection))
-        if current != self._rule_mtimes:
-            self._rule_mtimes = current
+        if self._rule_watch.changed(self.config):
             log.info("rule files changed; reloading")
             self._reload.set()
-
-    # ------------------------------------------------------------------ collectors
-
-    def _start_collectors(self, config: Config) -> None:
-        ctx = CollectorContext(config, self.identity, self.metrics, self.state_dir)
-        for name, builder in BUILDERS.items():
-            try:
-                collectors = builder(ctx)
-            except CollectorError as exc:
-                self.metrics.collector_degraded.labels(name).set(1)
-                log.warning("collector unavailable", extra={"collector": name, "reason": str(exc)})
-                continue
-            except Exception:
-                self.metrics.collector_errors.labels(name).inc()
-                self.metrics.collector_degraded.labels(name).set(1)
-                log.exception("collector failed to start", extra={"collector": name})
-                continue
-            for collector in collectors:
-                self._start_one(collector)
-
-    def _start_one(self, collector: AnyCollector) -> None:
-        prom = getattr(collector, "prometheus_collector", None)
-        if callable(prom):
-            metric_source = prom()
-            self.registry.register(metric_source)
-            self._prom_collectors.append(metric_source)
-        self.metrics.collector_degraded.labels(collector.name).set(0)
-        if isinstance(collector, PollingCollector):
-            publish = self.pipeline.publisher(collector.name)
-            name = collector.name
-
-            def job(c: PollingCollector = collector) -> None:
-                try:
-                    publish(c.collect())
-                except Exception:
-                    self.metrics.collector_errors.labels(name).inc()
-                    raise
-
-            self.scheduler.add(f"collect_{name}", job, collector.interval_seconds)
-        else:
-            sup = _Supervised(collector)
-            sup.thread = threading.Thread(
-                target=self._supervise,
-                args=(sup,),
-                name=f"collector-{collector.name}",
-                daemon=True,
-            )
-            self._supervised.append(sup)
-            sup.thread.start()
-
-    def _supervise(self, sup: _Supervised) -> None:
-        backoff = 1.0
-        publish = self.pipeline.publisher(sup.collector.name)
-        while not sup.stop.is_set():
-            started = time.monotonic()
-            try:
-                sup.collector.run(publish, sup.stop)
-            except Exception as exc:
-                self.metrics.collector_errors.labels(sup.collector.name).inc()
-                log.error(
-                    "collector failed; restarting",
-                    extra={
-                        "collector": sup.collector.name,
-                        "error": f"{type(exc).__name__}: {exc}",
-                        "retry_in_seconds": backoff,
-                    },
-                )
-            if sup.stop.is_set():
-                return
-            if time.monotonic() - started > 60:
-                backoff = 1.0
-            sup.stop.wait(backoff)
-            backoff = min(backoff * 2, 60.0)
-
-    def _stop_collectors(self) -> None:
-        for job in self.scheduler.job_names():
-            if job.startswith("collect_"):
-                self.scheduler.remove(job)
-        for sup in self._supervised:
-            sup.stop.set()
-        for sup in self._supervised:
-            if sup.thread is not None:
-                sup.thread.join(timeout=2.0)
-        self._supervised.clear()
-        for prom in self._prom_collectors:
-            try:
-                self.registry.unregister(prom)  # type: ignore[arg-type]
-            except KeyError:
-                pass
-        self._prom_collectors.clear()
-
-    def _collector_names(self) -> list[str]:
-        polled = [
-            j.removeprefix("collect_")
-            for j in self.scheduler.job_names()
-            if j.startswith("collect_")
-        ]
-        return sorted(polled + [s.collector.name for s in self._supervised])
 
     # ------------------------------------------------------------------ housekeeping
 
     def _add_housekeeping(self, config: Config) -> None:
+        self.scheduler.remove("watch_rules")  # a reload registers it again with new settings
         if config.detection.watch_rules:
             self.scheduler.add(
                 "watch_rules",
@@ -476,24 +327,6 @@ class Daemon:
             return "disabled"
         scheme = "https" if self.config.metrics.tls_cert_file else "http"
         return f"{scheme}://{self.config.metrics.listen_address}:{self.server.port}/metrics"
-
-
-def _mtimes(paths: list[Path]) -> dict[Path, float]:
-    out: dict[Path, float] = {}
-    for root in paths:
-        candidates = (
-            [root]
-            if root.is_file()
-            else sorted(root.rglob("*.yml")) + sorted(root.rglob("*.yaml"))
-            if root.is_dir()
-            else []
-        )
-        for path in candidates:
-            try:
-                out[path] = path.stat().st_mtime
-            except OSError:
-                continue
-    return out
 
 
 def run_daemon(config_path: Path | None, quiet: bool = False) -> int:

@@ -1,33 +1,89 @@
 """What a SIGHUP reload does with each changed option: apply it, or say it needs a restart.
 
-:func:`plan` compares the running configuration with the new one option by option (dotted
-names, ``detection.late_allowance_seconds``) and sorts every changed option into exactly one
-of: rules (always reloaded), engine options applied in place, collectors restarted, sinks
-rebuilt — or :attr:`ReloadPlan.restart_only`, which the daemon names in one warning. No option
-can change silently: an option this module does not know is restart-only by default, and
-``tests/test_reload_plan.py`` checks that every option of the configuration model is covered.
+Every option has exactly one :class:`Action`, decided here and nowhere else: per option in
+:data:`OPTIONS` (the longest dotted prefix wins, so ``agent.labels.env`` is ``agent.labels``),
+otherwise by its top-level section in :data:`SECTIONS`. :func:`plan` compares the running
+configuration with the new one option by option (dotted names) and sorts every changed option
+by its action; :attr:`ReloadPlan.restart_only` is what the daemon names in one warning,
+"changed options take effect only after a restart". Complete by construction: an option
+nothing classifies is restart-only (never silently ignored), and ``tests/test_reload_plan.py``
+fails when a section of the model is missing from :data:`SECTIONS`, when a section without a
+default leaves an option unlisted, or when :data:`OPTIONS` names an option the model lacks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from agent.config import Config
 
-APPLIED_BY_RULE_RELOAD = ("detection.rule_paths", "detection.extra_rule_paths")
-"""Rules are re-read on every reload."""
-ENGINE_OPTIONS = ("detection.meta_alert_threshold",)
-"""Applied to the running engine in place (:meth:`agent.detection.Engine.reconfigure`)."""
-SINK_SECTIONS = ("sinks", "elasticsearch")
-"""Rebuilt (new router, the old one closed) when anything in them changes."""
-NOT_COLLECTORS = ("agent", "metrics", "pipeline", "scheduler", "detection", "sinks",
-                  "elasticsearch")
-"""Every other top-level section configures collectors: they are restarted."""
-RESTART_ONLY = ("agent", "metrics", "pipeline", "scheduler", "detection")
-"""What is left of these sections once the above are taken out needs a restart (the log
-setup, the identity in alerts, the state directory, the metrics endpoint, queue sizes, timer
-resolution, the late allowance every correlation window was built with, rule watching)."""
+
+class Action(StrEnum):
+    RULES = "rules"
+    """Read again with the rule set on every reload (paths, tuning, the refusal to run blind)."""
+    ENGINE = "engine"
+    """Applied to the running engine in place (:meth:`agent.detection.Engine.reconfigure`)."""
+    WATCH = "watch"
+    """The rule-file watch job is registered again with the new settings."""
+    COLLECTORS = "collectors"
+    """Every collector is stopped and the new configuration's collectors are started."""
+    SINKS = "sinks"
+    """A new router with the new sinks; the old one is flushed and closed."""
+    RESTART = "restart"
+    """Named in the warning: takes effect only after a restart."""
+
+
+OPTIONS: dict[str, Action] = {
+    "detection.shipped_rules": Action.RULES,
+    "detection.rule_paths": Action.RULES,
+    "detection.extra_rule_paths": Action.RULES,
+    "detection.allow_empty": Action.RULES,
+    "detection.allow_unsafe_rule_paths": Action.RULES,
+    "detection.disabled_rules": Action.RULES,
+    "detection.trusted_sources": Action.RULES,
+    "detection.meta_alert_threshold": Action.ENGINE,
+    "detection.watch_rules": Action.WATCH,
+    "detection.watch_interval_seconds": Action.WATCH,
+    # every correlation window and late-event history was sized with it
+    "detection.late_allowance_seconds": Action.RESTART,
+}
+"""Options whose action is not their section's."""
+
+SECTIONS: dict[str, Action | None] = {
+    # the log setup, the identity stamped on alerts, the state directory
+    "agent": Action.RESTART,
+    "metrics": Action.RESTART,      # the listening endpoint, TLS, basic auth
+    "pipeline": Action.RESTART,     # queue and batch sizes, tick, retry buffer, shutdown
+    "scheduler": Action.RESTART,    # the job executor's misfire grace
+    "detection": None,              # mixed: every option is in OPTIONS
+    "sinks": Action.SINKS,
+    "elasticsearch": Action.SINKS,
+    "host_metrics": Action.COLLECTORS,
+    "inputs": Action.COLLECTORS,
+    "capture": Action.COLLECTORS,
+    "network": Action.COLLECTORS,
+    "threat_intel": Action.COLLECTORS,
+    "process": Action.COLLECTORS,
+    "sockets": Action.COLLECTORS,
+    "auth_logs": Action.COLLECTORS,
+    "web_logs": Action.COLLECTORS,
+    "fim": Action.COLLECTORS,
+    "kernel_modules": Action.COLLECTORS,
+    "auditd": Action.COLLECTORS,
+}
+"""The action of every option of a section not listed in :data:`OPTIONS` (``None``: each is)."""
+
+
+def action(option: str) -> Action:
+    """What a reload does when ``option`` (a dotted name) changed."""
+    parts = option.split(".")
+    for end in range(len(parts), 0, -1):
+        found = OPTIONS.get(".".join(parts[:end]))
+        if found is not None:
+            return found
+    return SECTIONS.get(parts[0]) or Action.RESTART
 
 
 @dataclass(frozen=True)
@@ -39,23 +95,22 @@ class ReloadPlan:
     swap_sinks: bool
     restart_only: tuple[str, ...]
     """Changed options that take effect only when the agent restarts."""
+    watch_rules: bool = False
+    """The rule-file watch is registered again."""
 
 
 def plan(old: Config, new: Config) -> ReloadPlan:
     changed = tuple(sorted(_diff(old.model_dump(), new.model_dump(), "")))
-    engine = any(c in ENGINE_OPTIONS for c in changed)
-    sinks = any(_section(c) in SINK_SECTIONS for c in changed)
-    collectors = any(_section(c) not in NOT_COLLECTORS for c in changed)
-    restart = tuple(
-        c for c in changed
-        if _section(c) in RESTART_ONLY and c not in ENGINE_OPTIONS
-        and not c.startswith(APPLIED_BY_RULE_RELOAD)
+    actions = {c: action(c) for c in changed}
+    todo = set(actions.values())
+    return ReloadPlan(
+        changed,
+        engine_options=Action.ENGINE in todo,
+        restart_collectors=Action.COLLECTORS in todo,
+        swap_sinks=Action.SINKS in todo,
+        restart_only=tuple(c for c in changed if actions[c] is Action.RESTART),
+        watch_rules=Action.WATCH in todo,
     )
-    return ReloadPlan(changed, engine, collectors, sinks, restart)
-
-
-def _section(name: str) -> str:
-    return name.split(".", 1)[0]
 
 
 def _diff(a: Any, b: Any, prefix: str) -> list[str]:

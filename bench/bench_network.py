@@ -119,8 +119,8 @@ from agent.config import Config
 from agent.detection.engine import Engine
 from agent.detection.loader import load_rules
 from agent.netdecode.pcapfile import CaptureReader
-from agent.netevents.pcap_input import pcap_events
-from agent.replay import run
+from agent.offline.pcap import pcap_events
+from agent.offline.clock import run
 report = load_rules([Path(sys.argv[2])])
 engine = Engine(report.ruleset)
 decode_only = reader_only = None

@@ -159,8 +159,8 @@ from pathlib import Path
 from agent.config import Config
 from agent.detection.engine import Engine
 from agent.detection.loader import load_rules
-from agent.netevents.pcap_input import pcap_events
-from agent.replay import run
+from agent.offline.pcap import pcap_events
+from agent.offline.clock import run
 engine = Engine(load_rules([Path(sys.argv[2])]).ruleset)
 t0 = time.perf_counter()
 result = run(engine, pcap_events(Path(sys.argv[1]), Config()), 1000.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.replay_logs import LineAccount, binary_reason, log_events
+from agent.offline.logs import LineAccount, binary_reason, log_events
 
 AUTH = (
     b"Dec  6 10:00:00 web1 sshd[12]: Failed password for root from 198.18.0.5 port 22 ssh2\n"

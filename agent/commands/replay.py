@@ -1,10 +1,11 @@
 """`vedette replay FILE [--log KIND] [--rules DIR] [--config F] [--json]`: offline detection.
 
-Runs a capture file (pcap/pcapng, the default kind) or a log file (``--log auth`` …) through
+Runs a capture file (pcap/pcapng, the default kind), a log file (``--log auth`` …) or an event
+file (``--log jsonl``; every kind of :data:`agent.offline.inputs.INPUTS`) through
 the production decoders and the detection engine with the file's own timestamps as the clock.
 On a terminal a progress bar runs on stderr; at the end a table of alerts is printed. A log
 file gets an account of every line first (parsed / unclassified / malformed, ``--show-unparsed
-N`` prints the first N lines no parser took; :mod:`agent.replay_logs`), and a binary file is
+N`` prints the first N lines no parser took; :mod:`agent.offline.logs`), and a binary file is
 refused with what it looks like. With
 ``--json`` stdout gets one ECS alert document per line instead (the final state of each alert).
 
@@ -25,22 +26,22 @@ from typing import TextIO
 from prometheus_client import CollectorRegistry
 
 from agent.alerts import Alert, RuleRef, alert_id, to_ecs
-from agent.collectors.parsers.decoders import LINE_DECODERS
 from agent.commands.common import print_config_errors
 from agent.config import Config, load_config
 from agent.detection.engine import Engine, EngineOptions
 from agent.detection.fixtures import horizon
 from agent.detection.loader import load_rules
 from agent.detection.sources import load_configured
-from agent.errors import ConfigErrors, SinkError
+from agent.errors import ConfigErrors, RuleError, SinkError
 from agent.events import format_timestamp
 from agent.identity import detect_identity
 from agent.logs import safe
 from agent.metrics import AgentMetrics
 from agent.netdecode.pcapfile import CaptureFormatError
-from agent.netevents.pcap_input import PcapEvents, PcapStats
-from agent.replay import INPUTS, run
-from agent.replay_logs import LineAccount, binary_reason, log_events
+from agent.offline.clock import run
+from agent.offline.inputs import INPUTS
+from agent.offline.logs import LOG_KINDS, LineAccount, binary_reason, log_events
+from agent.offline.pcap import PcapEvents, PcapStats
 from agent.sinks.elasticsearch import ship_alerts
 from agent.sinks.factory import BUILDERS
 
@@ -127,21 +128,23 @@ def replay_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     account = LineAccount(keep_unparsed=max(0, args.show_unparsed))
     try:
-        if args.kind in LINE_DECODERS:
+        if args.kind in LOG_KINDS or args.kind == "jsonl":
             binary = binary_reason(args.file)
             if binary:
                 print(f"vedette replay: {safe(args.file)}: {binary}", file=sys.stderr)
                 return EXIT_INPUT
+        if args.kind in LOG_KINDS:
             events = log_events(args.kind, args.file, account)
         else:
             events = decoder(args.file, config, bar)
         span = horizon(report, options.late_allowance_seconds)
         result = run(engine, events, span, tick=config.pipeline.tick_seconds)
-    except (OSError, CaptureFormatError) as exc:
+    except (OSError, CaptureFormatError, RuleError) as exc:
         if bar is not None:
             bar.close()
         what = (f"{exc.filename}: {exc.strerror}"
-                if isinstance(exc, OSError) and exc.filename and exc.strerror else exc)
+                if isinstance(exc, OSError) and exc.filename and exc.strerror
+                else exc.location_text() if isinstance(exc, RuleError) else exc)
         print(f"vedette replay: {safe(what)}", file=sys.stderr)
         return EXIT_INPUT
     if bar is not None:
@@ -209,6 +212,8 @@ def _summary(args: argparse.Namespace, alerts: list[Alert], events: int, elapsed
         if pcap.bad_timestamps:
             print(f"warning: {pcap.bad_timestamps} record(s) skipped for an implausible "
                   "timestamp")
+    elif args.kind not in LOG_KINDS:
+        print(f"{events:,} events, {elapsed:.2f} s")
     else:
         print(f"{account.summary()}; {events:,} events, {elapsed:.2f} s")
         for number, verdict, text in account.unparsed:

@@ -20,6 +20,7 @@ from agent.detection.rule import CorrelationRule, Rule
 from agent.detection.sources import load_configured
 from agent.detection.tuning import Tuned, apply_config
 from agent.errors import ConfigErrors
+from agent.offline.inputs import fixture_decoders
 
 EXIT_FAILED = 1
 
@@ -112,7 +113,7 @@ def list_command(args: argparse.Namespace) -> int:
     report, tuned = _load_tuned(args)
     if report is None:
         return EXIT_FAILED
-    coverage = run_tests(report, own_only=False, execute=False).coverage
+    coverage = run_tests(report, fixture_decoders(), own_only=False, execute=False).coverage
     status = {c.rule_id: c.status for c in coverage}
     disabled = tuned.disabled if tuned else frozenset()
     rows = [("ID", "TITLE", "LEVEL", "LOGSOURCE", "CORRELATION", "TESTS")]
@@ -144,7 +145,7 @@ def test_command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     for err in report.errors:
         print(err.location_text())
-    result = run_tests(report, rule_id=args.rule)
+    result = run_tests(report, fixture_decoders(), rule_id=args.rule)
     _print_results(result, args.verbose, args.strict)
     if args.junit is not None:
         args.junit.write_text(junit_xml(result, args.strict) + "\n", encoding="utf-8")

@@ -15,11 +15,13 @@ for counting:
 
 Neither grows with the event rate: a flood into one group costs what a trickle does.
 
-:meth:`CountingState.feeder` binds the state to its rule's alert book and returns a closure that
-does all the work of an in-order event in one call — group key, window update, condition, and
-growing the open alert of a group whose condition stays true — without building a
-:class:`~agent.detection.correlation.Firing` unless the group opens an alert. Anything unusual
-(a new group, a late event, an unhashable value) goes through :meth:`CountingState.observe`.
+:meth:`CountingState.feeder` returns a closure that does all the work of an in-order event in
+one call — group key, window update, condition — and returns what the event triggered without
+building a :class:`~agent.detection.correlation.Firing` unless the group opens an alert: a group
+whose condition stays true is returned as its key (the engine hands both to the alert books,
+:meth:`~agent.detection.lifecycle.AlertBook.apply`, which alone know whether an alert is open).
+Anything unusual (a new group, a late event, an unhashable value) goes through
+:meth:`CountingState.observe`.
 ``lt``/``lte`` conditions need timers and stay with the reference state.
 """
 
@@ -32,7 +34,6 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
-from agent.alerts import Alert
 from agent.detection import state_codec as codec
 from agent.detection.correlation import (
     Firing,
@@ -53,16 +54,14 @@ from agent.detection.late_windows import (
     measure_for,
     record,
 )
-from agent.detection.lifecycle import AlertBook
 from agent.detection.rule import OPERATORS, CorrelationRule, CorrelationType
 from agent.events import Event
 
 _INF = float("inf")
 
-Feed = Callable[[Event], list[Alert] | None]
-"""One in-order, not-late event that matched a base rule → alert snapshots (or none)."""
-OnFiring = Callable[[CorrelationRule, Firing, Event | None, str | None], list[Alert]]
-
+Feed = Callable[[Event], Firing | tuple[Any, ...] | None]
+"""One in-order, not-late event that matched a base rule → a firing, the key of a group whose
+condition stays true, or nothing (:data:`~agent.detection.lifecycle.Fired`)."""
 
 
 def supports(rule: CorrelationRule) -> bool:
@@ -291,14 +290,11 @@ class CountingState(GroupTable["_Window"]):
             start, count = (queue[0] if queue else limit), len(queue)
         return Firing(key, self._names, start, count, float(value), opened)
 
-    def feeder(self, base_id: str, book: AlertBook, on_firing: OnFiring) -> Feed:
-        """The per-event closure for events of base rule ``base_id`` (see the module doc).
-
-        ``on_firing(rule, firing, event, base_id)`` turns a firing into alerts (the engine's);
-        an in-order event of a group whose condition stays true grows the group's open alert
-        (what :meth:`AlertBook.grow` does, inlined while no re-send is due). The engine
-        rebuilds feeders whenever rules are swapped.
-        """
+    def feeder(self, base_id: str) -> Feed:
+        """The per-event closure for events of base rule ``base_id`` (see the module doc): it
+        returns what :meth:`observe` would — a :class:`Firing` — except for a group whose
+        condition stays true, returned as its key. The engine rebuilds feeders whenever rules
+        are swapped."""
         rule = self.rule
         names_of_base = rule.group_fields[base_id]
         # itemgetter is C, and raises KeyError for a missing group-by field (then ignored)
@@ -308,16 +304,13 @@ class CountingState(GroupTable["_Window"]):
         distinct, value_field = self._distinct, rule.value_field.get(base_id, "")
         span, test, threshold, names = self._span, self._test, self._threshold, self._names
         least = at_least(rule.op, threshold)
-        open_get, open_touch, grow = book.open.get, book.open.move_to_end, book.grow
-        max_evidence, interval = book.max_evidence, book.options.update_interval
         observe, ids = self.observe, [base_id]
         cap = HISTORY
 
-        def slow(event: Event) -> list[Alert] | None:
-            firing = observe(ids, event)
-            return None if firing is None else on_firing(rule, firing, event, base_id)
+        def slow(event: Event) -> Firing | None:
+            return observe(ids, event)
 
-        def feed(event: Event) -> list[Alert] | None:
+        def feed(event: Event) -> Firing | tuple[Any, ...] | None:
             fields = event.fields
             try:
                 key = key_of(fields)
@@ -381,28 +374,8 @@ class CountingState(GroupTable["_Window"]):
                     start, count = group.buckets[0][4], bucket_count(group.buckets)
                 else:
                     start, count = group.queue[0], n
-                firing = Firing(key, names, start, count, float(n), True)
-                return on_firing(rule, firing, event, base_id)
-            # The condition stays true: more of the open alert, if one is open.
-            entry = open_get(key)
-            if entry is None:
-                return None
-            alert = entry.alert
-            evidence = alert.evidence
-            if ts - entry.last_emit >= interval:  # a re-send is due: the full path
-                sample = event.to_dict() if len(evidence) < max_evidence else None
-                return grow(key, entry, ts, 1, sample)
-            open_touch(key)
-            alert.count += 1
-            if ts > alert.last_seen:
-                alert.last_seen = ts
-            elif ts < alert.first_seen:
-                alert.first_seen = ts
-            if len(evidence) < max_evidence:
-                evidence.append(event.to_dict())
-            entry.dirty = True
-            book.coalesced += 1
-            return None
+                return Firing(key, names, start, count, float(n), True)
+            return key  # the condition stays true: more of the open alert, if one is open
 
         return feed
 

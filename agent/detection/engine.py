@@ -1,7 +1,9 @@
 """The detection engine: events in, alert snapshots out. Single-threaded by design.
 
 ``process(event)`` routes the event to the rules of its logsource, runs their compiled
-predicates, opens/updates alerts of single-event rules and feeds correlation windows.
+predicates and feeds correlation windows, collecting what the event triggered (single-event
+matches, correlation firings) and handing it to the alert books in one call
+(:meth:`~agent.detection.lifecycle.AlertBook.apply`).
 ``advance(now)`` runs the timers: lt/lte correlation windows, idle group expiry, pending alert
 updates, quiet-period closes and the suppression meta-alert. ``swap(ruleset)`` replaces the
 rules atomically, keeping the state of rules whose content did not change.
@@ -12,12 +14,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from agent.alerts import Alert, RuleRef
 from agent.detection.correlation import CorrelationState, Firing
 from agent.detection.counting import CountingState, Feed, supports
-from agent.detection.lifecycle import MAX_EVIDENCE, AlertBook
+from agent.detection.lifecycle import MAX_EVIDENCE, AlertBook, Source, Triggers
 from agent.detection.match_cache import MAX_CACHED_ROUTES, RouteState
 from agent.detection.matcher import Lowered
 from agent.detection.rule import CorrelationRule, DetectionRule, RuleOptions
@@ -35,7 +38,7 @@ SUPPRESSION_RULE = RuleRef(
 
 
 State = CorrelationState | CountingState
-_Plan = tuple[tuple[Feed, ...], tuple[State, ...]]
+_Plan = tuple[tuple[tuple[Feed, Source], ...], tuple[tuple[State, Source], ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class Engine:
         self.evaluations = 0
         self._pending: list[Alert] = []
         self._plans: dict[str, _Plan] = {}
+        self._singles: dict[str, Source] = {}
         self._meta = AlertBook(SUPPRESSION_RULE, RuleOptions(), self.options.max_evidence)
         self._drops: dict[str, deque[tuple[float, int]]] = {}
         self._drop_seen: dict[str, int] = {}
@@ -109,6 +113,9 @@ class Engine:
         self.ruleset, self.books, self.states = ruleset, books, states
         self._routes: dict[LogSource, RouteState] = {}
         self._plans = self._plan(states)
+        self._singles = {rule.id: Source(books[rule.id], rule.fields + rule.options.fields,
+                                         rule.options.group_by)
+                         for rule in ruleset.detections if rule.output}
         if self.metrics is not None:
             self.metrics.rules_loaded.labels(kind="detection").set(len(ruleset.detections))
             self.metrics.rules_loaded.labels(kind="correlation").set(len(ruleset.correlations))
@@ -116,31 +123,25 @@ class Engine:
     def _plan(self, states: dict[str, State]) -> dict[str, _Plan]:
         """Base rule id → what its matches feed: per-event closures of the correlations it is
         the only base of (in rule order), and the states that need all of an event's base rules
-        at once (several bases: temporal)."""
-        feeds: dict[str, list[Feed]] = {}
-        shared: dict[str, list[State]] = {}
+        at once (several bases: temporal); each with the :class:`Source` its firings go to."""
+        feeds: dict[str, list[tuple[Feed, Source]]] = {}
+        shared: dict[str, list[tuple[State, Source]]] = {}
         for state in states.values():
-            bases = list(dict.fromkeys(state.rule.rules))
-            if len(bases) > 1:
-                for rid in bases:
-                    shared.setdefault(rid, []).append(state)
-                continue
-            rid = bases[0]
-            if isinstance(state, CountingState):
-                feed = state.feeder(rid, self.books[state.rule.id], self._correlated)
-            else:
-                feed = self._feed(state, rid)
-            feeds.setdefault(rid, []).append(feed)
+            rule = state.rule
+            bases = list(dict.fromkeys(rule.rules))
+            for rid in bases:
+                base = self.ruleset.by_id.get(rid)
+                fields = base.fields if isinstance(base, DetectionRule) else ()
+                source = Source(self.books[rule.id], fields + rule.options.fields,
+                                describe=partial(_describe, rule))
+                if len(bases) > 1:
+                    shared.setdefault(rid, []).append((state, source))
+                elif isinstance(state, CountingState):
+                    feeds.setdefault(rid, []).append((state.feeder(rid), source))
+                else:
+                    feeds.setdefault(rid, []).append((partial(state.observe, [rid]), source))
         return {rid: (tuple(feeds.get(rid, ())), tuple(shared.get(rid, ())))
                 for rid in {*feeds, *shared}}
-
-    def _feed(self, state: CorrelationState, rid: str) -> Feed:
-        ids, rule = [rid], state.rule
-
-        def feed(event: Event) -> list[Alert] | None:
-            firing = state.observe(ids, event)
-            return None if firing is None else self._correlated(rule, firing, event, rid)
-        return feed
 
     def _forget(self, rule_id: str, removed: bool) -> None:
         """Drop the bookkeeping of a replaced rule (and its gauge series when removed)."""
@@ -204,13 +205,13 @@ class Engine:
             matched = tuning.admit(matched, event)
             if not matched:
                 return []
-        out: list[Alert] = []
-        pending: dict[State, list[str]] | None = None
+        hand: Triggers = []
+        pending: dict[State, tuple[Source, list[str]]] | None = None
         late: bool | None = None
         plans = self._plans
         for rule in matched:
             if rule.output:
-                out += self._single(rule, event)
+                hand.append((self._singles[rule.id], None))
             plan = plans.get(rule.id)
             if plan is None:
                 continue
@@ -224,67 +225,21 @@ class Engine:
             if late:
                 continue
             feeds, shared = plan
-            for feed in feeds:
-                alerts = feed(event)
-                if alerts:
-                    out += alerts
+            for feed, source in feeds:
+                fired = feed(event)
+                if fired is not None:
+                    hand.append((source, fired))
             if shared:  # several base rules: collect them all first (temporal)
                 if pending is None:
                     pending = {}
-                for state in shared:
-                    pending.setdefault(state, []).append(rule.id)
+                for state, source in shared:
+                    pending.setdefault(state, (source, []))[1].append(rule.id)
         if pending:
-            for state, base_ids in pending.items():
+            for state, (source, base_ids) in pending.items():
                 firing = state.observe(base_ids, event)
                 if firing is not None:
-                    out.extend(self._correlated(state.rule, firing, event, base_ids[0]))
-        return out
-
-    def _single(self, rule: DetectionRule, event: Event) -> list[Alert]:
-        fields = event.fields
-        book = self.books[rule.id]
-        names = rule.options.group_by
-        if not names:  # hot path: one alert per rule, usually open already
-            entry = book.open.get(())
-            if entry is not None:
-                evidence = (event.to_dict() if len(entry.alert.evidence) < book.max_evidence
-                            else None)
-                return book.grow((), entry, event.timestamp, 1, evidence)
-        key = tuple(str(fields.get(f)) for f in names) if names else ()
-        group = {f: fields.get(f) for f in names}
-        entry = book.open.get(key)
-        evidence = None
-        if entry is None or len(entry.alert.evidence) < book.max_evidence:
-            evidence = event.to_dict()
-        matched = _pick(fields, rule.fields, rule.options.fields) if entry is None else {}
-        return book.trigger(key, group, event.timestamp, event.timestamp, 1, matched, evidence)
-
-    def _correlated(
-        self, rule: CorrelationRule, firing: Firing, event: Event | None, base_id: str | None
-    ) -> list[Alert]:
-        book = self.books[rule.id]
-        entry = book.open.get(firing.key)
-        if entry is not None and not firing.opened and event is not None:
-            # hot path: more of an ongoing incident (the message keeps the opening value)
-            evidence = (event.to_dict() if len(entry.alert.evidence) < book.max_evidence
-                        else None)
-            return book.grow(firing.key, entry, event.timestamp, 1, evidence)
-        evidence = None
-        matched: dict[str, Any] = {}
-        if event is not None and (entry is None or len(entry.alert.evidence) < book.max_evidence):
-            evidence = event.to_dict()
-        if event is not None and entry is None and base_id is not None:
-            base = self.ruleset.by_id[base_id]
-            assert isinstance(base, DetectionRule)
-            matched = _pick(event.fields, base.fields, rule.options.fields)
-        matched.update(firing.group)
-        ts = event.timestamp if event is not None else self.watermark
-        if firing.opened:
-            return book.trigger(firing.key, firing.group, ts, firing.window_start, firing.count,
-                                matched, evidence, _describe(rule, firing))
-        # more of an ongoing incident: the message keeps the value that opened it
-        return book.trigger(firing.key, firing.group, ts, firing.window_start, 1, matched,
-                            evidence, new_window=False)
+                    hand.append((source, firing))
+        return AlertBook.apply(hand, event) if hand else []
 
     # ------------------------------------------------------------------ timers
 
@@ -364,16 +319,6 @@ class Engine:
 
 _new_lowered = Lowered.__new__
 _SANE_TIME = (0.0, 95_617_584_000.0)  # 1970-01-01 .. 5000-01-01 (a float's µs still exact)
-
-
-def _pick(fields: dict[str, Any], *names: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for group in names:
-        for name in group:
-            value = fields.get(name)
-            if value is not None:
-                out[name] = value
-    return out
 
 
 def _describe(rule: CorrelationRule, firing: Firing) -> str:

@@ -23,19 +23,19 @@ and after the last one far enough ahead to close every alert. Every alert a file
 must be expected; alerts of other rules are ignored. A rule has a positive fixture when some
 case expects it and a negative one when some case expects it to stay silent.
 
-Decoders are registered by kind: ``register_decoder("pcap", decode_pcap)`` — a function taking
-the input path and yielding :class:`~agent.events.Event` objects.
+Inputs are decoded by the caller's decoders (``kind → decoder(path)`` yielding
+:class:`~agent.events.Event` objects; ``vedette rules test`` passes every offline input kind of
+:func:`agent.offline.inputs.fixture_decoders`): detection reads no file format itself and
+imports nothing above it (``tests/test_layers.py``).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.alerts import Alert, Status
-from agent.collectors.parsers.decoders import DECODERS as LOG_DECODERS
 from agent.detection.engine import Engine, EngineOptions
 from agent.detection.expect_file import Case, load_cases
 from agent.detection.filters import CompiledFilter
@@ -45,37 +45,10 @@ from agent.detection.ruleset import Ruleset
 from agent.detection.tuning import with_filters
 from agent.errors import RuleError
 from agent.events import Event, format_timestamp
-from agent.netevents.pcap_input import PCAP_DECODERS
 
 Decoder = Callable[[Path], Iterator[Event]]
-DECODERS: dict[str, Decoder] = {}
+Decoders = Mapping[str, Decoder]
 MAX_FIXTURE_EVENTS = 1_000_000
-
-
-def register_decoder(kind: str, decoder: Decoder) -> None:
-    """Make ``kind`` usable as a fixture input kind (``jsonl`` is built in)."""
-    DECODERS[kind] = decoder
-
-
-def decode_jsonl(path: Path) -> Iterator[Event]:
-    """One event per line: ``{"@timestamp": …, "logsource": {…}, <ECS fields>}``."""
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                yield Event.from_dict(json.loads(line))
-            except ValueError as exc:
-                raise RuleError(f"bad event: {exc}", str(path), n) from None
-
-
-register_decoder("jsonl", decode_jsonl)
-# Log files decoded by the production host parsers (auth, sshd, journal-json, auditd, nginx…).
-for _kind, _decoder in LOG_DECODERS.items():
-    register_decoder(_kind, _decoder)
-# Capture files (pcap, pcapng) through the production packet processor (network issue).
-for _kind, _decoder in PCAP_DECODERS.items():
-    register_decoder(_kind, _decoder)
 
 
 @dataclass
@@ -125,11 +98,13 @@ def rules_by_file(report: LoadReport) -> dict[str, list[Rule]]:
     return out
 
 
-def run_case(engine: Engine, case: Case, horizon: float) -> list[tuple[float, Alert]]:
+def run_case(
+    engine: Engine, case: Case, horizon: float, decoders: Decoders,
+) -> list[tuple[float, Alert]]:
     """Feed a case's events; returns every alert snapshot with the virtual time it was sent."""
     sent: list[tuple[float, Alert]] = []
     clock = None
-    for n, event in enumerate(DECODERS[case.kind](case.input)):
+    for n, event in enumerate(decoders[case.kind](case.input)):
         if n >= MAX_FIXTURE_EVENTS:
             raise RuleError(f"more than {MAX_FIXTURE_EVENTS} events", str(case.input))
         if clock is None or event.timestamp > clock:
@@ -201,10 +176,11 @@ def horizon(report: LoadReport, late: float) -> float:
 
 
 def run_tests(
-    report: LoadReport, rule_id: str | None = None, options: EngineOptions | None = None,
-    own_only: bool = True, execute: bool = True,
+    report: LoadReport, decoders: Decoders, rule_id: str | None = None,
+    options: EngineOptions | None = None, own_only: bool = True, execute: bool = True,
 ) -> TestReport:
-    """Run every fixture of the loaded rules (optionally only files defining ``rule_id``).
+    """Run every fixture of the loaded rules (optionally only files defining ``rule_id``),
+    reading each case's input with ``decoders[case.kind]``.
 
     ``execute=False`` only reads the expectations: fixture coverage without running anything.
     """
@@ -220,7 +196,7 @@ def run_tests(
             continue
         alerting = [r for r in rules if getattr(r, "output", True)]
         try:
-            cases = load_cases(Path(file), rules, DECODERS)
+            cases = load_cases(Path(file), rules, decoders)
         except RuleError as exc:
             out.errors.append(exc)
             cases = []
@@ -235,7 +211,7 @@ def run_tests(
                 negative |= ids - expected
                 continue
             try:
-                sent = run_case(Engine(bare, None, options), case, span)
+                sent = run_case(Engine(bare, None, options), case, span, decoders)
             except Exception as exc:  # a decoder refusing its input fails the case, not the run
                 reason = exc.location_text() if isinstance(exc, RuleError) else (
                     f"{case.input}: {type(exc).__name__}: {exc}")
@@ -250,13 +226,13 @@ def run_tests(
         for rule in alerting:
             out.coverage.append(Coverage(rule.id, rule.ref.title, file, rule.id in positive,
                                          rule.id in negative))
-    _run_filter_tests(report, out, rule_id, options, span, execute)
+    _run_filter_tests(report, decoders, out, rule_id, options, span, execute)
     return out
 
 
 def _run_filter_tests(
-    report: LoadReport, out: TestReport, rule_id: str | None, options: EngineOptions,
-    span: float, execute: bool,
+    report: LoadReport, decoders: Decoders, out: TestReport, rule_id: str | None,
+    options: EngineOptions, span: float, execute: bool,
 ) -> None:
     """Fixtures of filter files: each case runs with and without the file's filters.
 
@@ -276,7 +252,7 @@ def _run_filter_tests(
                 and all(rule_id != f.id for f in flts):
             continue
         try:
-            cases = load_cases(Path(file), rules, DECODERS)
+            cases = load_cases(Path(file), rules, decoders)
         except RuleError as exc:
             out.errors.append(exc)
             cases = []
@@ -285,8 +261,8 @@ def _run_filter_tests(
         silences = lets_through = bool(cases) and not execute  # unexecuted: has cases
         for case in cases if execute else []:
             try:
-                sent = run_case(Engine(ruleset, None, options), case, span)
-                bare = run_case(Engine(unfiltered, None, options), case, span)
+                sent = run_case(Engine(ruleset, None, options), case, span, decoders)
+                bare = run_case(Engine(unfiltered, None, options), case, span, decoders)
             except Exception as exc:  # a decoder refusing its input fails the case
                 reason = exc.location_text() if isinstance(exc, RuleError) else (
                     f"{case.input}: {type(exc).__name__}: {exc}")

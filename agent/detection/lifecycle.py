@@ -15,16 +15,26 @@ A ``critical`` rule (a reverse shell, a web shell: a technique repeated is not n
 silenced: during its group's cooldown a new trigger opens a new alert, and past the per-minute
 cap it is folded into the rule's most recent open alert (``count``, evidence) instead of being
 dropped (counted in :attr:`AlertBook.folded`).
+
+The hand-off: the engine collects what one event triggered — single-event matches and
+correlation firings, in rule order — and hands them over in ONE call, :meth:`AlertBook.apply`,
+each tagged with its :class:`Source` (the rule's book and what an opening alert copies from the
+event). The books apply them in order — a later trigger sees the alert an earlier one opened;
+the books alone own that state — and each state change renders one snapshot
+(:meth:`~agent.alerts.Alert.snapshot`). Correlation state never reads or writes a book.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agent.alerts import Alert, RuleRef, Status, alert_id
+from agent.detection.correlation import Firing
 from agent.detection.rule import RuleOptions
+from agent.events import Event
 
 MAX_EVIDENCE = 10
 
@@ -34,6 +44,33 @@ class _Open:
     alert: Alert
     last_emit: float
     dirty: bool = False
+
+
+class Source:
+    """Where a book's triggers come from: one single-event rule, or one correlation fed by one
+    base rule (what :meth:`AlertBook.apply` needs to open an alert from the event)."""
+
+    __slots__ = ("book", "describe", "group_by", "pick")
+
+    def __init__(
+        self, book: AlertBook, pick: tuple[str, ...], group_by: tuple[str, ...] = (),
+        describe: Callable[[Firing], str] | None = None,
+    ) -> None:
+        self.book = book
+        self.pick = pick
+        """Event fields an opening alert copies into ``matched`` (when present)."""
+        self.group_by = group_by
+        """Single-event rules: the fields that key the rule's alerts."""
+        self.describe = describe
+        """Correlations: the message of an alert a firing opens."""
+
+
+Fired = Firing | tuple[Any, ...] | None
+"""What an event triggered for one :class:`Source`: ``None`` — a single-event match; a
+:class:`Firing`; or a group key — the group's condition stays true (more of its open alert,
+if one is open: a :class:`Firing` not ``opened`` means the same)."""
+
+Triggers = list[tuple[Source, Fired]]
 
 
 class AlertBook:
@@ -57,6 +94,90 @@ class AlertBook:
 
     def __len__(self) -> int:
         return len(self.open)
+
+    # ------------------------------------------------------------------ the hand-off
+
+    @staticmethod
+    def apply(triggers: Triggers, event: Event) -> list[Alert]:
+        """Fold what ``event`` triggered into the books, in order; the snapshots to send."""
+        out: list[Alert] = []
+        for source, fired in triggers:
+            book = source.book
+            if fired is None:
+                alerts = book._matched(source, event)
+            elif type(fired) is tuple:
+                entry = book.open.get(fired)
+                if entry is None:
+                    continue
+                alert = entry.alert
+                ts = event.timestamp
+                if ts - entry.last_emit >= book.options.update_interval:
+                    alerts = book._more(fired, event)
+                else:  # the hot path of a flood: _more() and grow() without a re-send
+                    book.open.move_to_end(fired)
+                    alert.count += 1
+                    if ts > alert.last_seen:
+                        alert.last_seen = ts
+                    elif ts < alert.first_seen:
+                        alert.first_seen = ts
+                    if len(alert.evidence) < book.max_evidence:
+                        alert.evidence.append(event.to_dict())
+                    entry.dirty = True
+                    book.coalesced += 1
+                    continue
+            else:
+                assert isinstance(fired, Firing)
+                if fired.opened:
+                    alerts = book._fired(source, fired, event)
+                else:
+                    alerts = book._more(fired.key, event)
+            if alerts:
+                out += alerts
+        return out
+
+    def _sample(self, entry: _Open | None, event: Event) -> dict[str, Any] | None:
+        """The event as evidence, unless the open alert's sample is full."""
+        if entry is None or len(entry.alert.evidence) < self.max_evidence:
+            return event.to_dict()
+        return None
+
+    def _matched(self, source: Source, event: Event) -> list[Alert]:
+        """A single-event rule matched ``event``."""
+        fields = event.fields
+        names = source.group_by
+        if not names:  # hot path: one alert per rule, usually open already
+            entry = self.open.get(())
+            if entry is not None:
+                sample = (event.to_dict() if len(entry.alert.evidence) < self.max_evidence
+                          else None)
+                return self.grow((), entry, event.timestamp, 1, sample)
+        key = tuple(str(fields.get(f)) for f in names) if names else ()
+        group = {f: fields.get(f) for f in names}
+        entry = self.open.get(key)
+        matched = pick(fields, source.pick) if entry is None else {}
+        return self.trigger(key, group, event.timestamp, event.timestamp, 1, matched,
+                            self._sample(entry, event))
+
+    def _more(self, key: tuple[Any, ...], event: Event) -> list[Alert]:
+        """A correlation group's condition stays true: more of its open alert, if any (the
+        message keeps the value that opened it). :meth:`apply` inlines the case where no
+        re-send is due."""
+        entry = self.open.get(key)
+        if entry is None:
+            return []
+        sample = event.to_dict() if len(entry.alert.evidence) < self.max_evidence else None
+        return self.grow(key, entry, event.timestamp, 1, sample)
+
+    def _fired(self, source: Source, firing: Firing, event: Event) -> list[Alert]:
+        """A correlation group's condition became true at ``event``."""
+        entry = self.open.get(firing.key)
+        matched = pick(event.fields, source.pick) if entry is None else {}
+        matched.update(firing.group)
+        message = source.describe(firing) if source.describe is not None else ""
+        return self.trigger(firing.key, firing.group, event.timestamp, firing.window_start,
+                            firing.count, matched, self._sample(entry, event), message)
+
+    # ------------------------------------------------------------------ lifecycle
 
     def trigger(
         self,
@@ -187,3 +308,13 @@ class AlertBook:
         items = list(self.open.items())
         self.open.clear()
         return [self._finish(k, e, now) for k, e in items]
+
+
+def pick(fields: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The present values of ``names`` in ``fields``."""
+    out: dict[str, Any] = {}
+    for name in names:
+        value = fields.get(name)
+        if value is not None:
+            out[name] = value
+    return out

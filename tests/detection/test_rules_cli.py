@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from agent.cli import main
-from agent.detection.fixtures import DECODERS, register_decoder
 from agent.events import Event
+from agent.offline.inputs import INPUTS, register_input
 from tests.detection.helpers import PROC, T0, rule_doc, write_rules
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def test_decoder_registry_is_one_line_and_unknown_kinds_are_errors(
         for i, line in enumerate(path.read_text().split()):
             yield curl(T0 + i, line)
 
-    register_decoder("names", decode_names)
+    register_input("names", decode_names)
     try:
         folder = rule.with_name("curl.tests")
         folder.mkdir()
@@ -163,7 +163,7 @@ def test_decoder_registry_is_one_line_and_unknown_kinds_are_errors(
         assert main(["rules", "test", str(tmp_path)]) == 1
         assert "bad event" in capsys.readouterr().out
     finally:
-        DECODERS.pop("names")
+        INPUTS.pop("names")
 
 
 def test_default_paths_come_from_the_config(

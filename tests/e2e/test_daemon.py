@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -112,6 +113,44 @@ def test_sighup_names_the_options_that_need_a_restart(agent_factory) -> None:
     logs = agent.logs()
     assert "detection.late_allowance_seconds" in logs and "pipeline.queue_size" in logs
     assert "detection.meta_alert_threshold" not in logs  # applied in place
+    assert agent.stop() == 0
+
+
+def test_sighup_applies_rule_watching_and_tuning_without_naming_them(
+    agent_factory, tmp_path: Path
+) -> None:
+    """watch_rules, its interval and the tuning options are applied by the reload itself (none
+    of them is named in the restart warning), and the watch started by the reload works."""
+    agent: AgentProcess = agent_factory().start()
+    extra = tmp_path / "extra-rules"
+    extra.mkdir(mode=0o750)
+    rule = {"title": "watched rule", "id": "7f2c1a4e-0000-4000-8000-00000000a11e",
+            "status": "test", "level": "low",
+            "logsource": {"product": "linux", "category": "process_creation"},
+            "detection": {"sel": {"Image|endswith": "/nothing-here"}, "condition": "sel"}}
+    (extra / "watched.yml").write_text(yaml.safe_dump(rule))
+    config = copy.deepcopy(agent.config)
+    config["detection"] = {"watch_rules": True, "watch_interval_seconds": 0.5,
+                           "extra_rule_paths": [str(extra)],
+                           "disabled_rules": ["ssh_password_spraying"]}
+    agent.write_config(config)
+    agent.send_signal(signal.SIGHUP)
+    agent.wait_for(
+        lambda: agent.sample("vedette_config_reloads_total", {"result": "ok"}) == 1,
+        what="reload counted",
+    )
+    assert "only after a restart" not in agent.logs()
+    # the watch the reload registered notices a changed rule file: a reload without a signal
+    rule["title"] = "watched rule, edited"
+    (extra / "watched.yml").write_text(yaml.safe_dump(rule))
+    later = time.time() + 5
+    os.utime(extra / "watched.yml", (later, later))
+    agent.wait_for(
+        lambda: agent.sample("vedette_config_reloads_total", {"result": "ok"}) == 2,
+        what="reload by the rule watch",
+    )
+    assert "rule files changed; reloading" in agent.logs()
+    assert "only after a restart" not in agent.logs()
     assert agent.stop() == 0
 
 

@@ -102,7 +102,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_the_graph_sees_imports_of_the_collectors() -> None:
     graph = _graph()
-    assert "agent.collectors.registry" in graph["agent.daemon"]
+    assert "agent.collectors.registry" in graph["agent.supervisor"]
     assert "agent.collectors.host" in graph["agent.collectors.registry"]
     assert "agent.collectors.host.process.collector" in graph["agent.collectors.host"]
 
@@ -121,9 +121,9 @@ def test_parsers_depend_on_nothing_but_parsers_and_events() -> None:
             assert outside == set(), name
 
 
-def test_only_the_daemon_uses_the_registry() -> None:
+def test_only_the_supervisor_uses_the_registry() -> None:
     users = {name for name, deps in _graph().items() if f"{COLLECTORS}.registry" in deps}
-    assert users == {"agent.daemon"}
+    assert users == {"agent.supervisor"}
 
 
 def test_collector_packages_do_not_import_each_other() -> None:

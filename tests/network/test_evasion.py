@@ -23,9 +23,9 @@ from agent.detection.loader import load_rules
 from agent.events import Event
 from agent.netdecode.defrag import Reassembler
 from agent.netdecode.pcapfile import RawPacket
-from agent.netevents.pcap_input import pcap_events
 from agent.netevents.processor import PacketProcessor
-from agent.replay import run
+from agent.offline.clock import run
+from agent.offline.pcap import pcap_events
 from tests.network import craft as c
 from tests.network.craft import ATTACKER, SERVER, T0
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from agent.detection.fields import lookup
-from agent.netevents.pcap_input import decode_pcap_fixture
+from agent.offline.inputs import fixture_decoders
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def test_emitted_fields_are_catalogued_and_documented() -> None:
     pcaps.append(REPO / "tests" / "fixtures" / "pcap" / "benign_mixed.pcap")
     seen: dict[tuple[str | None, str | None, str | None], set[str]] = {}
     for pcap in pcaps:
-        for event in decode_pcap_fixture(pcap):
+        for event in fixture_decoders()["pcap"](pcap):
             seen.setdefault(tuple(event.logsource), set()).update(event.fields)  # type: ignore[arg-type]
     assert len(seen) == 7
     for logsource, names in seen.items():

@@ -14,7 +14,8 @@ from agent.commands import replay as command
 from agent.config import Config
 from agent.detection.engine import Engine
 from agent.detection.loader import load_rules
-from agent.replay import INPUTS, run
+from agent.offline.clock import run
+from agent.offline.inputs import INPUTS
 from tests.network import craft as c
 from tests.network.craft import ATTACKER, SERVER, T0
 from tests.network.make_rule_fixtures import dns_tunnel, vertical_scan

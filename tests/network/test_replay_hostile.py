@@ -21,7 +21,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from agent.config import Config
-from agent.netevents.pcap_input import pcap_events
+from agent.offline.pcap import pcap_events
 from bench.bench_packet import generate_flood
 from tests.network import craft as c
 from tests.network.make_rule_fixtures import vertical_scan

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agent.alerts import Status
 from agent.detection import Engine, load_rules
-from agent.detection.fixtures import decode_jsonl
+from agent.offline.event_files import decode_jsonl
 
 HERE = Path(__file__).resolve().parent
 RULES = HERE.parents[1] / "rules"

@@ -14,6 +14,7 @@ from agent.detection.fields import lookup
 from agent.detection.fixtures import run_tests
 from agent.detection.loader import rule_files
 from agent.detection.yamlsafe import read_documents
+from agent.offline.inputs import fixture_decoders
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 FILE_NAME = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*\.yml$")
@@ -91,7 +92,7 @@ def test_logsources_are_produced(report: LoadReport) -> None:
 
 
 def test_alerting_rules_have_positive_and_negative_fixtures_that_pass(report: LoadReport) -> None:
-    result = run_tests(report)
+    result = run_tests(report, fixture_decoders())
     failures = [(r.file, r.case, r.problems) for r in result.results if not r.passed]
     assert not result.errors, [str(e) for e in result.errors]
     assert not failures, failures

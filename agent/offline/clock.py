@@ -1,45 +1,21 @@
-"""Offline analysis: a capture or log file through the production decode → events → detection path.
+"""Offline detection on the events' own clock: the driver of ``vedette replay``.
 
-``vedette replay FILE`` (see :mod:`agent.commands.replay`) uses this module. Inputs are chosen
-through :data:`INPUTS`, a registry of *kind → decoder*; a decoder takes the file, the loaded
-config and an optional progress callback and yields events in file order. ``pcap`` (pcap and
-pcapng, :mod:`agent.netevents.pcap_input`) is built in, and every log kind of
-:data:`agent.collectors.parsers.decoders.DECODERS` is registered too, so ``--log auth`` works. A new
-input kind is one line: ``INPUTS["kind"] = decoder``.
+``vedette replay FILE`` (:mod:`agent.commands.replay`) opens its input through
+:data:`agent.offline.inputs.INPUTS` and hands the events to :func:`run`.
 
 Time is the events' own: before each event the engine's timers run up to its timestamp, and
 after the last one far enough ahead that every alert reaches its final state — exactly how
 ``vedette rules test`` drives the engine, and the same engine the daemon runs.
-
-Rule fixtures use the same pcap decoder: :mod:`agent.detection.fixtures` registers
-:data:`agent.netevents.pcap_input.PCAP_DECODERS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from agent.alerts import Alert
-from agent.collectors.parsers.decoders import DECODERS as LOG_DECODERS
-from agent.config import Config
 from agent.detection.engine import Engine
 from agent.events import Event
-from agent.netevents.pcap_input import Progress, pcap_events
-
-InputDecoder = Callable[[Path, Config, Progress | None], Iterator[Event]]
-
-
-def _log_input(decoder: Callable[[Path], Iterator[Event]]) -> InputDecoder:
-    def run(path: Path, config: Config, progress: Progress | None = None) -> Iterator[Event]:
-        return decoder(path)
-
-    return run
-
-
-INPUTS: dict[str, InputDecoder] = {"pcap": pcap_events}
-INPUTS.update({kind: _log_input(dec) for kind, dec in LOG_DECODERS.items()})
 
 
 @dataclass

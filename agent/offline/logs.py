@@ -1,4 +1,8 @@
-"""``vedette replay --log KIND``: a log file line by line, with an account of every line.
+"""Log files offline: ``vedette replay --log KIND`` line by line, and log fixtures of rule tests.
+
+This is the one module of :mod:`agent.offline` that imports the collectors' line decoders
+(``agent.collectors.log_decoders``): every log kind the agent tails live (``auth``, ``sshd``,
+``journal-json``, ``auditd``, ``nginx``, ``apache``) is readable offline through the same code.
 
 Like ``fail2ban-regex``, the point is to see what the parsers make of a real file: each line is
 **parsed** (it became an event the parsers understood: fields beyond the envelope, such as
@@ -17,8 +21,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.collectors.parsers.decoders import GROUPING_KINDS, LINE_DECODERS, MALFORMED
+from agent.collectors.parsers.decoders import DECODERS, GROUPING_KINDS, LINE_DECODERS, MALFORMED
 from agent.events import Event
+
+LOG_KINDS = frozenset(LINE_DECODERS)
+"""The log kinds (``replay --log KIND`` gives them the line-by-line account)."""
+
+
+def decode_log_file(kind: str, path: Path) -> Iterator[Event]:
+    """The events of a log file of ``kind``, without the account (fixtures)."""
+    return DECODERS[kind](path)
 
 SNIFF_BYTES = 8192
 ENVELOPE = frozenset({"message", "event.dataset", "host.name", "process.name", "process.pid",

@@ -1,11 +1,12 @@
-"""Capture files as event streams: the ``pcap`` input of ``vedette replay`` and of rule fixtures.
+"""Capture files as event streams: the ``pcap``/``pcapng`` input of ``vedette replay`` and of rule
+fixtures (registered in :mod:`agent.offline.inputs`).
 
 :func:`pcap_events` runs a pcap/pcapng file through the same
-:class:`~agent.netevents.processor.PacketProcessor` live capture uses. :data:`PCAP_DECODERS`
-holds the fixture decoders (``kind → decoder(path)``) for
-:func:`agent.detection.fixtures.register_decoder`; a fixture capture may carry settings in a
-``<file>.network.yml`` sidecar (``network:`` and ``threat_intel:`` sections as in the agent
-config; relative feed paths resolve against the fixture's folder).
+:class:`~agent.netevents.processor.PacketProcessor` live capture uses; the replay's counters
+are on the :class:`PcapEvents` that produced the events (``.stats``), never in module state.
+A fixture input may carry settings in a ``<file>.network.yml`` sidecar (:func:`fixture_config`:
+``network:`` and ``threat_intel:`` sections as in the agent config; relative feed paths resolve
+against the fixture's folder).
 """
 
 from __future__ import annotations
@@ -138,20 +139,13 @@ def pcap_events(path: Path, config: Config, progress: Progress | None = None) ->
     return PcapEvents(path, config, progress)
 
 
-def decode_pcap_fixture(path: Path) -> Iterator[Event]:
-    """Fixture decoder: default settings, overridden by an optional ``.network.yml`` sidecar."""
+def fixture_config(path: Path) -> Config:
+    """A fixture input's settings: the defaults, overridden by an optional
+    ``<file>.network.yml`` sidecar."""
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-    config = Config()
-    if sidecar.exists():
-        data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
-        intel = dict(data.get("threat_intel") or {})
-        intel["files"] = [str(path.parent / f) for f in intel.get("files", [])]
-        config = Config.model_validate({"network": data.get("network") or {},
-                                        "threat_intel": intel})
-    yield from pcap_events(path, config)
-
-
-PCAP_DECODERS: dict[str, Callable[[Path], Iterator[Event]]] = {
-    "pcap": decode_pcap_fixture,
-    "pcapng": decode_pcap_fixture,
-}
+    if not sidecar.exists():
+        return Config()
+    data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+    intel = dict(data.get("threat_intel") or {})
+    intel["files"] = [str(path.parent / f) for f in intel.get("files", [])]
+    return Config.model_validate({"network": data.get("network") or {}, "threat_intel": intel})
