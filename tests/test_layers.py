@@ -28,7 +28,7 @@ def test_the_graph_sees_the_imports_the_contract_is_about() -> None:
     """A vacuous contract (a renamed package, an empty graph) would pass for nothing: the
     offline package does reach the collectors and the packet stages, detection does not."""
     graph = grimp.build_graph("agent", cache_dir=None)
-    assert graph.find_shortest_chain("agent.offline.logs", "agent.collectors.log_decoders")
+    assert graph.find_shortest_chain("agent.offline.logs", "agent.collectors.parsers.decoders")
     assert graph.find_shortest_chain("agent.offline.pcap", "agent.netevents.processor")
     for above in ("agent.offline", "agent.collectors", "agent.netevents"):
         assert not graph.chain_exists("agent.detection", above, as_packages=True), above

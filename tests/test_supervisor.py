@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent import supervisor
-from agent.collectors.registry import CollectorContext
+from agent.collectors.base import CollectorContext
 from agent.config import Config
 from agent.errors import CollectorError
 from agent.events import Event
