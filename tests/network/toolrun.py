@@ -18,11 +18,14 @@ namespaces and the agent go in :meth:`ToolLab.down`, also after a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,26 +159,53 @@ class ToolLab:
         self.lab.run("tgt", "nft", f"add rule inet vdlab input {family} saddr {address} drop",
                      check=True)
 
-    def record(self, address: str, *argv: str, role: str = "atk", timeout: float = 90,
-               settle: float = 1.0) -> Run:
-        """Run ``argv`` in ``role`` (bounded by ``timeout``) while the target captures the traffic
-        of ``address``; the capture ends ``settle`` seconds after the tool."""
+    @contextlib.contextmanager
+    def capture(self, address: str, settle: float = 1.0) -> Iterator[Run]:
+        """``tcpdump -n -U -w`` of ``address``'s traffic on the target's side while the block
+        runs; stopped by PID ``settle`` seconds after it."""
         self.runs += 1
         pcap = self.workdir / f"run{self.runs}.pcap"
-        log = f"tcpdump{self.runs}.log"
+        log = self.workdir / f"tcpdump{self.runs}.log"
         dump = self.lab.spawn("tgt", "tcpdump", "-n", "-U", "-i", "e0", "-w", str(pcap),
-                              "host", address, log=log)
-        deadline = time.monotonic() + 10
-        while "listening on" not in (self.workdir / log).read_text(errors="replace"):
-            assert dump.poll() is None and time.monotonic() < deadline, \
-                (self.workdir / log).read_text(errors="replace")
-            time.sleep(0.05)
-        tool = self.lab.spawn(role, "timeout", str(int(timeout)), *argv, log=f"tool{self.runs}.log")
+                              "host", address, log=log.name)
         try:
-            tool.wait(timeout + 10)
+            deadline = time.monotonic() + 10
+            while "listening on" not in log.read_text(errors="replace"):
+                assert dump.poll() is None and time.monotonic() < deadline, \
+                    log.read_text(errors="replace")
+                time.sleep(0.05)
+            yield Run(self, pcap, address)
+            time.sleep(settle)
         finally:
-            self.lab.stop(tool)
-        time.sleep(settle)
-        self.lab.stop(dump)
-        assert pcap.exists() and pcap.stat().st_size > 24, (self.workdir / log).read_text()
-        return Run(self, pcap, address)
+            self.lab.stop(dump)
+        assert pcap.exists() and pcap.stat().st_size > 24, log.read_text(errors="replace")
+
+    def record(self, address: str, *argv: str, role: str = "atk", timeout: float = 90,
+               settle: float = 1.0) -> Run:
+        """Run ``argv`` in ``role`` (bounded by ``timeout``) inside :meth:`capture`."""
+        with self.capture(address, settle) as run:
+            tool = self.lab.spawn(role, "timeout", str(int(timeout)), *argv,
+                                  log=f"tool{self.runs}.log")
+            try:
+                tool.wait(timeout + 10)
+            finally:
+                self.lab.stop(tool)
+        return run
+
+    def sshd(self) -> Path:
+        """sshd on the target (key login only); returns the folder with the client key."""
+        keys = self.workdir / "ssh"
+        keys.mkdir(exist_ok=True)
+        for name in ("host", "user"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                            str(keys / name)], check=True, timeout=30)
+        (keys / "authorized_keys").write_text((keys / "user.pub").read_text())
+        os.chmod(keys / "authorized_keys", 0o600)
+        Path("/run/sshd").mkdir(exist_ok=True)
+        self.lab.spawn("tgt", shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-p", "22",
+                       "-h", str(keys / "host"),
+                       "-o", f"AuthorizedKeysFile={keys / 'authorized_keys'}",
+                       "-o", "PidFile=none", "-o", "UsePAM=no", "-o", "StrictModes=no",
+                       "-o", "PermitRootLogin=prohibit-password", "-o", f"ListenAddress={TGT}",
+                       log="sshd.log")
+        return keys
