@@ -120,3 +120,27 @@ def test_scan_delay_5s_over_12_ports(tl: ToolLab) -> None:
     assert ("port_scan_paced", source, TGT) in replayed
     assert live == replayed
     assert not {r for r in replayed if r[0] == "port_scan_vertical"}
+
+
+SCAPY_DISTRIBUTED = """
+import time
+from scapy.all import IP, TCP, send, conf
+conf.verb = 0
+for s in range(100):
+    pkts = [IP(src=f"198.18.0.{{100 + s}}", dst={dst!r})
+            / TCP(sport=48000 + s, dport=1 + s * 10 + j, flags="S") for j in range(10)]
+    send(pkts, inter=0.002)
+    time.sleep(0.3)
+"""
+
+
+def test_distributed_scan_100_sources_x_10_ports(tl: ToolLab) -> None:
+    """100 (spoofed) sources, each 10 ports of its own, within about 35 s: the destination-centric
+    rule names the target; no per-source rule above low severity fires."""
+    target = "198.18.0.11"
+    tl.lab.run("tgt", "ip", "addr", "add", f"{target}/24", "dev", "e0", check=True)
+    run = tl.record(target, PYTHON, "-c", SCAPY_DISTRIBUTED.format(dst=target), timeout=80)
+    live, replayed = run.compare()
+    assert ("port_scan_distributed", "", target) in replayed, replayed
+    assert live == replayed
+    assert {r[0] for r in replayed} == {"port_scan_distributed", "port_scan_paced"}
