@@ -4,8 +4,8 @@
 run):
 
 * ``rules/network/<rule>.tests/`` for the rules added for issue #16 (ACK/Window/Maimon,
-  contradictory flags, paced, very slow and distributed scans): an attack capture, a look-alike
-  benign capture and ``expect.yml``;
+  contradictory flags, paced, very slow and distributed scans, low-rate SYN flood): an attack
+  capture, a look-alike benign capture and ``expect.yml``;
 * ``tests/fixtures/pcap/benign_datacenter.pcap``: data-center traffic that must raise nothing
   (``tests/network/test_benign_corpus.py``).
 
@@ -131,6 +131,20 @@ def many_clients_few_services() -> list[Packet]:
     return pkts
 
 
+def low_rate_syn_flood() -> list[Packet]:
+    """hping3 -S -i u5000: 200 SYNs a second to one port for 10 s, none answered."""
+    return [c.tcp(T0 + i * 0.005, ATTACKER, SERVER, 1024 + i, 80, "S") for i in range(2000)]
+
+
+def steady_web_load() -> list[Packet]:
+    """150 complete connections a second for 10 s: SYNs are a small share of the packets."""
+    pkts = []
+    for i in range(1500):
+        pkts += c.handshake(T0 + i / 150, f"198.51.100.{i % 200 + 1}", SERVER, 20000 + i, 80,
+                            data=1)
+    return pkts
+
+
 CASES: dict[str, list[Case]] = {
     "tcp_untracked_scan": [
         ("ACK and Maimon probes to 40 ports", ack_window_maimon_scan,
@@ -154,6 +168,11 @@ CASES: dict[str, list[Case]] = {
         ("one probe a minute over 30 ports", one_probe_a_minute,
          [expect("port_scan_very_slow", source__ip=ATTACKER, destination__ip=SERVER)]),
         ("an application server's half hour on eight ports", app_server_half_hour, []),
+    ],
+    "syn_flood_low": [
+        ("200 SYNs a second for 10 s", low_rate_syn_flood,
+         [expect("syn_flood_low", destination__ip=SERVER, destination__port="80")]),
+        ("150 complete connections a second", steady_web_load, []),
     ],
     "port_scan_distributed": [
         ("100 sources x 10 ports in 60 s", distributed_scan,

@@ -78,3 +78,11 @@ def test_probe_scans_name_the_scanner_as_source(rule: str) -> None:
     scans = [a for a in alerts if NAMES[a.rule.id] == SCANS[rule]]
     assert {a.group["source.ip"] for a in scans} == {ATTACKER, "203.0.113.67"}
     assert {a.group["destination.ip"] for a in scans} == {SERVER}
+
+
+def test_real_hping3_syn_flood_at_200_per_second_is_a_low_signal() -> None:
+    """hping3 -S -i u5000 -c 2000 captured in the lab (tests/fixtures/pcap/tools): the low-rate
+    rule, and no scan alert from the flooder's own kernel resetting the SYN-ACKs."""
+    alerts = _alerts(REPO / "tests" / "fixtures" / "pcap" / "tools" / "syn_flood_200pps_10s.pcap")
+    assert [(NAMES[a.rule.id], a.rule.level, a.group) for a in alerts] == [
+        ("syn_flood_low", "low", {"destination.ip": "198.18.0.10", "destination.port": 8080})]
