@@ -161,12 +161,13 @@ def spoofed_flood() -> list[Packet]:
 
 
 def many_clients() -> list[Packet]:
-    """200 regular clients each opening connections every second (few new sources)."""
+    """200 regular clients each opening a connection every second (few new sources); the
+    connections complete (a SYN-only version would be a 200-SYN/s flood on the wire)."""
     pkts = []
     for s in range(8):
         for h in range(200):
             ts = T0 + s + h * 0.004
-            pkts.append(c.tcp(ts, f"198.51.100.{h + 1}", SERVER, 20000 + s, 443, "S"))
+            pkts += c.handshake(ts, f"198.51.100.{h + 1}", SERVER, 20000 + s, 443, data=0)
     return pkts
 
 
