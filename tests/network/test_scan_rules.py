@@ -19,8 +19,8 @@ from agent.config import Config
 from agent.detection.engine import Engine
 from agent.detection.fixtures import horizon
 from agent.detection.loader import load_rules
-from agent.netevents.pcap_input import pcap_events
-from agent.replay import run
+from agent.offline.clock import run
+from agent.offline.pcap import pcap_events
 from tests.network.craft import ATTACKER, SERVER, T0
 
 REPO = Path(__file__).resolve().parents[2]

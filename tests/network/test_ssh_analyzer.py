@@ -18,7 +18,7 @@ from agent.config import NetworkSection
 from agent.events import Event
 from agent.netdecode.pcapfile import RawPacket
 from agent.netevents.analyzers.ssh_session import MAX_BANNER_SHOWN
-from agent.netevents.pcap_input import decode_pcap_fixture
+from agent.offline.pcap import fixture_config, pcap_events
 from agent.netevents.processor import PacketProcessor
 from tests.network import craft as c
 from tests.network.craft import ATTACKER, SERVER, T0
@@ -33,7 +33,7 @@ def ssh_events(events: list[Event]) -> list[dict[str, Any]]:
 
 
 def replayed(name: str) -> list[dict[str, Any]]:
-    return ssh_events(list(decode_pcap_fixture(FIXTURES / name)))
+    return ssh_events(list(pcap_events(FIXTURES / name, fixture_config(FIXTURES / name))))
 
 
 # ---------------------------------------------------------------------- real captures
