@@ -18,8 +18,8 @@ from agent.config import NetworkSection
 from agent.events import Event
 from agent.netdecode.pcapfile import RawPacket
 from agent.netevents.analyzers.ssh_session import MAX_BANNER_SHOWN
-from agent.offline.pcap import fixture_config, pcap_events
 from agent.netevents.processor import PacketProcessor
+from agent.offline.pcap import fixture_config, pcap_events
 from tests.network import craft as c
 from tests.network.craft import ATTACKER, SERVER, T0
 from tests.network.test_processor import raw
