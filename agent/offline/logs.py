@@ -1,7 +1,7 @@
 """Log files offline: ``vedette replay --log KIND`` line by line, and log fixtures of rule tests.
 
 This is the one module of :mod:`agent.offline` that imports the collectors' line decoders
-(``agent.collectors.log_decoders``): every log kind the agent tails live (``auth``, ``sshd``,
+(``agent.collectors.parsers.decoders``): every log kind the agent tails live (``auth``, ``sshd``,
 ``journal-json``, ``auditd``, ``nginx``, ``apache``) is readable offline through the same code.
 
 Like ``fail2ban-regex``, the point is to see what the parsers make of a real file: each line is
