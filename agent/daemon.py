@@ -59,6 +59,7 @@ from agent.sinks.base import Sink
 from agent.sinks.console import ConsoleSink, console_wanted, destinations
 from agent.sinks.factory import build_sinks
 from agent.sinks.router import AlertRouter
+from agent.state_lock import lock_state_dir
 
 log = logging.getLogger("vedette")
 UMASK = 0o027
@@ -508,6 +509,7 @@ def run_daemon(config_path: Path | None, quiet: bool = False) -> int:
     if problems:
         return EXIT_CONFIG
     try:
+        state_lock = lock_state_dir(config.agent.resolved_state_dir())
         console = console_wanted(config, quiet, os.environ, sys.stdout)
         daemon = Daemon(config_path, config, console)
     except StartupRefused as exc:
@@ -522,4 +524,7 @@ def run_daemon(config_path: Path | None, quiet: bool = False) -> int:
         log.error("cannot start", extra={"error": str(exc)})
         return EXIT_RUNTIME
     log.debug("pid", extra={"pid": os.getpid()})
-    return daemon.run()
+    try:
+        return daemon.run()
+    finally:
+        state_lock.release()
