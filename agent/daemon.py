@@ -63,6 +63,9 @@ from agent.state_lock import lock_state_dir
 
 log = logging.getLogger("vedette")
 UMASK = 0o027
+WATERMARK_MAX_FUTURE = 300.0
+"""Events stamped more than this far ahead of the wall clock do not move detection's event-time
+watermark (a clock stepped forward then corrected would make every later event late)."""
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -335,6 +338,7 @@ class Daemon:
         return EngineOptions(
             late_allowance_seconds=config.detection.late_allowance_seconds,
             meta_alert_threshold=config.detection.meta_alert_threshold,
+            max_future_seconds=WATERMARK_MAX_FUTURE,
         )
 
     def _check_rule_files(self) -> None:
