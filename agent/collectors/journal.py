@@ -75,10 +75,15 @@ class JournalCollector:
             self._acked = cursor
 
     def _save_acknowledged(self) -> None:
+        """Write the newest acknowledged cursor; raises ``OSError`` (EIO, ENOSPC) with the
+        cursor kept, so the pipeline counts the failure and tries again at the next tick."""
         with self._ack_lock:
-            cursor, self._acked = self._acked, None
+            cursor = self._acked
         if cursor:
-            self._save_cursor(cursor)
+            write_durably(self._cursor_file, cursor)
+            with self._ack_lock:
+                if self._acked == cursor:
+                    self._acked = None
 
     def _load_cursor(self) -> tuple[str | None, str | None]:
         """``(cursor, since)`` to resume from: the saved cursor, or — when the cursor file is
@@ -177,7 +182,10 @@ class JournalCollector:
                 ):
                     break  # stopping: not acknowledged, read again after the restart
         finally:
-            self._save_acknowledged()
+            try:
+                self._save_acknowledged()
+            except OSError as exc:  # read again after the restart: at least once
+                log.warning("cannot save journal cursor: %s", exc)
             proc.terminate()
             try:
                 proc.wait(5)

@@ -175,3 +175,31 @@ def test_the_cursor_saved_is_the_acknowledged_one(tmp_path: Path) -> None:
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_failed_cursor_write_is_raised_to_the_pipeline_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline counts a failed position write (state_write_failures{state="positions"})
+    and calls the commit again next tick: the cursor must still be there to write."""
+    import errno  # noqa: PLC0415
+
+    from agent.collectors import journal  # noqa: PLC0415
+
+    cursor = tmp_path / "journal.cursor"
+    collector = JournalCollector("journalctl", cursor)
+    collector._acknowledge("s=abc;i=7")
+    real = journal.write_durably
+    failures = [OSError(errno.EIO, "Input/output error")]
+
+    def flaky(path: Path, text: str) -> None:
+        if failures:
+            raise failures.pop()
+        real(path, text)
+
+    monkeypatch.setattr(journal, "write_durably", flaky)
+    with pytest.raises(OSError):
+        collector._save_acknowledged()
+    assert not cursor.exists()
+    collector._save_acknowledged()  # the next tick
+    assert cursor.read_text() == "s=abc;i=7"
