@@ -170,3 +170,19 @@ def test_a_position_after_a_newline_resumes_there(tmp_path: Path) -> None:
     _append(log, b"cc\n")
     result = FileTailer(log, OffsetStore(state), start_at_end=True).read()
     assert not result.shrunk and result.lines == [b"cc"]
+
+
+def test_a_log_created_after_the_start_is_read_from_its_first_line(tmp_path: Path) -> None:
+    """start_at_end skips history at the first start; a file that did not exist then (rsyslog
+    creates auth.log after the agent started) is read whole, not from wherever it had grown
+    to by the next poll."""
+    from agent.collectors.log_decoders import WebDecoder  # noqa: PLC0415
+    from agent.collectors.log_tail import LogTailCollector  # noqa: PLC0415
+
+    log = tmp_path / "access.log"
+    line = ('198.18.0.5 - - [07/Dec/2026:01:00:00 +0000] "GET /x HTTP/1.1" 200 5 "-" "ua"\n')
+    collector = LogTailCollector("web_logs", [log], lambda p: WebDecoder(path=str(p)),
+                                 OffsetStore(tmp_path / "offsets.json"), start_at_end=True)
+    assert collector.poll_once() == []  # not there yet
+    log.write_text(line * 3)
+    assert len(collector.poll_once()) == 3
