@@ -100,8 +100,9 @@ def test_a_cursor_journalctl_rejects_is_replaced_by_its_time(tmp_path: Path) -> 
     script.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(1)\n")
     script.chmod(0o755)
     cursor = tmp_path / "journal.cursor"
-    cursor.write_text("s=gone;i=1")
-    os.utime(cursor, (1_795_000_000, 1_795_000_000))
+    # a real cursor's t= is its entry's realtime in microseconds (hex)
+    cursor.write_text(f"s=gone;i=1;b=ab;m=1f;t={1_795_000_000_500_000:x};x=cd")
+    os.utime(cursor, (1_795_000_100, 1_795_000_100))  # saved (acknowledged) 100 s later
     metrics = AgentMetrics(CollectorRegistry())
     collector = JournalCollector(str(script), cursor, metrics)
     with pytest.raises(RuntimeError, match="status 1"):  # the daemon restarts the collector
@@ -134,7 +135,8 @@ def test_a_damaged_cursor_file_reads_again_from_its_time(tmp_path: Path, damage:
     stop.set()
     thread.join(10)
     argv = json.loads(argv_file.read_text())
-    assert "--since=@1794999999" in argv and "--lines=0" not in argv  # not from the end
+    # from the file's time less the acknowledgement lag, not from the end
+    assert "--since=@1794999700" in argv and "--lines=0" not in argv
     assert metrics.registry.get_sample_value(
         "vedette_checkpoint_problems_total", {"reason": "journal_cursor"}) == 1
 
