@@ -186,3 +186,11 @@ def test_a_log_created_after_the_start_is_read_from_its_first_line(tmp_path: Pat
     assert collector.poll_once() == []  # not there yet
     log.write_text(line * 3)
     assert len(collector.poll_once()) == 3
+
+
+def test_a_deeply_nested_positions_file_is_refused_not_a_crash(tmp_path: Path) -> None:
+    state = tmp_path / "offsets.json"
+    state.write_text("[" * 100_000)
+    problems: list[str] = []
+    assert OffsetStore(state, on_problem=problems.append).damaged
+    assert problems == ["positions_damaged"]

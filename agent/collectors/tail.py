@@ -62,7 +62,7 @@ class OffsetStore:
             return
         try:
             loaded = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested
             self._refuse(path, "positions_damaged", f"not JSON: {exc}", on_problem)
             return
         valid = isinstance(loaded, dict) and all(
