@@ -7,9 +7,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import AgentProcess
-
 from agent.state_lock import lock_state_dir
+from tests.conftest import AgentProcess
 
 
 def test_a_second_agent_on_the_same_state_dir_refuses_to_start(
