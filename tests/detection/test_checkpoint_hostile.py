@@ -53,3 +53,16 @@ def test_a_checkpoint_over_the_size_limit_is_refused(
     metrics = _restore(path)
     assert metrics.registry.get_sample_value(
         "vedette_checkpoint_problems_total", {"reason": "damaged"}) == 1
+
+
+def test_the_other_state_files_refuse_a_deeply_nested_file(tmp_path: Path) -> None:
+    """FIM baseline, known CPU-heavy executables, login history: rebuilt, not a crash."""
+    from agent.collectors.auth_context import AuthContext  # noqa: PLC0415
+    from agent.collectors.fim import load_baseline  # noqa: PLC0415
+    from agent.collectors.process_cpu import ProcessCpuCollector  # noqa: PLC0415
+
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000)
+    assert load_baseline(nested) is None
+    ProcessCpuCollector(known_file=nested, proc_root=tmp_path)
+    AuthContext(history_file=nested)
