@@ -194,3 +194,25 @@ def test_a_deeply_nested_positions_file_is_refused_not_a_crash(tmp_path: Path) -
     problems: list[str] = []
     assert OffsetStore(state, on_problem=problems.append).damaged
     assert problems == ["positions_damaged"]
+
+
+def test_a_restart_inside_an_over_long_line_resumes_after_a_newline(tmp_path: Path) -> None:
+    """A position acknowledged while an over-long line is being skipped stays at that line's
+    start, so the restart neither reads mid-line nor mistakes it for a truncated file (which
+    would read the whole file again)."""
+    log, state = tmp_path / "auth.log", tmp_path / "offsets.json"
+    _append(log, b"first\n" + b"x" * 100)  # an over-long line still being written
+    store = OffsetStore(state)
+    tailer = FileTailer(log, store, max_line_bytes=16)
+    assert tailer.read().lines == [b"first", b"x" * 16]
+    tailer.close()
+    store.save()
+    assert OffsetStore(state).get(str(log)) == (log.stat().st_ino, 6)
+    _append(log, b"y" * 10 + b"\nnext\n")
+    result = FileTailer(log, OffsetStore(state), max_line_bytes=16).read()
+    assert not result.shrunk
+    assert result.lines == [b"x" * 16, b"next"]  # the cut line again (a duplicate), then on
+    # while running, the position moves past the line once its newline came
+    tailer = FileTailer(log, OffsetStore(None), max_line_bytes=16)
+    tailer.read()
+    assert tailer.position() == (log.stat().st_ino, log.stat().st_size)

@@ -143,6 +143,7 @@ class FileTailer:
         self._inode = -1
         self._partial = b""
         self._discarding = False  # inside an over-long line, skipping to its newline
+        self._cut_at = 0  # where the line being discarded starts
 
     def read(self) -> TailResult:
         """Lines appended since the last call (bounded by ``max_read_bytes`` per call)."""
@@ -229,6 +230,9 @@ class FileTailer:
             if not self._discarding:
                 result.lines.append(self._partial[: self._max_line])
                 result.truncated_lines += 1
+                # the position stays at the cut line's start until its newline: a restart
+                # then resumes after a newline (a duplicate of the cut line), never mid-line
+                self._cut_at = self._file.tell() - len(self._partial)
             self._discarding = True
             self._partial = b""
         if final and self._partial:
@@ -242,7 +246,8 @@ class FileTailer:
 
     def _remember(self) -> None:
         if self._file is not None and not self._file.closed:
-            offset = max(0, self._file.tell() - len(self._partial))
+            offset = (self._cut_at if self._discarding
+                      else max(0, self._file.tell() - len(self._partial)))
             self._position = (self._inode, offset)
             if self._remember_in_store:
                 self._offsets.set(self._key, self._inode, offset)
