@@ -261,8 +261,8 @@ class FileTailer:
 def _line_ends_before(handle: IO[bytes], offset: int) -> bool:
     """The byte before ``offset`` is a newline (or ``offset`` is 0). A saved position is the
     first byte after a returned line, so anything else means the content changed under it
-    (copytruncate and new writes while the agent was down); a position inside a cut over-long
-    line also fails this, and is read again from the start (duplicates, not a loss)."""
+    (copytruncate and new writes while the agent was down). A position is never inside a cut
+    over-long line: it stays at that line's start until the line's newline is read."""
     if offset == 0:
         return True
     try:
