@@ -54,10 +54,14 @@ from agent.sinks.base import Sink
 from agent.sinks.console import ConsoleSink, console_wanted, destinations
 from agent.sinks.factory import build_sinks
 from agent.sinks.router import AlertRouter
+from agent.state_lock import lock_state_dir
 from agent.supervisor import CollectorSupervisor
 
 log = logging.getLogger("vedette")
 UMASK = 0o027
+WATERMARK_MAX_FUTURE = 300.0
+"""Events stamped more than this far ahead of the wall clock do not move detection's event-time
+watermark (a clock stepped forward then corrected would make every later event late)."""
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -289,6 +293,7 @@ class Daemon:
         return EngineOptions(
             late_allowance_seconds=config.detection.late_allowance_seconds,
             meta_alert_threshold=config.detection.meta_alert_threshold,
+            max_future_seconds=WATERMARK_MAX_FUTURE,
         )
 
     def _check_rule_files(self) -> None:
@@ -346,6 +351,7 @@ def run_daemon(config_path: Path | None, quiet: bool = False) -> int:
     if problems:
         return EXIT_CONFIG
     try:
+        state_lock = lock_state_dir(config.agent.resolved_state_dir())
         console = console_wanted(config, quiet, os.environ, sys.stdout)
         daemon = Daemon(config_path, config, console)
     except StartupRefused as exc:
@@ -360,4 +366,7 @@ def run_daemon(config_path: Path | None, quiet: bool = False) -> int:
         log.error("cannot start", extra={"error": str(exc)})
         return EXIT_RUNTIME
     log.debug("pid", extra={"pid": os.getpid()})
-    return daemon.run()
+    try:
+        return daemon.run()
+    finally:
+        state_lock.release()

@@ -171,3 +171,49 @@ def test_a_position_after_a_newline_resumes_there(tmp_path: Path) -> None:
     _append(log, b"cc\n")
     result = FileTailer(log, OffsetStore(state), start_at_end=True).read()
     assert not result.shrunk and result.lines == [b"cc"]
+
+
+def test_a_log_created_after_the_start_is_read_from_its_first_line(tmp_path: Path) -> None:
+    """start_at_end skips history at the first start; a file that did not exist then (rsyslog
+    creates auth.log after the agent started) is read whole, not from wherever it had grown
+    to by the next poll."""
+    from agent.collectors.parsers.decoders import WebDecoder  # noqa: PLC0415
+    from agent.collectors.logs.collector import LogTailCollector  # noqa: PLC0415
+
+    log = tmp_path / "access.log"
+    line = ('198.18.0.5 - - [07/Dec/2026:01:00:00 +0000] "GET /x HTTP/1.1" 200 5 "-" "ua"\n')
+    collector = LogTailCollector("web_logs", [log], lambda p: WebDecoder(path=str(p)),
+                                 OffsetStore(tmp_path / "offsets.json"), start_at_end=True)
+    assert collector.poll_once() == []  # not there yet
+    log.write_text(line * 3)
+    assert len(collector.poll_once()) == 3
+
+
+def test_a_deeply_nested_positions_file_is_refused_not_a_crash(tmp_path: Path) -> None:
+    state = tmp_path / "offsets.json"
+    state.write_text("[" * 100_000)
+    problems: list[str] = []
+    assert OffsetStore(state, on_problem=problems.append).damaged
+    assert problems == ["positions_damaged"]
+
+
+def test_a_restart_inside_an_over_long_line_resumes_after_a_newline(tmp_path: Path) -> None:
+    """A position acknowledged while an over-long line is being skipped stays at that line's
+    start, so the restart neither reads mid-line nor mistakes it for a truncated file (which
+    would read the whole file again)."""
+    log, state = tmp_path / "auth.log", tmp_path / "offsets.json"
+    _append(log, b"first\n" + b"x" * 100)  # an over-long line still being written
+    store = OffsetStore(state)
+    tailer = FileTailer(log, store, max_line_bytes=16)
+    assert tailer.read().lines == [b"first", b"x" * 16]
+    tailer.close()
+    store.save()
+    assert OffsetStore(state).get(str(log)) == (log.stat().st_ino, 6)
+    _append(log, b"y" * 10 + b"\nnext\n")
+    result = FileTailer(log, OffsetStore(state), max_line_bytes=16).read()
+    assert not result.shrunk
+    assert result.lines == [b"x" * 16, b"next"]  # the cut line again (a duplicate), then on
+    # while running, the position moves past the line once its newline came
+    tailer = FileTailer(log, OffsetStore(None), max_line_bytes=16)
+    tailer.read()
+    assert tailer.position() == (log.stat().st_ino, log.stat().st_size)

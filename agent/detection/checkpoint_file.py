@@ -77,7 +77,7 @@ def read(path: Path) -> Contents | None:
     first, sep, rest = data.partition(b"\n")
     try:
         header = json.loads(first)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         ours = (_MARKER.startswith(first) or first.startswith(_MARKER)
                 or first.startswith(b'{"version":1'))
         raise Refused("damaged" if ours else "foreign", "the header is not JSON") from exc
@@ -99,7 +99,7 @@ def read(path: Path) -> Contents | None:
         raise Refused("damaged", "checksum mismatch")
     try:
         body = json.loads(rest)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Refused("damaged", "the body is not JSON") from exc
     if not isinstance(body, dict):
         raise Refused("damaged", "the body is not an object")

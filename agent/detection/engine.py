@@ -49,6 +49,11 @@ class EngineOptions:
     """Dropped triggers of one rule within ``meta_window`` seconds that raise a meta-alert."""
     meta_window: float = 60.0
     max_evidence: int = MAX_EVIDENCE
+    max_future_seconds: float | None = None
+    """When set (the daemon: wall time), :meth:`Engine.advance` pulls a watermark more than this
+    far ahead of ``now`` back to ``now``: one event stamped in the future (the clock stepped
+    forward, then corrected; a restored checkpoint from such a run) would otherwise make every
+    later event late, and correlations blind, until real time caught up."""
 
 
 class Engine:
@@ -63,6 +68,9 @@ class Engine:
         self.states: dict[str, State] = {}
         self.watermark = -math.inf
         self.late_events = 0
+        self.watermark_resets = 0
+        self._horizon = math.inf  # newest event time that may move the watermark
+        """Watermarks pulled back from the future by :meth:`advance` (``max_future_seconds``)."""
         self.bad_timestamps = 0
         """Events whose timestamp is not a time (NaN, before 1970, after year 5000): they match
         single-event rules but feed no correlation window and never move the watermark."""
@@ -166,7 +174,7 @@ class Engine:
             return []
         ts = event.timestamp
         watermark = self.watermark
-        if ts > watermark and ts <= _SANE_TIME[1]:
+        if ts > watermark and ts <= _SANE_TIME[1] and ts <= self._horizon:
             self.watermark = ts
         fields = event.fields
         # Predicates are pure functions of the fields their route reads: identical values
@@ -247,6 +255,14 @@ class Engine:
         """Run every timer up to ``now`` (wall time in the daemon, event time in tests)."""
         out, self._pending = self._pending, []
         late = self.options.late_allowance_seconds
+        ahead = self.options.max_future_seconds
+        if ahead is not None:
+            # an event beyond the horizon is evaluated but does not move the watermark; one
+            # that moved it before (a restored checkpoint, a clock stepped back) is undone
+            self._horizon = now + ahead
+            if self.watermark > self._horizon:
+                self.watermark = now
+                self.watermark_resets += 1
         for rule_id, state in self.states.items():
             for firing in state.tick(now, late, self.watermark):
                 firing_ts = max(now, firing.window_start)

@@ -1,7 +1,7 @@
 """Event files: JSON lines of ready-made events, read offline (fixtures, ``replay --log jsonl``).
 
 One event per line, ``{"@timestamp": …, "logsource": {…}, <ECS fields>}`` — the form
-``inputs.event_files`` follows live (:mod:`agent.collectors.event_files`). Blank lines and
+``inputs.event_files`` follows live (:mod:`agent.collectors.logs.event_files`). Blank lines and
 ``#`` comments are skipped; a malformed line stops the read with ``file:line: reason``
 (:class:`~agent.errors.RuleError`): an offline input is a fixture or evidence, and a silently
 skipped line would change what it proves.

@@ -153,6 +153,8 @@ class Spool:
         # Bumped whenever records go other than by ``ack`` (superseded, evicted, expired,
         # corrupt, another connection's change): readers holding records check ``present``.
         self.removals = 0
+        self.reattached = 0  # the file deleted or replaced while running, written back
+        self._identity: tuple[int, int] | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
         self._records = self._bytes = self._data_version = self._keys = 0
@@ -260,7 +262,37 @@ class Spool:
             wal = min(wal, int(shutil.disk_usage(self.path.parent).total * WAL_FS_RATIO))
         except OSError:
             pass
-        return connect(self.path, self.fsync, max(MIN_WAL_BYTES, wal))
+        db = connect(self.path, self.fsync, max(MIN_WAL_BYTES, wal))
+        self._identity = _identity(self.path)
+        return db
+
+    def _reattach(self) -> None:
+        """The spool file deleted or replaced under the running agent (an operator's ``rm``,
+        a clean-up job): the connection still writes to the old inode, which a restart would
+        not find — the records in it, already acknowledged at their sources, would be lost.
+        Copy the live database to the path (``VACUUM INTO``; a file put in its place is moved
+        aside first) and continue on the copy. Called under the lock, before each sync."""
+        now = _identity(self.path)
+        if now == self._identity:
+            return
+        if now is not None:
+            aside = self.path.with_name(f"{self.path.name}.replaced-{int(self._clock())}")
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+                except FileNotFoundError:
+                    pass
+        else:
+            for suffix in ("-wal", "-shm"):  # left behind by the deletion of the main file
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        log.error("spool %s was %s while the agent ran; its %d records are written back to it",
+                  self.path, "deleted" if now is None else "replaced (moved aside)",
+                  self._records)
+        self._db.execute("VACUUM INTO ?", (str(self.path),))
+        self._db.close()
+        self._db = self._connect()
+        self._recount()
+        self.reattached += 1
 
     def _recount(self) -> None:
         self.removals += 1
@@ -531,6 +563,11 @@ class Spool:
     def sync(self) -> None:
         """For the ``batch`` policy: checkpoint the WAL, which fsyncs it, then release pages."""
         with self._lock:
+            try:
+                self._reattach()
+            except (OSError, sqlite3.Error) as exc:
+                log.error("spool %s: cannot write the spool back to its path (%s)",
+                          self.path, exc)
             if self._keys > 2 * self._records + KEYS_SLACK:
                 self._compact_keys()
             if not self._unsynced and self.fsync != "never":
@@ -595,6 +632,14 @@ class Spool:
             except sqlite3.Error as exc:  # pragma: no cover - best effort on shutdown
                 log.warning("spool %s: final checkpoint failed: %s", self.path, exc)
             self._db.close()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _disk_full(exc: sqlite3.OperationalError) -> bool:

@@ -100,8 +100,9 @@ def test_a_cursor_journalctl_rejects_is_replaced_by_its_time(tmp_path: Path) -> 
     script.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(1)\n")
     script.chmod(0o755)
     cursor = tmp_path / "journal.cursor"
-    cursor.write_text("s=gone;i=1")
-    os.utime(cursor, (1_795_000_000, 1_795_000_000))
+    # a real cursor's t= is its entry's realtime in microseconds (hex)
+    cursor.write_text(f"s=gone;i=1;b=ab;m=1f;t={1_795_000_000_500_000:x};x=cd")
+    os.utime(cursor, (1_795_000_100, 1_795_000_100))  # saved (acknowledged) 100 s later
     metrics = AgentMetrics(CollectorRegistry())
     collector = JournalCollector(str(script), cursor, metrics)
     with pytest.raises(RuntimeError, match="status 1"):  # the daemon restarts the collector
@@ -134,7 +135,8 @@ def test_a_damaged_cursor_file_reads_again_from_its_time(tmp_path: Path, damage:
     stop.set()
     thread.join(10)
     argv = json.loads(argv_file.read_text())
-    assert "--since=@1794999999" in argv and "--lines=0" not in argv  # not from the end
+    # from the file's time less the acknowledgement lag, not from the end
+    assert "--since=@1794999700" in argv and "--lines=0" not in argv
     assert metrics.registry.get_sample_value(
         "vedette_checkpoint_problems_total", {"reason": "journal_cursor"}) == 1
 
@@ -175,3 +177,31 @@ def test_the_cursor_saved_is_the_acknowledged_one(tmp_path: Path) -> None:
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_failed_cursor_write_is_raised_to_the_pipeline_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline counts a failed position write (state_write_failures{state="positions"})
+    and calls the commit again next tick: the cursor must still be there to write."""
+    import errno  # noqa: PLC0415
+
+    from agent.collectors import journal  # noqa: PLC0415
+
+    cursor = tmp_path / "journal.cursor"
+    collector = JournalCollector("journalctl", cursor)
+    collector._acknowledge("s=abc;i=7")
+    real = journal.write_durably
+    failures = [OSError(errno.EIO, "Input/output error")]
+
+    def flaky(path: Path, text: str) -> None:
+        if failures:
+            raise failures.pop()
+        real(path, text)
+
+    monkeypatch.setattr(journal, "write_durably", flaky)
+    with pytest.raises(OSError):
+        collector._save_acknowledged()
+    assert not cursor.exists()
+    collector._save_acknowledged()  # the next tick
+    assert cursor.read_text() == "s=abc;i=7"

@@ -76,6 +76,7 @@ class LogTailCollector:
         self._sizes: dict[Path, int] = {}
         self._signatures: dict[Path, tuple[int, int, int] | None] = {}  # stat before last read
         self._published: dict[str, tuple[int, int]] = {}
+        self._absent_at_start: set[Path] = set()  # not there at the first poll
 
     def run(self, publish: Publish, stop: threading.Event) -> None:
         try:
@@ -129,8 +130,12 @@ class LogTailCollector:
         signature = None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns)
         if tailer is None:
             if st is None:
+                self._absent_at_start.add(path)
                 return out
-            tailer = FileTailer(path, self._offsets, start_at_end=self._start_at_end,
+            # start_at_end skips a file's history at the first start; a file created after
+            # the agent started is new, and read from its first line
+            at_end = self._start_at_end and path not in self._absent_at_start
+            tailer = FileTailer(path, self._offsets, start_at_end=at_end,
                                 max_read_bytes=self._max_read, remember=False)
             self._tailers[path] = tailer
             self._decoders[path] = self._decoder_for(path)

@@ -10,8 +10,9 @@ The cursor saved is the last one the pipeline acknowledged (every event read up 
 evaluated and its alerts durable; :func:`~agent.collectors.base.publish_acked`), not the
 last one read. A cursor file that is damaged, or holds a cursor journalctl refuses (the journal
 vacuumed, another machine id), is counted (``vedette_checkpoint_problems_total{reason=
-"journal_cursor"}``) and replaced by ``@EPOCH``, the time it was saved (its mtime): the journal
-is read again from there (``--since``; duplicates, not a loss).
+"journal_cursor"}``) and replaced by ``@EPOCH`` — the refused cursor's entry time (its ``t=``),
+or the file's mtime less :data:`SAVE_LAG` — and the journal is read again from there
+(``--since``; duplicates, not a loss).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ from agent.metrics import AgentMetrics
 log = logging.getLogger(__name__)
 _CURSOR = re.compile(rb'"__CURSOR"\s*:\s*"([^"\\]{1,512})"')
 _SINCE = re.compile(r"@[0-9]{1,12}")
+_REALTIME = re.compile(r"(?:^|;)t=([0-9a-f]{1,16})(?:;|$)")
+SAVE_LAG = 300
+"""Seconds between reading an entry and saving its cursor, at most (acknowledgement waits for
+the checkpoint, which a large detection state writes only every ~30 s): a cursor known only by
+its file's time resumes this much earlier."""
 MAX_LINE = 1 << 20
 
 
@@ -75,10 +81,15 @@ class JournalCollector:
             self._acked = cursor
 
     def _save_acknowledged(self) -> None:
+        """Write the newest acknowledged cursor; raises ``OSError`` (EIO, ENOSPC) with the
+        cursor kept, so the pipeline counts the failure and tries again at the next tick."""
         with self._ack_lock:
-            cursor, self._acked = self._acked, None
+            cursor = self._acked
         if cursor:
-            self._save_cursor(cursor)
+            write_durably(self._cursor_file, cursor)
+            with self._ack_lock:
+                if self._acked == cursor:
+                    self._acked = None
 
     def _load_cursor(self) -> tuple[str | None, str | None]:
         """``(cursor, since)`` to resume from: the saved cursor, or — when the cursor file is
@@ -97,12 +108,19 @@ class JournalCollector:
             return text, None
         return None, self._refuse("not a journal cursor")
 
-    def _refuse(self, why: str) -> str | None:
-        """Count and log an unusable cursor; replace it with the time it was saved."""
-        try:
-            since: str | None = f"@{max(0, int(self._cursor_file.stat().st_mtime) - 1)}"
-        except OSError:
-            since = None
+    def _refuse(self, why: str, cursor: str | None = None) -> str | None:
+        """Count and log an unusable cursor; replace it with the time of its entry (the
+        cursor's ``t=`` field), or else the time it was saved less ``SAVE_LAG`` (entries
+        read before the save but acknowledged later)."""
+        since: str | None = None
+        stamp = _REALTIME.search(cursor or "")
+        if stamp is not None:
+            since = f"@{max(0, int(stamp.group(1), 16) // 1_000_000 - 1)}"
+        else:
+            try:
+                since = f"@{max(0, int(self._cursor_file.stat().st_mtime - SAVE_LAG))}"
+            except OSError:
+                pass
         log.error("%s: journal cursor refused (%s); reading the journal again from %s",
                   self._cursor_file, why, since or "its end (the cursor's time is unknown)")
         if self._metrics is not None:
@@ -147,7 +165,7 @@ class JournalCollector:
                         # the restart reads again from the time it was saved; a refused time
                         # is forgotten (the end) instead of failing the same way forever
                         if saved:
-                            self._refuse("journalctl refused it")
+                            self._refuse("journalctl refused it", saved)
                         else:
                             self._cursor_file.unlink(missing_ok=True)
                     raise RuntimeError(f"journalctl exited with status {status}")
@@ -177,7 +195,10 @@ class JournalCollector:
                 ):
                     break  # stopping: not acknowledged, read again after the restart
         finally:
-            self._save_acknowledged()
+            try:
+                self._save_acknowledged()
+            except OSError as exc:  # read again after the restart: at least once
+                log.warning("cannot save journal cursor: %s", exc)
             proc.terminate()
             try:
                 proc.wait(5)

@@ -62,7 +62,7 @@ class OffsetStore:
             return
         try:
             loaded = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested
             self._refuse(path, "positions_damaged", f"not JSON: {exc}", on_problem)
             return
         valid = isinstance(loaded, dict) and all(
@@ -143,6 +143,7 @@ class FileTailer:
         self._inode = -1
         self._partial = b""
         self._discarding = False  # inside an over-long line, skipping to its newline
+        self._cut_at = 0  # where the line being discarded starts
 
     def read(self) -> TailResult:
         """Lines appended since the last call (bounded by ``max_read_bytes`` per call)."""
@@ -229,6 +230,9 @@ class FileTailer:
             if not self._discarding:
                 result.lines.append(self._partial[: self._max_line])
                 result.truncated_lines += 1
+                # the position stays at the cut line's start until its newline: a restart
+                # then resumes after a newline (a duplicate of the cut line), never mid-line
+                self._cut_at = self._file.tell() - len(self._partial)
             self._discarding = True
             self._partial = b""
         if final and self._partial:
@@ -242,7 +246,8 @@ class FileTailer:
 
     def _remember(self) -> None:
         if self._file is not None and not self._file.closed:
-            offset = max(0, self._file.tell() - len(self._partial))
+            offset = (self._cut_at if self._discarding
+                      else max(0, self._file.tell() - len(self._partial)))
             self._position = (self._inode, offset)
             if self._remember_in_store:
                 self._offsets.set(self._key, self._inode, offset)
@@ -256,8 +261,8 @@ class FileTailer:
 def _line_ends_before(handle: IO[bytes], offset: int) -> bool:
     """The byte before ``offset`` is a newline (or ``offset`` is 0). A saved position is the
     first byte after a returned line, so anything else means the content changed under it
-    (copytruncate and new writes while the agent was down); a position inside a cut over-long
-    line also fails this, and is read again from the start (duplicates, not a loss)."""
+    (copytruncate and new writes while the agent was down). A position is never inside a cut
+    over-long line: it stays at that line's start until the line's newline is read."""
     if offset == 0:
         return True
     try:

@@ -125,7 +125,7 @@ class AuthContext:
     def _load(self, path: Path) -> None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return
         if isinstance(data, dict):
             for user, sources in list(data.items())[-self._max_users:]:

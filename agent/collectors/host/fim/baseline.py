@@ -289,5 +289,5 @@ def load_baseline(path: Path) -> dict[str, FileState] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         files = data["files"]
         return {str(k): FileState(**v) for k, v in files.items()}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None

@@ -218,7 +218,7 @@ class ProcessCpuCollector:
             return {}
         try:
             data = json.loads(self._known_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
         if not isinstance(data, dict):
             return {}
