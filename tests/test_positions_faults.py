@@ -177,8 +177,8 @@ def test_a_log_created_after_the_start_is_read_from_its_first_line(tmp_path: Pat
     """start_at_end skips history at the first start; a file that did not exist then (rsyslog
     creates auth.log after the agent started) is read whole, not from wherever it had grown
     to by the next poll."""
-    from agent.collectors.parsers.decoders import WebDecoder  # noqa: PLC0415
     from agent.collectors.logs.collector import LogTailCollector  # noqa: PLC0415
+    from agent.collectors.parsers.decoders import WebDecoder  # noqa: PLC0415
 
     log = tmp_path / "access.log"
     line = ('198.18.0.5 - - [07/Dec/2026:01:00:00 +0000] "GET /x HTTP/1.1" 200 5 "-" "ua"\n')

@@ -57,9 +57,9 @@ def test_a_checkpoint_over_the_size_limit_is_refused(
 
 def test_the_other_state_files_refuse_a_deeply_nested_file(tmp_path: Path) -> None:
     """FIM baseline, known CPU-heavy executables, login history: rebuilt, not a crash."""
-    from agent.collectors.parsers.auth_context import AuthContext  # noqa: PLC0415
     from agent.collectors.host.fim.baseline import load_baseline  # noqa: PLC0415
     from agent.collectors.host.process.cpu import ProcessCpuCollector  # noqa: PLC0415
+    from agent.collectors.parsers.auth_context import AuthContext  # noqa: PLC0415
 
     nested = tmp_path / "nested.json"
     nested.write_text("[" * 100_000)

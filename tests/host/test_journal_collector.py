@@ -186,7 +186,7 @@ def test_a_failed_cursor_write_is_raised_to_the_pipeline_and_retried(
     and calls the commit again next tick: the cursor must still be there to write."""
     import errno  # noqa: PLC0415
 
-    from agent.collectors import journal  # noqa: PLC0415
+    from agent.collectors.logs import journal  # noqa: PLC0415
 
     cursor = tmp_path / "journal.cursor"
     collector = JournalCollector("journalctl", cursor)
