@@ -130,3 +130,38 @@ def test_a_full_table_of_confirmed_connections_refuses_new_ones() -> None:
     events = [e.fields for e in proc.flush()
               if e.logsource.category == "network_ssh"]
     assert len(events) == 16 and all(e["ssh.auth_failures"] == 1 for e in events)
+
+
+def test_a_provoked_message_of_the_success_size_no_longer_ends_the_count() -> None:
+    """An unknown message type draws an UNIMPLEMENTED, which pads to the size of
+    USERAUTH_SUCCESS with aes-gcm or aes-ctr: the connection used to be dropped as
+    'established' and every later guess on it went unseen."""
+    conv = Conversation().up_to_auth().guess()
+    conv.send(True, bytes(36)).send(False, bytes(28))  # message type 200 -> UNIMPLEMENTED
+    proc, [ev] = run(guesses(conv).close().pkts)
+    assert ev["ssh.auth_success"] is False
+    assert ev["ssh.auth_failures"] == 1 + GUESSES and ev["ssh.state"] == "closed"
+    assert proc.stats.evasion["ssh_success_size_provoked"] == 1
+
+
+def test_a_real_success_followed_by_openssh_hostkeys_is_established() -> None:
+    conv = Conversation().up_to_auth().guess().guess(28)
+    conv.send(True, bytes(112)).send(False, bytes(116))  # CHANNEL_OPEN; hostkeys-00
+    conv.send(False, bytes(44)).send(False, bytes(52))  # OPEN_CONFIRMATION; exit-status
+    _, [ev] = run(conv.pkts, flush=False)
+    assert ev["ssh.auth_success"] is True and ev["ssh.auth_failures"] == 1
+    assert ev["ssh.state"] == "established"
+
+
+def test_another_server_whose_refusal_has_the_accept_size_keeps_its_success() -> None:
+    """aes-gcm pads SERVICE_ACCEPT and a 'publickey,password' refusal alike; a server that
+    sends no hostkeys announcement answers CHANNEL_OPEN with that size too."""
+    conv = Conversation()
+    conv.send(False, b"SSH-2.0-dropbear_2022.83\r\n").send(True, b"SSH-2.0-x\r\n")
+    conv.send(True, clear(20, 1560)).send(False, clear(20, 1088))
+    conv.send(True, clear(30, 1208)).send(False, clear(31, 1232) + clear(21, 16))
+    conv.send(True, clear(21, 16)).send(True, bytes(52))
+    conv.send(False, bytes(52)).send(True, bytes(68)).send(False, bytes(52))  # A = F = 52
+    conv.guess(36).send(True, bytes(112)).send(False, bytes(52))  # success; OPEN_CONFIRMATION
+    _, [ev] = run(conv.pkts, flush=False)
+    assert ev["ssh.auth_success"] is True and ev["ssh.auth_failures"] == 0

@@ -19,7 +19,9 @@ server packets are answers:
   :data:`MAX_ACCEPT_SIZE` bytes, is ``SERVICE_ACCEPT`` (size *A*; a larger one is the
   ``EXT_INFO`` of RFC 8308, skipped);
 * ``USERAUTH_SUCCESS`` (one byte of payload) is exactly 16 bytes shorter than *A* for every
-  cipher and MAC (block alignment of 8 or 16): a server message of size *A* - 16 is a success;
+  cipher and MAC (block alignment of 8 or 16): a server message of size *A* - 16 is a success,
+  final at the server's next message of another size unless that one is a refusal (then the
+  "success" was a message the client provoked, e.g. ``UNIMPLEMENTED``: undone);
 * the next other message is ``USERAUTH_FAILURE`` (size *F*; one larger than *A* + 256 is a
   pre-auth banner, skipped once). That first failure answers the client's ``none`` method
   query (OpenSSH, libssh and most clients send one) and is not an attempt;
@@ -91,7 +93,7 @@ class SshSession:
     """Inference state of one connection (client → server as the version lines showed)."""
 
     __slots__ = ("accept_size", "c", "client", "client_port", "decided", "failure_size",
-                 "failures", "family", "gap", "last", "last_other", "pending", "s",
+                 "failures", "family", "gap", "last", "last_other", "pending", "provoked", "s",
                  "saw_client_encrypted", "server", "server_port", "skipped_banner", "start",
                  "success", "truncated", "version_error")
 
@@ -116,6 +118,9 @@ class SshSession:
         self.last_other = False
         self.success = False
         self.decided = False
+        """The outcome is final (a success confirmed by the server's next message)."""
+        self.provoked = False
+        """A message of the success size was followed by a refusal (counted in ``evasion``)."""
 
     # ------------------------------------------------------------------ the byte streams
 
@@ -271,9 +276,21 @@ class SshSession:
                 self.accept_size = size
             return
         if size + 16 == self.accept_size:
-            self.success = True
-            self.decided = True
+            self.success = True  # to be confirmed by the next answer of another size
             self.pending = 0
+            return
+        if self.success:
+            if size == self.failure_size and (self.failure_size != self.accept_size
+                                              or self.s.banner.startswith(b"SSH-2.0-OpenSSH")):
+                # a refusal after the 'success': that was another message of its size (an
+                # UNIMPLEMENTED the client provoked); after a real one, OpenSSH sends its
+                # hostkeys-00 announcement (larger than SERVICE_ACCEPT) and other servers the
+                # answer to CHANNEL_OPEN (the size of SERVICE_ACCEPT)
+                self.success = False
+                self.failures += 1
+                self.provoked = True
+                return
+            self.decided = True
             return
         if not self.failure_size:
             if not self.skipped_banner and size - self.accept_size > 256:
@@ -292,7 +309,8 @@ class SshSession:
 
     def close(self) -> None:
         """The connection ended: a request last answered by an unknown message was refused."""
-        if not self.decided and self.failure_size and self.last_other and not self.pending:
+        if (not self.success and self.failure_size and self.last_other
+                and not self.pending):
             self.failures += 1
             self.last_other = False
 
