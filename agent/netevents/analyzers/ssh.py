@@ -52,12 +52,6 @@ def tcp_header(pkt: Packet) -> int | None:
     return None
 
 
-def tcp_sequence(pkt: Packet) -> int | None:
-    """The TCP sequence number of a segment (``None`` when its header cannot be found)."""
-    start = tcp_header(pkt)
-    return None if start is None else int.from_bytes(pkt.data[start + 4:start + 8], "big")
-
-
 class SshAnalyzer(Analyzer):
     name: ClassVar[str] = "ssh"
     transports: ClassVar[tuple[int, ...]] = (PROTO_TCP,)
