@@ -4,6 +4,8 @@ the capture learned."""
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet6 import (
     ICMPv6ND_NA,
     ICMPv6NDOptDstLLAddr,
@@ -12,8 +14,10 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrFragment,
     fragment6,
 )
+from scapy.packet import Raw
 
 from agent.config import NetworkSection
+from agent.netevents.analyzers.ipv6_nd import NeighbourTable
 from tests.network import make_nd_fixtures as nd
 from tests.network.craft import T0, at
 from tests.network.test_ipv6_nd import nd_events
@@ -100,3 +104,27 @@ def test_a_table_full_of_settled_neighbours_takes_new_ones_once_some_are_stale()
     _, events = nd_events(pkts, NetworkSection(max_nd_neighbours=16))
     [change] = changes(events)
     assert change["nd.target_ip"] == "2001:db8:2::64"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from([133, 134, 135, 136, 137]), body=st.binary(max_size=120),
+       hlim=st.integers(0, 255), ext=st.booleans(), frag=st.booleans())
+def test_random_nd_behind_extension_headers_or_fragmented_never_crash(
+        kind: int, body: bytes, hlim: int, ext: bool, frag: bool) -> None:
+    ip = IPv6(src="fe80::66", dst="ff02::1", hlim=hlim)
+    inner = Raw(bytes((kind, 0, 0, 0)) + body)
+    pkt = ip / IPv6ExtHdrDestOpt() / inner if ext else ip / inner
+    if frag:
+        whole = ip / IPv6ExtHdrFragment() / (IPv6ExtHdrDestOpt() if ext else Raw(b"")) / inner
+        pkts = [at(nd._l2(nd.ATTACKER_MAC) / f, T0) for f in fragment6(whole, 48)]
+    else:
+        pkts = [at(nd._l2(nd.ATTACKER_MAC) / pkt, T0)]
+    _, events = nd_events(pkts)
+    assert len(events) <= 1
+
+
+def test_the_neighbour_table_never_exceeds_its_size() -> None:
+    table = NeighbourTable(16)
+    for i in range(500):
+        table.learn(bytes([i % 7, i % 53]) * 8, bytes([i % 3]) * 6, T0 + i * 10)
+        assert len(table) <= 16

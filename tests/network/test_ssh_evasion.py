@@ -4,6 +4,8 @@ ends, junk the server drops, long version lines) and a spoofed flood that fills 
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import TCP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
@@ -224,3 +226,22 @@ def kex_and_auth_without_none(conv: Conversation) -> Conversation:
     conv.send(True, clear(30, 1208)).send(False, clear(31, 1232) + clear(21, 16) + bytes(316))
     conv.send(True, clear(21, 16)).send(True, bytes(44))
     return conv.send(False, bytes(44))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.booleans(), st.binary(max_size=200),
+                                st.sampled_from(["PA", "A", "R", "FA", "RA", "S", ""]),
+                                st.integers(-2000, 2000)), max_size=16),
+       slots=st.integers(16, 18))
+def test_random_segments_flags_and_sequence_numbers_never_crash(
+        steps: list[tuple[bool, bytes, str, int]], slots: int) -> None:
+    pkts = []
+    for i in range(3):  # a few connections competing for a tiny table
+        conv = banners(Conversation(sport=44000 + i, ts=T0 + i))
+        for from_client, payload, flags, jitter in steps:
+            conv.send(from_client, payload, flags,
+                      seq=(conv.seq[from_client] + jitter) % 2**32 if jitter % 3 else None)
+        pkts += conv.pkts
+    _, events = run(pkts, NetworkSection(max_ssh_connections=slots))
+    assert len(events) <= 3 + len(steps)
+    assert all(0 <= e["ssh.auth_failures"] <= len(steps) for e in events)
