@@ -245,3 +245,32 @@ def test_random_segments_flags_and_sequence_numbers_never_crash(
     _, events = run(pkts, NetworkSection(max_ssh_connections=slots))
     assert len(events) <= 3 + len(steps)
     assert all(0 <= e["ssh.auth_failures"] <= len(steps) for e in events)
+
+
+class TinyMss(Conversation):
+    """The client advertised an MSS of 36: the server cuts everything it sends to that."""
+
+    def send(self, from_client: bool, payload: bytes, flags: str = "PA", seq: int | None = None,
+             advance: bool = True) -> Conversation:
+        if from_client or len(payload) <= 36:
+            return super().send(from_client, payload, flags, seq, advance)
+        for cut in range(0, len(payload), 36):
+            super().send(False, payload[cut:cut + 36], flags)
+        return self
+
+
+def test_a_tiny_mss_that_splits_every_server_message_does_not_hide_the_refusals() -> None:
+    """Linux sends segments as small as 48 bytes of MSS (net.ipv4.tcp_min_snd_mss): a client
+    that asks for it had every 52-byte refusal arrive as 36 + 16, and cleartext headers split
+    between segments ended the server's parse ('capture_truncated')."""
+    conv = TinyMss().up_to_auth()
+    _, [ev] = run(guesses(conv).close().pkts)
+    assert ev["ssh.key_exchange"] is True
+    assert ev["ssh.auth_failures"] == GUESSES
+
+
+def test_a_tiny_mss_login_is_still_a_success() -> None:
+    conv = TinyMss().up_to_auth().guess().guess(28)
+    conv.send(True, bytes(112)).send(False, bytes(116))
+    _, [ev] = run(conv.pkts, flush=False)
+    assert ev["ssh.auth_success"] is True and ev["ssh.auth_failures"] == 1
