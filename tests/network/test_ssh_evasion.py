@@ -274,3 +274,15 @@ def test_a_tiny_mss_login_is_still_a_success() -> None:
     conv.send(True, bytes(112)).send(False, bytes(116))
     _, [ev] = run(conv.pkts, flush=False)
     assert ev["ssh.auth_success"] is True and ev["ssh.auth_failures"] == 1
+
+
+def test_a_full_table_freed_by_expiry_counts_no_overflow() -> None:
+    pkts = []
+    for i in range(16):
+        pkts += Conversation(sport=41000 + i, ts=T0 + i * 0.001).up_to_auth().pkts
+    late = Conversation(sport=45000, ts=T0 + 0.5).up_to_auth()  # before the periodic sweep
+    proc, events = run(pkts + late.pkts, NetworkSection(max_ssh_connections=16,
+                                                        ssh_idle_timeout_seconds=0.05),
+                       flush=False)
+    assert len(events) == 16 and all(e["ssh.state"] == "timeout" for e in events)
+    assert proc.stats.table_overflows["ssh"] == 0

@@ -127,9 +127,9 @@ class SshAnalyzer(Analyzer):
         if len(self.sessions) < self.max_connections:
             return True
         out.extend(self._sweep(ts))
-        self.state.stats.table_overflows["ssh"] += 1
         if len(self.sessions) < self.max_connections:
             return True
+        self.state.stats.table_overflows["ssh"] += 1
         if self.unconfirmed:  # dropped unreported: it never showed two live ends
             key, _ = self.unconfirmed.popitem(last=False)
             del self.sessions[key]
