@@ -8,13 +8,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet6 import (
     ICMPv6ND_NA,
+    ICMPv6ND_RA,
     ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptPrefixInfo,
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
     fragment6,
 )
-from scapy.packet import Raw
+from scapy.packet import Packet, Raw
 
 from agent.config import NetworkSection
 from agent.netevents.analyzers.ipv6_nd import NeighbourTable
@@ -128,3 +130,17 @@ def test_the_neighbour_table_never_exceeds_its_size() -> None:
     for i in range(500):
         table.learn(bytes([i % 7, i % 53]) * 8, bytes([i % 3]) * 6, T0 + i * 10)
         assert len(table) <= 16
+
+
+def test_router_advertisements_without_a_source_link_layer_option_are_told_apart() -> None:
+    """Every RA without the option used to share one empty router key: after the first, a
+    rogue RA that left the option out was a known router."""
+    def bare_ra(ts: float, src: str, mac: str) -> Packet:
+        return at(nd._l2(mac) / IPv6(src=src, dst="ff02::1", hlim=255)
+                  / ICMPv6ND_RA(routerlifetime=1800)
+                  / ICMPv6NDOptPrefixInfo(prefix=nd.PREFIX, prefixlen=64), ts)
+    pkts = [bare_ra(T0, nd.ROUTER_IP, nd.ROUTER_MAC), bare_ra(T0 + 10, nd.ROUTER_IP, nd.ROUTER_MAC),
+            bare_ra(T0 + 20, nd.ATTACKER_IP, nd.ATTACKER_MAC)]
+    _, events = nd_events(pkts)
+    assert [(e["nd.new_router"], e["nd.known_routers"]) for e in events] == [
+        (True, 0), (False, 0), (True, 1)]

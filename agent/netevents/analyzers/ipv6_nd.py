@@ -184,7 +184,7 @@ class NdAnalyzer(Analyzer):
         super().__init__(state)
         self.neighbours = NeighbourTable(state.settings.max_nd_neighbours)
         self.routers: OrderedDict[bytes, int] = OrderedDict()
-        """Router MAC → advertisements seen."""
+        """Router MAC (or source address, for an RA without the option) → advertisements."""
         self.prefixes: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         """Prefix → MAC of the router that last advertised it."""
         self.learn_ts = 0.0
@@ -269,7 +269,9 @@ class NdAnalyzer(Analyzer):
         return fields, previous is not None
 
     def _router(self, pkt: Packet, msg: NdMessage, learn: bool) -> tuple[dict[str, Any], bool]:
-        mac = msg.source_mac or b""
+        # a router that sends no source link-layer option is known by its (link-local)
+        # address: one shared empty key let every later RA without the option pass as known
+        mac = msg.source_mac or pkt.src
         routers, prefixes = self.routers, self.prefixes
         new_router = mac not in routers
         new = [p for p in msg.prefixes if p not in prefixes]
