@@ -145,7 +145,7 @@ _NET_ND = (
     "nd.target_ip", "nd.target_mac", "nd.target_mac_previous", "nd.router", "nd.solicited",
     "nd.override", "nd.new_neighbor", "nd.router_lifetime", "nd.managed", "nd.other_config",
     "nd.prefixes", "nd.new_router", "nd.known_routers", "nd.new_prefixes",
-    "nd.new_prefix_count", "nd.redirect_destination",
+    "nd.new_prefix_count", "nd.redirect_destination", "nd.fragmented",
 )
 _NET_HEALTH = (
     "capture.packets", "capture.drops", "capture.drop_ratio", "capture.freeze_drops",

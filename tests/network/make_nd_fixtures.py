@@ -117,15 +117,26 @@ def redirects() -> list[Packet]:
     return pkts
 
 
+def off_link_spoof() -> list[Packet]:
+    """parasite6's NAs routed from off-link (hop limit 64): every host drops them."""
+    pkts = routine()
+    for i in range(5):
+        pkts.append(na(T0 + 200 + i, ROUTER_GUA, ATTACKER_MAC, ROUTER_GUA, router=True,
+                       hlim=64))
+    return pkts
+
+
 def expect(rule: str, **group: str) -> dict[str, Any]:
     return {"rule": rule, "group": {k.replace("__", "."): v for k, v in group.items()}}
 
 
-CASES = {
+CASES: dict[str, list[tuple[Any, ...]]] = {
     "ipv6_nd_spoofing": [
         ("unsolicited NAs give the router's address the attacker's MAC", na_spoof,
          [expect("ipv6_nd_spoofing", nd__target_ip=ROUTER_GUA)]),
         ("routine address resolution, DAD and a repeated unsolicited NA", routine, []),
+        ("the same NAs routed from off-link (hop limit 64): hosts drop them", off_link_spoof,
+         [], "off_link.pcap"),
     ],
     "ipv6_rogue_router": [
         ("a second router MAC advertises another prefix", rogue_ra,
@@ -150,8 +161,8 @@ def main() -> int:
         tdir = RULES / f"{rule}.tests"
         tdir.mkdir(exist_ok=True)
         doc_cases = []
-        for name, scenario, expected in cases:
-            fname = ("attack" if expected else "benign") + ".pcap"
+        for name, scenario, expected, *named in cases:
+            fname = named[0] if named else ("attack" if expected else "benign") + ".pcap"
             c.write(tdir / fname, scenario())
             doc_cases.append({"name": name, "input": fname, "expect": expected})
         (tdir / "expect.yml").write_text(yaml.safe_dump({"cases": doc_cases}, sort_keys=False))

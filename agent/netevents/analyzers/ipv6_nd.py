@@ -5,12 +5,14 @@ advertisement, redirect) are parsed with bounds (options walked by their 8-byte 
 :data:`MAX_OPTIONS`, a zero length ends the walk as RFC 4861 §4.6 requires). Hand-written: the
 messages are fixed layouts plus TLV options, on the hot path of every ICMPv6 packet.
 
-State (each bounded; oldest entry dropped first):
+State (each bounded):
 
 * a neighbour table, IPv6 address → MAC, learned from the *target* link-layer option of
   neighbour advertisements and the *source* link-layer option of solicitations
-  (``network.max_nd_neighbours``). An advertisement that binds a known address to another MAC
-  (``parasite6``, scapy, ``na6``) is the IPv6 ARP spoof: ``nd.target_mac_previous``;
+  (``network.max_nd_neighbours``, :class:`NeighbourTable`: a flood of random neighbours cannot
+  push out an address seen twice, so that its spoof would look new). An advertisement that
+  binds a known address to another MAC (``parasite6``, scapy, ``na6``) is the IPv6 ARP spoof:
+  ``nd.target_mac_previous``;
 * the routers seen advertising (source MAC, at most :data:`MAX_ROUTERS`) and the prefixes
   advertised (at most :data:`MAX_KNOWN_PREFIXES`; :data:`MAX_PREFIXES` read per message): an
   advertisement from a new router MAC while another router is known (``fake_router6``, a
@@ -23,7 +25,12 @@ advertisement and redirect; neighbour advertisements that are unsolicited, new o
 binding; solicitations whose source link-layer option changes a binding. Other solicitations
 and routine solicited advertisements only update the tables.
 ``nd.hop_limit_valid`` is false when the IPv6 hop limit is not 255: such a message was routed
-from off-link (receivers must drop it), itself evidence of forgery.
+from off-link (receivers must drop it, RFC 4861 §7.1.2), itself evidence of forgery.
+``nd.fragmented`` is true for a message that arrived in IP fragments (receivers drop it, RFC
+6980; a way past RA guard, RFC 7113). Neither teaches the tables anything: a message the hosts
+drop changes nothing on the segment, and learning from it would let an off-link sender make
+the real owner's next advertisement look like the spoof (or plant the MAC a later on-link spoof
+then reuses unseen). The rules ignore off-link messages.
 """
 
 from __future__ import annotations
@@ -49,6 +56,67 @@ MAX_PREFIXES_SHOWN: Final = 8
 MAX_KNOWN_PREFIXES: Final = 1024
 _BODY: Final = {RS: 4, RA: 12, NS: 20, NA: 20, REDIRECT: 36}
 """Fixed part of each message after the 4-byte ICMPv6 header."""
+
+
+NEIGHBOUR_STALE: Final = 3600.0
+"""Seconds of packet time after which a settled neighbour not seen again may make room."""
+
+
+class NeighbourTable:
+    """Bounded IPv6 address → MAC table in two tiers: an address seen once is *fresh*, one seen
+    again with the same MAC *settled*. When full, the oldest fresh entry makes room; with none,
+    a settled entry unseen for :data:`NEIGHBOUR_STALE` seconds; else the new address is not
+    learned. Each is an overflow. A flood of random neighbours (each seen once) thus churns
+    only the fresh tier and cannot evict the router's binding so that its spoof looks new."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.fresh: OrderedDict[bytes, bytes] = OrderedDict()
+        self.settled: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+        self.overflows = 0
+
+    def __contains__(self, address: bytes) -> bool:
+        return address in self.settled or address in self.fresh
+
+    def __len__(self) -> int:
+        return len(self.fresh) + len(self.settled)
+
+    def get(self, address: bytes) -> bytes | None:
+        entry = self.settled.get(address)
+        return entry[0] if entry is not None else self.fresh.get(address)
+
+    def learn(self, address: bytes, mac: bytes, ts: float) -> bytes | None:
+        """Bind ``address`` to ``mac``; the former MAC when it differs."""
+        settled, fresh = self.settled, self.fresh
+        entry = settled.get(address)
+        if entry is not None:
+            settled[address] = (mac, ts)
+            settled.move_to_end(address)
+            return entry[0] if entry[0] != mac else None
+        previous = fresh.get(address)
+        if previous is not None:
+            if previous == mac:
+                del fresh[address]
+                settled[address] = (mac, ts)
+                return None
+            fresh[address] = mac
+            fresh.move_to_end(address)
+            return previous
+        if len(self) >= self.size and not self._make_room(ts):
+            return None
+        fresh[address] = mac
+        return None
+
+    def _make_room(self, ts: float) -> bool:
+        self.overflows += 1
+        if self.fresh:
+            self.fresh.popitem(last=False)
+            return True
+        oldest = next(iter(self.settled.values()))
+        if oldest[1] <= ts - NEIGHBOUR_STALE:
+            self.settled.popitem(last=False)
+            return True
+        return False
 
 
 class NdMessage:
@@ -114,12 +182,12 @@ class NdAnalyzer(Analyzer):
 
     def __init__(self, state: TrafficState) -> None:
         super().__init__(state)
-        self.neighbours: OrderedDict[bytes, bytes] = OrderedDict()
-        self.max_neighbours = state.settings.max_nd_neighbours
+        self.neighbours = NeighbourTable(state.settings.max_nd_neighbours)
         self.routers: OrderedDict[bytes, int] = OrderedDict()
-        """Router MAC → advertisements seen."""
+        """Router MAC (or source address, for an RA without the option) → advertisements."""
         self.prefixes: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         """Prefix → MAC of the router that last advertised it."""
+        self.learn_ts = 0.0
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
         kind = pkt.sport
@@ -133,20 +201,24 @@ class NdAnalyzer(Analyzer):
         if isinstance(msg, str):
             stats.errors[msg] += 1
             return
+        hop_limit = _hop_limit(pkt)
+        # a message the hosts drop (routed from off-link, or fragmented) teaches nothing
+        learn = hop_limit in (None, 255) and not pkt.fragments
+        self.learn_ts = pkt.ts
         fields: dict[str, Any] | None = None
         changed = False
         if kind == NA:
-            fields, changed = self._advertisement(msg)
+            fields, changed = self._advertisement(msg, learn)
         elif kind in (NS, RS):
             if msg.source_mac is not None and any(pkt.src):  # :: (DAD) claims nothing
-                previous = self._learn(pkt.src, msg.source_mac)
+                previous = self._learn(pkt.src, msg.source_mac, learn)
                 if previous is not None:  # a solicitation poisons the receivers' caches too
                     changed = True
                     fields = {"nd.target_ip": ip_text(pkt.src),
                               "nd.target_mac": mac_text(msg.source_mac),
                               "nd.target_mac_previous": mac_text(previous)}
         elif kind == RA:
-            fields, changed = self._router(pkt, msg)
+            fields, changed = self._router(pkt, msg, learn)
         else:
             fields = {"nd.target_ip": ip_text(msg.target),
                       "nd.redirect_destination": ip_text(msg.redirect_to)}
@@ -159,24 +231,28 @@ class NdAnalyzer(Analyzer):
         if not self.state.budgets.admit_aux(b"nd" + sender, limit * 2 if changed else limit):
             return
         stats.events["ipv6_nd"] += 1
-        out.append(nd_event(pkt, kind, msg, fields, _hop_limit(pkt)))
+        if pkt.fragments:
+            fields["nd.fragmented"] = True
+        out.append(nd_event(pkt, kind, msg, fields, hop_limit))
 
-    def _learn(self, address: bytes, mac: bytes) -> bytes | None:
-        """Bind ``address`` to ``mac``; the former MAC when it differs."""
+    def _learn(self, address: bytes, mac: bytes, learn: bool) -> bytes | None:
+        """Bind ``address`` to ``mac`` (only compare, when ``learn`` is false); the former MAC
+        when it differs."""
         table = self.neighbours
-        previous = table.get(address)
-        table[address] = mac
-        table.move_to_end(address)
-        if len(table) > self.max_neighbours:
-            table.popitem(last=False)
-            self.state.stats.table_overflows["nd_neighbours"] += 1
-        return previous if previous != mac else None
+        if not learn:
+            previous = table.get(address)
+            return previous if previous is not None and previous != mac else None
+        before = table.overflows
+        previous = table.learn(address, mac, self.learn_ts)
+        self.state.stats.table_overflows["nd_neighbours"] += table.overflows - before
+        return previous
 
-    def _advertisement(self, msg: NdMessage) -> tuple[dict[str, Any] | None, bool]:
+    def _advertisement(self, msg: NdMessage, learn: bool,
+                       ) -> tuple[dict[str, Any] | None, bool]:
         if msg.target_mac is None:
             return None, False
         known = msg.target in self.neighbours
-        previous = self._learn(msg.target, msg.target_mac)
+        previous = self._learn(msg.target, msg.target_mac, learn)
         solicited = bool(msg.flags & 0x40)
         if known and previous is None and solicited:
             return None, False  # routine: a solicited answer confirming a known binding
@@ -192,43 +268,54 @@ class NdAnalyzer(Analyzer):
             fields["nd.target_mac_previous"] = mac_text(previous)
         return fields, previous is not None
 
-    def _router(self, pkt: Packet, msg: NdMessage) -> tuple[dict[str, Any], bool]:
-        mac = msg.source_mac or b""
+    def _router(self, pkt: Packet, msg: NdMessage, learn: bool) -> tuple[dict[str, Any], bool]:
+        # a router that sends no source link-layer option is known by its (link-local)
+        # address: one shared empty key let every later RA without the option pass as known
+        mac = msg.source_mac or pkt.src
         routers, prefixes = self.routers, self.prefixes
         new_router = mac not in routers
-        routers[mac] = routers.get(mac, 0) + 1
-        routers.move_to_end(mac)
-        if len(routers) > MAX_ROUTERS:
-            routers.popitem(last=False)
-            self.state.stats.table_overflows["nd_routers"] += 1
         new = [p for p in msg.prefixes if p not in prefixes]
-        for p in msg.prefixes:
-            prefixes[p] = mac
-            prefixes.move_to_end(p)
-        while len(prefixes) > MAX_KNOWN_PREFIXES:
-            prefixes.popitem(last=False)
-            self.state.stats.table_overflows["nd_prefixes"] += 1
+        known_routers = len(routers) - (0 if new_router else 1)
+        if learn:
+            routers[mac] = routers.get(mac, 0) + 1
+            routers.move_to_end(mac)
+            if len(routers) > MAX_ROUTERS:
+                routers.popitem(last=False)
+                self.state.stats.table_overflows["nd_routers"] += 1
+            for p in msg.prefixes:
+                prefixes[p] = mac
+                prefixes.move_to_end(p)
+            while len(prefixes) > MAX_KNOWN_PREFIXES:
+                prefixes.popitem(last=False)
+                self.state.stats.table_overflows["nd_prefixes"] += 1
         if msg.source_mac is not None:
-            self._learn(pkt.src, msg.source_mac)
+            self._learn(pkt.src, msg.source_mac, learn)
         fields: dict[str, Any] = {
             "nd.router_lifetime": msg.lifetime,
             "nd.managed": bool(msg.flags & 0x80),
             "nd.other_config": bool(msg.flags & 0x40),
             "nd.prefixes": [prefix_text(*p) for p in msg.prefixes[:MAX_PREFIXES_SHOWN]],
             "nd.new_router": new_router,
-            "nd.known_routers": len(routers) - 1,
+            "nd.known_routers": known_routers,
             "nd.new_prefixes": [prefix_text(*p) for p in new[:MAX_PREFIXES_SHOWN]],
             "nd.new_prefix_count": len(new),
         }
         return fields, new_router or bool(new)
 
 
+_IP_AT: Final = (0, 14, 16, 18, 20, 22)
+"""Where an IPv6 header may start when extension headers sit before the ICMPv6 one: a
+reassembled datagram, Ethernet, Linux cooked v1, one VLAN tag, cooked v2, two VLAN tags."""
+
+
 def _hop_limit(pkt: Packet) -> int | None:
-    """The IPv6 hop limit, when the IPv6 header sits right before the ICMPv6 header."""
-    ip = pkt.l4 - 44
-    if pkt.v6_headers or ip < 0 or pkt.data[ip] >> 4 != 6 or pkt.data[ip + 8:ip + 24] != pkt.src:
-        return None
-    return pkt.data[ip + 7]
+    """The IPv6 hop limit (also behind extension headers: one cannot hide it that way)."""
+    data = pkt.data
+    for ip in (pkt.l4 - 44, *_IP_AT) if not pkt.v6_headers else _IP_AT:
+        if (ip >= 0 and ip + 40 <= pkt.l4 and data[ip] >> 4 == 6
+                and data[ip + 8:ip + 24] == pkt.src and data[ip + 24:ip + 40] == pkt.dst):
+            return data[ip + 7]
+    return None
 
 
 def nd_event(pkt: Packet, kind: int, msg: NdMessage, extra: dict[str, Any],

@@ -6,15 +6,20 @@ A connection is tracked from its first segment that starts with a version line (
 spoofed SYN flood creates nothing, only completed handshakes do. The client is the side not
 on an SSH port (both on one: the sender toward the port). The event is emitted once:
 
-* when the authentication succeeds (``ssh.state: established``; the connection is then no
-  longer followed, so a long session or a bulk copy costs one dictionary look-up a segment);
+* when the authentication succeeded (``ssh.state: established``, at the server's first
+  message after the success that confirms it; the connection is then no longer followed, so
+  a long session or a bulk copy costs one dictionary look-up a segment);
 * when the connection ends (an RST, or a FIN from both sides: ``closed``), after
   ``network.ssh_idle_timeout_seconds`` without a segment (``timeout``), or at the end of a
   capture file (``end_of_capture``).
 
+A RST or FIN ends a connection only at the sender's next sequence number (the one the
+receiver acts on, RFC 5961); the client's is first known from the server's acknowledgment.
+
 State is bounded: at most ``network.max_ssh_connections`` connections; when full, idle ones
-are expired first, and a new connection that still finds no room is not followed (counted in
-``table_overflows["ssh"]``).
+are expired first, then the oldest connection without both version lines is dropped (what a
+spoofed flood creates), and a new connection that still finds no room is not followed (each
+counted in ``table_overflows["ssh"]``).
 """
 
 from __future__ import annotations
@@ -45,12 +50,6 @@ def tcp_header(pkt: Packet) -> int | None:
         if start >= 0 and data[start + 12] >> 4 == words and data[start:start + 4] == ports:
             return start
     return None
-
-
-def tcp_sequence(pkt: Packet) -> int | None:
-    """The TCP sequence number of a segment (``None`` when its header cannot be found)."""
-    start = tcp_header(pkt)
-    return None if start is None else int.from_bytes(pkt.data[start + 4:start + 8], "big")
 
 
 class SshAnalyzer(Analyzer):
@@ -111,7 +110,7 @@ class SshAnalyzer(Analyzer):
         session.segment(from_client, seq if length else None, payload, length, pkt.wire)
         if key in self.unconfirmed and session.confirmed:
             del self.unconfirmed[key]
-        if session.success:
+        if session.decided:
             self._end(out, key, pkt.ts, "established")
         elif not ends:
             return
@@ -128,9 +127,9 @@ class SshAnalyzer(Analyzer):
         if len(self.sessions) < self.max_connections:
             return True
         out.extend(self._sweep(ts))
-        self.state.stats.table_overflows["ssh"] += 1
         if len(self.sessions) < self.max_connections:
             return True
+        self.state.stats.table_overflows["ssh"] += 1
         if self.unconfirmed:  # dropped unreported: it never showed two live ends
             key, _ = self.unconfirmed.popitem(last=False)
             del self.sessions[key]
@@ -143,6 +142,8 @@ class SshAnalyzer(Analyzer):
         self.fins.pop(key, None)
         self.unconfirmed.pop(key, None)
         session.close()
+        if session.provoked:
+            self.state.stats.evasion["ssh_success_size_provoked"] += 1
         self.state.stats.events["ssh"] += 1
         out.append(ssh_event(ts, session, how,
                              self.state.direction.of(session.client, session.server)))

@@ -10,7 +10,8 @@ in the capture stops the inference: ``capture_gap``). The cleartext phase is the
 (at most :data:`MAX_BANNER` bytes, RFC 4253 §4.2; sanitised: it is attacker-controlled) and
 binary packets walked by their length field until ``SSH_MSG_NEWKEYS``; what follows NEWKEYS in
 that direction is encrypted and only its size is read, one *message* per segment (a segment's
-tail after NEWKEYS is one message).
+tail after NEWKEYS is one message; a server segment of the largest size seen so far is taken to
+go on in the next: a tiny MSS the client asked for splits every answer).
 
 Authentication (RFC 4252) once both directions are encrypted — client packets are requests,
 server packets are answers:
@@ -19,7 +20,9 @@ server packets are answers:
   :data:`MAX_ACCEPT_SIZE` bytes, is ``SERVICE_ACCEPT`` (size *A*; a larger one is the
   ``EXT_INFO`` of RFC 8308, skipped);
 * ``USERAUTH_SUCCESS`` (one byte of payload) is exactly 16 bytes shorter than *A* for every
-  cipher and MAC (block alignment of 8 or 16): a server message of size *A* - 16 is a success;
+  cipher and MAC (block alignment of 8 or 16): a server message of size *A* - 16 is a success,
+  final at the server's next message of another size unless that one is a refusal (then the
+  "success" was a message the client provoked, e.g. ``UNIMPLEMENTED``: undone);
 * the next other message is ``USERAUTH_FAILURE`` (size *F*; one larger than *A* + 256 is a
   pre-auth banner, skipped once). That first failure answers the client's ``none`` method
   query (OpenSSH, libssh and most clients send one) and is not an attempt;
@@ -68,8 +71,8 @@ def sanitise(raw: bytes) -> str:
 class Direction:
     """One side's byte stream: sequence tracking and the cleartext phase."""
 
-    __slots__ = ("banner", "bytes", "kex_method", "kexinit", "line", "lines", "newkeys",
-                 "next_seq", "packets", "phase", "skip")
+    __slots__ = ("banner", "bytes", "carry", "kex_method", "kexinit", "line", "lines",
+                 "max_segment", "newkeys", "next_seq", "packets", "phase", "skip")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
@@ -80,6 +83,10 @@ class Direction:
         self.lines = 0
         self.skip = 0
         """Bytes of a cleartext packet still to come in later segments."""
+        self.carry = b""
+        """The start of a cleartext packet header the segment ended in (at most 5 bytes)."""
+        self.max_segment = 0
+        """The largest payload seen: a segment of that size is taken to continue."""
         self.kexinit = False
         self.kex_method = False
         self.newkeys = False
@@ -91,9 +98,9 @@ class SshSession:
     """Inference state of one connection (client → server as the version lines showed)."""
 
     __slots__ = ("accept_size", "c", "client", "client_port", "decided", "failure_size",
-                 "failures", "family", "gap", "last", "last_other", "pending", "s",
-                 "saw_client_encrypted", "server", "server_port", "skipped_banner", "start",
-                 "success", "truncated", "version_error")
+                 "failures", "family", "gap", "held", "last", "last_other", "pending",
+                 "provoked", "s", "saw_client_encrypted", "server", "server_port",
+                 "skipped_banner", "start", "success", "truncated", "version_error")
 
     def __init__(self, ts: float, family: int, client: bytes, client_port: int,
                  server: bytes, server_port: int) -> None:
@@ -112,10 +119,15 @@ class SshSession:
         self.skipped_banner = False
         self.pending = 0
         """Client requests since the server last answered."""
+        self.held = 0
+        """Encrypted server bytes of a message that may go on in the next segment."""
         self.failures = 0
         self.last_other = False
         self.success = False
         self.decided = False
+        """The outcome is final (a success confirmed by the server's next message)."""
+        self.provoked = False
+        """A message of the success size was followed by a refusal (counted in ``evasion``)."""
 
     # ------------------------------------------------------------------ the byte streams
 
@@ -147,6 +159,8 @@ class SshSession:
         d.bytes += wire
         if not length:
             return
+        if from_client:
+            self._flush_held()
         if from_client and self.s.phase == ENCRYPTED:
             # the client spoke after the server's NEWKEYS: the server's answers count from
             # now on, whatever the parse of the client's own stream says - a client can make
@@ -165,6 +179,10 @@ class SshSession:
                     d.phase = DEAD
                     return
             d.next_seq = (seq + length) & 0xFFFFFFFF
+        full = length >= d.max_segment
+        d.max_segment = max(d.max_segment, length)
+        if d.carry and d.phase == CLEAR:
+            payload, length, d.carry = d.carry + payload, length + len(d.carry), b""
         at = 0
         if d.phase == BANNER:
             at = self._banner(d, payload)
@@ -173,7 +191,19 @@ class SshSession:
         if d.phase == CLEAR:
             at = self._clear(d, payload, length, at)
         if d.phase == ENCRYPTED and at < length:
-            self._encrypted(from_client, length - at)
+            if from_client:
+                self._encrypted(True, length - at)
+                return
+            # a message split over segments (a client that advertises a tiny MSS or window
+            # makes the server do it) is summed: a segment of the largest size seen goes on
+            self.held += length - at
+            if not full:
+                self._flush_held()
+
+    def _flush_held(self) -> None:
+        if self.held:
+            size, self.held = self.held, 0
+            self._encrypted(False, size)
 
     def _banner(self, d: Direction, payload: bytes) -> int:
         """Collect the version line; where the binary packets start, or -1 (more to come).
@@ -228,6 +258,9 @@ class SshSession:
             at += used
         while at < length:
             if at + 6 > n:
+                if n >= length:  # the header goes on in the next segment (a tiny MSS)
+                    d.carry = bytes(payload[at:length])
+                    return length
                 if at >= n and d.kex_method:  # cut by the snap length: NEWKEYS (see above)
                     d.newkeys = True
                     d.phase = ENCRYPTED
@@ -271,9 +304,21 @@ class SshSession:
                 self.accept_size = size
             return
         if size + 16 == self.accept_size:
-            self.success = True
-            self.decided = True
+            self.success = True  # to be confirmed by the next answer of another size
             self.pending = 0
+            return
+        if self.success:
+            if size == self.failure_size and (self.failure_size != self.accept_size
+                                              or self.s.banner.startswith(b"SSH-2.0-OpenSSH")):
+                # a refusal after the 'success': that was another message of its size (an
+                # UNIMPLEMENTED the client provoked); after a real one, OpenSSH sends its
+                # hostkeys-00 announcement (larger than SERVICE_ACCEPT) and other servers the
+                # answer to CHANNEL_OPEN (the size of SERVICE_ACCEPT)
+                self.success = False
+                self.failures += 1
+                self.provoked = True
+                return
+            self.decided = True
             return
         if not self.failure_size:
             if not self.skipped_banner and size - self.accept_size > 256:
@@ -292,7 +337,9 @@ class SshSession:
 
     def close(self) -> None:
         """The connection ended: a request last answered by an unknown message was refused."""
-        if not self.decided and self.failure_size and self.last_other and not self.pending:
+        self._flush_held()
+        if (not self.success and self.failure_size and self.last_other
+                and not self.pending):
             self.failures += 1
             self.last_other = False
 
