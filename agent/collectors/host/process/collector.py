@@ -93,6 +93,8 @@ class KernelExecSource(Protocol):
 
     def kernel_lost(self) -> int: ...
 
+    def delivering(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -199,10 +201,12 @@ class ProcessExecCollector:
             ready, _, _ = select.select(fds, [], [], 0.5)
             events = self.handle(source.receive(0.0) if source in ready or len(fds) == 1
                                  else [])
-            events.extend(self.handle_records(kernel.drain() if kernel in ready else []))
+            records = kernel.drain() if kernel in ready else []
+            events.extend(self.handle_records(records) if self.mode == "audit" else [])
             now = self._clock()
             if now >= next_check:  # records the kernel dropped, an EOE that never came
                 next_check = now + 5.0
+                self._check_delivery(kernel)
                 events.extend(self._from_facts(f) for f in self._assembler.expire(now))
                 dropped = kernel.kernel_lost()
                 if dropped > kernel_lost:
@@ -213,6 +217,21 @@ class ProcessExecCollector:
                 lost, connector_lost = kernel.lost, source.lost
             if events:
                 publish(events)
+
+    def _check_delivery(self, kernel: KernelExecSource) -> None:
+        """Audit silenced by someone else (``auditctl -e 0``/``-D``, another audit daemon):
+        exec events from the connector + ``/proc`` until the records come back."""
+        delivering = kernel.delivering()
+        if self.mode == "audit" and not delivering:
+            log.warning("audit exec records stopped (auditing disabled, Vedette's rule removed "
+                        "or another audit daemon registered): exec events from the proc "
+                        "connector and /proc until they come back")
+            self.mode = "connector"
+            self._source("connector")
+        elif self.mode == "connector" and delivering:
+            log.info("audit exec records delivered again: exec facts from the kernel")
+            self.mode = "audit"
+            self._source("audit")
 
     def _lost(self, count: int) -> None:
         if self._metrics is not None and count > 0:
