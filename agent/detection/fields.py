@@ -171,6 +171,7 @@ _HOST_PROCESS = (
     # exec facts from audit, and the socket/pipe relations of issue 17 (docs/host.md)
     "vedette.process.io.socket_inode", "vedette.process.io.stdin_pipe",
     "vedette.process.io.stdout_pipe", "vedette.process.interactive_shell",
+    "vedette.process.shell_copy",
     "vedette.process.parent.network_socket", "user.audit.id", "vedette.process.audit_session",
     "process.tty.name", "vedette.process.script", "vedette.process.file",
     "vedette.download.path", "vedette.process.stdin_program", "vedette.process.built_locally",

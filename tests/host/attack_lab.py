@@ -85,9 +85,10 @@ def make_procs() -> Iterator[Procs]:
 
 
 def alerts_of(agent: AgentProcess, name: str, since: float = 0.0) -> list[dict[str, Any]]:
-    """Alerts of a rule first seen at or after ``since`` (less 5 ms: kernel audit times are
-    truncated to the millisecond)."""
-    since -= 0.005
+    """Alerts of a rule first seen at or after ``since``, less 50 ms: kernel audit times come
+    from the kernel's coarse clock (``ktime_get_coarse_real_ts64``: up to one jiffy, 4-10 ms,
+    behind ``time.time()``) and are truncated to the millisecond; 5 ms missed a real alert."""
+    since -= 0.05
     out = []
     for a in agent.alerts():
         if a.get("rule", {}).get("id") != RULE_IDS[name]:

@@ -16,7 +16,9 @@ from prometheus_client import CollectorRegistry
 
 from agent.collectors.host.process.audit_exec import ExecAssembler, decode_value
 from agent.collectors.host.process.audit_netlink import (
+    AUDIT_ADD_RULE,
     AUDIT_CWD,
+    AUDIT_DEL_RULE,
     AUDIT_EOE,
     AUDIT_EXECVE,
     AUDIT_PATH,
@@ -245,3 +247,53 @@ def test_an_instance_killed_without_closing_is_undone_by_the_next(tmp_path: Path
     assert _status_and_keys() != before
     AuditSocket().close()  # the next instance removes the dead one's rule and, being the
     assert _status_and_keys() == before  # last one out, restores the recorded state
+
+
+@needs_audit
+def test_audit_silenced_by_someone_else_falls_back_to_the_connector_and_back(
+        tmp_path: Path) -> None:
+    """``auditctl -D`` (here: this instance's own rule deleted, nothing global touched) silences
+    the records without an error: within one 5 s check the execs come from the connector, and
+    from audit again once the rule is back."""
+    made: list[AuditSocket] = []
+
+    def kernel() -> AuditSocket:
+        made.append(AuditSocket())
+        return made[-1]
+
+    metrics = AgentMetrics(CollectorRegistry())
+    collector = ProcessExecCollector(ProcReader(), metrics, fallback=False, kernel_facts=kernel)
+    seen: list[Event] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.run, args=(seen.extend, stop))
+    thread.start()
+    control = AuditControl()
+
+    def wait_mode(mode: str) -> None:
+        deadline = time.monotonic() + 15
+        while collector.mode != mode and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert collector.mode == mode
+
+    try:
+        wait_mode("audit")
+        for rule in exec_rules(made[0].key):
+            control.request(AUDIT_DEL_RULE, rule)
+        wait_mode("connector")
+        assert metrics.process_exec_source.labels("connector")._value.get() == 1
+        marker = f"m{os.getpid()}silenced"
+        subprocess.run(["/bin/sh", "-c", "sleep 0.5", marker], check=True, cwd=tmp_path)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+                marker in (e.fields.get("process.args") or []) for e in list(seen)):
+            time.sleep(0.05)
+        ev = next(e for e in seen if marker in (e.fields.get("process.args") or []))
+        assert ev.fields["vedette.process.source"] == "connector"
+        for rule in exec_rules(made[0].key):
+            control.request(AUDIT_ADD_RULE, rule)
+        wait_mode("audit")
+        assert metrics.process_exec_source.labels("audit")._value.get() == 1
+    finally:
+        control.close()
+        stop.set()
+        thread.join(10)

@@ -201,9 +201,13 @@ def test_process_alerts_through_the_daemon(agent_factory, tmp_path: Path) -> Non
     listener = socket.socket()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        agent.wait_for(lambda: agent.sample("vedette_collector_degraded",
-                                            {"collector": "process"}) == 0.0,
-                       timeout=15, what="the proc connector")
+        # not vedette_collector_degraded == 0: the daemon sets that before the collector's
+        # thread has opened anything, so under load the execs below ran before the collector
+        # listened and no exec alert ever came (the flake of issue 17's review). The exec source
+        # gauge is set once audit or the connector is subscribed.
+        agent.wait_for(lambda: any(agent.sample("vedette_process_exec_source", {"source": s})
+                                   == 1.0 for s in ("audit", "connector")),
+                       timeout=30, what="the process collector subscribed (audit or connector)")
         # a shell whose stdin/stdout is a TCP connection to a listener inside the test
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)

@@ -341,6 +341,19 @@ class AuditSocket:
     def status(self) -> AuditStatus:
         return self._ctl.status()
 
+    def delivering(self) -> bool:
+        """Whether exec records still come: auditing enabled, this instance's rule loaded and,
+        as the audit daemon, still registered (``auditctl -e 0``, ``auditctl -D`` or another
+        receiver taking the daemon's place silence the records without an error)."""
+        try:
+            status = self._ctl.status()
+            keys = {rule_key(rule) for rule in self._ctl.rules()}
+        except OSError:
+            return False
+        if status.enabled == 0 or self.key not in keys:
+            return False
+        return self.mode != "daemon" or status.pid == os.getpid()
+
     def close(self) -> None:
         for rule in self._rules:
             try:

@@ -61,6 +61,7 @@ from agent.collectors.host.process.procfs import (
     stdin_program,
     uid_change_fields,
 )
+from agent.collectors.host.process.shell_copies import ShellCopies
 from agent.errors import CollectorError
 from agent.events import PROCESS_CREATION, Event, LogSource
 from agent.metrics import AgentMetrics
@@ -92,6 +93,8 @@ class KernelExecSource(Protocol):
 
     def kernel_lost(self) -> int: ...
 
+    def delivering(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -113,6 +116,7 @@ class ProcessExecCollector:
         host_name: str = "",
         clock: Callable[[], float] = time.time,
         kernel_facts: Callable[[], KernelExecSource] | None = None,
+        shell_copies: ShellCopies | None = None,
     ) -> None:
         self._reader = reader
         self._metrics = metrics
@@ -127,6 +131,7 @@ class ProcessExecCollector:
         self._ids: OrderedDict[int, tuple[int, int]] = OrderedDict()  # pid -> (uid, euid)
         self._built: OrderedDict[str, float] = OrderedDict()  # compiler output -> when
         self._kernel_facts = kernel_facts
+        self._shell_copies = shell_copies
         self._assembler = ExecAssembler()
         self.mode = "starting"
 
@@ -196,10 +201,12 @@ class ProcessExecCollector:
             ready, _, _ = select.select(fds, [], [], 0.5)
             events = self.handle(source.receive(0.0) if source in ready or len(fds) == 1
                                  else [])
-            events.extend(self.handle_records(kernel.drain() if kernel in ready else []))
+            records = kernel.drain() if kernel in ready else []
+            events.extend(self.handle_records(records) if self.mode == "audit" else [])
             now = self._clock()
             if now >= next_check:  # records the kernel dropped, an EOE that never came
                 next_check = now + 5.0
+                self._check_delivery(kernel)
                 events.extend(self._from_facts(f) for f in self._assembler.expire(now))
                 dropped = kernel.kernel_lost()
                 if dropped > kernel_lost:
@@ -210,6 +217,21 @@ class ProcessExecCollector:
                 lost, connector_lost = kernel.lost, source.lost
             if events:
                 publish(events)
+
+    def _check_delivery(self, kernel: KernelExecSource) -> None:
+        """Audit silenced by someone else (``auditctl -e 0``/``-D``, another audit daemon):
+        exec events from the connector + ``/proc`` until the records come back."""
+        delivering = kernel.delivering()
+        if self.mode == "audit" and not delivering:
+            log.warning("audit exec records stopped (auditing disabled, Vedette's rule removed "
+                        "or another audit daemon registered): exec events from the proc "
+                        "connector and /proc until they come back")
+            self.mode = "connector"
+            self._source("connector")
+        elif self.mode == "connector" and delivering:
+            log.info("audit exec records delivered again: exec facts from the kernel")
+            self.mode = "audit"
+            self._source("audit")
 
     def _lost(self, count: int) -> None:
         if self._metrics is not None and count > 0:
@@ -229,6 +251,9 @@ class ProcessExecCollector:
         info.ppid = facts.ppid or info.ppid
         info.executable = facts.executable or (info.executable if same else None)
         info.deleted = info.deleted and same
+        if not same:  # /proc shows the next program (exec'd again): its stdio is not ours
+            info.socket_fds, info.socket_inode, info.unix_socket_fds = (), None, ()
+            info.stdin_pipe = info.stdout_pipe = info.stdout_file = None
         info.args = facts.args if facts.args is not None else (info.args if same else None)
         info.cwd = facts.cwd or info.cwd
         info.comm = facts.comm or info.comm
@@ -344,7 +369,13 @@ class ProcessExecCollector:
         from_stdin = stdin_program(info)
         if from_stdin is not None:
             fields["vedette.process.stdin_program"] = from_stdin
-        if is_shell(info):  # the socket→shell relation through a pty or socketpair relay
+        shell = is_shell(info)
+        if not shell and self._shell_copies is not None and info.executable \
+                and self._shell_copies.is_copy(info.pid, info.executable):
+            shell = True  # cp /bin/dash …/kthreadd: a shell under another name
+            fields["vedette.process.shell_copy"] = True
+            fields["vedette.process.stdin_program"] = interactive_shell(info.args)
+        if shell:  # the socket→shell relation through a pty or socketpair relay
             fields["vedette.process.interactive_shell"] = interactive_shell(info.args)
             if parent is not None and fields["vedette.process.interactive_shell"]:
                 fields["vedette.process.parent.network_socket"] = \
@@ -398,7 +429,8 @@ def build(ctx: CollectorContext) -> list[AnyCollector]:
     out: list[AnyCollector] = [ProcessExecCollector(
         ProcReader(proc), ctx.metrics, fallback=section.fallback_polling,
         poll_interval_seconds=section.poll_interval_seconds, host_name=ctx.identity.host_name,
-        kernel_facts=AuditSocket if section.kernel_exec_facts else None)]
+        kernel_facts=AuditSocket if section.kernel_exec_facts else None,
+        shell_copies=ShellCopies())]
     out.append(DeletedExecutableCollector(10.0, proc, host_name=ctx.identity.host_name))
     if section.cpu_sampling:
         out.append(ProcessCpuCollector(

@@ -28,6 +28,7 @@ _STATUS_KEYS = re.compile(r"^(Name|PPid|Uid|Gid):(.*)$", re.MULTILINE)
 _UID_LINE = re.compile(r"^Uid:[ \t]+([0-9]+)[ \t]+([0-9]+)", re.MULTILINE)
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "ash",
                     "busybox"})
+_BUSYBOX_SHELLS = frozenset({"sh", "ash", "hush", "bash"})
 
 
 @dataclass(slots=True)
@@ -314,7 +315,10 @@ def interactive_shell(args: list[str] | None) -> bool:
     """A shell that reads commands from its stdio: no ``-c`` and no script operand."""
     if not args:
         return False
-    for arg in args[1:]:
+    rest = args[1:]
+    if os.path.basename(args[0]) == "busybox" and rest and rest[0] in _BUSYBOX_SHELLS:
+        rest = rest[1:]  # ``busybox sh``: the applet, not a script
+    for arg in rest:
         if not arg.startswith("-"):
             return False  # a script (or -c's command)
         if not arg.startswith("--") and "c" in arg[1:]:
