@@ -145,11 +145,21 @@ def test_command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     for err in report.errors:
         print(err.location_text())
+    # A rejected rule runs nothing: if it has fixtures, its author expects it to run, so it
+    # fails (an unknown field after an edit must not read as "all passed"); a rejected rule
+    # without fixtures (a SigmaHQ folder) is a warning.
+    untestable = [r for r in report.rejections
+                  if Path(r.path).with_suffix(".tests").is_dir()
+                  and (args.rule is None or args.rule in (r.rule_id, Path(r.path).stem))]
+    for rejection in report.rejections:
+        print(f"{'FAIL' if rejection in untestable else 'warning'}: {rejection}")
     result = run_tests(report, fixture_decoders(), rule_id=args.rule)
     _print_results(result, args.verbose, args.strict)
+    if untestable:
+        print(f"{_n(len(untestable), 'rule')} with fixtures rejected: their fixtures did not run")
     if args.junit is not None:
         args.junit.write_text(junit_xml(result, args.strict) + "\n", encoding="utf-8")
-    if report.errors or result.failed(args.strict):
+    if report.errors or untestable or result.failed(args.strict):
         return EXIT_FAILED
     return 0
 

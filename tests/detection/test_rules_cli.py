@@ -218,3 +218,23 @@ def test_a_local_override_of_a_shipped_rule_id_is_no_lint_collision(
                                 title="curl use"), name="curl2.yml")
     main(["rules", "validate", "--config", str(config)])
     assert "DuplicateTitleIssue" in capsys.readouterr().out
+
+
+def test_a_rejected_rule_with_fixtures_fails_the_test_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An edit that makes a tested rule unsupported (an unknown field) must not read as "all
+    passed": the rule is rejected, its fixtures cannot run, the run fails. A rejected rule
+    without fixtures (a third-party folder) stays a warning."""
+    rule = curl_rule(tmp_path)
+    fixture(rule, [{"name": "fires", "input": "e.jsonl", "expect": [{"rule": "curl_use"}]}],
+            {"e.jsonl": [curl(T0)]})
+    write_rules(tmp_path, rule_doc({"sel": {"LogonId": 1}, "condition": "sel"},
+                                   id="5d0c9d4e-6f1c-4b8e-9d55-0000000000e2"), name="other.yml")
+    assert main(["rules", "test", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning:" in out and "LogonId" in out
+    rule.write_text(rule.read_text().replace("Image|endswith", "NoSuchField|endswith"))
+    assert main(["rules", "test", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL: {rule}:" in out and "with fixtures rejected" in out
