@@ -271,7 +271,7 @@ class GroupTable(ABC, Generic[G]):
         self.groups: OrderedDict[tuple[Any, ...], G] = OrderedDict()
         self.evictions = 0
         # Alerts name the group by the event fields of the first referenced rule.
-        self._names = rule.group_fields[rule.rules[0]]
+        self._names = rule.group_names or rule.group_fields[rule.rules[0]]
 
     def __len__(self) -> int:
         return len(self.groups)

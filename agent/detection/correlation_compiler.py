@@ -211,6 +211,8 @@ def _compile(
             _field(detections[target], aliases.get(g, {}).get(back[target], g), "group-by")
             for g in group_by
         )
+    group_names = tuple(g if g in aliases else group_fields[targets[0]][i]
+                        for i, g in enumerate(group_by))
     op: str | None = None
     threshold: float | None = None
     value_field: dict[str, str] = {}
@@ -242,6 +244,7 @@ def _compile(
         rules=tuple(targets),
         group_by=group_by,
         group_fields=group_fields,
+        group_names=group_names,
         timespan=float(rule.timespan.seconds),
         op=op,
         threshold=threshold,

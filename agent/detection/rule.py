@@ -153,6 +153,10 @@ class CorrelationRule:
     """temporal: which referenced rules (by id) must have been seen in the window."""
     options: RuleOptions = RuleOptions()
     content_hash: str = ""
+    group_names: tuple[str, ...] = ()
+    """The field names the alert gives the group's values: an alias's own name (it is the
+    field the correlation defines, Sigma 2.1 ``aliases``), else the first referenced rule's
+    event field. Empty: the first referenced rule's event fields (hand-built rules)."""
 
     id: str = field(init=False)
     """The rule's id (``ref.id``), a plain attribute for the hot path."""

@@ -318,7 +318,24 @@ def test_aliases_map_group_by_per_rule(tmp_path: Path) -> None:
             event(T0 + 1, net, **{"destination.port": 4444, "user.name": "x"}),
         ],
     )
-    assert len(opened(alerts)) == 1 and opened(alerts)[0].group == {"user.name": "x"}
+    # the alert names the group by the alias: the field the correlation defines
+    assert len(opened(alerts)) == 1 and opened(alerts)[0].group == {"actor": "x"}
+
+
+def test_an_alias_can_turn_the_direction_around(tmp_path: Path) -> None:
+    """A rule counting answers (resets sent by the target) names the party that acted: with
+    aliases ``source.ip`` is the peer the answers went to (the scanner)."""
+    doc = corr("event_count", {"gte": 2}, ["syn"], ["source.ip", "destination.ip"],
+               timespan="60s")
+    doc["correlation"]["aliases"] = {"source.ip": {"syn": "destination.ip"},
+                                     "destination.ip": {"syn": "source.ip"}}
+    engine = engine_for(tmp_path, syn_rule(), doc)
+    alerts = run(engine, [syn(T0), syn(T0 + 1)])
+    (alert,) = opened(alerts)
+    first = syn(T0).fields
+    assert alert.group == {"source.ip": first["destination.ip"],
+                           "destination.ip": first["source.ip"]}
+    assert alert.matched["source.ip"] == first["destination.ip"]
 
 
 def test_backlog_of_old_events_keeps_its_windows_under_wall_clock_ticks(tmp_path: Path) -> None:

@@ -365,7 +365,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "tcp_closed_port_resets": [
         ("closed ports answer a scan with resets", vertical_scan,
-         [expect("tcp_closed_port_resets", source__ip=SERVER, destination__ip=ATTACKER)]),
+         [expect("tcp_closed_port_resets", source__ip=ATTACKER, destination__ip=SERVER)]),
         ("ordinary traffic and one closed port", busy_client, []),
     ],
     "port_scan_horizontal": [

@@ -232,7 +232,7 @@ def test_connect_scan(lab: Lab, agent: Agent) -> None:
     with _nmap(lab, "-sT", "-p", "1-200", TGT):
         agent.wait_alert("port_scan_vertical", started, lambda d: d["source"]["ip"] == ATK)
         agent.wait_alert("tcp_closed_port_resets", started,
-                         lambda d: d["destination"]["ip"] == ATK)
+                         lambda d: d["source"]["ip"] == ATK and d["destination"]["ip"] == TGT)
 
 
 def test_slow_scan_nmap_t2(lab: Lab, agent: Agent) -> None:
