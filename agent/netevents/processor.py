@@ -125,6 +125,11 @@ class PacketProcessor:
         # Ports with a port analyzer, as 64k tables: indexed per packet (bytes) and per batch.
         self._tcp_ports = bytes(1 if (PROTO_TCP, p) in by_port else 0 for p in range(65536))
         self._udp_ports = bytes(1 if (PROTO_UDP, p) in by_port else 0 for p in range(65536))
+        # ... and each port's handlers (empty: none), indexed by the inline path.
+        self._tcp_ported: list[Handlers] = [self._by_port.get((PROTO_TCP, p), ())
+                                            for p in range(65536)]
+        self._udp_ported: list[Handlers] = [self._by_port.get((PROTO_UDP, p), ())
+                                            for p in range(65536)]
         dns_mask = dns.port_mask if dns is not None else np.zeros(65536, dtype=np.bool_)
         self.port_masks = bulk_ops.PortMasks(
             tcp=np.frombuffer(self._tcp_ports, dtype=np.uint8).astype(np.bool_),
@@ -283,8 +288,9 @@ class PacketProcessor:
                     flow.last = ts
                 for handler in self._tcp_handlers:
                     handler(out, pkt)
-                if self._tcp_ports[pkt.sport] or self._tcp_ports[pkt.dport]:
-                    self._ported(out, pkt)
+                ported = self._tcp_ported  # _ported(), inline
+                for handler in ported[pkt.dport] or ported[pkt.sport]:
+                    handler(out, pkt)
                 return
             if proto == PROTO_UDP and n >= 42:
                 total = (data[16] << 8) | data[17]
@@ -306,8 +312,9 @@ class PacketProcessor:
                     flow.last = ts
                 for handler in self._udp_handlers:
                     handler(out, pkt)
-                if self._udp_ports[pkt.sport] or self._udp_ports[pkt.dport]:
-                    self._ported(out, pkt)
+                ported = self._udp_ported  # _ported(), inline
+                for handler in ported[pkt.dport] or ported[pkt.sport]:
+                    handler(out, pkt)
                 return
         r = decode(data, linktype)
         if isinstance(r, str):

@@ -63,8 +63,9 @@ class TrafficState:
         self.connections: dict[bytes, int] = {}
         """TCP connections seen (addresses then ports, as first sent) → the second they were
         last active; bounded by ``max_tracked_keys``, aged when a second ends."""
-        self._known: set[bytes] = set()
-        """Both directions' keys of every entry of :attr:`connections` (one lookup a packet)."""
+        self._known: dict[bytes, bytes] = {}
+        """Both directions' keys of every entry of :attr:`connections` → that entry's key (one
+        lookup a packet, and no key reversal when a second's active connections are marked)."""
         self.flow_starts: dict[bytes, int] = {}
         self._intel = intel
         self.second = -1
@@ -141,8 +142,11 @@ class TrafficState:
             self.stats.table_overflows["connections"] += 1
             return
         self.connections[key] = self.second
-        known.add(key)
-        known.add(_reverse(key))
+        known[key] = key
+        if len(key) == 12:  # _reverse(), inline for IPv4: a new connection on the hot path
+            known[key[4:8] + key[:4] + key[10:] + key[8:10]] = key
+        else:
+            known[_reverse(key)] = key
 
     def _age_connections(self, active: dict[bytes, Counts]) -> None:
         """Connections with segments this second are marked active now; when the table is
@@ -150,21 +154,18 @@ class TrafficState:
         is the order connections were learnt, the same whichever path counted segments.)"""
         connections = self.connections
         second = self.second
+        known = self._known
         for key in active:
-            if key in connections:
-                connections[key] = second
-            else:
-                back = _reverse(key)
-                if back in connections:
-                    connections[back] = second
+            entry = known.get(key)
+            if entry is not None:
+                connections[entry] = second
         limit = self.max_keys
         if len(connections) > limit * 3 // 4:
             ranked = sorted(connections.items(), key=_last_active)
-            known = self._known
             for key, _ in ranked[:len(connections) - limit // 2]:
                 del connections[key]
-                known.discard(key)
-                known.discard(_reverse(key))
+                known.pop(key, None)
+                known.pop(_reverse(key), None)
 
     # ------------------------------------------------------------------ time
 

@@ -71,7 +71,8 @@ class TcpAnalyzer(Analyzer):
                     a.syn += 1
                     a.add_source(pkt.src)
             elif flags & 0x16 != 0:  # SYN-ACK or RST: counted on the sender's service
-                s = state.aggregate((pkt.src, pkt.sport, PROTO_TCP))
+                skey = (pkt.src, pkt.sport, PROTO_TCP)
+                s = aggregates.get(skey) or state.aggregate(skey)
                 if flags & 0x02:  # the connection is learnt even with the table full
                     state.remember_connection(connection_key(pkt))
                 if s is not None:
