@@ -123,13 +123,19 @@ class PacketProcessor:
         self._tcp_handlers = self._by_proto.get(PROTO_TCP, ())
         self._udp_handlers = self._by_proto.get(PROTO_UDP, ())
         # Ports with a port analyzer, as 64k tables: indexed per packet (bytes) and per batch.
-        self._tcp_ports = bytes(1 if (PROTO_TCP, p) in by_port else 0 for p in range(65536))
-        self._udp_ports = bytes(1 if (PROTO_UDP, p) in by_port else 0 for p in range(65536))
         # ... and each port's handlers (empty: none), indexed by the inline path.
-        self._tcp_ported: list[Handlers] = [self._by_port.get((PROTO_TCP, p), ())
-                                            for p in range(65536)]
-        self._udp_ported: list[Handlers] = [self._by_port.get((PROTO_UDP, p), ())
-                                            for p in range(65536)]
+        tcp_ports, udp_ports = bytearray(65536), bytearray(65536)
+        self._tcp_ported: list[Handlers] = [()] * 65536
+        self._udp_ported: list[Handlers] = [()] * 65536
+        for (transport, port), handlers in self._by_port.items():
+            if transport == PROTO_TCP:
+                tcp_ports[port] = 1
+                self._tcp_ported[port] = handlers
+            elif transport == PROTO_UDP:
+                udp_ports[port] = 1
+                self._udp_ported[port] = handlers
+        self._tcp_ports = bytes(tcp_ports)
+        self._udp_ports = bytes(udp_ports)
         dns_mask = dns.port_mask if dns is not None else np.zeros(65536, dtype=np.bool_)
         self.port_masks = bulk_ops.PortMasks(
             tcp=np.frombuffer(self._tcp_ports, dtype=np.uint8).astype(np.bool_),
