@@ -128,6 +128,8 @@ class PacketProcessor:
         self._tcp_ported: list[Handlers] = [()] * 65536
         self._udp_ported: list[Handlers] = [()] * 65536
         for (transport, port), handlers in self._by_port.items():
+            if not 0 <= port < 65536:  # no packet carries it (config does not bound ports)
+                continue
             if transport == PROTO_TCP:
                 tcp_ports[port] = 1
                 self._tcp_ported[port] = handlers
