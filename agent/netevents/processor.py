@@ -123,8 +123,21 @@ class PacketProcessor:
         self._tcp_handlers = self._by_proto.get(PROTO_TCP, ())
         self._udp_handlers = self._by_proto.get(PROTO_UDP, ())
         # Ports with a port analyzer, as 64k tables: indexed per packet (bytes) and per batch.
-        self._tcp_ports = bytes(1 if (PROTO_TCP, p) in by_port else 0 for p in range(65536))
-        self._udp_ports = bytes(1 if (PROTO_UDP, p) in by_port else 0 for p in range(65536))
+        # ... and each port's handlers (empty: none), indexed by the inline path.
+        tcp_ports, udp_ports = bytearray(65536), bytearray(65536)
+        self._tcp_ported: list[Handlers] = [()] * 65536
+        self._udp_ported: list[Handlers] = [()] * 65536
+        for (transport, port), handlers in self._by_port.items():
+            if not 0 <= port < 65536:  # no packet carries it (config does not bound ports)
+                continue
+            if transport == PROTO_TCP:
+                tcp_ports[port] = 1
+                self._tcp_ported[port] = handlers
+            elif transport == PROTO_UDP:
+                udp_ports[port] = 1
+                self._udp_ported[port] = handlers
+        self._tcp_ports = bytes(tcp_ports)
+        self._udp_ports = bytes(udp_ports)
         dns_mask = dns.port_mask if dns is not None else np.zeros(65536, dtype=np.bool_)
         self.port_masks = bulk_ops.PortMasks(
             tcp=np.frombuffer(self._tcp_ports, dtype=np.uint8).astype(np.bool_),
@@ -283,8 +296,9 @@ class PacketProcessor:
                     flow.last = ts
                 for handler in self._tcp_handlers:
                     handler(out, pkt)
-                if self._tcp_ports[pkt.sport] or self._tcp_ports[pkt.dport]:
-                    self._ported(out, pkt)
+                ported = self._tcp_ported  # _ported(), inline
+                for handler in ported[pkt.dport] or ported[pkt.sport]:
+                    handler(out, pkt)
                 return
             if proto == PROTO_UDP and n >= 42:
                 total = (data[16] << 8) | data[17]
@@ -306,8 +320,9 @@ class PacketProcessor:
                     flow.last = ts
                 for handler in self._udp_handlers:
                     handler(out, pkt)
-                if self._udp_ports[pkt.sport] or self._udp_ports[pkt.dport]:
-                    self._ported(out, pkt)
+                ported = self._udp_ported  # _ported(), inline
+                for handler in ported[pkt.dport] or ported[pkt.sport]:
+                    handler(out, pkt)
                 return
         r = decode(data, linktype)
         if isinstance(r, str):

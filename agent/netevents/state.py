@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Final
 
 from agent.config import NetworkSection
@@ -63,8 +64,9 @@ class TrafficState:
         self.connections: dict[bytes, int] = {}
         """TCP connections seen (addresses then ports, as first sent) → the second they were
         last active; bounded by ``max_tracked_keys``, aged when a second ends."""
-        self._known: set[bytes] = set()
-        """Both directions' keys of every entry of :attr:`connections` (one lookup a packet)."""
+        self._known: dict[bytes, bytes] = {}
+        """Both directions' keys of every entry of :attr:`connections` → that entry's key (one
+        lookup a packet, and no key reversal when a second's active connections are marked)."""
         self.flow_starts: dict[bytes, int] = {}
         self._intel = intel
         self.second = -1
@@ -79,6 +81,10 @@ class TrafficState:
         a = self.aggregates.get(key)
         if a is not None:
             return a
+        return self.add_aggregate(key)
+
+    def add_aggregate(self, key: AggregateKey) -> Aggregate | None:
+        """:meth:`aggregate` of a key the caller found absent (one dictionary look-up less)."""
         if len(self.aggregates) >= self.max_keys:
             self.stats.table_overflows["aggregates"] += 1
             return None
@@ -141,8 +147,11 @@ class TrafficState:
             self.stats.table_overflows["connections"] += 1
             return
         self.connections[key] = self.second
-        known.add(key)
-        known.add(_reverse(key))
+        known[key] = key
+        if len(key) == 12:  # _reverse(), inline for IPv4: a new connection on the hot path
+            known[key[4:8] + key[:4] + key[10:] + key[8:10]] = key
+        else:
+            known[_reverse(key)] = key
 
     def _age_connections(self, active: dict[bytes, Counts]) -> None:
         """Connections with segments this second are marked active now; when the table is
@@ -150,21 +159,18 @@ class TrafficState:
         is the order connections were learnt, the same whichever path counted segments.)"""
         connections = self.connections
         second = self.second
+        known = self._known
         for key in active:
-            if key in connections:
-                connections[key] = second
-            else:
-                back = _reverse(key)
-                if back in connections:
-                    connections[back] = second
+            entry = known.get(key)
+            if entry is not None:
+                connections[entry] = second
         limit = self.max_keys
         if len(connections) > limit * 3 // 4:
-            ranked = sorted(connections.items(), key=_last_active)
-            known = self._known
+            ranked = sorted(connections.items(), key=_LAST_ACTIVE)
             for key, _ in ranked[:len(connections) - limit // 2]:
                 del connections[key]
-                known.discard(key)
-                known.discard(_reverse(key))
+                known.pop(key, None)
+                known.pop(_reverse(key), None)
 
     # ------------------------------------------------------------------ time
 
@@ -246,8 +252,9 @@ def _reverse(key: bytes) -> bytes:
     return key[half:2 * half] + key[:half] + key[2 * half + 2:] + key[2 * half:2 * half + 2]
 
 
-def _last_active(item: tuple[bytes, int]) -> int:
-    return item[1]
+_LAST_ACTIVE: Final = itemgetter(1)
+"""Sort key of a connection entry: the second it was last active (a C call, not a Python one:
+the table holds up to ``max_tracked_keys`` entries)."""
 
 
 __all__ = ["ALL_PORTS", "Aggregate", "Counts", "Flow", "TrafficState"]

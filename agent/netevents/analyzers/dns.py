@@ -39,6 +39,7 @@ class DnsAnalyzer(Analyzer):
         mask = np.zeros(65536, dtype=np.bool_)
         mask[sorted(self.dns_ports)] = True
         self.port_mask: npt.NDArray[np.bool_] = mask
+        self._max_per_client = state.settings.max_dns_events_per_client
         """The ports as a 64k table (the bulk counters' classification)."""
 
     def ports(self) -> Iterable[int]:
@@ -77,8 +78,8 @@ class DnsAnalyzer(Analyzer):
                 state.stats.dns_responses[DNS_RCODE_LABEL[data[l4 + 3] & 0x0F]] += 1
             else:
                 state.stats.dns_queries += 1
-        if not state.budgets.admit_aux(b"dns" + self._client(pkt),
-                                       self.settings.max_dns_events_per_client):
+        client = pkt.dst if pkt.sport in self.dns_ports else pkt.src  # self._client(), inline
+        if not state.budgets.admit_aux(b"dns" + client, self._max_per_client):
             return
         msg = dnsparse.parse(data, l4, pkt.end)
         if isinstance(msg, str):
@@ -109,7 +110,7 @@ class DnsAnalyzer(Analyzer):
                 state.stats.dns_responses[DNS_RCODE_LABEL[msg.rcode & 0x0F]] += 1
             else:
                 state.stats.dns_queries += 1
-            if state.budgets.admit_aux(b"dns" + client, self.settings.max_dns_events_per_client):
+            if state.budgets.admit_aux(b"dns" + client, self._max_per_client):
                 state.stats.events["dns"] += 1
                 out.append(records.dns_event(
                     pkt.ts, pkt.family, pkt.src, pkt.dst, pkt.sport, pkt.dport, msg,

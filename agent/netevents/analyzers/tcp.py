@@ -17,6 +17,7 @@ segments, never from SYNs (a spoofed flood must not fill it).
 
 from __future__ import annotations
 
+import struct
 from typing import ClassVar
 
 from agent.events import Event
@@ -26,9 +27,11 @@ from agent.netevents.analyzers.base import Analyzer, Packet
 from agent.netevents.state import ALL_PORTS
 from agent.netevents.summaries import TCP_CONTROL_KIND
 
+_PORTS = struct.Struct("!HH").pack
+
 
 def connection_key(pkt: Packet) -> bytes:
-    return pkt.src + pkt.dst + pkt.sport.to_bytes(2, "big") + pkt.dport.to_bytes(2, "big")
+    return pkt.src + pkt.dst + _PORTS(pkt.sport, pkt.dport)
 
 
 class TcpAnalyzer(Analyzer):
@@ -40,7 +43,7 @@ class TcpAnalyzer(Analyzer):
         flags = pkt.flags
         aggregates = state.aggregates
         key = (pkt.dst, pkt.dport, PROTO_TCP)
-        a = aggregates.get(key) or state.aggregate(key)
+        a = aggregates.get(key) or state.add_aggregate(key)
         if a is not None:
             a.packets += 1
             a.bytes += pkt.wire
@@ -71,7 +74,8 @@ class TcpAnalyzer(Analyzer):
                     a.syn += 1
                     a.add_source(pkt.src)
             elif flags & 0x16 != 0:  # SYN-ACK or RST: counted on the sender's service
-                s = state.aggregate((pkt.src, pkt.sport, PROTO_TCP))
+                skey = (pkt.src, pkt.sport, PROTO_TCP)
+                s = aggregates.get(skey) or state.add_aggregate(skey)
                 if flags & 0x02:  # the connection is learnt even with the table full
                     state.remember_connection(connection_key(pkt))
                 if s is not None:

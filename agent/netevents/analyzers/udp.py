@@ -16,8 +16,10 @@ class UdpAnalyzer(Analyzer):
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
         key = (pkt.dst, 0, PROTO_UDP)
-        a = self.state.aggregates.get(key) or self.state.aggregate(key)
+        a = self.state.aggregates.get(key) or self.state.add_aggregate(key)
         if a is not None:
             a.packets += 1
             a.bytes += pkt.wire
-            a.add_source(pkt.src)
+            src = pkt.src
+            if a.first_source != src:  # a.add_source(src) when it can change anything
+                a.add_source(src)
