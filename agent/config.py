@@ -13,7 +13,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -47,6 +47,10 @@ def shipped_rules_dir() -> Path | None:
 
 
 
+
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+"""A TCP/UDP port number (0-65535)."""
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -398,10 +402,10 @@ class NetworkSection(Section):
         500, ge=1, description="flow summaries emitted per interval (largest first)"
     )
     flow_min_bytes: int = Field(0, ge=0, description="smaller flows are not emitted")
-    dns_ports: list[int] = Field(
+    dns_ports: list[Port] = Field(
         default_factory=lambda: [53], description="UDP ports parsed as DNS"
     )
-    ssh_ports: list[int] = Field(
+    ssh_ports: list[Port] = Field(
         default_factory=lambda: [22],
         description="TCP ports whose connections the SSH analyzer follows (empty: none)",
     )

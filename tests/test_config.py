@@ -398,3 +398,15 @@ def test_any_environment_gives_a_config_or_env_errors(environ: dict[str, str]) -
     except ConfigErrors as exc:
         for err in exc.errors:
             assert err.location_text().startswith("<env:VEDETTE_")
+
+
+@pytest.mark.parametrize("ports", [[70000], [-1], [53, 65536]])
+@pytest.mark.parametrize("option", ["dns_ports", "ssh_ports"])
+def test_analyzer_ports_outside_0_65535_are_refused(option: str, ports: list[int]) -> None:
+    """A port table indexed by an out-of-range port crashed the DNS analyzer (70000) or marked
+    port 65535 (-1): the config refuses them with the option's path."""
+    with pytest.raises(ValidationError) as exc:
+        Config.model_validate({"network": {option: ports}})
+    assert f"network.{option}" in str(exc.value)
+    assert Config.model_validate({"network": {option: [0, 65535]}}).network.model_dump()[
+        option] == [0, 65535]
