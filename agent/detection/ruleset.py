@@ -124,7 +124,7 @@ class Substrings:
             return
         matcher = _re2.Set.SearchSet()
         for lit in self.literals:
-            matcher.Add(literal(lit))
+            matcher.Add(literal(lit).encode("utf-8", "surrogatepass"))  # as the text is
         matcher.Compile()
         inner = getattr(matcher, "_set", None)
         self._bytes = inner is not None

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from agent.detection import Ruleset
 from agent.detection.matcher import Lowered
 from agent.detection.probe import MEMO_ENTRIES, MEMO_VALUE_CHARS, _Field, prober
+from agent.detection.ruleset import Substrings
 from tests.detection.helpers import PROC, load, rule_doc
 
 DETECTIONS: list[dict[str, Any]] = [
@@ -82,3 +83,25 @@ def test_memos_are_bounded(ruleset: Ruleset) -> None:
         assert len(field.memo) <= MEMO_ENTRIES
     field.remember("x" * (MEMO_VALUE_CHARS + 1), ())
     assert "x" * (MEMO_VALUE_CHARS + 1) not in field.memo
+
+
+LITERALS = st.sampled_from(["ab", "b", "abc", "bc", "é", "é/", "\u017f", "\udcff", "x\udcffy", "/"])
+TEXTS = st.text(alphabet=st.sampled_from(["a", "b", "c", "é", "\u017f", "/", "x", "y", "\udcff"]),
+                max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(literals=st.sets(LITERALS, min_size=1), text=TEXTS, big=st.booleans())
+def test_substrings_report_every_literal_in_the_text(
+    literals: set[str], text: str, big: bool
+) -> None:
+    """Overlapping and nested literals, non-ASCII and lone surrogates, in both kinds of index
+    (stdlib alternation, RE2 set): every literal that occurs (``in``) is reported, once, and no
+    other."""
+    ordered = sorted(literals)
+    if big:  # past Substrings.SMALL: the RE2 set
+        ordered += [f"pad{i}" for i in range(Substrings.SMALL)]
+    rules: dict[str, list[Any]] = {lit: [lit] for lit in ordered}
+    index = Substrings(rules)  # type: ignore[arg-type]  # any object stands for a rule here
+    found = [r[0] for r in index.hits(text)]
+    assert sorted(found) == sorted(lit for lit in ordered if lit in text), (ordered, text)
