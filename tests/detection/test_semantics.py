@@ -144,3 +144,12 @@ def test_one_event_can_complete_a_temporal_correlation(tmp_path: Path) -> None:
 def test_a_huge_integer_is_no_number_and_no_crash() -> None:
     """Like the text "1e999", an integer beyond float range is no number."""
     assert predicate(_sel("ProcessId|gt", 5))({"process.pid": 10**400}) is False
+
+
+def test_group_by_values_group_as_the_events_carry_them(tmp_path: Path) -> None:
+    """Unlike value_count's values, group-by values are not reduced to text: 1 and "1" are
+    two groups (docs/rules.md)."""
+    engine = engine_for(tmp_path, syn_rule(), corr(
+        "event_count", {"gte": 2}, ["syn"], ["destination.port"]))
+    assert not run(engine, [_port_syn(T0, 1), _port_syn(T0 + 1, "1")], tick=False)
+    assert run(engine, [_port_syn(T0 + 2, 1)], tick=False)
