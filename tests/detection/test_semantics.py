@@ -146,6 +146,15 @@ def test_a_huge_integer_is_no_number_and_no_crash() -> None:
     assert predicate(_sel("ProcessId|gt", 5))({"process.pid": 10**400}) is False
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "codegen.number() refuses the text '1e999' (not finite) but keeps a float inf, which "
+    "json.loads makes of 'Infinity': |gt matches it, value_sum adds it (inf - inf = nan)"))
+def test_an_infinite_float_is_no_number_like_its_text() -> None:
+    gt = predicate(_sel("ProcessId|gt", 5))
+    assert gt({"process.pid": "1e999"}) is False
+    assert gt({"process.pid": float("inf")}) is False
+
+
 def test_group_by_values_group_as_the_events_carry_them(tmp_path: Path) -> None:
     """Unlike value_count's values, group-by values are not reduced to text: 1 and "1" are
     two groups (docs/rules.md)."""
