@@ -56,6 +56,7 @@ from agent.detection.late_windows import (
     record,
     window,
 )
+from agent.detection.matcher import text
 from agent.detection.rule import CorrelationRule, CorrelationType
 from agent.events import Event
 
@@ -252,6 +253,17 @@ def hashable(value: Any) -> Any:
     return value
 
 
+def distinct(value: Any) -> Any:
+    """What ``value_count`` counts: a scalar's text, as matching compares it (``22``, ``22.0``
+    and ``"22"`` are one value, ``True`` is ``"true"`` and not ``1``); other values by
+    :func:`hashable`. Python's own equality would merge ``True`` with ``1`` yet keep ``1``
+    apart from ``"1"``."""
+    if value.__class__ is str:
+        return value
+    t = text(value)
+    return hashable(value) if t is None else t
+
+
 G = TypeVar("G")
 
 
@@ -434,7 +446,7 @@ class CorrelationState(GroupTable["_Group"]):
             payload = fields.get(rule.value_field[matched[0]])
             if payload is None:
                 return None
-            payload = hashable(payload)
+            payload = distinct(payload)
         elif self._summed:
             payload = number(fields.get(rule.value_field[matched[0]]))
             if payload is None:

@@ -41,9 +41,11 @@ from agent.detection.correlation import (
     at_least,
     bucket_count,
     count_cap,
-    hashable,
     insert_capped,
     tally,
+)
+from agent.detection.correlation import (
+    distinct as distinct_value,
 )
 from agent.detection.keys import values_of
 from agent.detection.late_windows import (
@@ -230,7 +232,7 @@ class CountingState(GroupTable["_Window"]):
             value = fields.get(rule.value_field[matched[0]])
             if value is None:
                 return None
-            value = hashable(value)
+            value = distinct_value(value)
         ts = event.timestamp
         if not ts - self._span < ts:  # NaN, or so large that the window has no length
             self.unplaced += 1
@@ -328,6 +330,8 @@ class CountingState(GroupTable["_Window"]):
                 value = fields.get(value_field)
                 if value is None:
                     return None
+                if value.__class__ is not str:
+                    value = distinct_value(value)
                 buckets = group.buckets
                 last = buckets[-1]  # the newest event's bucket (never expired)
                 if last[1] > ts:

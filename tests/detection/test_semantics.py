@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from agent.detection import Engine, EngineOptions
-from tests.detection.helpers import PACKET, T0, engine_for, event, load, predicate, run
+from tests.detection.helpers import (
+    PACKET,
+    T0,
+    engine_for,
+    event,
+    load,
+    predicate,
+    rule_doc,
+    run,
+)
 from tests.detection.test_correlations import corr, syn_rule
 
 
@@ -87,3 +96,69 @@ def test_value_count_counts_values_case_sensitively(tmp_path: Path) -> None:
         return event(ts, PACKET, **{"destination.ip": "198.18.0.1", "tcp.flags.syn": True,
                                     "user.name": user})
     assert run(engine, [syn(T0, "admin"), syn(T0 + 1, "Admin")], tick=False)
+
+
+def _port_syn(ts: float, port: object) -> object:
+    return event(ts, PACKET, **{"destination.ip": "198.18.0.1", "tcp.flags.syn": True,
+                                "destination.port": port})
+
+
+def test_value_count_counts_a_value_by_its_text(tmp_path: Path) -> None:
+    """The text matching compares: 22, 22.0 and "22" are one value (Python's equality kept
+    22 apart from "22" and merged True with 1); True is "true", a second value. The first
+    event takes the full path, the next ones the per-event feeder: both count by text."""
+    engine = engine_for(tmp_path, syn_rule(), corr(
+        "value_count", {"gte": 2, "field": "destination.port"}, ["syn"], ["destination.ip"]))
+    assert not run(engine, [_port_syn(T0, 1), _port_syn(T0 + 1, "1"),
+                            _port_syn(T0 + 2, 1.0)], tick=False)
+    assert run(engine, [_port_syn(T0 + 3, True)], tick=False)
+
+
+def test_value_count_counts_a_list_as_one_value(tmp_path: Path) -> None:
+    """A list-valued field is one value (its text), not one per element."""
+    engine = engine_for(tmp_path, syn_rule(), corr(
+        "value_count", {"gte": 3, "field": "destination.port"}, ["syn"], ["destination.ip"]))
+    assert not run(engine, [_port_syn(T0, [1, 2]), _port_syn(T0 + 1, 3)], tick=False)
+    assert run(engine, [_port_syn(T0 + 2, [2, 1])], tick=False)
+
+
+def test_one_event_can_complete_a_temporal_correlation(tmp_path: Path) -> None:
+    """temporal: an event matching every referenced rule counts for each (each rule matched
+    within the timespan); temporal_ordered needs one event per step."""
+    def rule(name: str, flag: str) -> dict[str, object]:
+        return rule_doc({"sel": {flag: True}, "condition": "sel"},
+                        {"product": "vedette", "category": "network_packet"}, name=name)
+    both = event(T0, PACKET, **{"source.ip": "198.18.0.1", "tcp.flags.syn": True,
+                                "tcp.flags.fin": True})
+    temporal = engine_for(tmp_path / "t", rule("a", "tcp.flags.syn"), rule("b", "tcp.flags.fin"),
+                          corr("temporal", None, ["a", "b"], ["source.ip"]))
+    assert run(temporal, [both])
+    ordered = engine_for(tmp_path / "o", rule("a", "tcp.flags.syn"), rule("b", "tcp.flags.fin"),
+                         corr("temporal_ordered", None, ["a", "b"], ["source.ip"]))
+    assert not run(ordered, [both])
+
+
+@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
+    "codegen.number() calls float() on any int: a 400-digit integer (json.loads accepts it) "
+    "raises OverflowError out of Engine.process; codegen.py is another engineer's file"))
+def test_a_huge_integer_is_no_number_and_no_crash() -> None:
+    """Like the text "1e999", an integer beyond float range is no number."""
+    assert predicate(_sel("ProcessId|gt", 5))({"process.pid": 10**400}) is False
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "codegen.number() refuses the text '1e999' (not finite) but keeps a float inf, which "
+    "json.loads makes of 'Infinity': |gt matches it, value_sum adds it (inf - inf = nan)"))
+def test_an_infinite_float_is_no_number_like_its_text() -> None:
+    gt = predicate(_sel("ProcessId|gt", 5))
+    assert gt({"process.pid": "1e999"}) is False
+    assert gt({"process.pid": float("inf")}) is False
+
+
+def test_group_by_values_group_as_the_events_carry_them(tmp_path: Path) -> None:
+    """Unlike value_count's values, group-by values are not reduced to text: 1 and "1" are
+    two groups (docs/rules.md)."""
+    engine = engine_for(tmp_path, syn_rule(), corr(
+        "event_count", {"gte": 2}, ["syn"], ["destination.port"]))
+    assert not run(engine, [_port_syn(T0, 1), _port_syn(T0 + 1, "1")], tick=False)
+    assert run(engine, [_port_syn(T0 + 2, 1)], tick=False)
