@@ -247,11 +247,19 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)
 def number(value: Any) -> float | None:
     """Numeric value of an event field: numbers, or text that is exactly a decimal number
     (ASCII digits, optional sign, fraction and exponent; no spaces, underscores, ``inf`` or
-    ``nan``, which Python's ``float()`` would accept); never booleans."""
+    ``nan``, which Python's ``float()`` would accept); never booleans. A number must be finite:
+    an integer too large for a float (``json.loads`` accepts 400 digits) or an infinite float
+    (``Infinity`` in JSON) is no number, like its text ``1e999`` — never an exception that
+    would drop the whole event for every rule."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        return None if math.isnan(value) else float(value)
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, str) and len(value) < 64 and _DECIMAL.fullmatch(value):
         n = float(value)
         return n if math.isfinite(n) else None
