@@ -238,10 +238,10 @@ class PacketCaptureCollector:
                 packets, drops, freezes = ring.statistics()
             except OSError:
                 continue
-            if packets:
-                m.capture_ring_packets.labels(name).inc(packets)
-            if drops:
-                m.capture_ring_drops.labels(name).inc(drops)
+            # unconditionally: an interface's series exist (at 0) from its first export, so
+            # "no drops" reads as 0, not as no data (dashboards, absent() alerts)
+            m.capture_ring_packets.labels(name).inc(packets)
+            m.capture_ring_drops.labels(name).inc(drops)
             total = self._interval.setdefault(name, [0, 0, 0])
             total[0] += packets
             total[1] += drops

@@ -254,6 +254,18 @@ def test_ring_counters_reach_the_metrics_every_export_and_at_shutdown() -> None:
     assert not collector.rings
 
 
+def test_an_interface_without_drops_has_a_drop_series_at_zero() -> None:
+    """"No drops" must read as 0, not as no data (the dashboard's drops panel, absent())."""
+    cfg = Config.model_validate({})
+    metrics = AgentMetrics(CollectorRegistry())
+    collector = PacketCaptureCollector(cfg.capture, cfg.network, metrics)
+    collector.rings["eth9"] = _FakeRing(0, 0)  # type: ignore[assignment]
+    collector.export_ring_stats()
+    value = metrics.registry.get_sample_value
+    assert value("vedette_capture_ring_drops_total", {"interface": "eth9"}) == 0
+    assert value("vedette_capture_ring_packets_total", {"interface": "eth9"}) == 0
+
+
 @pytest.mark.netns
 @pytest.mark.slow
 @pytest.mark.skipif(not _root_with_netns(), reason="needs root and iproute2")

