@@ -116,9 +116,12 @@ class AgentProcess:
         return None
 
     def alerts(self) -> list[dict[str, Any]]:
+        """The alerts the JSONL sink has written whole: a line the agent is still writing
+        (no newline yet) is left for the next read."""
         if not self.alerts_path.exists():
             return []
-        return [json.loads(line) for line in self.alerts_path.read_text().splitlines() if line]
+        text = self.alerts_path.read_text()
+        return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line]
 
     def wait_for(
         self, predicate: Callable[[], bool], timeout: float = 15.0, what: str = ""

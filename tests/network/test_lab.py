@@ -90,8 +90,9 @@ class Agent:
     def alerts(self) -> list[dict[str, Any]]:
         if not self.alerts_path.exists():
             return []
-        lines = self.alerts_path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        text = self.alerts_path.read_text()  # whole lines only: the agent may be mid-write
+        return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()
+                if line.strip()]
 
     def wait_alert(self, rule: str | tuple[str, ...], started: float,
                    match: Callable[[dict[str, Any]], bool] = lambda d: True,
