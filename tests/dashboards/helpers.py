@@ -48,6 +48,7 @@ BOUNDED_LABELS = frozenset({
     "rcode",                      # capture: DNS response code, 6 names + "other"
     "feed",                       # threat-intel feed (a configured file)
     "budget",                     # capture event budget (per_key, global)
+    "state",                      # durable agent state (checkpoint, positions)
 })
 
 
