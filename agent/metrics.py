@@ -229,6 +229,12 @@ class AgentMetrics:
             "Sigma filter, trusted_source: detection.trusted_sources).",
             ["rule", "reason"], registry=registry,
         )
+        self.rule_errors = Counter(
+            "vedette_rule_errors_total",
+            "Events a rule's condition raised on (a bug, or an input it was not written for): "
+            "that rule skipped the event, the other rules still saw it.",
+            ["rule"], registry=registry,
+        )
         self.rules_disabled = Gauge(
             "vedette_rules_disabled",
             "Loaded rules the running rule set leaves out (detection.disabled_rules, and "

@@ -11,6 +11,7 @@ rules atomically, keeping the state of rules whose content did not change.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass, replace
@@ -36,6 +37,8 @@ SUPPRESSION_RULE = RuleRef(
     author="Vedette",
 )
 
+
+log = logging.getLogger(__name__)
 
 State = CorrelationState | CountingState
 _Plan = tuple[tuple[tuple[Feed, Source], ...], tuple[tuple[State, Source], ...]]
@@ -75,6 +78,8 @@ class Engine:
         """Events whose timestamp is not a time (NaN, before 1970, after year 5000): they match
         single-event rules but feed no correlation window and never move the watermark."""
         self.evaluations = 0
+        self.predicate_errors: dict[str, int] = {}
+        """Rule id → how many events its predicate raised on."""
         self._pending: list[Alert] = []
         self._plans: dict[str, _Plan] = {}
         self._singles: dict[str, Source] = {}
@@ -162,6 +167,20 @@ class Engine:
             except KeyError:
                 pass
 
+    def _predicate_failed(self, rule: DetectionRule, exc: Exception) -> None:
+        """A rule's predicate raised on an event: that rule does not match it, every other rule
+        still sees it. Counted per rule; logged the first time and then every 1000th time, so a
+        hostile event stream cannot flood the log."""
+        count = self.predicate_errors.get(rule.id, 0) + 1
+        self.predicate_errors[rule.id] = count  # bounded: ids of loaded rules only
+        if self.metrics is not None:
+            self.metrics.rule_errors.labels(rule=rule.id).inc()
+        if count == 1 or count % 1000 == 0:
+            log.error("rule %s: its condition failed on an event (%s: %s); the rule skips "
+                      "such events, the other rules see them (%d so far)", rule.id,
+                      type(exc).__name__, str(exc)[:200].encode("unicode_escape").decode(),
+                      count)
+
     # ------------------------------------------------------------------ events
 
     def process(self, event: Event) -> list[Alert]:
@@ -201,10 +220,15 @@ class Engine:
             candidates = entry.candidates(low)
             self.evaluations += len(candidates)
             matched = []
+            failed = False
             for rule in candidates:
-                if rule.predicate(fields, low):
-                    matched.append(rule)
-            if caching:
+                try:  # free when nothing raises (3.11 zero-cost exceptions)
+                    if rule.predicate(fields, low):
+                        matched.append(rule)
+                except Exception as exc:  # one broken predicate must not blind the others
+                    self._predicate_failed(rule, exc)
+                    failed = True
+            if caching and not failed:
                 entry.missed(key, fields, matched)
         if not matched:
             return []
