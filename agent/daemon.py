@@ -65,7 +65,11 @@ watermark (a clock stepped forward then corrected would make every later event l
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
+"""The configuration or the rules are wrong (or would leave the agent blind): a restart cannot
+help until someone fixes them (the unit's ``RestartPreventExitStatus=2``)."""
 EXIT_RUNTIME = 3
+"""The system refused (metrics port taken, state dir held by another agent, an OS error): a
+later restart may succeed."""
 
 
 class Daemon:

@@ -60,6 +60,7 @@ REQUIRED = {
     "CPUQuota": "50%",
     "Restart": "on-failure",
     "RestartSec": "5s",
+    "RestartPreventExitStatus": "2",  # agent.daemon.EXIT_CONFIG: restarting cannot help
     "TimeoutStopSec": "15s",
     "LimitNOFILE": "65536",
 }

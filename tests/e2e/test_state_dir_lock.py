@@ -1,5 +1,5 @@
 """Two agents on one state dir would overwrite each other's positions and checkpoint and ship
-one spool twice: the second refuses to start (exit 2); a kill -9 leaves no stale lock."""
+one spool twice: the second refuses to start (exit 3, busy); a kill -9 leaves no stale lock."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_a_second_agent_on_the_same_state_dir_refuses_to_start(
     second = agent_factory({"agent": {"state_dir": str(state)}})
     second.start(wait=False)
     assert second.proc is not None
-    assert second.proc.wait(30) == 2
+    assert second.proc.wait(30) == 3
     assert "another vedette" in second.logs() and str(first.proc.pid) in second.logs()
     assert first.proc.poll() is None  # the first runs on
     first.send_signal(signal.SIGKILL)
