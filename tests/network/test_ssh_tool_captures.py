@@ -3,8 +3,8 @@ hydra ``-t 1``/``-t 4``, ncrack at polite timing (``-T2``) and medusa ``-t 1`` a
 ``ssh_wire_bruteforce`` alert naming the guesser (198.18.0.20) as source and the server as
 destination, ATT&CK T1110.001; 30 key-based logins in about a minute raise nothing.
 
-The live side of hydra and the scripted logins is tests/network/test_lab_ssh.py; ncrack and
-medusa run only by replay of these captures (no live test yet).
+The live side (the same tools against a real sshd, the daemon capturing in the server's
+namespace) is tests/network/test_lab_ssh.py.
 """
 
 from __future__ import annotations
