@@ -81,8 +81,10 @@ def test_thirty_scripted_logins_in_a_minute_raise_nothing(lab: Lab, agent: Agent
 def _hydra(lab: Lab, role: str, tasks: int) -> None:
     wordlist = lab.workdir / "words.txt"
     wordlist.write_text("\n".join(WORDS) + "\n")
-    lab.spawn(role, "timeout", "150", "hydra", "-l", "vdsshlab", "-P", str(wordlist),
-              "-t", str(tasks), "-I", f"ssh://{TGT}", log=f"hydra-{role}.log")
+    # hydra writes ./hydra.restore when it is stopped: keep it in the lab's folder
+    lab.spawn(role, "env", "-C", str(lab.workdir), "timeout", "150", "hydra", "-l", "vdsshlab",
+              "-P", str(wordlist), "-t", str(tasks), "-I", f"ssh://{TGT}",
+              log=f"hydra-{role}.log")
 
 
 @pytest.mark.parametrize(("role", "source", "tasks"), [("atk", ATK, 4), ("cli", CLI, 1)])
