@@ -3,14 +3,16 @@ spoofing sent with scapy from the segment, the agent capturing live in the serve
 (rules/network only).
 
 30 scripted logins in under a minute (key and password) must raise nothing; hydra ``-t 4``
-(from the attacker) and ``-t 1`` (from the client namespace, so it is a new alert group) must
-raise ``ssh_wire_bruteforce`` naming the guesser as ``source``. The replay side of the same
+(from the attacker) and ``-t 1`` (from the client namespace, so it is a new alert group), ncrack
+``-T2`` and medusa ``-t 1`` (each from an address of its own) must raise ``ssh_wire_bruteforce``
+naming the guesser as ``source``. The replay side of the same
 traffic is the rule fixture (rules/network/ssh_wire_bruteforce.tests/, captured by
 tests/network/make_ssh_fixtures.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,8 +81,10 @@ def test_thirty_scripted_logins_in_a_minute_raise_nothing(lab: Lab, agent: Agent
 def _hydra(lab: Lab, role: str, tasks: int) -> None:
     wordlist = lab.workdir / "words.txt"
     wordlist.write_text("\n".join(WORDS) + "\n")
-    lab.spawn(role, "timeout", "150", "hydra", "-l", "vdsshlab", "-P", str(wordlist),
-              "-t", str(tasks), "-I", f"ssh://{TGT}", log=f"hydra-{role}.log")
+    # hydra writes ./hydra.restore when it is stopped: keep it in the lab's folder
+    lab.spawn(role, "env", "-C", str(lab.workdir), "timeout", "150", "hydra", "-l", "vdsshlab",
+              "-P", str(wordlist), "-t", str(tasks), "-I", f"ssh://{TGT}",
+              log=f"hydra-{role}.log")
 
 
 @pytest.mark.parametrize(("role", "source", "tasks"), [("atk", ATK, 4), ("cli", CLI, 1)])
@@ -95,6 +99,52 @@ def test_hydra_guessing_is_caught_on_the_wire(lab: Lab, agent: Agent, role: str,
     names = {d["rule"]["name"] for d in agent.alerts()}
     assert not any("connection rate" in n for n in names), names
     print(f"hydra -t {tasks}: alert after {took:.1f} s")
+
+
+
+@contextlib.contextmanager
+def _from_address(lab: Lab, address: str) -> Iterator[None]:
+    """The attacker's connections to the target leave from ``address`` (its own alert group)."""
+    lab.run("atk", "ip", "addr", "add", f"{address}/24", "dev", "e0", check=True)
+    lab.run("atk", "ip", "route", "replace", f"{TGT}/32", "dev", "e0", "src", address, check=True)
+    try:
+        yield
+    finally:
+        lab.run("atk", "ip", "route", "del", f"{TGT}/32")
+        lab.run("atk", "ip", "addr", "del", f"{address}/24", "dev", "e0")
+
+
+GUESSERS = {
+    "ncrack -T2": ("198.18.0.81", ["ncrack", "-T2", "--user", "vdsshlab", "-P", "{words}",
+                                   f"ssh://{TGT}"]),
+    "medusa -t 1": ("198.18.0.82", ["medusa", "-h", TGT, "-u", "vdsshlab", "-P", "{words}",
+                                    "-M", "ssh", "-t", "1"]),
+}
+
+
+@pytest.mark.skipif(shutil.which("ncrack") is None or shutil.which("medusa") is None,
+                    reason="ncrack or medusa missing")
+@pytest.mark.parametrize("tool", sorted(GUESSERS))
+def test_ncrack_and_medusa_guessing_is_caught_on_the_wire(lab: Lab, agent: Agent,
+                                                          tool: str) -> None:
+    """The live side of tests/fixtures/pcap/tools/{ncrack_ssh_polite,medusa_ssh_t1}.pcap (their
+    replay: tests/network/test_ssh_tool_captures.py)."""
+    source, argv = GUESSERS[tool]
+    wordlist = lab.workdir / "words.txt"
+    wordlist.write_text("\n".join(WORDS) + "\n")
+    with _from_address(lab, source):
+        started = time.monotonic()
+        proc = lab.spawn("atk", "timeout", "150",
+                         *[a.replace("{words}", str(wordlist)) for a in argv],
+                         log=f"{tool.split(maxsplit=1)[0]}.log")
+        try:
+            doc, took = agent.wait_alert("ssh_wire_bruteforce", started,
+                                         lambda d: d["source"]["ip"] == source, timeout=140)
+        finally:
+            lab.stop(proc)
+    assert doc["destination"]["ip"] == TGT
+    assert "T1110.001" in json.dumps(doc)
+    print(f"{tool}: alert after {took:.1f} s")
 
 
 _ND_SEND = """

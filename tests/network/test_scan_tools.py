@@ -82,6 +82,7 @@ def test_connect_scan_live_and_replayed(tl: ToolLab) -> None:
     run = tl.record(source, "nmap", "-n", "-Pn", "-T4", "-sT", "-S", source, "-e", "e0",
                     "-p", "1-150", TGT)
     _check(run.compare(), "port_scan_vertical", source, TGT)
+    assert run.techniques("port_scan_vertical") == {"T1046"}
 
 
 SCAPY_V6 = """
@@ -101,6 +102,7 @@ def test_ipv6_syn_scan_with_destination_options_chain(tl: ToolLab) -> None:
     """SYNs behind two Destination Options headers (the Linux target answers them)."""
     run = tl.record(ATK6, PYTHON, "-c", SCAPY_V6.format(src=ATK6, dst=TGT6))
     _check(run.compare(), "port_scan_vertical", ATK6, TGT6)
+    assert run.techniques("port_scan_vertical") == {"T1046"}
 
 
 def test_nmap_ipv6_syn_scan(tl: ToolLab) -> None:
@@ -119,6 +121,7 @@ def test_scan_delay_5s_over_12_ports(tl: ToolLab) -> None:
     live, replayed = run.compare()
     assert ("port_scan_paced", source, TGT) in replayed
     assert live == replayed
+    assert run.techniques("port_scan_paced") == {"T1046"}
     assert not {r for r in replayed if r[0] == "port_scan_vertical"}
 
 
@@ -142,6 +145,7 @@ def test_distributed_scan_100_sources_x_10_ports(tl: ToolLab) -> None:
     run = tl.record(target, PYTHON, "-c", SCAPY_DISTRIBUTED.format(dst=target), timeout=80)
     live, replayed = run.compare()
     assert ("port_scan_distributed", "", target) in replayed, replayed
+    assert run.techniques("port_scan_distributed") == {"T1046"}
     # Each source sends exactly the low paced rule's 10 ports, so whether a given source's
     # paced alert opens depends on the per-source event budgets of that second, which live
     # capture (its block boundaries) and replay may spend differently: compare everything else.
