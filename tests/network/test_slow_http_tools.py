@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -57,8 +58,8 @@ MODES = {
 
 
 @pytest.fixture
-def tl(tmp_path: pytest.TempPathFactory) -> Iterator[ToolLab]:
-    tl = ToolLab(tmp_path)  # type: ignore[arg-type]
+def tl(tmp_path: Path) -> Iterator[ToolLab]:
+    tl = ToolLab(tmp_path)
     try:
         yield tl.up([])
     finally:
