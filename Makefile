@@ -8,7 +8,8 @@ DEVSTAMP := $(VENV)/.installed-dev
 # python3-venv builds the .deb's venv on Debian's own python3 in tests/test_deb.py).
 TEST_DEBS := prometheus systemd iproute2 tcpdump nmap hping3 masscan hydra dsniff iodine \
              openssh-server openssh-client tcpreplay fail2ban curl sshpass python3-venv sqlite3 \
-             ncat socat gcc logrotate nftables ncrack medusa rsync ptunnel-ng
+             ncat socat gcc logrotate nftables ncrack medusa rsync ptunnel-ng \
+             slowhttptest
 # Extra packages only the benchmarks compare against.
 BENCH_DEBS := prometheus-node-exporter
 

@@ -140,6 +140,10 @@ _NET_SSH = (
     "ssh.auth_attempts", "ssh.auth_failures", "ssh.auth_success", "ssh.auth_outcome",
     "ssh.auth_inference", "ssh.key_exchange", "ssh.state",
 )
+_NET_SESSIONS = (
+    "network.type", "event.action", "sessions.open", "sessions.slow",
+    "sessions.bytes_per_second", "sessions.clients",
+)
 _NET_ND = (
     "network.type", "event.action", "icmp.type", "nd.type", "nd.hop_limit_valid",
     "nd.target_ip", "nd.target_mac", "nd.target_mac_previous", "nd.router", "nd.solicited",
@@ -283,6 +287,11 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         "vedette", "network_ssh",
         fields=(*_NET_COMMON, *_NET_SSH),
         description="one SSH connection: version lines, authentication inferred from the wire",
+    ),
+    _entry(
+        "vedette", "network_sessions",
+        fields=(*_NET_COMMON, *_NET_SESSIONS),
+        description="concurrent held-open TCP connections per (client, service) and per service",
     ),
     _entry(
         "vedette", "ipv6_nd",

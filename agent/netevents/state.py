@@ -20,7 +20,7 @@ named fields — no positional slots, no reaching into the processor:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from operator import itemgetter
 from typing import Final
 
@@ -44,6 +44,9 @@ flood to random ports has no busy service, only a busy host)."""
 
 
 IntelSource = Callable[[], IntelSet | None]
+SecondListener = Callable[[Mapping[bytes, Counts], int], list[Event]]
+"""Called when a second ends with that second's ordinary segments per connection (the keys of
+:attr:`TrafficState.segments`, as sent) and the second; returns events."""
 
 
 class TrafficState:
@@ -73,6 +76,12 @@ class TrafficState:
         self.next_second = -math.inf
         self.flow_deadline = -math.inf
         self.flow_interval = settings.flow_interval_seconds
+        self._second_listeners: list[SecondListener] = []
+
+    def on_second_end(self, listener: SecondListener) -> None:
+        """Have ``listener`` read each second's per-connection segment counts before they
+        are folded into the flows (whichever path — bulk or per packet — counted them)."""
+        self._second_listeners.append(listener)
 
     # ------------------------------------------------------------------ tables
 
@@ -210,6 +219,8 @@ class TrafficState:
         segments, self.segments = self.segments, {}
         self._age_connections(segments)
         out: list[Event] = []
+        for listener in self._second_listeners:
+            out.extend(listener(segments, self.second))
         flows, agg = self.flows, self.aggregates
         # In key order: the bulk and per-packet paths insert connections in different orders,
         # and which of them may still start a flow (max_new_flows_per_destination) must not

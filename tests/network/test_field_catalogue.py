@@ -37,7 +37,7 @@ def test_emitted_fields_are_catalogued_and_documented() -> None:
     for pcap in pcaps:
         for event in fixture_decoders()["pcap"](pcap):
             seen.setdefault(tuple(event.logsource), set()).update(event.fields)  # type: ignore[arg-type]
-    assert len(seen) == 7
+    assert len(seen) == 8
     for logsource, names in seen.items():
         entry = lookup(*logsource)
         assert entry is not None, logsource

@@ -15,11 +15,12 @@ from agent.netevents.analyzers.icmp import IcmpAnalyzer
 from agent.netevents.analyzers.ipv6_nd import NdAnalyzer
 from agent.netevents.analyzers.ssh import SshAnalyzer
 from agent.netevents.analyzers.tcp import TcpAnalyzer
+from agent.netevents.analyzers.tcp_sessions import TcpSessionsAnalyzer
 from agent.netevents.analyzers.udp import UdpAnalyzer
 
 ANALYZERS: tuple[type[Analyzer], ...] = (
     TcpAnalyzer, UdpAnalyzer, IcmpAnalyzer, DnsAnalyzer, ArpAnalyzer, SshAnalyzer,
-    NdAnalyzer,
+    NdAnalyzer, TcpSessionsAnalyzer,
 )
 """Every analyzer, in dispatch order (transport analyzers before port analyzers)."""
 

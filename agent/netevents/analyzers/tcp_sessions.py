@@ -1,0 +1,237 @@
+"""Concurrent open TCP connections per (client, service) and per service, with their bytes per
+second: what application-layer DoS (slowloris, slow read, R-U-Dead-Yet) looks like on the wire.
+
+A connection is tracked from its SYN-ACK (the server answered: a spoofed SYN flood never fills
+this table) until an RST, or :data:`IDLE_TIMEOUT` seconds without a segment. The SYN-ACK sender
+is the server, the other side the client. Bytes (wire bytes, both directions) come from the
+per-connection counts the bulk path already keeps (:meth:`TrafficState.on_second_end
+<agent.netevents.state.TrafficState.on_second_end>`: ordinary segments are never pulled into
+the per-packet path for this) plus the ordinary segments that take the per-packet path anyway
+(IPv6, ports a port analyzer reads).
+
+A FIN+ACK is an ordinary segment (counted in bulk, seen here only as activity), so a connection
+closed with FIN stays counted until its idle timeout; that is why only *held* connections count:
+open for at least :data:`HELD_SECONDS` (first to last activity) — a health check opening a
+connection every 0.2 s never has one. Every :data:`REPORT_EVERY` seconds (and at the end of a
+capture) one ``network_sessions`` event per (client, service) with at least
+:data:`CLIENT_FLOOR` held connections and one per service with at least :data:`SERVICE_FLOOR`
+(``sessions.open``, ``sessions.slow`` — those under :data:`SLOW_BYTES_PER_SECOND` —,
+``sessions.bytes_per_second``, ``sessions.clients``), at most :data:`MAX_EVENTS` per report.
+
+Bounds: :data:`MAX_CONNECTIONS` connections and :data:`MAX_CLIENTS` clients; the least recently
+active connection goes first when either is full (counted in
+``vedette_capture_table_overflows_total{table="tcp_sessions"}``); events past
+:data:`MAX_EVENTS` are counted under ``table="tcp_sessions_events"``. A report walks every
+tracked connection (at most :data:`MAX_CONNECTIONS` every :data:`REPORT_EVERY` seconds).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
+
+from agent.events import Event, LogSource
+from agent.netdecode.layers import PROTO_TCP
+from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.analyzers.tcp import connection_key
+from agent.netevents.direction import ip_text
+from agent.netevents.entries import Counts
+from agent.netevents.state import TrafficState
+
+NETWORK_SESSIONS: Final = LogSource("vedette", "network_sessions")
+MAX_CONNECTIONS: Final = 65536
+MAX_CLIENTS: Final = 16384
+IDLE_TIMEOUT: Final = 120
+"""Seconds without a segment after which a connection is taken as closed (web servers time out
+an incomplete request after 60 to 300 s; slowloris tools send a header every 4 to 15 s)."""
+HELD_SECONDS: Final = 3
+REPORT_EVERY: Final = 5
+CLIENT_FLOOR: Final = 50
+SERVICE_FLOOR: Final = 1000
+SLOW_BYTES_PER_SECOND: Final = 1024
+MAX_EVENTS: Final = 256
+
+
+class Session:
+    """One tracked connection."""
+
+    __slots__ = ("bytes", "client", "first", "keys", "last", "port", "server")
+
+    def __init__(self, client: bytes, server: bytes, port: int, second: int,
+                 keys: tuple[bytes, bytes]) -> None:
+        self.client = client
+        self.server = server
+        self.port = port
+        self.first = second
+        self.last = second
+        self.bytes = 0
+        self.keys = keys
+
+
+class TcpSessionsAnalyzer(Analyzer):
+    name: ClassVar[str] = "tcp_sessions"
+    protocols: ClassVar[tuple[int, ...]] = (PROTO_TCP,)
+
+    def __init__(self, state: TrafficState) -> None:
+        super().__init__(state)
+        self.sessions: OrderedDict[bytes, Session] = OrderedDict()
+        """Least recently active first, keyed by the server → client key."""
+        self.index: dict[bytes, Session] = {}
+        """Both directions' keys → the session."""
+        self.clients: dict[bytes, int] = {}
+        self.next_report = -1
+        self.second = -1
+        """The last second whose counts were read."""
+        self.reported = -1
+        state.on_second_end(self._second_end)
+
+    # ------------------------------------------------------------------ packets
+
+    def packet(self, out: list[Event], pkt: Packet) -> None:
+        flags = pkt.flags
+        if flags & 0x12 == 0x02:  # a SYN: nothing to learn (the cheap case of a flood)
+            return
+        if flags & 0x12 == 0x12:  # SYN-ACK: the server answered
+            key = connection_key(pkt)
+            if key not in self.index:
+                self._open(key, pkt.src, pkt.dst, pkt.sport, int(pkt.ts))
+            return
+        s = self.index.get(connection_key(pkt)) if self.index else None
+        if s is None:
+            return
+        if flags & 0x04:  # RST: closed
+            self._close(s)
+            return
+        s.bytes += pkt.wire
+        self._touch(s, int(pkt.ts))
+
+    def _open(self, key: bytes, server: bytes, client: bytes, port: int, second: int) -> None:
+        sessions, clients = self.sessions, self.clients
+        while sessions and (len(sessions) >= MAX_CONNECTIONS
+                            or (client not in clients and len(clients) >= MAX_CLIENTS)):
+            self.state.stats.table_overflows["tcp_sessions"] += 1
+            self._close(next(iter(sessions.values())))
+        half = len(server)
+        reverse = key[half:2 * half] + key[:half] + key[2 * half + 2:] + key[2 * half:2 * half + 2]
+        s = Session(client, server, port, second, (key, reverse))
+        sessions[key] = s
+        self.index[key] = s
+        self.index[reverse] = s
+        clients[client] = clients.get(client, 0) + 1
+
+    def _close(self, s: Session) -> None:
+        key = s.keys[0]
+        del self.sessions[key]
+        for k in s.keys:
+            self.index.pop(k, None)
+        left = self.clients[s.client] - 1
+        if left:
+            self.clients[s.client] = left
+        else:
+            del self.clients[s.client]
+
+    def _touch(self, s: Session, second: int) -> None:
+        if second > s.last:
+            s.last = second
+            self.sessions.move_to_end(s.keys[0])
+
+    # ------------------------------------------------------------------ time
+
+    def _second_end(self, segments: Mapping[bytes, Counts], second: int) -> list[Event]:
+        index = self.index
+        if index:
+            for key, counts in segments.items():
+                s = index.get(key)
+                if s is not None:
+                    s.bytes += counts.bytes
+                    self._touch(s, second)
+        self.second = second
+        if second < self.next_report:
+            return []
+        self.next_report = second + REPORT_EVERY
+        return self._report(second)
+
+    def flush(self) -> list[Event]:
+        """End of input: a last report (the open second's counts were read by the roll)."""
+        if not self.sessions or self.second < 0 or self.reported == self.second:
+            return []
+        return self._report(self.second)
+
+    def _report(self, second: int) -> list[Event]:
+        """Drop connections idle past the timeout; the events of groups over their floor."""
+        self.reported = second
+        limit = second - IDLE_TIMEOUT
+        sessions = self.sessions
+        while sessions:
+            oldest = next(iter(sessions.values()))
+            if oldest.last > limit:
+                break
+            self._close(oldest)
+        per_client: dict[tuple[bytes, bytes, int], list[int]] = {}
+        per_service: dict[tuple[bytes, int], list[int]] = {}
+        service_clients: dict[tuple[bytes, int], set[bytes]] = {}
+        for s in sessions.values():
+            lifetime = s.last - s.first
+            if lifetime < HELD_SECONDS:
+                continue
+            rate = s.bytes // (second - s.first + 1)
+            slow = 1 if rate < SLOW_BYTES_PER_SECOND else 0
+            c = per_client.get((s.client, s.server, s.port))
+            if c is None:
+                per_client[(s.client, s.server, s.port)] = [1, slow, rate]
+            else:
+                c[0] += 1
+                c[1] += slow
+                c[2] += rate
+            v = per_service.get((s.server, s.port))
+            if v is None:
+                per_service[(s.server, s.port)] = [1, slow, rate]
+                service_clients[(s.server, s.port)] = {s.client}
+            else:
+                v[0] += 1
+                v[1] += slow
+                v[2] += rate
+                service_clients[(s.server, s.port)].add(s.client)
+        out: list[Event] = []
+        ts = second + 0.999999
+        of = self.state.direction.of
+
+        def local(server: bytes) -> str:
+            return "inbound" if self.state.direction.is_local(server) else "external"
+        for (client, server, port), (n, slow, rate) in sorted(per_client.items()):
+            if n >= CLIENT_FLOOR:
+                out.append(sessions_event(ts, client, server, port, n, slow, rate, 1,
+                                          of(client, server)))
+        for (server, port), (n, slow, rate) in sorted(per_service.items()):
+            if n >= SERVICE_FLOOR:
+                out.append(sessions_event(ts, None, server, port, n, slow, rate,
+                                          len(service_clients[(server, port)]),
+                                          local(server)))
+        if len(out) > MAX_EVENTS:
+            self.state.stats.table_overflows["tcp_sessions_events"] += len(out) - MAX_EVENTS
+            out = out[:MAX_EVENTS]
+        self.state.stats.events["sessions"] += len(out)
+        return out
+
+
+def sessions_event(ts: float, client: bytes | None, server: bytes, port: int, held: int,
+                   slow: int, rate: int, clients: int, direction: str) -> Event:
+    """One ``network_sessions`` event (field catalogue: docs/events.md)."""
+    fields: dict[str, Any] = {
+        "event.dataset": "network.sessions",
+        "event.action": "client_sessions" if client is not None else "service_sessions",
+        "destination.ip": ip_text(server),
+        "destination.port": port,
+        "network.type": "ipv4" if len(server) == 4 else "ipv6",
+        "network.transport": "tcp",
+        "network.iana_number": PROTO_TCP,
+        "network.direction": direction,
+        "sessions.open": held,
+        "sessions.slow": slow,
+        "sessions.bytes_per_second": rate,
+        "sessions.clients": clients,
+    }
+    if client is not None:
+        fields["source.ip"] = ip_text(client)
+    return Event(ts, NETWORK_SESSIONS, fields)

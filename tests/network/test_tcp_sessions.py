@@ -1,0 +1,133 @@
+"""The TCP sessions analyzer (agent/netevents/analyzers/tcp_sessions.py): held-open connections
+per (client, service) and per service, from the real slowloris capture and crafted traffic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import NetworkSection
+from agent.events import Event
+from agent.netdecode.columns import PacketColumns
+from agent.netdecode.pcapfile import CaptureReader
+from agent.netevents.analyzers import tcp_sessions
+from agent.netevents.processor import PacketProcessor
+from tests.network.craft import SERVER, T0, handshake, tcp
+from tests.network.make_session_fixtures import held
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "rules" / "network" / "slow_connections.tests"
+"""Made by tests/network/make_session_fixtures.py."""
+SLOWLORIS = REPO / "tests" / "fixtures" / "pcap" / "tools" / "slowloris_400.pcap"
+
+
+def _sessions(events: list[Event]) -> list[dict[str, Any]]:
+    return [e.fields for e in events if e.logsource.category == "network_sessions"]
+
+
+def _replay(path: Path, bulk: bool = True, batch: int = 4096) -> tuple[list[Event],
+                                                                      PacketProcessor]:
+    proc = PacketProcessor(NetworkSection())
+    out: list[Event] = []
+    with CaptureReader(path) as reader:
+        for frames in reader.batches(batch):
+            out += proc.process_columns(PacketColumns.from_frames(frames), "eth0", bulk=bulk)
+    out += proc.flush()
+    return out, proc
+
+
+def _run(packets: list[Any]) -> tuple[list[Event], PacketProcessor]:
+    proc = PacketProcessor(NetworkSection())
+    ordered = sorted(packets, key=lambda p: float(p.time))
+    out = proc.process([(float(p.time), 1, bytes(p), len(bytes(p))) for p in ordered])
+    out += proc.flush()
+    return out, proc
+
+
+def test_real_slowloris_capture_is_400_slow_connections_held_by_the_client() -> None:
+    events, _ = _replay(SLOWLORIS)
+    reports = _sessions(events)
+    assert reports, "no network_sessions event"
+    top = max(reports, key=lambda f: f["sessions.slow"])
+    assert top["event.action"] == "client_sessions"
+    assert top["source.ip"] == "198.18.0.20"  # the client that held them, not the server
+    assert top["destination.ip"] == "198.18.0.10"
+    assert top["destination.port"] == 8080
+    assert top["sessions.open"] >= 390
+    assert top["sessions.slow"] == top["sessions.open"]
+    assert top["sessions.bytes_per_second"] < 1024 * top["sessions.open"]
+
+
+def test_bulk_path_reports_what_the_per_packet_path_reports() -> None:
+    fast, _ = _replay(SLOWLORIS, bulk=True, batch=512)
+    slow, _ = _replay(SLOWLORIS, bulk=False, batch=512)
+    assert _sessions(fast) == _sessions(slow)
+    assert [e.timestamp for e in fast if e.logsource.category == "network_sessions"] == \
+        [e.timestamp for e in slow if e.logsource.category == "network_sessions"]
+
+
+def test_many_clients_each_under_the_floor_make_one_service_report() -> None:
+    events, _ = _replay(FIXTURES / "slow_service.pcap")
+    reports = _sessions(events)
+    assert reports
+    assert {f["event.action"] for f in reports} == {"service_sessions"}
+    assert max(f["sessions.slow"] for f in reports) == 1200
+    assert max(f["sessions.clients"] for f in reports) == 40
+    assert all("source.ip" not in f for f in reports)
+
+
+def test_proxy_pool_health_checks_and_backup_stay_under_every_threshold() -> None:
+    reports = _sessions(_replay(FIXTURES / "benign.pcap")[0])
+    # The proxy's 100 pooled connections are reported (over the 50 floor), under the rule's 200.
+    assert {(f["source.ip"], f["sessions.open"]) for f in reports} == {("10.1.0.30", 100)}
+    assert all(f["event.action"] == "client_sessions" for f in reports)
+
+
+def test_health_check_connections_are_never_held() -> None:
+    pkts = [p for i in range(600) for p in handshake(T0 + i * 0.1, "10.1.0.2", SERVER,
+                                                      20000 + i, 80, data=1)]
+    events, proc = _run(pkts)
+    assert _sessions(events) == []
+    assert proc.stats.table_overflows["tcp_sessions"] == 0
+
+
+def test_reset_closes_and_idle_timeout_expires() -> None:
+    client = "198.51.100.7"
+    pkts = []
+    for i in range(60):
+        pkts += held(client, SERVER, 30000 + i, 80, T0, 4.0, 3, b"X: y\r\n")[:-3]  # no FIN
+    for i in range(30):  # half of them reset at 20 s
+        pkts.append(tcp(T0 + 20, client, SERVER, 30000 + i, 80, "R"))
+    pkts.append(tcp(T0 + 30, "10.1.0.99", SERVER, 1, 81, "S"))  # clock ticks on
+    pkts.append(tcp(T0 + 30 + tcp_sessions.IDLE_TIMEOUT, "10.1.0.99", SERVER, 2, 81, "S"))
+    proc = PacketProcessor(NetworkSection())
+    ordered = sorted(pkts, key=lambda p: float(p.time))
+    frames = [(float(p.time), 1, bytes(p), len(bytes(p))) for p in ordered]
+    out = proc.process(frames[:-2])
+    assert [f["sessions.open"] for f in _sessions(out)][-1] == 60
+    out = proc.process(frames[-2:-1])
+    assert _sessions(out) == []  # 30 left: under the floor
+    analyzer = next(a for a in proc.analyzers
+                    if isinstance(a, tcp_sessions.TcpSessionsAnalyzer))
+    assert len(analyzer.sessions) == 30
+    proc.process(frames[-1:])
+    proc.flush()
+    assert len(analyzer.sessions) == 0  # idle past the timeout
+    assert analyzer.clients == {}
+
+
+def test_tables_are_bounded_and_evict_the_least_recently_active(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tcp_sessions, "MAX_CONNECTIONS", 100)
+    monkeypatch.setattr(tcp_sessions, "MAX_CLIENTS", 10)
+    pkts = [tcp(T0 + i * 0.001, SERVER, f"198.51.{i // 250}.{i % 250 + 1}", 80, 40000 + i, "SA")
+            for i in range(500)]
+    _, proc = _run(pkts)
+    analyzer = next(a for a in proc.analyzers
+                    if isinstance(a, tcp_sessions.TcpSessionsAnalyzer))
+    assert len(analyzer.clients) <= 10
+    assert len(analyzer.sessions) <= 100
+    assert proc.stats.table_overflows["tcp_sessions"] == 490
+    assert len(analyzer.index) == 2 * len(analyzer.sessions)
