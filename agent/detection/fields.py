@@ -112,6 +112,7 @@ _NET_PACKET = (
     "icmp.original.transport", "icmp.original.destination.ip", "icmp.original.destination.port",
     "tcp.connection_state", "network.fragments", "ipv6.extension_headers",
     "ipv6.extension_chain", "ipv6.unusual_extension_chain", "event.action",
+    "vedette.decoy_set_size",
 )
 _NET_TRAFFIC = (
     "network.type", "traffic.interval_seconds", "traffic.packets", "traffic.bytes",

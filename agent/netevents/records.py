@@ -77,7 +77,7 @@ def packet_evidence(fragments: int, v6_headers: tuple[int, ...],
 def tcp_packet(
     ts: float, family: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
     direction: str, wire_length: int, interface: str | None,
-    evidence: dict[str, Any] | None = None,
+    evidence: dict[str, Any] | None = None, link: dict[str, Any] | None = None,
 ) -> Event:
     fields = _ip_fields(family, src, dst, PROTO_TCP, direction, wire_length, interface)
     fields["event.dataset"] = "network.packet"
@@ -92,6 +92,8 @@ def tcp_packet(
     fields["tcp.flags.value"] = flags
     if evidence:
         fields.update(evidence)
+    if link:
+        fields.update(link)
     return Event(ts, NETWORK_PACKET, fields)
 
 
@@ -112,6 +114,7 @@ def icmp_packet(
     ts: float, family: int, src: bytes, dst: bytes, proto: int, icmp_type: int, code: int,
     quoted: tuple[int, bytes, int] | None, direction: str, wire_length: int,
     interface: str | None, evidence: dict[str, Any] | None = None,
+    link: dict[str, Any] | None = None,
 ) -> Event:
     fields = _ip_fields(family, src, dst, proto, direction, wire_length, interface)
     fields["event.dataset"] = "network.packet"
@@ -125,6 +128,8 @@ def icmp_packet(
             fields["icmp.original.destination.port"] = q_port
     if evidence:
         fields.update(evidence)
+    if link:
+        fields.update(link)
     return Event(ts, NETWORK_PACKET, fields)
 
 

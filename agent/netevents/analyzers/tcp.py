@@ -22,9 +22,10 @@ from typing import ClassVar
 
 from agent.events import Event
 from agent.netdecode.layers import PROTO_TCP
-from agent.netevents import records
+from agent.netevents import link, records
 from agent.netevents.analyzers.base import Analyzer, Packet
-from agent.netevents.state import ALL_PORTS
+from agent.netevents.decoys import DecoyTracker
+from agent.netevents.state import ALL_PORTS, TrafficState
 from agent.netevents.summaries import TCP_CONTROL_KIND
 
 _PORTS = struct.Struct("!HH").pack
@@ -37,6 +38,10 @@ def connection_key(pkt: Packet) -> bytes:
 class TcpAnalyzer(Analyzer):
     name: ClassVar[str] = "tcp"
     protocols: ClassVar[tuple[int, ...]] = (PROTO_TCP,)
+
+    def __init__(self, state: TrafficState) -> None:
+        super().__init__(state)
+        self.decoys = DecoyTracker()
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
         state = self.state
@@ -85,8 +90,12 @@ class TcpAnalyzer(Analyzer):
                         s.rst += 1
         if state.budgets.admit(pkt.src, pkt.dst, pkt.dport):
             state.stats.events["packet"] += 1
+            direction = state.direction.of(pkt.src, pkt.dst)
             out.append(records.tcp_packet(
                 pkt.ts, pkt.family, pkt.src, pkt.dst, pkt.sport, pkt.dport, flags,
-                state.direction.of(pkt.src, pkt.dst), pkt.wire, pkt.interface,
+                direction, pkt.wire, pkt.interface,
                 records.packet_evidence(pkt.fragments, pkt.v6_headers, untracked),
+                link.mac_fields(pkt),
             ))
+            if syn:
+                self.decoys.syn(out, pkt, direction)

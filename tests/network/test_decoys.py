@@ -1,0 +1,178 @@
+"""Decoy scans (agent/netevents/decoys.py) and the MACs of packet events (agent/netevents/link.py).
+
+The real ``nmap -sS -D 5 decoys,ME`` capture (tests/fixtures/pcap/tools/nmap_decoys.pcap) gives
+one decoy-scan alert naming the scanner's MAC; many routed clients behind one gateway MAC that
+complete their handshakes give none; hostile SYN streams keep the state within its bounds and
+only ever name addresses that really sent a copy of another address's probe.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Dot1Q, Ether
+
+from agent.config import NetworkSection
+from agent.detection.engine import Engine
+from agent.detection.fixtures import horizon
+from agent.detection.loader import load_rules
+from agent.events import Event
+from agent.netdecode.pcapfile import RawPacket
+from agent.netevents.analyzers.base import Packet
+from agent.netevents.decoys import MAX_MACS, MAX_PROBES, MAX_SOURCES, DecoyTracker
+from agent.netevents.link import macs
+from agent.netevents.processor import PacketProcessor
+from agent.offline.clock import run
+from agent.offline.pcap import fixture_config, pcap_events
+
+REPO = Path(__file__).resolve().parents[2]
+DECOYS = REPO / "tests" / "fixtures" / "pcap" / "tools" / "nmap_decoys.pcap"
+SCANNER_MAC = "3E-D0-62-E8-45-96"
+ADDRESSES = {"198.18.0.20", *(f"198.18.0.{n}" for n in range(51, 56))}
+T0 = 1767225600.0
+GW, SRV = "02:00:5e:00:53:01", "02:00:5e:00:53:10"
+
+
+def decoy_events(events: list[Event]) -> list[dict[str, Any]]:
+    return [e.fields for e in events if e.fields.get("event.action") == "decoy_probe"]
+
+
+def alerts_of(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    report = load_rules([REPO / "rules" / "network"])
+    assert not report.errors
+    engine = Engine(report.ruleset)
+    result = run(engine, pcap_events(path, fixture_config(path)), horizon(report, 5.0))
+    return [(a.rule.title, a.group) for a in result.alerts.values()]
+
+
+def test_nmap_decoy_capture_gives_one_decoy_scan_alert_naming_the_mac() -> None:
+    events = list(pcap_events(DECOYS, fixture_config(DECOYS)))
+    found = decoy_events(events)
+    assert {f["source.ip"] for f in found} == ADDRESSES
+    assert {f["source.mac"] for f in found} == {SCANNER_MAC}
+    assert {f["destination.ip"] for f in found} == {"198.18.0.10"}
+    syns = [e.fields for e in events if e.fields.get("tcp.flags.syn") is True
+            and e.fields.get("tcp.flags.ack") is False]
+    assert syns and {f["source.mac"] for f in syns} == {SCANNER_MAC}
+    decoy_alerts = [group for title, group in alerts_of(DECOYS) if title.startswith("Decoy scan")]
+    assert decoy_alerts == [{"source.mac": SCANNER_MAC}]
+
+
+def _frames(pkts: list[Any]) -> list[RawPacket]:
+    return [RawPacket(float(p.time), 1, bytes(p), len(bytes(p))) for p in pkts]
+
+
+def routed_clients(n: int = 100) -> list[Any]:
+    """``n`` internet clients behind one gateway MAC, each connecting to three services (SYN,
+    SYN-ACK, ACK, a request) with the random sequence numbers of real stacks."""
+    rnd = random.Random(16)
+    out: list[Any] = []
+    t = T0
+    for i in range(n):
+        client = f"203.0.113.{i + 1}"
+        for port in (22, 80, 443):
+            sport, seq, sseq = rnd.randint(32768, 60999), rnd.getrandbits(32), rnd.getrandbits(32)
+            for src_mac, dst_mac, ip, tcp in (
+                    (GW, SRV, IP(src=client, dst="198.18.0.10"),
+                     TCP(sport=sport, dport=port, flags="S", seq=seq)),
+                    (SRV, GW, IP(src="198.18.0.10", dst=client),
+                     TCP(sport=port, dport=sport, flags="SA", seq=sseq, ack=seq + 1)),
+                    (GW, SRV, IP(src=client, dst="198.18.0.10"),
+                     TCP(sport=sport, dport=port, flags="A", seq=seq + 1, ack=sseq + 1)),
+                    (GW, SRV, IP(src=client, dst="198.18.0.10"),
+                     TCP(sport=sport, dport=port, flags="PA", seq=seq + 1, ack=sseq + 1)
+                     / b"GET / HTTP/1.1\r\n\r\n")):
+                pkt = Ether(src=src_mac, dst=dst_mac) / ip / tcp
+                pkt.time = t
+                t += 0.0005
+                out.append(pkt)
+    return out
+
+
+def test_many_routed_clients_behind_one_gateway_mac_are_not_a_decoy_scan() -> None:
+    events = PacketProcessor(NetworkSection()).process(_frames(routed_clients()))
+    syn_macs = {e.fields.get("source.mac") for e in events if e.fields.get("tcp.flags.syn")
+                and not e.fields.get("tcp.flags.ack")}
+    assert syn_macs == {GW.replace(":", "-").upper()}
+    assert decoy_events(events) == []
+
+
+def test_nmap_style_copies_behind_one_mac_are_a_decoy_set() -> None:
+    """The same probe (ports, sequence number) under 4 addresses from one MAC: 4 events."""
+    pkts = []
+    for k, port in enumerate((21, 22, 23)):
+        for j, src in enumerate(("198.18.0.51", "198.18.0.52", "198.18.0.20", "198.18.0.53")):
+            pkt = Ether(src=GW, dst=SRV) / IP(src=src, dst="198.18.0.10") / TCP(
+                sport=50517, dport=port, flags="S", seq=628023858)
+            pkt.time = T0 + k * 0.01 + j * 0.0001
+            pkts.append(pkt)
+    found = decoy_events(PacketProcessor(NetworkSection()).process(_frames(pkts)))
+    assert sorted(f["source.ip"] for f in found) == sorted(
+        ("198.18.0.51", "198.18.0.52", "198.18.0.20", "198.18.0.53"))
+    assert [f["vedette.decoy_set_size"] for f in found] == [1, 2, 3, 4]
+
+
+def _syn(ts: float, mac: bytes, src: bytes, dport: int, seq: int) -> Packet:
+    frame = bytes(Ether(src=mac.hex(":"), dst=SRV) / IP(src=".".join(map(str, src)),
+                                                        dst="198.18.0.10")
+                  / TCP(sport=40000, dport=dport, flags="S", seq=seq))
+    return Packet(ts, 4, src, bytes((198, 18, 0, 10)), 6, 40000, dport, 0x02, frame,
+                  54, len(frame), len(frame), None)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 3),
+                          st.integers(0, 2)), min_size=1, max_size=300))
+def test_hostile_syn_streams_name_only_real_copies(
+        stream: list[tuple[int, int, int, int]]) -> None:
+    """Whatever MACs, addresses and sequence numbers an attacker mixes, an address is named
+    only after it sent a SYN whose fingerprint another address sent from the same MAC
+    within the window, and always under the MAC that sent it."""
+    tracker = DecoyTracker()
+    sent: dict[tuple[bytes, int, int], set[bytes]] = {}
+    named: set[tuple[bytes, bytes]] = set()
+    for i, (m, a, port, seq) in enumerate(stream):
+        mac, src = bytes((2, 0, 0, 0, 0, m + 1)), bytes((198, 18, 1, a))
+        out: list[Event] = []
+        tracker.syn(out, _syn(T0 + i * 0.001, mac, src, 20 + port, seq + 1), "inbound")
+        sent.setdefault((mac, port, seq), set()).add(src)
+        for f in decoy_events(out):
+            named.add((bytes.fromhex(f["source.mac"].replace("-", "")),
+                       bytes(map(int, f["source.ip"].split(".")))))
+    for mac, src in named:
+        assert any(mac == k[0] and src in v and len(v) >= 2 for k, v in sent.items())
+    probes, sets, largest = tracker.sizes()
+    assert probes <= MAX_PROBES and sets <= MAX_MACS and largest <= MAX_SOURCES
+
+
+def test_state_stays_bounded_under_a_spoofed_stream() -> None:
+    tracker = DecoyTracker()
+    out: list[Event] = []
+    for i in range(3 * MAX_PROBES):
+        src = (i % 200 + 1).to_bytes(1, "big")
+        mac = bytes((2, 0, 0, 0, (i // 7) % 256, (i // 7) // 256 % 256))
+        tracker.syn(out, _syn(T0, mac, bytes((198, 18, 2)) + src, 1 + i % 3, 7), "inbound")
+    probes, sets, largest = tracker.sizes()
+    assert probes <= MAX_PROBES and sets <= MAX_MACS and largest <= MAX_SOURCES
+
+
+def test_macs_of_vlan_frames_and_none_for_reassembled_datagrams() -> None:
+    frame = bytes(Ether(src=GW, dst=SRV) / Dot1Q(vlan=7) / IP(src="198.18.0.20",
+                                                              dst="198.18.0.10")
+                  / TCP(sport=1, dport=2, flags="S", seq=5))
+    src, dst = bytes((198, 18, 0, 20)), bytes((198, 18, 0, 10))
+    pkt = Packet(T0, 4, src, dst, 6, 1, 2, 2, frame, 58, len(frame), len(frame), None)
+    assert macs(pkt) == (bytes.fromhex(GW.replace(":", "")), bytes.fromhex(SRV.replace(":", "")))
+    datagram = frame[18:]
+    whole = Packet(T0, 4, src, dst, 6, 1, 2, 2, datagram, 40, len(datagram), len(datagram),
+                   None, fragments=3)
+    assert macs(whole) is None
+    sll2 = b"\x08\x00\x00\x00" + b"\x00\x00\x00\x02" + b"\x00\x01" + b"\x00\x06" + bytes.fromhex(
+        GW.replace(":", "")) + b"\x00\x00" + frame[18:]
+    cooked = Packet(T0, 4, src, dst, 6, 1, 2, 2, sll2, 60, len(sll2), len(sll2), None)
+    assert macs(cooked) == (bytes.fromhex(GW.replace(":", "")), None)
