@@ -46,6 +46,7 @@ from agent.netevents.summaries import ProcessorStats
 NEW_SOURCE_SHARE: Final = 0.25
 SKETCH_BITS: Final = 20
 _M64: Final = (1 << 64) - 1
+_SLOT: Final = (1 << SKETCH_BITS) - 1
 _SHIFT: Final = 64 - SKETCH_BITS
 _WORDS: Final = 4
 """Addresses are hashed as up to four 32-bit words (IPv4: one; IPv6: four)."""
@@ -201,9 +202,9 @@ class Budgets:
             return False
         # self.seen(src), inline: this runs for every control packet
         if len(src) == 4:  # sketch_slots(), inline
-            x = int.from_bytes(src, "big")
-            i = ((_A1 * x + _B1) & _M64) >> _SHIFT
-            j = ((_A2 * x + _B2) & _M64) >> _SHIFT
+            x = int.from_bytes(src, "big")  # bits 44..63 of the sum: the mod 2^64 >> 44
+            i = (_A1 * x + _B1) >> _SHIFT & _SLOT
+            j = (_A2 * x + _B2) >> _SHIFT & _SLOT
         else:
             i, j = sketch_slots(src)
         row1, row2 = self._row1, self._row2
