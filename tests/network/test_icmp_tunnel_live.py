@@ -1,7 +1,8 @@
 """A real ptunnel-ng tunnel in the namespace lab, live and by replay: proxy in the target
 namespace, client in the attacker's fetching 2 MB over HTTP through it. The daemon capturing
 in the target namespace and ``vedette replay`` of the target-side pcap must both raise
-``icmp_tunnel_volume`` on the client's address (the echo replies carry the data to it)."""
+``icmp_tunnel_volume`` naming the proxy as the sender of the tunnelled bytes and the client
+as its peer (the echo replies carry the data to the client)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,6 @@ def test_ptunnel_download_live_and_replayed(tl: ToolLab) -> None:
                     timeout=80, settle=2.0)
     assert out.exists() and out.stat().st_size >= 1_000_000, "the tunnel moved too little"
     live, replayed = run.compare(timeout=15)
-    assert ("icmp_tunnel_volume", "", ATK) in replayed, replayed
+    assert ("icmp_tunnel_volume", TGT, ATK) in replayed, replayed
     assert live == replayed
     assert "T1095" in run.techniques("icmp_tunnel_volume")
