@@ -7,7 +7,11 @@
    extrapolated).
 2. Live capture: the capture collector on one end of a veth pair inside a namespace, fed by
    ``tcpreplay --topspeed`` from the other end; kernel ring drops and the rate received.
-3. Peak RSS of the replay path over a flood from 1 M distinct spoofed sources.
+3. Live capture under attack (bench/live_flood.py): the real ``vedette run`` daemon in a lab
+   namespace, several ``tcpreplay --topspeed`` senders of a 2 M-source spoofed SYN flood, a
+   concurrent ``nmap -sS``; offered rate, ring drops checked against the veth's counters, the
+   daemon's CPU, scan caught or not; median of 5 runs.
+4. Peak RSS of the replay path over a flood from 1 M distinct spoofed sources.
 
 ``python -m bench network``; the whole run stays within a few minutes.
 """
@@ -26,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import live_flood
 from bench.common import BenchResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,6 +277,11 @@ def run() -> BenchResult:
                        "packets/s")
             result.add("live_decoded_packets", live["decoded"], "packets")
             result.context["tcpreplay"] = live["tcpreplay"]
+        if live_flood.available():
+            senders = live_flood.SENDERS * 2
+            rows = live_flood.run(Path(tmp) / "flood-lab", 5, senders)
+            live_flood.add_rows(result, rows, len(senders))
+            result.context["live_flood_runs"] = rows
         spoofed = generate(Path(tmp) / "spoofed.pcap", PACKETS, spoofed_only=True)
         flood = replay_path(spoofed)
         result.add("peak_rss_spoofed_flood_mb", flood["rss_mb"], "MB", "<= 200",
