@@ -195,7 +195,8 @@ from agent.metrics import AgentMetrics
 from agent.config import Config
 from agent.capture.collector import PacketCaptureCollector
 cfg = Config.model_validate({"capture": {"interfaces": ["vbx"], "health_interval_seconds": 60}})
-c = PacketCaptureCollector(cfg.capture, cfg.network, AgentMetrics(CollectorRegistry()))
+m = AgentMetrics(CollectorRegistry())
+c = PacketCaptureCollector(cfg.capture, cfg.network, m)
 events = [0]
 def publish(evs):
     n = sum(1 for _ in evs); events[0] += n; return n
@@ -206,10 +207,12 @@ print("ready", flush=True)
 import sys
 sys.stdin.readline()
 time.sleep(1.0)
-totals = [0, 0]
-for ring in c.rings.values():
-    p, d, _ = ring.statistics(); totals[0] += p; totals[1] += d
+# the collector reads (and so resets) the kernel's PACKET_STATISTICS every second: the totals
+# are the metrics it exported, final export at shutdown included
 stop.set(); t.join()
+value = m.registry.get_sample_value
+totals = [value("vedette_capture_ring_packets_total", {"interface": "vbx"}) or 0,
+          value("vedette_capture_ring_drops_total", {"interface": "vbx"}) or 0]
 print(json.dumps({"kernel_packets": totals[0], "drops": totals[1],
                   "decoded": c.processor.stats.packets, "events": events[0]}), flush=True)
 """

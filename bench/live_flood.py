@@ -156,8 +156,10 @@ def _successful(tcpreplay_out: str) -> int:
 
 
 class FloodLab:
-    def __init__(self, workdir: Path, senders: tuple[str, ...] = SENDERS) -> None:
+    def __init__(self, workdir: Path, senders: tuple[str, ...] = SENDERS,
+                 packets: int = FLOOD_PACKETS) -> None:
         self.workdir = workdir
+        self.packets = packets
         self.senders = senders
         self.scan_rule = _scan_rule_id()
         self.lab = Lab(workdir)
@@ -167,11 +169,20 @@ class FloodLab:
         self.agent: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> FloodLab:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start()
+        except BaseException:
+            self.lab.down()
+            raise
+        return self
+
+    def _start(self) -> None:
         lab = self.lab.up()
         for i in range(41, 61):
             lab.run("atk", "ip", "addr", "add", f"198.18.0.{i}/24", "dev", "e0", check=True)
         target_mac = _mac(lab, "tgt")
-        per = FLOOD_PACKETS // len(self.senders)
+        per = self.packets // len(self.senders)
         for k, role in enumerate(self.senders):
             path = flood_pcap(self.workdir / f"flood-{k}.pcap", per, _mac(lab, role),
                               target_mac, ADDRESSES["tgt"], 11 + k)
@@ -199,7 +210,6 @@ class FloodLab:
                 raise RuntimeError(f"agent not capturing:\n{self.log()[-3000:]}")
             time.sleep(0.2)
         time.sleep(1.5)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.lab.down()
@@ -218,6 +228,9 @@ class FloodLab:
                     and doc.get("source", {}).get("ip") == source):
                 return True
         return False
+
+    def scrape(self) -> dict[str, float]:
+        return _scrape(self.lab, self.port)
 
     def _settled(self) -> dict[str, float]:
         """Scrape until the ring counters stop moving (exports run every second)."""
@@ -320,9 +333,10 @@ def add_rows(result: BenchResult, rows: list[dict[str, Any]], senders: int) -> N
         r["ring_minus_drops_minus_decoded"] = (r["ring_packets"] - r["ring_drops"] - r["decoded"]
                                                - r["capture_input_errors"])
     worst = max(abs(r["veth_minus_ring"]) for r in rows)
-    result.add("live_flood_veth_vs_ring_packets_max_difference", worst, "packets", "<= 0",
+    result.add("live_flood_veth_vs_ring_packets_max_difference", worst, "packets", "<= 10",
                "|ip -s link RX+TX delta - vedette_capture_ring_packets_total delta| (kernel "
-               f"PACKET_STATISTICS, delivered + dropped), worst of {n} runs")
+               f"PACKET_STATISTICS, delivered + dropped), worst of {n} runs; the two are read "
+               "a moment apart, so a stray ARP/ND packet can fall between them")
     worst = max(abs(r["ring_minus_drops_minus_decoded"]) for r in rows)
     result.add("live_flood_ring_vs_decoded_max_difference", worst, "packets", "",
                "|ring packets - ring drops - vedette_capture_packets_total - capture input "
