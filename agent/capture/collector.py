@@ -8,7 +8,9 @@ publishes the events. It also
 * advances the processor with wall time, so aggregates of a quiet second still flush;
 * exports the processor's counters and the kernel's PACKET_STATISTICS of every ring (packets,
   drops) to the metrics every second and at shutdown (after flushing the open second, before
-  the rings close), so a short run shows them too;
+  the rings close), so a short run shows them too; the final totals (kernel packets and drops
+  per interface, packets decoded) are also logged at shutdown ("capture stopped"), as the last
+  scrape may predate them;
 * every ``capture.health_interval_seconds`` emits one ``vedette/capture_health`` event per
   interface with the interval's kernel counters, which the ``capture_degraded`` rule turns into
   a "network detection degraded" alert.
@@ -76,6 +78,8 @@ class PacketCaptureCollector:
         kernel resets its counters on every read)."""
         self._health_due = 0.0
         self._export_due = 0.0
+        self._totals: dict[str, list[int]] = {}
+        """Kernel (packets, drops) per interface since the collector started."""
 
     # ------------------------------------------------------------------ interfaces
 
@@ -189,6 +193,15 @@ class PacketCaptureCollector:
                     publish(tail)
             finally:
                 self._export_processor_stats()
+                self._log_totals()
+
+    def _log_totals(self) -> None:
+        decoded = self.processor.stats.packets
+        for name, (packets, drops) in sorted(self._totals.items()):
+            log.info("capture stopped", extra={"interface": name, "ring_packets": packets,
+                                               "ring_drops": drops, "decoded": decoded})
+        if not self._totals:
+            log.info("capture stopped", extra={"decoded": decoded})
 
     # ------------------------------------------------------------------ health and metrics
 
@@ -242,6 +255,9 @@ class PacketCaptureCollector:
             # "no drops" reads as 0, not as no data (dashboards, absent() alerts)
             m.capture_ring_packets.labels(name).inc(packets)
             m.capture_ring_drops.labels(name).inc(drops)
+            grand = self._totals.setdefault(name, [0, 0])
+            grand[0] += packets
+            grand[1] += drops
             total = self._interval.setdefault(name, [0, 0, 0])
             total[0] += packets
             total[1] += drops
