@@ -312,7 +312,9 @@ class AgentMetrics:
         # none, unknown), interface names. Never an address.
         self.capture_packets = Counter(
             "vedette_capture_packets_total",
-            "Packets decoded by the capture stage, by protocol and direction.",
+            "Packets decoded by the capture stage, by protocol and direction; a flow's packets "
+            "are added when its flow interval (network.flow_interval_seconds) is summarised, so "
+            "this trails vedette_capture_ring_packets_total by up to one interval.",
             ["protocol", "direction"], registry=registry,
         )
         self.capture_bytes = Counter(
