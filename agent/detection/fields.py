@@ -112,7 +112,9 @@ _NET_PACKET = (
     "icmp.original.transport", "icmp.original.destination.ip", "icmp.original.destination.port",
     "tcp.connection_state", "network.fragments", "ipv6.extension_headers",
     "ipv6.extension_chain", "ipv6.unusual_extension_chain", "event.action",
-    "vedette.decoy_set_size",
+    "vedette.decoy_set_size", "ip.ttl", "ip.df", "ip.tos", "tcp.window", "tcp.options",
+    "tcp.mss", "tcp.window_scale", "tcp.flags.ece", "tcp.flags.cwr", "icmp.id", "icmp.seq",
+    "icmp.payload_length", "network.probe_shape",
 )
 _NET_TRAFFIC = (
     "network.type", "traffic.interval_seconds", "traffic.packets", "traffic.bytes",

@@ -9,7 +9,7 @@ from typing import ClassVar, Final
 from agent.events import Event
 from agent.netdecode.layers import PROTO_ICMP, PROTO_ICMPV6
 from agent.netdecode.layers import quoted_transport as _quoted
-from agent.netevents import link, records
+from agent.netevents import fingerprint, link, records
 from agent.netevents.analyzers.base import Analyzer, Packet
 
 ICMP4_PROBES: Final = frozenset((8, 13, 17))
@@ -42,5 +42,5 @@ class IcmpAnalyzer(Analyzer):
             pkt.ts, pkt.family, pkt.src, pkt.dst, proto, icmp_type, pkt.dport, quoted,
             state.direction.of(pkt.src, pkt.dst), pkt.wire, pkt.interface,
             records.packet_evidence(pkt.fragments, pkt.v6_headers, False),
-            link.mac_fields(pkt),
+            {**(link.mac_fields(pkt) or {}), **(fingerprint.icmp_fields(pkt) or {})},
         ))

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from agent.events import Event
 from agent.netdecode.layers import PROTO_TCP
-from agent.netevents import link, records
+from agent.netevents import fingerprint, link, records
 from agent.netevents.analyzers.base import Analyzer, Packet
 from agent.netevents.decoys import DecoyTracker
 from agent.netevents.state import ALL_PORTS, TrafficState
@@ -95,7 +95,7 @@ class TcpAnalyzer(Analyzer):
                 pkt.ts, pkt.family, pkt.src, pkt.dst, pkt.sport, pkt.dport, flags,
                 direction, pkt.wire, pkt.interface,
                 records.packet_evidence(pkt.fragments, pkt.v6_headers, untracked),
-                link.mac_fields(pkt),
+                {**(link.mac_fields(pkt) or {}), **fingerprint.tcp_fields(pkt)},
             ))
             if syn:
                 self.decoys.syn(out, pkt, direction)
