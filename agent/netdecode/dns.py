@@ -79,7 +79,7 @@ def parse(data: bytes, off: int, end: int) -> DnsMessage | str:
     an = (data[off + 6] << 8) | data[off + 7]
     if qd == 0:
         return NO_QUESTION
-    name = read_name(data, off, off + 12, end)
+    name = _question_name(data, off, end)
     if isinstance(name, str):
         return name
     text, lengths, pos = name
@@ -90,6 +90,38 @@ def parse(data: bytes, off: int, end: int) -> DnsMessage | str:
     return DnsMessage(
         ident, bool(b2 & 0x80), (b2 >> 3) & 0x0F, rcode, qd, an, text, lengths, qtype, qclass
     )
+
+
+_NAMES: Final[dict[bytes, tuple[str, tuple[int, ...]]]] = {}
+_NAMES_LIMIT: Final = 4096
+"""Presentation form of recently seen uncompressed question names, by their wire bytes (most
+messages repeat a name: its labels are escaped once). Cleared when full, so hostile names cost
+at most the table (4096 names of at most 255 octets)."""
+
+
+def _question_name(
+    data: bytes, msg: int, end: int
+) -> tuple[str, tuple[int, ...], int] | str:
+    """:func:`read_name` of the question name at ``msg + 12``, through :data:`_NAMES` when the
+    name is uncompressed, whole within ``end`` and at most 255 octets (else read as it is)."""
+    start = pos = msg + 12
+    while pos < end:
+        length = data[pos]
+        if not length or length & 0xC0:
+            break
+        pos += 1 + length
+    if pos >= end or data[pos] or pos - start >= MAX_NAME_OCTETS:
+        return read_name(data, msg, start, end)
+    raw = data[start:pos]
+    hit = _NAMES.get(raw)
+    if hit is None:
+        name = read_name(data, msg, start, end)
+        if isinstance(name, str):  # pragma: no cover - the walk above accepted it
+            return name
+        if len(_NAMES) >= _NAMES_LIMIT:
+            _NAMES.clear()
+        hit = _NAMES[raw] = (name[0], name[1])
+    return hit[0], hit[1], pos + 1
 
 
 def read_name(
