@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scapy.utils import wrpcap
 
 from agent.config import NetworkSection
 from agent.events import Event
@@ -122,8 +123,11 @@ def test_tables_are_bounded_and_evict_the_least_recently_active(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tcp_sessions, "MAX_CONNECTIONS", 100)
     monkeypatch.setattr(tcp_sessions, "MAX_CLIENTS", 10)
-    pkts = [tcp(T0 + i * 0.001, SERVER, f"198.51.{i // 250}.{i % 250 + 1}", 80, 40000 + i, "SA")
-            for i in range(500)]
+    pkts = []
+    for i in range(500):
+        client = f"198.51.{i // 250}.{i % 250 + 1}"
+        pkts += [tcp(T0 + i * 0.001, SERVER, client, 80, 40000 + i, "SA"),
+                 tcp(T0 + i * 0.001 + 0.0005, client, SERVER, 40000 + i, 80, "A")]
     _, proc = _run(pkts)
     analyzer = next(a for a in proc.analyzers
                     if isinstance(a, tcp_sessions.TcpSessionsAnalyzer))
@@ -131,3 +135,33 @@ def test_tables_are_bounded_and_evict_the_least_recently_active(
     assert len(analyzer.sessions) <= 100
     assert proc.stats.table_overflows["tcp_sessions"] == 490
     assert len(analyzer.index) == 2 * len(analyzer.sessions)
+
+
+def _slowloris(client: str, start: float) -> list[Any]:
+    pkts: list[Any] = []
+    for i in range(250):  # over the rule's 200; no FIN within the capture
+        pkts += held(client, SERVER, 30000 + i, 80, start + i * 0.002, 4.0, 4, b"X: y\r\n")[:-3]
+    return pkts
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_forged_syn_acks_neither_evict_a_slowloris_nor_name_a_client(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bulk: bool) -> None:
+    """A flood of forged SYN-ACKs (or backscatter) to addresses that never answer them: the
+    slowloris held before it is still reported, and no address it names becomes a client."""
+    monkeypatch.setattr(tcp_sessions, "MAX_CONNECTIONS", 1000)
+    monkeypatch.setattr(tcp_sessions, "MAX_PENDING", 500)
+    pkts = _slowloris("198.51.100.7", T0)
+    innocent = "198.51.100.99"
+    for i in range(5000):  # forged from the server to one silent address, all ports
+        pkts.append(tcp(T0 + 6 + i * 0.0005, SERVER, innocent, 80, 1024 + i, "SA"))
+        if i % 20 == 0:  # and now and then another forged segment on the same connection
+            pkts.append(tcp(T0 + 12 + i * 0.0005, SERVER, innocent, 80, 1024 + i, "A"))
+    path = tmp_path / "forged.pcap"
+    wrpcap(str(path), sorted(pkts, key=lambda p: float(p.time)))
+    out, proc = _replay(path, bulk=bulk)
+    reports = [f for f in _sessions(out) if f["event.action"] == "client_sessions"]
+    assert {f["source.ip"] for f in reports} == {"198.51.100.7"}
+    assert max(f["sessions.slow"] for f in reports) == 250
+    assert proc.stats.table_overflows["tcp_sessions"] == 0
+    assert proc.stats.table_overflows["tcp_sessions_pending"] > 0
