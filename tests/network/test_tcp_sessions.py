@@ -101,14 +101,16 @@ def test_reset_closes_and_idle_timeout_expires() -> None:
         pkts += held(client, SERVER, 30000 + i, 80, T0, 4.0, 3, b"X: y\r\n")[:-3]  # no FIN
     for i in range(30):  # half of them reset at 20 s
         pkts.append(tcp(T0 + 20, client, SERVER, 30000 + i, 80, "R"))
-    pkts.append(tcp(T0 + 30, "10.1.0.99", SERVER, 1, 81, "S"))  # clock ticks on
-    pkts.append(tcp(T0 + 30 + tcp_sessions.IDLE_TIMEOUT, "10.1.0.99", SERVER, 2, 81, "S"))
+    tick = T0 + 25 + tcp_sessions.RESET_GRACE  # the reset ones are dropped after the grace
+    pkts.append(tcp(tick, "10.1.0.99", SERVER, 1, 81, "S"))  # clock ticks on
+    pkts.append(tcp(tick + 1, "10.1.0.99", SERVER, 3, 81, "S"))  # and the tick's second ends
+    pkts.append(tcp(tick + tcp_sessions.IDLE_TIMEOUT, "10.1.0.99", SERVER, 2, 81, "S"))
     proc = PacketProcessor(NetworkSection())
     ordered = sorted(pkts, key=lambda p: float(p.time))
     frames = [(float(p.time), 1, bytes(p), len(bytes(p))) for p in ordered]
-    out = proc.process(frames[:-2])
+    out = proc.process(frames[:-3])
     assert [f["sessions.open"] for f in _sessions(out)][-1] == 60
-    out = proc.process(frames[-2:-1])
+    out = proc.process(frames[-3:-1])
     assert _sessions(out) == []  # 30 left: under the floor
     analyzer = next(a for a in proc.analyzers
                     if isinstance(a, tcp_sessions.TcpSessionsAnalyzer))
@@ -165,3 +167,23 @@ def test_forged_syn_acks_neither_evict_a_slowloris_nor_name_a_client(
     assert max(f["sessions.slow"] for f in reports) == 250
     assert proc.stats.table_overflows["tcp_sessions"] == 0
     assert proc.stats.table_overflows["tcp_sessions_pending"] > 0
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_a_forged_rst_per_connection_does_not_hide_a_slowloris(tmp_path: Path,
+                                                                bulk: bool) -> None:
+    """The server ignores an RST outside its window and the header lines go on: still held."""
+    client = "198.51.100.7"
+    pkts: list[Any] = []
+    for i in range(250):
+        conn = held(client, SERVER, 30000 + i, 80, T0 + i * 0.002, 4.0, 10, b"X: y\r\n")[:-3]
+        pkts += conn
+        pkts.append(tcp(T0 + 9 + i * 0.002, client, SERVER, 30000 + i, 80, "R"))
+    path = tmp_path / "rst.pcap"
+    wrpcap(str(path), sorted(pkts, key=lambda p: float(p.time)))
+    events, _ = _replay(path, bulk=bulk)
+    late = [f for e, f in zip([e for e in events if e.logsource.category == "network_sessions"],
+                              _sessions(events), strict=True) if e.timestamp >= T0 + 20]
+    assert late, "no report after the RSTs"
+    assert max(f["sessions.slow"] for f in late) == 250
+    assert {f["source.ip"] for f in late if f["event.action"] == "client_sessions"} == {client}

@@ -25,6 +25,12 @@ ACK). Forged SYN-ACKs (or backscatter of someone else's spoofed flood) therefore
 the held connections of a slowloris from the table, nor make an address that never answers
 them the "client" of anything: naming an innocent address takes forging its segments too.
 
+An RST does not end a counted connection at once: it stops counting it, and the connection is
+dropped :data:`RESET_GRACE` seconds later unless a segment arrives on it in a later second.
+The analyzer cannot check an RST's sequence number (ordinary segments are counted in bulk), and
+a server ignores an RST outside its window (RFC 5961), so a slowloris sending one forged RST
+per connection would otherwise vanish from the table while its connections stay open.
+
 Bounds: :data:`MAX_CONNECTIONS` connections and :data:`MAX_CLIENTS` clients; the least recently
 active connection goes first when either is full (counted in
 ``vedette_capture_table_overflows_total{table="tcp_sessions"}``); events past
@@ -54,6 +60,9 @@ IDLE_TIMEOUT: Final = 120
 """Seconds without a segment after which a connection is taken as closed (web servers time out
 an incomplete request after 60 to 300 s; slowloris tools send a header every 4 to 15 s)."""
 HELD_SECONDS: Final = 3
+RESET_GRACE: Final = 30
+"""Seconds a connection reset by an RST stays tracked (not counted) in case segments go on
+(slowloris tools send a header every 4 to 15 s)."""
 REPORT_EVERY: Final = 5
 CLIENT_FLOOR: Final = 50
 SERVICE_FLOOR: Final = 1000
@@ -64,7 +73,8 @@ MAX_EVENTS: Final = 256
 class Session:
     """One tracked connection."""
 
-    __slots__ = ("bytes", "client", "confirmed", "first", "keys", "last", "port", "server")
+    __slots__ = ("bytes", "client", "confirmed", "first", "keys", "last", "port", "reset",
+                 "server")
 
     def __init__(self, client: bytes, server: bytes, port: int, second: int,
                  keys: tuple[bytes, bytes]) -> None:
@@ -77,6 +87,8 @@ class Session:
         self.keys = keys
         self.confirmed = False
         """The client sent a segment on it (until then it is only in the pending table)."""
+        self.reset = -1
+        """The second of an RST on it with no segment after (-1: none)."""
 
 
 class TcpSessionsAnalyzer(Analyzer):
@@ -113,8 +125,11 @@ class TcpSessionsAnalyzer(Analyzer):
         s = self.index.get(key) if self.index else None
         if s is None:
             return
-        if flags & 0x04:  # RST: closed
-            self._close(s)
+        if flags & 0x04:  # RST: closed (a counted connection only after RESET_GRACE, see above)
+            if s.confirmed:
+                s.reset = int(pkt.ts)
+            else:
+                self._close(s)
             return
         if not s.confirmed:
             if key != s.keys[1]:  # only the client's own segment confirms it
@@ -162,6 +177,8 @@ class TcpSessionsAnalyzer(Analyzer):
             del self.clients[s.client]
 
     def _touch(self, s: Session, second: int) -> None:
+        if s.reset >= 0 and second > s.reset:  # segments after the RST: it did not close it
+            s.reset = -1
         if second > s.last:
             s.last = second
             self.sessions.move_to_end(s.keys[0])
@@ -211,7 +228,12 @@ class TcpSessionsAnalyzer(Analyzer):
         per_client: dict[tuple[bytes, bytes, int], list[int]] = {}
         per_service: dict[tuple[bytes, int], list[int]] = {}
         service_clients: dict[tuple[bytes, int], set[bytes]] = {}
+        reset = [s for s in sessions.values() if 0 <= s.reset <= second - RESET_GRACE]
+        for s in reset:
+            self._close(s)
         for s in sessions.values():
+            if s.reset >= 0:
+                continue
             lifetime = s.last - s.first
             if lifetime < HELD_SECONDS:
                 continue
