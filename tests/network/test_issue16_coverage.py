@@ -66,8 +66,33 @@ def test_every_row_has_a_test_or_a_reason_in_both_columns() -> None:
             assert NODE.search(row[1]), row
 
 
+def source_of(path: Path, name: str) -> str:
+    text = path.read_text()
+    for n in ast.parse(text, str(path)).body:
+        if isinstance(n, ast.FunctionDef) and n.name == name:
+            return ast.get_source_segment(text, n) or ""
+    return ""
+
+
+def test_a_live_test_standing_for_replay_too_replays() -> None:
+    """"the same" in the replay column is only true of a live test that replays its capture
+    (``run.replay()``/``run.compare()`` of tests/network/toolrun.py) and checks the rule's
+    ATT&CK technique or its silence."""
+    wrong = []
+    for row in table_rows():
+        if not row[2].startswith("the same"):
+            continue
+        for file, name, _ in NODE.findall(row[1]):
+            body = source_of(REPO / file, name)
+            if not re.search(r"\.(replay|compare)\(", body):
+                wrong.append(f"{row[0]}: {name} does not replay")
+    assert wrong == [], wrong
+
+
 def test_the_checker_sees_a_missing_test() -> None:
     ghost = "`tests/network/test_scan_tools.py::test_no_such_scan`"
     file, name, _ = NODE.findall(ghost)[0]
     assert name not in defined_tests(REPO / file)
     assert "test_nmap_scan_live_and_replayed" in defined_tests(REPO / file)
+    assert source_of(REPO / file, "test_nmap_scan_live_and_replayed")
+    assert not re.search(r"\.(replay|compare)\(", source_of(REPO / file, "_check"))

@@ -86,3 +86,17 @@ def test_real_hping3_syn_flood_at_200_per_second_is_a_low_signal() -> None:
     alerts = _alerts(REPO / "tests" / "fixtures" / "pcap" / "tools" / "syn_flood_200pps_10s.pcap")
     assert [(NAMES[a.rule.id], a.rule.level, a.group) for a in alerts] == [
         ("syn_flood_low", "low", {"destination.ip": "198.18.0.10", "destination.port": 8080})]
+
+
+def test_a_sustained_low_rate_syn_flood_escalates_after_five_minutes() -> None:
+    """60 SYNs a second (under syn_flood_low's 100) toward one service: medium after 300 s of
+    it, with T1499.001, never for 240 s of the same."""
+    (alert,) = _by_rule(_alerts(RULES / "syn_flood_sustained.tests" / "attack.pcap"),
+                        "syn_flood_sustained")
+    assert alert.group == {"destination.ip": SERVER, "destination.port": 8080}
+    assert alert.first_seen - T0 < 2  # its window starts with the flood; 240 s: see below
+    assert alert.rule.level == "medium"
+    technique = threat_fields(alert.rule.tags)["technique"]["subtechnique"]["id"]
+    assert "T1499.001" in technique, technique
+    benign = _alerts(RULES / "syn_flood_sustained.tests" / "benign.pcap")
+    assert _by_rule(benign, "syn_flood_sustained") == []

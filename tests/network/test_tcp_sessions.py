@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scapy.utils import wrpcap
 
 from agent.config import NetworkSection
 from agent.events import Event
@@ -100,14 +101,16 @@ def test_reset_closes_and_idle_timeout_expires() -> None:
         pkts += held(client, SERVER, 30000 + i, 80, T0, 4.0, 3, b"X: y\r\n")[:-3]  # no FIN
     for i in range(30):  # half of them reset at 20 s
         pkts.append(tcp(T0 + 20, client, SERVER, 30000 + i, 80, "R"))
-    pkts.append(tcp(T0 + 30, "10.1.0.99", SERVER, 1, 81, "S"))  # clock ticks on
-    pkts.append(tcp(T0 + 30 + tcp_sessions.IDLE_TIMEOUT, "10.1.0.99", SERVER, 2, 81, "S"))
+    tick = T0 + 25 + tcp_sessions.RESET_GRACE  # the reset ones are dropped after the grace
+    pkts.append(tcp(tick, "10.1.0.99", SERVER, 1, 81, "S"))  # clock ticks on
+    pkts.append(tcp(tick + 1, "10.1.0.99", SERVER, 3, 81, "S"))  # and the tick's second ends
+    pkts.append(tcp(tick + tcp_sessions.IDLE_TIMEOUT, "10.1.0.99", SERVER, 2, 81, "S"))
     proc = PacketProcessor(NetworkSection())
     ordered = sorted(pkts, key=lambda p: float(p.time))
     frames = [(float(p.time), 1, bytes(p), len(bytes(p))) for p in ordered]
-    out = proc.process(frames[:-2])
+    out = proc.process(frames[:-3])
     assert [f["sessions.open"] for f in _sessions(out)][-1] == 60
-    out = proc.process(frames[-2:-1])
+    out = proc.process(frames[-3:-1])
     assert _sessions(out) == []  # 30 left: under the floor
     analyzer = next(a for a in proc.analyzers
                     if isinstance(a, tcp_sessions.TcpSessionsAnalyzer))
@@ -122,8 +125,11 @@ def test_tables_are_bounded_and_evict_the_least_recently_active(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tcp_sessions, "MAX_CONNECTIONS", 100)
     monkeypatch.setattr(tcp_sessions, "MAX_CLIENTS", 10)
-    pkts = [tcp(T0 + i * 0.001, SERVER, f"198.51.{i // 250}.{i % 250 + 1}", 80, 40000 + i, "SA")
-            for i in range(500)]
+    pkts = []
+    for i in range(500):
+        client = f"198.51.{i // 250}.{i % 250 + 1}"
+        pkts += [tcp(T0 + i * 0.001, SERVER, client, 80, 40000 + i, "SA"),
+                 tcp(T0 + i * 0.001 + 0.0005, client, SERVER, 40000 + i, 80, "A")]
     _, proc = _run(pkts)
     analyzer = next(a for a in proc.analyzers
                     if isinstance(a, tcp_sessions.TcpSessionsAnalyzer))
@@ -131,3 +137,53 @@ def test_tables_are_bounded_and_evict_the_least_recently_active(
     assert len(analyzer.sessions) <= 100
     assert proc.stats.table_overflows["tcp_sessions"] == 490
     assert len(analyzer.index) == 2 * len(analyzer.sessions)
+
+
+def _slowloris(client: str, start: float) -> list[Any]:
+    pkts: list[Any] = []
+    for i in range(250):  # over the rule's 200; no FIN within the capture
+        pkts += held(client, SERVER, 30000 + i, 80, start + i * 0.002, 4.0, 4, b"X: y\r\n")[:-3]
+    return pkts
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_forged_syn_acks_neither_evict_a_slowloris_nor_name_a_client(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bulk: bool) -> None:
+    """A flood of forged SYN-ACKs (or backscatter) to addresses that never answer them: the
+    slowloris held before it is still reported, and no address it names becomes a client."""
+    monkeypatch.setattr(tcp_sessions, "MAX_CONNECTIONS", 1000)
+    monkeypatch.setattr(tcp_sessions, "MAX_PENDING", 500)
+    pkts = _slowloris("198.51.100.7", T0)
+    innocent = "198.51.100.99"
+    for i in range(5000):  # forged from the server to one silent address, all ports
+        pkts.append(tcp(T0 + 6 + i * 0.0005, SERVER, innocent, 80, 1024 + i, "SA"))
+        if i % 20 == 0:  # and now and then another forged segment on the same connection
+            pkts.append(tcp(T0 + 12 + i * 0.0005, SERVER, innocent, 80, 1024 + i, "A"))
+    path = tmp_path / "forged.pcap"
+    wrpcap(str(path), sorted(pkts, key=lambda p: float(p.time)))
+    out, proc = _replay(path, bulk=bulk)
+    reports = [f for f in _sessions(out) if f["event.action"] == "client_sessions"]
+    assert {f["source.ip"] for f in reports} == {"198.51.100.7"}
+    assert max(f["sessions.slow"] for f in reports) == 250
+    assert proc.stats.table_overflows["tcp_sessions"] == 0
+    assert proc.stats.table_overflows["tcp_sessions_pending"] > 0
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_a_forged_rst_per_connection_does_not_hide_a_slowloris(tmp_path: Path,
+                                                                bulk: bool) -> None:
+    """The server ignores an RST outside its window and the header lines go on: still held."""
+    client = "198.51.100.7"
+    pkts: list[Any] = []
+    for i in range(250):
+        conn = held(client, SERVER, 30000 + i, 80, T0 + i * 0.002, 4.0, 10, b"X: y\r\n")[:-3]
+        pkts += conn
+        pkts.append(tcp(T0 + 9 + i * 0.002, client, SERVER, 30000 + i, 80, "R"))
+    path = tmp_path / "rst.pcap"
+    wrpcap(str(path), sorted(pkts, key=lambda p: float(p.time)))
+    events, _ = _replay(path, bulk=bulk)
+    late = [f for e, f in zip([e for e in events if e.logsource.category == "network_sessions"],
+                              _sessions(events), strict=True) if e.timestamp >= T0 + 20]
+    assert late, "no report after the RSTs"
+    assert max(f["sessions.slow"] for f in late) == 250
+    assert {f["source.ip"] for f in late if f["event.action"] == "client_sessions"} == {client}

@@ -18,6 +18,19 @@ capture) one ``network_sessions`` event per (client, service) with at least
 (``sessions.open``, ``sessions.slow`` — those under :data:`SLOW_BYTES_PER_SECOND` —,
 ``sessions.bytes_per_second``, ``sessions.clients``), at most :data:`MAX_EVENTS` per report.
 
+A SYN-ACK alone only makes a *pending* connection (its own table, :data:`MAX_PENDING`, oldest
+dropped first, counted under ``table="tcp_sessions_pending"``): it is counted — and can take a
+place in the connection table — only once the client sends a segment on it (the handshake's
+ACK). Forged SYN-ACKs (or backscatter of someone else's spoofed flood) therefore cannot evict
+the held connections of a slowloris from the table, nor make an address that never answers
+them the "client" of anything: naming an innocent address takes forging its segments too.
+
+An RST does not end a counted connection at once: it stops counting it, and the connection is
+dropped :data:`RESET_GRACE` seconds later unless a segment arrives on it in a later second.
+The analyzer cannot check an RST's sequence number (ordinary segments are counted in bulk), and
+a server ignores an RST outside its window (RFC 5961), so a slowloris sending one forged RST
+per connection would otherwise vanish from the table while its connections stay open.
+
 Bounds: :data:`MAX_CONNECTIONS` connections and :data:`MAX_CLIENTS` clients; the least recently
 active connection goes first when either is full (counted in
 ``vedette_capture_table_overflows_total{table="tcp_sessions"}``); events past
@@ -42,10 +55,14 @@ from agent.netevents.state import TrafficState
 NETWORK_SESSIONS: Final = LogSource("vedette", "network_sessions")
 MAX_CONNECTIONS: Final = 65536
 MAX_CLIENTS: Final = 16384
+MAX_PENDING: Final = 16384
 IDLE_TIMEOUT: Final = 120
 """Seconds without a segment after which a connection is taken as closed (web servers time out
 an incomplete request after 60 to 300 s; slowloris tools send a header every 4 to 15 s)."""
 HELD_SECONDS: Final = 3
+RESET_GRACE: Final = 30
+"""Seconds a connection reset by an RST stays tracked (not counted) in case segments go on
+(slowloris tools send a header every 4 to 15 s)."""
 REPORT_EVERY: Final = 5
 CLIENT_FLOOR: Final = 50
 SERVICE_FLOOR: Final = 1000
@@ -56,7 +73,8 @@ MAX_EVENTS: Final = 256
 class Session:
     """One tracked connection."""
 
-    __slots__ = ("bytes", "client", "first", "keys", "last", "port", "server")
+    __slots__ = ("bytes", "client", "confirmed", "first", "keys", "last", "port", "reset",
+                 "server")
 
     def __init__(self, client: bytes, server: bytes, port: int, second: int,
                  keys: tuple[bytes, bytes]) -> None:
@@ -67,6 +85,10 @@ class Session:
         self.last = second
         self.bytes = 0
         self.keys = keys
+        self.confirmed = False
+        """The client sent a segment on it (until then it is only in the pending table)."""
+        self.reset = -1
+        """The second of an RST on it with no segment after (-1: none)."""
 
 
 class TcpSessionsAnalyzer(Analyzer):
@@ -77,6 +99,8 @@ class TcpSessionsAnalyzer(Analyzer):
         super().__init__(state)
         self.sessions: OrderedDict[bytes, Session] = OrderedDict()
         """Least recently active first, keyed by the server → client key."""
+        self.pending: OrderedDict[bytes, Session] = OrderedDict()
+        """SYN-ACKs the client has not answered yet, oldest first, same keys."""
         self.index: dict[bytes, Session] = {}
         """Both directions' keys → the session."""
         self.clients: dict[bytes, int] = {}
@@ -95,36 +119,57 @@ class TcpSessionsAnalyzer(Analyzer):
         if flags & 0x12 == 0x12:  # SYN-ACK: the server answered
             key = connection_key(pkt)
             if key not in self.index:
-                self._open(key, pkt.src, pkt.dst, pkt.sport, int(pkt.ts))
+                self._pend(key, pkt.src, pkt.dst, pkt.sport, int(pkt.ts))
             return
-        s = self.index.get(connection_key(pkt)) if self.index else None
+        key = connection_key(pkt)
+        s = self.index.get(key) if self.index else None
         if s is None:
             return
-        if flags & 0x04:  # RST: closed
-            self._close(s)
+        if flags & 0x04:  # RST: closed (a counted connection only after RESET_GRACE, see above)
+            if s.confirmed:
+                s.reset = int(pkt.ts)
+            else:
+                self._close(s)
             return
+        if not s.confirmed:
+            if key != s.keys[1]:  # only the client's own segment confirms it
+                return
+            self._confirm(s)
         s.bytes += pkt.wire
         self._touch(s, int(pkt.ts))
 
-    def _open(self, key: bytes, server: bytes, client: bytes, port: int, second: int) -> None:
-        sessions, clients = self.sessions, self.clients
+    def _pend(self, key: bytes, server: bytes, client: bytes, port: int, second: int) -> None:
+        pending = self.pending
+        while len(pending) >= MAX_PENDING:
+            self.state.stats.table_overflows["tcp_sessions_pending"] += 1
+            self._close(next(iter(pending.values())))
+        half = len(server)
+        reverse = key[half:2 * half] + key[:half] + key[2 * half + 2:] + key[2 * half:2 * half + 2]
+        s = Session(client, server, port, second, (key, reverse))
+        pending[key] = s
+        self.index[key] = s
+        self.index[reverse] = s
+
+    def _confirm(self, s: Session) -> None:
+        """The client answered: from the pending table into the connection table."""
+        sessions, clients, client = self.sessions, self.clients, s.client
+        del self.pending[s.keys[0]]
         while sessions and (len(sessions) >= MAX_CONNECTIONS
                             or (client not in clients and len(clients) >= MAX_CLIENTS)):
             self.state.stats.table_overflows["tcp_sessions"] += 1
             self._close(next(iter(sessions.values())))
-        half = len(server)
-        reverse = key[half:2 * half] + key[:half] + key[2 * half + 2:] + key[2 * half:2 * half + 2]
-        s = Session(client, server, port, second, (key, reverse))
-        sessions[key] = s
-        self.index[key] = s
-        self.index[reverse] = s
+        s.confirmed = True
+        sessions[s.keys[0]] = s
         clients[client] = clients.get(client, 0) + 1
 
     def _close(self, s: Session) -> None:
         key = s.keys[0]
-        del self.sessions[key]
         for k in s.keys:
             self.index.pop(k, None)
+        if not s.confirmed:
+            del self.pending[key]
+            return
+        del self.sessions[key]
         left = self.clients[s.client] - 1
         if left:
             self.clients[s.client] = left
@@ -132,6 +177,8 @@ class TcpSessionsAnalyzer(Analyzer):
             del self.clients[s.client]
 
     def _touch(self, s: Session, second: int) -> None:
+        if s.reset >= 0 and second > s.reset:  # segments after the RST: it did not close it
+            s.reset = -1
         if second > s.last:
             s.last = second
             self.sessions.move_to_end(s.keys[0])
@@ -144,6 +191,10 @@ class TcpSessionsAnalyzer(Analyzer):
             for key, counts in segments.items():
                 s = index.get(key)
                 if s is not None:
+                    if not s.confirmed:
+                        if key != s.keys[1]:  # see packet()
+                            continue
+                        self._confirm(s)
                     s.bytes += counts.bytes
                     self._touch(s, second)
         self.second = second
@@ -168,10 +219,21 @@ class TcpSessionsAnalyzer(Analyzer):
             if oldest.last > limit:
                 break
             self._close(oldest)
+        pending = self.pending
+        while pending:
+            oldest = next(iter(pending.values()))
+            if oldest.first > limit:
+                break
+            self._close(oldest)
         per_client: dict[tuple[bytes, bytes, int], list[int]] = {}
         per_service: dict[tuple[bytes, int], list[int]] = {}
         service_clients: dict[tuple[bytes, int], set[bytes]] = {}
+        reset = [s for s in sessions.values() if 0 <= s.reset <= second - RESET_GRACE]
+        for s in reset:
+            self._close(s)
         for s in sessions.values():
+            if s.reset >= 0:
+                continue
             lifetime = s.last - s.first
             if lifetime < HELD_SECONDS:
                 continue
