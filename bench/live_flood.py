@@ -77,15 +77,15 @@ def _checksum(header: bytes) -> int:
 
 
 def flood_pcap(path: Path, count: int, src_mac: bytes, dst_mac: bytes, dst_ip: str,
-               seed: int) -> Path:
-    """``count`` SYNs to ``dst_ip``:80, each from a distinct random source address and port
-    (valid IP checksum; the TCP checksum is not computed — the capture path does not check it,
-    the target's stack drops them)."""
+               seed: int, random_ports: bool = False) -> Path:
+    """``count`` SYNs to ``dst_ip``:80 (or, with ``random_ports``, each to a random destination
+    port), each from a distinct random source address and port (valid IP checksum; the TCP
+    checksum is not computed — the capture path does not check it, the target's stack drops
+    them)."""
     rng = random.Random(seed)
     eth = dst_mac + src_mac + b"\x08\x00"
     dst = bytes(int(x) for x in dst_ip.split("."))
-    tcp_tail = b"\x00\x50" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x00" + b"\x50\x02\xfa\xf0" \
-        + b"\x00\x00\x00\x00"
+    tcp_rest = b"\x00\x00\x00\x01" + b"\x00\x00\x00\x00" + b"\x50\x02\xfa\xf0" + b"\x00\x00\x00\x00"
     rec = struct.Struct("<IIII")
     seen: set[int] = set()
     with path.open("wb") as fh:
@@ -99,7 +99,9 @@ def flood_pcap(path: Path, count: int, src_mac: bytes, dst_mac: bytes, dst_ip: s
             src = src_n.to_bytes(4, "big")
             ip = bytearray(b"\x45\x00\x00\x28\x00\x01\x00\x00\x40\x06\x00\x00" + src + dst)
             ip[10:12] = _checksum(bytes(ip)).to_bytes(2, "big")
-            frame = eth + ip + rng.getrandbits(16).to_bytes(2, "big") + tcp_tail
+            dport = rng.randrange(1, 65536) if random_ports else 80
+            frame = eth + ip + rng.getrandbits(16).to_bytes(2, "big") \
+                + dport.to_bytes(2, "big") + tcp_rest
             ts = 1767225600 + i * 1e-5
             sec = int(ts)
             fh.write(rec.pack(sec, int((ts - sec) * 1e6), len(frame), len(frame)))
@@ -157,9 +159,14 @@ def _successful(tcpreplay_out: str) -> int:
 
 class FloodLab:
     def __init__(self, workdir: Path, senders: tuple[str, ...] = SENDERS,
-                 packets: int = FLOOD_PACKETS) -> None:
+                 packets: int = FLOOD_PACKETS, random_ports: bool = False,
+                 pps: int = 0) -> None:
+        """``pps`` > 0: every sender paces at ``pps / len(senders)`` packets/s instead of
+        ``--topspeed``; ``random_ports``: the flood's SYNs go to random destination ports."""
         self.workdir = workdir
         self.packets = packets
+        self.random_ports = random_ports
+        self.pps = pps
         self.senders = senders
         self.scan_rule = _scan_rule_id()
         self.lab = Lab(workdir)
@@ -185,7 +192,7 @@ class FloodLab:
         per = self.packets // len(self.senders)
         for k, role in enumerate(self.senders):
             path = flood_pcap(self.workdir / f"flood-{k}.pcap", per, _mac(lab, role),
-                              target_mac, ADDRESSES["tgt"], 11 + k)
+                              target_mac, ADDRESSES["tgt"], 11 + k, self.random_ports)
             self.files.append((role, path))
         config = {
             "agent": {"state_dir": str(self.workdir / "state"), "log_level": "info"},
@@ -218,16 +225,17 @@ class FloodLab:
         path = self.workdir / "agent.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def scan_alerted(self, source: str) -> bool:
+    def alert_docs(self) -> list[dict[str, Any]]:
+        """Every complete alert line of the daemon's JSONL sink so far."""
         if not self.alerts.exists():
-            return False
+            return []
         text = self.alerts.read_text()
-        for line in text[:text.rfind("\n") + 1].splitlines():
-            doc = json.loads(line)
-            if (doc.get("rule", {}).get("id") == self.scan_rule
-                    and doc.get("source", {}).get("ip") == source):
-                return True
-        return False
+        return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
+
+    def scan_alerted(self, source: str) -> bool:
+        return any(doc.get("rule", {}).get("id") == self.scan_rule
+                   and doc.get("source", {}).get("ip") == source
+                   for doc in self.alert_docs())
 
     def scrape(self) -> dict[str, float]:
         return _scrape(self.lab, self.port)
@@ -249,8 +257,8 @@ class FloodLab:
         before, veth0 = self._settled(), _veth(self.lab)
         cpu0, load = _cpu_seconds(self.agent.pid), os.getloadavg()[0]
         t0 = time.monotonic()
-        senders = [subprocess.Popen(self.lab.cmd(role, "tcpreplay", "--topspeed", "-i", "e0",
-                                                 str(path)),
+        rate = (f"--pps={self.pps // len(self.senders)}" if self.pps > 0 else "--topspeed")
+        senders = [subprocess.Popen(self.lab.cmd(role, "tcpreplay", rate, "-i", "e0", str(path)),
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                    for role, path in self.files]
         time.sleep(0.5)

@@ -44,6 +44,31 @@ def test_scan_during_a_multi_sender_flood_is_alerted_and_every_packet_counted(
     # runs show the gap of one run made up in the next); see docs/network.md "Benchmark".
 
 
+def test_scan_inside_a_50k_pps_spoofed_random_port_flood_is_alerted_live(tmp_path: Path) -> None:
+    """The issue's row, live: 6 s of a 50 k packets/s SYN flood (4 paced senders) from spoofed
+    sources to random ports of the target, and an nmap SYN scan half a second in. The daemon
+    must alert the scan (source = the scanner), report the flood, and say that detection was
+    degraded (the new-sources budget was spent) — nothing silent."""
+    with FloodLab(tmp_path, ("cli", "gw", "cli", "gw"), packets=300_000, random_ports=True,
+                  pps=50_000) as flood:
+        run = flood.run_once(0)
+        deadline = time.monotonic() + 15
+        names: set[str] = set()
+        while time.monotonic() < deadline:
+            names = {doc["rule"]["name"] for doc in flood.alert_docs()}
+            if {"Flood from spoofed or very many sources",
+                    "Network detection degraded - per-second event budget exhausted"} <= names:
+                break
+            time.sleep(0.5)
+        log = flood.log()
+    assert run["offered"] == 300_000, run["tcpreplay"]
+    # the senders really offered the rate the row names (paced; they reach ~90 k at topspeed)
+    assert run["offered_pps"] >= 40_000, run
+    assert run["scan_alerted"], (run, log[-3000:])
+    assert "Flood from spoofed or very many sources" in names, names
+    assert "Network detection degraded - per-second event budget exhausted" in names, names
+
+
 def _line(log: str) -> str:
     lines = [ln for ln in log.splitlines() if "capture stopped" in ln and "interface=e0" in ln]
     assert lines, log[-3000:]
