@@ -58,6 +58,29 @@ def test_syn_flood_200pps_for_10s_is_a_low_signal_live_and_replayed(tl: ToolLab)
     assert run.techniques("syn_flood_low") == {"T1499"}  # subtechnique T1499.001
 
 
+def test_low_rate_syn_flood_for_five_minutes_escalates_live_and_replayed(tl: ToolLab) -> None:
+    """hping3 at 110 SYNs/s for 310 s to an open port: the low signal ``syn_flood_low`` within
+    the first 10 s (>= 1000 SYNs in 10 s); every second is elevated (>= 50 SYNs, most of the
+    service's inbound packets), so after 300 such seconds within 10 min it escalates to
+    ``syn_flood_sustained`` (medium), live and by replay of the capture. (At 60/s only the
+    escalation fires: it also covers floods under the low signal's rate.)
+    The longest test of the suite (about 5.5 min): the rule's own horizon, not a sleep."""
+    tl.lab.spawn("tgt", "timeout", "400", PYTHON, "-m", "http.server", "8081", "--bind", TGT,
+                 log="http-sustained.log")
+    run = tl.record(TGT, "hping3", "-q", "-S", "-p", "8081", "-i", "u9090", "-c", "34100", TGT,
+                    timeout=360, settle=2.0)
+    live, replayed = run.compare(timeout=20)
+    assert ("syn_flood_sustained", "", TGT) in replayed, replayed
+    assert ("syn_flood_low", "", TGT) in replayed, replayed
+    assert replayed <= live, (live, replayed)
+    assert run.techniques("syn_flood_sustained") == {"T1499"}
+    order = [doc["rule"]["name"] for doc in tl.agent.alerts()  # in the order raised
+             if doc.get("destination", {}).get("ip") == TGT
+             and doc.get("destination", {}).get("port") == 8081]
+    low = order.index("Low-rate SYN flood against one service")
+    assert low < order.index("Sustained low-rate SYN flood against one service"), order
+
+
 def _scan(tl: ToolLab, source: str, delay: str, ports: str, timeout: float) -> Run:
     return tl.record(source, "nmap", "-n", "-Pn", "-sS", "--scan-delay", delay,
                      "--max-retries", "0", "-S", source, "-e", "e0", "-p", ports, TGT,
