@@ -4,6 +4,12 @@ The real ``nmap -sS -D 5 decoys,ME`` capture (tests/fixtures/pcap/tools/nmap_dec
 one decoy-scan alert naming the scanner's MAC; many routed clients behind one gateway MAC that
 complete their handshakes give none; hostile SYN streams keep the state within its bounds and
 only ever name addresses that really sent a copy of another address's probe.
+
+With real hosts as decoys (nmap_decoys_real_hosts.pcap: each decoy its own namespace and MAC,
+answering the target's ARP) the probes under the decoys' addresses are marked likely spoofed:
+the per-address scan alerts name only the real scanner, ``tcp_decoy_source`` names it, and
+``port_scan_spoofed`` names the MAC. Forged ARP cannot move an innocent's binding to the
+forger in time (property test); a gateway's MAC is never judged.
 """
 
 from __future__ import annotations
@@ -24,15 +30,25 @@ from agent.detection.loader import load_rules
 from agent.events import Event
 from agent.netdecode.pcapfile import RawPacket
 from agent.netevents.analyzers.base import Packet
-from agent.netevents.decoys import MAX_MACS, MAX_PROBES, MAX_SOURCES, DecoyTracker
+from agent.netevents.arp import SETTLE, ArpTracker
+from agent.netevents.decoys import (
+    MAX_MACS,
+    MAX_PROBES,
+    MAX_SOURCES,
+    ROUTER_SOURCES,
+    DecoyTracker,
+)
 from agent.netevents.link import macs
 from agent.netevents.processor import PacketProcessor
 from agent.offline.clock import run
 from agent.offline.pcap import fixture_config, pcap_events
+from tests.network.toolrun import NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 DECOYS = REPO / "tests" / "fixtures" / "pcap" / "tools" / "nmap_decoys.pcap"
+REAL = REPO / "tests" / "fixtures" / "pcap" / "tools" / "nmap_decoys_real_hosts.pcap"
 SCANNER_MAC = "3E-D0-62-E8-45-96"
+REAL_DECOYS = {f"198.18.0.{n}" for n in range(61, 66)}
 ADDRESSES = {"198.18.0.20", *(f"198.18.0.{n}" for n in range(51, 56))}
 T0 = 1767225600.0
 GW, SRV = "02:00:5e:00:53:01", "02:00:5e:00:53:10"
@@ -42,12 +58,13 @@ def decoy_events(events: list[Event]) -> list[dict[str, Any]]:
     return [e.fields for e in events if e.fields.get("event.action") == "decoy_probe"]
 
 
-def alerts_of(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def alerts_of(path: Path, names: bool = False) -> list[tuple[str, dict[str, Any]]]:
     report = load_rules([REPO / "rules" / "network"])
     assert not report.errors
     engine = Engine(report.ruleset)
     result = run(engine, pcap_events(path, fixture_config(path)), horizon(report, 5.0))
-    return [(a.rule.title, a.group) for a in result.alerts.values()]
+    return [(NAMES[a.rule.id] if names else a.rule.title, a.group)
+            for a in result.alerts.values()]
 
 
 def test_nmap_decoy_capture_gives_one_decoy_scan_alert_naming_the_mac() -> None:
@@ -176,3 +193,134 @@ def test_macs_of_vlan_frames_and_none_for_reassembled_datagrams() -> None:
         GW.replace(":", "")) + b"\x00\x00" + frame[18:]
     cooked = Packet(T0, 4, src, dst, 6, 1, 2, 2, sll2, 60, len(sll2), len(sll2), None)
     assert macs(cooked) == (bytes.fromhex(GW.replace(":", "")), None)
+
+
+def _mac_text(frame_mac: bytes) -> str:
+    return frame_mac.hex("-").upper()
+
+
+def test_real_decoy_hosts_capture_names_only_the_real_scanner() -> None:
+    """nmap -D with real hosts as decoys: every per-address alert names the scanner, none a
+    decoy; the decoy-source alert names the scanner, the spoofed-scan alert its MAC."""
+    events = [e.fields for e in pcap_events(REAL, fixture_config(REAL))]
+    syns = [f for f in events if f.get("tcp.flags.syn") is True and f.get("tcp.flags.ack") is False]
+    scanner = {f["source.mac"] for f in syns}
+    assert len(scanner) == 1
+    marked = [f for f in syns if f.get("vedette.likely_spoofed")]
+    assert {f["source.ip"] for f in marked} == REAL_DECOYS
+    assert all(not f.get("vedette.likely_spoofed") for f in syns if f["source.ip"] == ATTACKER)
+    # each decoy's first probe arrives before the target has resolved the decoy's address
+    assert len(marked) >= len(syns) * 5 // 6 - 10
+    alerts = alerts_of(REAL, names=True)
+    named = {(name, group.get("source.ip")) for name, group in alerts if "source.ip" in group}
+    assert {ip for _, ip in named} == {ATTACKER}, named
+    assert {("port_scan_vertical", ATTACKER), ("tcp_decoy_source", ATTACKER),
+            ("tcp_closed_port_resets", ATTACKER)} <= named
+    [mac] = scanner
+    assert ("tcp_decoy_scan", {"source.mac": mac}) in alerts
+    assert ("port_scan_spoofed", {"source.mac": mac, "destination.ip": "198.18.0.10"}) in alerts
+
+
+def test_decoys_that_are_the_scanners_own_addresses_are_not_marked() -> None:
+    """nmap_decoys.pcap: the scanner's kernel answers ARP for all six addresses, so ARP binds
+    them all to its MAC: nothing is marked, the alerts are today's (one per address)."""
+    events = [e.fields for e in pcap_events(DECOYS, fixture_config(DECOYS))]
+    assert not any(f.get("vedette.likely_spoofed") or f.get("vedette.answers_spoofed")
+                   for f in events)
+    names = {name for name, _ in alerts_of(DECOYS, names=True)}
+    assert "tcp_decoy_source" not in names and "port_scan_spoofed" not in names
+
+
+ATTACKER = "198.18.0.20"
+M_ATK, M_X, M_GW = bytes.fromhex("020000000a01"), bytes.fromhex("020000000a02"), bytes.fromhex(
+    "020000000a03")
+IP_ATK, IP_X, IP_GW = bytes((198, 18, 0, 20)), bytes((198, 18, 0, 77)), bytes((198, 18, 0, 1))
+
+
+def _syn_from(ts: float, mac: bytes, src: bytes, dport: int, seq: int = 77) -> Packet:
+    return _syn(ts, mac, src, dport, seq)
+
+
+def _feed(tracker: DecoyTracker, pkt: Packet) -> tuple[dict[str, Any], list[Event]]:
+    fields: dict[str, Any] = {}
+    out: list[Event] = []
+    tracker.packet(out, pkt, "inbound", fields)
+    return fields, out
+
+
+def test_a_changed_binding_is_believed_only_after_it_held() -> None:
+    arp = ArpTracker()
+    assert arp.binding(IP_X, T0) is None
+    arp.observe(IP_X, M_X, T0)
+    assert arp.binding(IP_X, T0) == M_X  # first seen: believed at once
+    arp.observe(IP_X, M_ATK, T0 + 10)  # a flip
+    assert arp.binding(IP_X, T0 + 10 + SETTLE - 1) == M_X
+    arp.observe(IP_X, M_X, T0 + 20)  # the owner answers again: the flip is undone
+    arp.observe(IP_X, M_ATK, T0 + 30)
+    assert arp.binding(IP_X, T0 + 30 + SETTLE - 1) == M_X
+    assert arp.binding(IP_X, T0 + 30 + SETTLE) == M_ATK  # held 5 minutes: a moved host
+
+
+def test_probes_under_a_bound_address_from_another_mac_are_marked_and_answered() -> None:
+    arp = ArpTracker()
+    arp.observe(IP_X, M_X, T0)
+    arp.observe(IP_ATK, M_ATK, T0)
+    tracker = DecoyTracker(arp)
+    fields, _ = _feed(tracker, _syn_from(T0 + 1, M_ATK, IP_X, 22))
+    assert fields == {"vedette.likely_spoofed": True}
+    fields, _ = _feed(tracker, _syn_from(T0 + 1, M_ATK, IP_ATK, 22))
+    assert fields == {}
+    frame = bytes(Ether(src=SRV, dst=M_X.hex(":")) / IP(src="198.18.0.10", dst="198.18.0.77")
+                  / TCP(sport=22, dport=40000, flags="RA"))
+    rst = Packet(T0 + 1.001, 4, bytes((198, 18, 0, 10)), IP_X, 6, 22, 40000, 0x14, frame, 54,
+                 len(frame), len(frame), None)
+    fields, _ = _feed(tracker, rst)
+    assert fields == {"vedette.answers_spoofed": True}
+    late = Packet(T0 + 30, 4, bytes((198, 18, 0, 10)), IP_X, 6, 22, 40000, 0x14, frame, 54,
+                  len(frame), len(frame), None)
+    assert _feed(tracker, late)[0] == {}
+
+
+def test_a_routers_mac_is_never_judged() -> None:
+    """Routed traffic carries the gateway's MAC under every remote address: a configured
+    gateway's MAC, or a MAC behind many addresses ARP never bound, is not judged even for an
+    address that does have a binding (asymmetric routing of a local host)."""
+    arp = ArpTracker(gateways=["198.18.0.1"])
+    arp.observe(IP_GW, M_GW, T0)
+    arp.observe(IP_X, M_X, T0)
+    tracker = DecoyTracker(arp)
+    assert _feed(tracker, _syn_from(T0 + 1, M_GW, IP_X, 22))[0] == {}
+    arp2 = ArpTracker()
+    arp2.observe(IP_X, M_X, T0)
+    learnt = DecoyTracker(arp2)
+    for i in range(ROUTER_SOURCES):
+        assert _feed(learnt, _syn_from(T0 + 1, M_ATK, bytes((203, 0, 113, i + 1)), 443,
+                                       seq=1000 + i))[0] == {}
+    assert _feed(learnt, _syn_from(T0 + 2, M_ATK, IP_X, 22))[0] == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(("arp", "syn")), st.integers(0, 2),
+                          st.integers(0, 3), st.integers(0, 5)), max_size=200))
+def test_forged_arp_and_probes_cannot_name_an_innocent(
+        stream: list[tuple[str, int, int, int]]) -> None:
+    """X's binding was seen first. Whatever the forger then mixes — gratuitous ARP claiming X,
+    the forger's own or other addresses for any MAC, decoy copies under X, its own and other
+    addresses — within less than the settle time, X is never named the real scanner and every
+    SYN under X from a card other than X's is marked likely spoofed."""
+    arp = ArpTracker()
+    arp.observe(IP_X, M_X, T0)
+    tracker = DecoyTracker(arp)
+    macs = (M_ATK, bytes.fromhex("020000000b01"), bytes.fromhex("020000000b02"))
+    ips = (IP_X, IP_ATK, bytes((198, 18, 0, 90)), bytes((198, 18, 0, 91)))
+    for i, (kind, m, a, port) in enumerate(stream):
+        ts = T0 + 1 + i * 0.01
+        if kind == "arp":
+            arp.observe(ips[a], macs[m], ts)
+            continue
+        for src in (ips[a], IP_X, ips[(a + 1) % 4]):  # decoy copies of one probe
+            fields, out = _feed(tracker, _syn_from(ts, macs[m], src, 20 + port, seq=5 + port))
+            if src == IP_X:
+                assert fields.get("vedette.likely_spoofed") is True
+            assert all(ev.fields["source.ip"] != "198.18.0.77" for ev in out
+                       if ev.fields["event.action"] == "decoy_source")
