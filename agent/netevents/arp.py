@@ -12,7 +12,8 @@ used by the decoy tracker to mark probes whose source MAC is not their address's
 held, unchanged, for :data:`SETTLE` seconds of packet time; until then :meth:`binding` keeps
 answering the settled MAC. So a forged ARP flip cannot move an address to the forger's MAC in
 time for the forger's probes under it to look genuine; each further flip restarts the wait.
-An address the agent never saw in ARP has no binding (replay started mid-way, routed hosts).
+An address the agent never saw in ARP has no binding (replay started mid-way, routed hosts);
+one pushed out of the bounded table is first-seen again when it returns.
 """
 
 from __future__ import annotations
