@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
-from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from agent.config import NetworkSection
 from agent.detection.engine import Engine
@@ -324,3 +324,38 @@ def test_forged_arp_and_probes_cannot_name_an_innocent(
                 assert fields.get("vedette.likely_spoofed") is True
             assert all(ev.fields["source.ip"] != "198.18.0.77" for ev in out
                        if ev.fields["event.action"] == "decoy_source")
+
+
+def _arp_reply(ts: float, mac: str, ip: str) -> Any:
+    pkt = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=mac, psrc=ip,
+                                                      hwdst="ff:ff:ff:ff:ff:ff", pdst=ip)
+    pkt.time = ts
+    return pkt
+
+
+def test_routed_traffic_through_a_gateway_mac_is_never_marked() -> None:
+    """ARP binds the gateway and a local host; 100 routed clients arrive with the gateway's
+    MAC, then the local host's own connections arrive routed too (asymmetric routing): with
+    the gateway configured, and with it only learnt (many unbound addresses behind its MAC),
+    no event is marked and no alert is raised."""
+    cli = "02:00:5e:00:53:30"
+    arp = [_arp_reply(T0 - 5, GW, "198.18.0.1"), _arp_reply(T0 - 4, cli, "198.18.0.30")]
+    local = []
+    for pkt in routed_clients(4)[:12]:
+        pkt = pkt.copy()
+        if pkt[IP].src.startswith("203.0.113."):
+            pkt[IP].src = "198.18.0.30"
+        else:
+            pkt[IP].dst = "198.18.0.30"
+        pkt.time = float(pkt.time) + 3600
+        local.append(pkt)
+    frames = _frames([*arp, *routed_clients(), *local])
+    for network in (NetworkSection(gateways=["198.18.0.1"]), NetworkSection()):
+        events = PacketProcessor(network).process(frames)
+        local_syns = [e.fields for e in events if e.fields.get("source.ip") == "198.18.0.30"
+                      and e.fields.get("tcp.flags.syn")]
+        assert local_syns and {f["source.mac"] for f in local_syns} == {
+            GW.replace(":", "-").upper()}
+        assert not [e for e in events if e.fields.get("vedette.likely_spoofed")
+                    or e.fields.get("vedette.answers_spoofed")]
+        assert decoy_events(events) == []
