@@ -304,7 +304,8 @@ def test_a_routers_mac_is_never_judged() -> None:
                           st.integers(0, 3), st.integers(0, 5)), max_size=200))
 def test_forged_arp_and_probes_cannot_name_an_innocent(
         stream: list[tuple[str, int, int, int]]) -> None:
-    """X's binding was seen first. Whatever the forger then mixes — gratuitous ARP claiming X,
+    """X's binding was seen first. Whatever the forger (sending from cards other than X's:
+    a forger using X's own MAC is a stated limit) then mixes — gratuitous ARP claiming X,
     the forger's own or other addresses for any MAC, decoy copies under X, its own and other
     addresses — within less than the settle time, X is never named the real scanner and every
     SYN under X from a card other than X's is marked likely spoofed."""
