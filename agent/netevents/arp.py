@@ -12,7 +12,9 @@ used by the decoy tracker to mark probes whose source MAC is not their address's
 held, unchanged, for :data:`SETTLE` seconds of packet time; until then :meth:`binding` keeps
 answering the settled MAC. So a forged ARP flip cannot move an address to the forger's MAC in
 time for the forger's probes under it to look genuine; each further flip restarts the wait.
-An address the agent never saw in ARP has no binding (replay started mid-way, routed hosts);
+IPv6 addresses share the table: the ND analyzer tells it every neighbour binding it learns
+(agent/netevents/analyzers/ipv6_nd.py; keys are 4 or 16 bytes, so the two never mix).
+An address the agent never saw in ARP (or ND) has no binding (replay started mid-way, routed hosts);
 one pushed out of the bounded table is first-seen again when it returns.
 """
 

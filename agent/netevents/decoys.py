@@ -28,19 +28,20 @@ set's MAC and bound every other member elsewhere (ARP is sender-written: a forge
 first to announce an address the agent never saw can bind it to their card; see
 docs/network.md, "Decoy scans").
 
-Which address is the real scanner (IPv4, with ARP knowledge). On the target's segment a
+Which address is the real scanner (with ARP or ND knowledge). On the target's segment a
 probe under a decoy's address still leaves the scanner's card, so it carries the scanner's MAC
 while ARP binds that address to the decoy host's own MAC (the target resolves it to answer).
 :meth:`DecoyTracker.packet` marks an admitted SYN ``vedette.likely_spoofed: true`` when its
 source MAC differs from the binding :meth:`~agent.netevents.arp.ArpTracker.binding` gives for
 its source address — a binding that changed recently is not believed (the one before it is),
 so a gratuitous ARP flip cannot make a forger's probes under an innocent's address look
-genuine. Never marked: addresses without a binding (never seen in ARP: replay started mid-way,
-routed hosts), IPv6 (no ND binding is consulted yet), and frames from a *router* MAC — a
-gateway's believed MAC, or a MAC that sent SYNs under at least :data:`ROUTER_SOURCES` source
-addresses that have no binding (routed traffic carries the router's MAC for every remote
-client). The answers to a marked probe (the target's SYN-ACK or RST back to that address and
-port, within :data:`WINDOW_ANSWER` seconds) are marked ``vedette.answers_spoofed: true``. The
+genuine. IPv6 works alike with the bindings neighbour discovery teaches the same table. Never
+marked: addresses without a binding (never seen in ARP/ND: replay started mid-way, routed
+hosts) and frames from a *router* MAC — a gateway's believed MAC, or a MAC that sent SYNs under
+at least :data:`ROUTER_SOURCES` source addresses that have no binding (routed traffic carries
+the router's MAC for every remote client). The answers to a marked probe (the target's SYN-ACK
+or RST back to that address and port, within :data:`WINDOW_ANSWER` seconds) are marked
+``vedette.answers_spoofed: true``. The
 per-address scan rules count only unmarked probes and answers; ``port_scan_spoofed`` counts the
 marked ones per source MAC, so a scan is never dropped, only attributed to the card that sent
 it. When a decoy set of at least 3 addresses has exactly one address whose probes were genuine
@@ -147,11 +148,11 @@ class DecoyTracker:
             pending.popitem(last=False)
 
     def spoofed(self, pkt: Packet) -> bool | None:
-        """Whether the frame's source MAC is not the one ARP binds its IPv4 source address to;
+        """Whether the frame's source MAC is not the one ARP (or ND) binds its source address to;
         ``None`` when that cannot be told (no binding, no MAC, a router's MAC: see the module
         docstring)."""
         arp = self._arp
-        if arp is None or pkt.family != 4:
+        if arp is None:
             return None
         found = link.macs(pkt)
         if found is None:

@@ -21,6 +21,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import (
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+)
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from agent.config import NetworkSection
@@ -363,3 +370,36 @@ def test_routed_traffic_through_a_gateway_mac_is_never_marked() -> None:
         assert not [e for e in events if e.fields.get("vedette.likely_spoofed")
                     or e.fields.get("vedette.answers_spoofed")]
         assert decoy_events(events) == []
+
+
+def test_ipv6_decoys_bound_by_neighbour_discovery_are_marked() -> None:
+    """The IPv6 analogue: the scanner's solicitation binds its address to its MAC, each decoy's
+    advertisement binds the decoy's address to the decoy's MAC; the copies under the decoys'
+    addresses from the scanner's MAC are marked and the scanner is named."""
+    tgt, atk = "2001:db8:16::10", "2001:db8:16::20"
+    decoys = [f"2001:db8:16::6{i}" for i in range(1, 4)]
+    m_atk = "02:00:5e:00:53:20"
+    frames: list[Any] = []
+    ns = (Ether(src=m_atk, dst="33:33:ff:00:00:10") / IPv6(src=atk, dst="ff02::1:ff00:10",
+                                                          hlim=255)
+          / ICMPv6ND_NS(tgt=tgt) / ICMPv6NDOptSrcLLAddr(lladdr=m_atk))
+    ns.time = T0
+    frames.append(ns)
+    for i, decoy in enumerate(decoys):
+        mac = f"02:00:5e:00:53:6{i + 1}"
+        na = (Ether(src=mac, dst=SRV) / IPv6(src=decoy, dst=tgt, hlim=255)
+              / ICMPv6ND_NA(tgt=decoy, R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=mac))
+        na.time = T0 + 0.001 * (i + 1)
+        frames.append(na)
+    for k, port in enumerate(range(1, 31)):
+        for j, src in enumerate([decoys[0], atk, *decoys[1:]]):
+            syn = Ether(src=m_atk, dst=SRV) / IPv6(src=src, dst=tgt) / TCP(
+                sport=50517, dport=port, flags="S", seq=628023858)
+            syn.time = T0 + 0.1 + k * 0.01 + j * 0.0001
+            frames.append(syn)
+    events = [e.fields for e in PacketProcessor(NetworkSection()).process(_frames(frames))]
+    syns = [f for f in events if f.get("tcp.flags.syn") is True]
+    assert {f["source.ip"] for f in syns if f.get("vedette.likely_spoofed")} == set(decoys)
+    assert not [f for f in syns if f["source.ip"] == atk and f.get("vedette.likely_spoofed")]
+    named = [f for f in events if f.get("event.action") == "decoy_source"]
+    assert [(f["source.ip"], f["vedette.decoy_spoofed_count"]) for f in named] == [(atk, 3)]
