@@ -41,12 +41,12 @@ hosts) and frames from a *router* MAC — a gateway's believed MAC, or a MAC tha
 at least :data:`ROUTER_SOURCES` source addresses that have no binding (routed traffic carries
 the router's MAC for every remote client). The answers to a marked probe (the target's SYN-ACK
 or RST back to that address and port, within :data:`WINDOW_ANSWER` seconds) are marked
-``vedette.answers_spoofed: true``. The
-per-address scan rules count only unmarked probes and answers; ``port_scan_spoofed`` counts the
-marked ones per source MAC, so a scan is never dropped, only attributed to the card that sent
-it. When a decoy set of at least 3 addresses has exactly one address whose probes were genuine
-(its binding is the set's MAC) and every other address's probes were marked, one
-``decoy_source`` event names that address (``tcp_decoy_source``).
+``vedette.answers_spoofed: true``. The per-address scan rules count only unmarked probes and
+answers; ``port_scan_spoofed`` counts the marked ones per source MAC, so a scan is never
+dropped, only attributed to the card that sent it. When a decoy set of at least 3 addresses
+has exactly one address whose probes were genuine (its binding is the set's MAC) and every
+other address's probes were marked, one ``decoy_source`` event names that address
+(``tcp_decoy_source``).
 
 State bounds: at most :data:`MAX_PROBES` fingerprints (oldest dropped first; each holds at most
 :data:`MAX_SOURCES` addresses), at most :data:`MAX_MACS` decoy sets of at most
