@@ -113,6 +113,7 @@ _NET_PACKET = (
     "tcp.connection_state", "network.fragments", "ipv6.extension_headers",
     "ipv6.extension_chain", "ipv6.unusual_extension_chain", "event.action",
     "vedette.decoy_set_size", "ip.ttl", "ip.df", "ip.tos", "tcp.window", "tcp.options",
+    "vedette.likely_spoofed", "vedette.answers_spoofed", "vedette.decoy_spoofed_count",
     "tcp.mss", "tcp.window_scale", "tcp.flags.ece", "tcp.flags.cwr", "icmp.id", "icmp.seq",
     "icmp.payload_length", "network.probe_shape",
 )

@@ -67,6 +67,8 @@ from agent.netevents import records
 from agent.netevents.analyzers import ANALYZERS, PROTO_ARP, Analyzer, Packet
 from agent.netevents.analyzers.arp import ArpAnalyzer
 from agent.netevents.analyzers.dns import DnsAnalyzer
+from agent.netevents.analyzers.ipv6_nd import NdAnalyzer
+from agent.netevents.analyzers.tcp import TcpAnalyzer
 from agent.netevents.arp import ArpTracker
 from agent.netevents.direction import Direction
 from agent.netevents.state import Counts, TrafficState
@@ -100,6 +102,8 @@ class PacketProcessor:
         dns: DnsAnalyzer | None = None
         for cls in ANALYZERS:
             analyzer = (ArpAnalyzer(self.state, self.arp) if cls is ArpAnalyzer
+                        else TcpAnalyzer(self.state, self.arp) if cls is TcpAnalyzer
+                        else NdAnalyzer(self.state, self.arp) if cls is NdAnalyzer
                         else cls(self.state))
             self.analyzers.append(analyzer)
             if isinstance(analyzer, DnsAnalyzer):

@@ -104,11 +104,15 @@ def _setup(lab: Lab, workdir: Path) -> Path:
     lab.spawn("tgt", "timeout", "900", "ptunnel-ng", "-m77", log="ptunnel-proxy.log")
     for i in range(51, 56):
         lab.run("atk", "ip", "addr", "add", f"198.18.0.{i}/24", "dev", "e0", check=True)
+    for i in range(61, 66):  # real hosts whose addresses nmap_decoys_real_hosts borrows
+        lab.add_host(f"d{i}", f"198.18.0.{i}")
     time.sleep(1)
     return keys
 
 
-HOSTS = {"nmap_decoys": TGT}  # decoys come from other addresses: capture all of the target's
+REAL_DECOYS = "198.18.0.61,198.18.0.62,ME,198.18.0.63,198.18.0.64,198.18.0.65"
+# decoys come from other addresses: capture all of the target's
+HOSTS = {"nmap_decoys": TGT, "nmap_decoys_real_hosts": TGT}
 
 
 def jobs(workdir: Path, keys: Path) -> dict[str, tuple[str, list[str], int]]:
@@ -126,6 +130,8 @@ def jobs(workdir: Path, keys: Path) -> dict[str, tuple[str, list[str], int]]:
         "nmap_version_scan": ("atk", ["nmap", "-n", "-Pn", "-sV", "-p", "22,8080", TGT], 120),
         "nmap_decoys": ("atk", ["nmap", "-n", "-Pn", "-sS", "-D", f"{decoys},ME", "-e", "e0",
                                 "-p", "1-100", TGT], 120),
+        "nmap_decoys_real_hosts": ("atk", ["nmap", "-n", "-Pn", "-sS", "-D", REAL_DECOYS, "-e",
+                                           "e0", "-p", "1-100", TGT], 120),
         "slowloris_400": ("atk", [PYTHON, "-c", SLOWLORIS], 60),
         "syn_flood_200pps_10s": ("atk", ["hping3", "-q", "-S", "-p", "8080", "-i", "u5000",
                                          "-c", "2000", TGT], 30),

@@ -56,22 +56,27 @@ class Lab:
         self._ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge")
         self._ip("-n", self.bridge_ns, "link", "set", "br0", "up")
         for role, address in ADDRESSES.items():
-            name = self.ns(role)
-            self._ip("netns", "add", name)
-            self.created.append(name)
-            peer = f"p{role}"
-            self._ip("-n", self.bridge_ns, "link", "add", peer, "type", "veth", "peer", "name",
-                     "e0", "netns", name)
-            self._ip("-n", self.bridge_ns, "link", "set", peer, "master", "br0", "up")
-            self._ip("-n", name, "addr", "add", f"{address}/24", "dev", "e0")
-            self._ip("-n", name, "link", "set", "e0", "up")
-            self._ip("-n", name, "link", "set", "lo", "up")
-            etc = NETNS_ETC / name
-            etc.mkdir(parents=True, exist_ok=True)
-            (etc / "resolv.conf").write_text(f"nameserver {ADDRESSES['gw']}\n")
+            self.add_host(role, address)
         self._ip("-n", self.ns("tgt"), "route", "add", "default", "via", ADDRESSES["gw"])
         self._ip("-n", self.ns("gw"), "route", "add", "blackhole", "198.19.0.0/16")
         return self
+
+    def add_host(self, role: str, address: str) -> None:
+        """One more namespace ``role`` on the bridge with its own card (``e0``, its own MAC)
+        and ``address``/24 (after :meth:`up`: e.g. real hosts whose addresses a test borrows)."""
+        name = self.ns(role)
+        self._ip("netns", "add", name)
+        self.created.append(name)
+        peer = f"p{role}"
+        self._ip("-n", self.bridge_ns, "link", "add", peer, "type", "veth", "peer", "name",
+                 "e0", "netns", name)
+        self._ip("-n", self.bridge_ns, "link", "set", peer, "master", "br0", "up")
+        self._ip("-n", name, "addr", "add", f"{address}/24", "dev", "e0")
+        self._ip("-n", name, "link", "set", "e0", "up")
+        self._ip("-n", name, "link", "set", "lo", "up")
+        etc = NETNS_ETC / name
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(f"nameserver {ADDRESSES['gw']}\n")
 
     def down(self) -> None:
         for proc in reversed(self.procs):

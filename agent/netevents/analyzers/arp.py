@@ -27,7 +27,7 @@ class ArpAnalyzer(Analyzer):
         if arp is None:
             state.stats.errors["arp_unsupported"] += 1
             return
-        previous = self.tracker.observe(arp.sender_ip, arp.sender_mac)
+        previous = self.tracker.observe(arp.sender_ip, arp.sender_mac, pkt.ts)
         limit = self.settings.max_arp_events_per_mac
         if not state.budgets.admit_aux(b"arp" + arp.sender_mac,
                                        limit if previous is None else limit * 2):

@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Final
 from agent.events import Event, LogSource
 from agent.netdecode.layers import PROTO_ICMPV6
 from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.arp import ArpTracker
 from agent.netevents.direction import ip_text, mac_text
 from agent.netevents.state import TrafficState
 
@@ -180,9 +181,12 @@ class NdAnalyzer(Analyzer):
     name: ClassVar[str] = "ipv6_nd"
     protocols: ClassVar[tuple[int, ...]] = (PROTO_ICMPV6,)
 
-    def __init__(self, state: TrafficState) -> None:
+    def __init__(self, state: TrafficState, bindings: ArpTracker | None = None) -> None:
         super().__init__(state)
         self.neighbours = NeighbourTable(state.settings.max_nd_neighbours)
+        self.bindings = bindings
+        """Also told every binding learned (the decoy tracker's IP → MAC view, which distrusts
+        changes: agent/netevents/arp.py)."""
         self.routers: OrderedDict[bytes, int] = OrderedDict()
         """Router MAC (or source address, for an RA without the option) → advertisements."""
         self.prefixes: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
@@ -244,6 +248,8 @@ class NdAnalyzer(Analyzer):
             return previous if previous is not None and previous != mac else None
         before = table.overflows
         previous = table.learn(address, mac, self.learn_ts)
+        if self.bindings is not None:
+            self.bindings.observe(address, mac, self.learn_ts)
         self.state.stats.table_overflows["nd_neighbours"] += table.overflows - before
         return previous
 

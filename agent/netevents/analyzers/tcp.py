@@ -24,6 +24,7 @@ from agent.events import Event
 from agent.netdecode.layers import PROTO_TCP
 from agent.netevents import fingerprint, link, records
 from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.arp import ArpTracker
 from agent.netevents.decoys import DecoyTracker
 from agent.netevents.state import ALL_PORTS, TrafficState
 from agent.netevents.summaries import TCP_CONTROL_KIND
@@ -39,9 +40,9 @@ class TcpAnalyzer(Analyzer):
     name: ClassVar[str] = "tcp"
     protocols: ClassVar[tuple[int, ...]] = (PROTO_TCP,)
 
-    def __init__(self, state: TrafficState) -> None:
+    def __init__(self, state: TrafficState, arp: ArpTracker | None = None) -> None:
         super().__init__(state)
-        self.decoys = DecoyTracker()
+        self.decoys = DecoyTracker(arp)
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
         state = self.state
@@ -91,11 +92,11 @@ class TcpAnalyzer(Analyzer):
         if state.budgets.admit(pkt.src, pkt.dst, pkt.dport):
             state.stats.events["packet"] += 1
             direction = state.direction.of(pkt.src, pkt.dst)
-            out.append(records.tcp_packet(
+            event = records.tcp_packet(
                 pkt.ts, pkt.family, pkt.src, pkt.dst, pkt.sport, pkt.dport, flags,
                 direction, pkt.wire, pkt.interface,
                 records.packet_evidence(pkt.fragments, pkt.v6_headers, untracked),
                 {**(link.mac_fields(pkt) or {}), **fingerprint.tcp_fields(pkt)},
-            ))
-            if syn:
-                self.decoys.syn(out, pkt, direction)
+            )
+            out.append(event)
+            self.decoys.packet(out, pkt, direction, event.fields)
