@@ -395,14 +395,18 @@ class CountOnly:
             self._watch_synacks(masks, kinds, start, stop)
 
     def _watch_synacks(self, masks: PortMasks, kinds: Kinds, start: int, stop: int) -> None:
-        """SYN-ACKs per server (address, port), on no analyzed port."""
+        """SYN-ACKs per server (address, port), on no analyzed port, with a TCP header of at
+        least 20 bytes and an IP total length of 0 (TSO) or at least 20 (the others are
+        errors per packet)."""
         rows = np.flatnonzero(kinds.synack[start:stop])
         if len(rows) < FLOOD_MIN_PACKETS:
             return
         head = self.cols.head[rows + start]
         sport = (head[:, 34].astype(np.intp) << 8) | head[:, 35]
         dport = (head[:, 36].astype(np.intp) << 8) | head[:, 37]
-        keep = ~(masks.tcp[sport] | masks.tcp[dport])
+        total = (head[:, 16].astype(np.intp) << 8) | head[:, 17]
+        keep = (~(masks.tcp[sport] | masks.tcp[dport]) & (head[:, 46] >= 0x50)
+                & ((total >= 20) | (total == 0)))
         if np.count_nonzero(keep) < FLOOD_MIN_PACKETS:
             return
         key = np.empty((int(np.count_nonzero(keep)), 2), dtype=np.uint32)

@@ -428,8 +428,9 @@ def test_floods_toward_a_full_aggregate_table_count_its_overflows() -> None:
 
 def handshakes(rng: random.Random, count: int, clients: int = 300) -> list[Frame]:
     """:func:`mixed` traffic with ``count`` connections to two busy services woven in (SYN,
-    SYN-ACK — sometimes with ECE or PSH, sometimes sent twice —, the handshake's ACK, data,
-    then FIN or an RST from either side), and now and then a SYN toward a client."""
+    SYN-ACK — sometimes with ECE or PSH, sometimes sent twice, now and then with a TCP header
+    or IP total length too short —, the handshake's ACK, data, then FIN or an RST from either
+    side), and now and then a SYN toward a client."""
     frames = mixed(rng, count * 2)
     servers = [(_ip(SERVERS[0]), 443), (_ip(SERVERS[1]), 8080)]
     woven: list[list[bytes]] = [[] for _ in range(len(frames))]
@@ -459,6 +460,8 @@ def handshakes(rng: random.Random, count: int, clients: int = 300) -> list[Frame
             frame[26:30], frame[30:34] = src, dst
             frame[34:38] = sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
             frame[47] = flags
+            if kind == "synack" and rng.random() < 0.01:  # malformed: an error per packet
+                frame[46 if rng.random() < 0.5 else 17] = 0x40 if rng.random() < 0.5 else 12
             woven[min(len(frames) - 1, at + offset * rng.randint(0, 3))].append(bytes(frame))
     out: list[Frame] = []
     for frame_, extra in zip(frames, woven, strict=True):
