@@ -39,6 +39,7 @@ from agent.netevents.analyzers.base import (
     ICMP,
     ICMP_ERROR,
     ICMP_PROBE,
+    REFUSED_SYNACK,
     SYN_FLOOD,
     UDP,
 )
@@ -390,6 +391,28 @@ class CountOnly:
                                  np.where(icmp_type == 3, ICMP_ERROR, ICMP))
             key[:, 3] = np.where(proto == 17, udp_kind, (icmp_kind << 8) | icmp_type)
             self._watch(-1, light, key, 0)
+        if REFUSED_SYNACK in self.bulk_counters:
+            self._watch_synacks(masks, kinds, start, stop)
+
+    def _watch_synacks(self, masks: PortMasks, kinds: Kinds, start: int, stop: int) -> None:
+        """SYN-ACKs per server (address, port), on no analyzed port, with a TCP header of at
+        least 20 bytes and an IP total length of 0 (TSO) or at least 20 (the others are
+        errors per packet)."""
+        rows = np.flatnonzero(kinds.synack[start:stop])
+        if len(rows) < FLOOD_MIN_PACKETS:
+            return
+        head = self.cols.head[rows + start]
+        sport = (head[:, 34].astype(np.intp) << 8) | head[:, 35]
+        dport = (head[:, 36].astype(np.intp) << 8) | head[:, 37]
+        total = (head[:, 16].astype(np.intp) << 8) | head[:, 17]
+        keep = (~(masks.tcp[sport] | masks.tcp[dport]) & (head[:, 46] >= 0x50)
+                & ((total >= 20) | (total == 0)))
+        if np.count_nonzero(keep) < FLOOD_MIN_PACKETS:
+            return
+        key = np.empty((int(np.count_nonzero(keep)), 2), dtype=np.uint32)
+        key[:, 0] = np.ascontiguousarray(head[keep, 26:30]).view(">u4").ravel()
+        key[:, 1] = sport[keep]
+        self._watch(REFUSED_SYNACK, rows[keep], key, 6)
 
     def _watch(
         self, kind: int, rows: npt.NDArray[np.intp], key: npt.NDArray[np.uint32], proto: int
@@ -406,6 +429,9 @@ class CountOnly:
             values = key[first[g]].tolist()
             if kind == SYN_FLOOD:
                 group = _Group(kind, members, b"", values[0].to_bytes(4, "big"), proto,
+                               values[1])
+            elif kind == REFUSED_SYNACK:  # the server and its port
+                group = _Group(kind, members, values[0].to_bytes(4, "big"), b"", proto,
                                values[1])
             else:
                 sub, icmp_type = values[3] >> 8, values[3] & 0xFF
@@ -438,7 +464,8 @@ class CountOnly:
         np.frombuffer(self.watch, dtype=np.uint8)[group.members] = 0
         later = group.members[group.members > rel]
         if len(later):
-            np.frombuffer(self.skip, dtype=np.uint8)[later] = 1 if group.flow is None else 2
+            np.frombuffer(self.skip, dtype=np.uint8)[later] = (
+                3 if group.kind == REFUSED_SYNACK else 1 if group.flow is None else 2)
             group.taken = later
 
     def _check_syn(self, group: _Group, rel: int) -> None:
@@ -466,6 +493,9 @@ class CountOnly:
         budgets = state.budgets
         if group.kind == SYN_FLOOD:  # which SYNs only count then: see _syn_flows
             return budgets.destination_spent(group.dst, group.port)
+        if group.kind == REFUSED_SYNACK:  # every later event of the server is refused
+            return (budgets.source_spent(group.src)
+                    and (group.src, group.port, 6) in state.aggregates)
         flow = state.flows.get((group.src, group.dst, group.proto))
         if flow is None:
             return False
@@ -516,8 +546,13 @@ class CountOnly:
             if group.taken is None:
                 continue
             n = len(group.taken)
-            nbytes = int(self.cols.wire[group.taken + self.start].sum())
             kind = group.kind
+            if kind == REFUSED_SYNACK:  # refused by the server's budget; the rest in order
+                stats.suppressed += n
+                for counter in self.bulk_counters[kind]:
+                    counter(self.cols, group.taken + self.start)
+                continue
+            nbytes = int(self.cols.wire[group.taken + self.start].sum())
             if kind == SYN_FLOOD:
                 flowless, flowless_bytes = self._count_syn_flows(group, n, nbytes)
                 if flowless:

@@ -66,6 +66,7 @@ from agent.netevents import bulk as bulk_ops
 from agent.netevents import records
 from agent.netevents.analyzers import ANALYZERS, PROTO_ARP, Analyzer, Packet
 from agent.netevents.analyzers.arp import ArpAnalyzer
+from agent.netevents.analyzers.base import REFUSED_SYNACK
 from agent.netevents.analyzers.dns import DnsAnalyzer
 from agent.netevents.analyzers.ipv6_nd import NdAnalyzer
 from agent.netevents.analyzers.tcp import TcpAnalyzer
@@ -117,6 +118,11 @@ class PacketProcessor:
         for analyzer in self.analyzers:
             for kind in analyzer.bulk_kinds:
                 counters.setdefault(kind, []).append(analyzer.count_bulk)
+        tcp_analyzers = [a for a in self.analyzers if PROTO_TCP in a.protocols]
+        if not all(REFUSED_SYNACK in a.bulk_kinds for a in tcp_analyzers):
+            counters.pop(REFUSED_SYNACK, None)  # one of them cannot count them in bulk
+        self._synack_handlers = tuple(a.refused_synack for a in tcp_analyzers)
+        """The in-order part of a SYN-ACK counted in bulk (:data:`REFUSED_SYNACK`)."""
         self.bulk_counters: dict[int, tuple[bulk_ops.BulkCounter, ...]] = {
             k: tuple(v) for k, v in counters.items()}
         """Each count-only group kind's vectorised counters (the analyzers' ``count_bulk``)."""
@@ -177,6 +183,7 @@ class PacketProcessor:
         self.stats.bytes += int(cols.wire.sum())
         buffer = cols.buffer
         state = self.state
+        synack_handlers = self._synack_handlers
         kinds = (bulk_ops.classify(cols, self.port_masks)
                  if bulk and n >= bulk_ops.BULK_MIN_PACKETS else None)
         for first, last, rolls in bulk_ops.seconds(cols.timestamps, state.next_second):
@@ -206,6 +213,11 @@ class PacketProcessor:
                     if skipped:
                         if skipped == 2:
                             counting.touch(rel, ts)
+                        elif skipped == 3:  # a refused SYN-ACK: its in-order part
+                            key = buffer[start + 26:start + 38]
+                            state.count_flow(out, ts, (key[:4], key[4:8], PROTO_TCP), wire)
+                            for handler in synack_handlers:
+                                handler(ts, key, wire)
                         continue
                     self._packet(out, ts, linktype, buffer[start:stop], wire, interface)
                     if watch[rel]:

@@ -27,6 +27,12 @@ PROTO_ARP: Final = -1
 # What a group of count-only packets of a batch is (agent/netevents/bulk.py), and so which
 # analyzers' vectorised counters (Analyzer.bulk_kinds) count it.
 SYN_FLOOD, UDP, DNS_FROM_CLIENT, DNS_TO_CLIENT, ICMP, ICMP_PROBE, ICMP_ERROR = range(7)
+REFUSED_SYNACK: Final = 7
+"""SYN-ACKs of one server (address, port) whose per-source event budget is spent: each only
+counts, and teaches what a SYN-ACK teaches. Counted so only when every analyzer of all TCP
+packets declares this kind: its :meth:`Analyzer.count_bulk` adds what is counted (any
+order), its :meth:`Analyzer.refused_synack` does, at each SYN-ACK's turn, what depends on
+packet order."""
 
 
 class Packet:
@@ -97,6 +103,12 @@ class Analyzer:
         ``rows`` of ``cols`` (Ethernet/IPv4 without options, unfragmented) whose events the
         budgets refuse anyway — the same counters, for a whole batch at once. Called only for
         the group kinds in :attr:`bulk_kinds`."""
+
+    def refused_synack(self, ts: float, key: bytes, wire: int) -> None:
+        """For :data:`REFUSED_SYNACK` in :attr:`bulk_kinds`: at its turn, what :meth:`packet`
+        does for an Ethernet/IPv4 SYN-ACK (connection ``key``: the 12 address and port bytes,
+        as sent) whose event the budgets refuse and that depends on packet order (tables
+        that learn it in order); :meth:`count_bulk` adds the rest later. None by default."""
 
     def expire(self, now: float) -> list[Event]:
         """Events of state that timed out by ``now`` (live capture calls it as time passes

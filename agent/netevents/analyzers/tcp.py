@@ -20,10 +20,14 @@ from __future__ import annotations
 import struct
 from typing import ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 from agent.events import Event
+from agent.netdecode.columns import PacketColumns
 from agent.netdecode.layers import PROTO_TCP
 from agent.netevents import fingerprint, link, records
-from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.analyzers.base import REFUSED_SYNACK, Analyzer, Packet
 from agent.netevents.arp import ArpTracker
 from agent.netevents.decoys import DecoyTracker
 from agent.netevents.state import ALL_PORTS, TrafficState
@@ -39,10 +43,41 @@ def connection_key(pkt: Packet) -> bytes:
 class TcpAnalyzer(Analyzer):
     name: ClassVar[str] = "tcp"
     protocols: ClassVar[tuple[int, ...]] = (PROTO_TCP,)
+    bulk_kinds: ClassVar[tuple[int, ...]] = (REFUSED_SYNACK,)
 
     def __init__(self, state: TrafficState, arp: ArpTracker | None = None) -> None:
         super().__init__(state)
         self.decoys = DecoyTracker(arp)
+
+    def refused_synack(self, ts: float, key: bytes, wire: int) -> None:
+        """A refused SYN-ACK's in-order part: the client port's aggregate (created in packet
+        order: the table's bound and its order), the client's all-ports aggregate (if a SYN
+        opened it before) and the connection table."""
+        state = self.state
+        aggregates = state.aggregates
+        client = key[4:8]
+        akey = (client, (key[10] << 8) | key[11], PROTO_TCP)
+        a = aggregates.get(akey) or state.add_aggregate(akey)
+        if a is not None:
+            a.packets += 1
+            a.bytes += wire
+        h = aggregates.get((client, ALL_PORTS, PROTO_TCP))
+        if h is not None:
+            h.packets += 1
+            h.bytes += wire
+        state.remember_connection(key)
+
+    def count_bulk(self, cols: PacketColumns, rows: npt.NDArray[np.intp]) -> None:
+        """Refused SYN-ACKs ``rows`` of one server address and port (its aggregate exists):
+        their control-segment counts and the server's SYN-ACK count."""
+        state = self.state
+        head = cols.head[rows]
+        kinds = np.bincount(head[:, 47], minlength=256)
+        for flags in np.flatnonzero(kinds).tolist():
+            state.stats.tcp_control[TCP_CONTROL_KIND[flags]] += int(kinds[flags])
+        server = state.aggregates[(bytes(head[0, 26:30]),
+                                   (int(head[0, 34]) << 8) | int(head[0, 35]), PROTO_TCP)]
+        server.synack += len(rows)
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
         state = self.state

@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Final
 
 from agent.events import Event, LogSource
 from agent.netdecode.layers import PROTO_TCP
-from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.analyzers.base import REFUSED_SYNACK, Analyzer, Packet
 from agent.netevents.analyzers.tcp import connection_key
 from agent.netevents.direction import ip_text
 from agent.netevents.entries import Counts
@@ -94,6 +94,8 @@ class Session:
 class TcpSessionsAnalyzer(Analyzer):
     name: ClassVar[str] = "tcp_sessions"
     protocols: ClassVar[tuple[int, ...]] = (PROTO_TCP,)
+    bulk_kinds: ClassVar[tuple[int, ...]] = (REFUSED_SYNACK,)
+    """A SYN-ACK counted in bulk is still pended in order (:meth:`refused_synack`)."""
 
     def __init__(self, state: TrafficState) -> None:
         super().__init__(state)
@@ -137,6 +139,11 @@ class TcpSessionsAnalyzer(Analyzer):
             self._confirm(s)
         s.bytes += pkt.wire
         self._touch(s, int(pkt.ts))
+
+    def refused_synack(self, ts: float, key: bytes, wire: int) -> None:
+        """A SYN-ACK whose event was refused, at its turn: what :meth:`packet` does (IPv4)."""
+        if key not in self.index:
+            self._pend(key, key[:4], key[4:8], (key[8] << 8) | key[9], int(ts))
 
     def _pend(self, key: bytes, server: bytes, client: bytes, port: int, second: int) -> None:
         pending = self.pending
