@@ -16,7 +16,7 @@ from agent.netdecode.pcapfile import CaptureReader
 from agent.netevents.analyzers import tcp_sessions
 from agent.netevents.processor import PacketProcessor
 from tests.network.craft import SERVER, T0, handshake, tcp
-from tests.network.make_session_fixtures import held
+from tests.network.make_session_fixtures import held, keep_alive_office
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "rules" / "network" / "slow_connections.tests"
@@ -69,21 +69,94 @@ def test_bulk_path_reports_what_the_per_packet_path_reports() -> None:
         [e.timestamp for e in slow if e.logsource.category == "network_sessions"]
 
 
-def test_many_clients_each_under_the_floor_make_one_service_report() -> None:
+def test_few_clients_each_under_the_client_rule_make_one_service_report() -> None:
+    """5 clients x 199 slow connections: each under slowloris_client's 200, the service's 995
+    over slow_connections_service's 400 (the old 1000-from-10-clients floor missed it)."""
     events, _ = _replay(FIXTURES / "slow_service.pcap")
     reports = _sessions(events)
-    assert reports
-    assert {f["event.action"] for f in reports} == {"service_sessions"}
-    assert max(f["sessions.slow"] for f in reports) == 1200
-    assert max(f["sessions.clients"] for f in reports) == 40
-    assert all("source.ip" not in f for f in reports)
+    service = [f for f in reports if f["event.action"] == "service_sessions"]
+    assert service
+    assert all("source.ip" not in f for f in service)
+    assert max(f["sessions.slow"] for f in service) == 995
+    assert max(f["sessions.clients"] for f in service) == 5
+    clients = [f for f in reports if f["event.action"] == "client_sessions"]
+    assert max(f["sessions.slow"] for f in clients) == 199
 
 
-def test_proxy_pool_health_checks_and_backup_stay_under_every_threshold() -> None:
+def test_proxy_pool_health_checks_backup_and_office_stay_under_every_threshold() -> None:
     reports = _sessions(_replay(FIXTURES / "benign.pcap")[0])
-    # The proxy's 100 pooled connections are reported (over the 50 floor), under the rule's 200.
-    assert {(f["source.ip"], f["sessions.open"]) for f in reports} == {("10.1.0.30", 100)}
+    # The proxy's 100 pooled connections and the office's 250 are held (over the 50 floor),
+    # but answered and asking again, or answered and idle: none is slow.
+    most: dict[str, int] = {}
+    for f in reports:
+        most[f["source.ip"]] = max(most.get(f["source.ip"], 0), f["sessions.open"])
+    assert most == {"10.1.0.30": 100, "10.1.0.50": 250}
     assert all(f["event.action"] == "client_sessions" for f in reports)
+    assert {f["sessions.slow"] for f in reports} == {0}
+
+
+def test_answered_idle_keep_alive_connections_are_not_slow() -> None:
+    """A NAT'd office's 250 keep-alive connections, each with two requests answered and then
+    idle for a minute (under 1 KB/s, held): held, never slow."""
+    events, _ = _run(keep_alive_office("10.1.0.50", SERVER, 250, T0))
+    reports = _sessions(events)
+    assert max(f["sessions.open"] for f in reports) == 250
+    assert max(f["sessions.bytes_per_second"] for f in reports) < 1024 * 250
+    assert {f["sessions.slow"] for f in reports} == {0}
+
+
+def test_slowloris_above_one_kilobyte_per_second_is_still_slow() -> None:
+    """250 connections each dribbling 1.5 KB of headers a second, never answered: over the
+    1 KB/s of the trickling test, under the stall's 8 KB/s."""
+    events, _ = _replay(FIXTURES / "slowloris_fast.pcap")
+    top = max(_sessions(events), key=lambda f: f["sessions.slow"])
+    assert top["source.ip"] == "198.51.100.8"
+    assert top["sessions.slow"] == top["sessions.open"] == 250
+    assert top["sessions.bytes_per_second"] > 1024 * 250
+
+
+def test_a_stall_after_an_answered_request_is_slow() -> None:
+    """One request answered first, then headers every 4 s never answered: stalled again."""
+    client = "198.51.100.9"
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"a" * 100
+    pkts: list[Any] = []
+    for i in range(220):
+        t, sport = T0 + i * 0.003, 31000 + i
+        pkts += [tcp(t, client, SERVER, sport, 80, "S"), tcp(t + 0.001, SERVER, client, 80,
+                                                             sport, "SA"),
+                 tcp(t + 0.002, client, SERVER, sport, 80, "A"),
+                 tcp(t + 0.01, client, SERVER, sport, 80, "PA", request),
+                 tcp(t + 0.012, SERVER, client, 80, sport, "PA", answer)]
+        for r in range(5):
+            pkts += [tcp(t + 2 + r * 4, client, SERVER, sport, 80, "PA", b"X-b: c\r\n"),
+                     tcp(t + 2.001 + r * 4, SERVER, client, 80, sport, "A")]
+    events, _ = _run(pkts)
+    assert max(f["sessions.slow"] for f in _sessions(events)) == 220
+
+
+def test_slow_read_is_trickling() -> None:
+    """The server answers in 200-byte segments every 2 s to a client that only acknowledges
+    (a slow read with a small window): slow; the same with the client asking again is not."""
+    def conns(client: str, again: bool) -> list[Any]:
+        ask = b"GET /next HTTP/1.1\r\nHost: app\r\nAccept: */*\r\n\r\n"
+        pkts: list[Any] = []
+        for i in range(210):
+            t, sport = T0 + i * 0.003, 32000 + i
+            pkts += [tcp(t, client, SERVER, sport, 80, "S"),
+                     tcp(t + 0.001, SERVER, client, 80, sport, "SA"),
+                     tcp(t + 0.002, client, SERVER, sport, 80, "A"),
+                     tcp(t + 0.01, client, SERVER, sport, 80, "PA", b"GET /big HTTP/1.1\r\n\r\n")]
+            for r in range(8):
+                pkts += [tcp(t + 1 + r * 2, SERVER, client, 80, sport, "PA", b"d" * 200),
+                         tcp(t + 1.001 + r * 2, client, SERVER, sport, 80, "PA" if again else "A",
+                             ask if again else b"")]
+        return pkts
+    slow_read = _sessions(_run(conns("198.51.100.11", False))[0])
+    assert max(f["sessions.slow"] for f in slow_read) == 210
+    pool = _sessions(_run(conns("198.51.100.12", True))[0])
+    assert max(f["sessions.open"] for f in pool) == 210
+    assert {f["sessions.slow"] for f in pool} == {0}
 
 
 def test_health_check_connections_are_never_held() -> None:

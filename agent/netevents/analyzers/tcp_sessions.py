@@ -15,8 +15,11 @@ open for at least :data:`HELD_SECONDS` (first to last activity) — a health che
 connection every 0.2 s never has one. Every :data:`REPORT_EVERY` seconds (and at the end of a
 capture) one ``network_sessions`` event per (client, service) with at least
 :data:`CLIENT_FLOOR` held connections and one per service with at least :data:`SERVICE_FLOOR`
-(``sessions.open``, ``sessions.slow`` — those under :data:`SLOW_BYTES_PER_SECOND` —,
-``sessions.bytes_per_second``, ``sessions.clients``), at most :data:`MAX_EVENTS` per report.
+slow ones (``sessions.open``, ``sessions.slow``, ``sessions.bytes_per_second``,
+``sessions.clients``), at most :data:`MAX_EVENTS` per report. What makes a held connection
+*slow* — stalled (the server still waiting for a request the client keeps dribbling out) or
+trickling (a slow read) — is :mod:`agent.netevents.analyzers.held_session`'s: an idle
+keep-alive connection whose requests were answered is neither, however slow its average.
 
 A SYN-ACK alone only makes a *pending* connection (its own table, :data:`MAX_PENDING`, oldest
 dropped first, counted under ``table="tcp_sessions_pending"``): it is counted — and can take a
@@ -47,6 +50,7 @@ from typing import Any, ClassVar, Final
 from agent.events import Event, LogSource
 from agent.netdecode.layers import PROTO_TCP
 from agent.netevents.analyzers.base import Analyzer, Packet
+from agent.netevents.analyzers.held_session import HELD_SECONDS, Session, is_slow
 from agent.netevents.analyzers.tcp import connection_key
 from agent.netevents.direction import ip_text
 from agent.netevents.entries import Counts
@@ -59,36 +63,14 @@ MAX_PENDING: Final = 16384
 IDLE_TIMEOUT: Final = 120
 """Seconds without a segment after which a connection is taken as closed (web servers time out
 an incomplete request after 60 to 300 s; slowloris tools send a header every 4 to 15 s)."""
-HELD_SECONDS: Final = 3
 RESET_GRACE: Final = 30
 """Seconds a connection reset by an RST stays tracked (not counted) in case segments go on
 (slowloris tools send a header every 4 to 15 s)."""
 REPORT_EVERY: Final = 5
 CLIENT_FLOOR: Final = 50
-SERVICE_FLOOR: Final = 1000
-SLOW_BYTES_PER_SECOND: Final = 1024
+SERVICE_FLOOR: Final = 100
+"""A service is reported once this many of its held connections are slow (any clients)."""
 MAX_EVENTS: Final = 256
-
-
-class Session:
-    """One tracked connection."""
-
-    __slots__ = ("bytes", "client", "confirmed", "first", "keys", "last", "port", "reset",
-                 "server")
-
-    def __init__(self, client: bytes, server: bytes, port: int, second: int,
-                 keys: tuple[bytes, bytes]) -> None:
-        self.client = client
-        self.server = server
-        self.port = port
-        self.first = second
-        self.last = second
-        self.bytes = 0
-        self.keys = keys
-        self.confirmed = False
-        """The client sent a segment on it (until then it is only in the pending table)."""
-        self.reset = -1
-        """The second of an RST on it with no segment after (-1: none)."""
 
 
 class TcpSessionsAnalyzer(Analyzer):
@@ -108,6 +90,8 @@ class TcpSessionsAnalyzer(Analyzer):
         self.second = -1
         """The last second whose counts were read."""
         self.reported = -1
+        self.touched: list[Session] = []
+        """Connections with per-packet segments tallied this second (folded when it ends)."""
         state.on_second_end(self._second_end)
 
     # ------------------------------------------------------------------ packets
@@ -119,7 +103,7 @@ class TcpSessionsAnalyzer(Analyzer):
         if flags & 0x12 == 0x12:  # SYN-ACK: the server answered
             key = connection_key(pkt)
             if key not in self.index:
-                self._pend(key, pkt.src, pkt.dst, pkt.sport, int(pkt.ts))
+                self._pend(key, pkt.src, pkt.dst, pkt.sport, int(pkt.ts)).header = pkt.wire
             return
         key = connection_key(pkt)
         s = self.index.get(key) if self.index else None
@@ -135,10 +119,13 @@ class TcpSessionsAnalyzer(Analyzer):
             if key != s.keys[1]:  # only the client's own segment confirms it
                 return
             self._confirm(s)
-        s.bytes += pkt.wire
-        self._touch(s, int(pkt.ts))
+        second = int(pkt.ts)
+        if s.tally(second, key == s.keys[1], 1, pkt.wire):
+            self.touched.append(s)
+        self._touch(s, second)
 
-    def _pend(self, key: bytes, server: bytes, client: bytes, port: int, second: int) -> None:
+    def _pend(self, key: bytes, server: bytes, client: bytes, port: int,
+              second: int) -> Session:
         pending = self.pending
         while len(pending) >= MAX_PENDING:
             self.state.stats.table_overflows["tcp_sessions_pending"] += 1
@@ -149,6 +136,7 @@ class TcpSessionsAnalyzer(Analyzer):
         pending[key] = s
         self.index[key] = s
         self.index[reverse] = s
+        return s
 
     def _confirm(self, s: Session) -> None:
         """The client answered: from the pending table into the connection table."""
@@ -187,16 +175,21 @@ class TcpSessionsAnalyzer(Analyzer):
 
     def _second_end(self, segments: Mapping[bytes, Counts], second: int) -> list[Event]:
         index = self.index
+        touched, self.touched = self.touched, []
         if index:
             for key, counts in segments.items():
                 s = index.get(key)
                 if s is not None:
+                    client = key == s.keys[1]
                     if not s.confirmed:
-                        if key != s.keys[1]:  # see packet()
+                        if not client:  # see packet()
                             continue
                         self._confirm(s)
-                    s.bytes += counts.bytes
+                    if s.tally(second, client, counts.packets, counts.bytes):
+                        touched.append(s)
                     self._touch(s, second)
+        for s in touched:
+            s.fold()
         self.second = second
         if second < self.next_report:
             return []
@@ -238,7 +231,7 @@ class TcpSessionsAnalyzer(Analyzer):
             if lifetime < HELD_SECONDS:
                 continue
             rate = s.bytes // (second - s.first + 1)
-            slow = 1 if rate < SLOW_BYTES_PER_SECOND else 0
+            slow = 1 if is_slow(s, second) else 0
             c = per_client.get((s.client, s.server, s.port))
             if c is None:
                 per_client[(s.client, s.server, s.port)] = [1, slow, rate]
@@ -266,7 +259,7 @@ class TcpSessionsAnalyzer(Analyzer):
                 out.append(sessions_event(ts, client, server, port, n, slow, rate, 1,
                                           of(client, server)))
         for (server, port), (n, slow, rate) in sorted(per_service.items()):
-            if n >= SERVICE_FLOOR:
+            if slow >= SERVICE_FLOOR:
                 out.append(sessions_event(ts, None, server, port, n, slow, rate,
                                           len(service_clients[(server, port)]),
                                           local(server)))
