@@ -145,7 +145,7 @@ _NET_SSH = (
 )
 _NET_SESSIONS = (
     "network.type", "event.action", "sessions.open", "sessions.slow",
-    "sessions.bytes_per_second", "sessions.clients",
+    "sessions.bytes_per_second", "sessions.clients", "sessions.half_open",
 )
 _NET_ICMP_ECHO = (
     "network.type", "event.action", "icmp_echo.request_bytes", "icmp_echo.reply_bytes",

@@ -16,11 +16,18 @@ Run from the repository root::
   keep-alive connections from one address, two requests answered 5 s apart on each, then idle
   until the server closes them at its 60 s keep-alive timeout (:func:`keep_alive_office`).
 
+``half_open_flood(...)`` writes ``rules/network/syn_flood_half_open.tests/attack.pcap``: 400
+spoofed SYNs a second for 10 s toward one web server, each answered with a SYN-ACK (SYN
+cookies) that nobody completes, diluted with two junk ACKs (to no connection) per SYN so the
+SYN ratio stays at 0.33, under the SYN-flood rules' 0.5; then a health check a second for 20 s
+(half-open connections are counted 10 s after their SYN-ACK).
+
 The real single-client slowloris capture is ``tests/fixtures/pcap/tools/slowloris_400.pcap``.
 """
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
@@ -108,11 +115,30 @@ def benign() -> list[Packet]:
     return pkts
 
 
+def half_open_flood() -> list[Packet]:
+    rng = random.Random(16)
+    pkts: list[Packet] = []
+    for i in range(4000):
+        t = T0 + i / 400
+        src = f"198.19.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        sport = 1024 + rng.randrange(60000)
+        pkts += [tcp(t, src, SERVER, sport, 80, "S"),
+                 tcp(t + 0.0001, SERVER, src, 80, sport, "SA")]
+        for j in range(2):
+            junk = f"198.19.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            pkts.append(tcp(t + 0.0002 + j * 0.0001, junk, SERVER, 1024 + rng.randrange(60000),
+                            80, "A"))
+    for i in range(20):  # the capture goes on: a health check a second for 20 s after
+        pkts += handshake(T0 + 10 + i, "10.1.0.2", SERVER, 50000 + i, 80, data=1)
+    return pkts
+
+
 def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else Path("rules/network/slow_connections.tests")
     write(out / "slow_service.pcap", slow_service())
     write(out / "slowloris_fast.pcap", slowloris_fast())
     write(out / "benign.pcap", benign())
+    write(out.parent / "syn_flood_half_open.tests" / "attack.pcap", half_open_flood())
     return 0
 
 

@@ -7,14 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from scapy.utils import wrpcap
 
-from agent.config import NetworkSection
+from agent.config import Config, NetworkSection
+from agent.detection.engine import Engine
+from agent.detection.fixtures import horizon
+from agent.detection.loader import load_rules
 from agent.events import Event
 from agent.netdecode.columns import PacketColumns
 from agent.netdecode.pcapfile import CaptureReader
 from agent.netevents.analyzers import tcp_sessions
 from agent.netevents.processor import PacketProcessor
+from agent.offline.clock import run
+from agent.offline.pcap import pcap_events
 from tests.network.craft import SERVER, T0, handshake, tcp
 from tests.network.make_session_fixtures import held, keep_alive_office
 
@@ -260,3 +266,29 @@ def test_a_forged_rst_per_connection_does_not_hide_a_slowloris(tmp_path: Path,
     assert late, "no report after the RSTs"
     assert max(f["sessions.slow"] for f in late) == 250
     assert {f["source.ip"] for f in late if f["event.action"] == "client_sessions"} == {client}
+
+
+def _alerts(pcap: Path) -> list[tuple[str, dict[str, str]]]:
+    report = load_rules([REPO / "rules" / "network"])
+    assert not report.errors
+    result = run(Engine(report.ruleset), pcap_events(pcap, Config()), horizon(report, 5.0))
+    names = {doc["id"]: doc["name"] for path in (REPO / "rules" / "network").glob("*.yml")
+             for doc in yaml.safe_load_all(path.read_text())}
+    return sorted((names[a.rule.id], a.group) for a in result.alerts.values())
+
+
+def test_a_syn_flood_diluted_with_junk_acks_is_caught_by_its_half_open_connections() -> None:
+    """400 SYNs/s answered with SYN-ACKs nobody completes, two junk ACKs per SYN (SYN ratio
+    0.33): no SYN-ratio rule fires; the half-open count does, naming the service."""
+    flood = REPO / "rules" / "network" / "syn_flood_half_open.tests" / "attack.pcap"
+    assert _alerts(flood) == [("syn_flood_half_open",
+                               {"destination.ip": "10.1.0.10", "destination.port": 80})]
+    reports = [f for f in _sessions(_replay(flood)[0])
+               if f["event.action"] == "service_half_open"]
+    assert sum(f["sessions.half_open"] for f in reports) == 4000
+
+
+def test_complete_connections_are_never_half_open() -> None:
+    benign = REPO / "rules" / "network" / "syn_flood_half_open.tests" / "benign.pcap"
+    assert [f for f in _sessions(_replay(benign)[0])
+            if f["event.action"] == "service_half_open"] == []

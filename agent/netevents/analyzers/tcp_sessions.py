@@ -28,6 +28,12 @@ ACK). Forged SYN-ACKs (or backscatter of someone else's spoofed flood) therefore
 the held connections of a slowloris from the table, nor make an address that never answers
 them the "client" of anything: naming an innocent address takes forging its segments too.
 
+A pending connection the client has not confirmed within :data:`PENDING_TIMEOUT` seconds,
+answered with an RST, or evicted, is *half-open*: each report also makes one
+``service_half_open`` event per service with at least :data:`HALF_OPEN_FLOOR` of them since
+the last (``sessions.half_open``) — a SYN flood's answered SYNs, which junk packets cannot
+dilute the way they dilute a SYN ratio.
+
 An RST does not end a counted connection at once: it stops counting it, and the connection is
 dropped :data:`RESET_GRACE` seconds later unless a segment arrives on it in a later second.
 The analyzer cannot check an RST's sequence number (ordinary segments are counted in bulk), and
@@ -67,6 +73,11 @@ RESET_GRACE: Final = 30
 """Seconds a connection reset by an RST stays tracked (not counted) in case segments go on
 (slowloris tools send a header every 4 to 15 s)."""
 REPORT_EVERY: Final = 5
+PENDING_TIMEOUT: Final = 10
+"""Seconds a SYN-ACK waits for the client's segment before the connection counts as half-open
+(the handshake's ACK takes one round trip; Linux retransmits the SYN-ACK at 1, 3 and 7 s)."""
+HALF_OPEN_FLOOR: Final = 100
+"""Half-open connections of one service in one report for a ``service_half_open`` event."""
 CLIENT_FLOOR: Final = 50
 SERVICE_FLOOR: Final = 100
 """A service is reported once this many of its held connections are slow (any clients)."""
@@ -90,6 +101,9 @@ class TcpSessionsAnalyzer(Analyzer):
         self.second = -1
         """The last second whose counts were read."""
         self.reported = -1
+        self.half_open: dict[tuple[bytes, int], int] = {}
+        """(server, port) → SYN-ACKs never answered by the client (expired, evicted, or
+        answered with an RST) since the last report."""
         self.touched: list[Session] = []
         """Connections with per-packet segments tallied this second (folded when it ends)."""
         state.on_second_end(self._second_end)
@@ -113,7 +127,7 @@ class TcpSessionsAnalyzer(Analyzer):
             if s.confirmed:
                 s.reset = int(pkt.ts)
             else:
-                self._close(s)
+                self._half_open(s)
             return
         if not s.confirmed:
             if key != s.keys[1]:  # only the client's own segment confirms it
@@ -129,7 +143,7 @@ class TcpSessionsAnalyzer(Analyzer):
         pending = self.pending
         while len(pending) >= MAX_PENDING:
             self.state.stats.table_overflows["tcp_sessions_pending"] += 1
-            self._close(next(iter(pending.values())))
+            self._half_open(next(iter(pending.values())))
         half = len(server)
         reverse = key[half:2 * half] + key[:half] + key[2 * half + 2:] + key[2 * half:2 * half + 2]
         s = Session(client, server, port, second, (key, reverse))
@@ -149,6 +163,12 @@ class TcpSessionsAnalyzer(Analyzer):
         s.confirmed = True
         sessions[s.keys[0]] = s
         clients[client] = clients.get(client, 0) + 1
+
+    def _half_open(self, s: Session) -> None:
+        """A pending connection the client never completed: counted for its service, dropped."""
+        service = (s.server, s.port)
+        self.half_open[service] = self.half_open.get(service, 0) + 1
+        self._close(s)
 
     def _close(self, s: Session) -> None:
         key = s.keys[0]
@@ -198,7 +218,8 @@ class TcpSessionsAnalyzer(Analyzer):
 
     def flush(self) -> list[Event]:
         """End of input: a last report (the open second's counts were read by the roll)."""
-        if not self.sessions or self.second < 0 or self.reported == self.second:
+        if (not (self.sessions or self.pending or self.half_open) or self.second < 0
+                or self.reported == self.second):
             return []
         return self._report(self.second)
 
@@ -215,9 +236,9 @@ class TcpSessionsAnalyzer(Analyzer):
         pending = self.pending
         while pending:
             oldest = next(iter(pending.values()))
-            if oldest.first > limit:
+            if oldest.first > second - PENDING_TIMEOUT:
                 break
-            self._close(oldest)
+            self._half_open(oldest)
         per_client: dict[tuple[bytes, bytes, int], list[int]] = {}
         per_service: dict[tuple[bytes, int], list[int]] = {}
         service_clients: dict[tuple[bytes, int], set[bytes]] = {}
@@ -263,6 +284,10 @@ class TcpSessionsAnalyzer(Analyzer):
                 out.append(sessions_event(ts, None, server, port, n, slow, rate,
                                           len(service_clients[(server, port)]),
                                           local(server)))
+        half_open, self.half_open = self.half_open, {}
+        for (server, port), n in sorted(half_open.items()):
+            if n >= HALF_OPEN_FLOOR:
+                out.append(half_open_event(ts, server, port, n, local(server)))
         if len(out) > MAX_EVENTS:
             self.state.stats.table_overflows["tcp_sessions_events"] += len(out) - MAX_EVENTS
             out = out[:MAX_EVENTS]
@@ -290,3 +315,20 @@ def sessions_event(ts: float, client: bytes | None, server: bytes, port: int, he
     if client is not None:
         fields["source.ip"] = ip_text(client)
     return Event(ts, NETWORK_SESSIONS, fields)
+
+
+def half_open_event(ts: float, server: bytes, port: int, half_open: int,
+                    direction: str) -> Event:
+    """One ``service_half_open`` ``network_sessions`` event (field catalogue: docs/events.md):
+    SYN-ACKs of one service its clients never answered, since the last report."""
+    return Event(ts, NETWORK_SESSIONS, {
+        "event.dataset": "network.sessions",
+        "event.action": "service_half_open",
+        "destination.ip": ip_text(server),
+        "destination.port": port,
+        "network.type": "ipv4" if len(server) == 4 else "ipv6",
+        "network.transport": "tcp",
+        "network.iana_number": PROTO_TCP,
+        "network.direction": direction,
+        "sessions.half_open": half_open,
+    })
