@@ -146,7 +146,12 @@ _NET_SSH = (
 )
 _NET_SESSIONS = (
     "network.type", "event.action", "sessions.open", "sessions.slow",
-    "sessions.bytes_per_second", "sessions.clients",
+    "sessions.bytes_per_second", "sessions.clients", "sessions.half_open",
+)
+_NET_ICMP_ECHO = (
+    "network.type", "event.action", "icmp_echo.request_bytes", "icmp_echo.reply_bytes",
+    "icmp_echo.large_packets", "icmp_echo.requests", "icmp_echo.replies", "icmp_echo.sizes",
+    "icmp_echo.window_seconds",
 )
 _NET_ND = (
     "network.type", "event.action", "icmp.type", "nd.type", "nd.hop_limit_valid",
@@ -296,6 +301,11 @@ _ENTRIES: tuple[LogsourceFields, ...] = (
         "vedette", "network_sessions",
         fields=(*_NET_COMMON, *_NET_SESSIONS),
         description="concurrent held-open TCP connections per (client, service) and per service",
+    ),
+    _entry(
+        "vedette", "network_icmp_echo",
+        fields=(*_NET_COMMON, *_NET_ICMP_ECHO),
+        description="echo request/reply pairs carrying many-sized payloads (ICMP tunnels)",
     ),
     _entry(
         "vedette", "ipv6_nd",

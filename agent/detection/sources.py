@@ -29,7 +29,7 @@ Key = tuple[str | None, str | None, str | None]
 _AUTH_SERVICES = ("sshd", "auth", "sudo", "syslog", "cron", "su", "vsftpd", "clamav",
                   "guacamole")
 _NETWORK = ("network_packet", "network_traffic", "network_flow", "dns", "arp", "network_ssh",
-            "ipv6_nd", "capture_health", "network_sessions")
+            "ipv6_nd", "capture_health", "network_sessions", "network_icmp_echo")
 
 # Config section (== collector builder) -> the logsources its events carry (agent/detection/
 # fields.py). A section missing here produces no logsource of its own.

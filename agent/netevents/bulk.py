@@ -567,7 +567,7 @@ class CountOnly:
             if kind == SYN_FLOOD:
                 stats.tcp_control["syn"] += n
                 self._count_host(group, n, nbytes)
-            elif kind in (DNS_FROM_CLIENT, DNS_TO_CLIENT):
+            else:  # DNS, ICMP: the analyzers' vectorised counters (none for UDP)
                 for counter in self.bulk_counters.get(kind, ()):
                     counter(self.cols, group.taken + self.start)
             if kind not in (UDP, ICMP):  # each refused by its per-key budget

@@ -60,6 +60,12 @@ def main() -> None:
                  craft.syn_frames(60 * 320, craft.ATTACKER, craft.SERVER, 8080, craft.T0, 1 / 60))
     write_frames(syn / "benign.pcap",
                  craft.syn_frames(60 * 240, craft.ATTACKER, craft.SERVER, 8080, craft.T0, 1 / 60))
+    # the same rate at a 40 % duty cycle (4 s on, 6 s off) for 800 s: 320 elevated seconds
+    duty: list[tuple[float, bytes]] = []
+    for burst in range(80):
+        duty += craft.syn_frames(60 * 4, craft.ATTACKER, craft.SERVER, 8080,
+                                 craft.T0 + burst * 10, 1 / 60)
+    write_frames(syn / "duty_cycle.pcap", duty)
 
 
 if __name__ == "__main__":

@@ -49,5 +49,7 @@ def test_ptunnel_download_live_and_replayed(tl: ToolLab) -> None:
     assert out.exists() and out.stat().st_size >= 1_000_000, "the tunnel moved too little"
     live, replayed = run.compare(timeout=15)
     assert ("icmp_tunnel_volume", TGT, ATK) in replayed, replayed
+    assert ("icmp_tunnel_shape", ATK, TGT) in replayed, replayed  # the client asked
     assert live == replayed
     assert "T1095" in run.techniques("icmp_tunnel_volume")
+    assert "T1095" in run.techniques("icmp_tunnel_shape")

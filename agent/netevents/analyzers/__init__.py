@@ -12,6 +12,7 @@ from agent.netevents.analyzers.arp import ArpAnalyzer
 from agent.netevents.analyzers.base import PROTO_ARP, Analyzer, Packet
 from agent.netevents.analyzers.dns import DnsAnalyzer
 from agent.netevents.analyzers.icmp import IcmpAnalyzer
+from agent.netevents.analyzers.icmp_echo import IcmpEchoAnalyzer
 from agent.netevents.analyzers.ipv6_nd import NdAnalyzer
 from agent.netevents.analyzers.ssh import SshAnalyzer
 from agent.netevents.analyzers.tcp import TcpAnalyzer
@@ -20,7 +21,7 @@ from agent.netevents.analyzers.udp import UdpAnalyzer
 
 ANALYZERS: tuple[type[Analyzer], ...] = (
     TcpAnalyzer, UdpAnalyzer, IcmpAnalyzer, DnsAnalyzer, ArpAnalyzer, SshAnalyzer,
-    NdAnalyzer, TcpSessionsAnalyzer,
+    NdAnalyzer, TcpSessionsAnalyzer, IcmpEchoAnalyzer,
 )
 """Every analyzer, in dispatch order (transport analyzers before port analyzers)."""
 

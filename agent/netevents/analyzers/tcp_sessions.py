@@ -15,8 +15,11 @@ open for at least :data:`HELD_SECONDS` (first to last activity) — a health che
 connection every 0.2 s never has one. Every :data:`REPORT_EVERY` seconds (and at the end of a
 capture) one ``network_sessions`` event per (client, service) with at least
 :data:`CLIENT_FLOOR` held connections and one per service with at least :data:`SERVICE_FLOOR`
-(``sessions.open``, ``sessions.slow`` — those under :data:`SLOW_BYTES_PER_SECOND` —,
-``sessions.bytes_per_second``, ``sessions.clients``), at most :data:`MAX_EVENTS` per report.
+slow ones (``sessions.open``, ``sessions.slow``, ``sessions.bytes_per_second``,
+``sessions.clients``), at most :data:`MAX_EVENTS` per report. What makes a held connection
+*slow* — stalled (the server still waiting for a request the client keeps dribbling out) or
+trickling (a slow read) — is :mod:`agent.netevents.analyzers.held_session`'s: an idle
+keep-alive connection whose requests were answered is neither, however slow its average.
 
 A SYN-ACK alone only makes a *pending* connection (its own table, :data:`MAX_PENDING`, oldest
 dropped first, counted under ``table="tcp_sessions_pending"``): it is counted — and can take a
@@ -24,6 +27,12 @@ place in the connection table — only once the client sends a segment on it (th
 ACK). Forged SYN-ACKs (or backscatter of someone else's spoofed flood) therefore cannot evict
 the held connections of a slowloris from the table, nor make an address that never answers
 them the "client" of anything: naming an innocent address takes forging its segments too.
+
+A pending connection the client has not confirmed within :data:`PENDING_TIMEOUT` seconds,
+answered with an RST, or evicted, is *half-open*: each report also makes one
+``service_half_open`` event per service with at least :data:`HALF_OPEN_FLOOR` of them since
+the last (``sessions.half_open``) — a SYN flood's answered SYNs, which junk packets cannot
+dilute the way they dilute a SYN ratio.
 
 An RST does not end a counted connection at once: it stops counting it, and the connection is
 dropped :data:`RESET_GRACE` seconds later unless a segment arrives on it in a later second.
@@ -47,6 +56,7 @@ from typing import Any, ClassVar, Final
 from agent.events import Event, LogSource
 from agent.netdecode.layers import PROTO_TCP
 from agent.netevents.analyzers.base import REFUSED_SYNACK, Analyzer, Packet
+from agent.netevents.analyzers.held_session import HELD_SECONDS, Session, is_slow
 from agent.netevents.analyzers.tcp import connection_key
 from agent.netevents.direction import ip_text
 from agent.netevents.entries import Counts
@@ -59,36 +69,19 @@ MAX_PENDING: Final = 16384
 IDLE_TIMEOUT: Final = 120
 """Seconds without a segment after which a connection is taken as closed (web servers time out
 an incomplete request after 60 to 300 s; slowloris tools send a header every 4 to 15 s)."""
-HELD_SECONDS: Final = 3
 RESET_GRACE: Final = 30
 """Seconds a connection reset by an RST stays tracked (not counted) in case segments go on
 (slowloris tools send a header every 4 to 15 s)."""
 REPORT_EVERY: Final = 5
+PENDING_TIMEOUT: Final = 10
+"""Seconds a SYN-ACK waits for the client's segment before the connection counts as half-open
+(the handshake's ACK takes one round trip; Linux retransmits the SYN-ACK at 1, 3 and 7 s)."""
+HALF_OPEN_FLOOR: Final = 100
+"""Half-open connections of one service in one report for a ``service_half_open`` event."""
 CLIENT_FLOOR: Final = 50
-SERVICE_FLOOR: Final = 1000
-SLOW_BYTES_PER_SECOND: Final = 1024
+SERVICE_FLOOR: Final = 100
+"""A service is reported once this many of its held connections are slow (any clients)."""
 MAX_EVENTS: Final = 256
-
-
-class Session:
-    """One tracked connection."""
-
-    __slots__ = ("bytes", "client", "confirmed", "first", "keys", "last", "port", "reset",
-                 "server")
-
-    def __init__(self, client: bytes, server: bytes, port: int, second: int,
-                 keys: tuple[bytes, bytes]) -> None:
-        self.client = client
-        self.server = server
-        self.port = port
-        self.first = second
-        self.last = second
-        self.bytes = 0
-        self.keys = keys
-        self.confirmed = False
-        """The client sent a segment on it (until then it is only in the pending table)."""
-        self.reset = -1
-        """The second of an RST on it with no segment after (-1: none)."""
 
 
 class TcpSessionsAnalyzer(Analyzer):
@@ -110,6 +103,11 @@ class TcpSessionsAnalyzer(Analyzer):
         self.second = -1
         """The last second whose counts were read."""
         self.reported = -1
+        self.half_open: dict[tuple[bytes, int], int] = {}
+        """(server, port) → SYN-ACKs never answered by the client (expired, evicted, or
+        answered with an RST) since the last report."""
+        self.touched: list[Session] = []
+        """Connections with per-packet segments tallied this second (folded when it ends)."""
         state.on_second_end(self._second_end)
 
     # ------------------------------------------------------------------ packets
@@ -121,7 +119,7 @@ class TcpSessionsAnalyzer(Analyzer):
         if flags & 0x12 == 0x12:  # SYN-ACK: the server answered
             key = connection_key(pkt)
             if key not in self.index:
-                self._pend(key, pkt.src, pkt.dst, pkt.sport, int(pkt.ts))
+                self._pend(key, pkt.src, pkt.dst, pkt.sport, int(pkt.ts)).header = pkt.wire
             return
         key = connection_key(pkt)
         s = self.index.get(key) if self.index else None
@@ -131,31 +129,35 @@ class TcpSessionsAnalyzer(Analyzer):
             if s.confirmed:
                 s.reset = int(pkt.ts)
             else:
-                self._close(s)
+                self._half_open(s)
             return
         if not s.confirmed:
             if key != s.keys[1]:  # only the client's own segment confirms it
                 return
             self._confirm(s)
-        s.bytes += pkt.wire
-        self._touch(s, int(pkt.ts))
+        second = int(pkt.ts)
+        if s.tally(second, key == s.keys[1], 1, pkt.wire):
+            self.touched.append(s)
+        self._touch(s, second)
 
     def refused_synack(self, ts: float, key: bytes, wire: int) -> None:
         """A SYN-ACK whose event was refused, at its turn: what :meth:`packet` does (IPv4)."""
         if key not in self.index:
-            self._pend(key, key[:4], key[4:8], (key[8] << 8) | key[9], int(ts))
+            self._pend(key, key[:4], key[4:8], (key[8] << 8) | key[9], int(ts)).header = wire
 
-    def _pend(self, key: bytes, server: bytes, client: bytes, port: int, second: int) -> None:
+    def _pend(self, key: bytes, server: bytes, client: bytes, port: int,
+              second: int) -> Session:
         pending = self.pending
         while len(pending) >= MAX_PENDING:
             self.state.stats.table_overflows["tcp_sessions_pending"] += 1
-            self._close(next(iter(pending.values())))
+            self._half_open(next(iter(pending.values())))
         half = len(server)
         reverse = key[half:2 * half] + key[:half] + key[2 * half + 2:] + key[2 * half:2 * half + 2]
         s = Session(client, server, port, second, (key, reverse))
         pending[key] = s
         self.index[key] = s
         self.index[reverse] = s
+        return s
 
     def _confirm(self, s: Session) -> None:
         """The client answered: from the pending table into the connection table."""
@@ -168,6 +170,12 @@ class TcpSessionsAnalyzer(Analyzer):
         s.confirmed = True
         sessions[s.keys[0]] = s
         clients[client] = clients.get(client, 0) + 1
+
+    def _half_open(self, s: Session) -> None:
+        """A pending connection the client never completed: counted for its service, dropped."""
+        service = (s.server, s.port)
+        self.half_open[service] = self.half_open.get(service, 0) + 1
+        self._close(s)
 
     def _close(self, s: Session) -> None:
         key = s.keys[0]
@@ -194,16 +202,21 @@ class TcpSessionsAnalyzer(Analyzer):
 
     def _second_end(self, segments: Mapping[bytes, Counts], second: int) -> list[Event]:
         index = self.index
+        touched, self.touched = self.touched, []
         if index:
             for key, counts in segments.items():
                 s = index.get(key)
                 if s is not None:
+                    client = key == s.keys[1]
                     if not s.confirmed:
-                        if key != s.keys[1]:  # see packet()
+                        if not client:  # see packet()
                             continue
                         self._confirm(s)
-                    s.bytes += counts.bytes
+                    if s.tally(second, client, counts.packets, counts.bytes):
+                        touched.append(s)
                     self._touch(s, second)
+        for s in touched:
+            s.fold()
         self.second = second
         if second < self.next_report:
             return []
@@ -212,7 +225,8 @@ class TcpSessionsAnalyzer(Analyzer):
 
     def flush(self) -> list[Event]:
         """End of input: a last report (the open second's counts were read by the roll)."""
-        if not self.sessions or self.second < 0 or self.reported == self.second:
+        if (not (self.sessions or self.pending or self.half_open) or self.second < 0
+                or self.reported == self.second):
             return []
         return self._report(self.second)
 
@@ -229,9 +243,9 @@ class TcpSessionsAnalyzer(Analyzer):
         pending = self.pending
         while pending:
             oldest = next(iter(pending.values()))
-            if oldest.first > limit:
+            if oldest.first > second - PENDING_TIMEOUT:
                 break
-            self._close(oldest)
+            self._half_open(oldest)
         per_client: dict[tuple[bytes, bytes, int], list[int]] = {}
         per_service: dict[tuple[bytes, int], list[int]] = {}
         service_clients: dict[tuple[bytes, int], set[bytes]] = {}
@@ -245,7 +259,7 @@ class TcpSessionsAnalyzer(Analyzer):
             if lifetime < HELD_SECONDS:
                 continue
             rate = s.bytes // (second - s.first + 1)
-            slow = 1 if rate < SLOW_BYTES_PER_SECOND else 0
+            slow = 1 if is_slow(s, second) else 0
             c = per_client.get((s.client, s.server, s.port))
             if c is None:
                 per_client[(s.client, s.server, s.port)] = [1, slow, rate]
@@ -273,10 +287,14 @@ class TcpSessionsAnalyzer(Analyzer):
                 out.append(sessions_event(ts, client, server, port, n, slow, rate, 1,
                                           of(client, server)))
         for (server, port), (n, slow, rate) in sorted(per_service.items()):
-            if n >= SERVICE_FLOOR:
+            if slow >= SERVICE_FLOOR:
                 out.append(sessions_event(ts, None, server, port, n, slow, rate,
                                           len(service_clients[(server, port)]),
                                           local(server)))
+        half_open, self.half_open = self.half_open, {}
+        for (server, port), n in sorted(half_open.items()):
+            if n >= HALF_OPEN_FLOOR:
+                out.append(half_open_event(ts, server, port, n, local(server)))
         if len(out) > MAX_EVENTS:
             self.state.stats.table_overflows["tcp_sessions_events"] += len(out) - MAX_EVENTS
             out = out[:MAX_EVENTS]
@@ -304,3 +322,20 @@ def sessions_event(ts: float, client: bytes | None, server: bytes, port: int, he
     if client is not None:
         fields["source.ip"] = ip_text(client)
     return Event(ts, NETWORK_SESSIONS, fields)
+
+
+def half_open_event(ts: float, server: bytes, port: int, half_open: int,
+                    direction: str) -> Event:
+    """One ``service_half_open`` ``network_sessions`` event (field catalogue: docs/events.md):
+    SYN-ACKs of one service its clients never answered, since the last report."""
+    return Event(ts, NETWORK_SESSIONS, {
+        "event.dataset": "network.sessions",
+        "event.action": "service_half_open",
+        "destination.ip": ip_text(server),
+        "destination.port": port,
+        "network.type": "ipv4" if len(server) == 4 else "ipv6",
+        "network.transport": "tcp",
+        "network.iana_number": PROTO_TCP,
+        "network.direction": direction,
+        "sessions.half_open": half_open,
+    })
