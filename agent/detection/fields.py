@@ -114,7 +114,7 @@ _NET_PACKET = (
     "ipv6.extension_chain", "ipv6.unusual_extension_chain", "event.action",
     "vedette.decoy_set_size", "ip.ttl", "ip.df", "ip.tos", "tcp.window", "tcp.options",
     "tcp.mss", "tcp.window_scale", "tcp.flags.ece", "tcp.flags.cwr", "icmp.id", "icmp.seq",
-    "icmp.payload_length", "network.probe_shape",
+    "icmp.payload_length", "network.probe_shape", "network.service_probe",
 )
 _NET_TRAFFIC = (
     "network.type", "traffic.interval_seconds", "traffic.packets", "traffic.bytes",
