@@ -112,7 +112,7 @@ def classify(cols: PacketColumns, masks: PortMasks) -> Kinds:
     opaque = ((cols.linktypes != 1) | np.isin(ethertype, (0x8100, 0x88A8, 0x9100))
               | ((ethertype == 0x0800) & ~(ipv4 & ((proto != 6) | tcp))))
     if masks.awaiting is not None:  # first client payloads go to their analyzer
-        analyzed |= awaiting_rows(head, plain_ordinary, synack, masks.awaiting())
+        analyzed |= awaiting_rows(head, caplen, plain_ordinary, synack, masks.awaiting())
     return Kinds(plain_ordinary & ~analyzed, tcp & ((flags & 0x12) == 0x02), light, synack,
                  synack | (plain_ordinary & analyzed), opaque)
 

@@ -265,7 +265,8 @@ class PacketProcessor:
                 if (n >= 54 and data[47] & 0x16 == 0x10
                         and not self._tcp_ports[(data[34] << 8) | data[35]]
                         and not self._tcp_ports[(data[36] << 8) | data[37]]
-                        and not (self._awaiting and data[26:38] in self._awaiting)):
+                        and not (self._awaiting and data[26:38] in self._awaiting
+                                 and _has_payload(data))):
                     # An ordinary segment (ACK, no SYN/RST) of a known connection on no port
                     # an analyzer reads only counts: per connection (addresses + ports, one
                     # slice), folded into flows and aggregates when the second ends.

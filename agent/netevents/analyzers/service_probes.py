@@ -12,16 +12,18 @@ connection whatever the payload.
 Who the client is comes from the connection itself, never from a byte it chose: a SYN-ACK
 makes its receiver the client (the side that sent the SYN) and the connection *awaits* the
 client's first payload (:attr:`ServiceProbeAnalyzer.awaiting`, keyed client → server as the
-client sends). The first segment with data from the client side ends the wait (a FIN or RST
-ends it without one). A matching payload becomes one ``network_packet`` event (within the
+client sends). The first segment with data from the client side ends the wait; an RST, or
+:data:`AWAIT_SECONDS`, ends it without one (a FIN is an ordinary segment, counted in bulk: it
+is not looked at). A matching payload becomes one ``network_packet`` event (within the
 packet budgets) with ``network.service_probe`` naming the probe; others make nothing.
 
 Ordinary segments are normally only counted (in bulk, :mod:`agent.netevents.bulk`): segments
-sent on an awaiting connection take the per-packet path instead, in both paths — the processor
-checks :attr:`~ServiceProbeAnalyzer.awaiting` on its inline path, and the bulk classification
-holds back every ordinary segment whose key may be awaiting at its turn
-(:func:`awaiting_rows`: awaiting when the batch starts, or the client side of a SYN-ACK of the
-batch; a superset is safe, those segments then count per packet exactly as they would in bulk).
+with data sent on an awaiting connection take the analyzers' path instead, in both paths — the
+processor checks :attr:`~ServiceProbeAnalyzer.awaiting` on its inline path, and the bulk
+classification holds back every ordinary segment with data whose key may be awaiting at its
+turn (:func:`awaiting_rows`: awaiting when the batch starts, or the client side of a SYN-ACK of
+the batch; a superset is safe, those segments then count per packet exactly as in bulk). The
+handshake's ACK, ACKs of a banner and FINs without data stay on the bulk path.
 
 Bounds: :data:`MAX_AWAITING` connections (oldest dropped first, counted under
 ``vedette_capture_table_overflows_total{table="service_probes"}``), each for at most
@@ -43,13 +45,12 @@ from agent.netdecode.layers import PROTO_TCP
 from agent.netevents import records
 from agent.netevents.analyzers.base import Analyzer, Packet
 from agent.netevents.analyzers.tcp import connection_key
-from agent.netevents.entries import Counts
 from agent.netevents.state import TrafficState
 
 MAX_AWAITING: Final = 4096
-AWAIT_SECONDS: Final = 30
-"""nmap waits up to 6 s for a banner (the NULL probe) before its first probe, 5-30 s per
-probe (``totalwaitms``)."""
+AWAIT_SECONDS: Final = 10
+"""nmap sends each probe as soon as the connection is up (the NULL probe, waiting 6 s for a
+banner, sends nothing: its connection ends without a client payload)."""
 SCAN_BYTES: Final = 512
 """Bytes of a first payload looked at: the NSE user agent comes after a request line with an
 arbitrary path (the capture's longest, ``POST /sdk``, has it at byte 40)."""
@@ -125,16 +126,22 @@ def key_hashes(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return h
 
 
-def awaiting_rows(head: npt.NDArray[np.uint8], ordinary: npt.NDArray[np.bool_],
-                  synack: npt.NDArray[np.bool_], awaiting: npt.NDArray[np.uint64]
-                  ) -> npt.NDArray[np.bool_]:
-    """Which ``ordinary`` rows (Ethernet/IPv4 TCP frames, ``head`` their first bytes) may be
-    sent on a connection awaiting its first client payload at their turn: its key is among
-    the hashes ``awaiting`` (when the batch starts) or is the client side of a SYN-ACK of the
-    batch. A hash collision only holds back a segment more (it then counts per packet)."""
+def awaiting_rows(head: npt.NDArray[np.uint8], caplen: npt.NDArray[np.intp],
+                  ordinary: npt.NDArray[np.bool_], synack: npt.NDArray[np.bool_],
+                  awaiting: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+    """Which ``ordinary`` rows (Ethernet/IPv4 TCP frames without IP options, ``head`` their
+    first bytes) carry data and may be sent on a connection awaiting its first client payload
+    at their turn: its key is among the hashes ``awaiting`` (when the batch starts) or is the
+    client side of a SYN-ACK of the batch. A hash collision only holds back a segment more (it
+    then counts per packet)."""
+    held = np.zeros(len(head), dtype=np.bool_)
     if not len(awaiting) and not synack.any():
-        return np.zeros(len(head), dtype=np.bool_)
-    rows = np.flatnonzero(ordinary)
+        return held
+    total = (head[:, 16].astype(np.intp) << 8) | head[:, 17]
+    end = np.where(total > 0, np.minimum(total + 14, caplen), caplen)
+    rows = np.flatnonzero(ordinary & (end > 34 + (head[:, 46] >> 4).astype(np.intp) * 4))
+    if not len(rows):
+        return held
     words = np.ascontiguousarray(head[rows, 26:38]).view(">u4").astype(np.uint64)
     server = np.ascontiguousarray(head[synack, 26:38]).view(">u4").astype(np.uint64)
     client = np.empty_like(server)
@@ -142,7 +149,6 @@ def awaiting_rows(head: npt.NDArray[np.uint8], ordinary: npt.NDArray[np.bool_],
     client[:, 1] = server[:, 0]
     client[:, 2] = ((server[:, 2] & np.uint64(0xFFFF)) << np.uint64(16)) | (
         server[:, 2] >> np.uint64(16))
-    held = np.zeros(len(head), dtype=np.bool_)
     held[rows] = np.isin(key_hashes(words), np.concatenate((awaiting, key_hashes(client))))
     return held
 
@@ -163,7 +169,6 @@ class ServiceProbeAnalyzer(Analyzer):
         client sends) → the second of their SYN-ACK; oldest first."""
         self._hashes: dict[bytes, int] = {}
         """:func:`key_hash` of the IPv4 keys of :attr:`awaiting`."""
-        state.on_second_end(self._expire)
 
     def awaiting_hashes(self) -> npt.NDArray[np.uint64]:
         """:func:`key_hash` of every awaiting IPv4 connection (for the bulk classification)."""
@@ -192,13 +197,14 @@ class ServiceProbeAnalyzer(Analyzer):
             shape = classify(bytes(pkt.data[pkt.l4:min(pkt.end, pkt.l4 + SCAN_BYTES)]))
             if shape is not None:
                 self._event(out, pkt, shape)
-        elif flags & 0x05:  # FIN or RST before any data
+        elif flags & 0x04:  # the client's RST before any data
             self._drop(key)
 
     def _await(self, key: bytes, second: int) -> None:
         awaiting = self.awaiting
         if key in awaiting:
             return
+        self._expire(second)
         while len(awaiting) >= MAX_AWAITING:
             self.state.stats.table_overflows["service_probes"] += 1
             self._drop(next(iter(awaiting)))
@@ -210,13 +216,17 @@ class ServiceProbeAnalyzer(Analyzer):
         if self.awaiting.pop(key, None) is not None:
             self._hashes.pop(key, None)
 
-    def _expire(self, segments: Mapping[bytes, Counts], second: int) -> list[Event]:
+    def _expire(self, second: int) -> None:
+        """Stop waiting for connections whose SYN-ACK is :data:`AWAIT_SECONDS` old."""
         awaiting = self.awaiting
         while awaiting:
             key, since = next(iter(awaiting.items()))
             if since > second - AWAIT_SECONDS:
                 break
             self._drop(key)
+
+    def expire(self, now: float) -> list[Event]:
+        self._expire(int(now))
         return []
 
     def _event(self, out: list[Event], pkt: Packet, shape: str) -> None:
