@@ -76,7 +76,7 @@ EXACT: Final[Mapping[bytes, str]] = {
 PREFIXES: Final[Mapping[bytes, str]] = {
     b"\x80\0\0\x28\x72\xfe\x1d\x13\0\0\0\0\0\0\0\x02\0\x01\x86\xa0": "rpc_check",
     b"\x16\x03\0\0S\x01\0\0O\x03\0?G\xd7\xf7\xba,\xee": "ssl_session_req",
-    b"\x16\x03\0\0\x69\x01\0\0\x65\x03\x03U\x1c\xa7\xe4": "tls_session_req",
+    b"\x16\x03\0\0\x69\x01\0\0\x65\x03\x03U\x1c\xa7\xe4random1": "tls_session_req",
     b"\0\0\0\xa4\xff\x53\x4d\x42\x72\0\0\0\0\x08\x01\x40": "smb_prog_neg",
     b"\x03\0\0*%\xe0\0\0\0\0\0Cookie: mstshash=nmap": "terminal_server_cookie",
     b"OPTIONS sip:nm SIP/2.0\r\nVia: SIP/2.0/TCP nm;": "sip_options",
