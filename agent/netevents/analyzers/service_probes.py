@@ -33,6 +33,7 @@ copy) does not wait again.
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import ClassVar, Final
@@ -48,7 +49,7 @@ from agent.netevents.analyzers.tcp import connection_key
 from agent.netevents.state import TrafficState
 
 MAX_AWAITING: Final = 4096
-AWAIT_SECONDS: Final = 10
+AWAIT_SECONDS: Final = 5
 """nmap sends each probe as soon as the connection is up (the NULL probe, waiting 6 s for a
 banner, sends nothing: its connection ends without a client payload)."""
 SCAN_BYTES: Final = 512
@@ -89,6 +90,7 @@ _PREFIX_LENGTHS: Final = tuple(sorted({len(p) for p in PREFIXES}))
 NSE_MARK: Final = b"(compatible; Nmap Scripting Engine;"
 """In the user agent of every HTTP request of an NSE script (``nse_http``)."""
 
+_PORTS: Final = struct.Struct("!HH").pack
 _MIX: Final = 0x9E3779B97F4A7C15
 _U64: Final = (1 << 64) - 1
 
@@ -167,13 +169,12 @@ class ServiceProbeAnalyzer(Analyzer):
         self.awaiting: OrderedDict[bytes, int] = OrderedDict()
         """Connections awaiting their first client payload (client → server key, as the
         client sends) → the second of their SYN-ACK; oldest first."""
-        self._hashes: dict[bytes, int] = {}
-        """:func:`key_hash` of the IPv4 keys of :attr:`awaiting`."""
 
     def awaiting_hashes(self) -> npt.NDArray[np.uint64]:
-        """:func:`key_hash` of every awaiting IPv4 connection (for the bulk classification)."""
-        hashes = self._hashes
-        return np.fromiter(hashes.values(), dtype=np.uint64, count=len(hashes))
+        """:func:`key_hash` of every awaiting IPv4 connection (for the bulk classification:
+        one vectorised pass a batch rather than a hash per SYN-ACK)."""
+        keys = b"".join(k for k in self.awaiting if len(k) == 12)
+        return key_hashes(np.frombuffer(keys, dtype=">u4").reshape(-1, 3).astype(np.uint64))
 
     def packet(self, out: list[Event], pkt: Packet) -> None:
         flags = pkt.flags
@@ -181,40 +182,36 @@ class ServiceProbeAnalyzer(Analyzer):
             return
         awaiting = self.awaiting
         if flags & 0x12 == 0x12:  # SYN-ACK: its receiver is the client
-            key = connection_key(pkt)
-            if not self.state.connection_known(key):  # before the TCP analyzer learns it
-                self._await(_reverse(key), int(pkt.ts))
+            key = pkt.dst + pkt.src + _PORTS(pkt.dport, pkt.sport)
+            # (Known either way round; asked before the TCP analyzer learns it.)
+            if key not in awaiting and not self.state.connection_known(key):
+                self._await(key, int(pkt.ts))
             return
         if not awaiting:
             return
         key = connection_key(pkt)
         if key not in awaiting:
             if flags & 0x04:  # the server's RST
-                self._drop(_reverse(key))
+                awaiting.pop(_reverse(key), None)
             return
         if pkt.end > pkt.l4 and not flags & 0x04:
-            self._drop(key)
+            del awaiting[key]
             shape = classify(bytes(pkt.data[pkt.l4:min(pkt.end, pkt.l4 + SCAN_BYTES)]))
             if shape is not None:
                 self._event(out, pkt, shape)
         elif flags & 0x04:  # the client's RST before any data
-            self._drop(key)
+            del awaiting[key]
 
     def _await(self, key: bytes, second: int) -> None:
         awaiting = self.awaiting
-        if key in awaiting:
-            return
-        self._expire(second)
-        while len(awaiting) >= MAX_AWAITING:
-            self.state.stats.table_overflows["service_probes"] += 1
-            self._drop(next(iter(awaiting)))
+        if awaiting and next(iter(awaiting.values())) <= second - AWAIT_SECONDS:
+            self._expire(second)
+        if len(awaiting) >= MAX_AWAITING:
+            overflow = len(awaiting) - MAX_AWAITING + 1
+            self.state.stats.table_overflows["service_probes"] += overflow
+            for _ in range(overflow):
+                awaiting.popitem(last=False)
         awaiting[key] = second
-        if len(key) == 12:
-            self._hashes[key] = key_hash(key)
-
-    def _drop(self, key: bytes) -> None:
-        if self.awaiting.pop(key, None) is not None:
-            self._hashes.pop(key, None)
 
     def _expire(self, second: int) -> None:
         """Stop waiting for connections whose SYN-ACK is :data:`AWAIT_SECONDS` old."""
@@ -223,7 +220,7 @@ class ServiceProbeAnalyzer(Analyzer):
             key, since = next(iter(awaiting.items()))
             if since > second - AWAIT_SECONDS:
                 break
-            self._drop(key)
+            del awaiting[key]
 
     def expire(self, now: float) -> list[Event]:
         self._expire(int(now))
