@@ -151,7 +151,10 @@ def awaiting_rows(head: npt.NDArray[np.uint8], caplen: npt.NDArray[np.intp],
     client[:, 1] = server[:, 0]
     client[:, 2] = ((server[:, 2] & np.uint64(0xFFFF)) << np.uint64(16)) | (
         server[:, 2] >> np.uint64(16))
-    held[rows] = np.isin(key_hashes(words), np.concatenate((awaiting, key_hashes(client))))
+    known = np.sort(np.concatenate((awaiting, key_hashes(client))))
+    hashes = key_hashes(words)
+    at = np.minimum(np.searchsorted(known, hashes), len(known) - 1)
+    held[rows] = known[at] == hashes
     return held
 
 
