@@ -149,3 +149,13 @@ def test_replay_of_the_real_nmap_version_scan() -> None:
     assert [(a["rule"]["name"], a["source"]["ip"], a["destination"]["ip"],  # type: ignore[index]
              a["threat"]["technique"]["id"]) for a in alerts] == [  # type: ignore[index]
         ("Service version scan (nmap -sV probe set)", CLIENT, SERVER, ["T1046"])]
+
+
+def test_a_probe_after_the_null_probes_wait_is_still_first() -> None:
+    """nmap's NULL probe waits 6 s for a banner, then sends GetRequest on the same connection;
+    live capture expires state with wall time in between (PacketProcessor.advance)."""
+    proc = PacketProcessor(NetworkSection())
+    proc.process_columns(_frames(_handshake(40010)))
+    proc.advance(1006.5)
+    probe = _frames([(CLIENT, SERVER, 40010, 8080, "PA", b"GET / HTTP/1.0\r\n\r\n")], t0=1006.6)
+    assert _probes(proc.process_columns(probe)) == [(CLIENT, SERVER, "get_request")]

@@ -49,9 +49,10 @@ from agent.netevents.analyzers.tcp import connection_key
 from agent.netevents.state import TrafficState
 
 MAX_AWAITING: Final = 4096
-AWAIT_SECONDS: Final = 5
-"""nmap sends each probe as soon as the connection is up (the NULL probe, waiting 6 s for a
-banner, sends nothing: its connection ends without a client payload)."""
+AWAIT_SECONDS: Final = 15
+"""nmap's NULL probe waits 6 s for a banner (``totalwaitms 6000``) and then sends its next probe
+on the same connection (the capture's GetRequest came 6.0 s after the handshake); other probes
+and ordinary clients send at once."""
 SCAN_BYTES: Final = 512
 """Bytes of a first payload looked at: the NSE user agent comes after a request line with an
 arbitrary path (the capture's longest, ``POST /sdk``, has it at byte 40)."""
