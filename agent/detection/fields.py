@@ -115,7 +115,7 @@ _NET_PACKET = (
     "vedette.decoy_set_size", "ip.ttl", "ip.df", "ip.tos", "tcp.window", "tcp.options",
     "vedette.likely_spoofed", "vedette.answers_spoofed", "vedette.decoy_spoofed_count",
     "tcp.mss", "tcp.window_scale", "tcp.flags.ece", "tcp.flags.cwr", "icmp.id", "icmp.seq",
-    "icmp.payload_length", "network.probe_shape",
+    "icmp.payload_length", "network.probe_shape", "network.service_probe",
 )
 _NET_TRAFFIC = (
     "network.type", "traffic.interval_seconds", "traffic.packets", "traffic.bytes",

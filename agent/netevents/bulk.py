@@ -44,6 +44,7 @@ from agent.netevents.analyzers.base import (
     UDP,
 )
 from agent.netevents.analyzers.icmp import ICMP4_PROBES
+from agent.netevents.analyzers.service_probes import awaiting_rows
 from agent.netevents.entries import Counts, Flow, source_slots
 from agent.netevents.state import ALL_PORTS, TrafficState
 
@@ -64,6 +65,9 @@ class PortMasks(NamedTuple):
     tcp: _Mask
     dns: _Mask
     udp_other: _Mask
+    awaiting: Callable[[], npt.NDArray[np.uint64]] | None = None
+    """Hashes of the connections awaiting their first client payload: their segments are
+    never ordinary (:func:`~agent.netevents.analyzers.service_probes.awaiting_rows`)."""
 
 
 class Kinds(NamedTuple):
@@ -108,6 +112,8 @@ def classify(cols: PacketColumns, masks: PortMasks) -> Kinds:
     ethertype = (head[:, 12].astype(np.int64) << 8) | head[:, 13]
     opaque = ((cols.linktypes != 1) | np.isin(ethertype, (0x8100, 0x88A8, 0x9100))
               | ((ethertype == 0x0800) & ~(ipv4 & ((proto != 6) | tcp))))
+    if masks.awaiting is not None:  # first client payloads go to their analyzer
+        analyzed |= awaiting_rows(head, caplen, plain_ordinary, synack, masks.awaiting())
     return Kinds(plain_ordinary & ~analyzed, tcp & ((flags & 0x12) == 0x02), light, synack,
                  synack | (plain_ordinary & analyzed), opaque)
 

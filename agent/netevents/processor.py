@@ -69,6 +69,7 @@ from agent.netevents.analyzers.arp import ArpAnalyzer
 from agent.netevents.analyzers.base import REFUSED_SYNACK
 from agent.netevents.analyzers.dns import DnsAnalyzer
 from agent.netevents.analyzers.ipv6_nd import NdAnalyzer
+from agent.netevents.analyzers.service_probes import ServiceProbeAnalyzer
 from agent.netevents.analyzers.tcp import TcpAnalyzer
 from agent.netevents.arp import ArpTracker
 from agent.netevents.direction import Direction
@@ -101,6 +102,7 @@ class PacketProcessor:
         by_port: dict[tuple[int, int], list[Callable[[list[Event], Packet], None]]] = {}
         self.analyzers: list[Analyzer] = []
         dns: DnsAnalyzer | None = None
+        probes: ServiceProbeAnalyzer | None = None
         for cls in ANALYZERS:
             analyzer = (ArpAnalyzer(self.state, self.arp) if cls is ArpAnalyzer
                         else TcpAnalyzer(self.state, self.arp) if cls is TcpAnalyzer
@@ -109,6 +111,8 @@ class PacketProcessor:
             self.analyzers.append(analyzer)
             if isinstance(analyzer, DnsAnalyzer):
                 dns = analyzer
+            elif isinstance(analyzer, ServiceProbeAnalyzer):
+                probes = analyzer
             for proto in analyzer.protocols:
                 by_proto.setdefault(proto, []).append(analyzer.packet)
             for transport in analyzer.transports:
@@ -153,7 +157,11 @@ class PacketProcessor:
             tcp=np.frombuffer(self._tcp_ports, dtype=np.uint8).astype(np.bool_),
             dns=dns_mask,
             udp_other=np.frombuffer(self._udp_ports, dtype=np.uint8).astype(np.bool_) & ~dns_mask,
+            awaiting=probes.awaiting_hashes if probes is not None else None,
         )
+        self._awaiting = probes.awaiting if probes is not None else {}
+        """Connections awaiting their first client payload: their segments take the
+        analyzers' path (agent/netevents/analyzers/service_probes.py)."""
 
     # ------------------------------------------------------------------ hot path
 
@@ -272,7 +280,9 @@ class PacketProcessor:
             if proto == PROTO_TCP and n >= 48:
                 if (n >= 54 and data[47] & 0x16 == 0x10
                         and not self._tcp_ports[(data[34] << 8) | data[35]]
-                        and not self._tcp_ports[(data[36] << 8) | data[37]]):
+                        and not self._tcp_ports[(data[36] << 8) | data[37]]
+                        and not (self._awaiting and data[26:38] in self._awaiting
+                                 and _has_payload(data))):
                     # An ordinary segment (ACK, no SYN/RST) of a known connection on no port
                     # an analyzer reads only counts: per connection (addresses + ports, one
                     # slice), folded into flows and aggregates when the second ends.

@@ -29,6 +29,7 @@ from agent.events import Event
 from agent.netdecode.columns import Frame, PacketColumns, chain_offsets
 from agent.netdecode.pcapfile import CaptureFormatError, CaptureReader
 from agent.netevents import bulk
+from agent.netevents.analyzers.service_probes import ServiceProbeAnalyzer
 from agent.netevents.analyzers.tcp_sessions import TcpSessionsAnalyzer
 from agent.netevents.processor import PacketProcessor
 
@@ -144,11 +145,14 @@ def _stats(proc: PacketProcessor) -> dict[str, Any]:
 
 def _tables(proc: PacketProcessor) -> dict[str, Any]:
     """The tables the paths must leave the same, in their order: the connection table, the
-    ``tcp_sessions`` pending and tracked connections, the aggregates and flows."""
+    service-probe analyzer's connections awaiting a first payload, the ``tcp_sessions``
+    pending and tracked connections, the aggregates and flows."""
     state = proc.state
     sessions = next(a for a in proc.analyzers if isinstance(a, TcpSessionsAnalyzer))
+    probes = next(a for a in proc.analyzers if isinstance(a, ServiceProbeAnalyzer))
     return {
         "connections": list(state.connections.items()),
+        "awaiting_first_payload": list(probes.awaiting.items()),
         "pending": [(k, s.first, s.confirmed) for k, s in sessions.pending.items()],
         # (Their order, least recently active first, is not compared: the paths confirm a
         # second's connections in different orders — a known difference, not of this test.)
@@ -486,3 +490,83 @@ def test_refused_synacks_counted_in_bulk_leave_the_same_tables(
     assert _stats(fast) == _stats(slow)
     synacks = sum(1 for _ts, _l, data, _w in frames if len(data) > 47 and data[47] & 0x12 == 0x12)
     assert fast.per_packet < slow.per_packet - synacks // 2  # most SYN-ACKs went in bulk
+
+
+NMAP_PROBES = (b"GET / HTTP/1.0\r\n\r\n", b"OPTIONS / HTTP/1.0\r\n\r\n", b"\r\n\r\n",
+               b"HELP\r\n", b"\x16\x03\0\0S\x01\0\0O\x03\0?G\xd7\xf7\xba,\xee\xea\xb2`~\xf3")
+BENIGN_FIRST = (b"GET / HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/8.5.0\r\n\r\n",
+                b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+
+
+def _connections(rng: random.Random, count: int) -> tuple[list[Frame], int]:
+    """``count`` interleaved TCP connections (handshake, first client payload, a reply, a
+    second request, FIN) and how many have an nmap probe as their *first* client payload.
+    Some start mid-stream (no SYN-ACK: not awaited); some send a probe only second."""
+    timed: list[tuple[float, bytes]] = []
+    first_probes = 0
+    for i in range(count):
+        client, server = _ip(rng.choice(CLIENTS)), _ip(rng.choice(SERVERS))
+        cport, sport = 30000 + i, rng.choice((80, 8080, 25, 9999))
+        ts = 1000.0 + rng.random() * 3.0
+        mid_stream = rng.random() < 0.15
+        probe_first = rng.random() < 0.5
+        first = rng.choice(NMAP_PROBES if probe_first else BENIGN_FIRST)
+        second = rng.choice(NMAP_PROBES + BENIGN_FIRST)
+        first_probes += probe_first and not mid_stream
+        c2s = IP(src=".".join(map(str, client)), dst=".".join(map(str, server)))
+        s2c = IP(src=c2s.dst, dst=c2s.src)
+        steps = [(s2c, TCP(sport=sport, dport=cport, flags="A"), b"x" * 40)] if mid_stream else [
+            (c2s, TCP(sport=cport, dport=sport, flags="S"), b""),
+            (s2c, TCP(sport=sport, dport=cport, flags="SA"), b""),
+            (c2s, TCP(sport=cport, dport=sport, flags="A"), b"")]
+        steps += [(c2s, TCP(sport=cport, dport=sport, flags="PA"), first),
+                  (s2c, TCP(sport=sport, dport=cport, flags="PA"), b"HTTP/1.0 200 OK\r\n\r\n"),
+                  (c2s, TCP(sport=cport, dport=sport, flags="PA"), second),
+                  (c2s, TCP(sport=cport, dport=sport, flags="FA"), b"")]
+        for ip, tcp, payload in steps:
+            ts += rng.choice((0.0, 0.0002, 0.001, 0.05))
+            timed.append((ts, bytes(ETH / ip / tcp / payload) if payload
+                          else bytes(ETH / ip / tcp)))
+    timed.sort(key=lambda t: t[0])
+    return [(ts, 1, frame, len(frame)) for ts, frame in timed], first_probes
+
+
+def _probes(events: list[Event]) -> list[str]:
+    return [e.fields["network.service_probe"] for e in events
+            if "network.service_probe" in e.fields]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("batch", [5, 64, 700])
+def test_first_client_payloads_are_the_same_on_both_paths(seed: int, batch: int) -> None:
+    """Each connection's first client payload reaches the service-probe analyzer whichever
+    path counts its segments: the SYN-ACK in an earlier batch, or in the same batch."""
+    frames, first_probes = _connections(random.Random(seed), 300)
+    network = NetworkSection(max_events_per_destination=1000, max_events_per_source=1000,
+                             max_events_per_second=5000)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bulk, "BULK_MIN_PACKETS", 1)
+        fast, slow, got, want = both(frames, network, batch)
+    assert len(_probes(want)) == first_probes > 50
+    assert _flat(got) == _flat(want)
+    assert _stats(fast) == _stats(slow)
+    assert fast.per_packet < slow.per_packet  # replies and later requests still go in bulk
+
+
+def test_first_payload_equality_fails_without_the_bulk_hold() -> None:
+    """The equality above can fail: counting awaited segments in bulk loses first payloads."""
+    frames, _ = _connections(random.Random(3), 200)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bulk, "BULK_MIN_PACKETS", 1)
+        patch.setattr(bulk, "awaiting_rows", lambda head, *_: np.zeros(len(head), dtype=bool))
+        # (not both(): its table checks after every batch would stop at the first difference)
+        fast, slow = CountingProcessor(NetworkSection()), CountingProcessor(NetworkSection())
+        got: list[Event] = []
+        want: list[Event] = []
+        for i in range(0, len(frames), 700):
+            cols = PacketColumns.from_frames(frames[i:i + 700])
+            got += fast.process_columns(cols, "eth0")
+            want += slow.process_columns(cols, "eth0", bulk=False)
+        got += fast.flush()
+        want += slow.flush()
+    assert len(_probes(got)) < len(_probes(want))

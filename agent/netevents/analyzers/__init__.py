@@ -14,12 +14,14 @@ from agent.netevents.analyzers.dns import DnsAnalyzer
 from agent.netevents.analyzers.icmp import IcmpAnalyzer
 from agent.netevents.analyzers.icmp_echo import IcmpEchoAnalyzer
 from agent.netevents.analyzers.ipv6_nd import NdAnalyzer
+from agent.netevents.analyzers.service_probes import ServiceProbeAnalyzer
 from agent.netevents.analyzers.ssh import SshAnalyzer
 from agent.netevents.analyzers.tcp import TcpAnalyzer
 from agent.netevents.analyzers.tcp_sessions import TcpSessionsAnalyzer
 from agent.netevents.analyzers.udp import UdpAnalyzer
 
 ANALYZERS: tuple[type[Analyzer], ...] = (
+    ServiceProbeAnalyzer,  # before TcpAnalyzer: it asks whether a SYN-ACK's connection is new
     TcpAnalyzer, UdpAnalyzer, IcmpAnalyzer, DnsAnalyzer, ArpAnalyzer, SshAnalyzer,
     NdAnalyzer, TcpSessionsAnalyzer, IcmpEchoAnalyzer,
 )
