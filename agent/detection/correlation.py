@@ -298,6 +298,9 @@ class GroupTable(ABC, Generic[G]):
         self.fresh: OrderedDict[tuple[Any, ...], None] = OrderedDict()
         """Keys of the groups that have had only one event, oldest first."""
         self.evictions = 0
+        # (a rule is swapped in only with the same content: the same options)
+        self._limit = limit = rule.options.max_groups
+        self._kept_limit = limit - max(1, int(limit * FRESH_RESERVE))
         # Alerts name the group by the event fields of the first referenced rule.
         self._names = rule.group_names or rule.group_fields[rule.rules[0]]
 
@@ -323,17 +326,22 @@ class GroupTable(ABC, Generic[G]):
             self.groups.move_to_end(key)
             self.fresh.pop(key, None)
             return group
-        group = self.groups[key] = self._new_group(ts)
-        self.fresh[key] = None
-        if len(self.groups) > self.rule.options.max_groups:
-            self._evict()
+        group = self._new_group(ts)
+        self._open_group(key, group)
         return group
+
+    def _open_group(self, key: tuple[Any, ...], group: G) -> None:
+        """A new group, most recently used and fresh (evicting one of a full table)."""
+        groups = self.groups
+        groups[key] = group
+        self.fresh[key] = None
+        if len(groups) > self._limit:
+            self._evict()
 
     def _evict(self) -> None:
         """Drop one group of a full table (see the class docstring)."""
         groups, fresh = self.groups, self.fresh
-        limit = self.rule.options.max_groups
-        if fresh and len(groups) - len(fresh) <= limit - max(1, int(limit * FRESH_RESERVE)):
+        if fresh and len(groups) - len(fresh) <= self._kept_limit:
             key, _ = fresh.popitem(last=False)
         else:  # kept groups over their share: the least recently used of them (at most
             # ``reserve`` fresh keys are skipped, fresh groups being then fewer than that)
@@ -395,7 +403,7 @@ class GroupTable(ABC, Generic[G]):
             self.fresh.pop(key, None)
             if raw.get("one") is True:  # fresh groups are never touched: LRU is age order
                 self.fresh[key] = None
-            if len(self.groups) > self.rule.options.max_groups:
+            if len(self.groups) > self._limit:
                 self._evict()
             restored += 1
         return restored, refused

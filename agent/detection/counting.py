@@ -351,6 +351,7 @@ class CountingState(GroupTable["_Window"]):
         key_of = itemgetter(*names_of_base) if len(names_of_base) > 1 else values_of(
             names_of_base)
         get, touch, keep = self.groups.get, self.groups.move_to_end, self.fresh.pop
+        add, bare, cap_of = self._open_group, self._bare, self._cap
         distinct, value_field = self._distinct, rule.value_field.get(base_id, "")
         span, test, threshold, names = self._span, self._test, self._threshold, self._names
         least = at_least(rule.op, threshold)
@@ -369,11 +370,19 @@ class CountingState(GroupTable["_Window"]):
                 return None
             except TypeError:  # an unhashable group-by value
                 return slow(event)
-            if group is None:  # new (or None in the key: no group has one): the full path
-                return slow(event)
             ts = event.timestamp
             if not ts - span < ts:  # not a usable time: the full path refuses it
                 return slow(event)
+            if group is None:  # new (or None in the key: no group has one)
+                if not bare or None in key:
+                    return slow(event)
+                value = fields.get(value_field)  # observe() for a new bare group, inlined
+                if value is None:
+                    return None
+                window = _Window(cap_of, ts, True)
+                window.first = (ts, value if value.__class__ is str else distinct_value(value))
+                add(key, window)
+                return None
             if distinct:
                 value = fields.get(value_field)
                 if value is None:
