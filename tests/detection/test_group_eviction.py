@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from agent.detection import Engine, EngineOptions, Ruleset, counting
 from agent.detection.correlation import CorrelationState
 from agent.detection.counting import CountingState
-from tests.detection.helpers import PACKET, T0, event, load
+from tests.detection.helpers import PACKET, T0, event, load, rule_doc
 from tests.detection.test_correlations import corr, syn_rule
 
 OPTIONS = EngineOptions(late_allowance_seconds=2.0)
@@ -29,6 +29,13 @@ SMALL = {"max_groups": 8, "update_interval": 1, "quiet_period": 3}
 def ruleset(tmp_path_factory: pytest.TempPathFactory) -> Ruleset:
     docs = [
         syn_rule(),
+        rule_doc({"sel": {"tcp.flags.ack": True}, "condition": "sel"},
+                 {"product": "vedette", "category": "network_packet"}, name="ack"),
+        # several base rules: an event of both is counted once, by the first
+        corr("value_count", {"gte": 2, "field": "destination.port"}, ["syn", "ack"],
+             ["source.ip"], timespan="4s", vedette={**SMALL, "max_groups": 6}),
+        corr("event_count", {"gte": 3}, ["ack", "syn"], ["destination.ip"], timespan="3s",
+             vedette={**SMALL, "max_groups": 2}),
         # bare groups: two values or more needed
         corr("value_count", {"gte": 3, "field": "destination.port"}, ["syn"],
              ["source.ip", "destination.ip"], timespan="5s", vedette=SMALL),
@@ -65,7 +72,8 @@ def floods(draw: st.DrawFn) -> list[tuple[float, dict[str, Any], bool]]:
     ts = T0
     for _ in range(draw(st.integers(1, 120))):
         ts += draw(STEPS)
-        fields = {"tcp.flags.syn": True, "source.ip": draw(SOURCES),
+        fields = {"tcp.flags.syn": draw(st.sampled_from([True, True, False])),
+                  "tcp.flags.ack": draw(st.booleans()), "source.ip": draw(SOURCES),
                   "destination.ip": draw(st.sampled_from(["198.18.0.10", "198.18.0.11"])),
                   "destination.port": draw(st.integers(1, 6))}
         out.append((ts, fields, draw(st.booleans())))
