@@ -23,6 +23,11 @@ whose condition stays true is returned as its key (the engine hands both to the 
 Anything unusual (a new group, a late event, an unhashable value) goes through
 :meth:`CountingState.observe`.
 ``lt``/``lte`` conditions need timers and stay with the reference state.
+
+Under a spoofed-source flood nearly every group has one event: a value_count group that needs
+two values starts *bare* (:class:`_Window`), holding that event only, and the feeder opens it
+inline. (Over 400 lines on purpose: the window, its checkpoint form and the per-event closure
+share one representation that is specialised for speed; splitting them would spread it.)
 """
 
 from __future__ import annotations
