@@ -40,7 +40,7 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
@@ -186,7 +186,7 @@ def forget(seen: OrderedDict[Any, float], late: list[Any], limit: float) -> None
         del seen[value]
 
 
-def tally(buckets: deque[list[Any]], ts: float, x: float) -> None:
+def tally(buckets: MutableSequence[list[Any]], ts: float, x: float) -> None:
     """Count an event (value ``x``) in its one-second bucket ``[second, newest, n, sum, oldest]``
     of ``buckets`` (in time order; a late event goes back to its second)."""
     second = ts // 1.0
@@ -211,7 +211,7 @@ def tally(buckets: deque[list[Any]], ts: float, x: float) -> None:
     buckets.append([second, ts, 1, x, ts])
 
 
-def bucket_count(buckets: deque[list[Any]]) -> int:
+def bucket_count(buckets: Sequence[list[Any]]) -> int:
     """Events in the buckets."""
     return sum(b[2] for b in buckets)
 
@@ -266,10 +266,24 @@ def distinct(value: Any) -> Any:
 
 G = TypeVar("G")
 
+FRESH_RESERVE = 0.25
+"""Share of a full group table kept for groups with one event (:class:`GroupTable`)."""
+
 
 class GroupTable(ABC, Generic[G]):
     """The groups of one correlation rule, least recently used first, at most ``max_groups``
-    (the oldest is evicted and counted): what the reference and the counting state share.
+    (evictions are counted): what the reference and the counting state share.
+
+    Eviction keeps the groups with evidence: a group that has had one event is *fresh*
+    (:attr:`fresh`, oldest first); its second event makes it *kept*. When the table is full, a
+    new group evicts the oldest fresh group as long as kept groups hold at most
+    ``max_groups - reserve`` (``reserve`` = :data:`FRESH_RESERVE` of ``max_groups``, at least
+    one), else the least recently used kept group. A spoofed-source flood — a new group per
+    packet — then only churns the fresh groups: it cannot evict a scanner's group that already
+    has two probes, however many addresses it forges (the engine's side of the packet path's
+    new-source reserve, :mod:`agent.netevents.budgets`). It does evict single-probe groups
+    quickly: a scanner slower than the flood's turnover of ``reserve`` fresh groups is not
+    counted while the flood lasts (its own probes still pass the budgets).
 
     :meth:`export_groups` and :meth:`import_groups` carry the windows across a restart (the
     detection checkpoint, :mod:`agent.detection.checkpoint`), bounded by
@@ -281,7 +295,12 @@ class GroupTable(ABC, Generic[G]):
     def __init__(self, rule: CorrelationRule) -> None:
         self.rule = rule
         self.groups: OrderedDict[tuple[Any, ...], G] = OrderedDict()
+        self.fresh: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        """Keys of the groups that have had only one event, oldest first."""
         self.evictions = 0
+        # (a rule is swapped in only with the same content: the same options)
+        self._limit = limit = rule.options.max_groups
+        self._kept_limit = limit - max(1, int(limit * FRESH_RESERVE))
         # Alerts name the group by the event fields of the first referenced rule.
         self._names = rule.group_names or rule.group_fields[rule.rules[0]]
 
@@ -305,12 +324,35 @@ class GroupTable(ABC, Generic[G]):
         """``group`` marked most recently used, or a new one (evicting the oldest if full)."""
         if group is not None:
             self.groups.move_to_end(key)
+            self.fresh.pop(key, None)
             return group
-        group = self.groups[key] = self._new_group(ts)
-        if len(self.groups) > self.rule.options.max_groups:
-            self.groups.popitem(last=False)
-            self.evictions += 1
+        group = self._new_group(ts)
+        self._open_group(key, group)
         return group
+
+    def _open_group(self, key: tuple[Any, ...], group: G) -> None:
+        """A new group, most recently used and fresh (evicting one of a full table)."""
+        groups = self.groups
+        groups[key] = group
+        self.fresh[key] = None
+        if len(groups) > self._limit:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop one group of a full table (see the class docstring)."""
+        groups, fresh = self.groups, self.fresh
+        if fresh and len(groups) - len(fresh) <= self._kept_limit:
+            key, _ = fresh.popitem(last=False)
+        else:  # kept groups over their share: the least recently used of them (at most
+            # ``reserve`` fresh keys are skipped, fresh groups being then fewer than that)
+            key = next(k for k in groups if k not in fresh)
+        del groups[key]
+        self.evictions += 1
+
+    def _drop_idle(self, key: tuple[Any, ...]) -> None:
+        """Drop an idle group."""
+        del self.groups[key]
+        self.fresh.pop(key, None)
 
     @abstractmethod
     def _new_group(self, ts: float) -> G:
@@ -329,6 +371,8 @@ class GroupTable(ABC, Generic[G]):
             try:
                 raw = self._export(groups[key])
                 raw["k"] = codec.encode(key)
+                if key in self.fresh:
+                    raw["one"] = True
             except ValueError:
                 continue
             n = codec.size(raw)
@@ -356,9 +400,11 @@ class GroupTable(ABC, Generic[G]):
                 continue
             self.groups[key] = group
             self.groups.move_to_end(key)
-            if len(self.groups) > self.rule.options.max_groups:
-                self.groups.popitem(last=False)
-                self.evictions += 1
+            self.fresh.pop(key, None)
+            if raw.get("one") is True:  # fresh groups are never touched: LRU is age order
+                self.fresh[key] = None
+            if len(self.groups) > self._limit:
+                self._evict()
             restored += 1
         return restored, refused
 
@@ -571,5 +617,5 @@ class CorrelationState(GroupTable["_Group"]):
                 break
             if self.rule.has_timer and group.armed and now - group.first < span:
                 break
-            del self.groups[key]
+            self._drop_idle(key)
         return out

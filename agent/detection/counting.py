@@ -23,6 +23,11 @@ whose condition stays true is returned as its key (the engine hands both to the 
 Anything unusual (a new group, a late event, an unhashable value) goes through
 :meth:`CountingState.observe`.
 ``lt``/``lte`` conditions need timers and stay with the reference state.
+
+Under a spoofed-source flood nearly every group has one event: a value_count group that needs
+two values starts *bare* (:class:`_Window`), holding that event only, and the feeder opens it
+inline. (Over 400 lines on purpose: the window, its checkpoint form and the per-event closure
+share one representation that is specialised for speed; splitting them would spread it.)
 """
 
 from __future__ import annotations
@@ -74,33 +79,58 @@ def supports(rule: CorrelationRule) -> bool:
 
 
 class _Window:
-    __slots__ = ("armed", "buckets", "front", "history", "late", "order", "queue", "rebuilt",
-                 "seen")
+    """One group's window, compact: a spoofed-source flood keeps ``max_groups`` groups per rule,
+    nearly all of one event (:class:`~agent.detection.correlation.GroupTable`).
 
-    def __init__(self, cap: int | None, ts: float) -> None:
-        # A group uses the parts of its rule's type; the others are shared empty containers
-        # that are never written (a spoofed-source flood keeps 10,000 groups per rule).
+    A group uses the parts of its rule's type; the others, and the parts not needed yet (the
+    late heap, the expiry snapshot), are shared empty lists that are never written. A
+    value_count group whose condition needs two values or more starts *bare*: its one event is
+    ``first`` and nothing else is allocated; its second event :meth:`grow` s it into the full
+    form (which then never shrinks back). Buckets are a list (a deque costs 760 bytes)."""
+
+    __slots__ = ("armed", "buckets", "first", "front", "history", "late", "order", "queue",
+                 "rebuilt", "seen")
+
+    def __init__(self, cap: int | None, ts: float, bare: bool = False) -> None:
         counting = cap is not None
         self.queue: deque[float] = deque(maxlen=cap) if counting else _NO_QUEUE
         """event_count: the newest ``cap`` timestamps, in time order. The newest event never
         leaves the window, so the queue's last timestamp is the group's newest."""
-        self.seen: dict[Any, float] = _NO_VALUES if counting else {}
+        self.seen: dict[Any, float] = _NO_VALUES if counting or bare else {}
         """value_count: value → its newest timestamp in the window (set in place per event)."""
-        self.order: list[tuple[float, Any]] = _NO_ORDER if counting else []
+        self.order: list[tuple[float, Any]] = _NO_ORDER
         """value_count: ``seen`` as it was at the last rebuild, newest first (entries whose
         value was seen again since are stale); values seen in order since then are newer than
         ``rebuilt``."""
         self.rebuilt = ts
-        self.late: list[Any] = _NO_ORDER if counting else []
-        """value_count: heap of values placed late in ``seen``."""
-        self.buckets: deque[list[Any]] = _NO_BUCKETS if counting else deque()
+        self.late: list[Any] = _NO_ORDER
+        """value_count: heap of values placed late in ``seen`` (its own list once used)."""
+        self.buckets: list[list[Any]] = _NO_BUCKETS if counting or bare else []
         """value_count: one-second buckets ``[second, newest, n, 0.0, oldest]``; the last one
         holds the group's newest event (it never leaves the window)."""
         self.front = ts
         """value_count: nothing in ``seen`` or ``buckets`` leaves the window before this."""
         self.armed = True
-        self.history: list[Entry] = []
+        self.history: list[Entry] = _NO_ORDER if bare else []
         """recent ``(timestamp, value)``, for the windows of late events (late_windows)"""
+        self.first: Entry | None = None
+        """A bare group's one event ``(timestamp, value)``; None once grown (or not bare)."""
+
+    def grow(self) -> None:
+        """The full form of a bare group: as the first event left a full one."""
+        assert self.first is not None
+        ts, value = self.first
+        self.first = None
+        self.seen = {value: ts}
+        self.buckets = [[ts // 1.0, ts, 1, 0.0, ts]]
+        self.history = [(ts, value)]
+
+    def kept(self) -> tuple[list[float], dict[Any, float], list[list[Any]]]:
+        """What the group keeps (timestamps, values, buckets), bare or not (tests, export)."""
+        if self.first is not None:
+            ts, value = self.first
+            return [], {value: ts}, [[ts // 1.0, ts, 1, 0.0, ts]]
+        return list(self.queue), dict(self.seen), [list(b) for b in self.buckets]
 
     def sight(self, value: Any, ts: float, newest: float) -> None:
         """Record ``value`` at ``ts`` (late when older than the group's ``newest``)."""
@@ -111,6 +141,8 @@ class _Window:
         seen[value] = ts
         if ts < newest:
             late = self.late
+            if late is _NO_ORDER:
+                late = self.late = []
             heapq.heappush(late, (ts, next(_ORDER), value))
             if len(late) > 2 * len(seen) + 16:  # stale entries: keep the current ones
                 late[:] = [e for e in late if seen.get(e[2]) == e[0]]
@@ -138,11 +170,17 @@ class _Window:
         if not order and self.rebuilt <= limit:
             for value in [v for v, ts in seen.items() if ts <= limit]:
                 del seen[value]
-            order.extend(sorted(((ts, v) for v, ts in seen.items()), key=_FIRST, reverse=True))
+            order = self.order = sorted(((ts, v) for v, ts in seen.items()), key=_FIRST,
+                                        reverse=True) if seen else _NO_ORDER
             self.rebuilt = newest
         buckets = self.buckets
-        while buckets and buckets[0][1] <= limit:
-            buckets.popleft()
+        gone = 0
+        for bucket in buckets:
+            if bucket[1] > limit:
+                break
+            gone += 1
+        if gone:
+            del buckets[:gone]
         front = order[-1][0] if order else self.rebuilt
         if buckets and buckets[0][1] < front:
             front = buckets[0][1]
@@ -154,7 +192,7 @@ _FIRST = itemgetter(0)
 _NO_QUEUE: deque[float] = deque(maxlen=0)
 _NO_VALUES: dict[Any, float] = {}
 _NO_ORDER: list[Any] = []
-_NO_BUCKETS: deque[list[Any]] = deque(maxlen=0)
+_NO_BUCKETS: list[list[Any]] = []
 
 
 class CountingState(GroupTable["_Window"]):
@@ -175,11 +213,19 @@ class CountingState(GroupTable["_Window"]):
         self.unplaced = 0
         """Events refused because their timestamp cannot be placed in a window (NaN, huge)."""
         self._window_measure = measure_for(rule)
+        least = at_least(rule.op, self._threshold)
+        self._bare = self._distinct and least is not None and least > 1
+        """New groups start bare (one event cannot meet the condition)."""
 
     def _new_group(self, ts: float) -> _Window:
-        return _Window(self._cap, ts)
+        return _Window(self._cap, ts, self._bare)
 
     def _export(self, group: _Window) -> dict[str, Any]:
+        if group.first is not None:  # as the full form it grows into
+            full = _Window(None, group.first[0])
+            full.first, full.armed = group.first, group.armed
+            full.grow()
+            group = full
         seen = sorted(((ts, v) for v, ts in group.seen.items()), key=_FIRST)
         return {
             "a": group.armed,
@@ -202,8 +248,8 @@ class CountingState(GroupTable["_Window"]):
             group.buckets.extend(buckets)
             seen = [(ts, v) for ts, v in codec.entries(raw["s"]) if ts > newest - self._span]
             group.seen.update((v, ts) for ts, v in seen)
-            group.order.extend(sorted(((ts, v) for v, ts in group.seen.items()), key=_FIRST,
-                                      reverse=True))
+            group.order = sorted(((ts, v) for v, ts in group.seen.items()), key=_FIRST,
+                                 reverse=True) or _NO_ORDER
             front = group.order[-1][0] if group.order else newest
             group.front = min(front, buckets[0][1])
         else:
@@ -238,6 +284,11 @@ class CountingState(GroupTable["_Window"]):
             self.unplaced += 1
             return None
         group = self._place(key, existing, ts)
+        if existing is None and self._bare:  # one value: nothing to count yet
+            group.first = (ts, value)
+            return None
+        if group.first is not None:
+            group.grow()
         late = existing is not None and ts < self._newest(group)
         if late:
             insert(group.history, (ts, value))
@@ -265,6 +316,8 @@ class CountingState(GroupTable["_Window"]):
             group.front = min(group.front, ts)
 
     def _newest(self, group: _Window) -> float:
+        if group.first is not None:
+            return group.first[0]
         return float(group.buckets[-1][1] if self._distinct else group.queue[-1])
 
     def _evaluate(self, key: tuple[Any, ...], group: _Window) -> Firing | None:
@@ -302,7 +355,8 @@ class CountingState(GroupTable["_Window"]):
         # itemgetter is C, and raises KeyError for a missing group-by field (then ignored)
         key_of = itemgetter(*names_of_base) if len(names_of_base) > 1 else values_of(
             names_of_base)
-        get, touch = self.groups.get, self.groups.move_to_end
+        get, touch, keep = self.groups.get, self.groups.move_to_end, self.fresh.pop
+        add, bare, cap_of = self._open_group, self._bare, self._cap
         distinct, value_field = self._distinct, rule.value_field.get(base_id, "")
         span, test, threshold, names = self._span, self._test, self._threshold, self._names
         least = at_least(rule.op, threshold)
@@ -321,11 +375,19 @@ class CountingState(GroupTable["_Window"]):
                 return None
             except TypeError:  # an unhashable group-by value
                 return slow(event)
-            if group is None:  # new (or None in the key: no group has one): the full path
-                return slow(event)
             ts = event.timestamp
             if not ts - span < ts:  # not a usable time: the full path refuses it
                 return slow(event)
+            if group is None:  # new (or None in the key: no group has one)
+                if not bare or None in key:
+                    return slow(event)
+                value = fields.get(value_field)  # observe() for a new bare group, inlined
+                if value is None:
+                    return None
+                window = _Window(cap_of, ts, True)
+                window.first = (ts, value if value.__class__ is str else distinct_value(value))
+                add(key, window)
+                return None
             if distinct:
                 value = fields.get(value_field)
                 if value is None:
@@ -333,6 +395,8 @@ class CountingState(GroupTable["_Window"]):
                 if value.__class__ is not str:
                     value = distinct_value(value)
                 buckets = group.buckets
+                if not buckets:  # bare (one event so far): grown by the full path
+                    return slow(event)
                 last = buckets[-1]  # the newest event's bucket (never expired)
                 if last[1] > ts:
                     return slow(event)
@@ -342,6 +406,7 @@ class CountingState(GroupTable["_Window"]):
                 except TypeError:  # unhashable (a list): slow() counts its text
                     return slow(event)
                 touch(key)
+                keep(key, None)
                 history = group.history  # record(), inlined: the bound, not the horizon
                 history.append((ts, value))
                 if len(history) > cap:
@@ -360,6 +425,7 @@ class CountingState(GroupTable["_Window"]):
                 if queue[-1] > ts:
                     return slow(event)
                 touch(key)
+                keep(key, None)
                 history = group.history
                 history.append((ts, None))
                 if len(history) > cap:
@@ -396,5 +462,5 @@ class CountingState(GroupTable["_Window"]):
             key, group = next(iter(groups.items()))
             if self._newest(group) > idle_before:
                 break
-            del groups[key]
+            self._drop_idle(key)
         return []

@@ -41,7 +41,11 @@ SUPPRESSION_RULE = RuleRef(
 log = logging.getLogger(__name__)
 
 State = CorrelationState | CountingState
-_Plan = tuple[tuple[tuple[Feed, Source], ...], tuple[tuple[State, Source], ...]]
+_Shared = tuple[State, Source, dict[str, Feed] | None]
+"""A correlation of several base rules: its state, where its firings go, and for a counting
+state its per-event closure by base rule (an event matching several of its bases is counted
+once, by the first — what :meth:`CountingState.observe` does, without its slow path)."""
+_Plan = tuple[tuple[tuple[Feed, Source], ...], tuple[_Shared, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +142,19 @@ class Engine:
         the only base of (in rule order), and the states that need all of an event's base rules
         at once (several bases: temporal); each with the :class:`Source` its firings go to."""
         feeds: dict[str, list[tuple[Feed, Source]]] = {}
-        shared: dict[str, list[tuple[State, Source]]] = {}
+        shared: dict[str, list[_Shared]] = {}
         for state in states.values():
             rule = state.rule
             bases = list(dict.fromkeys(rule.rules))
+            by_base = ({rid: state.feeder(rid) for rid in bases}
+                       if len(bases) > 1 and isinstance(state, CountingState) else None)
             for rid in bases:
                 base = self.ruleset.by_id.get(rid)
                 fields = base.fields if isinstance(base, DetectionRule) else ()
                 source = Source(self.books[rule.id], fields + rule.options.fields,
                                 describe=partial(_describe, rule))
                 if len(bases) > 1:
-                    shared.setdefault(rid, []).append((state, source))
+                    shared.setdefault(rid, []).append((state, source, by_base))
                 elif isinstance(state, CountingState):
                     feeds.setdefault(rid, []).append((state.feeder(rid), source))
                 else:
@@ -238,7 +244,7 @@ class Engine:
             if not matched:
                 return []
         hand: Triggers = []
-        pending: dict[State, tuple[Source, list[str]]] | None = None
+        pending: dict[State, tuple[Source, dict[str, Feed] | None, list[str]]] | None = None
         late: bool | None = None
         plans = self._plans
         for rule in matched:
@@ -264,13 +270,14 @@ class Engine:
             if shared:  # several base rules: collect them all first (temporal)
                 if pending is None:
                     pending = {}
-                for state, source in shared:
-                    pending.setdefault(state, (source, []))[1].append(rule.id)
+                for state, source, by_base in shared:
+                    pending.setdefault(state, (source, by_base, []))[2].append(rule.id)
         if pending:
-            for state, (source, base_ids) in pending.items():
-                firing = state.observe(base_ids, event)
-                if firing is not None:
-                    hand.append((source, firing))
+            for state, (source, by_base, base_ids) in pending.items():
+                fired = (by_base[base_ids[0]](event) if by_base is not None
+                         else state.observe(base_ids, event))
+                if fired is not None:
+                    hand.append((source, fired))
         return AlertBook.apply(hand, event) if hand else []
 
     # ------------------------------------------------------------------ timers

@@ -124,6 +124,9 @@ def test_fast_counting_matches_the_reference_state(
 def _stored(group: Any) -> tuple[Any, ...]:
     """What a group keeps: the newest timestamps (event_count), or each value's newest
     timestamp and the one-second buckets (value_count) — the same in both states."""
+    if hasattr(group, "kept"):  # the counting state's window (bare or full)
+        queue, seen, buckets = group.kept()
+        return (queue, seen, buckets)
     return (list(group.queue), dict(group.seen), [list(b) for b in group.buckets])
 
 
