@@ -21,10 +21,15 @@ treated as an overlap.
 **Bounds.** At most ``max_datagrams`` datagrams in progress, ``max_bytes`` buffered in all and
 ``max_fragments`` fragments per datagram; a datagram that is not whole ``timeout`` seconds
 (packet time) after its first fragment is dropped (Linux: ``ipfrag_time`` 30 s,
-``ipfrag_high_thresh`` 4 MiB). When a bound is reached new datagrams are refused (Linux does the
-same), never older ones evicted: a fragment flood cannot push a real datagram out, it can only
-fill the table until its own entries time out. Every refusal and timeout is counted in
-:attr:`Reassembler.counts`.
+``ipfrag_high_thresh`` 4 MiB). When the table is full, a new datagram **evicts the oldest ones**
+(by first fragment, counted as ``fragment_evicted``) — the way Suricata reuses its oldest defrag
+trackers. Refusing new datagrams instead (the table's earlier policy) let a slow flood of
+never-finished first fragments (4096 renewed every 30 s: about 140 packets/s) blind
+reassembly, so every later ``nmap -f`` probe went unseen. With eviction a flood can only push a
+real datagram out by sending ``max_datagrams`` new datagrams between its first and last
+fragment (an ``nmap -f`` probe's three fragments leave within microseconds: millions of packets
+a second). Only a single datagram larger than all of ``max_bytes`` is refused. Every eviction,
+refusal and timeout is counted in :attr:`Reassembler.counts`.
 
 Hand-written (no library reassembles from raw bytes without per-packet objects): scapy's
 ``defragment`` works on parsed packets and has no bounds.
@@ -40,6 +45,7 @@ OVERLAP: Final = "fragment_overlap"
 DUPLICATE: Final = "fragment_duplicate"
 TIMEOUT: Final = "fragment_timeout"
 TABLE_FULL: Final = "fragment_table_full"
+EVICTED: Final = "fragment_evicted"
 TOO_MANY: Final = "fragment_too_many"
 TOO_LARGE: Final = "fragment_too_large"
 
@@ -125,13 +131,12 @@ class Reassembler:
             return TOO_LARGE
         dg = self._table.get(key)
         if dg is None:
-            if (len(self._table) >= self.max_datagrams
-                    or self._bytes + len(payload) > self.max_bytes):
-                self.counts[TABLE_FULL] += 1
-                return TABLE_FULL
+            if len(self._table) >= self.max_datagrams:
+                self._evict_oldest()
             dg = self._table[key] = _Datagram(ts)
-        elif self._bytes + len(payload) > self.max_bytes:
+        if self._bytes + len(payload) > self.max_bytes and not self._make_room(key, payload):
             self.counts[TABLE_FULL] += 1
+            self._discard(key)
             return TABLE_FULL
         if not more:
             if (dg.end >= 0 and dg.end != end) or any(o + len(p) > end for o, p in dg.pieces):
@@ -166,6 +171,25 @@ class Reassembler:
         dg.pieces.sort()
         return Reassembled(_rebuild(dg.header, b"".join(p for _, p in dg.pieces)),
                            len(dg.pieces), dg.tiny)
+
+    def _evict_oldest(self) -> None:
+        table = self._table
+        dg = table.pop(next(iter(table)))
+        self._bytes -= dg.size
+        self.counts[EVICTED] += 1
+
+    def _make_room(self, key: FragmentKey, payload: bytes) -> bool:
+        """Evict the oldest other datagrams until ``payload`` fits in ``max_bytes``; False
+        when it cannot (this datagram alone is too large)."""
+        table = self._table
+        while self._bytes + len(payload) > self.max_bytes:
+            victim = next((k for k in table if k != key), None)
+            if victim is None:
+                return False
+            dg = table.pop(victim)
+            self._bytes -= dg.size
+            self.counts[EVICTED] += 1
+        return True
 
     def _overlap(self, key: FragmentKey) -> str:
         self.counts[OVERLAP] += 1

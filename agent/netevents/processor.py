@@ -49,7 +49,7 @@ import numpy.typing as npt
 from agent.config import NetworkSection
 from agent.events import Event
 from agent.netdecode.columns import Frame, PacketColumns
-from agent.netdecode.defrag import OVERLAP, Reassembled, Reassembler
+from agent.netdecode.defrag import EVICTED, OVERLAP, Reassembled, Reassembler
 from agent.netdecode.layers import (
     LINKTYPE_RAW,
     PROTO_FRAGMENT,
@@ -420,7 +420,10 @@ class PacketProcessor:
             return
         key, offset, more, header, payload, proto, before = frag
         transport = 20 if proto == PROTO_TCP else 8
+        evicted = self.stats.fragments[EVICTED]
         result = self.defrag.add(ts, key, offset, more, header, payload, transport)
+        if self.stats.fragments[EVICTED] != evicted:  # the table was full: oldest pushed out
+            self.stats.table_overflows["fragments"] += self.stats.fragments[EVICTED] - evicted
         if result is None:
             return
         if isinstance(result, str):
