@@ -305,20 +305,15 @@ class TcpSessionsAnalyzer(Analyzer):
 def sessions_event(ts: float, client: bytes | None, server: bytes, port: int, held: int,
                    slow: int, rate: int, clients: int, direction: str) -> Event:
     """One ``network_sessions`` event (field catalogue: docs/events.md)."""
-    fields: dict[str, Any] = {
-        "event.dataset": "network.sessions",
-        "event.action": "client_sessions" if client is not None else "service_sessions",
-        "destination.ip": ip_text(server),
-        "destination.port": port,
-        "network.type": "ipv4" if len(server) == 4 else "ipv6",
-        "network.transport": "tcp",
-        "network.iana_number": PROTO_TCP,
-        "network.direction": direction,
+    fields = _service_fields(
+        "client_sessions" if client is not None else "service_sessions", server, port,
+        direction)
+    fields.update({
         "sessions.open": held,
         "sessions.slow": slow,
         "sessions.bytes_per_second": rate,
         "sessions.clients": clients,
-    }
+    })
     if client is not None:
         fields["source.ip"] = ip_text(client)
     return Event(ts, NETWORK_SESSIONS, fields)
@@ -328,14 +323,20 @@ def half_open_event(ts: float, server: bytes, port: int, half_open: int,
                     direction: str) -> Event:
     """One ``service_half_open`` ``network_sessions`` event (field catalogue: docs/events.md):
     SYN-ACKs of one service its clients never answered, since the last report."""
-    return Event(ts, NETWORK_SESSIONS, {
+    fields = _service_fields("service_half_open", server, port, direction)
+    fields["sessions.half_open"] = half_open
+    return Event(ts, NETWORK_SESSIONS, fields)
+
+
+def _service_fields(action: str, server: bytes, port: int, direction: str) -> dict[str, Any]:
+    """The fields every ``network_sessions`` event has: the service and the direction."""
+    return {
         "event.dataset": "network.sessions",
-        "event.action": "service_half_open",
+        "event.action": action,
         "destination.ip": ip_text(server),
         "destination.port": port,
         "network.type": "ipv4" if len(server) == 4 else "ipv6",
         "network.transport": "tcp",
         "network.iana_number": PROTO_TCP,
         "network.direction": direction,
-        "sessions.half_open": half_open,
-    })
+    }
