@@ -113,3 +113,42 @@ def test_grpc_watch_streams_with_keepalive_pings_are_not_slowloris(tmp_path: Pat
     pong = b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + b"\x00" * 8
     alerts = _alerts(tmp_path, _idle_pool(10.0, ping, pong))
     assert not [a for a in alerts if a[0] == "slowloris_client"], alerts
+
+
+def _slowloris(interval: float, seconds: float, count: int = 400) -> list[Packet]:
+    """``count`` connections from one client, each sending a partial request, then one more
+    header line every ``interval`` seconds (slowloris / slowhttptest -i), never answered."""
+    attacker = "198.18.0.66"
+    pkts: list[Packet] = []
+    for i in range(count):
+        t, sp, c, s = T0 + i * 0.005, 30000 + i, 1000, 9000
+        head = b"GET /?%d HTTP/1.1\r\nHost: target\r\nUser-Agent: Mozilla/5.0\r\n" % i
+        pkts += [_seg(t, attacker, SERVER, sp, 8080, "S", c, 0),
+                 _seg(t + 0.001, SERVER, attacker, 8080, sp, "SA", s, c + 1),
+                 _seg(t + 0.002, attacker, SERVER, sp, 8080, "A", c + 1, s + 1),
+                 _seg(t + 0.003, attacker, SERVER, sp, 8080, "PA", c + 1, s + 1, head)]
+        c += len(head)
+        pkts.append(_seg(t + 0.004, SERVER, attacker, 8080, sp, "A", s + 1, c + 1))
+        k = 1
+        while k * interval < seconds:
+            line = b"X-a: %d\r\n" % k
+            pt = t + 0.003 + k * interval
+            pkts.append(_seg(pt, attacker, SERVER, sp, 8080, "PA", c + 1, s + 1, line))
+            c += len(line)
+            pkts.append(_seg(pt + 0.001, SERVER, attacker, 8080, sp, "A", s + 1, c + 1))
+            k += 1
+    return pkts
+
+
+def test_control_slowloris_every_10_s_is_caught(tmp_path: Path) -> None:
+    alerts = _alerts(tmp_path, _slowloris(10.0, 45.0))
+    assert any(name == "slowloris_client" for name, _ in alerts), alerts
+
+
+@pytest.mark.xfail(strict=True, reason="evasion: STALL_MAX_GAP = 20 s, but Apache's default "
+                   "Timeout (60 s) and nginx's client_header_timeout (60 s) keep a connection "
+                   "that gets one header line every 30 s: slowloris / slowhttptest with a 30 s "
+                   "interval holding 400 connections is never 'stalled' -> no alert")
+def test_slowloris_every_30_s_is_caught(tmp_path: Path) -> None:
+    alerts = _alerts(tmp_path, _slowloris(30.0, 100.0))
+    assert any(name == "slowloris_client" for name, _ in alerts), alerts
