@@ -243,3 +243,14 @@ def test_web_request_referrer_and_agent_never_decide_the_client(
         assert "vedette.web.truncated" not in fields
     else:
         assert fields["vedette.web.truncated"] is True
+
+
+def test_a_cut_audit_line_does_not_take_an_address_from_the_hostname() -> None:
+    """Found by this file's property test (seed 17859): a hostname holding ``addr=`` and padded
+    past the 16 KB line limit cut the real ``addr`` off, and the forged one was taken."""
+    line = (b"type=USER_AUTH msg=audit(1795255247.000:4502): pid=1400 uid=0 auid=4294967295 "
+            b"ses=4294967295 subj=unconfined msg='op=PAM:authentication grantors=? acct=root"
+            b' exe="/usr/sbin/sshd" hostname=x addr=198.18.7.7 ' + b"\x1b]" * 9000 +
+            b" addr=" + REAL.encode() + b" terminal=ssh res=success'")
+    events = AuditDecoder().feed(line)
+    assert all(event.get("source.address") in (None, REAL) for event in events), events

@@ -134,6 +134,15 @@ def _fields(body: str, record_type: str) -> dict[str, str]:
     return fields
 
 
+def without_trailing_fields(record: AuditRecord) -> AuditRecord:
+    """``record`` without the fields libaudit writes after attacker-controlled text (``exe``,
+    ``hostname``, ``addr``, ``terminal``, ``res``): for a line cut at the length limit, whose
+    real trailing fields are gone, so those left are whatever the attacker's text held (a
+    hostname ``x addr=198.18.7.7`` padded past the limit would otherwise name that address)."""
+    return record._replace(fields={k: v for k, v in record.fields.items()
+                                   if k not in _LAST_WRITER})
+
+
 def parse_record(text: str) -> AuditRecord | None:
     """One sanitised audit.log line (``\\x1d`` already turned into a space) → a record."""
     m = _HEADER.match(text)

@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from agent.collectors.parsers.audit import AuditJoiner, AuditRecord, group_events, parse_record
+from agent.collectors.parsers.audit import (
+    AuditJoiner,
+    AuditRecord,
+    group_events,
+    parse_record,
+    without_trailing_fields,
+)
 from agent.collectors.parsers.auth import auth_event, build_auth_event
 from agent.collectors.parsers.auth_context import AuthContext
 from agent.collectors.parsers.journal import LOG_FORGERY, JournalError, journal_event
@@ -153,6 +159,8 @@ class AuditDecoder:
         if record is None:
             self._on_problem(self.source, MALFORMED)
             return []
+        if TOO_LONG in problems:  # the real trailing fields were cut off
+            record = without_trailing_fields(record)
         return self._events(self._joiner.feed(record))
 
     def feed_lines(self, raws: list[bytes]) -> list[Event]:
